@@ -1,0 +1,34 @@
+# drive-stack: the two sacred commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+SHARED ?= ../shared
+export DRIVE_STACK_CACHE ?= $(CURDIR)/.cache
+
+.PHONY: setup test demo bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.setup-*
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	$(VENV)/bin/drive-stack demo --out results/demo
+
+bench: setup
+	$(VENV)/bin/drive-stack bench sim --json results/bench/sim.json
+
+lint: setup
+	$(VENV)/bin/ruff check training tests
+
+clean:
+	rm -rf $(VENV) .cache results/demo

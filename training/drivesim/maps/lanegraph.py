@@ -1,0 +1,224 @@
+"""The lane graph: a town map as flat arrays, built once from OpenDRIVE and cached.
+
+Points are lane centrelines resampled uniformly (spacing <= 1 m) and concatenated lane after lane; a lane
+is a (road, section, lane_id) segment of CARLA's topology. Everything is in the CARLA world frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+MAX_LINKS = 8  # successors / predecessors per lane (padded with -1)
+
+
+class MarkingType(enum.IntEnum):
+    """Lane marking types (names and values of carla.LaneMarkingType)."""
+
+    Other = 0
+    Broken = 1
+    Solid = 2
+    SolidSolid = 3
+    SolidBroken = 4
+    BrokenSolid = 5
+    BrokenBroken = 6
+    BottsDots = 7
+    Grass = 8
+    Curb = 9
+    NONE = 10
+
+
+class Command(enum.IntEnum):
+    """High-level route commands (CARLA RoadOption values)."""
+
+    VOID = -1
+    LEFT = 1
+    RIGHT = 2
+    STRAIGHT = 3
+    LANEFOLLOW = 4
+    CHANGELANELEFT = 5
+    CHANGELANERIGHT = 6
+
+
+@dataclass
+class LaneGraph:
+    """A town as arrays. P points, L lanes, T traffic lights, G stop signs, C crosswalks."""
+
+    name: str
+    source_hash: str
+    # points (P,)
+    pt_xy: np.ndarray  # (P, 2) float64 [m]
+    pt_yaw: np.ndarray  # (P,) [rad]
+    pt_lane: np.ndarray  # (P,) int32
+    pt_s: np.ndarray  # (P,) arc length inside its lane [m]
+    pt_left_mark: np.ndarray  # (P,) int8 MarkingType of the left boundary
+    pt_right_mark: np.ndarray  # (P,) int8 MarkingType of the right boundary
+    # lanes (L,)
+    lane_start: np.ndarray  # (L,) int64 first point index
+    lane_npts: np.ndarray  # (L,) int64
+    lane_length: np.ndarray  # (L,) [m]
+    lane_ds: np.ndarray  # (L,) point spacing [m]
+    lane_width: np.ndarray  # (L,) [m]
+    lane_speed_limit: np.ndarray  # (L,) [m/s]
+    lane_junction: np.ndarray  # (L,) int32 junction id, -1 outside junctions
+    lane_road: np.ndarray  # (L,) int32 OpenDRIVE road id
+    lane_section: np.ndarray  # (L,) int32
+    lane_id: np.ndarray  # (L,) int32 OpenDRIVE lane id (sign = direction)
+    lane_succ: np.ndarray  # (L, MAX_LINKS) int32, -1 padded
+    lane_pred: np.ndarray  # (L, MAX_LINKS) int32, -1 padded
+    lane_left: np.ndarray  # (L,) int32 left neighbour driving lane, same direction, -1 none
+    lane_right: np.ndarray  # (L,) int32 right neighbour driving lane, same direction, -1 none
+    lane_light: np.ndarray  # (L,) int32 traffic light governing entry into this lane, -1 none
+    lane_stop: np.ndarray  # (L,) int32 stop sign governing entry into this lane, -1 none
+    # traffic lights (T,)
+    light_id: np.ndarray  # (T,) int64 OpenDRIVE signal id
+    light_junction: np.ndarray  # (T,) int32
+    light_slot: np.ndarray  # (T,) int32 position in its junction's cycle
+    light_nslots: np.ndarray  # (T,) int32 number of slots in that cycle
+    light_pos: np.ndarray  # (T, 2) mean stop-line position [m]
+    # stop lines of traffic lights (S,): a segment across the lane where a governed lane starts
+    stopline_light: np.ndarray  # (S,) int32
+    stopline_lane: np.ndarray  # (S,) int32 the governed (junction) lane
+    stopline_p0: np.ndarray  # (S, 2)
+    stopline_p1: np.ndarray  # (S, 2)
+    # stop signs (G,): trigger volume = box on the approach, ending at the junction entry
+    stop_id: np.ndarray  # (G,) int64
+    stop_lane: np.ndarray  # (G,) int32 governed (junction) lane
+    stop_box: np.ndarray  # (G, 5) centre x, y, yaw, length, width
+    # crosswalks: polygons, flattened
+    cw_pts: np.ndarray  # (N, 2)
+    cw_start: np.ndarray  # (C + 1,) offsets into cw_pts
+    _tree: cKDTree | None = field(default=None, repr=False, compare=False)
+
+    # ---------------------------------------------------------------- basic facts
+    @property
+    def num_lanes(self) -> int:
+        return len(self.lane_start)
+
+    @property
+    def num_lights(self) -> int:
+        return len(self.light_id)
+
+    def validate(self) -> None:
+        """Check shapes, dtypes and index ranges; raises ValueError naming the field."""
+        P, L = len(self.pt_xy), len(self.lane_start)
+        checks = {
+            "pt_xy": self.pt_xy.shape == (P, 2),
+            "pt_lane": self.pt_lane.shape == (P,) and (P == 0 or (self.pt_lane.min() >= 0 and self.pt_lane.max() < L)),
+            "lane_npts": bool(np.all(self.lane_npts >= 1)),
+            "lane_start": bool(np.all(self.lane_start + self.lane_npts <= P)),
+            "lane_succ": self.lane_succ.shape == (L, MAX_LINKS) and self.lane_succ.max(initial=-1) < L,
+            "lane_pred": self.lane_pred.shape == (L, MAX_LINKS) and self.lane_pred.max(initial=-1) < L,
+            "lane_ds": bool(np.all(self.lane_ds <= 1.0 + 1e-6)),
+            "lane_light": self.lane_light.max(initial=-1) < len(self.light_id),
+            "stopline_light": self.stopline_light.max(initial=-1) < len(self.light_id),
+            "lane_stop": self.lane_stop.max(initial=-1) < len(self.stop_id),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"lane graph {self.name!r}: invalid fields {bad}")
+
+    def lane_points(self, lane: int) -> np.ndarray:
+        a = int(self.lane_start[lane])
+        return self.pt_xy[a : a + int(self.lane_npts[lane])]
+
+    def successors(self, lane: int) -> list[int]:
+        return [int(x) for x in self.lane_succ[lane] if x >= 0]
+
+    def predecessors(self, lane: int) -> list[int]:
+        return [int(x) for x in self.lane_pred[lane] if x >= 0]
+
+    def crosswalks(self) -> list[np.ndarray]:
+        return [self.cw_pts[self.cw_start[i] : self.cw_start[i + 1]] for i in range(len(self.cw_start) - 1)]
+
+    # ---------------------------------------------------------------- spatial queries
+    @property
+    def tree(self) -> cKDTree:
+        if self._tree is None:
+            self._tree = cKDTree(self.pt_xy)
+        return self._tree
+
+    def lane_position(self, lane, s):
+        """Point on a lane at arc length s (clipped to the lane): returns (x, y, yaw); vectorised."""
+        lane = np.asarray(lane)
+        s = np.clip(np.asarray(s, dtype=np.float64), 0.0, self.lane_length[lane])
+        f = s / np.maximum(self.lane_ds[lane], 1e-9)
+        i0 = np.minimum(np.floor(f).astype(np.int64), self.lane_npts[lane] - 1)
+        i1 = np.minimum(i0 + 1, self.lane_npts[lane] - 1)
+        w = (f - i0)[..., None]
+        a = self.lane_start[lane]
+        xy = self.pt_xy[a + i0] * (1 - w) + self.pt_xy[a + i1] * w
+        yaw = self.pt_yaw[a + i0]
+        return xy[..., 0], xy[..., 1], yaw
+
+    def project(self, xy: np.ndarray, yaw: np.ndarray | None = None, k: int = 8, yaw_weight: float = 4.0):
+        """Match points to lanes. xy (N, 2), optional heading (N,) to prefer lanes of the same direction.
+
+        Returns (point index (N,), lateral offset (N,) [m, positive = left of the lane], distance (N,) [m]).
+        The cost is distance + yaw_weight * (1 - cos(heading error)) when a heading is given.
+        """
+        xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
+        k = min(k, len(self.pt_xy))
+        d, idx = self.tree.query(xy, k=k)
+        d = d.reshape(len(xy), k)
+        idx = idx.reshape(len(xy), k)
+        cost = d.copy()
+        if yaw is not None:
+            dyaw = np.asarray(yaw, dtype=np.float64)[:, None] - self.pt_yaw[idx]
+            cost = cost + yaw_weight * (1.0 - np.cos(dyaw))
+        best = np.argmin(cost, axis=1)
+        pi = idx[np.arange(len(xy)), best]
+        rel = xy - self.pt_xy[pi]
+        lat = rel[:, 0] * np.sin(self.pt_yaw[pi]) - rel[:, 1] * np.cos(self.pt_yaw[pi])
+        return pi, lat, d[np.arange(len(xy)), best]
+
+    def on_lane(self, xy: np.ndarray, k: int = 8, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Drivable-area test: for (N, 2) points, whether each lies inside some driving lane.
+
+        A point is inside a lane when, relative to one of its k nearest centreline points, its lateral
+        offset is within half the lane width (+ margin) and its longitudinal offset within half a spacing.
+        Returns (inside (N,), lane index or -1 (N,)).
+        """
+        xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
+        k = min(k, len(self.pt_xy))
+        _, idx = self.tree.query(xy, k=k)
+        idx = idx.reshape(len(xy), k)
+        rel = xy[:, None, :] - self.pt_xy[idx]
+        yaw = self.pt_yaw[idx]
+        lon = rel[..., 0] * np.cos(yaw) + rel[..., 1] * np.sin(yaw)
+        lat = rel[..., 0] * np.sin(yaw) - rel[..., 1] * np.cos(yaw)
+        lane = self.pt_lane[idx]
+        ok = (np.abs(lat) <= self.lane_width[lane] / 2 + margin) & (np.abs(lon) <= self.lane_ds[lane] / 2 + 0.05)
+        inside = ok.any(axis=1)
+        first = np.argmax(ok, axis=1)
+        return inside, np.where(inside, lane[np.arange(len(xy)), first], -1)
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        mn, mx = self.pt_xy.min(axis=0), self.pt_xy.max(axis=0)
+        return float(mn[0]), float(mn[1]), float(mx[0]), float(mx[1])
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: Path) -> None:
+        arrays = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        arrays["name"] = np.array(self.name)
+        arrays["source_hash"] = np.array(self.source_hash)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> LaneGraph:
+        with np.load(path, allow_pickle=False) as z:
+            kw = {f.name: z[f.name] for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+        kw["name"] = str(kw["name"])
+        kw["source_hash"] = str(kw["source_hash"])
+        g = cls(**kw)
+        g.validate()
+        return g
