@@ -1,0 +1,226 @@
+"""RouteMonitor: the Leaderboard 2.0 criteria, step by step, for E envs each driving its own route.
+
+Tests per step (``update``): route completion (forward progress over the 1 m route points, a window of
+PROGRESS_WINDOW points ahead, snapping to 100 % when > 99 % and within 10 m of the end), collisions (one per
+actor per 5 s, none within 5 m of a registered one, none while the ego is slower than 0.1 m/s), red lights,
+stop signs, outside-route-lanes distance, route deviation (> 30 m from the route), blocked (< 0.1 m/s for
+60 s) and route timeout (0.8 s per metre + 5 s). ``record(e)`` returns the Leaderboard 2.0 route record.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..maps.lanegraph import LaneGraph
+from ..routes.planner import DenseRoute
+from ..sim.events import ego_collisions, ego_lane_status, in_stop_boxes, red_light_crossings, time_to_collision
+from ..sim.state import DT, EGO, AgentKind, Behavior, SimState
+from .bench2drive import (
+    comfort_score,
+    efficiency_checkpoints,
+    empty_infractions,
+    route_status,
+    score_route,
+)
+
+PROGRESS_WINDOW = 2  # route points ahead examined per step (Leaderboard's RouteCompletionTest)
+COMPLETION_PCT, COMPLETION_DIST = 99.0, 10.0
+COLLISION_SAME_ACTOR_TIME = 5.0  # [s]
+COLLISION_AREA = 5.0  # [m]
+COLLISION_MIN_SPEED = 0.1  # [m/s]
+ROUTE_DEVIATION_DIST = 30.0  # [m]
+DEVIATION_WINDOW = 40  # route points ahead of the progress index searched for the nearest route point
+BLOCKED_SPEED, BLOCKED_TIME = 0.1, 60.0
+SECONDS_PER_METER, TIMEOUT_BASE = 0.8, 5.0
+STOP_SPEED = 0.1  # [m/s]
+
+_KIND_KEY = {
+    AgentKind.VEHICLE: ("collisions_vehicle", "vehicle"),
+    AgentKind.CYCLIST: ("collisions_vehicle", "vehicle.bicycle"),
+    AgentKind.PEDESTRIAN: ("collisions_pedestrian", "walker.pedestrian"),
+    AgentKind.STATIC: ("collisions_layout", "static.prop"),
+}
+
+
+def pad_routes(routes: list[DenseRoute]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(E, N, 2) points, (E, N, 2) unit directions, (E, N) completion %, (E,) lengths; padded by repeating the end."""
+    E, N = len(routes), max(len(r) for r in routes)
+    xy = np.zeros((E, N, 2))
+    d = np.zeros((E, N, 2))
+    pct = np.zeros((E, N))
+    n = np.array([len(r) for r in routes])
+    for e, r in enumerate(routes):
+        xy[e, : len(r)], xy[e, len(r):] = r.xy, r.xy[-1]
+        dd = np.stack([np.cos(r.yaw), np.sin(r.yaw)], 1)
+        d[e, : len(r)], d[e, len(r):] = dd, dd[-1]
+        pct[e, : len(r)], pct[e, len(r):] = 100.0 * r.cum_s / max(r.length, 1e-6), 100.0
+    return xy, d, pct, n
+
+
+class RouteMonitor:
+    def __init__(self, g: LaneGraph, routes: list[DenseRoute], scenario_types: list[str | None] | None = None,
+                 dt: float = DT, log_trajectory: bool = True):
+        self.map, self.dt, self.routes = g, dt, routes
+        E = len(routes)
+        self.scenario_types = scenario_types or [None] * E
+        self.route_xy, self.route_dir, self.route_pct, self.route_n = pad_routes(routes)
+        self.length = np.array([r.length for r in routes])
+        self.timeout = SECONDS_PER_METER * self.length + TIMEOUT_BASE
+        self.idx = np.zeros(E, np.int64)
+        self.rc = np.zeros(E)
+        self.completed = np.zeros(E, bool)
+        self.done = np.zeros(E, bool)
+        self.outside_dist = np.zeros(E)
+        self.blocked_t = np.zeros(E)
+        self.infractions = [empty_infractions() for _ in range(E)]
+        self.last_coll = [(-1, -1e9)] * E
+        self.coll_locs: list[list[np.ndarray]] = [[] for _ in range(E)]
+        self.stop_inside = np.zeros((E, len(g.stop_id)), bool)
+        self.stop_done = np.zeros((E, len(g.stop_id)), bool)
+        self.last_red = np.full(E, -1)
+        self.min_ttc = np.full(E, np.inf)
+        self.steps = np.zeros(E, np.int64)
+        self.log = log_trajectory
+        self._traj: list[tuple] = []
+
+    # ------------------------------------------------------------------ per step
+    def update(self, prev: SimState, state: SimState, lights: np.ndarray) -> np.ndarray:
+        """Apply every criterion to the transition prev -> state. Returns `done` (E,)."""
+        active = ~self.done
+        E = state.num_envs
+        ar = np.arange(E)
+        ex, ey = state.x[:, EGO].astype(np.float64), state.y[:, EGO].astype(np.float64)
+        ev = state.speed[:, EGO]
+        t = state.t
+        self.steps += active
+        # 1. route completion
+        for k in range(1, PROGRESS_WINDOW + 1):
+            j = np.minimum(self.idx + k, self.route_n - 1)
+            p = self.route_xy[ar, j]
+            passed = (self.route_dir[ar, j, 0] * (ex - p[:, 0]) + self.route_dir[ar, j, 1] * (ey - p[:, 1])) > 0
+            self.idx = np.where(active & passed, np.maximum(self.idx, j), self.idx)
+        self.rc = np.where(active, np.round(self.route_pct[ar, self.idx], 2), self.rc)
+        end = self.route_xy[ar, self.route_n - 1]
+        reach = active & (self.rc > COMPLETION_PCT) & (np.hypot(ex - end[:, 0], ey - end[:, 1]) < COMPLETION_DIST)
+        self.rc = np.where(reach, 100.0, self.rc)
+        self.completed |= reach
+        # 2. collisions
+        hits = ego_collisions(state) & active[:, None] & (ev[:, None] >= COLLISION_MIN_SPEED)
+        for e in np.flatnonzero(hits.any(axis=1)):
+            for a in np.flatnonzero(hits[e]):
+                self._register_collision(e, int(a), state, float(t[e]))
+        for e in range(E):
+            if self.coll_locs[e]:
+                here = np.array([ex[e], ey[e]])
+                self.coll_locs[e] = [c for c in self.coll_locs[e] if np.linalg.norm(c - here) <= COLLISION_AREA]
+        # 3. red lights
+        g = self.map
+        cross = red_light_crossings(prev, state, g, lights) & active[:, None]
+        for e, s in zip(*np.nonzero(cross), strict=True):
+            light = int(g.stopline_light[s])
+            if light != self.last_red[e]:
+                self.last_red[e] = light
+                p = 0.5 * (g.stopline_p0[s] + g.stopline_p1[s])
+                self.infractions[e]["red_light"].append(
+                    f"Agent ran a red light {int(g.light_id[light])} at (x={p[0]:.1f}, y={p[1]:.1f}, z=0.0)")
+        # 4. stop signs
+        if self.stop_inside.shape[1]:
+            inside = in_stop_boxes(state, g)
+            self.stop_done |= inside & (ev[:, None] < STOP_SPEED)
+            left = self.stop_inside & ~inside & active[:, None]
+            for e, k in zip(*np.nonzero(left & ~self.stop_done), strict=True):
+                b = g.stop_box[k]
+                self.infractions[e]["stop_infraction"].append(
+                    f"Agent ran a stop sign {int(g.stop_id[k])} at (x={b[0]:.1f}, y={b[1]:.1f}, z=0.0)")
+            self.stop_done &= ~left
+            self.stop_inside = inside
+        # 5. outside route lanes (off the drivable lanes, or against the traffic direction)
+        off, wrong = ego_lane_status(state, g)
+        step_len = np.hypot(ex - prev.x[:, EGO], ey - prev.y[:, EGO])
+        self.outside_dist += np.where(active & (off | wrong), step_len, 0.0)
+        # 6. route deviation
+        win = np.minimum(self.idx[:, None] + np.arange(DEVIATION_WINDOW)[None], self.route_n[:, None] - 1)
+        pts = self.route_xy[ar[:, None], win]
+        dmin = np.hypot(pts[..., 0] - ex[:, None], pts[..., 1] - ey[:, None]).min(axis=1)
+        dev = active & ~self.completed & (dmin > ROUTE_DEVIATION_DIST)
+        for e in np.flatnonzero(dev):
+            self.infractions[e]["route_dev"].append(
+                f"Agent deviated from the route at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
+        # 7. blocked
+        self.blocked_t = np.where(ev < BLOCKED_SPEED, self.blocked_t + self.dt, 0.0)
+        blocked = active & ~self.completed & (self.blocked_t > BLOCKED_TIME)
+        for e in np.flatnonzero(blocked):
+            self.infractions[e]["vehicle_blocked"].append(
+                f"Agent got blocked at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
+        # 8. route timeout
+        tout = active & ~self.completed & ~dev & ~blocked & (t > self.timeout)
+        for e in np.flatnonzero(tout):
+            self.infractions[e]["route_timeout"].append(f"Route timeout after {t[e]:.1f} s")
+        self.min_ttc = np.where(active, np.minimum(self.min_ttc, time_to_collision(state)), self.min_ttc)
+        # logs for comfort and efficiency
+        if self.log:
+            bg = state.valid & ((state.behavior == Behavior.IDM) | (state.behavior == Behavior.REPLAY)) & (
+                state.kind == AgentKind.VEHICLE)
+            bg[:, EGO] = False
+            cnt = bg.sum(axis=1)
+            tspeed = np.where(cnt > 0, np.where(bg, state.speed, 0).sum(axis=1) / np.maximum(cnt, 1), 0.0)
+            self._traj.append((ex, ey, state.yaw[:, EGO].astype(np.float64), ev.astype(np.float64), self.rc.copy(),
+                               tspeed, cnt, active.copy()))
+        self.done |= reach | dev | blocked | tout
+        return self.done.copy()
+
+    def _register_collision(self, e: int, a: int, state: SimState, t: float) -> None:
+        last_a, last_t = self.last_coll[e]
+        if a == last_a and t - last_t < COLLISION_SAME_ACTOR_TIME:
+            return
+        here = np.array([float(state.x[e, EGO]), float(state.y[e, EGO])])
+        if any(np.linalg.norm(c - here) <= COLLISION_AREA for c in self.coll_locs[e]):
+            return
+        self.last_coll[e] = (a, t)
+        self.coll_locs[e].append(here)
+        key, type_id = _KIND_KEY[AgentKind(int(state.kind[e, a]))]
+        self.infractions[e][key].append(
+            f"Agent collided against object with type={type_id} and id={a} at "
+            f"(x={here[0]:.1f}, y={here[1]:.1f}, z=0.0)")
+
+    # ------------------------------------------------------------------ results
+    def outside_pct(self, e: int) -> float:
+        return float(min(100.0, 100.0 * self.outside_dist[e] / max(self.length[e], 1e-6)))
+
+    def record(self, e: int, route_id: str, index: int = 0, duration_system: float = 0.0, town: str = "") -> dict:
+        """The Leaderboard 2.0 route record (plus Bench2Drive signals under ``meta``)."""
+        inf = {k: list(v) for k, v in self.infractions[e].items()}
+        pct = self.outside_pct(e)
+        if pct > 0:
+            inf["outside_route_lanes"].append(
+                f"Agent went outside its route lanes for about {self.outside_dist[e]:.3f} meters "
+                f"({pct:.2f}% of the completed route)")
+        meta = {"route_length": float(self.length[e]), "duration_game": float(self.steps[e] * self.dt),
+                "duration_system": float(duration_system), "town": town,
+                "scenario_type": self.scenario_types[e], "min_ttc": float(self.min_ttc[e]) if np.isfinite(
+                    self.min_ttc[e]) else None, "efficiency": None, "comfort": None, "comfort_chunks": 0}
+        if self._traj:
+            cols = [np.array([row[i][e] for row in self._traj]) for i in range(8)]
+            act = cols[7].astype(bool)
+            x, y, yaw, sp, rc, tsp, cnt = (c[act] for c in cols[:7])
+            # comfort at 10 Hz (every other 20 Hz frame), as Bench2Drive's recorded metric frames
+            stride = max(int(round(0.1 / self.dt)), 1)
+            score, ok, chunks = comfort_score(x[::stride], y[::stride], yaw[::stride], self.dt * stride)
+            meta["comfort"], meta["comfort_chunks"], meta["comfort_passing"] = score, chunks, ok
+            eff = efficiency_checkpoints(rc, sp, tsp, cnt)
+            meta["efficiency"] = float(np.mean(eff)) if eff else None
+            for k, v in enumerate(eff):
+                if v < 100.0:
+                    inf["min_speed_infractions"].append(
+                        f"Average speed is {v:.2f}% of the surrounding traffic's one (checkpoint {k})")
+        scores = score_route(self.rc[e], inf, pct)
+        status = route_status(bool(self.completed[e]), inf, scores["score_penalty"])
+        return {
+            "index": index,
+            "route_id": route_id,
+            "status": status,
+            "num_infractions": sum(len(v) for v in inf.values()),
+            "infractions": inf,
+            "scores": scores,
+            "meta": meta,
+        }

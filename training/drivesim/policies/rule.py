@@ -1,0 +1,98 @@
+"""The rule-based policy (``--policy rule``): IDM speed along the route, pure-pursuit steering (PIDController).
+
+It sees only the perceived scene: agents within range that lie in the route corridor become IDM leaders;
+a red (or stoppable yellow) light ahead and an unserved stop sign become a standing obstacle at the line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..sim.control import ControllerConfig, PIDController
+from ..sim.dynamics import DEFAULT_VEHICLE
+from ..sim.perception import PerceivedScene
+from ..sim.state import LightState
+from ..sim.traffic import IDMParams, idm_accel
+from ..sim.world import Controls
+
+CORRIDOR_MARGIN = 0.5  # [m] added to the half widths when testing whether an agent blocks the route
+STOP_LINE_MARGIN = 1.0  # [m] the front bumper stops this far before a stop line
+STOP_HOLD = 0.1  # [m/s] speed that counts as stopped at a stop sign
+SPEED_HORIZON = 0.6  # [s] target speed = v + a * horizon
+
+
+@dataclass
+class Plan:
+    """A plan in the ego frame: a path (E, P, 2) and a target speed (E,)."""
+
+    path: np.ndarray
+    target_speed: np.ndarray
+
+
+class RulePolicy:
+    name = "rule"
+
+    def __init__(self, num_envs: int, max_speed: float = 12.0, idm: IDMParams | None = None,
+                 controller: ControllerConfig | None = None, dt: float = 0.05):
+        self.max_speed = max_speed
+        self.idm = idm or IDMParams(max_accel=2.0, comfort_brake=3.0, min_gap=3.0, headway=1.0)
+        self.controller = PIDController(num_envs, controller or ControllerConfig(), DEFAULT_VEHICLE, dt)
+        self.served_stop = np.full(num_envs, -1, np.int64)
+
+    def reset(self) -> None:
+        self.controller.reset()
+        self.served_stop[:] = -1
+
+    def leader_gap(self, scene: PerceivedScene) -> tuple[np.ndarray, np.ndarray]:
+        """Gap along the route [m] and speed of the nearest agent inside the route corridor; inf/0 if none."""
+        r = scene.route  # (E, P, 2)
+        a = scene.agents  # (E, N, 7)
+        d = np.hypot(a[:, :, None, 0] - r[:, None, :, 0], a[:, :, None, 1] - r[:, None, :, 1])  # (E, N, P)
+        d = np.where(scene.route_valid[:, None, :], d, np.inf)
+        k = np.argmin(d, axis=2)
+        lat = np.take_along_axis(d, k[..., None], axis=2)[..., 0]
+        seg = np.hypot(*np.moveaxis(np.diff(r, axis=1), -1, 0))  # (E, P-1)
+        along_route = np.concatenate([np.zeros((len(r), 1)), np.cumsum(seg, axis=1)], axis=1)
+        start = np.hypot(r[:, 0, 0], r[:, 0, 1]) * np.sign(r[:, 0, 0])
+        along = np.take_along_axis(along_route, k, axis=1) + start[:, None]
+        half_ego = DEFAULT_VEHICLE.length / 2
+        in_corridor = scene.agents_valid & (lat < a[..., 5] / 2 + DEFAULT_VEHICLE.width / 2 + CORRIDOR_MARGIN) & (
+            a[..., 0] > 0.5)
+        gap = np.where(in_corridor, along - half_ego - a[..., 4] / 2, np.inf)
+        j = np.argmin(gap, axis=1)
+        g = gap[np.arange(len(j)), j]
+        # the leader's speed along our heading
+        v = a[np.arange(len(j)), j, 3] * np.cos(a[np.arange(len(j)), j, 2])
+        return g, np.where(np.isfinite(g), v, 0.0)
+
+    def plan(self, scene: PerceivedScene) -> Plan:
+        v = scene.ego_speed
+        v0 = np.minimum(scene.speed_limit, self.max_speed)
+        gap, lead_v = self.leader_gap(scene)
+        dv = v - lead_v
+        half = DEFAULT_VEHICLE.length / 2
+        # traffic lights: stop for red, and for yellow when a comfortable stop is possible
+        lgap = scene.light_dist - half - STOP_LINE_MARGIN
+        comfortable = lgap > v * v / (2 * self.idm.comfort_brake)
+        stop_light = (scene.light_state == LightState.RED) | ((scene.light_state == LightState.YELLOW) & comfortable)
+        stop_light &= lgap > -half  # already over the line: go on
+        # stop signs: stop at the line once, then go
+        sgap = scene.stop_dist - half - STOP_LINE_MARGIN
+        at_line = (scene.stop_id >= 0) & (sgap < 2.5) & (v < STOP_HOLD)
+        self.served_stop = np.where(at_line, scene.stop_id, self.served_stop)
+        stop_sign = (scene.stop_id >= 0) & (self.served_stop != scene.stop_id) & (sgap > -half)
+        for cond, g_stop in ((stop_light, lgap), (stop_sign, sgap)):
+            use = cond & (np.maximum(g_stop, 0.0) < gap)
+            gap = np.where(use, np.maximum(g_stop, 0.0), gap)
+            dv = np.where(use, v, dv)
+        acc = idm_accel(v, v0, gap, dv, self.idm)
+        target = np.clip(v + acc * SPEED_HORIZON, 0.0, v0)
+        target = np.where(gap < 0.5, 0.0, target)
+        return Plan(scene.route, target)
+
+    def act(self, scene: PerceivedScene) -> tuple[Controls, Plan]:
+        plan = self.plan(scene)
+        throttle, steer, brake = self.controller(plan.path, plan.target_speed, scene.ego_speed)
+        return Controls(throttle, steer, brake), plan

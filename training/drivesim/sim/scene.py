@@ -1,0 +1,93 @@
+"""Initial scenes for closed-loop routes: the ego at the route start and background IDM traffic around it.
+
+Background density (documented, per town): one vehicle per BACKGROUND_SPACING metres of every non-junction
+driving lane within BACKGROUND_RADIUS of the route, at most max_agents - 1 vehicles, none within
+EGO_CLEARANCE of the ego's start. Vehicles want SPEED_FACTOR x the lane's speed limit (CARLA's Traffic
+Manager defaults to 30 % below the limit), each with its own random route through the lane graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..maps.lanegraph import LaneGraph
+from ..routes.planner import DenseRoute
+from .dynamics import DEFAULT_VEHICLE
+from .state import EGO, AgentKind, Behavior, SimState, empty_state
+from .traffic import GREEN_TIME, YELLOW_TIME, pick_successor
+
+BACKGROUND_SPACING = 35.0  # [m] of lane per background vehicle
+BACKGROUND_RADIUS = 100.0  # [m] around the route
+EGO_CLEARANCE = 12.0  # [m]
+SPEED_FACTOR = (0.65, 0.85)  # fraction of the speed limit wanted by background vehicles
+VEHICLE_SIZE = (4.6, 1.9)  # [m] background cars
+
+
+def place_ego(state: SimState, e: int, route: DenseRoute) -> None:
+    state.x[e, EGO], state.y[e, EGO] = route.xy[0]
+    state.yaw[e, EGO] = route.yaw[0]
+    state.speed[e, EGO] = 0.0
+    state.length[e, EGO], state.width[e, EGO] = DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width
+    state.kind[e, EGO], state.behavior[e, EGO], state.valid[e, EGO] = AgentKind.VEHICLE, Behavior.CONTROLLED, True
+    state.lane[e, EGO], state.s[e, EGO] = route.lane[0], 0.0
+
+
+def spawn_background(state: SimState, e: int, g: LaneGraph, route_xy: np.ndarray, rng: np.random.Generator,
+                     spacing: float = BACKGROUND_SPACING, radius: float = BACKGROUND_RADIUS,
+                     first_slot: int = 1) -> int:
+    """Fill agent slots first_slot.. of env e with IDM vehicles near the route. Returns how many were placed."""
+    A = state.max_agents
+    near = np.unique(np.concatenate(g.tree.query_ball_point(route_xy[:: max(len(route_xy) // 50, 1)], r=radius)))
+    lanes = np.unique(g.pt_lane[near.astype(np.int64)]) if len(near) else np.zeros(0, np.int64)
+    lanes = lanes[g.lane_junction[lanes] < 0]
+    spots = []
+    for lane in lanes:
+        n = int(g.lane_length[lane] // spacing)
+        if n <= 0:
+            continue
+        s = (np.arange(n) + rng.uniform(0.2, 0.8, n)) * spacing
+        spots += [(int(lane), float(si)) for si in s]
+    if not spots:
+        return 0
+    spots = [spots[i] for i in rng.permutation(len(spots))]
+    start = route_xy[0]
+    slot = first_slot
+    for lane, s in spots:
+        if slot >= A:
+            break
+        x, y, yaw = g.lane_position(lane, s)
+        if np.hypot(x - start[0], y - start[1]) < EGO_CLEARANCE:
+            continue
+        state.x[e, slot], state.y[e, slot], state.yaw[e, slot] = x, y, yaw
+        state.length[e, slot], state.width[e, slot] = VEHICLE_SIZE
+        state.kind[e, slot], state.behavior[e, slot], state.valid[e, slot] = AgentKind.VEHICLE, Behavior.IDM, True
+        state.lane[e, slot], state.s[e, slot] = lane, s
+        v0 = g.lane_speed_limit[lane] * rng.uniform(*SPEED_FACTOR)
+        state.desired_speed[e, slot] = v0
+        state.speed[e, slot] = v0 * rng.uniform(0.3, 0.8)
+        state.rng[e, slot] = rng.integers(0, 2**31)
+        state.stop_wait[e, slot] = -1.0
+        slot += 1
+    nl, r2 = pick_successor(g, state.lane[e, first_slot:slot], state.rng[e, first_slot:slot])
+    state.next_lane[e, first_slot:slot], state.rng[e, first_slot:slot] = nl, r2
+    return slot - first_slot
+
+
+def route_scene(g: LaneGraph, routes: list[DenseRoute], max_agents: int = 64, seed: int = 0,
+                background: bool = True) -> SimState:
+    """One env per route: ego at the start, background traffic, random traffic-light phases."""
+    E = len(routes)
+    state = empty_state(E, max_agents, g.num_lights)
+    rng = np.random.default_rng(seed)
+    for e, r in enumerate(routes):
+        place_ego(state, e, r)
+        if background:
+            spawn_background(state, e, g, r.xy, rng)
+    cycle = (GREEN_TIME + YELLOW_TIME) * g.light_nslots
+    # one random phase per junction (lights of a junction stay coordinated)
+    jid = g.light_junction
+    uj, inv = np.unique(jid, return_inverse=True) if len(jid) else (np.zeros(0), np.zeros(0, np.int64))
+    phase = rng.uniform(0, 1, size=(E, len(uj)))
+    state.light_offset = (phase[:, inv] * cycle[None, :]).astype(np.float32) if len(jid) else state.light_offset
+    state.validate()
+    return state

@@ -1,0 +1,113 @@
+"""Batched simulator state: (num_envs, max_agents) arrays with valid masks. Agent 0 of every env is the ego."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+DT = 0.05  # [s] closed-loop step, as CARLA Leaderboard 2.0 (20 Hz)
+EGO = 0  # index of the controlled agent
+
+
+class AgentKind(enum.IntEnum):
+    VEHICLE = 0
+    PEDESTRIAN = 1
+    CYCLIST = 2
+    STATIC = 3  # props: cones, barriers, containers (collisions_layout)
+
+
+class Behavior(enum.IntEnum):
+    CONTROLLED = 0  # the ego: driven by controls
+    STATIC = 1  # never moves
+    REPLAY = 2  # follows its logged trajectory
+    IDM = 3  # lane following with IDM, traffic lights, stop signs and junction yielding
+    WALKER = 4  # moves straight along its heading at its desired speed
+
+
+class LightState(enum.IntEnum):
+    """carla.TrafficLightState values."""
+
+    RED = 0
+    YELLOW = 1
+    GREEN = 2
+    OFF = 3
+
+
+@dataclass
+class SimState:
+    """All arrays are (E, A) unless noted; E = num_envs, A = max_agents (agent 0 = ego)."""
+
+    x: np.ndarray  # [m] CARLA frame, centre of the box
+    y: np.ndarray  # [m]
+    yaw: np.ndarray  # [rad]
+    speed: np.ndarray  # [m/s] signed along the heading
+    accel: np.ndarray  # [m/s^2] last longitudinal acceleration
+    length: np.ndarray  # [m]
+    width: np.ndarray  # [m]
+    kind: np.ndarray  # int8 AgentKind
+    behavior: np.ndarray  # int8 Behavior
+    valid: np.ndarray  # bool
+    lane: np.ndarray  # int32 current lane (IDM agents), -1 otherwise
+    s: np.ndarray  # [m] arc length on that lane
+    next_lane: np.ndarray  # int32 chosen successor lane, -1 at a dead end
+    desired_speed: np.ndarray  # [m/s] IDM v0 / walker speed
+    stop_wait: np.ndarray  # [s] time stopped at the current stop sign (IDM), -1 = not yet at one
+    rng: np.ndarray  # uint32 per-agent random stream (route choices)
+    steer: np.ndarray  # (E,) [rad] ego front-wheel angle
+    t: np.ndarray  # (E,) [s] simulation time
+    light_offset: np.ndarray  # (E, T) [s] phase offset of every traffic light's cycle
+    log_xyyv: np.ndarray | None = None  # (E, A, K, 4) x, y, yaw, speed logged at DT, for REPLAY agents
+    log_valid: np.ndarray | None = None  # (E, A, K) bool
+
+    @property
+    def num_envs(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def max_agents(self) -> int:
+        return self.x.shape[1]
+
+    def replace(self, **kw) -> SimState:
+        return dataclasses.replace(self, **kw)
+
+    def copy(self) -> SimState:
+        return dataclasses.replace(
+            self, **{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).copy())
+                     for f in dataclasses.fields(self)}
+        )
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose shape or dtype is wrong, or that holds NaN."""
+        E, A = self.x.shape
+        for f in ("y", "yaw", "speed", "accel", "length", "width", "kind", "behavior", "valid", "lane", "s",
+                  "next_lane", "desired_speed", "stop_wait", "rng"):
+            if getattr(self, f).shape != (E, A):
+                raise ValueError(f"SimState.{f}: shape {getattr(self, f).shape}, expected {(E, A)}")
+        for f in ("steer", "t"):
+            if getattr(self, f).shape != (E,):
+                raise ValueError(f"SimState.{f}: shape {getattr(self, f).shape}, expected {(E,)}")
+        if self.valid.dtype != bool:
+            raise ValueError("SimState.valid: dtype must be bool")
+        for f in ("x", "y", "yaw", "speed"):
+            a = getattr(self, f)
+            if not np.all(np.isfinite(a[self.valid])):
+                raise ValueError(f"SimState.{f}: non-finite values on valid agents")
+        if self.log_xyyv is not None and self.log_xyyv.shape[:2] != (E, A):
+            raise ValueError(f"SimState.log_xyyv: shape {self.log_xyyv.shape}, expected ({E}, {A}, K, 4)")
+
+
+def empty_state(num_envs: int, max_agents: int, num_lights: int = 0) -> SimState:
+    """A state with every agent invalid (except nothing: the caller places the ego)."""
+    E, A = num_envs, max_agents
+    f = lambda v=0.0: np.full((E, A), v, np.float32)  # noqa: E731
+    return SimState(
+        x=f(), y=f(), yaw=f(), speed=f(), accel=f(), length=f(4.9), width=f(2.1),
+        kind=np.zeros((E, A), np.int8), behavior=np.full((E, A), Behavior.STATIC, np.int8),
+        valid=np.zeros((E, A), bool), lane=np.full((E, A), -1, np.int32), s=f(),
+        next_lane=np.full((E, A), -1, np.int32), desired_speed=f(), stop_wait=f(-1.0),
+        rng=np.zeros((E, A), np.uint32), steer=np.zeros(E, np.float32), t=np.zeros(E, np.float32),
+        light_offset=np.zeros((E, num_lights), np.float32),
+    )

@@ -1,0 +1,188 @@
+"""Background agents: traffic-light cycles and IDM lane-following vehicles. Vectorised over (E, A).
+
+Traffic lights cycle per junction: the junction's approaches are grouped into slots (opposite approaches
+share one); each slot is green for GREEN_TIME then yellow for YELLOW_TIME, then the next slot's turn.
+
+IDM vehicles follow lane centrelines (lane, s) and pick a random successor at each lane end. Their leader is
+the nearest agent ahead on the same lane or, failing that, the first agent on the chosen next lane. They
+stop at the end of their lane (1 m before the junction) when the next lane's light is red (or yellow and they
+can stop comfortably), when the next lane has a stop sign they have not yet stopped at for STOP_WAIT, and
+when the next lane enters an unsignalised junction that another agent occupies (yielding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..maps.lanegraph import LaneGraph
+from .state import Behavior, LightState, SimState
+
+GREEN_TIME = 10.0  # [s]
+YELLOW_TIME = 3.0  # [s]
+STOP_WAIT = 1.0  # [s] standstill required at a stop sign
+STOP_MARGIN = 1.0  # [m] stop this far before the lane end
+
+
+@dataclass(frozen=True)
+class IDMParams:
+    max_accel: float = 2.0  # a [m/s^2]
+    comfort_brake: float = 3.0  # b [m/s^2]
+    min_gap: float = 2.0  # s0 [m]
+    headway: float = 1.2  # T [s]
+    delta: float = 4.0
+    max_brake: float = 8.0  # [m/s^2] emergency limit
+    lookahead: float = 80.0  # [m] leaders further than this are ignored
+
+
+DEFAULT_IDM = IDMParams()
+
+
+def light_states(g: LaneGraph, t: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """States (E, T) int8 LightState of all traffic lights at times t (E,), with per-light offsets (E, T)."""
+    cycle = (GREEN_TIME + YELLOW_TIME) * g.light_nslots  # (T,)
+    phase = np.mod(t[:, None] + offset, cycle[None, :])
+    start = g.light_slot * (GREEN_TIME + YELLOW_TIME)
+    rel = phase - start[None, :]
+    st = np.full(phase.shape, LightState.RED, np.int8)
+    st[(rel >= 0) & (rel < GREEN_TIME)] = LightState.GREEN
+    st[(rel >= GREEN_TIME) & (rel < GREEN_TIME + YELLOW_TIME)] = LightState.YELLOW
+    return st
+
+
+def idm_accel(v, v0, gap, dv, p: IDMParams = DEFAULT_IDM):
+    """IDM acceleration; gap [m] to the leader (inf = none), dv = v - v_leader. Vectorised."""
+    v0 = np.maximum(v0, 0.1)
+    s_star = p.min_gap + np.maximum(v * p.headway + v * dv / (2.0 * np.sqrt(p.max_accel * p.comfort_brake)), 0.0)
+    free = 1.0 - (np.maximum(v, 0.0) / v0) ** p.delta
+    inter = np.where(np.isfinite(gap), (s_star / np.maximum(gap, 0.1)) ** 2, 0.0)
+    return np.clip(p.max_accel * (free - inter), -p.max_brake, p.max_accel)
+
+
+def pick_successor(g: LaneGraph, lane: np.ndarray, rng: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A random successor of each lane (-1 at dead ends), and the advanced random state."""
+    succ = g.lane_succ[np.maximum(lane, 0)]  # (..., K)
+    n = (succ >= 0).sum(-1)
+    k = (rng % np.maximum(n, 1).astype(np.uint32)).astype(np.int64)
+    nxt = np.take_along_axis(succ, k[..., None], axis=-1)[..., 0]
+    nxt = np.where((n > 0) & (lane >= 0), nxt, -1)
+    rng = (rng * np.uint32(1664525) + np.uint32(1013904223)).astype(np.uint32)
+    return nxt.astype(np.int32), rng
+
+
+def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray]:
+    """Gap [m] (bumper to bumper) and speed of each agent's leader along the lane graph; inf/0 if none.
+
+    Agents with lane >= 0 take part (IDM agents, and the ego / obstacles once assigned a lane). O(N log N).
+    """
+    E, A = state.x.shape
+    L = g.num_lanes
+    on = state.valid & (state.lane >= 0)
+    key = np.where(on, np.arange(E)[:, None].astype(np.int64) * (L + 1) + state.lane, -1).ravel()
+    s = state.s.ravel()
+    half = (state.length / 2).ravel()
+    order = np.lexsort((s, key))
+    ks, ss = key[order], s[order]
+    gap = np.full(E * A, np.inf, np.float32)
+    lead_v = np.zeros(E * A, np.float32)
+    same = (ks[:-1] == ks[1:]) & (ks[:-1] >= 0)
+    i, j = order[:-1][same], order[1:][same]
+    gap[i] = s[j] - s[i] - half[i] - half[j]
+    lead_v[i] = state.speed.ravel()[j]
+    # no leader on the lane: the first agent on the chosen next lane
+    nl = state.next_lane.ravel()
+    need = on.ravel() & ~np.isfinite(gap) & (nl >= 0)
+    idx = np.flatnonzero(need)
+    if len(idx):
+        env = idx // A
+        target = env.astype(np.int64) * (L + 1) + nl[idx]
+        pos = np.searchsorted(ks, target)
+        pos_c = np.minimum(pos, len(ks) - 1)
+        hit = ks[pos_c] == target
+        j2 = order[pos_c[hit]]
+        i2 = idx[hit]
+        lane_i = state.lane.ravel()[i2]
+        gap[i2] = g.lane_length[lane_i] - s[i2] + s[j2] - half[i2] - half[j2]
+        lead_v[i2] = state.speed.ravel()[j2]
+    return gap.reshape(E, A), lead_v.reshape(E, A)
+
+
+def junction_occupancy(state: SimState, g: LaneGraph, junction_index: np.ndarray) -> np.ndarray:
+    """Number of valid agents on lanes of each junction: (E, J). junction_index maps lane -> 0..J-1 or -1."""
+    E, A = state.x.shape
+    J = int(junction_index.max()) + 1 if len(junction_index) else 0
+    occ = np.zeros((E, max(J, 1)), np.int32)
+    ji = np.where(state.valid & (state.lane >= 0), junction_index[np.maximum(state.lane, 0)], -1)
+    m = ji >= 0
+    np.add.at(occ, (np.nonzero(m)[0], ji[m]), 1)
+    return occ
+
+
+def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: np.ndarray, dt: float,
+             p: IDMParams = DEFAULT_IDM) -> dict[str, np.ndarray]:
+    """New (lane, s, next_lane, speed, accel, x, y, yaw, stop_wait, rng, valid) for IDM agents. Returns a dict of
+    full (E, A) arrays; non-IDM agents keep their values."""
+    idm = state.valid & (state.behavior == Behavior.IDM)
+    v = state.speed
+    gap, lead_v = lane_leaders(state, g)
+    gap = np.where(gap > p.lookahead, np.inf, gap)
+    dv = v - lead_v
+    # virtual stop line at the end of the lane
+    lane = np.maximum(state.lane, 0)
+    nl = state.next_lane
+    nlc = np.maximum(nl, 0)
+    d_end = g.lane_length[lane] - state.s - state.length / 2 - STOP_MARGIN
+    light = np.where(nl >= 0, g.lane_light[nlc], -1)
+    lstate = np.where(light >= 0, np.take_along_axis(lights, np.maximum(light, 0), axis=1) if lights.size else 0,
+                      LightState.GREEN)
+    can_stop = d_end > v * v / (2 * p.comfort_brake)
+    stop_light = (lstate == LightState.RED) | ((lstate == LightState.YELLOW) & can_stop)
+    stop_sign = (nl >= 0) & (g.lane_stop[nlc] >= 0) & (state.stop_wait < STOP_WAIT)
+    occ = junction_occupancy(state, g, junction_index)
+    nj = np.where(nl >= 0, junction_index[nlc], -1)
+    in_j_now = junction_index[lane] >= 0
+    busy = (nj >= 0) & (light < 0) & ~in_j_now & (np.take_along_axis(occ, np.maximum(nj, 0), axis=1) > 0)
+    stop = (stop_light | stop_sign | busy | (nl < 0)) & (d_end > -0.5)
+    d_stop = np.where(stop, np.maximum(d_end, 0.0), np.inf)
+    use_stop = d_stop < gap
+    gap = np.where(use_stop, d_stop, gap)
+    dv = np.where(use_stop, v, dv)
+    a = idm_accel(v, state.desired_speed, gap, dv, p)
+    v_new = np.maximum(v + a * dt, 0.0)
+    s_new = state.s + 0.5 * (v + v_new) * dt
+    # stop-sign bookkeeping: count standstill time near the line
+    at_line = stop_sign & (d_end < 2.0) & (v_new < 0.1)
+    stop_wait = np.where(at_line, np.maximum(state.stop_wait, 0.0) + dt, state.stop_wait)
+    # lane transitions (a few per step at most)
+    lane_c, nl_c, rng = state.lane.copy(), nl.copy(), state.rng.copy()
+    valid = state.valid.copy()
+    for _ in range(3):
+        over = idm & (s_new > g.lane_length[np.maximum(lane_c, 0)])
+        if not over.any():
+            break
+        dead = over & (nl_c < 0)
+        valid &= ~dead  # a vehicle reaching a dead end leaves the simulation
+        move = over & ~dead
+        s_new = np.where(move, s_new - g.lane_length[np.maximum(lane_c, 0)], s_new)
+        lane_c = np.where(move, nl_c, lane_c)
+        nn, rng2 = pick_successor(g, lane_c, rng)
+        nl_c = np.where(move, nn, nl_c)
+        rng = np.where(move, rng2, rng)
+        stop_wait = np.where(move, -1.0, stop_wait)
+        over = move
+    x, y, yaw = g.lane_position(np.maximum(lane_c, 0), s_new)
+    out = {
+        "speed": np.where(idm, v_new, state.speed),
+        "accel": np.where(idm, a, state.accel),
+        "s": np.where(idm, s_new, state.s),
+        "lane": np.where(idm, lane_c, state.lane),
+        "next_lane": np.where(idm, nl_c, state.next_lane),
+        "stop_wait": np.where(idm, stop_wait, state.stop_wait),
+        "rng": np.where(idm, rng, state.rng),
+        "valid": np.where(idm, valid, state.valid),
+        "x": np.where(idm, x, state.x),
+        "y": np.where(idm, y, state.y),
+        "yaw": np.where(idm, yaw, state.yaw),
+    }
+    return {k: v.astype(getattr(state, k).dtype, copy=False) for k, v in out.items()}
