@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 from ..geometry import polyline_headings, resample_polyline
 from .lanegraph import MAX_LINKS, LaneGraph, MarkingType
 
-LOADER_VERSION = "4"
+LOADER_VERSION = "5"
 DEFAULT_SPEED_LIMIT = 30.0 / 3.6  # [m/s] CARLA's town default
 STOP_TRIGGER_LENGTH = 5.0  # [m]
 TRAFFIC_LIGHT_TYPE = "1000001"
@@ -193,7 +193,11 @@ def build_lane_graph(name: str, xodr_text: str, source: str | None = None) -> La
             continue
         for lo, hi in lmk.get_lane_validities():
             for lane_id in range(lo, hi + 1):
-                for i in by_road_lane.get((lmk.road_id, lane_id), []):
+                # a signal on a junction lane governs it; one on an approach lane governs its junction successors
+                on = by_road_lane.get((lmk.road_id, lane_id), [])
+                governed = [i for i in on if lane_junction[i] >= 0] + [
+                    int(j) for i in on if lane_junction[i] < 0 for j in lane_succ[i] if j >= 0 and lane_junction[j] >= 0]
+                for i in governed:
                     if lmk.type == TRAFFIC_LIGHT_TYPE:
                         t = light_index.setdefault(int(lmk.id), len(light_ids))
                         if t == len(light_ids):

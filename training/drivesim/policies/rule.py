@@ -84,12 +84,14 @@ class RulePolicy:
         self.served_stop = np.where(at_line, scene.stop_id, self.served_stop)
         stop_sign = (scene.stop_id >= 0) & (self.served_stop != scene.stop_id) & (sgap > -half)
         for cond, g_stop in ((stop_light, lgap), (stop_sign, sgap)):
-            use = cond & (np.maximum(g_stop, 0.0) < gap)
-            gap = np.where(use, np.maximum(g_stop, 0.0), gap)
+            # IDM halts min_gap short of an obstacle: place the virtual one min_gap beyond the stop point
+            g_virtual = np.maximum(g_stop, 0.0) + self.idm.min_gap
+            use = cond & (g_virtual < gap)
+            gap = np.where(use, g_virtual, gap)
             dv = np.where(use, v, dv)
         acc = idm_accel(v, v0, gap, dv, self.idm)
         target = np.clip(v + acc * SPEED_HORIZON, 0.0, v0)
-        target = np.where(gap < 0.5, 0.0, target)
+        target = np.where(gap < self.idm.min_gap * 0.5, 0.0, target)
         return Plan(scene.route, target)
 
     def act(self, scene: PerceivedScene) -> tuple[Controls, Plan]:

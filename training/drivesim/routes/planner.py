@@ -84,6 +84,19 @@ def _path_search(g: LaneGraph, a: int, sa: float, b: int, sb: float, budget: flo
     return None
 
 
+def _candidate_lanes(g: LaneGraph, xy: np.ndarray, heading: float, k: int = 24) -> list[tuple[int, float]]:
+    """Lanes containing a point with a heading within 60 degrees, nearest first: [(lane, s)]."""
+    d, idx = g.tree.query(xy, k=min(k, len(g.pt_xy)))
+    out, seen = [], set()
+    for di, pi in zip(np.atleast_1d(d), np.atleast_1d(idx), strict=True):
+        lane = int(g.pt_lane[pi])
+        if lane in seen or np.cos(g.pt_yaw[pi] - heading) < 0.5 or di > g.lane_width[lane]:
+            continue
+        seen.add(lane)
+        out.append((lane, float(g.pt_s[pi])))
+    return out
+
+
 def _lane_s_of(g: LaneGraph, lane: int, xy: np.ndarray) -> float:
     pts = g.lane_points(lane)
     i = int(np.argmin(np.sum((pts - xy) ** 2, axis=1)))
@@ -121,6 +134,14 @@ def plan_route(g: LaneGraph, route: RouteSpec, spacing: float = 1.0) -> DenseRou
             continue
         budget = 5.0 * float(np.linalg.norm(kp[k] - kp[k - 1])) + 300.0
         path = _path_search(g, cur_lane, cur_s, b, sb, budget)
+        if path is None:  # overlapping lanes (junction connectors sharing an entry): try the other candidates
+            for b2, sb2 in _candidate_lanes(g, kp[k], heads[k]):
+                if b2 != b:
+                    path = _path_search(g, cur_lane, cur_s, b2, sb2, budget)
+                    if path is not None:
+                        b, sb = b2, sb2
+                        lanes[k], ss[k] = b2, sb2
+                        break
         if path is None:
             raise RouteError(
                 f"{where}: no lane path from keypoint {k - 1} to keypoint {k} "

@@ -1,0 +1,189 @@
+"""Evaluate many routes: parallel worker processes, a results checkpoint after every route, resume, and
+isolation (a route whose worker raises, dies or hangs is recorded as failed; the others go on).
+
+Output folder: ``results.json`` (Leaderboard 2.0 results shape, rewritten atomically after every route) and
+``summary.json`` (Bench2Drive aggregates, routes evaluated / skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..maps import MapError, TownLoader
+from ..metrics.bench2drive import (
+    STATUS_AGENT_CRASHED,
+    STATUS_SIM_CRASHED,
+    empty_infractions,
+    global_record,
+    summarize,
+)
+from ..policies import UnknownPolicy, make_policy
+from ..routes.xml import RouteError, RouteSpec, parse_routes
+from .runner import SCENARIO_NOTE, leaderboard_route_id, run_route
+
+
+@dataclass
+class EvalConfig:
+    routes: str
+    out: str
+    policy: str = "rule"
+    maps_dir: str | None = None
+    route_ids: list[str] | None = None
+    workers: int = 1
+    resume: bool = False
+    seed: int = 0
+    route_timeout_s: float = 600.0  # wall-clock limit per route before its worker counts as hung
+    max_agents: int = 64
+    fault: str | None = None  # testing aid: "crash:<route_id>", "hang:<route_id>" or "exit:<route_id>"
+
+
+def _atomic_write(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def _crash_record(spec: RouteSpec, index: int, status: str, message: str, wall: float) -> dict:
+    return {
+        "index": index,
+        "route_id": leaderboard_route_id(spec.route_id),
+        "status": status,
+        "num_infractions": 0,
+        "infractions": empty_infractions(),
+        "scores": {"score_route": 0.0, "score_penalty": 1.0, "score_composed": 0.0},
+        "meta": {"route_length": 0.0, "duration_game": 0.0, "duration_system": wall, "town": spec.town,
+                 "scenario_type": spec.scenario_type, "efficiency": None, "comfort": None, "error": message},
+    }
+
+
+def _worker(conn, spec: RouteSpec, index: int, cfg: EvalConfig) -> None:
+    """Runs in a child process: one route, its record sent back through the pipe."""
+    try:
+        if cfg.fault == f"crash:{spec.route_id}":
+            raise RuntimeError("injected fault: crash")
+        if cfg.fault == f"exit:{spec.route_id}":
+            os._exit(3)
+        if cfg.fault == f"hang:{spec.route_id}":
+            time.sleep(1e6)
+        g = TownLoader(cfg.maps_dir).load(spec.town)
+        ep = run_route(g, spec, cfg.policy, seed=cfg.seed, max_agents=cfg.max_agents, index=index)
+        conn.send(("ok", ep.record))
+    except (RouteError, MapError) as e:
+        conn.send(("error", str(e)))
+    except Exception as e:  # anything else: the route fails, the evaluation goes on
+        conn.send(("crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"))
+    finally:
+        conn.close()
+
+
+def evaluate(cfg: EvalConfig, log=print) -> dict:
+    """Run the evaluation described by cfg; returns the summary (also written to cfg.out/summary.json)."""
+    make_policy(cfg.policy, 1)  # fail fast on an unknown policy name
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rf = parse_routes(cfg.routes)
+    routes = rf.routes
+    if cfg.route_ids:
+        wanted = [str(r) for r in cfg.route_ids]
+        unknown = sorted(set(wanted) - {r.route_id for r in routes} - set(rf.errors))
+        if unknown:
+            raise RouteError(f"{cfg.routes}: route ids not in the file: {', '.join(unknown)}")
+        routes = [r for r in routes if r.route_id in wanted]
+    loader = TownLoader(cfg.maps_dir)
+    skipped = [{"route_id": rid, "status": "error", "message": msg} for rid, msg in rf.errors.items()
+               if not cfg.route_ids or rid in cfg.route_ids]
+    todo: list[tuple[int, RouteSpec]] = []
+    for i, r in enumerate(routes):
+        if not loader.available(r.town):
+            skipped.append({"route_id": r.route_id, "town": r.town, "status": "missing_map",
+                            "message": f"map {r.town}.xodr not found in {loader.maps_dir}"})
+        else:
+            todo.append((i, r))
+    results_path = out / "results.json"
+    records: list[dict] = []
+    if cfg.resume and results_path.exists():
+        try:
+            records = json.loads(results_path.read_text())["_checkpoint"]["records"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise RouteError(f"{results_path}: cannot resume from a damaged checkpoint ({e}); "
+                             f"move it away to start over") from e
+        done_ids = {r["route_id"] for r in records}
+        todo = [(i, r) for i, r in todo if leaderboard_route_id(r.route_id) not in done_ids]
+        log(f"resuming: {len(records)} routes already recorded, {len(todo)} to go")
+    total = len(routes) + sum(1 for rid in rf.errors if not cfg.route_ids or rid in cfg.route_ids)
+    notes = [SCENARIO_NOTE]
+
+    def checkpoint(finished: bool) -> None:
+        records.sort(key=lambda r: r["index"])
+        _atomic_write(results_path, {
+            "_checkpoint": {"global_record": global_record(records) if records else {},
+                            "progress": [len(records), len(records) + len(pending) + len(running)],
+                            "records": records},
+            "entry_status": "Finished" if finished else "Started",
+            "eligible": finished,
+            "sensors": [],
+            "values": [],
+            "labels": [],
+        })
+
+    ctx = mp.get_context("fork")
+    running: dict = {}
+    pending = list(todo)
+    checkpoint(False)
+    while pending or running:
+        while pending and len(running) < max(cfg.workers, 1):
+            i, spec = pending.pop(0)
+            parent, child = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_worker, args=(child, spec, i, cfg), daemon=True)
+            p.start()
+            child.close()
+            running[p.pid] = (p, parent, spec, i, time.perf_counter())
+        for pid in list(running):
+            p, conn, spec, i, t0 = running[pid]
+            wall = time.perf_counter() - t0
+            rec = None
+            if conn.poll():
+                try:
+                    kind, payload = conn.recv()
+                except EOFError:
+                    kind, payload = "died", f"worker exited with code {p.exitcode} before sending a result"
+                if kind == "ok":
+                    rec = payload
+                elif kind == "error":
+                    skipped.append({"route_id": spec.route_id, "town": spec.town, "status": "error",
+                                    "message": payload})
+                    log(f"route {spec.route_id}: error: {payload}")
+                else:
+                    rec = _crash_record(spec, i, STATUS_AGENT_CRASHED, payload, wall)
+            elif not p.is_alive():
+                rec = _crash_record(spec, i, STATUS_SIM_CRASHED,
+                                    f"worker exited with code {p.exitcode} before sending a result", wall)
+            elif wall > cfg.route_timeout_s:
+                p.kill()
+                rec = _crash_record(spec, i, STATUS_SIM_CRASHED, f"worker hung: no result after {wall:.0f} s", wall)
+            else:
+                continue
+            p.join(timeout=5)
+            conn.close()
+            del running[pid]
+            if rec is not None:
+                records.append(rec)
+                sc = rec["scores"]
+                log(f"route {spec.route_id} ({spec.town}, {spec.scenario_type}): {rec['status']}, "
+                    f"RC {sc['score_route']:.1f}, penalty {sc['score_penalty']:.2f}, DS {sc['score_composed']:.1f}")
+            checkpoint(False)
+        time.sleep(0.01)
+    checkpoint(True)
+    summary = summarize(records, total_routes=total, skipped=skipped, notes=notes)
+    summary.update({"policy": cfg.policy, "routes_file": str(cfg.routes), "seed": cfg.seed})
+    _atomic_write(out / "summary.json", summary)
+    return summary
+
+
+__all__ = ["EvalConfig", "UnknownPolicy", "evaluate"]
