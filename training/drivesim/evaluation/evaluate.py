@@ -152,6 +152,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
                 try:
                     kind, payload = conn.recv()
                 except EOFError:
+                    p.join(timeout=5)
                     kind, payload = "died", f"worker exited with code {p.exitcode} before sending a result"
                 if kind == "ok":
                     rec = payload
@@ -160,7 +161,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
                                     "message": payload})
                     log(f"route {spec.route_id}: error: {payload}")
                 else:
-                    rec = _crash_record(spec, i, STATUS_AGENT_CRASHED, payload, wall)
+                    status = STATUS_SIM_CRASHED if kind == "died" else STATUS_AGENT_CRASHED
+                    rec = _crash_record(spec, i, status, payload, wall)
             elif not p.is_alive():
                 rec = _crash_record(spec, i, STATUS_SIM_CRASHED,
                                     f"worker exited with code {p.exitcode} before sending a result", wall)

@@ -142,6 +142,19 @@ def plan_route(g: LaneGraph, route: RouteSpec, spacing: float = 1.0) -> DenseRou
                         b, sb = b2, sb2
                         lanes[k], ss[k] = b2, sb2
                         break
+        if path is None and pieces and pieces[-1][0] == cur_lane:
+            # the previous keypoints sat where sibling lanes overlap (a junction entry): switch to the sibling
+            # that leads to this keypoint
+            sib = {int(x) for p_ in g.predecessors(cur_lane) for x in g.successors(p_)} - {cur_lane}
+            for b2, sb2 in _candidate_lanes(g, kp[k], heads[k]):
+                if b2 in sib:
+                    s_prev = _lane_s_of(g, b2, kp[k - 1])
+                    pieces[-1] = [b2, 0.0 if pieces[-1][1] <= 0.5 else s_prev, s_prev, None]
+                    cur_lane, cur_s = b2, s_prev
+                    path = _path_search(g, cur_lane, cur_s, b2, sb2, budget)
+                    b, sb = b2, sb2
+                    lanes[k], ss[k] = b2, sb2
+                    break
         if path is None:
             raise RouteError(
                 f"{where}: no lane path from keypoint {k - 1} to keypoint {k} "

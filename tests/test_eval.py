@@ -1,0 +1,80 @@
+"""Evaluation orchestration: results JSON shape, crash/hang isolation, resume; the rule policy on shared routes."""
+
+import json
+
+import pytest
+from conftest import B2D, MAPS, need_shared
+
+from drivesim.cli import main
+from drivesim.evaluation.evaluate import EvalConfig, evaluate
+from drivesim.metrics.bench2drive import INFRACTION_KEYS
+from drivesim.routes import write_routes
+from drivesim.routes.generate import random_routes
+
+
+@pytest.fixture(scope="module")
+def proc_routes(tmp_path_factory, proc_town):
+    p = tmp_path_factory.mktemp("routes") / "proc.xml"
+    write_routes(random_routes(proc_town, 3, seed=4, min_length=120.0), p)
+    return p
+
+
+def test_eval_results_shape_crash_isolation_and_resume(proc_routes, tmp_path):
+    out = tmp_path / "ev"
+    s = evaluate(EvalConfig(routes=str(proc_routes), out=str(out), workers=2, fault="crash:1"), log=lambda *_: None)
+    res = json.loads((out / "results.json").read_text())
+    recs = res["_checkpoint"]["records"]
+    assert res["entry_status"] == "Finished" and res["_checkpoint"]["progress"] == [3, 3]
+    assert [r["route_id"] for r in recs] == ["RouteScenario_0_rep0", "RouteScenario_1_rep0", "RouteScenario_2_rep0"]
+    crashed = recs[1]
+    assert crashed["status"] == "Failed - Agent crashed" and "injected fault" in crashed["meta"]["error"]
+    for r in recs:
+        assert set(r["infractions"]) == set(INFRACTION_KEYS)
+        assert {"score_route", "score_penalty", "score_composed"} == set(r["scores"])
+    assert recs[0]["scores"]["score_route"] > 50
+    assert s["routes_evaluated"] == 3 and s["failed_routes"] == ["RouteScenario_1_rep0"]
+    assert json.loads((out / "summary.json").read_text())["routes_total"] == 3
+    # resume: nothing left to do, the records stay as they were
+    s2 = evaluate(EvalConfig(routes=str(proc_routes), out=str(out), resume=True), log=lambda *_: None)
+    assert s2["routes_evaluated"] == 3
+    assert json.loads((out / "results.json").read_text())["_checkpoint"]["records"] == recs
+
+
+def test_eval_resume_runs_only_missing_routes(proc_routes, tmp_path):
+    out = tmp_path / "ev"
+    evaluate(EvalConfig(routes=str(proc_routes), out=str(out), route_ids=["0"]), log=lambda *_: None)
+    logs = []
+    s = evaluate(EvalConfig(routes=str(proc_routes), out=str(out), resume=True), log=logs.append)
+    assert any("1 routes already recorded, 2 to go" in m for m in logs)
+    assert s["routes_evaluated"] == 3
+
+
+def test_hung_and_dead_workers_are_recorded(proc_routes, tmp_path):
+    out = tmp_path / "ev"
+    s = evaluate(EvalConfig(routes=str(proc_routes), out=str(out), workers=2, route_ids=["0", "2"],
+                            fault="hang:2", route_timeout_s=5.0), log=lambda *_: None)
+    recs = json.loads((out / "results.json").read_text())["_checkpoint"]["records"]
+    assert recs[1]["status"] == "Failed - Simulation crashed" and "hung" in recs[1]["meta"]["error"]
+    assert recs[0]["status"] != "Failed - Simulation crashed"
+    out2 = tmp_path / "ev2"
+    evaluate(EvalConfig(routes=str(proc_routes), out=str(out2), route_ids=["0"], fault="exit:0"), log=lambda *_: None)
+    rec = json.loads((out2 / "results.json").read_text())["_checkpoint"]["records"][0]
+    assert rec["status"] == "Failed - Simulation crashed" and "exited with code 3" in rec["meta"]["error"]
+    assert s["routes_evaluated"] == 2
+
+
+def test_unknown_policy_is_a_clear_error(proc_routes, tmp_path, capsys):
+    assert main(["eval", "--routes", str(proc_routes), "--policy", "perlad", "--out", str(tmp_path)]) == 2
+    assert "not available yet" in capsys.readouterr().err
+
+
+@pytest.mark.shared
+def test_rule_policy_on_shared_routes_skips_missing_maps(tmp_path):
+    need_shared()
+    out = tmp_path / "b2d"
+    ids = "24211,28035,1711"
+    s = evaluate(EvalConfig(routes=str(B2D), out=str(out), maps_dir=str(MAPS), route_ids=ids.split(","), workers=2),
+                 log=lambda *_: None)
+    assert s["routes_evaluated"] == 2 and s["routes_skipped"] == 1
+    assert s["skipped"][0]["status"] == "missing_map" and s["skipped"][0]["route_id"] == "1711"
+    assert s["driving_score"] > 80  # the rule policy completes these two routes with background traffic

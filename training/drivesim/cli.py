@@ -1,0 +1,230 @@
+"""``drive-stack``: one CLI for offline work. Every subcommand has --help; JSON outputs are stable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _write_json(path: str | None, obj) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------- routes
+def cmd_routes_check(a) -> int:
+    from .maps import MapError, TownLoader
+    from .routes import RouteError, parse_routes, plan_route
+
+    rf = parse_routes(a.routes)
+    loader = TownLoader(a.maps_dir)
+    rows = []
+    by_id = {r.route_id: r for r in rf.routes}
+    for rid in rf.order:
+        if rid in rf.errors:
+            rows.append({"id": rid, "town": None, "status": "error", "message": rf.errors[rid]})
+            continue
+        r = by_id[rid]
+        row = {"id": rid, "town": r.town, "status": "ok", "scenario_type": r.scenario_type,
+               "keypoint_length_m": round(r.keypoint_length(), 2), "densified_length_m": None}
+        if not loader.available(r.town):
+            row["status"] = "missing_map"
+            row["message"] = f"{r.town}.xodr not in {loader.maps_dir}"
+        else:
+            try:
+                row["densified_length_m"] = round(plan_route(loader.load(r.town), r).length, 2)
+            except (RouteError, MapError) as e:
+                row["status"], row["message"] = "error", str(e)
+        rows.append(row)
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "missing_map", "error")}
+    out = {"routes_file": str(a.routes), "maps_dir": str(loader.maps_dir), "counts": counts, "routes": rows}
+    _write_json(a.json, out)
+    for r in rows:
+        if r["status"] == "error":
+            print(f"  error {r['id']}: {r['message']}", file=sys.stderr)
+    print(f"{a.routes}: {counts['ok']} ok, {counts['missing_map']} missing_map, {counts['error']} error")
+    return 0
+
+
+def cmd_routes_generate(a) -> int:
+    from .maps import TownLoader
+    from .routes import write_routes
+    from .routes.generate import random_routes
+
+    g = TownLoader(a.maps_dir).load(a.town)
+    routes = random_routes(g, a.n, seed=a.seed, min_length=a.min_length, prefix=a.prefix)
+    write_routes(routes, a.out)
+    print(f"wrote {len(routes)} routes on {a.town} to {a.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- town
+def cmd_town_generate(a) -> int:
+    from .maps.procedural import generate_town_xodr
+
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(generate_town_xodr(a.seed))
+    print(f"wrote procedural town Proc{a.seed} to {a.out}")
+    return 0
+
+
+def cmd_town_info(a) -> int:
+    from .maps import TownLoader
+
+    g = TownLoader(a.maps_dir).load(a.town)
+    info = {"town": g.name, "lanes": g.num_lanes, "points": int(len(g.pt_xy)),
+            "lane_km": float(g.lane_length.sum() / 1000), "junction_lanes": int((g.lane_junction >= 0).sum()),
+            "traffic_lights": g.num_lights, "stop_signs": int(len(g.stop_id)),
+            "crosswalks": int(len(g.cw_start) - 1), "bounds": g.bounds(),
+            "speed_limits_kmh": sorted({round(float(v) * 3.6) for v in g.lane_speed_limit})}
+    _write_json(a.json, info)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- eval
+def _print_summary(s: dict) -> None:
+    print(f"Driving Score {s['driving_score']:.2f} | Success Rate {s['success_rate']:.1f}% | "
+          f"Efficiency {s['efficiency']:.1f} | Comfortness {s['comfortness']:.1f} | "
+          f"routes evaluated {s['routes_evaluated']}, skipped {s['routes_skipped']} (of {s['routes_total']})")
+    ab = ", ".join(f"{k} {v['success_rate']:.1f}" if v["success_rate"] is not None else f"{k} n/a"
+                   for k, v in s["multi_ability"].items())
+    print(f"Multi-ability success: {ab}")
+    for n in s.get("notes", []):
+        print(f"note: {n}")
+
+
+def cmd_eval(a) -> int:
+    from .evaluation.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(routes=a.routes, out=a.out, policy=a.policy, maps_dir=a.maps_dir,
+                     route_ids=a.route_ids.split(",") if a.route_ids else None, workers=a.workers,
+                     resume=a.resume, seed=a.seed, route_timeout_s=a.route_timeout, fault=a.fault)
+    s = evaluate(cfg)
+    _print_summary(s)
+    print(f"results: {Path(a.out) / 'results.json'}, summary: {Path(a.out) / 'summary.json'}")
+    return 0
+
+
+def cmd_demo(a) -> int:
+    """The embedded default: a procedural town, routes on it, closed-loop evaluation of the rule policy."""
+    from .evaluation.evaluate import EvalConfig, evaluate
+    from .maps import TownLoader
+    from .routes import write_routes
+    from .routes.generate import random_routes
+
+    out = Path(a.out)
+    town = f"Proc{a.seed}"
+    t0 = time.perf_counter()
+    g = TownLoader().load(town)
+    print(f"procedural town {town}: {g.num_lanes} lanes, {g.lane_length.sum() / 1000:.1f} km of lanes, "
+          f"{g.num_lights} traffic lights, {len(g.stop_id)} stop signs")
+    routes_file = out / "routes.xml"
+    write_routes(random_routes(g, a.routes, seed=a.seed), routes_file)
+    s = evaluate(EvalConfig(routes=str(routes_file), out=str(out), policy=a.policy, workers=a.workers, seed=a.seed))
+    _print_summary(s)
+    print(f"done in {time.perf_counter() - t0:.1f} s; results in {out}/")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- bench
+def cmd_bench_sim(a) -> int:
+    from .bench import bench_sim
+
+    res = bench_sim(num_envs=a.envs, max_agents=a.agents, steps=a.steps, town=a.town, maps_dir=a.maps_dir)
+    _write_json(a.json, res)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="drive-stack", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def maps_arg(q):
+        q.add_argument("--maps-dir", default=None,
+                       help="folder of CARLA OpenDRIVE maps (<Town>.xodr); default $DRIVE_STACK_MAPS or "
+                            "$CARLA_ROOT's OpenDrive folder. Procedural towns (Proc<seed>) need none.")
+
+    r = sub.add_parser("routes", help="route files: check, generate").add_subparsers(dest="sub", required=True)
+    q = r.add_parser("check", help="parse and densify every route; per-route status JSON")
+    q.add_argument("--routes", required=True)
+    maps_arg(q)
+    q.add_argument("--json", help="write the per-route report here")
+    q.set_defaults(fn=cmd_routes_check)
+    q = r.add_parser("generate", help="random routes on a town (our own route files)")
+    q.add_argument("--town", required=True, help="e.g. Proc0 or Town01")
+    q.add_argument("--n", type=int, default=5)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--min-length", type=float, default=250.0)
+    q.add_argument("--prefix", default="")
+    q.add_argument("--out", required=True)
+    maps_arg(q)
+    q.set_defaults(fn=cmd_routes_generate)
+
+    t = sub.add_parser("town", help="procedural towns and map facts").add_subparsers(dest="sub", required=True)
+    q = t.add_parser("generate", help="write procedural town Proc<seed> as OpenDRIVE")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", required=True)
+    q.set_defaults(fn=cmd_town_generate)
+    q = t.add_parser("info", help="load a town and print its lane-graph facts")
+    q.add_argument("--town", required=True)
+    q.add_argument("--json")
+    maps_arg(q)
+    q.set_defaults(fn=cmd_town_info)
+
+    q = sub.add_parser("eval", help="closed-loop Bench2Drive evaluation in the pseudo-simulator")
+    q.add_argument("--routes", required=True)
+    maps_arg(q)
+    q.add_argument("--policy", default="rule", help="rule (later: expert, il, perlad)")
+    q.add_argument("--out", required=True)
+    q.add_argument("--route-ids", default=None, help="comma-separated subset")
+    q.add_argument("--workers", type=int, default=1)
+    q.add_argument("--resume", action="store_true", help="continue from OUT/results.json")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--route-timeout", type=float, default=600.0, help="wall-clock seconds before a route is hung")
+    q.add_argument("--fault", default=None, help=argparse.SUPPRESS)
+    q.set_defaults(fn=cmd_eval)
+
+    q = sub.add_parser("demo", help="the embedded default: procedural town, routes, rule policy, scores")
+    q.add_argument("--out", default="results/demo")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--routes", type=int, default=4)
+    q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--policy", default="rule")
+    q.set_defaults(fn=cmd_demo)
+
+    b = sub.add_parser("bench", help="benchmarks (JSON)").add_subparsers(dest="sub", required=True)
+    q = b.add_parser("sim", help="agent-steps per second of the batched simulator, and a route's real-time factor")
+    q.add_argument("--json")
+    q.add_argument("--envs", type=int, default=256)
+    q.add_argument("--agents", type=int, default=64)
+    q.add_argument("--steps", type=int, default=100)
+    q.add_argument("--town", default="Proc0")
+    maps_arg(q)
+    q.set_defaults(fn=cmd_bench_sim)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .maps import MapError
+    from .policies import UnknownPolicy
+    from .routes import RouteError
+
+    args = build_parser().parse_args(argv)
+    np.seterr(all="ignore")
+    try:
+        return args.fn(args)
+    except (RouteError, MapError, UnknownPolicy) as e:
+        print(f"drive-stack: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
