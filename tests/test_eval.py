@@ -4,7 +4,6 @@ import json
 
 import pytest
 from conftest import B2D, MAPS, need_shared
-
 from drivesim.cli import main
 from drivesim.evaluation.evaluate import EvalConfig, evaluate
 from drivesim.metrics.bench2drive import INFRACTION_KEYS

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 from conftest import B2D, MAPS, need_shared
-
 from drivesim.cli import main
 from drivesim.maps import LaneGraph, MapError, TownLoader, load_xodr
 from drivesim.maps.lanegraph import Command

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from conftest import drive
-
 from drivesim.metrics.bench2drive import (
     comfort_score,
     empty_infractions,

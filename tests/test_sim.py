@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from drivesim.geometry import carla_to_ros_pose, obb_overlap, ros_to_carla_pose
 from drivesim.routes.generate import random_routes
 from drivesim.routes.planner import plan_route

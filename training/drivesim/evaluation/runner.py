@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-
 from ..maps.lanegraph import LaneGraph
 from ..metrics.monitor import RouteMonitor
 from ..policies import make_policy

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..geometry import polyline_headings, resample_polyline
-from .lanegraph import MAX_LINKS, LaneGraph, MarkingType
+from .lanegraph import MAX_LINKS, LaneGraph
 
 LOADER_VERSION = "5"
 DEFAULT_SPEED_LIMIT = 30.0 / 3.6  # [m/s] CARLA's town default

@@ -13,7 +13,13 @@ import numpy as np
 
 from ..maps.lanegraph import LaneGraph
 from ..routes.planner import DenseRoute
-from ..sim.events import ego_collisions, ego_lane_status, in_stop_boxes, red_light_crossings, time_to_collision
+from ..sim.events import (
+    ego_collisions,
+    ego_lane_status,
+    in_stop_boxes,
+    red_light_crossings,
+    time_to_collision,
+)
 from ..sim.state import DT, EGO, AgentKind, Behavior, SimState
 from .bench2drive import (
     comfort_score,

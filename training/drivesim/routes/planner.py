@@ -161,7 +161,7 @@ def plan_route(g: LaneGraph, route: RouteSpec, spacing: float = 1.0) -> DenseRou
                 f"({kp[k - 1, 0]:.1f}, {kp[k - 1, 1]:.1f}) -> ({kp[k, 0]:.1f}, {kp[k, 1]:.1f}) on {g.name}"
             )
         s_enter = cur_s
-        for idx, (lane, how) in enumerate(path):
+        for idx, (lane, _how) in enumerate(path):
             nxt = path[idx + 1] if idx + 1 < len(path) else None
             s0 = s_enter
             if nxt is None:

@@ -83,7 +83,7 @@ def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray]
     s = state.s.ravel()
     half = (state.length / 2).ravel()
     order = np.lexsort((s, key))
-    ks, ss = key[order], s[order]
+    ks = key[order]
     gap = np.full(E * A, np.inf, np.float32)
     lead_v = np.zeros(E * A, np.float32)
     same = (ks[:-1] == ks[1:]) & (ks[:-1] >= 0)
