@@ -1,0 +1,107 @@
+"""A gymnasium vector environment over the batched pseudo-simulator.
+
+Observation (per env): the perceived vector scene in the ego frame (route points ahead, visible agents with a
+mask, ego speed, distance/state of the next light and stop sign). Action: raw CARLA controls
+[throttle, steer, brake]. Reward: route-completion gain in % minus 10 per new collision. An env whose route
+ends (completed, deviated, blocked, timeout) is reset on the next step (gymnasium's next-step autoreset).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from .maps.lanegraph import LaneGraph
+from .metrics.monitor import RouteMonitor
+from .routes.generate import random_routes
+from .routes.planner import DenseRoute, plan_route
+from .sim.perception import ROUTE_POINTS, ScenePerceiver
+from .sim.scene import route_scene
+from .sim.world import Controls, Simulator
+
+COLLISION_REWARD = -10.0
+
+
+class DriveVectorEnv(gym.vector.VectorEnv):
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, g: LaneGraph, num_envs: int = 4, max_agents: int = 32, seed: int = 0,
+                 routes: list[DenseRoute] | None = None):
+        self.map, self.num_envs, self.max_agents = g, num_envs, max_agents
+        self._seed = seed
+        self._routes_fixed = routes
+        n = max_agents - 1
+        self.single_observation_space = spaces.Dict({
+            "route": spaces.Box(-np.inf, np.inf, (ROUTE_POINTS, 2), np.float32),
+            "agents": spaces.Box(-np.inf, np.inf, (n, 7), np.float32),
+            "agents_valid": spaces.MultiBinary(n),
+            "ego": spaces.Box(-np.inf, np.inf, (5,), np.float32),
+        })
+        self.single_action_space = spaces.Box(np.array([0, -1, 0], np.float32), np.array([1, 1, 1], np.float32))
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.sim = Simulator(g)
+        self._autoreset = np.zeros(num_envs, bool)
+
+    def _new_routes(self, n: int, seed: int) -> list[DenseRoute]:
+        if self._routes_fixed is not None:
+            return [self._routes_fixed[i % len(self._routes_fixed)] for i in range(n)]
+        return [plan_route(self.map, r) for r in random_routes(self.map, n, seed=seed, min_length=150.0)]
+
+    def _build(self, seed: int) -> None:
+        self.routes = self._new_routes(self.num_envs, seed)
+        self.state = route_scene(self.map, self.routes, self.max_agents, seed=seed)
+        self.perceive = ScenePerceiver(self.map, self.routes)
+        self.monitor = RouteMonitor(self.map, self.routes, log_trajectory=False)
+
+    def _obs(self):
+        sc = self.perceive(self.state, self.sim.lights(self.state))
+        ego = np.stack([sc.ego_speed, sc.speed_limit, np.minimum(sc.light_dist, 1e3), sc.light_state,
+                        np.minimum(sc.stop_dist, 1e3)], 1)
+        return {"route": sc.route.astype(np.float32), "agents": sc.agents.astype(np.float32),
+                "agents_valid": sc.agents_valid.astype(np.int8), "ego": ego.astype(np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self._seed = seed
+        self._build(self._seed)
+        self._autoreset[:] = False
+        return self._obs(), {}
+
+    def step(self, actions):
+        a = np.asarray(actions, dtype=np.float64)
+        if a.shape != (self.num_envs, 3) or not np.all(np.isfinite(a)):
+            raise ValueError(f"actions: expected finite ({self.num_envs}, 3) [throttle, steer, brake], got {a.shape}")
+        if self._autoreset.any():  # rebuild the whole batch's finished envs from fresh routes
+            self._seed += 1
+            old = (self.routes, self.state, self.perceive, self.monitor)
+            self._build(self._seed)
+            keep = ~self._autoreset
+            for f in ("x", "y", "yaw", "speed", "accel", "length", "width", "kind", "behavior", "valid", "lane",
+                      "s", "next_lane", "desired_speed", "stop_wait", "rng", "steer", "t", "light_offset"):
+                getattr(self.state, f)[keep] = getattr(old[1], f)[keep]
+            for e in np.flatnonzero(keep):
+                self.routes[e] = old[0][e]
+            self.perceive = ScenePerceiver(self.map, self.routes)
+            self.perceive.idx[keep] = old[2].idx[keep]
+            mon = RouteMonitor(self.map, self.routes, log_trajectory=False)
+            for f in ("idx", "rc", "completed", "done", "outside_dist", "blocked_t", "steps"):
+                getattr(mon, f)[keep] = getattr(old[3], f)[keep]
+            mon.infractions = [old[3].infractions[e] if keep[e] else mon.infractions[e] for e in range(self.num_envs)]
+            self.monitor = mon
+        rc0 = self.monitor.rc.copy()
+        ncoll0 = self._collisions()
+        new = self.sim.step(self.state, Controls(a[:, 0], a[:, 1], a[:, 2]))
+        done = self.monitor.update(self.state, new, self.sim.lights(new))
+        self.state = new
+        reward = (self.monitor.rc - rc0) + COLLISION_REWARD * (self._collisions() - ncoll0)
+        completed = self.monitor.completed.copy()
+        terminated = done & ~self._autoreset
+        self._autoreset = done
+        return self._obs(), reward.astype(np.float32), terminated, np.zeros(self.num_envs, bool), {
+            "route_completion": self.monitor.rc.copy(), "completed": completed}
+
+    def _collisions(self) -> np.ndarray:
+        keys = ("collisions_layout", "collisions_pedestrian", "collisions_vehicle")
+        return np.array([sum(len(i[k]) for k in keys) for i in self.monitor.infractions], np.float64)
