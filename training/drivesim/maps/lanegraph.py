@@ -46,6 +46,17 @@ class Command(enum.IntEnum):
 
 
 @dataclass
+class LaneMatch:
+    """Result of `LaneGraph.match` for N points."""
+
+    point: np.ndarray  # (N,) index of the best-matching centreline point
+    lateral: np.ndarray  # (N,) [m] offset from that point, positive = left of the lane
+    distance: np.ndarray  # (N,) [m] distance to that point
+    inside: np.ndarray  # (N,) bool: inside some driving lane
+    inside_lane: np.ndarray  # (N,) a lane containing the point, -1 if none
+
+
+@dataclass
 class LaneGraph:
     """A town as arrays. P points, L lanes, T traffic lights, G stop signs, C crosswalks."""
 
@@ -94,6 +105,7 @@ class LaneGraph:
     cw_pts: np.ndarray  # (N, 2)
     cw_start: np.ndarray  # (C + 1,) offsets into cw_pts
     _tree: cKDTree | None = field(default=None, repr=False, compare=False)
+    _f32: dict | None = field(default=None, repr=False, compare=False)
 
     # ---------------------------------------------------------------- basic facts
     @property
@@ -143,18 +155,37 @@ class LaneGraph:
             self._tree = cKDTree(self.pt_xy)
         return self._tree
 
+    @property
+    def f32(self) -> dict[str, np.ndarray]:
+        """float32 copies of the arrays the per-step code gathers from (the state is float32)."""
+        if self._f32 is None:
+            self._f32 = {"pt_x": self.pt_xy[:, 0].astype(np.float32), "pt_y": self.pt_xy[:, 1].astype(np.float32),
+                         "pt_yaw": self.pt_yaw.astype(np.float32), "lane_length": self.lane_length.astype(np.float32),
+                         "lane_inv_ds": (1.0 / np.maximum(self.lane_ds, 1e-9)).astype(np.float32)}
+        return self._f32
+
     def lane_position(self, lane, s):
-        """Point on a lane at arc length s (clipped to the lane): returns (x, y, yaw); vectorised."""
+        """Point on a lane at arc length s (clipped to the lane): returns (x, y, yaw); vectorised.
+
+        float32 in, float32 out (the simulator's state); float64 arc lengths give float64 positions."""
         lane = np.asarray(lane)
-        s = np.clip(np.asarray(s, dtype=np.float64), 0.0, self.lane_length[lane])
-        f = s / np.maximum(self.lane_ds[lane], 1e-9)
-        i0 = np.minimum(np.floor(f).astype(np.int64), self.lane_npts[lane] - 1)
-        i1 = np.minimum(i0 + 1, self.lane_npts[lane] - 1)
-        w = (f - i0)[..., None]
+        s = np.asarray(s)
+        if s.dtype == np.float32:
+            f32 = self.f32
+            px, py, pyaw, length, inv_ds = f32["pt_x"], f32["pt_y"], f32["pt_yaw"], f32["lane_length"], f32["lane_inv_ds"]
+        else:
+            s = s.astype(np.float64)
+            px, py, pyaw, length = self.pt_xy[:, 0], self.pt_xy[:, 1], self.pt_yaw, self.lane_length
+            inv_ds = 1.0 / np.maximum(self.lane_ds, 1e-9)
+        f = np.clip(s, 0.0, length[lane]) * inv_ds[lane]
+        last = self.lane_npts[lane] - 1
+        i0 = np.minimum(f.astype(np.int64), last)  # f >= 0, so truncation is floor
+        w = f - i0
         a = self.lane_start[lane]
-        xy = self.pt_xy[a + i0] * (1 - w) + self.pt_xy[a + i1] * w
-        yaw = self.pt_yaw[a + i0]
-        return xy[..., 0], xy[..., 1], yaw
+        p0 = a + i0
+        p1 = a + np.minimum(i0 + 1, last)
+        x0, y0 = px[p0], py[p0]
+        return x0 + (px[p1] - x0) * w, y0 + (py[p1] - y0) * w, pyaw[p0]
 
     def project(self, xy: np.ndarray, yaw: np.ndarray | None = None, k: int = 8, yaw_weight: float = 4.0):
         """Match points to lanes. xy (N, 2), optional heading (N,) to prefer lanes of the same direction.
@@ -162,20 +193,8 @@ class LaneGraph:
         Returns (point index (N,), lateral offset (N,) [m, positive = left of the lane], distance (N,) [m]).
         The cost is distance + yaw_weight * (1 - cos(heading error)) when a heading is given.
         """
-        xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
-        k = min(k, len(self.pt_xy))
-        d, idx = self.tree.query(xy, k=k)
-        d = d.reshape(len(xy), k)
-        idx = idx.reshape(len(xy), k)
-        cost = d.copy()
-        if yaw is not None:
-            dyaw = np.asarray(yaw, dtype=np.float64)[:, None] - self.pt_yaw[idx]
-            cost = cost + yaw_weight * (1.0 - np.cos(dyaw))
-        best = np.argmin(cost, axis=1)
-        pi = idx[np.arange(len(xy)), best]
-        rel = xy - self.pt_xy[pi]
-        lat = rel[:, 0] * np.sin(self.pt_yaw[pi]) - rel[:, 1] * np.cos(self.pt_yaw[pi])
-        return pi, lat, d[np.arange(len(xy)), best]
+        m = self.match(xy, yaw, k=k, yaw_weight=yaw_weight)
+        return m.point, m.lateral, m.distance
 
     def on_lane(self, xy: np.ndarray, k: int = 8, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Drivable-area test: for (N, 2) points, whether each lies inside some driving lane.
@@ -184,19 +203,36 @@ class LaneGraph:
         offset is within half the lane width (+ margin) and its longitudinal offset within half a spacing.
         Returns (inside (N,), lane index or -1 (N,)).
         """
+        m = self.match(xy, None, k=k, margin=margin)
+        return m.inside, m.inside_lane
+
+    def match(self, xy: np.ndarray, yaw: np.ndarray | None = None, k: int = 8, yaw_weight: float = 4.0,
+              margin: float = 0.0) -> LaneMatch:
+        """One k-nearest query serving both `project` (best centreline point by distance + heading cost)
+        and `on_lane` (inside test). See those methods for the definitions."""
         xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
+        N = len(xy)
         k = min(k, len(self.pt_xy))
-        _, idx = self.tree.query(xy, k=k)
-        idx = idx.reshape(len(xy), k)
+        d, idx = self.tree.query(xy, k=k)
+        d, idx = d.reshape(N, k), idx.reshape(N, k)
+        rows = np.arange(N)
+        # best point (project)
+        cost = d
+        if yaw is not None:
+            cost = d + yaw_weight * (1.0 - np.cos(np.asarray(yaw, dtype=np.float64)[:, None] - self.pt_yaw[idx]))
+        best = np.argmin(cost, axis=1)
+        # inside test (on_lane)
         rel = xy[:, None, :] - self.pt_xy[idx]
-        yaw = self.pt_yaw[idx]
-        lon = rel[..., 0] * np.cos(yaw) + rel[..., 1] * np.sin(yaw)
-        lat = rel[..., 0] * np.sin(yaw) - rel[..., 1] * np.cos(yaw)
+        pyaw = self.pt_yaw[idx]
+        c, s = np.cos(pyaw), np.sin(pyaw)
+        lon = rel[..., 0] * c + rel[..., 1] * s
+        lat = rel[..., 0] * s - rel[..., 1] * c
         lane = self.pt_lane[idx]
         ok = (np.abs(lat) <= self.lane_width[lane] / 2 + margin) & (np.abs(lon) <= self.lane_ds[lane] / 2 + 0.05)
         inside = ok.any(axis=1)
         first = np.argmax(ok, axis=1)
-        return inside, np.where(inside, lane[np.arange(len(xy)), first], -1)
+        return LaneMatch(point=idx[rows, best], lateral=lat[rows, best], distance=d[rows, best], inside=inside,
+                         inside_lane=np.where(inside, lane[rows, first], -1))
 
     def bounds(self) -> tuple[float, float, float, float]:
         mn, mx = self.pt_xy.min(axis=0), self.pt_xy.max(axis=0)

@@ -14,14 +14,21 @@ WRONG_WAY_ANGLE = np.deg2rad(120.0)  # heading error against the lane that count
 
 
 def ego_collisions(state: SimState) -> np.ndarray:
-    """(E, A) bool: which agents overlap the ego's box (the ego itself is False)."""
-    hit = obb_overlap(
-        state.x[:, EGO:EGO + 1], state.y[:, EGO:EGO + 1], state.yaw[:, EGO:EGO + 1],
-        state.length[:, EGO:EGO + 1], state.width[:, EGO:EGO + 1],
-        state.x, state.y, state.yaw, state.length, state.width,
-    )
-    hit &= state.valid
-    hit[:, EGO] = False
+    """(E, A) bool: which agents overlap the ego's box (the ego itself is False).
+
+    Only pairs whose bounding circles meet go through the separating-axis test."""
+    ex, ey = state.x[:, EGO:EGO + 1], state.y[:, EGO:EGO + 1]
+    radius = 0.5 * np.hypot(state.length, state.width)  # (E, A) half-diagonals
+    reach = radius + radius[:, EGO:EGO + 1]
+    cand = state.valid & ((state.x - ex) ** 2 + (state.y - ey) ** 2 <= reach * reach)
+    cand[:, EGO] = False
+    hit = np.zeros(cand.shape, bool)
+    e, a = np.nonzero(cand)
+    if len(e):
+        hit[e, a] = obb_overlap(
+            state.x[e, EGO], state.y[e, EGO], state.yaw[e, EGO], state.length[e, EGO], state.width[e, EGO],
+            state.x[e, a], state.y[e, a], state.yaw[e, a], state.length[e, a], state.width[e, a],
+        )
     return hit
 
 
@@ -98,18 +105,13 @@ def ego_lane_status(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarr
     """(off_road (E,), wrong_way (E,)): centre outside every driving lane; or inside one (not in a junction)
     whose direction is against the ego's heading."""
     xy = np.stack([state.x[:, EGO], state.y[:, EGO]], 1).astype(np.float64)
-    inside, lane = g.on_lane(xy)
-    pi, _, _ = g.project(xy, state.yaw[:, EGO].astype(np.float64))
-    same_dir_lane = g.pt_lane[pi]
+    m = g.match(xy, state.yaw[:, EGO].astype(np.float64))
+    inside, lane = m.inside, m.inside_lane
+    same_dir_lane = g.pt_lane[m.point]
     # wrong way: the lane containing the ego runs against it and no same-direction lane contains it
     lane_c = np.maximum(lane, 0)
     mid = g.lane_start[lane_c] + g.lane_npts[lane_c] // 2
     against = np.cos(state.yaw[:, EGO] - g.pt_yaw[mid]) < np.cos(WRONG_WAY_ANGLE)
-    fwd_inside = np.abs(_lateral(g, pi, xy)) <= g.lane_width[same_dir_lane] / 2
+    fwd_inside = np.abs(m.lateral) <= g.lane_width[same_dir_lane] / 2
     wrong = inside & against & ~fwd_inside & (g.lane_junction[lane_c] < 0)
     return ~inside, wrong
-
-
-def _lateral(g: LaneGraph, pi: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    rel = xy - g.pt_xy[pi]
-    return rel[:, 0] * np.sin(g.pt_yaw[pi]) - rel[:, 1] * np.cos(g.pt_yaw[pi])

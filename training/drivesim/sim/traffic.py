@@ -74,37 +74,41 @@ def pick_successor(g: LaneGraph, lane: np.ndarray, rng: np.ndarray) -> tuple[np.
 def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray]:
     """Gap [m] (bumper to bumper) and speed of each agent's leader along the lane graph; inf/0 if none.
 
-    Agents with lane >= 0 take part (IDM agents, and the ego / obstacles once assigned a lane). O(N log N).
+    Agents with lane >= 0 take part (IDM agents, and the ego / obstacles once assigned a lane). Each env's
+    agents are sorted by (lane, s) in one row-wise argsort (A log A per env, no loop over envs); the leader is
+    the next agent in that order on the same lane or, failing that, the first agent on the chosen next lane.
     """
     E, A = state.x.shape
     L = g.num_lanes
     on = state.valid & (state.lane >= 0)
-    key = np.where(on, np.arange(E)[:, None].astype(np.int64) * (L + 1) + state.lane, -1).ravel()
-    s = state.s.ravel()
-    half = (state.length / 2).ravel()
-    order = np.lexsort((s, key))
-    ks = key[order]
+    lane_k = np.where(on, state.lane, L)  # (E, A) lane L = "no lane", sorts last
+    s = state.s
+    order = np.argsort(lane_k * (float(g.lane_length.max()) + 10.0) + np.where(on, s, 0.0), axis=1)  # (E, A)
+    lane_sorted = np.take_along_axis(lane_k, order, axis=1)
+    half = state.length / 2
+    rows = np.arange(E)[:, None]
+    flat_order = (order + rows * A).ravel()  # sorted position -> flat agent index
+    lane_sorted_flat = lane_sorted.ravel()
+    s_f, half_f, v_f = s.ravel(), half.ravel(), state.speed.ravel()
     gap = np.full(E * A, np.inf, np.float32)
     lead_v = np.zeros(E * A, np.float32)
-    same = (ks[:-1] == ks[1:]) & (ks[:-1] >= 0)
-    i, j = order[:-1][same], order[1:][same]
-    gap[i] = s[j] - s[i] - half[i] - half[j]
-    lead_v[i] = state.speed.ravel()[j]
-    # no leader on the lane: the first agent on the chosen next lane
-    nl = state.next_lane.ravel()
-    need = on.ravel() & ~np.isfinite(gap) & (nl >= 0)
-    idx = np.flatnonzero(need)
-    if len(idx):
-        env = idx // A
-        target = env.astype(np.int64) * (L + 1) + nl[idx]
-        pos = np.searchsorted(ks, target)
-        pos_c = np.minimum(pos, len(ks) - 1)
-        hit = ks[pos_c] == target
-        j2 = order[pos_c[hit]]
-        i2 = idx[hit]
-        lane_i = state.lane.ravel()[i2]
-        gap[i2] = g.lane_length[lane_i] - s[i2] + s[j2] - half[i2] - half[j2]
-        lead_v[i2] = state.speed.ravel()[j2]
+    # consecutive agents in sorted order on the same lane: follower i, leader j (row ends excluded)
+    same = (lane_sorted_flat[:-1] == lane_sorted_flat[1:]) & (lane_sorted_flat[:-1] < L)
+    same[A - 1 :: A] = False
+    i, j = flat_order[:-1][same], flat_order[1:][same]
+    gap[i] = s_f[j] - s_f[i] - half_f[i] - half_f[j]
+    lead_v[i] = v_f[j]
+    # no leader on the lane: the first agent on the chosen next lane (rows are sorted, so the flat
+    # key env * (L + 1) + lane is globally non-decreasing and one searchsorted finds it)
+    need = np.flatnonzero(on.ravel() & ~np.isfinite(gap) & (state.next_lane.ravel() >= 0))
+    if len(need):
+        flat_key = (rows * (L + 1) + lane_sorted).ravel()
+        target = (need // A) * (L + 1) + state.next_lane.ravel()[need]
+        pos = np.minimum(np.searchsorted(flat_key, target), flat_key.size - 1)
+        hit = flat_key[pos] == target
+        i2, j2 = need[hit], flat_order[pos[hit]]
+        gap[i2] = g.f32["lane_length"][state.lane.ravel()[i2]] - s_f[i2] + s_f[j2] - half_f[i2] - half_f[j2]
+        lead_v[i2] = v_f[j2]
     return gap.reshape(E, A), lead_v.reshape(E, A)
 
 
@@ -112,11 +116,10 @@ def junction_occupancy(state: SimState, g: LaneGraph, junction_index: np.ndarray
     """Number of valid agents on lanes of each junction: (E, J). junction_index maps lane -> 0..J-1 or -1."""
     E, A = state.x.shape
     J = int(junction_index.max()) + 1 if len(junction_index) else 0
-    occ = np.zeros((E, max(J, 1)), np.int32)
+    J = max(J, 1)
     ji = np.where(state.valid & (state.lane >= 0), junction_index[np.maximum(state.lane, 0)], -1)
-    m = ji >= 0
-    np.add.at(occ, (np.nonzero(m)[0], ji[m]), 1)
-    return occ
+    flat = np.where(ji >= 0, np.arange(E)[:, None] * J + ji, E * J)  # E * J = bin of agents outside junctions
+    return np.bincount(flat.ravel(), minlength=E * J + 1)[: E * J].reshape(E, J).astype(np.int32)
 
 
 def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: np.ndarray, dt: float,
@@ -132,7 +135,7 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
     lane = np.maximum(state.lane, 0)
     nl = state.next_lane
     nlc = np.maximum(nl, 0)
-    d_end = g.lane_length[lane] - state.s - state.length / 2 - STOP_MARGIN
+    d_end = g.f32["lane_length"][lane] - state.s - state.length / 2 - STOP_MARGIN
     light = np.where(nl >= 0, g.lane_light[nlc], -1)
     lstate = np.where(light >= 0, np.take_along_axis(lights, np.maximum(light, 0), axis=1) if lights.size else 0,
                       LightState.GREEN)
@@ -154,23 +157,24 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
     # stop-sign bookkeeping: count standstill time near the line
     at_line = stop_sign & (d_end < 2.0) & (v_new < 0.1)
     stop_wait = np.where(at_line, np.maximum(state.stop_wait, 0.0) + dt, state.stop_wait)
-    # lane transitions (a few per step at most)
+    # lane transitions: only the few agents that passed the end of their lane this step
     lane_c, nl_c, rng = state.lane.copy(), nl.copy(), state.rng.copy()
     valid = state.valid.copy()
+    length = g.f32["lane_length"]
+    e_i, a_i = np.nonzero(idm & (s_new > length[lane]))
     for _ in range(3):
-        over = idm & (s_new > g.lane_length[np.maximum(lane_c, 0)])
-        if not over.any():
+        if not len(e_i):
             break
-        dead = over & (nl_c < 0)
-        valid &= ~dead  # a vehicle reaching a dead end leaves the simulation
-        move = over & ~dead
-        s_new = np.where(move, s_new - g.lane_length[np.maximum(lane_c, 0)], s_new)
-        lane_c = np.where(move, nl_c, lane_c)
-        nn, rng2 = pick_successor(g, lane_c, rng)
-        nl_c = np.where(move, nn, nl_c)
-        rng = np.where(move, rng2, rng)
-        stop_wait = np.where(move, -1.0, stop_wait)
-        over = move
+        nxt = nl_c[e_i, a_i]
+        dead = nxt < 0
+        valid[e_i[dead], a_i[dead]] = False  # a vehicle reaching a dead end leaves the simulation
+        e_i, a_i, nxt = e_i[~dead], a_i[~dead], nxt[~dead]
+        s_new[e_i, a_i] -= length[lane_c[e_i, a_i]]
+        lane_c[e_i, a_i] = nxt
+        nl_c[e_i, a_i], rng[e_i, a_i] = pick_successor(g, nxt, rng[e_i, a_i])
+        stop_wait[e_i, a_i] = -1.0
+        still = s_new[e_i, a_i] > length[nxt]
+        e_i, a_i = e_i[still], a_i[still]
     x, y, yaw = g.lane_position(np.maximum(lane_c, 0), s_new)
     out = {
         "speed": np.where(idm, v_new, state.speed),
