@@ -1,12 +1,20 @@
 """A gymnasium vector environment over the batched pseudo-simulator.
 
 Observation (per env): the perceived vector scene in the ego frame (route points ahead, visible agents with a
-mask, ego speed, distance/state of the next light and stop sign). Action: raw CARLA controls
-[throttle, steer, brake]. Reward: route-completion gain in % minus 10 per new collision. An env whose route
+mask, ego speed, distance/state of the next light and stop sign). Action, by `ActionMode`:
+
+- ``CONTROLS``: raw CARLA controls [throttle, steer, brake], (3,).
+- ``PATH_SPEED``: a path of PATH_POINTS points in the observation's ego frame plus a target speed, flattened to
+  (2 * PATH_POINTS + 1,) = [x0, y0, x1, y1, ..., target_speed [m/s]]; the deployed PID controller (the one the
+  ROS planner node runs) turns it into controls every step, so a policy trained here drives the stack unchanged.
+
+Reward: route-completion gain in % minus 10 per new collision. An env whose route
 ends (completed, deviated, blocked, timeout) is reset on the next step (gymnasium's next-step autoreset).
 """
 
 from __future__ import annotations
+
+import enum
 
 import gymnasium as gym
 import numpy as np
@@ -16,19 +24,28 @@ from .maps.lanegraph import LaneGraph
 from .metrics.monitor import RouteMonitor
 from .routes.generate import random_routes
 from .routes.planner import DenseRoute, plan_route
+from .sim.control import PIDController
 from .sim.perception import ROUTE_POINTS, ScenePerceiver
 from .sim.scene import route_scene
 from .sim.world import Controls, Simulator
 
 COLLISION_REWARD = -10.0
+PATH_POINTS = 8  # points of a PATH_SPEED action's path
+MAX_TARGET_SPEED = 20.0  # [m/s]
+
+
+class ActionMode(enum.Enum):
+    CONTROLS = "controls"
+    PATH_SPEED = "path_speed"
 
 
 class DriveVectorEnv(gym.vector.VectorEnv):
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, g: LaneGraph, num_envs: int = 4, max_agents: int = 32, seed: int = 0,
-                 routes: list[DenseRoute] | None = None):
+                 routes: list[DenseRoute] | None = None, action_mode: ActionMode = ActionMode.CONTROLS):
         self.map, self.num_envs, self.max_agents = g, num_envs, max_agents
+        self.action_mode = ActionMode(action_mode)
         self._seed = seed
         self._routes_fixed = routes
         n = max_agents - 1
@@ -38,7 +55,14 @@ class DriveVectorEnv(gym.vector.VectorEnv):
             "agents_valid": spaces.MultiBinary(n),
             "ego": spaces.Box(-np.inf, np.inf, (5,), np.float32),
         })
-        self.single_action_space = spaces.Box(np.array([0, -1, 0], np.float32), np.array([1, 1, 1], np.float32))
+        if self.action_mode is ActionMode.CONTROLS:
+            self.single_action_space = spaces.Box(np.array([0, -1, 0], np.float32), np.array([1, 1, 1], np.float32))
+        else:
+            lo = np.full(2 * PATH_POINTS + 1, -100.0, np.float32)
+            hi = np.full(2 * PATH_POINTS + 1, 100.0, np.float32)
+            lo[-1], hi[-1] = 0.0, MAX_TARGET_SPEED
+            self.single_action_space = spaces.Box(lo, hi)
+        self.controller = PIDController(num_envs)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self.sim = Simulator(g)
@@ -71,8 +95,10 @@ class DriveVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions):
         a = np.asarray(actions, dtype=np.float64)
-        if a.shape != (self.num_envs, 3) or not np.all(np.isfinite(a)):
-            raise ValueError(f"actions: expected finite ({self.num_envs}, 3) [throttle, steer, brake], got {a.shape}")
+        want = (self.num_envs,) + self.single_action_space.shape
+        if a.shape != want or not np.all(np.isfinite(a)):
+            raise ValueError(f"actions: expected finite {want} for action mode {self.action_mode.value}, got "
+                             f"{a.shape}{'' if np.all(np.isfinite(a)) else ' with non-finite values'}")
         if self._autoreset.any():  # rebuild the whole batch's finished envs from fresh routes
             self._seed += 1
             old = (self.routes, self.state, self.perceive, self.monitor)
@@ -90,9 +116,10 @@ class DriveVectorEnv(gym.vector.VectorEnv):
                 getattr(mon, f)[keep] = getattr(old[3], f)[keep]
             mon.infractions = [old[3].infractions[e] if keep[e] else mon.infractions[e] for e in range(self.num_envs)]
             self.monitor = mon
+            self.controller.reset(self._autoreset)
         rc0 = self.monitor.rc.copy()
         ncoll0 = self._collisions()
-        new = self.sim.step(self.state, Controls(a[:, 0], a[:, 1], a[:, 2]))
+        new = self.sim.step(self.state, self._controls(a))
         done = self.monitor.update(self.state, new, self.sim.lights(new))
         self.state = new
         reward = (self.monitor.rc - rc0) + COLLISION_REWARD * (self._collisions() - ncoll0)
@@ -101,6 +128,14 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         self._autoreset = done
         return self._obs(), reward.astype(np.float32), terminated, np.zeros(self.num_envs, bool), {
             "route_completion": self.monitor.rc.copy(), "completed": completed}
+
+    def _controls(self, a: np.ndarray) -> Controls:
+        if self.action_mode is ActionMode.CONTROLS:
+            return Controls(np.clip(a[:, 0], 0, 1), np.clip(a[:, 1], -1, 1), np.clip(a[:, 2], 0, 1))
+        path = a[:, :-1].reshape(self.num_envs, PATH_POINTS, 2)  # (E, P, 2) [m] ego frame
+        target = np.clip(a[:, -1], 0.0, MAX_TARGET_SPEED)  # (E,) [m/s]
+        th, st, br = self.controller(path, target, self.state.speed[:, 0].astype(np.float64))
+        return Controls(th, st, br)
 
     def _collisions(self) -> np.ndarray:
         keys = ("collisions_layout", "collisions_pedestrian", "collisions_vehicle")
