@@ -110,3 +110,54 @@ def test_town01_lane_graph(town01):
     marks = set(np.unique(g.pt_left_mark).tolist())
     assert 1 in marks and marks <= set(range(11))  # Town01 centre lines are broken markings
     assert TownLoader(MAPS).available("Town01") and not TownLoader(MAPS).available("Town12")
+
+
+def _lane_of(g, road, lane_id, last=False):
+    idx = [i for i in range(g.num_lanes) if g.lane_road[i] == road and g.lane_id[i] == lane_id]
+    return sorted(idx, key=lambda i: g.lane_section[i])[-1 if last else 0]
+
+
+def _spec(g, lanes):
+    """A route through the given lanes' middle points (start of the first, end of the last)."""
+    from drivesim.routes.xml import RouteSpec
+
+    pts = [g.lane_points(lanes[0])[1]] + [g.lane_points(i)[len(g.lane_points(i)) // 2] for i in lanes[1:-1]] + [
+        g.lane_points(lanes[-1])[-2]]
+    return RouteSpec("hw", g.name, np.array([[x, y, 0.0] for x, y in pts]))
+
+
+def test_procedural_highway_exit_and_on_ramp(proc_town):
+    """Proc towns carry a 3+3-lane 90 km/h highway: eastbound traffic leaves by an exit lane onto the off-ramp
+    (a lane change right, then a right curve); the on-ramp joins the westbound side through an acceleration
+    lane (a lane change left). Both are driven to the end with the deployed controller."""
+    from conftest import drive
+
+    g = proc_town
+    assert np.isclose(g.lane_speed_limit[g.lane_road == 502], 90 / 3.6).all()
+    # eastbound: H0 lane -1 (inner), exit lane -4, off-ramp 503
+    exit_route = plan_route(g, _spec(g, [_lane_of(g, 500, -1), _lane_of(g, 503, -1)]))
+    assert Command.CHANGELANERIGHT in exit_route.command
+    assert exit_route.lane[-1] == _lane_of(g, 503, -1)
+    # westbound: on-ramp 504 -> acceleration lane 4 of H1 -> lane 3 -> H0 lane 1
+    entry_route = plan_route(g, _spec(g, [_lane_of(g, 504, 1), _lane_of(g, 500, 1)]))
+    assert Command.CHANGELANELEFT in entry_route.command
+    assert _lane_of(g, 513, 1) in set(entry_route.lane.tolist()) and entry_route.lane[-1] == _lane_of(g, 500, 1)
+    for d in (exit_route, entry_route):
+        mon = drive(g, d, speed=12.0)
+        assert mon.completed[0], mon.rc[0]
+        assert mon.outside_pct(0) == 0.0
+        assert not any(mon.infractions[0].values())
+
+
+def test_procedural_parking_lanes(proc_town):
+    """Parking lanes line some single-lane streets; each point lies beside its driving lane, on its right."""
+    g = proc_town
+    assert len(g.park_xy) > 100
+    pi, lat, _ = g.project(g.park_xy, g.park_yaw)
+    lane = g.pt_lane[pi]
+    # the point's nearest centreline is its driving lane (or, at a lane's very end, where the next one starts)
+    assert all(a == b or a in g.successors(int(b)) + g.predecessors(int(b)) for a, b in zip(lane, g.park_lane))
+    expected = -(g.lane_width[lane] / 2 + g.park_width / 2)  # right of the lane (negative lateral)
+    np.testing.assert_allclose(lat, expected, atol=0.2)
+    inside, _ = g.on_lane(g.park_xy)
+    assert not inside.any()  # parking is not a driving lane

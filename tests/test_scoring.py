@@ -86,9 +86,10 @@ def _straight_route(g, rng_seed=3):
 def test_one_collision_of_each_kind(proc_town, kind, behavior, key):
     d = _straight_route(proc_town)
     x, y = d.xy[40]
-    mon = drive(proc_town, d, speed=6.0, objects=[(kind, behavior, x, y, d.yaw[40], 1.0, 1.0, 0.0)], steps=300)
+    mon = drive(proc_town, d, speed=6.0, objects=[(kind, behavior, x, y, d.yaw[40], 1.0, 1.0, 0.0)], steps=300,
+                lights=LightState.GREEN)
     counts = {k: len(v) for k, v in mon.infractions[0].items() if v}
-    assert counts.get(key) == 1, counts
+    assert counts == {key: 1}, counts
     rec = mon.record(0, "r")
     coef = {"collisions_layout": 0.65, "collisions_vehicle": 0.6, "collisions_pedestrian": 0.5}[key]
     assert rec["scores"]["score_penalty"] == pytest.approx(coef * (1 - mon.outside_pct(0) / 100))

@@ -104,6 +104,11 @@ class LaneGraph:
     # crosswalks: polygons, flattened
     cw_pts: np.ndarray  # (N, 2)
     cw_start: np.ndarray  # (C + 1,) offsets into cw_pts
+    # parking lanes (K,): points about 1 m apart on parking lanes, beside the driving lane they border
+    park_xy: np.ndarray  # (K, 2)
+    park_yaw: np.ndarray  # (K,) [rad] the parking lane's direction (= its driving neighbour's)
+    park_lane: np.ndarray  # (K,) int32 the adjacent driving lane
+    park_width: np.ndarray  # (K,) [m]
     _tree: cKDTree | None = field(default=None, repr=False, compare=False)
     _f32: dict | None = field(default=None, repr=False, compare=False)
 
@@ -130,6 +135,7 @@ class LaneGraph:
             "lane_light": self.lane_light.max(initial=-1) < len(self.light_id),
             "stopline_light": self.stopline_light.max(initial=-1) < len(self.light_id),
             "lane_stop": self.lane_stop.max(initial=-1) < len(self.stop_id),
+            "park_lane": self.park_xy.shape == (len(self.park_lane), 2) and self.park_lane.max(initial=-1) < L,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 from ..geometry import polyline_headings, resample_polyline
 from .lanegraph import MAX_LINKS, LaneGraph
 
-LOADER_VERSION = "5"
+LOADER_VERSION = "7"
 DEFAULT_SPEED_LIMIT = 30.0 / 3.6  # [m/s] CARLA's town default
 STOP_TRIGGER_LENGTH = 5.0  # [m]
 TRAFFIC_LIGHT_TYPE = "1000001"
@@ -67,6 +67,18 @@ def _lane_key(wp) -> tuple[int, int, int]:
     return (wp.road_id, wp.section_id, wp.lane_id)
 
 
+def _walk_lane(entry, key: tuple[int, int, int], step: float = 0.5, max_points: int = 100_000) -> list:
+    """Waypoints every `step` m from `entry` while they stay on lane `key`. (libcarla's next_until_lane_end
+    crashes the process on a lane that ends at a map edge, so the walk is done here.)"""
+    wps = [entry]
+    while len(wps) < max_points:
+        nxt = [w for w in wps[-1].next(step) if _lane_key(w) == key]
+        if not nxt:
+            break
+        wps.append(nxt[0])
+    return wps
+
+
 def build_lane_graph(name: str, xodr_text: str, source: str | None = None) -> LaneGraph:
     """Build the lane graph of an OpenDRIVE text (no cache). Raises MapError on a map that does not parse."""
     import carla  # the PyPI client; only the offline map API is used
@@ -84,12 +96,15 @@ def build_lane_graph(name: str, xodr_text: str, source: str | None = None) -> La
     # ---- 1. lanes from topology segments (entry, exit) of the same (road, section, lane)
     keys: dict[tuple[int, int, int], int] = {}
     seg_pts, seg_marks, seg_width, seg_junction, seg_entry, seg_exit = [], [], [], [], [], []
-    for entry, exit_ in topology:
+    park: list[tuple] = []  # (x, y, yaw, driving lane, width) of parking-lane points
+    # lanes that end at a map edge appear in the topology only as some segment's exit: walk them to their end
+    dead_end = [(x, None) for _, x in topology]
+    for entry, exit_ in list(topology) + dead_end:
         key = _lane_key(entry)
         if key in keys:
             continue
-        wps = [entry] + list(entry.next_until_lane_end(0.5))
-        wps = [w for w in wps if _lane_key(w) == key] or [entry]
+        wps = _walk_lane(entry, key)
+        exit_ = wps[-1] if exit_ is None else exit_
         xy = [(w.transform.location.x, w.transform.location.y) for w in wps]
         ex = (exit_.transform.location.x, exit_.transform.location.y)
         # the exit is where successors start (it may carry another lane id inside junctions): end there
@@ -104,6 +119,12 @@ def build_lane_graph(name: str, xodr_text: str, source: str | None = None) -> La
             np.array([(int(w.left_lane_marking.type), int(w.right_lane_marking.type)) for w in wps], dtype=np.int8)
         )
         seg_width.append(float(np.median([w.lane_width for w in wps])))
+        if not entry.is_junction:  # parking spaces beside this lane, about every metre
+            for w in wps[::2]:
+                r = w.get_right_lane()
+                if r is not None and r.lane_type == carla.LaneType.Parking:
+                    park.append((r.transform.location.x, r.transform.location.y,
+                                 np.deg2rad(r.transform.rotation.yaw), len(seg_pts) - 1, r.lane_width))
         seg_junction.append(entry.junction_id if entry.is_junction else -1)
         seg_entry.append(xy[0])
         seg_exit.append(xy[-1])
@@ -312,6 +333,10 @@ def build_lane_graph(name: str, xodr_text: str, source: str | None = None) -> La
         stop_box=stop_box,
         cw_pts=cw_pts,
         cw_start=cw_start,
+        park_xy=np.array([p[:2] for p in park], np.float64).reshape(-1, 2),
+        park_yaw=np.array([p[2] for p in park], np.float64),
+        park_lane=np.array([p[3] for p in park], np.int32),
+        park_width=np.array([p[4] for p in park], np.float64),
     )
     g.validate()
     return g

@@ -4,8 +4,13 @@ loaded through the same CARLA-client loader as CARLA's towns. Same seed, same to
 Layout: a grid of NX x NY junction nodes SPACING apart, joined by straight roads. Interior nodes are 4-way
 junctions, border nodes T junctions, corners curves, so the network has no dead ends. Each junction is
 signalised (traffic lights on every approach), stop-controlled (stop signs) or uncontrolled, by the seed;
-roads of one grid row are multi-lane arterials (2 lanes each way), the others 1 lane each way.
-Not yet generated (see the foundation issue's notes): the highway with on-ramp/exit and parking lanes.
+roads of one grid row are multi-lane arterials (2 lanes each way), the others 1 lane each way. Some streets
+(by the seed) have parking lanes (OpenDRIVE lane type ``parking``) on both sides.
+
+South of the grid runs a 3+3-lane highway (motorway, 90 km/h) of three segments joined by two junctions built
+the way CARLA's highway towns are: the eastbound carriageway opens an exit lane that leaves through the first
+junction onto an off-ramp; the westbound carriageway takes an on-ramp through the second junction onto an
+acceleration lane that merges away. Highway ends and ramp ends are map edges (agents leave there).
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ SPACING = 110.0  # [m] between junction centres
 JUNCTION_RADIUS = 14.0  # [m] from a junction centre to where its roads start
 LANE_WIDTH = 3.5  # [m]
 SPEED_LIMIT_KMH = 40
+PARKING_WIDTH = 2.5  # [m]
+HIGHWAY_Y = -70.0  # [m] OpenDRIVE y of the highway's centre line (the grid spans y in [0, (ny - 1) * SPACING])
+HIGHWAY_KMH = 90
+RAMP_KMH = 60
 
 
 def generate_town_xodr(seed: int, nx: int = 3, ny: int = 3) -> str:
@@ -41,8 +50,10 @@ def generate_town_xodr(seed: int, nx: int = 3, ny: int = 3) -> str:
                 lanes = 2 if (dj == 0 and j == arterial_row) else 1
                 road = xodr.create_road(xodr.Line(length), rid, left_lanes=lanes, right_lanes=lanes,
                                         lane_width=LANE_WIDTH)
+                road.add_type(xodr.RoadType.town, speed=SPEED_LIMIT_KMH / 3.6)
                 roads.append((road, a, b, lanes))
                 rid += 1
+    roads[0][0].planview.set_start_point(0.0, 0.0, 0.0)  # the grid and the highway are separate networks
     for road, a, b, lanes in roads:
         odr.add_road(road)
         # angle of the road seen from each junction: from a towards b, and from b towards a
@@ -67,8 +78,67 @@ def generate_town_xodr(seed: int, nx: int = 3, ny: int = 3) -> str:
             for y in range(x + 1, len(incident)):
                 cr.add_connection(incident[x][0].id, incident[y][0].id)
         odr.add_junction_creator(cr)
+    # parking lanes on single-lane streets, added after the junctions so that no connecting road carries them
+    parking = rng.random(len(roads)) < 0.35
+    for (road, _, _, lanes), park in zip(roads, parking, strict=True):
+        if park and lanes == 1:
+            sec = road.lanes.lanesections[0]
+            sec.add_right_lane(xodr.Lane(xodr.LaneType.parking, a=PARKING_WIDTH))
+            sec.add_left_lane(xodr.Lane(xodr.LaneType.parking, a=PARKING_WIDTH))
+    _add_highway(odr, x0=-2 * JUNCTION_RADIUS - 60.0, width=(nx - 1) * SPACING + 120.0)
     odr.adjust_roads_and_lanes()
     return _to_text(odr)
+
+
+def _add_highway(odr, x0: float, width: float) -> None:
+    """The highway: H0 -(exit junction)- H1 -(entry junction)- H2, eastbound = right lanes (+s)."""
+    from scenariogeneration import xodr
+
+    seg = width / 3.0
+    junction_len = 20.0
+    # H0: the eastbound side opens a 4th (exit) lane over the last 80 m
+    h0 = xodr.create_road(xodr.Line(seg), 500, left_lanes=3, right_lanes=[xodr.LaneDef(seg - 80, seg - 30, 3, 4, -4)],
+                          lane_width=LANE_WIDTH)
+    # H1: the westbound side (left lanes, driving -s) starts with the acceleration lane, which merges away
+    h1 = xodr.create_road(xodr.Line(seg), 501, left_lanes=[xodr.LaneDef(seg - 110, seg - 30, 3, 4, 4)], right_lanes=3,
+                          lane_width=LANE_WIDTH)
+    h2 = xodr.create_road(xodr.Line(seg), 502, left_lanes=3, right_lanes=3, lane_width=LANE_WIDTH)
+    off_ramp = xodr.create_road(xodr.Line(60), 503, left_lanes=0, right_lanes=1, lane_width=LANE_WIDTH)
+    on_ramp = xodr.create_road(xodr.Line(60), 504, left_lanes=1, right_lanes=0, lane_width=LANE_WIDTH)
+    # junction roads: straight through, and the ramps' curves (right turn off, from the left side on)
+    j_exit, j_entry = 2000, 2001
+    c_exit_through = xodr.create_road(xodr.Line(junction_len), 510, left_lanes=3, right_lanes=3, road_type=j_exit,
+                                      lane_width=LANE_WIDTH)
+    c_exit_ramp = xodr.create_road(xodr.Arc(-1 / 60.0, 35.0), 511, left_lanes=0, right_lanes=1, road_type=j_exit,
+                                   lane_width=LANE_WIDTH)
+    c_entry_through = xodr.create_road(xodr.Line(junction_len), 512, left_lanes=3, right_lanes=3, road_type=j_entry,
+                                       lane_width=LANE_WIDTH)
+    c_entry_ramp = xodr.create_road(xodr.Arc(1 / 60.0, 35.0), 513, left_lanes=1, right_lanes=0, road_type=j_entry,
+                                    lane_width=LANE_WIDTH)
+    h0.planview.set_start_point(x0, HIGHWAY_Y, 0.0)
+    h0.add_successor(xodr.ElementType.junction, j_exit)
+    h1.add_predecessor(xodr.ElementType.junction, j_exit)
+    h1.add_successor(xodr.ElementType.junction, j_entry)
+    h2.add_predecessor(xodr.ElementType.junction, j_entry)
+    off_ramp.add_predecessor(xodr.ElementType.junction, j_exit)
+    on_ramp.add_predecessor(xodr.ElementType.junction, j_entry)
+    c_exit_through.add_predecessor(xodr.ElementType.road, h0.id, xodr.ContactPoint.end)
+    c_exit_through.add_successor(xodr.ElementType.road, h1.id, xodr.ContactPoint.start)
+    c_exit_ramp.add_predecessor(xodr.ElementType.road, h0.id, xodr.ContactPoint.end, lane_offset=-3)
+    c_exit_ramp.add_successor(xodr.ElementType.road, off_ramp.id, xodr.ContactPoint.start)
+    c_entry_through.add_predecessor(xodr.ElementType.road, h1.id, xodr.ContactPoint.end)
+    c_entry_through.add_successor(xodr.ElementType.road, h2.id, xodr.ContactPoint.start)
+    c_entry_ramp.add_predecessor(xodr.ElementType.road, h1.id, xodr.ContactPoint.end, lane_offset=3)
+    c_entry_ramp.add_successor(xodr.ElementType.road, on_ramp.id, xodr.ContactPoint.start)
+    for r in (h0, h1, h2, c_exit_through, c_entry_through):
+        r.add_type(xodr.RoadType.motorway, speed=HIGHWAY_KMH / 3.6)
+    for r in (off_ramp, on_ramp, c_exit_ramp, c_entry_ramp):
+        r.add_type(xodr.RoadType.motorway, speed=RAMP_KMH / 3.6)
+    for r in (h0, h1, h2, off_ramp, on_ramp, c_exit_through, c_exit_ramp, c_entry_through, c_entry_ramp):
+        odr.add_road(r)
+    odr.add_junction(xodr.create_junction([c_exit_through, c_exit_ramp], j_exit, [h0, h1, off_ramp], name="highway_exit"))
+    odr.add_junction(xodr.create_junction([c_entry_through, c_entry_ramp], j_entry, [h1, h2, on_ramp],
+                                          name="highway_entry"))
 
 
 def _to_text(odr) -> str:
