@@ -69,7 +69,8 @@ def test_step_is_pure_and_batched(proc_town):
     assert np.all(new.speed[:, EGO] > 0)
     # env 1 alone gives the same result as inside the batch
     one = route_scene(proc_town, routes[1:2], max_agents=16, seed=1)
-    for f in ("x", "y", "yaw", "speed", "valid", "lane", "s", "rng", "next_lane", "desired_speed"):
+    for f in ("x", "y", "yaw", "speed", "valid", "lane", "s", "rng", "next_lane", "desired_speed", "kind", "behavior",
+              "length", "width", "stop_wait"):
         getattr(one, f)[0] = getattr(st, f)[1]
     one.light_offset[0] = st.light_offset[1]
     n1 = sim.step(one, Controls(np.full(1, 0.5), np.zeros(1), np.zeros(1)))
@@ -165,3 +166,44 @@ def test_lane_leaders_match_a_loop(proc_town):
     f = np.isfinite(ref_gap)
     np.testing.assert_allclose(fast_gap[f], ref_gap[f], atol=1e-3)
     np.testing.assert_allclose(fast_v, ref_v, atol=1e-6)
+
+
+def test_pedestrians_cross_crosswalks_and_cyclists_ride_lanes(proc_town):
+    """Background pedestrians walk across a crosswalk once (ending a metre past its far edge, standing);
+    background cyclists are lane followers capped at CYCLIST_SPEED."""
+    from drivesim.sim.scene import CYCLIST_SPEED, crosswalk_axes, spawn_pedestrians
+    from drivesim.sim.state import AgentKind, Behavior
+
+    g = proc_town
+    ends, lengths = crosswalk_axes(g)
+    assert len(lengths) > 0 and np.all((lengths > 6.0) & (lengths < 20.0))  # kerb to kerb across a road
+    mid = ends.mean(axis=1)
+    routes = [plan_route(g, r) for r in random_routes(g, 12, seed=3)]
+    st = route_scene(g, routes, max_agents=40, seed=0, background=False)
+    rng = np.random.default_rng(1)
+    n_ped = 0
+    for e, r in enumerate(routes):
+        n = spawn_pedestrians(st, e, g, np.concatenate([r.xy, mid]), rng, radius=1e4, max_count=6)
+        spawn_background(st, e, g, r.xy, rng, first_slot=1 + n, spacing=10.0)
+        n_ped += n
+    st.x[:, EGO] = st.y[:, EGO] = -5000.0  # the ego out of the way
+    st.lane[:, EGO] = -1
+    ped = st.valid & (st.kind == AgentKind.PEDESTRIAN)
+    cyc = st.valid & (st.kind == AgentKind.CYCLIST)
+    assert n_ped > 5 and ped.sum() == n_ped and cyc.sum() > 5
+    assert np.all(st.behavior[ped] == Behavior.WALKER) and np.all(st.behavior[cyc] == Behavior.IDM)
+    walk = st.s[ped].copy()
+    start = np.stack([st.x[ped], st.y[ped]], 1)
+    sim = Simulator(g)
+    zero = Controls.zeros(len(routes))
+    max_cyc_speed = 0.0
+    for _ in range(int(40 / 0.05)):
+        st = sim.step(st, zero)
+        max_cyc_speed = max(max_cyc_speed, float(st.speed[cyc & st.valid].max(initial=0.0)))
+    end = np.stack([st.x[ped], st.y[ped]], 1)
+    np.testing.assert_allclose(np.linalg.norm(end - start, axis=1), walk, atol=1e-2)  # walked exactly the walk
+    assert np.all(st.speed[ped] == 0.0) and np.all(st.s[ped] <= 1e-6)  # and stand
+    # each ends just beyond a crosswalk's far edge
+    d_end = np.min(np.linalg.norm(end[:, None, None, :] - ends[None], axis=-1), axis=(1, 2))
+    np.testing.assert_allclose(d_end, 1.0, atol=5e-3)  # float32 positions
+    assert 0.5 < max_cyc_speed <= CYCLIST_SPEED + 1e-3

@@ -4,7 +4,8 @@ loaded through the same CARLA-client loader as CARLA's towns. Same seed, same to
 Layout: a grid of NX x NY junction nodes SPACING apart, joined by straight roads. Interior nodes are 4-way
 junctions, border nodes T junctions, corners curves, so the network has no dead ends. Each junction is
 signalised (traffic lights on every approach), stop-controlled (stop signs) or uncontrolled, by the seed;
-roads of one grid row are multi-lane arterials (2 lanes each way), the others 1 lane each way. Some streets
+roads of one grid row are multi-lane arterials (2 lanes each way), the others 1 lane each way. Signalised
+approaches have zebra crossings (OpenDRIVE crosswalk objects). Some streets
 (by the seed) have parking lanes (OpenDRIVE lane type ``parking``) on both sides.
 
 South of the grid runs a 3+3-lane highway (motorway, 90 km/h) of three segments joined by two junctions built
@@ -22,6 +23,8 @@ JUNCTION_RADIUS = 14.0  # [m] from a junction centre to where its roads start
 LANE_WIDTH = 3.5  # [m]
 SPEED_LIMIT_KMH = 40
 PARKING_WIDTH = 2.5  # [m]
+CROSSWALK_WIDTH = 4.0  # [m] along the road
+CROSSWALK_SETBACK = 3.0  # [m] from the road's end at a signalised junction to the crosswalk's centre
 HIGHWAY_Y = -70.0  # [m] OpenDRIVE y of the highway's centre line (the grid spans y in [0, (ny - 1) * SPACING])
 HIGHWAY_KMH = 90
 RAMP_KMH = 60
@@ -53,6 +56,8 @@ def generate_town_xodr(seed: int, nx: int = 3, ny: int = 3) -> str:
                 road.add_type(xodr.RoadType.town, speed=SPEED_LIMIT_KMH / 3.6)
                 roads.append((road, a, b, lanes))
                 rid += 1
+    parking = rng.random(len(roads)) < 0.35  # which streets get parking lanes (single-lane ones only)
+    rid_index = {road.id: k for k, (road, _, _, _) in enumerate(roads)}
     roads[0][0].planview.set_start_point(0.0, 0.0, 0.0)  # the grid and the highway are separate networks
     for road, a, b, lanes in roads:
         odr.add_road(road)
@@ -64,6 +69,17 @@ def generate_town_xodr(seed: int, nx: int = 3, ny: int = 3) -> str:
             kind = control[node]
             if kind == "none":
                 continue
+            if kind == "signal":  # a zebra crossing across the whole road where it meets a signalised junction
+                half = lanes * LANE_WIDTH + (PARKING_WIDTH if lanes == 1 and parking[rid_index[road.id]] else 0.0)
+                sc = CROSSWALK_SETBACK if end == "predecessor" else length - CROSSWALK_SETBACK
+                cw = xodr.Object(s=sc, t=0.0, Type=xodr.ObjectType.crosswalk, name="crosswalk", zOffset=0.0,
+                                 length=CROSSWALK_WIDTH, width=2 * half, height=0.0)
+                outline = xodr.Outline(closed=True)
+                for u, v in ((-CROSSWALK_WIDTH / 2, -half), (CROSSWALK_WIDTH / 2, -half), (CROSSWALK_WIDTH / 2, half),
+                             (-CROSSWALK_WIDTH / 2, half), (-CROSSWALK_WIDTH / 2, -half)):
+                    outline.add_corner(xodr.CornerLocal(u, v, 0.0, 0.0))
+                cw.add_outline(outline)
+                road.add_object(cw)
             sig_type = "1000001" if kind == "signal" else "206"
             if end == "successor":  # right lanes (negative ids) drive +s and enter at s = length; CARLA maps "-" to them
                 s, t, orient = length - 0.5, -lanes * LANE_WIDTH - 0.5, xodr.Orientation.negative
@@ -79,7 +95,6 @@ def generate_town_xodr(seed: int, nx: int = 3, ny: int = 3) -> str:
                 cr.add_connection(incident[x][0].id, incident[y][0].id)
         odr.add_junction_creator(cr)
     # parking lanes on single-lane streets, added after the junctions so that no connecting road carries them
-    parking = rng.random(len(roads)) < 0.35
     for (road, _, _, lanes), park in zip(roads, parking, strict=True):
         if park and lanes == 1:
             sec = road.lanes.lanesections[0]
@@ -165,5 +180,12 @@ def _to_text(odr) -> str:
     # signal ids come from a process-wide counter in scenariogeneration: renumber them
     for k, sig in enumerate(root.iter("signal")):
         sig.set("id", str(k + 1))
+    for k, obj in enumerate(root.iter("object")):
+        obj.set("id", str(k + 1))
+        # CARLA reads an object's <outline> directly under <object> (OpenDRIVE 1.4), not inside <outlines>
+        for outlines in obj.findall("outlines"):
+            for outline in outlines.findall("outline"):
+                obj.append(outline)
+            obj.remove(outlines)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")

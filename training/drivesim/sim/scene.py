@@ -1,9 +1,12 @@
 """Initial scenes for closed-loop routes: the ego at the route start and background IDM traffic around it.
 
-Background density (documented, per town): one vehicle per BACKGROUND_SPACING metres of every non-junction
-driving lane within BACKGROUND_RADIUS of the route, at most max_agents - 1 vehicles, none within
-EGO_CLEARANCE of the ego's start. Vehicles want SPEED_FACTOR x the lane's speed limit (CARLA's Traffic
-Manager defaults to 30 % below the limit), each with its own random route through the lane graph.
+Background density (documented, the same rule in every town): one vehicle per BACKGROUND_SPACING metres of
+every non-junction driving lane within BACKGROUND_RADIUS of the route, at most max_agents - 1 agents, none
+within EGO_CLEARANCE of the ego's start. Vehicles want SPEED_FACTOR x the lane's speed limit (CARLA's Traffic
+Manager defaults to 30 % below the limit), each with its own random route through the lane graph. A
+CYCLIST_FRACTION of them are cyclists (lane followers too, at most CYCLIST_SPEED). Each crosswalk within
+BACKGROUND_RADIUS gets a pedestrian with probability PEDESTRIAN_PROB, who walks across it once from a random
+point on the kerb (up to 8 m back) and then stands on the far side.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ BACKGROUND_RADIUS = 100.0  # [m] around the route
 EGO_CLEARANCE = 12.0  # [m]
 SPEED_FACTOR = (0.65, 0.85)  # fraction of the speed limit wanted by background vehicles
 VEHICLE_SIZE = (4.6, 1.9)  # [m] background cars
+CYCLIST_SIZE = (1.8, 0.7)  # [m]
+CYCLIST_FRACTION = 0.1
+CYCLIST_SPEED = 5.0  # [m/s]
+PEDESTRIAN_SIZE = (0.5, 0.5)  # [m]
+PEDESTRIAN_PROB = 0.5
+PEDESTRIAN_SPEED = (1.0, 1.6)  # [m/s]
 
 
 def place_ego(state: SimState, e: int, route: DenseRoute) -> None:
@@ -58,11 +67,14 @@ def spawn_background(state: SimState, e: int, g: LaneGraph, route_xy: np.ndarray
         x, y, yaw = g.lane_position(lane, s)
         if np.hypot(x - start[0], y - start[1]) < EGO_CLEARANCE:
             continue
+        cyclist = rng.random() < CYCLIST_FRACTION
         state.x[e, slot], state.y[e, slot], state.yaw[e, slot] = x, y, yaw
-        state.length[e, slot], state.width[e, slot] = VEHICLE_SIZE
-        state.kind[e, slot], state.behavior[e, slot], state.valid[e, slot] = AgentKind.VEHICLE, Behavior.IDM, True
+        state.length[e, slot], state.width[e, slot] = CYCLIST_SIZE if cyclist else VEHICLE_SIZE
+        state.kind[e, slot] = AgentKind.CYCLIST if cyclist else AgentKind.VEHICLE
+        state.behavior[e, slot], state.valid[e, slot] = Behavior.IDM, True
         state.lane[e, slot], state.s[e, slot] = lane, s
         v0 = g.lane_speed_limit[lane] * rng.uniform(*SPEED_FACTOR)
+        v0 = min(v0, CYCLIST_SPEED) if cyclist else v0
         state.desired_speed[e, slot] = v0
         state.speed[e, slot] = v0 * rng.uniform(0.3, 0.8)
         state.rng[e, slot] = rng.integers(0, 2**31)
@@ -70,6 +82,50 @@ def spawn_background(state: SimState, e: int, g: LaneGraph, route_xy: np.ndarray
         slot += 1
     nl, r2 = pick_successor(g, state.lane[e, first_slot:slot], state.rng[e, first_slot:slot])
     state.next_lane[e, first_slot:slot], state.rng[e, first_slot:slot] = nl, r2
+    return slot - first_slot
+
+
+def crosswalk_axes(g: LaneGraph) -> tuple[np.ndarray, np.ndarray]:
+    """For each crosswalk: the midpoints of its two short edges (C, 2, 2) and its crossing length (C,) [m]."""
+    ends, lengths = [], []
+    for poly in g.crosswalks():
+        p = poly[:-1] if len(poly) > 1 and np.allclose(poly[0], poly[-1]) else poly
+        if len(p) < 4:
+            continue
+        edges = [(p[i], p[(i + 1) % len(p)]) for i in range(len(p))]
+        short = sorted(edges, key=lambda ab: np.linalg.norm(ab[1] - ab[0]))[:2]
+        a, b = (0.5 * (u + v) for u, v in short)
+        ends.append((a, b))
+        lengths.append(float(np.linalg.norm(b - a)))
+    return np.array(ends).reshape(-1, 2, 2), np.array(lengths)
+
+
+def spawn_pedestrians(state: SimState, e: int, g: LaneGraph, route_xy: np.ndarray, rng: np.random.Generator,
+                      radius: float = BACKGROUND_RADIUS, first_slot: int = 1, max_count: int = 8) -> int:
+    """Pedestrians crossing the crosswalks near the route (see the module doc). Returns how many were placed."""
+    ends, lengths = crosswalk_axes(g)
+    if not len(lengths):
+        return 0
+    mid = ends.mean(axis=1)
+    d = np.min(np.hypot(mid[:, None, 0] - route_xy[None, ::10, 0], mid[:, None, 1] - route_xy[None, ::10, 1]), axis=1)
+    slot = first_slot
+    for c in np.flatnonzero(d < radius):
+        if slot >= state.max_agents or slot - first_slot >= max_count or rng.random() >= PEDESTRIAN_PROB:
+            continue
+        a, b = ends[c] if rng.random() < 0.5 else ends[c][::-1]
+        u = (b - a) / max(lengths[c], 1e-6)
+        back = rng.uniform(0.0, 8.0)  # how far back on the kerb the walk starts
+        start = a - u * (1.0 + back)
+        if np.hypot(*(start - route_xy[0])) < EGO_CLEARANCE:
+            continue
+        state.x[e, slot], state.y[e, slot], state.yaw[e, slot] = start[0], start[1], np.arctan2(u[1], u[0])
+        state.length[e, slot], state.width[e, slot] = PEDESTRIAN_SIZE
+        state.kind[e, slot], state.behavior[e, slot], state.valid[e, slot] = (
+            AgentKind.PEDESTRIAN, Behavior.WALKER, True)
+        state.desired_speed[e, slot] = rng.uniform(*PEDESTRIAN_SPEED)
+        state.s[e, slot] = lengths[c] + 2.0 + back  # kerb to kerb, a metre beyond each edge
+        state.lane[e, slot] = -1
+        slot += 1
     return slot - first_slot
 
 
@@ -82,7 +138,8 @@ def route_scene(g: LaneGraph, routes: list[DenseRoute], max_agents: int = 64, se
     for e, r in enumerate(routes):
         place_ego(state, e, r)
         if background:
-            spawn_background(state, e, g, r.xy, rng)
+            n = spawn_pedestrians(state, e, g, r.xy, rng)
+            spawn_background(state, e, g, r.xy, rng, first_slot=1 + n)
     cycle = (GREEN_TIME + YELLOW_TIME) * g.light_nslots
     # one random phase per junction (lights of a junction stay coordinated)
     jid = g.light_junction

@@ -24,7 +24,7 @@ class Behavior(enum.IntEnum):
     STATIC = 1  # never moves
     REPLAY = 2  # follows its logged trajectory
     IDM = 3  # lane following with IDM, traffic lights, stop signs and junction yielding
-    WALKER = 4  # moves straight along its heading at its desired speed
+    WALKER = 4  # walks straight along its heading at its desired speed for `s` metres, then stands
 
 
 class LightState(enum.IntEnum):
@@ -51,7 +51,7 @@ class SimState:
     behavior: np.ndarray  # int8 Behavior
     valid: np.ndarray  # bool
     lane: np.ndarray  # int32 current lane (IDM agents), -1 otherwise
-    s: np.ndarray  # [m] arc length on that lane
+    s: np.ndarray  # [m] arc length on that lane (IDM); distance left to walk (WALKER)
     next_lane: np.ndarray  # int32 chosen successor lane, -1 at a dead end
     desired_speed: np.ndarray  # [m/s] IDM v0 / walker speed
     stop_wait: np.ndarray  # [s] time stopped at the current stop sign (IDM), -1 = not yet at one

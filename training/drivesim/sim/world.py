@@ -70,12 +70,15 @@ class Simulator:
         speed = new.get("speed", state.speed).copy()
         accel = new.get("accel", state.accel).copy()
         valid = new.get("valid", state.valid)
-        # 2. walkers: straight along their heading
+        # 2. walkers: straight along their heading for the distance left on their walk (s), then stand
         w = state.valid & (state.behavior == Behavior.WALKER)
+        s = new.get("s", state.s).copy()
         if w.any():
-            x = np.where(w, x + state.desired_speed * np.cos(yaw) * dt, x)
-            y = np.where(w, y + state.desired_speed * np.sin(yaw) * dt, y)
-            speed = np.where(w, state.desired_speed, speed)
+            step = np.where(w, np.minimum(state.desired_speed * dt, np.maximum(state.s, 0.0)), 0.0)
+            x = x + step * np.cos(yaw)
+            y = y + step * np.sin(yaw)
+            speed = np.where(w, step / dt, speed)
+            s = np.where(w, s - step, s)
         # 3. log replay at the next time step
         r = state.valid & (state.behavior == Behavior.REPLAY)
         if r.any() and state.log_xyyv is not None:
@@ -96,7 +99,6 @@ class Simulator:
         )
         x[:, EGO], y[:, EGO], yaw[:, EGO], speed[:, EGO], accel[:, EGO] = ex, ey, eyaw, ev, ea
         lane = new.get("lane", state.lane).copy()
-        s = new.get("s", state.s).copy()
         if self.track_ego_lane:
             pi, _, dist = g.project(np.stack([ex, ey], 1), eyaw)
             lane[:, EGO] = np.where(dist < 3.0, g.pt_lane[pi], -1)
