@@ -3,18 +3,20 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.setup-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+STAMP := $(VENV)/.setup-$(shell cat pyproject.toml ros2_ws/src/drive_stack/setup.py | md5sum | cut -c1-12)
 SHARED ?= ../shared
 export DRIVE_STACK_CACHE ?= $(CURDIR)/.cache
 
 .PHONY: setup test demo bench lint clean
 
 setup: $(STAMP)
+	@$(PY) ros2_ws/tools/build_interfaces.py
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml ros2_ws/src/drive_stack/setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ros]'
+	$(PY) -m pip install -q --no-deps -e ros2_ws/src/drive_stack
 	@rm -f $(VENV)/.setup-*
 	@touch $(STAMP)
 
@@ -28,7 +30,7 @@ bench: setup
 	$(VENV)/bin/drive-stack bench sim --json results/bench/sim.json
 
 lint: setup
-	$(VENV)/bin/ruff check training tests
+	$(VENV)/bin/ruff check training tests ros2_ws launch
 
 clean:
 	rm -rf $(VENV) .cache results/demo

@@ -143,6 +143,51 @@ def cmd_bench_sim(a) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- stack
+def _stack_launcher():
+    try:
+        from drive_stack import launcher
+    except ImportError as e:
+        raise SystemExit(f"drive-stack: the ROS 2 stack is not installed in this environment ({e}); run `make setup` "
+                         "(it installs the ROS 2 wheels, builds the interface packages and the drive_stack package)") from e
+    return launcher
+
+
+def print_stack_result(res: dict) -> None:
+    rec, s = res["record"], res["summary"]
+    st = rec["meta"].get("stack", {})
+    sc = rec["scores"]
+    print(f"route {rec['route_id']} ({rec['meta']['town']}): {rec['status']}, RC {sc['score_route']:.1f}, "
+          f"penalty {sc['score_penalty']:.2f}, DS {sc['score_composed']:.1f}")
+    infr = {k: len(v) for k, v in rec["infractions"].items() if v and k != "min_speed_infractions"}
+    print(f"infractions: {infr or 'none'}")
+    print(f"ticks {st.get('ticks')}, missed {st.get('missed_ticks')}, control latency p50 "
+          f"{st.get('latency_ms_p50', float('nan')):.1f} ms / p99 {st.get('latency_ms_p99', float('nan')):.1f} ms")
+    print(f"takeovers recorded: {len(res['takeovers'])}")
+    for tk in res["takeovers"]:
+        print(f"  t={tk['takeover_time']:.2f} s {tk['cause']} ({tk['detail']}) -> {tk['controller']}; bag {tk['bag']} "
+              f"window [{tk['window'][0]:.1f}, {tk['window'][1]:.1f}] s")
+    print(f"Driving Score {s['driving_score']:.2f} | results: {res['out']}/results.json, summary.json, bags/ "
+          f"({res['wall_s']:.1f} s)")
+
+
+def cmd_stack_run(a) -> int:
+    launcher = _stack_launcher()
+    res = launcher.stack_run(a.routes, a.route_id, a.out, maps_dir=a.maps_dir, policy=a.policy, seed=a.seed,
+                             faults=a.fault, record=a.record, timeout=a.timeout, tick_timeout=a.tick_timeout)
+    print_stack_result(res)
+    _write_json(a.json, res)
+    return 0
+
+
+def cmd_bag_info(a) -> int:
+    from .stack.bags import read_bag
+
+    info = read_bag(Path(a.bag))
+    print(json.dumps(info, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drive-stack", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -199,6 +244,26 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workers", type=int, default=2)
     q.add_argument("--policy", default="rule")
     q.set_defaults(fn=cmd_demo)
+
+    st = sub.add_parser("stack", help="the ROS 2 stack").add_subparsers(dest="sub", required=True)
+    q = st.add_parser("run", help="run the node table as processes over DDS on one route (pseudo-simulator)")
+    q.add_argument("--routes", default=None, help="route XML; without it, a random route on procedural town Proc<seed>")
+    q.add_argument("--route-id", default=None)
+    maps_arg(q)
+    q.add_argument("--policy", default="rule")
+    q.add_argument("--out", default="results/stack")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--fault", action="append", default=[], metavar="NODE:KIND@T",
+                   help="inject a fault, e.g. planner:stall@12.0, planner:nan@12.0, planner:exit@12.0 (repeatable)")
+    q.add_argument("--record", default="takeover", choices=["takeover", "continuous", "both"])
+    q.add_argument("--timeout", type=float, default=900.0, help="wall-clock seconds for the whole run")
+    q.add_argument("--tick-timeout", type=float, default=1.0, help="wall seconds the simulator waits for a command")
+    q.add_argument("--json", help="write the run's result here")
+    q.set_defaults(fn=cmd_stack_run)
+    g = sub.add_parser("bag", help="recorded bags").add_subparsers(dest="sub", required=True)
+    q = g.add_parser("info", help="topics, message counts and time window of a bag (rosbags AnyReader)")
+    q.add_argument("bag")
+    q.set_defaults(fn=cmd_bag_info)
 
     b = sub.add_parser("bench", help="benchmarks (JSON)").add_subparsers(dest="sub", required=True)
     q = b.add_parser("sim", help="agent-steps per second of the batched simulator, and a route's real-time factor")

@@ -49,6 +49,33 @@ def _atomic_write(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def results_document(records: list[dict], total: int, finished: bool) -> dict:
+    """The Leaderboard 2.0 results-JSON document (records sorted by index)."""
+    records.sort(key=lambda r: r["index"])
+    return {
+        "_checkpoint": {"global_record": global_record(records) if records else {},
+                        "progress": [len(records), total], "records": records},
+        "entry_status": "Finished" if finished else "Started",
+        "eligible": finished,
+        "sensors": [],
+        "values": [],
+        "labels": [],
+    }
+
+
+def write_results(out: Path, records: list[dict], total_routes: int, skipped: list[dict], notes: list[str],
+                  extra: dict | None = None) -> dict:
+    """Write results.json (finished) and summary.json into out; returns the summary. Used by `eval` and by
+    the ROS pseudo-simulator node, so both worlds leave the same files."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "results.json", results_document(records, len(records), True))
+    summary = summarize(records, total_routes=total_routes, skipped=skipped, notes=notes)
+    summary.update(extra or {})
+    _atomic_write(out / "summary.json", summary)
+    return summary
+
+
 def _crash_record(spec: RouteSpec, index: int, status: str, message: str, wall: float) -> dict:
     return {
         "index": index,
@@ -120,17 +147,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     notes = [SCENARIO_NOTE]
 
     def checkpoint(finished: bool) -> None:
-        records.sort(key=lambda r: r["index"])
-        _atomic_write(results_path, {
-            "_checkpoint": {"global_record": global_record(records) if records else {},
-                            "progress": [len(records), len(records) + len(pending) + len(running)],
-                            "records": records},
-            "entry_status": "Finished" if finished else "Started",
-            "eligible": finished,
-            "sensors": [],
-            "values": [],
-            "labels": [],
-        })
+        _atomic_write(results_path, results_document(records, len(records) + len(pending) + len(running), finished))
 
     ctx = mp.get_context("fork")
     running: dict = {}
@@ -188,4 +205,4 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     return summary
 
 
-__all__ = ["EvalConfig", "UnknownPolicy", "evaluate"]
+__all__ = ["EvalConfig", "UnknownPolicy", "evaluate", "results_document", "write_results"]

@@ -48,6 +48,18 @@ class TownLoader:
     def available(self, town: str) -> bool:
         return bool(PROCEDURAL.match(town)) or self.find(town) is not None
 
+    def xodr_text(self, town: str) -> str:
+        """The town's OpenDRIVE text (what /carla/map carries)."""
+        m = PROCEDURAL.match(town)
+        if m:
+            from .procedural import generate_town_xodr
+
+            return generate_town_xodr(int(m.group(1)))
+        path = self.find(town)
+        if path is None:
+            raise MissingMap(f"map {town}.xodr not found in {self.maps_dir}")
+        return path.read_text(encoding="utf-8", errors="replace")
+
     def load(self, town: str) -> LaneGraph:
         if town in self._memo:
             return self._memo[town]

@@ -1,0 +1,40 @@
+"""ros2 launch drive_stack bench2drive.launch.py [sim:=carla|pseudo] [params_file:=...] [policy:=rule]
+
+For a ROS 2 install (the Leaderboard 2.0 ROS agent runs `ros2 launch <package> <launch_file>`). The nodes come
+from drive_stack.node_table (the same table `drive-stack stack run` starts here without launch_ros);
+with sim:=pseudo the pseudo-simulator stands in for CARLA + the bridge (then pass its route parameters in
+the params file). Untested here: launch and launch_ros are not installable from PyPI.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from drive_stack.node_table import nodes_for
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def _nodes(context):
+    sim = LaunchConfiguration("sim").perform(context)
+    params = LaunchConfiguration("params_file").perform(context)
+    policy = LaunchConfiguration("policy").perform(context)
+    out = []
+    for spec in nodes_for(sim):
+        extra = {"use_sim_time": True}
+        if spec.name == "planner":
+            extra["policy"] = policy
+        out.append(Node(package="drive_stack", executable=spec.executable, name=spec.name, output="screen",
+                        parameters=[params, extra], emulate_tty=True))
+    return out
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory("drive_stack"), "config", "stack.yaml")
+    return LaunchDescription([
+        DeclareLaunchArgument("sim", default_value="carla", description="carla (bridge + leaderboard) or pseudo"),
+        DeclareLaunchArgument("params_file", default_value=default_params),
+        DeclareLaunchArgument("policy", default_value="rule", description="planner policy: rule | il | perlad"),
+        OpaqueFunction(function=_nodes),
+    ])

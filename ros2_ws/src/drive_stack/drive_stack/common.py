@@ -1,0 +1,72 @@
+"""Helpers shared by the nodes: QoS choices, sim time, fault injection, never-silent main()."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import rclpy
+from drivesim.stack.faults import Fault, FaultKind
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)  # route, map, ready flag
+RELIABLE = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+class StackNode(Node):
+    """A node with the `fault` parameter (KIND@T, see drivesim.stack.faults) and sim time on."""
+
+    def __init__(self, name: str):
+        super().__init__(name, parameter_overrides=[rclpy.parameter.Parameter("use_sim_time", value=True)])
+        self.declare_parameter("fault", "")
+        self.fault = Fault.parse(self.get_parameter("fault").value)
+        self.rejected = 0
+
+    def fault_now(self, t: float) -> FaultKind | None:
+        """The active fault at sim time t (STALL or NAN), exiting the process for EXIT."""
+        if self.fault is None or not self.fault.active(t):
+            return None
+        if self.fault.kind is FaultKind.EXIT:
+            self.get_logger().error(f"injected fault: exiting at t={t:.2f}")
+            sys.stdout.flush()
+            os._exit(3)
+        return self.fault.kind
+
+    def reject(self, what: str) -> None:
+        """Log a rejected message (rate-limited) and count it; the node keeps running."""
+        self.rejected += 1
+        self.get_logger().warning(f"rejected {what}", throttle_duration_sec=1.0)
+
+
+def run(node_cls, args=None) -> None:
+    """Init, spin, shutdown; an exception is logged with its traceback and the exit code is non-zero."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = node_cls()
+        if hasattr(node, "run"):
+            node.run()
+        else:
+            rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:  # never die silently
+        code = 1
+        msg = f"{node_cls.__name__} failed: {type(e).__name__}: {e}\n{traceback.format_exc()}"
+        (node.get_logger().fatal(msg) if node is not None else print(msg, file=sys.stderr, flush=True))
+    finally:
+        if node is not None and hasattr(node, "close"):
+            try:
+                node.close()
+            except Exception as e:  # noqa: BLE001
+                print(f"close failed: {e}", file=sys.stderr, flush=True)
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    sys.exit(code)

@@ -1,0 +1,233 @@
+"""Messages <-> library types. The one place where CARLA's left-handed frame meets ROS's right-handed one
+(`drivesim.geometry.carla_to_ros_pose`): everything on the wire is ROS-handed, everything in the library is
+CARLA-handed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaTrafficLightStatus, CarlaTrafficLightStatusList
+from derived_object_msgs.msg import Object, ObjectArray
+from drive_stack_msgs.msg import AgentState, PerceivedScene, Plan
+from drivesim.geometry import carla_to_ros_pose, ros_to_carla_pose
+from drivesim.sim.dynamics import DEFAULT_VEHICLE
+from drivesim.sim.perception import PerceivedScene as LibScene
+from drivesim.sim.state import EGO, AgentKind, Behavior, SimState, empty_state
+from drivesim.stack.core import ControlCommand
+from geometry_msgs.msg import Point, PoseStamped, Quaternion
+from nav_msgs.msg import Odometry, Path
+from shape_msgs.msg import SolidPrimitive
+
+CLASS_OF_KIND = {AgentKind.VEHICLE: Object.CLASSIFICATION_CAR, AgentKind.PEDESTRIAN: Object.CLASSIFICATION_PEDESTRIAN,
+                 AgentKind.CYCLIST: Object.CLASSIFICATION_BIKE, AgentKind.STATIC: Object.CLASSIFICATION_BARRIER}
+KIND_OF_CLASS = {Object.CLASSIFICATION_CAR: AgentKind.VEHICLE, Object.CLASSIFICATION_TRUCK: AgentKind.VEHICLE,
+                 Object.CLASSIFICATION_OTHER_VEHICLE: AgentKind.VEHICLE, Object.CLASSIFICATION_MOTORCYCLE: AgentKind.CYCLIST,
+                 Object.CLASSIFICATION_PEDESTRIAN: AgentKind.PEDESTRIAN, Object.CLASSIFICATION_BIKE: AgentKind.CYCLIST}
+
+
+class InvalidMessage(ValueError):
+    """A message with NaN / out-of-range fields; the text names the message and the fields."""
+
+
+def ros_time(t: float) -> Time:
+    ns = int(round(t * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def to_sec(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def yaw_quat(yaw: float) -> Quaternion:
+    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))
+
+
+def quat_yaw(q: Quaternion) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def _finite(name: str, **fields) -> None:
+    bad = [k for k, v in fields.items() if not np.all(np.isfinite(np.asarray(v, dtype=np.float64)))]
+    if bad:
+        raise InvalidMessage(f"{name}: non-finite {', '.join(bad)}")
+
+
+# ----------------------------------------------------------------------------- simulator side (CARLA contract)
+def ego_messages(state: SimState, t: float, frame: str = "map") -> tuple[Odometry, CarlaEgoVehicleStatus]:
+    x, y, yaw = carla_to_ros_pose(float(state.x[0, EGO]), float(state.y[0, EGO]), float(state.yaw[0, EGO]))
+    v = float(state.speed[0, EGO])
+    odom = Odometry()
+    odom.header.stamp, odom.header.frame_id, odom.child_frame_id = ros_time(t), frame, "hero"
+    odom.pose.pose.position.x, odom.pose.pose.position.y = float(x), float(y)
+    odom.pose.pose.orientation = yaw_quat(float(yaw))
+    odom.twist.twist.linear.x = v  # body frame
+    status = CarlaEgoVehicleStatus()
+    status.header = odom.header
+    status.velocity = v
+    status.acceleration.linear.x = float(state.accel[0, EGO])
+    status.orientation = odom.pose.pose.orientation
+    return odom, status
+
+
+def objects_message(state: SimState, t: float, frame: str = "map") -> ObjectArray:
+    arr = ObjectArray()
+    arr.header.stamp, arr.header.frame_id = ros_time(t), frame
+    for a in np.flatnonzero(state.valid[0]):
+        if a == EGO:
+            continue
+        o = Object()
+        o.header = arr.header
+        o.id = int(a)
+        o.detection_level = Object.OBJECT_TRACKED
+        o.object_classified = True
+        x, y, yaw = carla_to_ros_pose(float(state.x[0, a]), float(state.y[0, a]), float(state.yaw[0, a]))
+        o.pose.position.x, o.pose.position.y = float(x), float(y)
+        o.pose.orientation = yaw_quat(float(yaw))
+        v, yw = float(state.speed[0, a]), float(yaw)
+        o.twist.linear.x, o.twist.linear.y = v * math.cos(yw), v * math.sin(yw)  # map frame, as the bridge
+        o.shape.type = SolidPrimitive.BOX
+        o.shape.dimensions = [float(state.length[0, a]), float(state.width[0, a]), 1.5]
+        o.classification = CLASS_OF_KIND[AgentKind(int(state.kind[0, a]))]
+        o.classification_certainty = 255
+        arr.objects.append(o)
+    return arr
+
+
+def lights_message(light_ids: np.ndarray, states: np.ndarray) -> CarlaTrafficLightStatusList:
+    msg = CarlaTrafficLightStatusList()
+    msg.traffic_lights = [CarlaTrafficLightStatus(id=int(i), state=int(s)) for i, s in zip(light_ids, states)]
+    return msg
+
+
+def route_path(keypoints: np.ndarray, t: float, frame: str = "map") -> Path:
+    path = Path()
+    path.header.stamp, path.header.frame_id = ros_time(t), frame
+    for k in keypoints:
+        ps = PoseStamped()
+        ps.header = path.header
+        x, y, _ = carla_to_ros_pose(float(k[0]), float(k[1]), 0.0)
+        ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = float(x), float(y), float(k[2])
+        path.poses.append(ps)
+    return path
+
+
+def path_keypoints(path: Path) -> np.ndarray:
+    pts = np.array([[p.pose.position.x, -p.pose.position.y, p.pose.position.z] for p in path.poses], np.float64)
+    _finite("/carla/hero/global_plan", poses=pts)
+    return pts.reshape(-1, 3)
+
+
+def control_message(t: float, throttle: float, steer: float, brake: float) -> CarlaEgoVehicleControl:
+    c = CarlaEgoVehicleControl(throttle=float(throttle), steer=float(steer), brake=float(brake), hand_brake=False,
+                               reverse=False, gear=1, manual_gear_shift=False)
+    c.header.stamp = ros_time(t)
+    return c
+
+
+def control_command(msg: CarlaEgoVehicleControl) -> ControlCommand:
+    return ControlCommand(to_sec(msg.header.stamp), float(msg.throttle), float(msg.steer), float(msg.brake),
+                          bool(msg.hand_brake), bool(msg.reverse))
+
+
+# ----------------------------------------------------------------------------- perception side
+def state_from_messages(odom: Odometry, objects: ObjectArray, max_agents: int, num_lights: int) -> SimState:
+    """A one-env SimState (CARLA frame) rebuilt from the bridge's messages; raises InvalidMessage."""
+    p, q = odom.pose.pose.position, odom.pose.pose.orientation
+    _finite("/carla/hero/odometry", x=p.x, y=p.y, orientation=[q.x, q.y, q.z, q.w], speed=odom.twist.twist.linear.x)
+    st = empty_state(1, max_agents, num_lights)
+    x, y, yaw = ros_to_carla_pose(p.x, p.y, quat_yaw(q))
+    st.x[0, EGO], st.y[0, EGO], st.yaw[0, EGO] = x, y, yaw
+    st.speed[0, EGO] = odom.twist.twist.linear.x
+    st.length[0, EGO], st.width[0, EGO] = DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width
+    st.kind[0, EGO], st.behavior[0, EGO], st.valid[0, EGO] = AgentKind.VEHICLE, Behavior.CONTROLLED, True
+    for o in objects.objects:
+        slot = int(o.id)
+        if not 0 < slot < max_agents:
+            continue
+        op, oq = o.pose.position, o.pose.orientation
+        dims = list(o.shape.dimensions) + [0.0, 0.0]
+        _finite(f"/carla/hero/objects[id={o.id}]", x=op.x, y=op.y, orientation=[oq.x, oq.y, oq.z, oq.w],
+                twist=[o.twist.linear.x, o.twist.linear.y], dimensions=dims[:2])
+        x, y, yaw = ros_to_carla_pose(op.x, op.y, quat_yaw(oq))
+        st.x[0, slot], st.y[0, slot], st.yaw[0, slot] = x, y, yaw
+        st.speed[0, slot] = math.hypot(o.twist.linear.x, o.twist.linear.y)
+        st.length[0, slot], st.width[0, slot] = dims[0], dims[1]
+        kind = KIND_OF_CLASS.get(o.classification, AgentKind.STATIC)
+        st.kind[0, slot], st.behavior[0, slot], st.valid[0, slot] = kind, Behavior.STATIC, True
+    return st
+
+
+def lights_array(msg: CarlaTrafficLightStatusList, light_ids: np.ndarray) -> np.ndarray:
+    """(1, T) LightState in the lane graph's light order; lights not in the message are GREEN... no: OFF."""
+    index = {int(i): k for k, i in enumerate(light_ids)}
+    out = np.full((1, len(light_ids)), 3, np.int8)  # OFF
+    for tl in msg.traffic_lights:
+        k = index.get(int(tl.id))
+        if k is not None:
+            out[0, k] = min(int(tl.state), 3)
+    return out
+
+
+def scene_message(scene: LibScene, t: float, e: int = 0) -> PerceivedScene:
+    """Library scene (CARLA-handed ego frame) -> PerceivedScene (ROS ego frame: y left)."""
+    m = PerceivedScene()
+    m.header.stamp, m.header.frame_id = ros_time(t), "hero"
+    m.ego_speed = float(scene.ego_speed[e])
+    m.speed_limit = float(scene.speed_limit[e])
+    a = scene.agents[e]
+    for j in np.flatnonzero(scene.agents_valid[e]):
+        m.agents.append(AgentState(id=int(j) + 1, kind=int(a[j, 6]), x=float(a[j, 0]), y=float(-a[j, 1]),
+                                   yaw=float(-a[j, 2]), speed=float(a[j, 3]), length=float(a[j, 4]), width=float(a[j, 5])))
+    r = scene.route[e][scene.route_valid[e]]
+    m.route = [Point(x=float(p[0]), y=float(-p[1]), z=0.0) for p in r]
+    m.command = int(scene.command[e][0]) if scene.route_valid[e][0] else -1
+    m.light_state = int(scene.light_state[e])
+    m.light_distance = float(scene.light_dist[e])
+    m.stop_id = int(scene.stop_id[e])
+    m.stop_distance = float(scene.stop_dist[e])
+    return m
+
+
+def scene_from_message(m: PerceivedScene, num_agents: int, route_points: int, commands: np.ndarray | None = None) -> LibScene:
+    """PerceivedScene -> library scene (E=1). Raises InvalidMessage on NaN."""
+    agents = np.zeros((1, num_agents, 7), np.float32)
+    valid = np.zeros((1, num_agents), bool)
+    for ag in m.agents:
+        j = int(ag.id) - 1
+        if 0 <= j < num_agents:
+            agents[0, j] = (ag.x, -ag.y, -ag.yaw, ag.speed, ag.length, ag.width, ag.kind)
+            valid[0, j] = True
+    _finite("/drive_stack/scene", ego_speed=m.ego_speed, speed_limit=m.speed_limit, agents=agents)
+    route = np.zeros((1, route_points, 2))
+    rv = np.zeros((1, route_points), bool)
+    pts = np.array([[p.x, -p.y] for p in m.route], np.float64).reshape(-1, 2)[:route_points]
+    _finite("/drive_stack/scene", route=pts)
+    n = len(pts)
+    if n:
+        route[0, :n] = pts
+        route[0, n:] = pts[-1]
+        rv[0, :n] = True
+    cmd = np.full((1, route_points), max(int(m.command), 0), np.int8)
+    if commands is not None:
+        cmd[0, : min(len(commands), route_points)] = commands[:route_points]
+    return LibScene(ego_speed=np.array([m.ego_speed], np.float64), route=route, route_valid=rv, command=cmd,
+                    speed_limit=np.array([m.speed_limit]), agents=agents, agents_valid=valid,
+                    light_dist=np.array([m.light_distance]), light_state=np.array([m.light_state], np.int64),
+                    stop_dist=np.array([m.stop_distance]), stop_id=np.array([m.stop_id], np.int64))
+
+
+def plan_message(path: np.ndarray, target_speed: float, t: float, policy: str) -> Plan:
+    """path (P, 2) in the CARLA-handed ego frame."""
+    m = Plan()
+    m.header.stamp, m.header.frame_id = ros_time(t), "hero"
+    m.path = [Point(x=float(p[0]), y=float(-p[1]), z=0.0) for p in path]
+    m.speed_profile = [float(target_speed)] * len(path)
+    m.target_speed = float(target_speed)
+    m.policy = policy
+    return m
+
+
+def plan_path(m: Plan) -> np.ndarray:
+    return np.array([[p.x, -p.y] for p in m.path], np.float64).reshape(-1, 2)

@@ -1,0 +1,69 @@
+"""The stack's node table: one source for the launch file (ROS installs) and `drive-stack stack run` (here).
+
+No rclpy import: the launch file and the in-process launcher both read this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str  # ROS node name (also the key under which its parameters live)
+    executable: str  # console_scripts entry point
+    module: str  # python -m module (what `stack run` starts)
+    sim_only: bool = False  # started only with sim:=pseudo (the pseudo-simulator stands in for CARLA)
+    defaults: dict = field(default_factory=dict)  # parameter defaults, documented in config/stack.yaml
+
+
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("pseudo_sim", "pseudo_sim", "drive_stack.pseudo_sim", sim_only=True),
+    NodeSpec("perception_input", "perception_input", "drive_stack.perception_input"),
+    NodeSpec("planner", "planner", "drive_stack.planner"),
+    NodeSpec("vla_reasoning", "vla_reasoning", "drive_stack.vla_reasoning"),
+    NodeSpec("takeover_monitor", "takeover_monitor", "drive_stack.takeover_monitor"),
+    NodeSpec("recorder", "recorder", "drive_stack.recorder"),
+)
+
+# Topics of the contract (shared/DESIGN.md) and of the stack.
+CLOCK = "/clock"
+ODOMETRY = "/carla/hero/odometry"
+VEHICLE_STATUS = "/carla/hero/vehicle_status"
+OBJECTS = "/carla/hero/objects"
+TRAFFIC_LIGHTS = "/carla/traffic_lights/status"
+MAP = "/carla/map"
+GLOBAL_PLAN = "/carla/hero/global_plan"
+CONTROL_CMD = "/carla/hero/vehicle_control_cmd"
+HERO_STATUS = "/carla/hero/status"
+EXPERT_CMD = "/drive_stack/expert/vehicle_control_cmd"  # the privileged expert (pseudo-simulator only)
+SCENE = "/drive_stack/scene"
+BEV = "/drive_stack/bev"
+PLAN = "/drive_stack/plan"
+PLANNER_CMD = "/drive_stack/planner/vehicle_control_cmd"
+REASONING = "/drive_stack/reasoning"
+TAKEOVER = "/drive_stack/takeover"
+STATUS = "/drive_stack/status"
+
+# what the recorder keeps (topic -> rosbag message type)
+RECORDED = {
+    ODOMETRY: "nav_msgs/msg/Odometry",
+    VEHICLE_STATUS: "carla_msgs/msg/CarlaEgoVehicleStatus",
+    OBJECTS: "derived_object_msgs/msg/ObjectArray",
+    TRAFFIC_LIGHTS: "carla_msgs/msg/CarlaTrafficLightStatusList",
+    GLOBAL_PLAN: "nav_msgs/msg/Path",
+    CONTROL_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
+    PLANNER_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
+    SCENE: "drive_stack_msgs/msg/PerceivedScene",
+    PLAN: "drive_stack_msgs/msg/Plan",
+    REASONING: "drive_stack_msgs/msg/Reasoning",
+    TAKEOVER: "drive_stack_msgs/msg/TakeoverEvent",
+    STATUS: "drive_stack_msgs/msg/StackStatus",
+}
+
+
+def nodes_for(sim: str) -> list[NodeSpec]:
+    """sim='pseudo': the whole table; sim='carla': without the pseudo-simulator (CARLA + bridge provide it)."""
+    if sim not in ("pseudo", "carla"):
+        raise ValueError(f"sim:={sim!r}: expected 'pseudo' or 'carla'")
+    return [n for n in NODES if sim == "pseudo" or not n.sim_only]

@@ -1,0 +1,108 @@
+"""perception_input: CARLA-side topics -> the perceived vector scene (ego frame) and a BEV raster.
+
+Waits for /carla/map (OpenDRIVE, latched) and /carla/hero/global_plan (latched), then for every tick whose
+odometry, objects and traffic-light status (same stamp) have arrived, runs the library's ScenePerceiver
+(range-limited visibility) and publishes /drive_stack/scene; every `bev_every` ticks also /drive_stack/bev.
+Messages with NaN or out-of-range fields are rejected and logged; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from carla_msgs.msg import CarlaTrafficLightStatusList
+from derived_object_msgs.msg import ObjectArray
+from drive_stack_msgs.msg import PerceivedScene
+from drivesim.maps.opendrive import load_xodr_text
+from drivesim.routes.planner import plan_route
+from drivesim.routes.xml import RouteSpec
+from drivesim.sim.perception import PERCEPTION_RANGE, ScenePerceiver
+from drivesim.stack.bev import bev_raster
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from . import convert, node_table as T
+from .common import LATCHED, RELIABLE, StackNode, run
+
+
+class PerceptionInput(StackNode):
+    def __init__(self):
+        super().__init__("perception_input")
+        self.max_agents = int(self.declare_parameter("max_agents", 64).value)
+        self.range = float(self.declare_parameter("perception_range", PERCEPTION_RANGE).value)
+        self.bev_every = int(self.declare_parameter("bev_every", 10).value)
+        self.g = None
+        self.perceiver = None
+        self.keypoints = None
+        self.inbox: dict[float, dict] = {}
+        self.ticks = 0
+        self.pub_scene = self.create_publisher(PerceivedScene, T.SCENE, RELIABLE)
+        self.pub_bev = self.create_publisher(Image, T.BEV, 5)
+        self.create_subscription(String, T.MAP, self._on_map, LATCHED)
+        self.create_subscription(Path, T.GLOBAL_PLAN, self._on_plan, LATCHED)
+        self.create_subscription(Odometry, T.ODOMETRY, lambda m: self._on("odom", m), RELIABLE)
+        self.create_subscription(ObjectArray, T.OBJECTS, lambda m: self._on("objects", m), RELIABLE)
+        self.create_subscription(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, lambda m: self._on("lights", m), RELIABLE)
+
+    def _on_map(self, msg: String) -> None:
+        self.g = load_xodr_text("ros_map", msg.data, source=T.MAP)
+        self.get_logger().info(f"map: {self.g.num_lanes} lanes")
+        self._setup_route()
+
+    def _on_plan(self, msg: Path) -> None:
+        try:
+            self.keypoints = convert.path_keypoints(msg)
+        except convert.InvalidMessage as e:
+            self.reject(str(e))
+            return
+        self._setup_route()
+
+    def _setup_route(self) -> None:
+        if self.g is None or self.keypoints is None or len(self.keypoints) < 2:
+            return
+        route = plan_route(self.g, RouteSpec("ros", "ros_map", self.keypoints))
+        self.perceiver = ScenePerceiver(self.g, [route], perception_range=self.range)
+        self.get_logger().info(f"route: {route.length:.0f} m")
+
+    def _on(self, kind: str, msg) -> None:
+        stamp = msg.header.stamp if kind != "lights" else None
+        key = round(convert.to_sec(stamp), 3) if stamp is not None else None
+        if kind == "lights":  # CarlaTrafficLightStatusList has no header: it belongs to the latest tick
+            self.last_lights = msg
+            return
+        self.inbox.setdefault(key, {})[kind] = msg
+        box = self.inbox[key]
+        if "odom" in box and "objects" in box and self.perceiver is not None:
+            del self.inbox[key]
+            for k in [k for k in self.inbox if k < key]:
+                del self.inbox[k]
+            self._perceive(key, box["odom"], box["objects"])
+
+    def _perceive(self, t: float, odom, objects) -> None:
+        fault = self.fault_now(t)
+        try:
+            st = convert.state_from_messages(odom, objects, self.max_agents, self.g.num_lights)
+        except convert.InvalidMessage as e:
+            self.reject(str(e))
+            return
+        lights = convert.lights_array(getattr(self, "last_lights", CarlaTrafficLightStatusList()), self.g.light_id)
+        scene = self.perceiver(st, lights)
+        if fault is not None and fault.value == "stall":
+            return
+        if fault is not None and fault.value == "nan":
+            scene.ego_speed[:] = np.nan
+        self.pub_scene.publish(convert.scene_message(scene, t))
+        self.ticks += 1
+        if self.bev_every > 0 and self.ticks % self.bev_every == 0:
+            img = bev_raster(self.g, np.array([st.x[0, 0], st.y[0, 0]], np.float64), float(st.yaw[0, 0]), scene)
+            m = Image(height=img.shape[0], width=img.shape[1], encoding="mono8", step=img.shape[1], data=img.tobytes())
+            m.header.stamp, m.header.frame_id = convert.ros_time(t), "hero"
+            self.pub_bev.publish(m)
+
+
+def main(args=None) -> None:
+    run(PerceptionInput, args)
+
+
+if __name__ == "__main__":
+    main()

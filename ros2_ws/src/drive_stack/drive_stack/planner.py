@@ -1,0 +1,67 @@
+"""planner: the decoupled planner node. PerceivedScene -> Plan (path + speed) -> PID -> stamped control.
+
+The policy is chosen by name (`policy`, the same names as `drive-stack eval --policy`); the learned ones
+load their ONNX models through models/ once they land, the rule-based policy runs until then. Its path
+and target speed go through the deployed PIDController (drivesim.sim.control), and the command is stamped
+with the scene's tick time, as the Leaderboard requires. Publishes /carla/hero/status = true (latched) once
+the policy is loaded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from carla_msgs.msg import CarlaEgoVehicleControl
+from drive_stack_msgs.msg import PerceivedScene, Plan
+from drivesim.policies import make_policy
+from drivesim.sim.perception import ROUTE_POINTS
+from std_msgs.msg import Bool
+
+from . import convert, node_table as T
+from .common import LATCHED, RELIABLE, StackNode, run
+
+
+class Planner(StackNode):
+    def __init__(self):
+        super().__init__("planner")
+        self.policy_name = self.declare_parameter("policy", "rule").value
+        self.max_agents = int(self.declare_parameter("max_agents", 64).value)
+        self.policy = make_policy(self.policy_name, 1)
+        self.pub_plan = self.create_publisher(Plan, T.PLAN, RELIABLE)
+        self.pub_cmd = self.create_publisher(CarlaEgoVehicleControl, T.PLANNER_CMD, RELIABLE)
+        self.pub_ready = self.create_publisher(Bool, T.HERO_STATUS, LATCHED)
+        self.create_subscription(PerceivedScene, T.SCENE, self._on_scene, RELIABLE)
+        self.answered: dict[float, tuple[Plan, CarlaEgoVehicleControl]] = {}
+        self.pub_ready.publish(Bool(data=True))
+        self.get_logger().info(f"policy {self.policy_name!r} ready")
+
+    def _on_scene(self, msg: PerceivedScene) -> None:
+        t = round(convert.to_sec(msg.header.stamp), 3)
+        fault = self.fault_now(t)
+        if fault is not None and fault.value == "stall":
+            return
+        if t in self.answered:  # a re-published tick: answer again with the same plan and command
+            plan, cmd = self.answered[t]
+        else:
+            try:
+                scene = convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS)
+            except convert.InvalidMessage as e:
+                self.reject(str(e))
+                return
+            controls, p = self.policy.act(scene)
+            target = float(p.target_speed[0])
+            throttle, steer, brake = float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0])
+            if fault is not None and fault.value == "nan":
+                target = throttle = steer = float("nan")
+            plan = convert.plan_message(np.asarray(p.path[0][scene.route_valid[0]]), target, t, self.policy_name)
+            cmd = convert.control_message(t, throttle, steer, brake)
+            self.answered = {t: (plan, cmd)}
+        self.pub_plan.publish(plan)
+        self.pub_cmd.publish(cmd)
+
+
+def main(args=None) -> None:
+    run(Planner, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""pseudo_sim: the pseudo-simulator standing in for CARLA + carla-ros-bridge + the Leaderboard 2.0 ROS agent.
+
+Publishes exactly the CARLA-side contract (/clock, /carla/hero/odometry, vehicle_status, objects,
+/carla/traffic_lights/status, /carla/map and /carla/hero/global_plan latched), waits for /carla/hero/status,
+then steps synchronously: the tick's messages go out, the command stamped with the tick's time is applied
+(the Leaderboard's rule), and the next tick follows when it arrived, or after `tick_timeout` seconds (wall),
+which counts as a missed tick. The route is scored as `drive-stack eval` scores it, into the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaTrafficLightStatusList
+from derived_object_msgs.msg import ObjectArray
+from drivesim.evaluation.evaluate import write_results
+from drivesim.evaluation.runner import SCENARIO_NOTE
+from drivesim.maps import TownLoader
+from drivesim.routes.xml import parse_routes
+from drivesim.stack.core import PseudoSimCore
+from nav_msgs.msg import Odometry, Path as PathMsg
+from rosgraph_msgs.msg import Clock
+from std_msgs.msg import Bool, String
+
+from . import convert, node_table as T
+from .common import LATCHED, RELIABLE, StackNode, run
+
+
+class PseudoSim(StackNode):
+    def __init__(self):
+        super().__init__("pseudo_sim")
+        p = {k: self.declare_parameter(k, v).value for k, v in {
+            "routes_file": "", "route_id": "", "maps_dir": "", "seed": 0, "out_dir": "results/stack",
+            "tick_timeout": 1.0, "republish_period": 0.25, "start_timeout": 120.0, "offer_expert": True,
+            "max_agents": 64, "policy_name": "", "index": 0}.items()}
+        self.p = p
+        rf = parse_routes(p["routes_file"])
+        spec = next((r for r in rf.routes if r.route_id == str(p["route_id"])), None)
+        if spec is None:
+            raise ValueError(f"{p['routes_file']}: route {p['route_id']!r} not found "
+                             f"({rf.errors.get(str(p['route_id']), 'not in the file')})")
+        loader = TownLoader(p["maps_dir"] or None)
+        self.g = loader.load(spec.town)
+        self.xodr = loader.xodr_text(spec.town)
+        self.spec = spec
+        self.core = PseudoSimCore(self.g, spec, seed=int(p["seed"]), max_agents=int(p["max_agents"]),
+                                  expert_policy="rule" if p["offer_expert"] else None)
+        self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)
+        self.pub_odom = self.create_publisher(Odometry, T.ODOMETRY, RELIABLE)
+        self.pub_status = self.create_publisher(CarlaEgoVehicleStatus, T.VEHICLE_STATUS, RELIABLE)
+        self.pub_objects = self.create_publisher(ObjectArray, T.OBJECTS, RELIABLE)
+        self.pub_lights = self.create_publisher(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, RELIABLE)
+        self.pub_expert = self.create_publisher(CarlaEgoVehicleControl, T.EXPERT_CMD, RELIABLE)
+        self.pub_map = self.create_publisher(String, T.MAP, LATCHED)
+        self.pub_plan = self.create_publisher(PathMsg, T.GLOBAL_PLAN, LATCHED)
+        self.ready = False
+        self.create_subscription(Bool, T.HERO_STATUS, self._on_ready, LATCHED)
+        self.create_subscription(CarlaEgoVehicleControl, T.CONTROL_CMD, self._on_cmd, RELIABLE)
+        self.pub_map.publish(String(data=self.xodr))
+        self.pub_plan.publish(convert.route_path(spec.keypoints, 0.0))
+        self.latency: list[float] = []
+        self._published_at = 0.0
+        self.get_logger().info(f"route {spec.route_id} on {spec.town}: {self.core.route.length:.0f} m")
+
+    def _on_ready(self, msg: Bool) -> None:
+        self.ready = self.ready or bool(msg.data)
+
+    def _on_cmd(self, msg: CarlaEgoVehicleControl) -> None:
+        verdict = self.core.offer_command(convert.control_command(msg))
+        if verdict == "accepted":
+            self.latency.append(time.perf_counter() - self._published_at)
+        elif verdict.startswith("invalid"):
+            self.reject(f"{T.CONTROL_CMD}: {verdict}")
+
+    def publish_tick(self) -> None:
+        t = self.core.t
+        st = self.core.state
+        self.pub_clock.publish(Clock(clock=convert.ros_time(t)))
+        expert = self.core.expert_command()
+        if expert is not None:
+            self.pub_expert.publish(convert.control_message(t, expert.throttle, expert.steer, expert.brake))
+        self.pub_objects.publish(convert.objects_message(st, t))
+        self.pub_lights.publish(convert.lights_message(self.g.light_id, self.core.lights[0]))
+        odom, status = convert.ego_messages(st, t)
+        self.pub_status.publish(status)
+        self._published_at = time.perf_counter()
+        self.pub_odom.publish(odom)
+
+    def run(self) -> None:
+        p = self.p
+        t_end = time.perf_counter() + float(p["start_timeout"])
+        while not self.ready:
+            rclpy.spin_once(self, timeout_sec=0.05)
+            if time.perf_counter() > t_end:
+                raise TimeoutError(f"no stack reported ready on {T.HERO_STATUS} within {p['start_timeout']} s")
+        self.get_logger().info("stack ready: starting the route")
+        wall0 = time.perf_counter()
+        while not self.core.done:
+            self.publish_tick()
+            start = last = time.perf_counter()
+            while self.core.pending is None:
+                now = time.perf_counter()
+                if now - start >= float(p["tick_timeout"]):
+                    self.get_logger().warning(f"missed tick at t={self.core.t:.2f}: no command in {p['tick_timeout']} s")
+                    break
+                if now - last >= float(p["republish_period"]):  # a late joiner still gets this tick
+                    self.publish_tick()
+                    last = now
+                rclpy.spin_once(self, timeout_sec=0.005)
+            self.core.tick()
+        wall = time.perf_counter() - wall0
+        self.finish(wall)
+
+    def finish(self, wall: float) -> None:
+        out = Path(self.p["out_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        rec = self.core.record(index=int(self.p["index"]))
+        lat = np.array(self.latency) * 1000 if self.latency else np.zeros(1)
+        rec["meta"]["stack"] = {"ticks": self.core.ticks, "missed_ticks": self.core.missed_ticks,
+                                "rejected_commands": self.core.rejected[:20], "wall_s": wall,
+                                "latency_ms_p50": float(np.percentile(lat, 50)),
+                                "latency_ms_p99": float(np.percentile(lat, 99))}
+        summary = write_results(out, [rec], total_routes=1, skipped=[], notes=[SCENARIO_NOTE],
+                                extra={"policy": self.p["policy_name"] or "stack", "routes_file": self.p["routes_file"],
+                                       "seed": int(self.p["seed"]), "via": "ros"})
+        (out / "latency.json").write_text(json.dumps({"latency_ms": lat.tolist()}))
+        sc = rec["scores"]
+        self.get_logger().info(f"route {self.spec.route_id}: {rec['status']}, DS {sc['score_composed']:.1f}, "
+                               f"missed ticks {self.core.missed_ticks}; DS {summary['driving_score']:.2f}")
+
+
+def main(args=None) -> None:
+    run(PseudoSim, args)
+
+
+if __name__ == "__main__":
+    main()

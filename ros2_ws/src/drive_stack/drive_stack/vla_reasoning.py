@@ -1,0 +1,49 @@
+"""vla_reasoning: at `rate_hz` (default 2 Hz of sim time) turns the latest scene into reasoning text and an
+advisory (speed cap) on /drive_stack/reasoning. The rule-based reasoner stands in for the VLA model behind
+the same interface until the model lands."""
+
+from __future__ import annotations
+
+from drive_stack_msgs.msg import PerceivedScene, Reasoning
+from drivesim.sim.perception import ROUTE_POINTS
+from drivesim.stack.reasoner import rule_reasoning
+
+from . import convert, node_table as T
+from .common import RELIABLE, StackNode, run
+
+
+class VlaReasoning(StackNode):
+    def __init__(self):
+        super().__init__("vla_reasoning")
+        self.period = 1.0 / float(self.declare_parameter("rate_hz", 2.0).value)
+        self.max_agents = int(self.declare_parameter("max_agents", 64).value)
+        self.last_t = -1e9
+        self.pub = self.create_publisher(Reasoning, T.REASONING, RELIABLE)
+        self.create_subscription(PerceivedScene, T.SCENE, self._on_scene, RELIABLE)
+
+    def _on_scene(self, msg: PerceivedScene) -> None:
+        t = convert.to_sec(msg.header.stamp)
+        if t - self.last_t < self.period - 1e-6:
+            return
+        fault = self.fault_now(t)
+        if fault is not None and fault.value == "stall":
+            return
+        try:
+            scene = convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS)
+        except convert.InvalidMessage as e:
+            self.reject(str(e))
+            return
+        self.last_t = t
+        adv = rule_reasoning(scene)
+        out = Reasoning(text=adv.text, advisory=adv.advisory, speed_cap=float("nan") if fault else adv.speed_cap)
+        out.header.stamp, out.header.frame_id = msg.header.stamp, "hero"
+        out.source_stamp = msg.header.stamp
+        self.pub.publish(out)
+
+
+def main(args=None) -> None:
+    run(VlaReasoning, args)
+
+
+if __name__ == "__main__":
+    main()

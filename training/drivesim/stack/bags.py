@@ -1,0 +1,166 @@
+"""Recording: a ring buffer of serialized (CDR) messages, takeover windows and rosbag2 bags in MCAP.
+
+Bags are written with the `rosbags` library (rosbag2 version 9, MCAP storage: a folder with metadata.yaml and
+a .mcap file, readable by `ros2 bag` and Foxglove). Timestamps are sim time [ns].
+
+- Takeover bags: `pre` seconds before the takeover through `post` seconds after it, every recorded topic,
+  plus `takeover.json` (cause, detail, window). Written in one go when the window has closed (or, at
+  shutdown, with what there is).
+- Continuous mode: consecutive segment bags of `segment` seconds each. A segment is closed (complete and
+  readable) as soon as its time has passed, so a killed recorder loses at most the open segment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NS = 1_000_000_000
+
+
+def make_typestore(msg_dirs: list[Path] | None = None):
+    """A ROS 2 Kilted typestore with the given interface packages' .msg files registered (each dir is
+    <package>/msg or a share/<package>/msg folder)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    pending = {}
+    for d in msg_dirs or []:
+        d = Path(d)
+        pkg = d.parent.name
+        for f in sorted(d.glob("*.msg")):
+            pending.update(get_types_from_msg(f.read_text(), f"{pkg}/msg/{f.stem}"))
+    if pending:
+        ts.register(pending)
+    return ts
+
+
+@dataclass(order=True)
+class Recorded:
+    t_ns: int
+    topic: str = field(compare=False)
+    msgtype: str = field(compare=False)
+    data: bytes = field(compare=False, repr=False)
+
+
+class RingBuffer:
+    """The last `span` seconds of messages (by their sim-time stamps)."""
+
+    def __init__(self, span: float):
+        self.span_ns = int(span * NS)
+        self.items: deque[Recorded] = deque()
+
+    def add(self, rec: Recorded) -> None:
+        self.items.append(rec)
+        cutoff = rec.t_ns - self.span_ns
+        while self.items and self.items[0].t_ns < cutoff:
+            self.items.popleft()
+
+    def window(self, t0_ns: int, t1_ns: int) -> list[Recorded]:
+        return sorted(r for r in self.items if t0_ns <= r.t_ns <= t1_ns)
+
+
+def write_bag(path: Path, records: list[Recorded], typestore) -> Path:
+    """Write records (any order) to a new rosbag2/MCAP bag folder at `path`. Returns the path."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path}: bag already exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {}
+        for r in sorted(records):
+            if r.topic not in conns:
+                conns[r.topic] = w.add_connection(r.topic, r.msgtype, typestore=typestore)
+            w.write(conns[r.topic], r.t_ns, r.data)
+    return path
+
+
+@dataclass
+class PendingTakeover:
+    index: int
+    t_ns: int
+    info: dict
+
+
+class TakeoverBagger:
+    """Collects takeovers and writes each one's window [t - pre, t + post] once it has closed."""
+
+    def __init__(self, out_dir: Path, typestore, pre: float = 10.0, post: float = 5.0):
+        self.out_dir, self.ts = Path(out_dir), typestore
+        self.pre_ns, self.post_ns = int(pre * NS), int(post * NS)
+        self.ring = RingBuffer(pre + post + 1.0)
+        self.pending: list[PendingTakeover] = []
+        self.written: list[Path] = []
+        self.count = 0
+
+    def add(self, rec: Recorded) -> list[Path]:
+        self.ring.add(rec)
+        return self.flush(rec.t_ns)
+
+    def takeover(self, t_ns: int, info: dict) -> None:
+        self.pending.append(PendingTakeover(self.count, t_ns, info))
+        self.count += 1
+
+    def flush(self, now_ns: int, force: bool = False) -> list[Path]:
+        done = []
+        for p in list(self.pending):
+            if force or now_ns >= p.t_ns + self.post_ns:
+                t0, t1 = max(p.t_ns - self.pre_ns, 0), p.t_ns + self.post_ns
+                path = self.out_dir / f"takeover_{p.index:03d}_t{p.t_ns / NS:08.2f}"
+                write_bag(path, self.ring.window(t0, t1), self.ts)
+                info = dict(p.info, window=[t0 / NS, min(t1, now_ns) / NS], complete=now_ns >= t1,
+                            takeover_time=p.t_ns / NS)
+                (path / "takeover.json").write_text(json.dumps(info, indent=2))
+                self.pending.remove(p)
+                self.written.append(path)
+                done.append(path)
+        return done
+
+
+class SegmentedRecorder:
+    """Continuous recording into consecutive segment bags (seg_00000, seg_00001, ...) of `segment` seconds."""
+
+    def __init__(self, out_dir: Path, typestore, segment: float = 5.0):
+        self.out_dir, self.ts, self.seg_ns = Path(out_dir), typestore, int(segment * NS)
+        self.buf: list[Recorded] = []
+        self.seg_start: int | None = None
+        self.written: list[Path] = []
+
+    def add(self, rec: Recorded) -> Path | None:
+        if self.seg_start is None:
+            self.seg_start = rec.t_ns - rec.t_ns % self.seg_ns
+        out = None
+        if rec.t_ns >= self.seg_start + self.seg_ns:
+            out = self.close_segment()
+            self.seg_start = rec.t_ns - rec.t_ns % self.seg_ns
+        self.buf.append(rec)
+        return out
+
+    def close_segment(self) -> Path | None:
+        if not self.buf:
+            return None
+        path = self.out_dir / f"seg_{len(self.written):05d}"
+        write_bag(path, self.buf, self.ts)
+        self.buf = []
+        self.written.append(path)
+        return path
+
+
+def read_bag(path: Path, typestore=None) -> dict:
+    """Summary of a bag: topics with message types and counts, and the time window [s]."""
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([Path(path)], default_typestore=typestore) as r:
+        counts: dict[str, int] = {}
+        types = {c.topic: c.msgtype for c in r.connections}
+        t0 = t1 = None
+        for conn, t, _ in r.messages():
+            counts[conn.topic] = counts.get(conn.topic, 0) + 1
+            t0 = t if t0 is None else min(t0, t)
+            t1 = t if t1 is None else max(t1, t)
+    return {"topics": {k: {"type": types[k], "count": counts.get(k, 0)} for k in sorted(types)},
+            "start": (t0 or 0) / NS, "end": (t1 or 0) / NS}

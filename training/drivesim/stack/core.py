@@ -1,0 +1,136 @@
+"""The pseudo-simulator at the CARLA / Leaderboard 2.0 boundary, without ROS: one route, one tick at a time.
+
+The ROS node (`drive_stack.pseudo_sim`) publishes `observation()` as the carla-ros-bridge topics, feeds
+commands to `offer_command()`, and calls `tick()` when the command for the current tick arrived or its
+timeout expired. The Leaderboard's rule is kept: a command is applied only if its stamp equals the current
+tick's sim time (within 1 ms) and it is not a repeat of an already applied stamp. A tick with no applied
+command is a *missed tick*: the previous controls are held (CARLA keeps the last applied control).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..evaluation.runner import leaderboard_route_id
+from ..maps.lanegraph import LaneGraph
+from ..metrics.monitor import RouteMonitor
+from ..policies import make_policy
+from ..routes.planner import plan_route
+from ..routes.xml import RouteSpec
+from ..sim.perception import ScenePerceiver
+from ..sim.scene import route_scene
+from ..sim.state import DT, EGO, SimState
+from ..sim.world import Controls, Simulator
+
+STAMP_TOLERANCE = 1e-3  # [s] the Leaderboard's tolerance between a command's stamp and the tick's time
+
+
+@dataclass
+class ControlCommand:
+    """A CarlaEgoVehicleControl as plain numbers; stamp in sim seconds."""
+
+    stamp: float
+    throttle: float
+    steer: float
+    brake: float
+    hand_brake: bool = False
+    reverse: bool = False
+
+    def problems(self) -> list[str]:
+        """Why this command may not be applied (empty if fine): non-finite or out-of-range fields."""
+        bad = []
+        for name, lo, hi in (("throttle", 0.0, 1.0), ("steer", -1.0, 1.0), ("brake", 0.0, 1.0)):
+            v = getattr(self, name)
+            if not np.isfinite(v):
+                bad.append(f"{name} is {v}")
+            elif v < lo - 1e-6 or v > hi + 1e-6:
+                bad.append(f"{name}={v:.3f} outside [{lo}, {hi}]")
+        if not np.isfinite(self.stamp):
+            bad.append("stamp is not finite")
+        return bad
+
+
+class PseudoSimCore:
+    """State, simulator and Bench2Drive monitor for one route; the tick protocol of the Leaderboard."""
+
+    def __init__(self, g: LaneGraph, spec: RouteSpec, seed: int = 0, max_agents: int = 64,
+                 expert_policy: str | None = "rule"):
+        self.map, self.spec, self.seed = g, spec, seed
+        self.route = plan_route(g, spec)
+        self.state: SimState = route_scene(g, [self.route], max_agents=max_agents, seed=seed)
+        self.sim = Simulator(g)
+        self.monitor = RouteMonitor(g, [self.route], [spec.scenario_type])
+        self.lights = self.sim.lights(self.state)
+        self.controls = Controls.zeros(1)
+        self.applied_stamps: set[int] = set()
+        self.pending: ControlCommand | None = None
+        self.missed_ticks = 0
+        self.rejected: list[str] = []
+        self.ticks = 0
+        self.done = False
+        self.t0_wall = time.perf_counter()
+        # the privileged expert the takeover monitor may hand control to (full state, no perception limits)
+        self._expert = make_policy(expert_policy, 1) if expert_policy else None
+        self._expert_perceiver = ScenePerceiver(g, [self.route], perception_range=1e6) if expert_policy else None
+
+    @property
+    def t(self) -> float:
+        return float(self.state.t[0])
+
+    def stamp_key(self, t: float) -> int:
+        return int(round(t / STAMP_TOLERANCE))
+
+    def offer_command(self, cmd: ControlCommand) -> str:
+        """Returns 'accepted', 'stale' (stamp is not this tick's), 'repeat' or 'invalid: ...'."""
+        if abs(cmd.stamp - self.t) > STAMP_TOLERANCE:
+            return "stale"
+        if self.stamp_key(cmd.stamp) in self.applied_stamps or self.pending is not None:
+            return "repeat"
+        bad = cmd.problems()
+        if bad:
+            self.rejected.append(f"t={self.t:.2f}: " + ", ".join(bad))
+            return "invalid: " + ", ".join(bad)
+        self.pending = cmd
+        return "accepted"
+
+    def expert_command(self) -> ControlCommand | None:
+        """What the privileged expert would do at this tick (it sees the whole state)."""
+        if self._expert is None:
+            return None
+        controls, _ = self._expert.act(self._expert_perceiver(self.state, self.lights))
+        return ControlCommand(self.t, float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0]))
+
+    def tick(self) -> bool:
+        """Advance one step with the pending command (or, if none arrived, the held controls: a missed tick).
+        Returns done."""
+        if self.done:
+            return True
+        if self.pending is None:
+            self.missed_ticks += 1
+        else:
+            c = self.pending
+            self.controls = Controls(np.array([c.throttle]), np.array([c.steer]), np.array([c.brake]),
+                                     hand_brake=np.array([c.hand_brake]), reverse=np.array([c.reverse]))
+            self.applied_stamps.add(self.stamp_key(c.stamp))
+            self.pending = None
+        new = self.sim.step(self.state, self.controls)
+        self.lights = self.sim.lights(new)
+        done = self.monitor.update(self.state, new, self.lights)
+        self.state = new
+        self.ticks += 1
+        self.done = bool(done[0])
+        return self.done
+
+    def record(self, index: int = 0) -> dict:
+        rec = self.monitor.record(0, leaderboard_route_id(self.spec.route_id), index=index,
+                                  duration_system=time.perf_counter() - self.t0_wall, town=self.spec.town)
+        rec["meta"].update({"seed": self.seed, "missed_ticks": self.missed_ticks, "rejected_commands": len(self.rejected),
+                            "final_position": [float(self.state.x[0, EGO]), float(self.state.y[0, EGO])],
+                            "via": "ros"})
+        return rec
+
+
+__all__ = ["DT", "STAMP_TOLERANCE", "ControlCommand", "PseudoSimCore"]

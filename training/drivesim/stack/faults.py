@@ -1,0 +1,47 @@
+"""Fault injection for tests and demos: ``KIND@T`` (sim time T in seconds), per node.
+
+- ``stall@T``: from T on the node stops publishing its outputs (it keeps running).
+- ``nan@T``: from T on the node publishes NaN in its numeric outputs.
+- ``exit@T``: the node exits at T (exit code 3), as a crash would.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class FaultKind(enum.Enum):
+    STALL = "stall"
+    NAN = "nan"
+    EXIT = "exit"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    at: float  # [s] sim time
+
+    @classmethod
+    def parse(cls, text: str | None) -> Fault | None:
+        """'' or None -> no fault; 'stall@12.0' -> Fault(STALL, 12.0). Raises ValueError naming the problem."""
+        if not text:
+            return None
+        kind, sep, t = text.partition("@")
+        try:
+            return cls(FaultKind(kind.strip()), float(t)) if sep else cls(FaultKind(kind.strip()), 0.0)
+        except ValueError as e:
+            raise ValueError(f"fault {text!r}: expected KIND@T with KIND in {[k.value for k in FaultKind]} and T "
+                             f"a sim time in seconds, e.g. stall@12.0") from e
+
+    def active(self, t: float) -> bool:
+        return t >= self.at - 1e-9
+
+
+def parse_stack_fault(text: str) -> tuple[str, str]:
+    """'planner:stall@12.0' -> ('planner', 'stall@12.0'), validated."""
+    node, sep, spec = text.partition(":")
+    if not sep or not node:
+        raise ValueError(f"--fault {text!r}: expected NODE:KIND@T, e.g. planner:stall@12.0")
+    Fault.parse(spec)
+    return node, spec
