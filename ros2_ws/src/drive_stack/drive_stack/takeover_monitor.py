@@ -18,6 +18,8 @@ from drive_stack_msgs.msg import PerceivedScene, Plan, StackStatus, TakeoverEven
 from drivesim.sim.perception import ROUTE_POINTS
 from drivesim.stack.core import ControlCommand
 from drivesim.stack.takeover import Cause, TakeoverConfig, TakeoverLogic
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rosgraph_msgs.msg import Clock
 
 from . import convert, node_table as T
@@ -52,7 +54,8 @@ class TakeoverMonitor(StackNode):
         self.create_subscription(Plan, T.PLAN, self._on_plan, RELIABLE)
         self.create_subscription(CarlaEgoVehicleControl, T.PLANNER_CMD, self._on_planner_cmd, RELIABLE)
         self.create_subscription(CarlaEgoVehicleControl, T.EXPERT_CMD, self._on_expert, RELIABLE)
-        self.create_timer(0.01, self._watchdog)
+        # the deadline is wall time: a sim-time timer would not fire while the simulator waits for us
+        self.create_timer(0.01, self._watchdog, clock=RosClock(clock_type=ClockType.STEADY_TIME))
 
     # --------------------------------------------------------------------------- inputs
     def _on_clock(self, msg: Clock) -> None:

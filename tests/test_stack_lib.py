@@ -1,0 +1,151 @@
+"""Library side of the ROS stack (no ROS graph): the Leaderboard tick rule, takeover logic, reasoning, faults,
+bags (ring buffer, takeover windows, segments readable after a kill)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from drivesim.sim.perception import ROUTE_POINTS, PerceivedScene
+from drivesim.sim.state import AgentKind, LightState
+from drivesim.stack.bags import NS, Recorded, SegmentedRecorder, TakeoverBagger, make_typestore, read_bag
+from drivesim.stack.core import ControlCommand, PseudoSimCore
+from drivesim.stack.faults import Fault, FaultKind, parse_stack_fault
+from drivesim.stack.reasoner import rule_reasoning
+from drivesim.stack.takeover import Cause, TakeoverConfig, TakeoverLogic, predicted_collision, ttc_ahead
+
+
+def scene_with(agents, ego_speed=10.0, light=(-1, np.inf)):
+    """A one-env scene with a straight route ahead and the given agents [(x, y, yaw, speed, length, width, kind)]."""
+    N = 8
+    a = np.zeros((1, N, 7), np.float32)
+    v = np.zeros((1, N), bool)
+    for j, ag in enumerate(agents):
+        a[0, j], v[0, j] = ag, True
+    route = np.zeros((1, ROUTE_POINTS, 2))
+    route[0, :, 0] = np.arange(ROUTE_POINTS, dtype=float)
+    return PerceivedScene(ego_speed=np.array([ego_speed]), route=route, route_valid=np.ones((1, ROUTE_POINTS), bool),
+                          command=np.full((1, ROUTE_POINTS), 4, np.int8), speed_limit=np.array([13.9]), agents=a,
+                          agents_valid=v, light_dist=np.array([light[1]]), light_state=np.array([light[0]]),
+                          stop_dist=np.array([np.inf]), stop_id=np.array([-1]))
+
+
+CAR = (4.6, 1.9, AgentKind.VEHICLE)
+
+
+def test_ttc_of_a_stopped_car_ahead_is_gap_over_speed():
+    # ego 10 m/s, a stopped car whose rear is 20 m ahead of our front bumper (centres 20 + 2.3 + 2.45 apart)
+    gap = 20.0
+    x = gap + 4.6 / 2 + 4.9 / 2
+    t = ttc_ahead(scene_with([(x, 0.0, 0.0, 0.0, *CAR)], ego_speed=10.0))
+    assert t == pytest.approx(gap / 10.0, abs=0.051)
+
+
+def test_ttc_ignores_oncoming_traffic_in_the_next_lane_and_agents_behind():
+    oncoming = (30.0, -3.5, math.pi, 10.0, *CAR)  # next lane, driving towards us: passes, never overlaps
+    behind = (-10.0, 0.0, 0.0, 15.0, *CAR)  # faster car behind: not in front
+    assert ttc_ahead(scene_with([oncoming, behind], ego_speed=10.0)) == math.inf
+
+
+def test_predicted_collision_follows_the_plan_and_respects_braking():
+    cfg = TakeoverConfig()
+    parked = scene_with([(15.0, 0.0, 0.0, 0.0, *CAR)], ego_speed=8.0)
+    path = np.stack([np.arange(1, 40, dtype=float), np.zeros(39)], 1)
+    hit, when = predicted_collision(parked, path, 8.0, cfg)
+    assert hit and 0.9 < when < 1.5  # front reaches the parked car's rear (15 - 2.3 - 2.45 = 10.25 m) in ~1.3 s
+    assert not predicted_collision(parked, path, 0.0, cfg)[0]  # a plan that stops does not trigger
+    swerve = np.stack([np.arange(1, 40, dtype=float), np.full(39, 4.0)], 1)  # the path goes around it
+    swerve[:3, 1] = [1.0, 2.0, 3.0]
+    assert not predicted_collision(parked, swerve, 8.0, cfg)[0]
+
+
+def test_takeover_logic_lifecycle():
+    logic = TakeoverLogic(TakeoverConfig(duration=2.0))
+    ok = scene_with([], ego_speed=8.0)
+    path = np.stack([np.arange(1, 30, dtype=float), np.zeros(29)], 1)
+    assert logic.check_plan(1.0, ok, path, 8.0) is None and not logic.in_control(1.0, True)
+    bad = logic.check_plan(1.05, ok, path, float("nan"))
+    assert bad is not None and bad.cause is Cause.INVALID_MESSAGE and "target_speed" in bad.detail
+    assert logic.declare(1.1, Cause.MISSED_DEADLINE, "x") is None  # one at a time
+    assert logic.in_control(2.0, planner_ok=True)  # before the duration
+    assert logic.in_control(3.5, planner_ok=False)  # duration passed but the planner is not ok
+    assert not logic.in_control(3.5, planner_ok=True)  # released
+    assert [h.cause for h in logic.history] == [Cause.INVALID_MESSAGE]
+    assert TakeoverLogic.safe_stop() == (0.0, 0.0, 1.0)
+
+
+def test_reasoning_names_what_matters():
+    adv = rule_reasoning(scene_with([(12.0, 0.3, 0.0, 2.0, *CAR)], light=(LightState.RED, 30.0)))
+    assert "vehicle 12 m ahead" in adv.text and "traffic light red in 30 m" in adv.text
+    assert adv.advisory == "stop" and adv.speed_cap == 0.0
+    clear = rule_reasoning(scene_with([]))
+    assert clear.advisory == "proceed" and clear.speed_cap < 0 and "clear" in clear.text
+
+
+def test_fault_parsing():
+    assert Fault.parse("stall@12.0") == Fault(FaultKind.STALL, 12.0)
+    assert Fault.parse("") is None
+    assert parse_stack_fault("planner:nan@3") == ("planner", "nan@3")
+    with pytest.raises(ValueError, match="KIND@T"):
+        Fault.parse("melt@3")
+    with pytest.raises(ValueError, match="NODE:KIND@T"):
+        parse_stack_fault("stall@3")
+
+
+def test_core_applies_only_this_ticks_stamp_once(proc_town):
+    from drivesim.routes.generate import random_routes
+
+    spec = random_routes(proc_town, 1, seed=3)[0]
+    core = PseudoSimCore(proc_town, spec, seed=0, max_agents=8)
+    assert core.offer_command(ControlCommand(0.05, 1.0, 0.0, 0.0)) == "stale"  # the next tick's stamp
+    assert core.offer_command(ControlCommand(0.0, float("nan"), 0.0, 0.0)).startswith("invalid: throttle is nan")
+    assert core.offer_command(ControlCommand(0.0, 0.5, 1.5, 0.0)).startswith("invalid: steer=1.500")
+    assert core.offer_command(ControlCommand(0.0, 1.0, 0.0, 0.0)) == "accepted"
+    assert core.offer_command(ControlCommand(0.0, 0.0, 0.0, 1.0)) == "repeat"
+    core.tick()
+    assert core.missed_ticks == 0 and core.t == pytest.approx(0.05)
+    v1 = float(core.state.speed[0, 0])
+    assert core.offer_command(ControlCommand(0.0, 1.0, 0.0, 0.0)) == "stale"  # an old stamp is never applied
+    core.tick()  # nothing arrived for t = 0.05: held controls, a missed tick
+    assert core.missed_ticks == 1 and float(core.state.speed[0, 0]) > v1
+    assert len(core.rejected) == 2
+    exp = core.expert_command()
+    assert exp is not None and exp.stamp == pytest.approx(core.t) and not exp.problems()
+
+
+def _rec(t, topic="/a", data=b"x"):
+    return Recorded(int(t * NS), topic, "std_msgs/msg/String", data)
+
+
+def _string_cdr(text: str, ts) -> bytes:
+    return bytes(ts.serialize_cdr(ts.types["std_msgs/msg/String"](data=text), "std_msgs/msg/String"))
+
+
+def test_takeover_bag_has_the_asked_window(tmp_path):
+    ts = make_typestore()
+    bagger = TakeoverBagger(tmp_path, ts, pre=2.0, post=1.0)
+    written = []
+    for k in range(0, 200):  # 10 s at 20 Hz on two topics
+        t = k * 0.05
+        if k == 100:
+            bagger.takeover(int(t * NS), {"cause": "MISSED_DEADLINE"})
+        for topic in ("/a", "/b"):
+            written += bagger.add(Recorded(int(round(t * NS)), topic, "std_msgs/msg/String", _string_cdr(f"{t:.2f}", ts)))
+    assert len(written) == 1
+    info = read_bag(written[0])
+    assert set(info["topics"]) == {"/a", "/b"}
+    assert info["start"] == pytest.approx(3.0) and info["end"] == pytest.approx(6.0)
+    assert info["topics"]["/a"]["count"] == 61  # [3.0, 6.0] at 20 Hz
+    meta = json.loads((written[0] / "takeover.json").read_text())
+    assert meta["cause"] == "MISSED_DEADLINE" and meta["window"] == [3.0, 6.0] and meta["complete"]
+
+
+def test_segments_survive_a_killed_recorder(tmp_path):
+    """Closed segments are complete bags: what a killed recorder had flushed stays readable."""
+    ts = make_typestore()
+    seg = SegmentedRecorder(tmp_path, ts, segment=1.0)
+    for k in range(70):  # 3.5 s; the process 'dies' without closing the last segment
+        seg.add(Recorded(int(round(k * 0.05 * NS)), "/a", "std_msgs/msg/String", _string_cdr(str(k), ts)))
+    assert len(seg.written) == 3
+    counts = [read_bag(p)["topics"]["/a"]["count"] for p in seg.written]
+    assert counts == [20, 20, 20]
