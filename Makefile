@@ -24,10 +24,11 @@ test: setup
 	$(PY) -m pytest -q tests
 
 demo: setup
-	$(VENV)/bin/drive-stack demo --out results/demo
+	$(VENV)/bin/drive-stack demo --out results/demo --b2d-routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
 
 bench: setup
 	$(VENV)/bin/drive-stack bench sim --json results/bench/sim.json
+	$(VENV)/bin/drive-stack bench stack --json results/bench/stack.json
 
 lint: setup
 	$(VENV)/bin/ruff check training tests ros2_ws launch

@@ -10,10 +10,11 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from drive_stack.node_table import nodes_for
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 
 def _nodes(context):

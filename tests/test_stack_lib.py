@@ -51,21 +51,24 @@ def test_predicted_collision_follows_the_plan_and_respects_braking():
     cfg = TakeoverConfig()
     parked = scene_with([(15.0, 0.0, 0.0, 0.0, *CAR)], ego_speed=8.0)
     path = np.stack([np.arange(1, 40, dtype=float), np.zeros(39)], 1)
-    hit, when = predicted_collision(parked, path, 8.0, cfg)
+    hit, when = predicted_collision(parked, path, np.full(39, 8.0), cfg)
     assert hit and 0.9 < when < 1.5  # front reaches the parked car's rear (15 - 2.3 - 2.45 = 10.25 m) in ~1.3 s
-    assert not predicted_collision(parked, path, 0.0, cfg)[0]  # a plan that stops does not trigger
+    assert not predicted_collision(parked, path, np.zeros(39), cfg)[0]  # a plan that stops does not trigger
+    # a profile that slows to a stop 8 m ahead (before the car at 10.25 m) does not trigger either
+    slowing = np.clip(8.0 * (1 - np.arange(1, 40) / 8.0), 0.0, None)
+    assert not predicted_collision(parked, path, slowing, cfg)[0]
     swerve = np.stack([np.arange(1, 40, dtype=float), np.full(39, 4.0)], 1)  # the path goes around it
     swerve[:3, 1] = [1.0, 2.0, 3.0]
-    assert not predicted_collision(parked, swerve, 8.0, cfg)[0]
+    assert not predicted_collision(parked, swerve, np.full(39, 8.0), cfg)[0]
 
 
 def test_takeover_logic_lifecycle():
     logic = TakeoverLogic(TakeoverConfig(duration=2.0))
     ok = scene_with([], ego_speed=8.0)
     path = np.stack([np.arange(1, 30, dtype=float), np.zeros(29)], 1)
-    assert logic.check_plan(1.0, ok, path, 8.0) is None and not logic.in_control(1.0, True)
-    bad = logic.check_plan(1.05, ok, path, float("nan"))
-    assert bad is not None and bad.cause is Cause.INVALID_MESSAGE and "target_speed" in bad.detail
+    assert logic.check_plan(1.0, ok, path, np.full(29, 8.0)) is None and not logic.in_control(1.0, True)
+    bad = logic.check_plan(1.05, ok, path, np.full(29, np.nan))
+    assert bad is not None and bad.cause is Cause.INVALID_MESSAGE and "speed_profile" in bad.detail
     assert logic.declare(1.1, Cause.MISSED_DEADLINE, "x") is None  # one at a time
     assert logic.in_control(2.0, planner_ok=True)  # before the duration
     assert logic.in_control(3.5, planner_ok=False)  # duration passed but the planner is not ok
@@ -149,3 +152,20 @@ def test_segments_survive_a_killed_recorder(tmp_path):
     assert len(seg.written) == 3
     counts = [read_bag(p)["topics"]["/a"]["count"] for p in seg.written]
     assert counts == [20, 20, 20]
+
+
+def test_rule_speed_profile_brakes_before_a_stopped_obstacle():
+    """The speed profile the planner publishes: IDM rolled forward. Behind a stopped car it falls to ~0 before
+    the car; on a free road it rises towards the speed limit and never passes it."""
+    from drivesim.policies.rule import idm_speed_profile
+    from drivesim.sim.traffic import IDMParams
+
+    p = IDMParams(max_accel=2.0, comfort_brake=3.0, min_gap=3.0, headway=1.0)
+    path = np.stack([np.arange(1, 61, dtype=float), np.zeros(60)], 1)[None]
+    v, v0 = np.array([10.0]), np.array([12.0])
+    prof = idm_speed_profile(path, v, v0, np.array([25.0]), np.array([10.0]), p)[0]  # stopped: dv = v
+    stop_at = np.argmax(prof < 0.5) + 1  # [m] arc length where it is (nearly) stopped
+    assert prof[0] <= 10.0 and 0 < stop_at < 25.0
+    assert np.all(np.diff(prof[:stop_at]) <= 1e-9)
+    free = idm_speed_profile(path, v, v0, np.array([np.inf]), np.array([0.0]), p)[0]
+    assert np.all(np.diff(free) >= -1e-9) and free[-1] > 10.5 and free.max() <= 12.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -113,10 +115,12 @@ def cmd_eval(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    """The embedded default: a procedural town, routes on it, closed-loop evaluation of the rule policy."""
+    """The embedded default: the ROS 2 stack in closed loop (real processes over DDS) on a procedural-town route,
+    then on a Bench2Drive route when ../shared is beside the checkout, then the batched library evaluation of
+    a few procedural routes."""
     from .evaluation.evaluate import EvalConfig, evaluate
     from .maps import TownLoader
-    from .routes import write_routes
+    from .routes import parse_routes, write_routes
     from .routes.generate import random_routes
 
     out = Path(a.out)
@@ -124,12 +128,55 @@ def cmd_demo(a) -> int:
     t0 = time.perf_counter()
     g = TownLoader().load(town)
     print(f"procedural town {town}: {g.num_lanes} lanes, {g.lane_length.sum() / 1000:.1f} km of lanes, "
-          f"{g.num_lights} traffic lights, {len(g.stop_id)} stop signs")
+          f"{g.num_lights} traffic lights, {len(g.stop_id)} stop signs, {len(g.crosswalks())} crosswalks")
+    if not a.no_stack:
+        launcher = _stack_launcher()
+        print(f"\n== ROS 2 stack (6 nodes as processes, Fast DDS on localhost) on a {town} route ==")
+        print_stack_result(launcher.stack_run(None, None, str(out / "stack_proc"), policy=a.policy, seed=a.seed))
+        b2d = Path(a.b2d_routes) if a.b2d_routes else None
+        if b2d and b2d.exists() and a.maps_dir and Path(a.maps_dir).is_dir():
+            loader = TownLoader(a.maps_dir)
+            spec = next((r for r in parse_routes(b2d).routes if loader.available(r.town)), None)
+            if spec is not None:
+                print(f"\n== ROS 2 stack on Bench2Drive route {spec.route_id} ({spec.town}, {spec.scenario_type}) ==")
+                print_stack_result(launcher.stack_run(str(b2d), spec.route_id, str(out / "stack_b2d"),
+                                                      maps_dir=a.maps_dir, policy=a.policy, seed=a.seed))
+        else:
+            print(f"\n(no Bench2Drive routes/maps at {b2d} / {a.maps_dir}: the Bench2Drive stack route is skipped)")
+    print(f"\n== batched pseudo-simulator evaluation: {a.routes} {town} routes, {a.workers} workers ==")
     routes_file = out / "routes.xml"
     write_routes(random_routes(g, a.routes, seed=a.seed), routes_file)
-    s = evaluate(EvalConfig(routes=str(routes_file), out=str(out), policy=a.policy, workers=a.workers, seed=a.seed))
+    s = evaluate(EvalConfig(routes=str(routes_file), out=str(out / "eval"), policy=a.policy, workers=a.workers,
+                            seed=a.seed))
     _print_summary(s)
     print(f"done in {time.perf_counter() - t0:.1f} s; results in {out}/")
+    return 0
+
+
+def cmd_bench_stack(a) -> int:
+    """Per-tick latency (odometry published -> stamped command accepted by the simulator) over a route."""
+    import numpy as np
+
+    launcher = _stack_launcher()
+    res = launcher.stack_run(a.routes, a.route_id, a.out, maps_dir=a.maps_dir, seed=a.seed,
+                             node_overrides={"recorder": {"mode": "continuous"}} if a.record else None)
+    lat = np.array(json.loads((Path(res["out"]) / "latency.json").read_text())["latency_ms"])
+    st = res["record"]["meta"]["stack"]
+    out = {
+        "what": ("per-tick latency from pseudo_sim publishing /carla/hero/odometry to the stamped "
+                 "/carla/hero/vehicle_control_cmd arriving back (perception_input -> planner -> takeover_monitor, "
+                 "3 DDS hops, all 6 nodes running as processes), over one route"),
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version()},
+        "route": res["record"]["route_id"], "town": res["record"]["meta"]["town"],
+        "ticks": st["ticks"], "missed_ticks": st["missed_ticks"],
+        "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p90": float(np.percentile(lat, 90)),
+        "latency_ms_p99": float(np.percentile(lat, 99)), "latency_ms_max": float(lat.max()),
+        "target_p99_ms": 20.0, "realtime_factor": st["ticks"] * 0.05 / st["wall_s"],
+        "driving_score": res["record"]["scores"]["score_composed"],
+    }
+    _write_json(a.json, out)
+    print(json.dumps(out, indent=2))
     return 0
 
 
@@ -237,8 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fault", default=None, help=argparse.SUPPRESS)
     q.set_defaults(fn=cmd_eval)
 
-    q = sub.add_parser("demo", help="the embedded default: procedural town, routes, rule policy, scores")
+    q = sub.add_parser("demo", help="the embedded default: the ROS stack on a procedural route (and a Bench2Drive "
+                                    "route when ../shared is there), then a batched evaluation")
     q.add_argument("--out", default="results/demo")
+    q.add_argument("--b2d-routes", default=None, help="Bench2Drive route XML for the second stack run (optional)")
+    maps_arg(q)
+    q.add_argument("--no-stack", action="store_true", help="only the batched library evaluation")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--routes", type=int, default=4)
     q.add_argument("--workers", type=int, default=2)
@@ -274,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--town", default="Proc0")
     maps_arg(q)
     q.set_defaults(fn=cmd_bench_sim)
+    q = b.add_parser("stack", help="control-loop latency of the ROS 2 stack over one route (p50/p99, missed ticks)")
+    q.add_argument("--json")
+    q.add_argument("--routes", default=None, help="route XML (default: a random Proc<seed> route)")
+    q.add_argument("--route-id", default=None)
+    maps_arg(q)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default="results/bench/stack_run")
+    q.add_argument("--record", action="store_true", help="with the recorder in continuous mode")
+    q.set_defaults(fn=cmd_bench_stack)
     return p
 
 

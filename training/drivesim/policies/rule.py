@@ -23,12 +23,45 @@ STOP_HOLD = 0.1  # [m/s] speed that counts as stopped at a stop sign
 SPEED_HORIZON = 0.6  # [s] target speed = v + a * horizon
 
 
+PROFILE_HORIZON = 3.0  # [s] of the IDM roll-out behind the speed profile
+PROFILE_DT = 0.1  # [s]
+
+
 @dataclass
 class Plan:
-    """A plan in the ego frame: a path (E, P, 2) and a target speed (E,)."""
+    """A plan in the ego frame: a path (E, P, 2), the target speed now (E,) and the speed profile along the
+    path (E, P) [m/s]: the speed the policy intends to have at each path point (what the takeover monitor
+    checks for collisions)."""
 
     path: np.ndarray
     target_speed: np.ndarray
+    speed_profile: np.ndarray | None = None
+
+
+def idm_speed_profile(path: np.ndarray, v: np.ndarray, v0: np.ndarray, gap: np.ndarray, dv_lead: np.ndarray,
+                      p: IDMParams, horizon: float = PROFILE_HORIZON, dt: float = PROFILE_DT) -> np.ndarray:
+    """Roll IDM forward in time (the obstacle keeps its speed: lead_v = v - dv at t=0) and read the speed off
+    at each path point's arc length. path (E, P, 2), others (E,). Returns (E, P)."""
+    E, P = path.shape[:2]
+    lead_v = np.maximum(v - dv_lead, 0.0)
+    s = np.zeros(E)
+    vk = v.astype(np.float64).copy()
+    gk = gap.astype(np.float64).copy()
+    s_hist, v_hist = [s.copy()], [vk.copy()]
+    for _ in range(int(round(horizon / dt))):
+        a = idm_accel(vk, v0, gk, vk - lead_v, p)
+        v_new = np.maximum(vk + a * dt, 0.0)
+        ds = 0.5 * (vk + v_new) * dt
+        s = s + ds
+        gk = gk - ds + lead_v * dt
+        vk = v_new
+        s_hist.append(s.copy())
+        v_hist.append(vk.copy())
+    s_hist, v_hist = np.stack(s_hist, 1), np.stack(v_hist, 1)  # (E, K)
+    seg = np.linalg.norm(np.diff(path, axis=1), axis=-1)
+    start = np.linalg.norm(path[:, :1], axis=-1)
+    cum = np.concatenate([start, start + np.cumsum(seg, axis=1)], axis=1)  # (E, P) arc length from the ego
+    return np.stack([np.interp(cum[e], s_hist[e], v_hist[e]) for e in range(E)])
 
 
 class RulePolicy:
@@ -92,7 +125,9 @@ class RulePolicy:
         acc = idm_accel(v, v0, gap, dv, self.idm)
         target = np.clip(v + acc * SPEED_HORIZON, 0.0, v0)
         target = np.where(gap < self.idm.min_gap * 0.5, 0.0, target)
-        return Plan(scene.route, target)
+        profile = idm_speed_profile(scene.route, v, v0, gap, dv, self.idm)
+        profile[:, 0] = np.minimum(profile[:, 0], target)
+        return Plan(scene.route, target, np.where(gap[:, None] < self.idm.min_gap * 0.5, 0.0, profile))
 
     def act(self, scene: PerceivedScene) -> tuple[Controls, Plan]:
         plan = self.plan(scene)

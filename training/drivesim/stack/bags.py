@@ -111,6 +111,10 @@ class TakeoverBagger:
             if force or now_ns >= p.t_ns + self.post_ns:
                 t0, t1 = max(p.t_ns - self.pre_ns, 0), p.t_ns + self.post_ns
                 path = self.out_dir / f"takeover_{p.index:03d}_t{p.t_ns / NS:08.2f}"
+                k = 1
+                while path.exists():  # never overwrite a bag
+                    path = self.out_dir / f"takeover_{p.index:03d}_t{p.t_ns / NS:08.2f}_{k}"
+                    k += 1
                 write_bag(path, self.ring.window(t0, t1), self.ts)
                 info = dict(p.info, window=[t0 / NS, min(t1, now_ns) / NS], complete=now_ns >= t1,
                             takeover_time=p.t_ns / NS)

@@ -2,10 +2,11 @@
 
 A takeover is declared, at the tick of sim time t, when
 1. LOW_TTC: the constant-velocity time-to-collision between the ego (at its current speed, straight ahead)
-   and an agent in front of it (oriented boxes) falls under `ttc_threshold`;
-2. PREDICTED_COLLISION: the ego following the plan's path at the plan's target speed overlaps an agent moving at
-   constant velocity within `horizon` seconds, while the ego is still moving (a planner that brakes in time
-   does not trigger this);
+   and an agent in front of it (oriented boxes) falls under `ttc_threshold` while stopping in that distance
+   needs more than `max_decel` (creeping up to a queue at walking speed is not a takeover);
+2. PREDICTED_COLLISION: the ego following the plan's path at the plan's speed profile overlaps an agent moving
+   at constant velocity within `horizon` seconds, while the ego is still moving (a planner whose profile
+   brakes in time does not trigger this);
 3. MISSED_DEADLINE: no planner command for the tick arrived within the deadline (the node's timer decides);
 4. INVALID_MESSAGE: a plan, scene or command with NaN or out-of-range values.
 During a takeover (at least `duration` seconds of sim time, TakeAD's 2 s) the controller is the privileged
@@ -35,7 +36,8 @@ class Cause(enum.IntEnum):  # drive_stack_msgs/TakeoverEvent CAUSE_* values
 @dataclass(frozen=True)
 class TakeoverConfig:
     ttc_threshold: float = 1.0  # [s]
-    horizon: float = 2.0  # [s] for the predicted-collision check
+    max_decel: float = 4.0  # [m/s^2] a low TTC counts only if avoiding it needs harder braking than this
+    horizon: float = 1.0  # [s] for the predicted-collision check (constant-velocity agents: keep it short)
     horizon_dt: float = 0.1  # [s]
     duration: float = 2.0  # [s] minimum takeover length (sim time)
     moving_speed: float = 0.5  # [m/s] the ego counts as moving above this
@@ -70,18 +72,28 @@ def ttc_ahead(scene: PerceivedScene, e: int = 0, max_t: float = 5.0, dt: float =
     return float(ts[rows[0], 0]) if len(rows) else float("inf")
 
 
-def predicted_collision(scene: PerceivedScene, path: np.ndarray, target_speed: float, cfg: TakeoverConfig,
+def predicted_collision(scene: PerceivedScene, path: np.ndarray, speed_profile: np.ndarray, cfg: TakeoverConfig,
                         e: int = 0) -> tuple[bool, float]:
-    """Does the ego, moving along `path` (P, 2; ego frame) at `target_speed`, overlap an agent (constant
-    velocity) within the horizon while still moving? Returns (collides, time of first overlap [s])."""
+    """Does the ego, moving along `path` (P, 2; ego frame) at the plan's speed profile (P,) [m/s at each path
+    point], overlap an agent (constant velocity) within the horizon while still moving? Agents already
+    overlapping now are not counted (that collision happened). Returns (collides, time of first overlap [s])."""
     a, valid = scene.agents[e], scene.agents_valid[e]
-    if not valid.any() or len(path) < 2 or target_speed < cfg.moving_speed:
+    if not valid.any() or len(path) < 2:
         return False, float("inf")
     pts = np.concatenate([[[0.0, 0.0]], path])
+    prof = np.concatenate([[scene.ego_speed[e]], np.broadcast_to(speed_profile, (len(path),))])
     seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
     cum = np.concatenate([[0.0], np.cumsum(seg)])
-    ts = np.arange(cfg.horizon_dt, cfg.horizon + 1e-9, cfg.horizon_dt)  # (T,)
-    s = np.minimum(target_speed * ts, cum[-1])
+    # integrate ds = v(s) dt along the path
+    steps = int(round(cfg.horizon / cfg.horizon_dt))
+    s = np.zeros(steps)
+    v = np.zeros(steps)
+    sk = 0.0
+    for k in range(steps):
+        vk = float(np.interp(sk, cum, prof))
+        sk = min(sk + vk * cfg.horizon_dt, cum[-1])
+        s[k], v[k] = sk, vk
+    ts = cfg.horizon_dt * np.arange(1, steps + 1)
     ex = np.interp(s, cum, pts[:, 0])
     ey = np.interp(s, cum, pts[:, 1])
     k = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1)
@@ -91,10 +103,9 @@ def predicted_collision(scene: PerceivedScene, path: np.ndarray, target_speed: f
     ay = a[None, :, 1] + a[None, :, 3] * np.sin(a[None, :, 2]) * ts[:, None]
     hit = obb_overlap(ex[:, None], ey[:, None], eyaw[:, None], DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width,
                       ax, ay, a[None, :, 2], a[None, :, 4], a[None, :, 5]) & valid[None]
-    # already overlapping now is a collision that happened, not a prediction
     now = obb_overlap(0.0, 0.0, 0.0, DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width, a[:, 0], a[:, 1], a[:, 2],
                       a[:, 4], a[:, 5]) & valid
-    hit &= ~now[None]
+    hit &= ~now[None] & (v[:, None] > cfg.moving_speed)
     rows = np.flatnonzero(hit.any(axis=1))
     return (True, float(ts[rows[0]])) if len(rows) else (False, float("inf"))
 
@@ -110,16 +121,19 @@ class TakeoverLogic:
         self.active: Takeover | None = None
         self.history: list[Takeover] = []
 
-    def check_plan(self, t: float, scene: PerceivedScene, path: np.ndarray, target_speed: float) -> Takeover | None:
+    def check_plan(self, t: float, scene: PerceivedScene, path: np.ndarray, speed_profile: np.ndarray) -> Takeover | None:
         """Conditions 1, 2 and 4 for the plan answering the tick at t. Returns a new takeover or None."""
-        bad = invalid_fields({"path": path, "target_speed": target_speed, "ego_speed": scene.ego_speed,
+        bad = invalid_fields({"path": path, "speed_profile": speed_profile, "ego_speed": scene.ego_speed,
                               "agents": scene.agents[0][scene.agents_valid[0]]})
         if bad:
             return self.declare(t, Cause.INVALID_MESSAGE, "non-finite values in " + ", ".join(bad), float("nan"))
         ttc = ttc_ahead(scene)
-        if ttc < self.cfg.ttc_threshold and scene.ego_speed[0] > self.cfg.moving_speed:
-            return self.declare(t, Cause.LOW_TTC, f"time to collision {ttc:.2f} s < {self.cfg.ttc_threshold} s", ttc)
-        hit, when = predicted_collision(scene, path, target_speed, self.cfg)
+        v = float(scene.ego_speed[0])
+        need = v / (2.0 * ttc) if np.isfinite(ttc) and ttc > 0 else 0.0  # stop within the distance v * ttc
+        if ttc < self.cfg.ttc_threshold and v > self.cfg.moving_speed and need > self.cfg.max_decel:
+            return self.declare(t, Cause.LOW_TTC, f"time to collision {ttc:.2f} s < {self.cfg.ttc_threshold} s at "
+                                f"{v:.1f} m/s (needs {need:.1f} m/s^2 to stop)", ttc)
+        hit, when = predicted_collision(scene, path, speed_profile, self.cfg)
         if hit:
             return self.declare(t, Cause.PREDICTED_COLLISION, f"the plan collides in {when:.1f} s", ttc)
         return None

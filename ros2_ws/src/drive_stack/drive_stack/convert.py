@@ -8,7 +8,12 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaTrafficLightStatus, CarlaTrafficLightStatusList
+from carla_msgs.msg import (
+    CarlaEgoVehicleControl,
+    CarlaEgoVehicleStatus,
+    CarlaTrafficLightStatus,
+    CarlaTrafficLightStatusList,
+)
 from derived_object_msgs.msg import Object, ObjectArray
 from drive_stack_msgs.msg import AgentState, PerceivedScene, Plan
 from drivesim.geometry import carla_to_ros_pose, ros_to_carla_pose
@@ -160,7 +165,7 @@ def state_from_messages(odom: Odometry, objects: ObjectArray, max_agents: int, n
 
 
 def lights_array(msg: CarlaTrafficLightStatusList, light_ids: np.ndarray) -> np.ndarray:
-    """(1, T) LightState in the lane graph's light order; lights not in the message are GREEN... no: OFF."""
+    """(1, T) LightState in the lane graph's light order; lights the message does not mention are OFF."""
     index = {int(i): k for k, i in enumerate(light_ids)}
     out = np.full((1, len(light_ids)), 3, np.int8)  # OFF
     for tl in msg.traffic_lights:
@@ -218,12 +223,14 @@ def scene_from_message(m: PerceivedScene, num_agents: int, route_points: int, co
                     stop_dist=np.array([m.stop_distance]), stop_id=np.array([m.stop_id], np.int64))
 
 
-def plan_message(path: np.ndarray, target_speed: float, t: float, policy: str) -> Plan:
-    """path (P, 2) in the CARLA-handed ego frame."""
+def plan_message(path: np.ndarray, target_speed: float, t: float, policy: str,
+                 speed_profile: np.ndarray | None = None) -> Plan:
+    """path (P, 2) in the CARLA-handed ego frame; speed_profile (P,) [m/s] (default: the target speed)."""
     m = Plan()
     m.header.stamp, m.header.frame_id = ros_time(t), "hero"
     m.path = [Point(x=float(p[0]), y=float(-p[1]), z=0.0) for p in path]
-    m.speed_profile = [float(target_speed)] * len(path)
+    prof = np.full(len(path), target_speed) if speed_profile is None else np.asarray(speed_profile, np.float64)
+    m.speed_profile = [float(v) for v in prof]
     m.target_speed = float(target_speed)
     m.policy = policy
     return m
@@ -231,3 +238,8 @@ def plan_message(path: np.ndarray, target_speed: float, t: float, policy: str) -
 
 def plan_path(m: Plan) -> np.ndarray:
     return np.array([[p.x, -p.y] for p in m.path], np.float64).reshape(-1, 2)
+
+
+def plan_profile(m: Plan) -> np.ndarray:
+    prof = np.asarray(m.speed_profile, np.float64)
+    return prof if len(prof) == len(m.path) else np.full(len(m.path), m.target_speed, np.float64)

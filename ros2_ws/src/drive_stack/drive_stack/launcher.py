@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,10 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
               tick_timeout: float = 1.0, node_overrides: dict | None = None, log=print) -> dict:
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in ("bags", "logs", "params"):  # the run owns its folder: nothing of an earlier run is mistaken for ours
+        shutil.rmtree(out_dir / old, ignore_errors=True)
+    for old in ("results.json", "summary.json", "latency.json"):
+        (out_dir / old).unlink(missing_ok=True)
     if routes is None:
         routes, route_id = procedural_route(out_dir, seed)
     elif route_id is None:
@@ -101,7 +106,7 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
             tail = (out_dir / "logs" / "pseudo_sim.log").read_text()[-3000:]
             raise RuntimeError(f"pseudo_sim failed with exit code {sim.returncode}:\n{tail}")
     finally:
-        for name, p in procs.items():
+        for p in procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
         deadline = time.perf_counter() + 15

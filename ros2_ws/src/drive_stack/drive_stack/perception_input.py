@@ -21,7 +21,8 @@ from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from . import convert, node_table as T
+from . import convert
+from . import node_table as T
 from .common import LATCHED, RELIABLE, StackNode, run
 
 

@@ -16,7 +16,8 @@ from drivesim.policies import make_policy
 from drivesim.sim.perception import ROUTE_POINTS
 from std_msgs.msg import Bool
 
-from . import convert, node_table as T
+from . import convert
+from . import node_table as T
 from .common import LATCHED, RELIABLE, StackNode, run
 
 
@@ -50,9 +51,12 @@ class Planner(StackNode):
             controls, p = self.policy.act(scene)
             target = float(p.target_speed[0])
             throttle, steer, brake = float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0])
+            valid = scene.route_valid[0]
+            profile = None if p.speed_profile is None else np.asarray(p.speed_profile[0][valid])
             if fault is not None and fault.value == "nan":
                 target = throttle = steer = float("nan")
-            plan = convert.plan_message(np.asarray(p.path[0][scene.route_valid[0]]), target, t, self.policy_name)
+                profile = None
+            plan = convert.plan_message(np.asarray(p.path[0][valid]), target, t, self.policy_name, profile)
             cmd = convert.control_message(t, throttle, steer, brake)
             self.answered = {t: (plan, cmd)}
         self.pub_plan.publish(plan)

@@ -22,11 +22,13 @@ from drivesim.evaluation.runner import SCENARIO_NOTE
 from drivesim.maps import TownLoader
 from drivesim.routes.xml import parse_routes
 from drivesim.stack.core import PseudoSimCore
-from nav_msgs.msg import Odometry, Path as PathMsg
+from nav_msgs.msg import Odometry
+from nav_msgs.msg import Path as PathMsg
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Bool, String
 
-from . import convert, node_table as T
+from . import convert
+from . import node_table as T
 from .common import LATCHED, RELIABLE, StackNode, run
 
 
@@ -102,10 +104,12 @@ class PseudoSim(StackNode):
         while not self.core.done:
             self.publish_tick()
             start = last = time.perf_counter()
+            # the first tick waits as long as the start does (the stack may still be loading its map and route)
+            limit = float(p["start_timeout"]) if self.core.ticks == 0 else float(p["tick_timeout"])
             while self.core.pending is None:
                 now = time.perf_counter()
-                if now - start >= float(p["tick_timeout"]):
-                    self.get_logger().warning(f"missed tick at t={self.core.t:.2f}: no command in {p['tick_timeout']} s")
+                if now - start >= limit:
+                    self.get_logger().warning(f"missed tick at t={self.core.t:.2f}: no command in {limit} s")
                     break
                 if now - last >= float(p["republish_period"]):  # a late joiner still gets this tick
                     self.publish_tick()

@@ -18,7 +18,8 @@ from drive_stack_msgs.msg import TakeoverEvent
 from drivesim.stack.bags import Recorded, SegmentedRecorder, TakeoverBagger, make_typestore
 from rosgraph_msgs.msg import Clock
 
-from . import convert, node_table as T
+from . import convert
+from . import node_table as T
 from .common import RELIABLE, StackNode, run
 
 MSG_PACKAGES = ("carla_msgs", "derived_object_msgs", "drive_stack_msgs")

@@ -2,7 +2,8 @@
 
 The planner's commands (/drive_stack/planner/vehicle_control_cmd) reach /carla/hero/vehicle_control_cmd only
 through this node: one command per tick. It checks every plan against the scene (TTC, predicted collision,
-invalid values) and the planner's deadline (`deadline` seconds of wall time after the tick's /clock); on a
+invalid values) and the planner's deadline (`deadline` seconds of wall time after the tick's /clock, armed once
+the planner has answered its first tick); on a
 takeover it publishes a TakeoverEvent (the recorder cuts a bag around it) and drives with the privileged
 expert when the simulator offers one (/drive_stack/expert/vehicle_control_cmd), else with a safe stop, for at
 least `duration` seconds of sim time (drivesim.stack.takeover).
@@ -22,7 +23,8 @@ from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rosgraph_msgs.msg import Clock
 
-from . import convert, node_table as T
+from . import convert
+from . import node_table as T
 from .common import RELIABLE, StackNode, run
 
 
@@ -99,7 +101,7 @@ class TakeoverMonitor(StackNode):
         if plan is not None and scene_msg is not None and self.logic.active is None:
             try:
                 scene = convert.scene_from_message(scene_msg, self.max_agents - 1, ROUTE_POINTS)
-                new = self.logic.check_plan(t, scene, convert.plan_path(plan), float(plan.target_speed))
+                new = self.logic.check_plan(t, scene, convert.plan_path(plan), convert.plan_profile(plan))
             except convert.InvalidMessage as e:
                 self.reject(str(e))
                 new = self.logic.declare(t, Cause.INVALID_MESSAGE, str(e), float("nan"))
@@ -116,8 +118,8 @@ class TakeoverMonitor(StackNode):
 
     def _watchdog(self) -> None:
         t = self.tick_t
-        if t is None or self.sent_for == t:
-            return
+        if t is None or self.sent_for == t or self.last_ok_t < 0:
+            return  # the deadline is armed once the planner has answered a first tick
         waited = time.perf_counter() - self.tick_wall
         if self.logic.active is not None and self.expert_seen and waited > self.expert_wait:
             self._send_takeover_command(t)  # the expert is late: safe stop for this tick

@@ -8,7 +8,8 @@ from drive_stack_msgs.msg import PerceivedScene, Reasoning
 from drivesim.sim.perception import ROUTE_POINTS
 from drivesim.stack.reasoner import rule_reasoning
 
-from . import convert, node_table as T
+from . import convert
+from . import node_table as T
 from .common import RELIABLE, StackNode, run
 
 
