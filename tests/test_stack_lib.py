@@ -48,7 +48,7 @@ def test_ttc_ignores_oncoming_traffic_in_the_next_lane_and_agents_behind():
 
 
 def test_predicted_collision_follows_the_plan_and_respects_braking():
-    cfg = TakeoverConfig()
+    cfg = TakeoverConfig(horizon=2.0)
     parked = scene_with([(15.0, 0.0, 0.0, 0.0, *CAR)], ego_speed=8.0)
     path = np.stack([np.arange(1, 40, dtype=float), np.zeros(39)], 1)
     hit, when = predicted_collision(parked, path, np.full(39, 8.0), cfg)
