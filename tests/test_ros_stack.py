@@ -113,3 +113,120 @@ def test_recorder_killed_keeps_its_flushed_segments(tmp_path):
     for p in segs:
         info = read_bag(p)
         assert info["topics"]["/carla/hero/odometry"]["count"] > 0 and info["end"] <= 6.0
+
+
+def test_node_table_launch_file_package_and_params_agree():
+    """One node table: the launch file builds from it, setup.py installs an entry point per node, the params
+    file has a section per node, and every node module has main()."""
+    import importlib
+    import py_compile
+    import re
+
+    import yaml
+    from drive_stack.node_table import NODES, nodes_for
+
+    root = WS.parent
+    py_compile.compile(str(root / "launch" / "bench2drive.launch.py"), doraise=True)
+    assert "nodes_for(sim)" in (root / "launch" / "bench2drive.launch.py").read_text()
+    assert (WS / "src" / "drive_stack" / "launch" / "bench2drive.launch.py").resolve() == \
+        (root / "launch" / "bench2drive.launch.py").resolve()
+    setup = (WS / "src" / "drive_stack" / "setup.py").read_text()
+    listed = re.search(r"NODES = \[(.*?)\]", setup).group(1)
+    assert sorted(n.executable for n in NODES) == sorted(x.strip().strip('"') for x in listed.split(","))
+    params = yaml.safe_load((WS / "src" / "drive_stack" / "config" / "stack.yaml").read_text())
+    assert sorted(k.strip("/") for k in params) == sorted(n.name for n in NODES)
+    for n in NODES:
+        assert callable(importlib.import_module(n.module).main)
+    assert [n.name for n in nodes_for("carla")] == [n.name for n in NODES if not n.sim_only]
+    with pytest.raises(ValueError, match="pseudo"):
+        nodes_for("gazebo")
+
+
+def test_incoming_nan_is_rejected_with_the_field_named():
+    """Perception's message conversion refuses NaN poses / dimensions, naming topic, object and field."""
+    import math
+
+    from derived_object_msgs.msg import Object, ObjectArray
+    from drive_stack import convert
+    from nav_msgs.msg import Odometry
+
+    odom = Odometry()
+    odom.pose.pose.orientation.w = 1.0
+    st = convert.state_from_messages(odom, ObjectArray(), 8, 0)
+    assert st.valid[0, 0]
+    odom.twist.twist.linear.x = math.nan
+    with pytest.raises(convert.InvalidMessage, match=r"/carla/hero/odometry: non-finite speed"):
+        convert.state_from_messages(odom, ObjectArray(), 8, 0)
+    odom.twist.twist.linear.x = 1.0
+    o = Object(id=3)
+    o.pose.orientation.w = 1.0
+    o.shape.dimensions = [4.5, math.inf, 1.5]
+    with pytest.raises(convert.InvalidMessage, match=r"objects\[id=3\]: non-finite dimensions"):
+        convert.state_from_messages(odom, ObjectArray(objects=[o]), 8, 0)
+
+
+def test_frames_are_converted_once_and_round_trip(proc_town):
+    """CARLA (left-handed) -> ROS messages -> CARLA gives back the state; the ROS ego frame has y to the left."""
+    import numpy as np
+    from drive_stack import convert
+    from drivesim.routes.generate import random_routes
+    from drivesim.routes.planner import plan_route
+    from drivesim.sim.perception import ROUTE_POINTS, ScenePerceiver
+    from drivesim.sim.scene import route_scene
+
+    d = plan_route(proc_town, random_routes(proc_town, 1, seed=2)[0])
+    st = route_scene(proc_town, [d], max_agents=16, seed=1)
+    odom, _ = convert.ego_messages(st, 0.0)
+    assert odom.pose.pose.position.y == pytest.approx(-float(st.y[0, 0]))
+    back = convert.state_from_messages(odom, convert.objects_message(st, 0.0), 16, proc_town.num_lights)
+    v = st.valid[0]
+    for f in ("x", "y", "speed", "length", "width"):
+        np.testing.assert_allclose(getattr(back, f)[0][v], getattr(st, f)[0][v], atol=1e-4)
+    dyaw = np.angle(np.exp(1j * (back.yaw[0][v] - st.yaw[0][v])))
+    assert np.abs(dyaw).max() < 1e-4
+    scene = ScenePerceiver(proc_town, [d])(st, np.zeros((1, proc_town.num_lights), np.int8))
+    m = convert.scene_message(scene, 0.0)
+    left = [a for a in m.agents if a.y > 0]
+    j = left[0].id - 1 if left else None
+    if j is not None:
+        assert scene.agents[0, j, 1] < 0  # left in ROS = negative y in the CARLA-handed ego frame
+    again = convert.scene_from_message(m, 15, ROUTE_POINTS)
+    np.testing.assert_allclose(again.agents[0][scene.agents_valid[0]], scene.agents[0][scene.agents_valid[0]], atol=1e-5)
+    np.testing.assert_allclose(again.route[0][scene.route_valid[0]], scene.route[0][scene.route_valid[0]], atol=1e-9)
+
+
+def test_fast_object_decoder_matches_rclpy_on_random_messages():
+    """cdr_objects.decode_object_array reads the same numbers as rclpy's deserializer (random frame ids, polygons,
+    0-3 shape dimensions, prism footprints), and a truncated message is an error, not garbage."""
+    import numpy as np
+    from derived_object_msgs.msg import Object, ObjectArray
+    from drive_stack.cdr_objects import decode_object_array
+    from drive_stack.convert import object_rows
+    from geometry_msgs.msg import Point32
+    from rclpy.serialization import serialize_message
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        arr = ObjectArray()
+        arr.header.frame_id = "map" * int(rng.integers(0, 3))
+        arr.header.stamp.sec, arr.header.stamp.nanosec = int(rng.integers(0, 1000)), int(rng.integers(0, 10**9))
+        for _ in range(int(rng.integers(0, 20))):
+            o = Object(id=int(rng.integers(1, 64)))
+            o.header.frame_id = "x" * int(rng.integers(0, 5))
+            o.pose.position.x, o.pose.position.y = (float(v) for v in rng.normal(size=2) * 50)
+            q = rng.normal(size=4)
+            q /= np.linalg.norm(q)
+            o.pose.orientation.x, o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w = (float(v) for v in q)
+            o.twist.linear.x, o.twist.linear.y = (float(v) for v in rng.normal(size=2))
+            o.polygon.points = [Point32(x=1.0, y=2.0, z=3.0)] * int(rng.integers(0, 3))
+            o.shape.dimensions = [float(v) for v in rng.uniform(0.5, 5, int(rng.integers(0, 4)))]
+            o.shape.polygon.points = [Point32()] * int(rng.integers(0, 2))
+            o.classification, o.classification_age = int(rng.integers(0, 12)), int(rng.integers(0, 100))
+            arr.objects.append(o)
+        data = serialize_message(arr)
+        stamp, rows = decode_object_array(data)
+        assert stamp == pytest.approx(arr.header.stamp.sec + arr.header.stamp.nanosec * 1e-9, abs=1e-9)
+        np.testing.assert_allclose(rows, object_rows(arr), equal_nan=True)
+        if arr.objects:
+            with pytest.raises(ValueError, match="truncated"):
+                decode_object_array(data[: len(data) // 2])

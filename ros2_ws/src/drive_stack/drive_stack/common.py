@@ -42,6 +42,14 @@ class StackNode(Node):
         self.get_logger().warning(f"rejected {what}", throttle_duration_sec=1.0)
 
 
+def make_executor():
+    """The single-threaded executor. (rclpy.experimental.EventsExecutor was tried: with these wheels its nodes
+    received no messages at all, so it is not used.)"""
+    from rclpy.executors import SingleThreadedExecutor
+
+    return SingleThreadedExecutor()
+
+
 def run(node_cls, args=None) -> None:
     """Init, spin, shutdown; an exception is logged with its traceback and the exit code is non-zero."""
     rclpy.init(args=args)
@@ -52,7 +60,9 @@ def run(node_cls, args=None) -> None:
         if hasattr(node, "run"):
             node.run()
         else:
-            rclpy.spin(node)
+            executor = make_executor()
+            executor.add_node(node)
+            executor.spin()
     except KeyboardInterrupt:
         pass
     except Exception as e:  # never die silently

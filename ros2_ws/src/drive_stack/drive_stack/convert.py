@@ -137,8 +137,17 @@ def control_command(msg: CarlaEgoVehicleControl) -> ControlCommand:
 
 
 # ----------------------------------------------------------------------------- perception side
-def state_from_messages(odom: Odometry, objects: ObjectArray, max_agents: int, num_lights: int) -> SimState:
-    """A one-env SimState (CARLA frame) rebuilt from the bridge's messages; raises InvalidMessage."""
+def object_rows(objects: ObjectArray) -> np.ndarray:
+    """An ObjectArray as (N, 12) rows in cdr_objects.FIELDS order (the same as decode_object_array gives)."""
+    return np.array([(o.id, o.pose.position.x, o.pose.position.y, o.pose.orientation.x, o.pose.orientation.y,
+                      o.pose.orientation.z, o.pose.orientation.w, o.twist.linear.x, o.twist.linear.y,
+                      *(list(o.shape.dimensions[:2]) + [np.nan, np.nan])[:2], o.classification)
+                     for o in objects.objects], np.float64).reshape(-1, 12)
+
+
+def state_from_messages(odom: Odometry, objects: ObjectArray | np.ndarray, max_agents: int, num_lights: int) -> SimState:
+    """A one-env SimState (CARLA frame) rebuilt from the bridge's odometry and objects (an ObjectArray, or its
+    rows from cdr_objects.decode_object_array); raises InvalidMessage naming the topic, object and field."""
     p, q = odom.pose.pose.position, odom.pose.pose.orientation
     _finite("/carla/hero/odometry", x=p.x, y=p.y, orientation=[q.x, q.y, q.z, q.w], speed=odom.twist.twist.linear.x)
     st = empty_state(1, max_agents, num_lights)
@@ -147,20 +156,24 @@ def state_from_messages(odom: Odometry, objects: ObjectArray, max_agents: int, n
     st.speed[0, EGO] = odom.twist.twist.linear.x
     st.length[0, EGO], st.width[0, EGO] = DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width
     st.kind[0, EGO], st.behavior[0, EGO], st.valid[0, EGO] = AgentKind.VEHICLE, Behavior.CONTROLLED, True
-    for o in objects.objects:
-        slot = int(o.id)
-        if not 0 < slot < max_agents:
-            continue
-        op, oq = o.pose.position, o.pose.orientation
-        dims = list(o.shape.dimensions) + [0.0, 0.0]
-        _finite(f"/carla/hero/objects[id={o.id}]", x=op.x, y=op.y, orientation=[oq.x, oq.y, oq.z, oq.w],
-                twist=[o.twist.linear.x, o.twist.linear.y], dimensions=dims[:2])
-        x, y, yaw = ros_to_carla_pose(op.x, op.y, quat_yaw(oq))
+    rows = object_rows(objects) if isinstance(objects, ObjectArray) else objects
+    rows = rows[(rows[:, 0] > 0) & (rows[:, 0] < max_agents)]
+    if len(rows):
+        bad = ~np.isfinite(rows[:, 1:11])
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            field = ["x", "y", "orientation", "orientation", "orientation", "orientation", "twist", "twist",
+                     "dimensions", "dimensions"][j]
+            raise InvalidMessage(f"/carla/hero/objects[id={int(rows[i, 0])}]: non-finite {field}")
+        slot = rows[:, 0].astype(np.int64)
+        qx, qy, qz, qw = rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6]
+        yaw_ros = np.arctan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))
+        x, y, yaw = ros_to_carla_pose(rows[:, 1], rows[:, 2], yaw_ros)
         st.x[0, slot], st.y[0, slot], st.yaw[0, slot] = x, y, yaw
-        st.speed[0, slot] = math.hypot(o.twist.linear.x, o.twist.linear.y)
-        st.length[0, slot], st.width[0, slot] = dims[0], dims[1]
-        kind = KIND_OF_CLASS.get(o.classification, AgentKind.STATIC)
-        st.kind[0, slot], st.behavior[0, slot], st.valid[0, slot] = kind, Behavior.STATIC, True
+        st.speed[0, slot] = np.hypot(rows[:, 7], rows[:, 8])
+        st.length[0, slot], st.width[0, slot] = rows[:, 9], rows[:, 10]
+        st.kind[0, slot] = [KIND_OF_CLASS.get(int(c), AgentKind.STATIC) for c in rows[:, 11]]
+        st.behavior[0, slot], st.valid[0, slot] = Behavior.STATIC, True
     return st
 
 

@@ -74,7 +74,8 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
     for name, extra in (node_overrides or {}).items():
         values.setdefault(name, {}).update(extra)
     env = dict(os.environ)
-    env.update({"ROS_DOMAIN_ID": str(random.SystemRandom().randint(1, 100)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+    domain = os.environ.get("DRIVE_STACK_DOMAIN_ID") or str(random.SystemRandom().randint(1, 100))
+    env.update({"ROS_DOMAIN_ID": domain, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
                 "PYTHONUNBUFFERED": "1",
                 "AMENT_PREFIX_PATH": os.pathsep.join(x for x in (sys.prefix, env.get("AMENT_PREFIX_PATH", "")) if x)})
     (out_dir / "logs").mkdir(exist_ok=True)

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaTrafficLightStatusList
 from derived_object_msgs.msg import ObjectArray
 from drivesim.evaluation.evaluate import write_results
@@ -29,7 +28,7 @@ from std_msgs.msg import Bool, String
 
 from . import convert
 from . import node_table as T
-from .common import LATCHED, RELIABLE, StackNode, run
+from .common import LATCHED, RELIABLE, StackNode, make_executor, run
 
 
 class PseudoSim(StackNode):
@@ -82,21 +81,24 @@ class PseudoSim(StackNode):
         t = self.core.t
         st = self.core.state
         self.pub_clock.publish(Clock(clock=convert.ros_time(t)))
-        expert = self.core.expert_command()
-        if expert is not None:
-            self.pub_expert.publish(convert.control_message(t, expert.throttle, expert.steer, expert.brake))
         self.pub_objects.publish(convert.objects_message(st, t))
         self.pub_lights.publish(convert.lights_message(self.g.light_id, self.core.lights[0]))
         odom, status = convert.ego_messages(st, t)
         self.pub_status.publish(status)
         self._published_at = time.perf_counter()
         self.pub_odom.publish(odom)
+        # the privileged expert's command for this tick, computed while the stack works on its own
+        expert = self.core.expert_command()
+        if expert is not None:
+            self.pub_expert.publish(convert.control_message(t, expert.throttle, expert.steer, expert.brake))
 
     def run(self) -> None:
         p = self.p
+        self.executor_ = make_executor()
+        self.executor_.add_node(self)
         t_end = time.perf_counter() + float(p["start_timeout"])
         while not self.ready:
-            rclpy.spin_once(self, timeout_sec=0.05)
+            self.executor_.spin_once(timeout_sec=0.05)
             if time.perf_counter() > t_end:
                 raise TimeoutError(f"no stack reported ready on {T.HERO_STATUS} within {p['start_timeout']} s")
         self.get_logger().info("stack ready: starting the route")
@@ -114,7 +116,7 @@ class PseudoSim(StackNode):
                 if now - last >= float(p["republish_period"]):  # a late joiner still gets this tick
                     self.publish_tick()
                     last = now
-                rclpy.spin_once(self, timeout_sec=0.005)
+                self.executor_.spin_once(timeout_sec=0.005)
             self.core.tick()
         wall = time.perf_counter() - wall0
         self.finish(wall)

@@ -4,9 +4,12 @@ the same interface until the model lands."""
 
 from __future__ import annotations
 
+import struct
+
 from drive_stack_msgs.msg import PerceivedScene, Reasoning
 from drivesim.sim.perception import ROUTE_POINTS
 from drivesim.stack.reasoner import rule_reasoning
+from rclpy.serialization import deserialize_message
 
 from . import convert
 from . import node_table as T
@@ -20,12 +23,19 @@ class VlaReasoning(StackNode):
         self.max_agents = int(self.declare_parameter("max_agents", 64).value)
         self.last_t = -1e9
         self.pub = self.create_publisher(Reasoning, T.REASONING, RELIABLE)
-        self.create_subscription(PerceivedScene, T.SCENE, self._on_scene, RELIABLE)
+        # raw: most ticks are skipped by the rate, so only the ones used are deserialized
+        self.create_subscription(PerceivedScene, T.SCENE, self._on_raw, RELIABLE, raw=True)
+        self.tick = 0
+
+    def _on_raw(self, data: bytes) -> None:
+        # the stamp is the first field: sec (int32) and nanosec (uint32) after the 4-byte CDR header
+        sec, nsec = struct.unpack_from("<iI", data, 4)
+        if sec + nsec * 1e-9 - self.last_t < self.period - 1e-6:
+            return
+        self._on_scene(deserialize_message(data, PerceivedScene))
 
     def _on_scene(self, msg: PerceivedScene) -> None:
         t = convert.to_sec(msg.header.stamp)
-        if t - self.last_t < self.period - 1e-6:
-            return
         fault = self.fault_now(t)
         if fault is not None and fault.value == "stall":
             return
