@@ -230,3 +230,33 @@ def test_fast_object_decoder_matches_rclpy_on_random_messages():
         if arr.objects:
             with pytest.raises(ValueError, match="truncated"):
                 decode_object_array(data[: len(data) // 2])
+
+
+def test_without_an_expert_a_dead_planner_means_a_safe_stop(tmp_path):
+    """planner:exit@4 with no privileged expert offered: the monitor brakes to a standstill and holds it (the
+    route then ends as blocked, as the Leaderboard would end it); the continuous bag shows the stop."""
+    import numpy as np
+    from drivesim.stack.bags import NS
+    from rosbags.highlevel import AnyReader
+
+    res = _run(tmp_path, "stop", faults=["planner:exit@4.0"], record="both",
+               node_overrides={**QUIET_MONITOR, "pseudo_sim": {"offer_expert": False}})
+    tk = res["takeovers"]
+    assert len(tk) == 1 and tk[0]["cause"] == "MISSED_DEADLINE" and tk[0]["controller"] == "safe_stop"
+    rec = res["record"]
+    assert rec["meta"]["stack"]["missed_ticks"] == 0
+    assert rec["infractions"]["vehicle_blocked"], rec["infractions"]
+    speeds, brakes = [], []
+    segs = sorted((Path(res["out"]) / "bags" / "continuous").glob("seg_*"))
+    with AnyReader(segs) as r:
+        conns = [c for c in r.connections if c.topic in ("/carla/hero/odometry", "/carla/hero/vehicle_control_cmd")]
+        for c, t, raw in r.messages(connections=conns):
+            msg = r.deserialize(raw, c.msgtype)
+            if c.topic == "/carla/hero/odometry":
+                speeds.append((t / NS, msg.twist.twist.linear.x))
+            elif t / NS > 4.05:
+                brakes.append(msg.brake)
+    speeds = np.array(speeds)
+    assert speeds[(speeds[:, 0] > 3.0) & (speeds[:, 0] < 4.0), 1].max() > 1.0  # it was driving
+    assert np.all(speeds[speeds[:, 0] > 8.0, 1] < 0.05)  # and stands still a few seconds after the takeover
+    assert brakes and min(brakes) == 1.0

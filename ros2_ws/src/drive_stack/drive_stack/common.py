@@ -8,11 +8,15 @@ import traceback
 
 import rclpy
 from drivesim.stack.faults import Fault, FaultKind
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)  # route, map, ready flag
+LATCHED_MANY = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)  # one latched message per publisher
 RELIABLE = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
 
@@ -25,6 +29,21 @@ class StackNode(Node):
         self.declare_parameter("fault", "")
         self.fault = Fault.parse(self.get_parameter("fault").value)
         self.rejected = 0
+        self._ready_pub = None
+
+    def announce_ready(self) -> None:
+        """Tell the planner this node is up (latched): the stack reports ready on /carla/hero/status only when
+        every node it waits for has announced itself, so no node misses the start of a route."""
+        from std_msgs.msg import String
+
+        from .node_table import NODE_READY
+
+        if self._ready_pub is None:
+            self._ready_pub = self.create_publisher(String, NODE_READY, LATCHED_MANY)
+            # latched, and repeated every second (wall time): a late-matched reader still hears it
+            self.create_timer(1.0, lambda: self._ready_pub.publish(String(data=self.get_name())),
+                              clock=RosClock(clock_type=ClockType.STEADY_TIME))
+        self._ready_pub.publish(String(data=self.get_name()))
 
     def fault_now(self, t: float) -> FaultKind | None:
         """The active fault at sim time t (STALL or NAN), exiting the process for EXIT."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from drivesim.stack.faults import parse_stack_fault
 
-from .node_table import nodes_for
+from .node_table import nodes_for, ready_set
 
 
 def _params(out: Path, name: str, values: dict) -> Path:
@@ -68,7 +68,7 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
         "pseudo_sim": {"routes_file": str(Path(routes).resolve()), "route_id": str(route_id),
                        "maps_dir": str(Path(maps_dir).resolve()) if maps_dir else "", "seed": seed,
                        "out_dir": str(out_dir), "tick_timeout": tick_timeout, "policy_name": policy},
-        "planner": {"policy": policy},
+        "planner": {"policy": policy, "wait_for": ready_set("pseudo")},
         "recorder": {"out_dir": str(out_dir / "bags"), "mode": record},
     }
     for name, extra in (node_overrides or {}).items():

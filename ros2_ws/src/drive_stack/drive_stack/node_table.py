@@ -44,6 +44,7 @@ PLANNER_CMD = "/drive_stack/planner/vehicle_control_cmd"
 REASONING = "/drive_stack/reasoning"
 TAKEOVER = "/drive_stack/takeover"
 STATUS = "/drive_stack/status"
+NODE_READY = "/drive_stack/node_ready"  # std_msgs/String (latched per publisher): a node's name once it is up
 
 # what the recorder keeps (topic -> rosbag message type)
 RECORDED = {
@@ -60,6 +61,11 @@ RECORDED = {
     TAKEOVER: "drive_stack_msgs/msg/TakeoverEvent",
     STATUS: "drive_stack_msgs/msg/StackStatus",
 }
+
+
+def ready_set(sim: str) -> list[str]:
+    """The nodes the planner waits for before reporting the stack ready (all but itself and the simulator)."""
+    return [n.name for n in nodes_for(sim) if n.name not in ("planner", "pseudo_sim")]
 
 
 def nodes_for(sim: str) -> list[NodeSpec]:

@@ -67,6 +67,7 @@ class PerceptionInput(StackNode):
         route = plan_route(self.g, RouteSpec("ros", "ros_map", self.keypoints))
         self.perceiver = ScenePerceiver(self.g, [route], perception_range=self.range)
         self.get_logger().info(f"route: {route.length:.0f} m")
+        self.announce_ready()
 
     def _on_objects_raw(self, data: bytes) -> None:
         try:

@@ -14,11 +14,11 @@ from carla_msgs.msg import CarlaEgoVehicleControl
 from drive_stack_msgs.msg import PerceivedScene, Plan
 from drivesim.policies import make_policy
 from drivesim.sim.perception import ROUTE_POINTS
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 
 from . import convert
 from . import node_table as T
-from .common import LATCHED, RELIABLE, StackNode, run
+from .common import LATCHED, LATCHED_MANY, RELIABLE, StackNode, run
 
 
 class Planner(StackNode):
@@ -32,8 +32,22 @@ class Planner(StackNode):
         self.pub_ready = self.create_publisher(Bool, T.HERO_STATUS, LATCHED)
         self.create_subscription(PerceivedScene, T.SCENE, self._on_scene, RELIABLE)
         self.answered: dict[float, tuple[Plan, CarlaEgoVehicleControl]] = {}
-        self.pub_ready.publish(Bool(data=True))
-        self.get_logger().info(f"policy {self.policy_name!r} ready")
+        self.wait_for = set(self.declare_parameter("wait_for", [""]).value) - {""}
+        self.seen: set[str] = set()
+        self.create_subscription(String, T.NODE_READY, self._on_node_ready, LATCHED_MANY)
+        self.get_logger().info(f"policy {self.policy_name!r} loaded; waiting for {sorted(self.wait_for) or 'nobody'}")
+        self._maybe_ready()
+
+    def _on_node_ready(self, msg: String) -> None:
+        if msg.data not in self.seen:
+            self.seen.add(msg.data)
+            self.get_logger().info(f"node up: {msg.data}")
+            self._maybe_ready()
+
+    def _maybe_ready(self) -> None:
+        if self.wait_for <= self.seen:
+            self.pub_ready.publish(Bool(data=True))
+            self.get_logger().info("stack ready", once=True)
 
     def _on_scene(self, msg: PerceivedScene) -> None:
         t = round(convert.to_sec(msg.header.stamp), 3)

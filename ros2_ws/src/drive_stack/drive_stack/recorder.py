@@ -70,6 +70,7 @@ class Recorder(StackNode):
         self.create_subscription(TakeoverEvent, T.TAKEOVER, self._on_takeover, RELIABLE)
         signal.signal(signal.SIGTERM, _interrupt)  # a launcher's SIGTERM closes the bags like Ctrl-C
         self.get_logger().info(f"recording {len(T.RECORDED)} topics ({self.mode}) into {out}")
+        self.announce_ready()
 
     def _on_clock(self, msg: Clock) -> None:
         self.t_ns = max(self.t_ns, msg.clock.sec * 1_000_000_000 + msg.clock.nanosec)

@@ -60,6 +60,7 @@ class TakeoverMonitor(StackNode):
         self.create_subscription(CarlaEgoVehicleControl, T.EXPERT_CMD, self._on_expert, RELIABLE)
         # the deadline is wall time: a sim-time timer would not fire while the simulator waits for us
         self.create_timer(0.01, self._watchdog, clock=RosClock(clock_type=ClockType.STEADY_TIME))
+        self.announce_ready()
 
     # --------------------------------------------------------------------------- inputs
     def _on_clock(self, msg: Clock) -> None:

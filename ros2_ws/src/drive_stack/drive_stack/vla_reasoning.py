@@ -26,6 +26,7 @@ class VlaReasoning(StackNode):
         # raw: most ticks are skipped by the rate, so only the ones used are deserialized
         self.create_subscription(PerceivedScene, T.SCENE, self._on_raw, RELIABLE, raw=True)
         self.tick = 0
+        self.announce_ready()
 
     def _on_raw(self, data: bytes) -> None:
         # the stamp is the first field: sec (int32) and nanosec (uint32) after the 4-byte CDR header
