@@ -25,7 +25,7 @@ from ..metrics.bench2drive import (
 )
 from ..policies import UnknownPolicy, make_policy
 from ..routes.xml import RouteError, RouteSpec, parse_routes
-from .runner import SCENARIO_NOTE, leaderboard_route_id, run_route
+from .runner import leaderboard_route_id, run_route, scenario_note
 
 
 @dataclass
@@ -144,7 +144,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         todo = [(i, r) for i, r in todo if leaderboard_route_id(r.route_id) not in done_ids]
         log(f"resuming: {len(records)} routes already recorded, {len(todo)} to go")
     total = len(routes) + sum(1 for rid in rf.errors if not cfg.route_ids or rid in cfg.route_ids)
-    notes = [SCENARIO_NOTE]
+    note = scenario_note(r.scenario_type for _, r in todo)
+    notes = [note] if note else []
 
     def checkpoint(finished: bool) -> None:
         _atomic_write(results_path, results_document(records, len(records) + len(pending) + len(running), finished))

@@ -15,7 +15,14 @@ from ..sim.scene import route_scene
 from ..sim.state import EGO, SimState
 from ..sim.world import Simulator
 
-SCENARIO_NOTE = "scenario behaviours are not simulated yet: routes run with background traffic only"
+
+def scenario_note(types) -> str | None:
+    """What the summary says about scenario types that run with background traffic only (not simulated yet)."""
+    from ..scenarios import SIMULATED_TYPES
+
+    missing = sorted({t for t in types if t and t not in SIMULATED_TYPES})
+    return (f"scenario types not simulated yet (background traffic only): {', '.join(missing)}" if missing else None)
+
 
 
 def leaderboard_route_id(route_id: str, rep: int = 0) -> str:
@@ -38,7 +45,8 @@ def run_route(g: LaneGraph, spec: RouteSpec, policy: str = "rule", seed: int = 0
     """Drive one route to its end (completion, deviation, blocked or timeout) and score it."""
     t0 = time.perf_counter()
     dense = plan_route(g, spec)
-    state = route_scene(g, [dense], max_agents=max_agents, seed=seed, background=background)
+    state = route_scene(g, [dense], max_agents=max_agents, seed=seed, background=background,
+                        scenarios=[spec.scenarios[0] if spec.scenarios else None])
     sim = Simulator(g)
     perceive = ScenePerceiver(g, [dense])
     monitor = RouteMonitor(g, [dense], [spec.scenario_type])
@@ -69,4 +77,4 @@ def realtime_factor(ep: Episode, dt: float = 0.05) -> float:
     return ep.steps * dt / max(ep.wall_time, 1e-9)
 
 
-__all__ = ["SCENARIO_NOTE", "Episode", "leaderboard_route_id", "realtime_factor", "run_route"]
+__all__ = ["Episode", "leaderboard_route_id", "realtime_factor", "run_route", "scenario_note"]

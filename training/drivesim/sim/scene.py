@@ -22,6 +22,7 @@ from .traffic import GREEN_TIME, YELLOW_TIME, pick_successor
 BACKGROUND_SPACING = 35.0  # [m] of lane per background vehicle
 BACKGROUND_RADIUS = 100.0  # [m] around the route
 EGO_CLEARANCE = 12.0  # [m]
+SCENARIO_CLEARANCE = 10.0  # [m] no background vehicle spawns this close to a scenario actor
 SPEED_FACTOR = (0.65, 0.85)  # fraction of the speed limit wanted by background vehicles
 VEHICLE_SIZE = (4.6, 1.9)  # [m] background cars
 CYCLIST_SIZE = (1.8, 0.7)  # [m]
@@ -43,8 +44,9 @@ def place_ego(state: SimState, e: int, route: DenseRoute) -> None:
 
 def spawn_background(state: SimState, e: int, g: LaneGraph, route_xy: np.ndarray, rng: np.random.Generator,
                      spacing: float = BACKGROUND_SPACING, radius: float = BACKGROUND_RADIUS,
-                     first_slot: int = 1) -> int:
-    """Fill agent slots first_slot.. of env e with IDM vehicles near the route. Returns how many were placed."""
+                     first_slot: int = 1, avoid: np.ndarray | None = None) -> int:
+    """Fill agent slots first_slot.. of env e with IDM vehicles near the route, none within SCENARIO_CLEARANCE
+    of the points `avoid` (scenario actors). Returns how many were placed."""
     A = state.max_agents
     near = np.unique(np.concatenate(g.tree.query_ball_point(route_xy[:: max(len(route_xy) // 50, 1)], r=radius)))
     lanes = np.unique(g.pt_lane[near.astype(np.int64)]) if len(near) else np.zeros(0, np.int64)
@@ -66,6 +68,8 @@ def spawn_background(state: SimState, e: int, g: LaneGraph, route_xy: np.ndarray
             break
         x, y, yaw = g.lane_position(lane, s)
         if np.hypot(x - start[0], y - start[1]) < EGO_CLEARANCE:
+            continue
+        if avoid is not None and len(avoid) and np.min(np.hypot(avoid[:, 0] - x, avoid[:, 1] - y)) < SCENARIO_CLEARANCE:
             continue
         cyclist = rng.random() < CYCLIST_FRACTION
         state.x[e, slot], state.y[e, slot], state.yaw[e, slot] = x, y, yaw
@@ -130,16 +134,22 @@ def spawn_pedestrians(state: SimState, e: int, g: LaneGraph, route_xy: np.ndarra
 
 
 def route_scene(g: LaneGraph, routes: list[DenseRoute], max_agents: int = 64, seed: int = 0,
-                background: bool = True) -> SimState:
-    """One env per route: ego at the start, background traffic, random traffic-light phases."""
+                background: bool = True, scenarios: list | None = None) -> SimState:
+    """One env per route: ego at the start, the route's scenario actors (scenarios[e]: a ScenarioSpec or None),
+    background traffic, random traffic-light phases."""
+    from ..scenarios import build_actors, place_scenario
+
     E = len(routes)
     state = empty_state(E, max_agents, g.num_lights)
     rng = np.random.default_rng(seed)
     for e, r in enumerate(routes):
         place_ego(state, e, r)
+        actors = build_actors(g, r, scenarios[e], rng) if scenarios else []
+        n = place_scenario(state, e, actors) if actors else 0
         if background:
-            n = spawn_pedestrians(state, e, g, r.xy, rng)
-            spawn_background(state, e, g, r.xy, rng, first_slot=1 + n)
+            avoid = np.array([[a.x, a.y] for a in actors]).reshape(-1, 2)
+            n += spawn_pedestrians(state, e, g, r.xy, rng, first_slot=1 + n)
+            spawn_background(state, e, g, r.xy, rng, first_slot=1 + n, avoid=avoid)
     cycle = (GREEN_TIME + YELLOW_TIME) * g.light_nslots
     # one random phase per junction (lights of a junction stay coordinated)
     jid = g.light_junction

@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 DT = 0.05  # [s] closed-loop step, as CARLA Leaderboard 2.0 (20 Hz)
+if TYPE_CHECKING:
+    from .script import Script
+
 EGO = 0  # index of the controlled agent
 
 
@@ -25,6 +29,7 @@ class Behavior(enum.IntEnum):
     REPLAY = 2  # follows its logged trajectory
     IDM = 3  # lane following with IDM, traffic lights, stop signs and junction yielding
     WALKER = 4  # walks straight along its heading at its desired speed for `s` metres, then stands
+    SCRIPTED = 5  # scenario actor: follows its script (sim/script.py): a path, a trigger, speeds by phase
 
 
 class LightState(enum.IntEnum):
@@ -61,6 +66,7 @@ class SimState:
     light_offset: np.ndarray  # (E, T) [s] phase offset of every traffic light's cycle
     log_xyyv: np.ndarray | None = None  # (E, A, K, 4) x, y, yaw, speed logged at DT, for REPLAY agents
     log_valid: np.ndarray | None = None  # (E, A, K) bool
+    script: Script | None = None  # scenario actors' scripts (sim/script.py), for SCRIPTED agents
 
     @property
     def num_envs(self) -> int:

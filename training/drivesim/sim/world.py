@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..maps.lanegraph import LaneGraph
 from .dynamics import DEFAULT_VEHICLE, VehicleParams, bicycle_step
+from .script import script_step
 from .state import DT, EGO, Behavior, SimState
 from .traffic import DEFAULT_IDM, IDMParams, idm_step, light_states
 
@@ -79,7 +81,17 @@ class Simulator:
             y = y + step * np.sin(yaw)
             speed = np.where(w, step / dt, speed)
             s = np.where(w, s - step, s)
-        # 3. log replay at the next time step
+        # 3. scripted scenario actors
+        script = state.script
+        if script is not None and (state.behavior == Behavior.SCRIPTED).any():
+            out = script_step(state, dt)
+            sm = state.behavior == Behavior.SCRIPTED
+            x, y, yaw = np.where(sm, out["x"], x), np.where(sm, out["y"], y), np.where(sm, out["yaw"], yaw)
+            speed, accel = np.where(sm, out["speed"], speed), np.where(sm, out["accel"], accel)
+            s = np.where(sm, out["s"], s)
+            valid = np.where(sm, out["valid"], valid)
+            script = dataclasses.replace(script, t_act=out["t_act"])
+        # 4. log replay at the next time step
         r = state.valid & (state.behavior == Behavior.REPLAY)
         if r.any() and state.log_xyyv is not None:
             K = state.log_xyyv.shape[2]
@@ -91,7 +103,7 @@ class Simulator:
             yaw = np.where(r, logged[..., 2], yaw)
             speed = np.where(r, logged[..., 3], speed)
             valid = np.where(r, lv, valid)
-        # 4. the ego: kinematic bicycle on CARLA controls
+        # 5. the ego: kinematic bicycle on CARLA controls
         ex, ey, eyaw, ev, steer, ea = bicycle_step(
             state.x[:, EGO], state.y[:, EGO], state.yaw[:, EGO], state.speed[:, EGO], state.steer,
             controls.throttle, controls.steer, controls.brake, dt, self.vehicle,
@@ -106,7 +118,7 @@ class Simulator:
         out = state.replace(
             x=x.astype(np.float32), y=y.astype(np.float32), yaw=yaw.astype(np.float32),
             speed=speed.astype(np.float32), accel=accel.astype(np.float32), valid=valid, lane=lane, s=s,
-            steer=steer.astype(np.float32), t=(state.t + dt).astype(np.float32),
+            steer=steer.astype(np.float32), t=(state.t + dt).astype(np.float32), script=script,
         )
         for k in ("next_lane", "stop_wait", "rng"):
             if k in new:

@@ -60,7 +60,8 @@ class PseudoSimCore:
                  expert_policy: str | None = "rule"):
         self.map, self.spec, self.seed = g, spec, seed
         self.route = plan_route(g, spec)
-        self.state: SimState = route_scene(g, [self.route], max_agents=max_agents, seed=seed)
+        self.state: SimState = route_scene(g, [self.route], max_agents=max_agents, seed=seed,
+                                           scenarios=[spec.scenarios[0] if spec.scenarios else None])
         self.sim = Simulator(g)
         self.monitor = RouteMonitor(g, [self.route], [spec.scenario_type])
         self.lights = self.sim.lights(self.state)

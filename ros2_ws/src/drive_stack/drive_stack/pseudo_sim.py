@@ -17,7 +17,7 @@ import numpy as np
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaTrafficLightStatusList
 from derived_object_msgs.msg import ObjectArray
 from drivesim.evaluation.evaluate import write_results
-from drivesim.evaluation.runner import SCENARIO_NOTE
+from drivesim.evaluation.runner import scenario_note
 from drivesim.maps import TownLoader
 from drivesim.routes.xml import parse_routes
 from drivesim.stack.core import PseudoSimCore
@@ -130,7 +130,8 @@ class PseudoSim(StackNode):
                                 "rejected_commands": self.core.rejected[:20], "wall_s": wall,
                                 "latency_ms_p50": float(np.percentile(lat, 50)),
                                 "latency_ms_p99": float(np.percentile(lat, 99))}
-        summary = write_results(out, [rec], total_routes=1, skipped=[], notes=[SCENARIO_NOTE],
+        note = scenario_note([self.spec.scenario_type])
+        summary = write_results(out, [rec], total_routes=1, skipped=[], notes=[note] if note else [],
                                 extra={"policy": self.p["policy_name"] or "stack", "routes_file": self.p["routes_file"],
                                        "seed": int(self.p["seed"]), "via": "ros"})
         (out / "latency.json").write_text(json.dumps({"latency_ms": lat.tolist()}))

@@ -1,0 +1,198 @@
+"""Bench2Drive scenario types in vector space: each builder's actors appear where its parameters say, trigger
+when the ego comes close, do what the type says, and end. Hand-placed on procedural-town routes (no CARLA)."""
+
+import numpy as np
+import pytest
+from drivesim.routes.generate import random_routes
+from drivesim.routes.planner import plan_route
+from drivesim.routes.xml import ScenarioSpec
+from drivesim.scenarios import SCENARIO_BUILDERS, SIMULATED_TYPES
+from drivesim.sim.control import PIDController
+from drivesim.sim.perception import ScenePerceiver
+from drivesim.sim.scene import route_scene
+from drivesim.sim.state import EGO, AgentKind, Behavior
+from drivesim.sim.world import Controls, Simulator
+
+TRIGGER_INDEX = 30  # route point where each scenario's trigger sits
+
+
+def _route(g, seed=5, junction_after=True):
+    """A long route whose trigger point is followed by a junction at least 40 m later."""
+    for s in range(seed, seed + 50):
+        d = plan_route(g, random_routes(g, 1, seed=s, min_length=300.0)[0])
+        inj = g.lane_junction[d.lane] >= 0
+        first = np.flatnonzero(inj[TRIGGER_INDEX:])
+        if not junction_after or (len(first) and first[0] > 40):
+            return d
+    raise AssertionError("no suitable route")
+
+
+def _spec(d, type_, **params):
+    x, y = d.xy[TRIGGER_INDEX]
+    return ScenarioSpec("s", type_, np.array([x, y, 0.0, np.rad2deg(d.yaw[TRIGGER_INDEX])]), params)
+
+
+def _run(g, d, spec, speed=6.0, steps=400, stop_at=None):
+    """Drive the ego along d at `speed` with the deployed controller (ignoring everything: the scenario's actors
+    are the subject). Returns the states (one per step) and the number of scenario actors."""
+    st = route_scene(g, [d], max_agents=16, seed=0, background=False, scenarios=[spec])
+    n = int(st.valid[0].sum() - 1 + (st.script.appear[0].sum() if st.script is not None else 0))
+    sim, per, ctl = Simulator(g), ScenePerceiver(g, [d]), PIDController(1)
+    states = [st]
+    for _ in range(steps):
+        sc = per(st, sim.lights(st))
+        target = speed if stop_at is None or d.cum_s[per.idx[0]] < stop_at else 0.0
+        th, sr, br = ctl(sc.route, np.array([target]), sc.ego_speed)
+        st = sim.step(st, Controls(th, sr, br))
+        states.append(st)
+    return states, n
+
+
+def _lat(d, x, y):
+    """Signed lateral offset of (x, y) from the route (positive = right of the route's heading)."""
+    i = int(np.argmin(np.hypot(d.xy[:, 0] - x, d.xy[:, 1] - y)))
+    return float(-(x - d.xy[i, 0]) * np.sin(d.yaw[i]) + (y - d.xy[i, 1]) * np.cos(d.yaw[i])), i
+
+
+def _slot(states, kind=None, behavior=None):
+    st = states[0]
+    for a in range(1, st.max_agents):
+        ok = (st.valid[0, a] or (st.script is not None and st.script.appear[0, a]))
+        if ok and (kind is None or st.kind[0, a] == kind) and (behavior is None or st.behavior[0, a] == behavior):
+            return a
+    raise AssertionError("no such actor")
+
+
+def test_every_bench2drive_type_is_known_and_the_simulated_ones_are_listed():
+    from drivesim.routes.xml import SCENARIO_TYPES
+
+    assert set(SCENARIO_BUILDERS) <= set(SCENARIO_TYPES)
+    assert SIMULATED_TYPES <= set(SCENARIO_TYPES)
+
+
+@pytest.mark.parametrize("type_", ["ParkedObstacle", "ParkedObstacleTwoWays"])
+def test_parked_obstacle_blocks_the_lane_at_distance(proc_town, type_):
+    d = _route(proc_town, junction_after=False)
+    states, n = _run(proc_town, d, _spec(d, type_, distance=35.0, direction="right"), steps=250)
+    a = _slot(states, AgentKind.VEHICLE, Behavior.STATIC)
+    st = states[0]
+    lat, i = _lat(d, st.x[0, a], st.y[0, a])
+    assert abs(d.cum_s[i] - d.cum_s[TRIGGER_INDEX] - 35.0) < 1.5 and 0.3 < lat < 0.7  # in lane, offset right
+    assert st.lane[0, a] >= 0  # IDM traffic queues behind it
+    hit = [s for s in states if abs(s.x[0, EGO] - st.x[0, a]) + abs(s.y[0, EGO] - st.y[0, a]) < 3.5]
+    assert hit  # an ego that ignores it drives into it: it blocks the lane
+
+
+def test_construction_closes_the_lane_with_cones(proc_town):
+    d = _route(proc_town, junction_after=False)
+    states, n = _run(proc_town, d, _spec(d, "ConstructionObstacle", distance=30.0), steps=10)
+    st = states[0]
+    cones = [a for a in range(1, 16) if st.valid[0, a] and st.kind[0, a] == AgentKind.STATIC and st.length[0, a] < 0.5]
+    assert len(cones) == 6
+    lats = [_lat(d, st.x[0, a], st.y[0, a])[0] for a in cones]
+    assert max(lats) > 1.0 and min(lats) < -1.0  # the taper spans the lane
+
+
+def test_hazard_at_side_lane_bicycles_ride_slowly_along_the_right_edge(proc_town):
+    d = _route(proc_town, junction_after=False)
+    states, n = _run(proc_town, d, _spec(d, "HazardAtSideLane", distance=40.0, bicycle_speed=10.8,
+                                         bicycle_drive_distance=50.0), speed=0.0, steps=100)
+    a = _slot(states, AgentKind.CYCLIST)
+    p0 = np.array([states[0].x[0, a], states[0].y[0, a]])
+    p1 = np.array([states[100].x[0, a], states[100].y[0, a]])
+    assert np.linalg.norm(p1 - p0) == pytest.approx(3.0 * 5.0, rel=0.1)  # 10.8 km/h for 5 s
+    assert 0.5 < _lat(d, *p1)[0] < 1.6  # near the right edge of the lane
+    # and it ends: after its drive distance it stands
+    states, _ = _run(proc_town, d, _spec(d, "HazardAtSideLane", distance=40.0, bicycle_speed=36.0,
+                                          bicycle_drive_distance=30.0), speed=0.0, steps=120)
+    assert states[-1].speed[0, a] == 0.0
+
+
+def test_vehicle_opens_door_when_the_ego_is_close(proc_town):
+    d = _route(proc_town, junction_after=False)
+    states, n = _run(proc_town, d, _spec(d, "VehicleOpensDoorTwoWays", distance=30.0), speed=6.0, steps=250)
+    door = _slot(states, AgentKind.STATIC, Behavior.SCRIPTED)
+    seen = [k for k, s in enumerate(states) if s.valid[0, door]]
+    assert seen and seen[0] > 20  # invisible at first
+    s = states[seen[0]]
+    dist = np.hypot(s.x[0, EGO] - s.x[0, door], s.y[0, EGO] - s.y[0, door])
+    assert 14.0 < dist < 15.5  # opened as the ego came within 15 m
+    assert _lat(d, s.x[0, door], s.y[0, door])[0] < d.cum_s[-1]  # it is in the scene from then on
+    assert all(st.valid[0, door] for st in states[seen[0]:])
+
+
+def test_hard_break_lead_appears_brakes_hard_stands_and_drives_on(proc_town):
+    d = _route(proc_town, junction_after=False)
+    states, n = _run(proc_town, d, _spec(d, "HardBreakRoute"), speed=5.0, steps=400, stop_at=None)
+    lead = _slot(states, AgentKind.VEHICLE, Behavior.SCRIPTED)
+    appear = next(k for k, s in enumerate(states) if s.valid[0, lead])
+    s0 = states[appear]
+    gap = np.hypot(s0.x[0, lead] - s0.x[0, EGO], s0.y[0, lead] - s0.y[0, EGO])
+    assert 18.0 < gap < 28.0 and s0.speed[0, lead] > 3.0
+    v = np.array([s.speed[0, lead] for s in states[appear:]])
+    t_brake = 3.0 / 0.05
+    stop = int(np.argmax(v < 0.01))
+    assert t_brake < stop < t_brake + 2.0 / 0.05  # a hard brake (7 m/s^2) from <= 9.7 m/s: < 1.5 s
+    assert np.all(v[stop:stop + 50] < 0.01)  # stands (the 4 s brake phase: ~1 s braking, ~3 s standing)
+    assert v[-1] > 1.0  # then drives on
+
+
+@pytest.mark.parametrize("type_", ["DynamicObjectCrossing", "ParkingCrossingPedestrian"])
+def test_pedestrian_steps_out_from_behind_the_blocker(proc_town, type_):
+    d = _route(proc_town, junction_after=False)
+    spec = _spec(d, type_, distance=40.0, direction="right", crossing_angle=0.0)
+    states, n = _run(proc_town, d, spec, speed=5.0, steps=420, stop_at=d.cum_s[TRIGGER_INDEX] + 25.0)
+    ped = _slot(states, AgentKind.PEDESTRIAN)
+    blocker = _slot(states, None, Behavior.STATIC)
+    lat0, _ = _lat(d, states[0].x[0, ped], states[0].y[0, ped])
+    latb, _ = _lat(d, states[0].x[0, blocker], states[0].y[0, blocker])
+    assert lat0 > latb > 2.0  # behind the blocker, on the right
+    moving = [k for k, s in enumerate(states) if s.speed[0, ped] > 0.1]
+    s = states[moving[0]]
+    dist = np.hypot(s.x[0, EGO] - d.xy[TRIGGER_INDEX + 40, 0], s.y[0, EGO] - d.xy[TRIGGER_INDEX + 40, 1])
+    assert dist < 23.0  # steps out when the ego is close
+    lat_end, _ = _lat(d, states[-1].x[0, ped], states[-1].y[0, ped])
+    assert lat_end < -2.0 and states[-1].speed[0, ped] == 0.0  # crossed to the far side and stopped
+
+
+def test_static_cut_in_enters_the_ego_lane(proc_town):
+    d = _route(proc_town, junction_after=False)
+    states, n = _run(proc_town, d, _spec(d, "StaticCutIn", distance=40.0, direction="right"), speed=5.0,
+                     steps=500, stop_at=d.cum_s[TRIGGER_INDEX] + 35.0)
+    cutter = _slot(states, AgentKind.VEHICLE, Behavior.SCRIPTED)
+    lat0, _ = _lat(d, states[0].x[0, cutter], states[0].y[0, cutter])
+    assert lat0 > 2.5  # starts in the lane beside
+    lats = np.array([_lat(d, s.x[0, cutter], s.y[0, cutter])[0] for s in states])
+    start = next(k for k, s in enumerate(states) if s.speed[0, cutter] > 0.1)
+    inside = int(np.argmax(np.abs(lats) < 0.5))
+    assert inside > start and (inside - start) * 0.05 < 6.0  # in the ego lane within 6 s of starting
+
+
+def test_pedestrian_crossing_after_the_junction(proc_town):
+    d = _route(proc_town)
+    states, n = _run(proc_town, d, _spec(d, "PedestrianCrossing"), speed=5.0, steps=400)
+    peds = [a for a in range(1, 16) if states[0].kind[0, a] == AgentKind.PEDESTRIAN and states[0].valid[0, a]]
+    assert len(peds) == 3
+    for a in peds:
+        l0 = _lat(d, states[0].x[0, a], states[0].y[0, a])[0]
+        l1 = _lat(d, states[-1].x[0, a], states[-1].y[0, a])[0]
+        assert l0 < -2.0 and l1 > 2.0  # crossed the route from left to right
+
+
+def test_blocked_intersection_clears_after_the_ego_waited(proc_town):
+    d = _route(proc_town)
+    states, n = _run(proc_town, d, _spec(d, "BlockedIntersection"), speed=5.0, steps=700)
+    b = _slot(states, AgentKind.VEHICLE, Behavior.SCRIPTED)
+    gone = next(k for k, s in enumerate(states) if not s.valid[0, b])
+    t_act = float(states[gone].script.t_act[0, b])
+    assert np.isfinite(t_act) and states[gone].t[0] - t_act == pytest.approx(8.0, abs=0.11)  # within 2 ticks
+
+
+def test_opposite_vehicle_runs_the_red_light_across_the_route(proc_town):
+    d = _route(proc_town)
+    states, n = _run(proc_town, d, _spec(d, "OppositeVehicleRunningRedLight", direction="right"), speed=5.0,
+                     steps=400)
+    v = _slot(states, AgentKind.VEHICLE, Behavior.SCRIPTED)
+    lats = [_lat(d, s.x[0, v], s.y[0, v])[0] for s in states if s.valid[0, v]]
+    assert lats[0] > 20.0 and min(lats) < -20.0  # from the right, across, to the left
+    assert not states[-1].valid[0, v]  # it leaves at the end of its path

@@ -1,0 +1,340 @@
+"""Scenario builders, written from the behaviour CARLA's scenario_runner classes describe for each type, at the
+route's trigger point with the route's typed parameters (`distance` [m] ahead of the trigger, `direction`
+left/right, speeds in km/h as in the route files). Geometry is the CARLA frame; "right" of a heading yaw is
+(-sin yaw, cos yaw).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..maps.lanegraph import LaneGraph
+from ..routes.planner import DenseRoute
+from ..routes.xml import ScenarioSpec
+from ..sim.script import Script
+from ..sim.state import AgentKind, Behavior, SimState
+
+CAR = (4.6, 1.9)  # [m]
+CONE = (0.4, 0.4)
+SIGN = (0.6, 1.6)  # construction warning sign / barrier
+BIKE = (1.8, 0.7)
+WALKER = (0.5, 0.5)
+CONTAINER = (6.0, 2.5)  # static.prop.container, the blocker of DynamicObjectCrossing
+DOOR = (1.0, 0.25)  # an open car door, across the lane's edge
+
+
+@dataclass
+class ActorSpec:
+    kind: AgentKind
+    behavior: Behavior
+    x: float
+    y: float
+    yaw: float
+    size: tuple[float, float]
+    lane: int = -1  # lane + s for obstacles standing in a lane (IDM traffic queues behind them)
+    s: float = 0.0
+    script: dict = field(default_factory=dict)  # Script fields for SCRIPTED actors; "path": (N, 2)
+
+
+def right_of(yaw: float) -> np.ndarray:
+    return np.array([-np.sin(yaw), np.cos(yaw)])
+
+
+def side_sign(direction: object) -> float:
+    return -1.0 if str(direction).lower() == "left" else 1.0
+
+
+def trigger_index(route: DenseRoute, spec: ScenarioSpec) -> int:
+    return int(np.argmin(np.hypot(route.xy[:, 0] - spec.trigger[0], route.xy[:, 1] - spec.trigger[1])))
+
+
+def ahead(route: DenseRoute, i0: int, distance: float) -> int:
+    """Route index `distance` metres (along the route) after index i0, clipped to the route's end."""
+    return int(min(np.searchsorted(route.cum_s, route.cum_s[i0] + distance), len(route) - 1))
+
+
+def _pose(route: DenseRoute, i: int) -> tuple[np.ndarray, float, int]:
+    return route.xy[i].astype(np.float64), float(route.yaw[i]), int(route.lane[i])
+
+
+def _km_h(v, default: float) -> float:
+    try:
+        return float(v) / 3.6
+    except (TypeError, ValueError):
+        return default
+
+
+def _lane_s(g: LaneGraph, lane: int, xy: np.ndarray) -> float:
+    pts = g.lane_points(lane)
+    k = int(np.argmin(np.hypot(pts[:, 0] - xy[0], pts[:, 1] - xy[1])))
+    return float(k * g.lane_ds[lane])
+
+
+# ----------------------------------------------------------------------------------------- obstacles
+def parked_obstacle(g, route, spec, rng) -> list[ActorSpec]:
+    """ParkedObstacle(+TwoWays): a parked vehicle in the ego lane, towards `direction`, `distance` ahead."""
+    i = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
+    p, yaw, lane = _pose(route, i)
+    p = p + right_of(yaw) * side_sign(spec.params.get("direction", "right")) * 0.5
+    return [ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *p, yaw, CAR, lane, _lane_s(g, lane, p))]
+
+
+def construction(g, route, spec, rng) -> list[ActorSpec]:
+    """ConstructionObstacle(+TwoWays): a warning sign across the lane and a taper of cones closing it."""
+    i0 = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
+    p, yaw, lane = _pose(route, i0)
+    w = float(g.lane_width[lane])
+    out = [ActorSpec(AgentKind.STATIC, Behavior.STATIC, *p, yaw + np.pi / 2, SIGN, lane, _lane_s(g, lane, p))]
+    for k in range(6):  # cones: a diagonal across the lane, then a line along it
+        j = ahead(route, i0, 2.0 + 2.0 * k)
+        q, qyaw, _ = _pose(route, j)
+        off = (0.5 - min(k, 3) / 3.0) * w * 0.8
+        c = q + right_of(qyaw) * off
+        out.append(ActorSpec(AgentKind.STATIC, Behavior.STATIC, *c, qyaw, CONE))
+    return out
+
+
+def accident(g, route, spec, rng) -> list[ActorSpec]:
+    """Accident(+TwoWays): a police car and two crashed vehicles blocking the lane."""
+    i0 = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
+    out = []
+    for k, (d, off, dyaw) in enumerate([(0.0, 0.3, 0.0), (7.0, -0.2, 0.5), (12.0, 0.4, -0.3)]):
+        p, yaw, lane = _pose(route, ahead(route, i0, d))
+        p = p + right_of(yaw) * off
+        out.append(ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *p, yaw + dyaw, CAR, lane if k == 0 else -1,
+                             _lane_s(g, lane, p)))
+    return out
+
+
+def hazard_at_side_lane(g, route, spec, rng) -> list[ActorSpec]:
+    """HazardAtSideLane(+TwoWays): two bicycles riding slowly along the right edge of the ego lane ahead, for
+    `bicycle_drive_distance` metres at `bicycle_speed` km/h."""
+    i0 = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
+    v = _km_h(spec.params.get("bicycle_speed"), 3.0)
+    drive = float(spec.params.get("bicycle_drive_distance", 60.0))
+    out = []
+    for d in (0.0, 6.0):
+        a = ahead(route, i0, d)
+        b = ahead(route, a, drive)
+        idx = np.linspace(a, b, 12).astype(int)
+        w = g.lane_width[route.lane[idx]]
+        path = route.xy[idx] + np.stack([right_of(y) for y in route.yaw[idx]]) * (w / 2 - 0.6)[:, None]
+        out.append(ActorSpec(AgentKind.CYCLIST, Behavior.SCRIPTED, *path[0], float(route.yaw[a]), BIKE,
+                             script={"path": path, "trigger": (0.0, 0.0, -1.0), "wait_speed": v, "go_speed": v,
+                                     "accel": 2.0}))
+    return out
+
+
+def vehicle_opens_door(g, route, spec, rng) -> list[ActorSpec]:
+    """VehicleOpensDoorTwoWays: a vehicle parked at the right edge; its door opens into the lane when the ego
+    comes within 15 m."""
+    i = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
+    p, yaw, lane = _pose(route, i)
+    w = float(g.lane_width[lane])
+    car = p + right_of(yaw) * (w / 2 + 0.3)
+    door = car - right_of(yaw) * (CAR[1] / 2 + DOOR[1] / 2 + 0.3)
+    door_box = ActorSpec(AgentKind.STATIC, Behavior.SCRIPTED, *door, yaw, (DOOR[0], 0.9),
+                         script={"path": door[None], "trigger": (*door, 15.0), "appear": True})
+    return [ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *car, yaw, CAR), door_box]
+
+
+# ------------------------------------------------------------------------------------- emergency brake
+def hard_break_route(g, route, spec, rng) -> list[ActorSpec]:
+    """HardBreakRoute: a lead vehicle enters 20 m ahead of the ego at the trigger, drives at 70 % of the
+    speed limit, brakes hard to a stop 3 s later (7 m/s^2; the brake phase lasts 4 s, so it stands ~3 s), then
+    drives on."""
+    i0 = trigger_index(route, spec)
+    a = ahead(route, i0, 20.0)
+    idx = np.linspace(a, ahead(route, a, 250.0), 16).astype(int)
+    v = 0.7 * float(g.lane_speed_limit[route.lane[a]])
+    p, yaw, _ = _pose(route, a)
+    return [ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *p, yaw, CAR,
+                      script={"path": route.xy[idx], "trigger": (*route.xy[i0], 6.0), "appear": True,
+                              "wait_speed": 0.0, "go_speed": v, "accel": 7.0, "brake_at": 3.0, "hold": 4.0,
+                              "start_speed": v})]
+
+
+def _crossing(route, i: int, direction, angle_deg: float, width_each_side: float, start_offset: float):
+    """A straight crossing path over the route at index i, from the `direction` side to the other side."""
+    p, yaw, _ = _pose(route, i)
+    sgn = side_sign(direction)
+    r = right_of(yaw) * sgn
+    fwd = np.array([np.cos(yaw), np.sin(yaw)])
+    tilt = np.tan(np.deg2rad(angle_deg))
+    start = p + r * start_offset
+    end = p - r * width_each_side
+    start = start + fwd * tilt * start_offset
+    return start, end
+
+
+def dynamic_object_crossing(g, route, spec, rng, blocker=CONTAINER, kind=AgentKind.STATIC) -> list[ActorSpec]:
+    """DynamicObjectCrossing: a blocker at the `direction` roadside `distance` ahead hides a pedestrian who walks
+    across the road (at `crossing_angle`) when the ego comes within ~22 m."""
+    i = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
+    p, yaw, lane = _pose(route, i)
+    w = float(g.lane_width[lane])
+    sgn = side_sign(spec.params.get("direction", "right"))
+    r = right_of(yaw) * sgn
+    block = p + r * (w / 2 + blocker[1] / 2 + 0.5)
+    start, end = _crossing(route, ahead(route, i, blocker[0] / 2 + 1.0), spec.params.get("direction", "right"),
+                           float(spec.params.get("crossing_angle", 0.0)), w * 1.5 + 2.0, w / 2 + blocker[1] + 1.0)
+    walker = ActorSpec(AgentKind.PEDESTRIAN, Behavior.SCRIPTED, *start, yaw - np.pi / 2 * sgn, WALKER,
+                       script={"path": np.stack([start, end]), "trigger": (*p, 22.0), "wait_speed": 0.0,
+                               "go_speed": 2.0, "accel": 4.0})
+    return [ActorSpec(kind, Behavior.STATIC, *block, yaw, blocker), walker]
+
+
+def parking_crossing_pedestrian(g, route, spec, rng) -> list[ActorSpec]:
+    """ParkingCrossingPedestrian: a pedestrian steps out from behind a car parked at the roadside."""
+    return dynamic_object_crossing(g, route, spec, rng, blocker=CAR, kind=AgentKind.VEHICLE)
+
+
+def static_cut_in(g, route, spec, rng) -> list[ActorSpec]:
+    """StaticCutIn: a queue of stopped vehicles beside the ego lane (`direction` side) `distance` ahead; when the
+    ego comes within 20 m, the one in front of it cuts into the ego lane and drives on slowly."""
+    i0 = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
+    sgn = side_sign(spec.params.get("direction", "right"))
+    out = []
+    for k, d in enumerate((0.0, 7.0, 14.0)):
+        p, yaw, lane = _pose(route, ahead(route, i0, d))
+        w = float(g.lane_width[lane])
+        q = p + right_of(yaw) * sgn * w
+        if k < 2:
+            out.append(ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *q, yaw, CAR))
+            continue
+        j = ahead(route, i0, d)
+        idx = np.linspace(j, ahead(route, j, 60.0), 12).astype(int)
+        path = route.xy[idx].astype(np.float64).copy()
+        shift = np.clip(1.0 - (route.cum_s[idx] - route.cum_s[j]) / 12.0, 0.0, 1.0)  # merge over 12 m
+        path += np.stack([right_of(y) for y in route.yaw[idx]]) * (sgn * w * shift)[:, None]
+        out.append(ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *q, yaw, CAR,
+                             script={"path": path, "trigger": (*q, 20.0), "wait_speed": 0.0, "go_speed": 5.0,
+                                     "accel": 3.0}))
+    return out
+
+
+def _junction_after(g: LaneGraph, route: DenseRoute, i0: int) -> tuple[int, int] | None:
+    """(first, last) route index of the first junction at or after i0."""
+    inj = g.lane_junction[route.lane] >= 0
+    idx = np.flatnonzero(inj[i0:])
+    if not len(idx):
+        return None
+    a = i0 + int(idx[0])
+    b = a
+    while b + 1 < len(route) and inj[b + 1]:
+        b += 1
+    return a, b
+
+
+def pedestrian_crossing(g, route, spec, rng) -> list[ActorSpec]:
+    """PedestrianCrossing: a group of three pedestrians crosses the road just after the next junction when the
+    ego approaches it."""
+    j = _junction_after(g, route, trigger_index(route, spec))
+    if j is None:
+        return []
+    i = ahead(route, j[1], 4.0)
+    p, yaw, lane = _pose(route, i)
+    w = float(g.lane_width[lane])
+    out = []
+    for k in range(3):
+        start, end = _crossing(route, i, "left", 0.0, w * 1.5 + 2.0, w * 1.5 + 1.5 + 0.8 * k)
+        out.append(ActorSpec(AgentKind.PEDESTRIAN, Behavior.SCRIPTED, *start, yaw + np.pi / 2, WALKER,
+                             script={"path": np.stack([start, end]), "trigger": (*route.xy[j[0]], 25.0),
+                                     "wait_speed": 0.0, "go_speed": 1.3 + 0.1 * k, "accel": 2.0}))
+    return out
+
+
+def blocked_intersection(g, route, spec, rng) -> list[ActorSpec]:
+    """BlockedIntersection: a vehicle stands in the route's exit lane just after the next junction; it clears
+    8 s after the ego comes within 15 m of it."""
+    j = _junction_after(g, route, trigger_index(route, spec))
+    if j is None:
+        return []
+    i = ahead(route, j[1], 6.0)
+    p, yaw, lane = _pose(route, i)
+    return [ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *p, yaw, CAR,
+                      script={"path": p[None], "trigger": (*p, 15.0), "vanish_after": 8.0})]
+
+
+def opposite_vehicle_running_red_light(g, route, spec, rng) -> list[ActorSpec]:
+    """OppositeVehicleRunningRedLight / OppositeVehicleTakingPriority: a vehicle from the `direction` side crosses
+    the next junction at 10 m/s, timed to meet the ego (it starts when the ego is ~30 m from the junction)."""
+    j = _junction_after(g, route, trigger_index(route, spec))
+    if j is None:
+        return []
+    mid = (j[0] + j[1]) // 2
+    start, end = _crossing(route, mid, spec.params.get("direction", "right"), 0.0, 40.0, 40.0)
+    yaw = float(np.arctan2(*(end - start)[::-1]))
+    return [ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *start, yaw, CAR,
+                      script={"path": np.stack([start, end]), "trigger": (*route.xy[j[0]], 30.0),
+                              "wait_speed": 0.0, "go_speed": 10.0, "accel": 6.0, "end_vanish": True,
+                              "start_speed": 0.0})]
+
+
+Builder = Callable[[LaneGraph, DenseRoute, ScenarioSpec, np.random.Generator], list[ActorSpec]]
+SCENARIO_BUILDERS: dict[str, Builder] = {
+    "ParkedObstacle": parked_obstacle,
+    "ParkedObstacleTwoWays": parked_obstacle,
+    "ConstructionObstacle": construction,
+    "ConstructionObstacleTwoWays": construction,
+    "Accident": accident,
+    "AccidentTwoWays": accident,
+    "HazardAtSideLane": hazard_at_side_lane,
+    "HazardAtSideLaneTwoWays": hazard_at_side_lane,
+    "VehicleOpensDoorTwoWays": vehicle_opens_door,
+    "HardBreakRoute": hard_break_route,
+    "DynamicObjectCrossing": dynamic_object_crossing,
+    "ParkingCrossingPedestrian": parking_crossing_pedestrian,
+    "StaticCutIn": static_cut_in,
+    "PedestrianCrossing": pedestrian_crossing,
+    "BlockedIntersection": blocked_intersection,
+    "OppositeVehicleRunningRedLight": opposite_vehicle_running_red_light,
+    "OppositeVehicleTakingPriority": opposite_vehicle_running_red_light,
+}
+# background-only by definition (the route's junction and its lights/signs are the scenario)
+BACKGROUND_TYPES = {"T_Junction", "VanillaNonSignalizedTurn", "VanillaNonSignalizedTurnEncounterStopsign",
+                    "VanillaSignalizedTurnEncounterGreenLight", "VanillaSignalizedTurnEncounterRedLight"}
+SIMULATED_TYPES = frozenset(SCENARIO_BUILDERS) | BACKGROUND_TYPES
+
+
+def build_actors(g: LaneGraph, route: DenseRoute, spec: ScenarioSpec | None, rng: np.random.Generator) -> list[ActorSpec]:
+    if spec is None or spec.type not in SCENARIO_BUILDERS:
+        return []
+    return SCENARIO_BUILDERS[spec.type](g, route, spec, rng)
+
+
+def place_scenario(state: SimState, e: int, actors: list[ActorSpec], first_slot: int = 1) -> int:
+    """Write actors into env e from `first_slot`; returns how many were placed (limited by max_agents)."""
+    A = state.max_agents
+    if any(a.behavior == Behavior.SCRIPTED for a in actors) and state.script is None:
+        state.script = Script.empty(state.num_envs, A)
+    n = 0
+    for a in actors:
+        k = first_slot + n
+        if k >= A:
+            break
+        state.x[e, k], state.y[e, k], state.yaw[e, k] = a.x, a.y, a.yaw
+        state.length[e, k], state.width[e, k] = a.size
+        state.kind[e, k], state.behavior[e, k] = a.kind, a.behavior
+        state.lane[e, k], state.s[e, k] = a.lane, a.s
+        state.speed[e, k] = 0.0
+        state.valid[e, k] = True
+        if a.behavior == Behavior.SCRIPTED:
+            sc = a.script
+            state.script.set_path(e, k, np.asarray(sc["path"], np.float64))
+            state.script.trigger[e, k] = sc.get("trigger", (0.0, 0.0, -1.0))
+            for f in ("wait_speed", "go_speed", "accel", "brake_at", "hold", "vanish_after"):
+                if f in sc:
+                    getattr(state.script, f)[e, k] = sc[f]
+            state.script.appear[e, k] = bool(sc.get("appear", False))
+            state.script.end_vanish[e, k] = bool(sc.get("end_vanish", False))
+            state.script.t_act[e, k] = np.inf
+            state.valid[e, k] = not state.script.appear[e, k]
+            state.speed[e, k] = float(sc.get("start_speed", sc.get("wait_speed", 0.0)))
+            state.s[e, k] = 0.0
+            state.lane[e, k] = -1  # s is the script's progress, not a lane position
+        n += 1
+    return n
