@@ -111,7 +111,7 @@ def accident(g, route, spec, rng) -> list[ActorSpec]:
 
 def hazard_at_side_lane(g, route, spec, rng) -> list[ActorSpec]:
     """HazardAtSideLane(+TwoWays): two bicycles riding slowly along the right edge of the ego lane ahead, for
-    `bicycle_drive_distance` metres at `bicycle_speed` km/h."""
+    `bicycle_drive_distance` metres at `bicycle_speed` km/h, then leaving the scene."""
     i0 = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
     v = _km_h(spec.params.get("bicycle_speed"), 3.0)
     drive = float(spec.params.get("bicycle_drive_distance", 60.0))
@@ -124,7 +124,7 @@ def hazard_at_side_lane(g, route, spec, rng) -> list[ActorSpec]:
         path = route.xy[idx] + np.stack([right_of(y) for y in route.yaw[idx]]) * (w / 2 - 0.6)[:, None]
         out.append(ActorSpec(AgentKind.CYCLIST, Behavior.SCRIPTED, *path[0], float(route.yaw[a]), BIKE,
                              script={"path": path, "trigger": (0.0, 0.0, -1.0), "wait_speed": v, "go_speed": v,
-                                     "accel": 2.0}))
+                                     "accel": 2.0, "end_vanish": True}))
     return out
 
 
@@ -145,7 +145,7 @@ def vehicle_opens_door(g, route, spec, rng) -> list[ActorSpec]:
 def hard_break_route(g, route, spec, rng) -> list[ActorSpec]:
     """HardBreakRoute: a lead vehicle enters 20 m ahead of the ego at the trigger, drives at 70 % of the
     speed limit, brakes hard to a stop 3 s later (7 m/s^2; the brake phase lasts 4 s, so it stands ~3 s), then
-    drives on."""
+    drives on for the rest of its 250 m and leaves."""
     i0 = trigger_index(route, spec)
     a = ahead(route, i0, 20.0)
     idx = np.linspace(a, ahead(route, a, 250.0), 16).astype(int)
@@ -154,7 +154,7 @@ def hard_break_route(g, route, spec, rng) -> list[ActorSpec]:
     return [ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *p, yaw, CAR,
                       script={"path": route.xy[idx], "trigger": (*route.xy[i0], 6.0), "appear": True,
                               "wait_speed": 0.0, "go_speed": v, "accel": 7.0, "brake_at": 3.0, "hold": 4.0,
-                              "start_speed": v})]
+                              "start_speed": v, "end_vanish": True})]
 
 
 def _crossing(route, i: int, direction, angle_deg: float, width_each_side: float, start_offset: float):
@@ -194,7 +194,7 @@ def parking_crossing_pedestrian(g, route, spec, rng) -> list[ActorSpec]:
 
 def static_cut_in(g, route, spec, rng) -> list[ActorSpec]:
     """StaticCutIn: a queue of stopped vehicles beside the ego lane (`direction` side) `distance` ahead; when the
-    ego comes within 20 m, the one in front of it cuts into the ego lane and drives on slowly."""
+    ego comes within 20 m, the one in front of it cuts into the ego lane and drives on slowly (60 m, then leaves)."""
     i0 = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
     sgn = side_sign(spec.params.get("direction", "right"))
     out = []
@@ -212,7 +212,7 @@ def static_cut_in(g, route, spec, rng) -> list[ActorSpec]:
         path += np.stack([right_of(y) for y in route.yaw[idx]]) * (sgn * w * shift)[:, None]
         out.append(ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *q, yaw, CAR,
                              script={"path": path, "trigger": (*q, 20.0), "wait_speed": 0.0, "go_speed": 5.0,
-                                     "accel": 3.0}))
+                                     "accel": 3.0, "end_vanish": True}))
     return out
 
 
