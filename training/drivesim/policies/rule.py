@@ -68,8 +68,11 @@ class RulePolicy:
     name = "rule"
 
     def __init__(self, num_envs: int, max_speed: float = 12.0, idm: IDMParams | None = None,
-                 controller: ControllerConfig | None = None, dt: float = 0.05):
+                 controller: ControllerConfig | None = None, dt: float = 0.05, speed_profile: bool = False):
+        """speed_profile: also roll IDM forward for the plan's speed profile (what the ROS planner publishes
+        for the takeover monitor; closed-loop evaluation does not need it)."""
         self.max_speed = max_speed
+        self.with_profile = speed_profile
         self.idm = idm or IDMParams(max_accel=2.0, comfort_brake=3.0, min_gap=3.0, headway=1.0)
         self.controller = PIDController(num_envs, controller or ControllerConfig(), DEFAULT_VEHICLE, dt)
         self.served_stop = np.full(num_envs, -1, np.int64)
@@ -125,6 +128,8 @@ class RulePolicy:
         acc = idm_accel(v, v0, gap, dv, self.idm)
         target = np.clip(v + acc * SPEED_HORIZON, 0.0, v0)
         target = np.where(gap < self.idm.min_gap * 0.5, 0.0, target)
+        if not self.with_profile:
+            return Plan(scene.route, target)
         profile = idm_speed_profile(scene.route, v, v0, gap, dv, self.idm)
         profile[:, 0] = np.minimum(profile[:, 0], target)
         return Plan(scene.route, target, np.where(gap[:, None] < self.idm.min_gap * 0.5, 0.0, profile))

@@ -26,7 +26,7 @@ class Planner(StackNode):
         super().__init__("planner")
         self.policy_name = self.declare_parameter("policy", "rule").value
         self.max_agents = int(self.declare_parameter("max_agents", 64).value)
-        self.policy = make_policy(self.policy_name, 1)
+        self.policy = make_policy(self.policy_name, 1, speed_profile=True)  # the monitor checks the profile
         self.pub_plan = self.create_publisher(Plan, T.PLAN, RELIABLE)
         self.pub_cmd = self.create_publisher(CarlaEgoVehicleControl, T.PLANNER_CMD, RELIABLE)
         self.pub_ready = self.create_publisher(Bool, T.HERO_STATUS, LATCHED)
