@@ -196,3 +196,75 @@ def test_opposite_vehicle_runs_the_red_light_across_the_route(proc_town):
     lats = [_lat(d, s.x[0, v], s.y[0, v])[0] for s in states if s.valid[0, v]]
     assert lats[0] > 20.0 and min(lats) < -20.0  # from the right, across, to the left
     assert not states[-1].valid[0, v]  # it leaves at the end of its path
+
+
+def test_actor_flow_streams_vehicles_from_source_to_sink(proc_town):
+    """A flow (EnterActorFlow-style start/end points): vehicles enter at the source `source_dist_interval` apart,
+    keep to the lane path, and leave at the sink; the stream keeps going."""
+    g = proc_town
+    d = _route(g, junction_after=False)
+    # a stretch of one lane outside junctions (no light or stop sign interrupts the stream)
+    lane0 = d.lane[np.flatnonzero((g.lane_junction[d.lane] < 0) & (g.lane_length[d.lane] > 70))[0]]
+    idx = np.flatnonzero(d.lane == lane0)
+    a, b = d.xy[idx[0] + 3], d.xy[idx[0] + 63]
+    spec = _spec(d, "EnterActorFlow", start_actor_flow=(float(a[0]), float(a[1]), 0.0),
+                 end_actor_flow=(float(b[0]), float(b[1]), 0.0), flow_speed=8.0, source_dist_interval=(15.0, 25.0))
+    st = route_scene(g, [d], max_agents=24, seed=0, background=False, scenarios=[spec])
+    fl = st.flows
+    assert fl is not None and (fl.slot_flow[0] == 0).sum() == 8
+    path = set(np.flatnonzero(fl.on_path[0, 0]).tolist())
+    st.x[0, EGO] = st.y[0, EGO] = 5000.0  # the ego far away
+    st.lane[0, EGO] = -1
+    sim = Simulator(g)
+    seen_lanes, spawned, left, prev_valid = set(), 0, 0, st.valid[0].copy()
+    spawn_gaps = []
+    for _ in range(int(60 / 0.05)):
+        st = sim.step(st, Controls.zeros(1))
+        mine = (st.flows.slot_flow[0] == 0)
+        now = st.valid[0] & mine
+        new = now & ~prev_valid
+        if new.any():
+            others = now & ~new
+            if others.any():
+                spawn_gaps.append(np.min(np.hypot(st.x[0, others] - st.x[0, new][0], st.y[0, others] - st.y[0, new][0])))
+        spawned += int(new.sum())
+        gone = prev_valid & mine & ~st.valid[0]
+        for k in np.flatnonzero(gone):
+            assert np.hypot(st.x[0, k] - b[0], st.y[0, k] - b[1]) < 4.0 + 1.0  # left at the sink
+        left += int(gone.sum())
+        seen_lanes |= set(st.lane[0, now].tolist())
+        prev_valid = st.valid[0].copy()
+    assert seen_lanes <= path  # on the lane path only
+    assert spawned >= 10 and left >= spawned - 8  # a continuous stream (IDM followers stretch the gaps) that drains
+    assert min(spawn_gaps) >= 15.0 - 0.5  # entered no closer than source_dist_interval's lower bound
+
+
+@pytest.mark.parametrize("type_", ["NonSignalizedJunctionLeftTurn", "SignalizedJunctionRightTurn",
+                                   "NonSignalizedJunctionLeftTurnEnterFlow"])
+def test_junction_flows_cross_the_egos_junction(proc_town, type_):
+    """Junction turns with flows: the flow's lane path goes straight through the junction the ego turns at,
+    from the opposite approach (left turn) or into the ego's exit lane (right turn, enter flow)."""
+    g = proc_town
+    for spec_r in random_routes(g, 120, seed=3, min_length=300.0):
+        d = plan_route(g, spec_r)
+        inj = np.flatnonzero(g.lane_junction[d.lane][TRIGGER_INDEX:] >= 0)
+        if not len(inj) or inj[0] < 20:
+            continue
+        st = route_scene(g, [d], max_agents=24, seed=0, background=False,
+                         scenarios=[_spec(d, type_, flow_speed=8.0, source_dist_interval=(15.0, 25.0))])
+        if st.flows is not None:
+            break
+    else:
+        pytest.fail(f"no route with a {type_} flow")
+    path = np.flatnonzero(st.flows.on_path[0, 0])
+    jn = [int(g.lane_junction[p]) for p in path if g.lane_junction[p] >= 0]
+    ego_j = g.lane_junction[d.lane][TRIGGER_INDEX:]
+    assert jn and jn[0] == ego_j[ego_j >= 0][0]  # the ego's next junction
+    if type_.endswith("LeftTurn"):
+        inj = np.flatnonzero(g.lane_junction[d.lane] == jn[0])
+        h_in = d.yaw[inj[0] - 1]
+        src_yaw = g.pt_yaw[g.lane_start[st.flows.src_lane[0, 0]]]
+        assert np.cos(src_yaw - h_in) < -0.9  # comes from the opposite approach
+    else:
+        exit_lane = d.lane[np.flatnonzero(g.lane_junction[d.lane] == jn[0])[-1] + 1]
+        assert exit_lane in path  # flows into the lane the ego turns into

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..maps.lanegraph import LaneGraph
-from ..routes.planner import DenseRoute
-from ..routes.xml import ScenarioSpec
+from ..routes.planner import DenseRoute, plan_route
+from ..routes.xml import RouteError, RouteSpec, ScenarioSpec
+from ..sim.flows import FLOW_SLOTS, Flows
 from ..sim.script import Script
 from ..sim.state import AgentKind, Behavior, SimState
 
@@ -37,6 +38,22 @@ class ActorSpec:
     lane: int = -1  # lane + s for obstacles standing in a lane (IDM traffic queues behind them)
     s: float = 0.0
     script: dict = field(default_factory=dict)  # Script fields for SCRIPTED actors; "path": (N, 2)
+
+
+@dataclass
+class FlowSpec:
+    """An actor flow (sim/flows.py): vehicles from src (lane, s) along the lane path to the sink."""
+
+    src_lane: int
+    src_s: float
+    src_xy: np.ndarray
+    sink_xy: np.ndarray
+    speed: float  # [m/s]
+    gap: tuple[float, float]  # [m] between consecutive vehicles
+    path_lanes: list[int]
+    num_lanes: int  # of the map (the path is a lane mask)
+    kind: AgentKind = AgentKind.VEHICLE
+    size: tuple[float, float] = CAR
 
 
 def right_of(yaw: float) -> np.ndarray:
@@ -274,6 +291,79 @@ def opposite_vehicle_running_red_light(g, route, spec, rng) -> list[ActorSpec]:
                               "start_speed": 0.0})]
 
 
+# ------------------------------------------------------------------------------------------- flows
+def _gap(spec: ScenarioSpec) -> tuple[float, float]:
+    v = spec.params.get("source_dist_interval", (20.0, 40.0))
+    return (float(v[0]), float(v[1])) if isinstance(v, tuple) else (float(v), float(v))
+
+
+def _flow_between(g: LaneGraph, start: np.ndarray, end: np.ndarray, speed: float, gap, kind=AgentKind.VEHICLE,
+                  size=CAR) -> FlowSpec | None:
+    """A flow from `start` to `end` along the lane graph (None if no lane path joins them)."""
+    try:
+        d = plan_route(g, RouteSpec("flow", g.name, np.array([[*start[:2], 0.0], [*end[:2], 0.0]])))
+    except RouteError:
+        return None
+    lanes = list(dict.fromkeys(int(x) for x in d.lane))
+    return FlowSpec(lanes[0], _lane_s(g, lanes[0], d.xy[0]), d.xy[0].astype(np.float64), d.xy[-1].astype(np.float64),
+                    speed, gap, lanes, g.num_lanes, kind, size)
+
+
+def actor_flow(g, route, spec, rng) -> list:
+    """EnterActorFlow, InterurbanActorFlow, InterurbanAdvancedActorFlow, HighwayExit, MergerIntoSlowTraffic(V2),
+    CrossingBicycleFlow: a stream of vehicles (bicycles) from `start_actor_flow` to `end_actor_flow` at
+    `flow_speed` [m/s], `source_dist_interval` metres apart."""
+    a, b = spec.params.get("start_actor_flow"), spec.params.get("end_actor_flow")
+    if not isinstance(a, tuple) or not isinstance(b, tuple):
+        return []
+    bike = spec.type == "CrossingBicycleFlow"
+    f = _flow_between(g, np.array(a, float), np.array(b, float), float(spec.params.get("flow_speed", 10.0)),
+                      _gap(spec), AgentKind.CYCLIST if bike else AgentKind.VEHICLE, BIKE if bike else CAR)
+    return [f] if f is not None else []
+
+
+def junction_flow(g, route, spec, rng) -> list:
+    """(Non)SignalizedJunctionLeftTurn: a flow from the opposite approach goes straight through the ego's next
+    junction; ...RightTurn and ...LeftTurnEnterFlow: a flow goes straight through it into the ego's exit lane
+    (the traffic the ego turns into). `flow_speed` [m/s], `source_dist_interval` [m]."""
+    j = _junction_after(g, route, trigger_index(route, spec))
+    if j is None or j[0] == 0 or j[1] + 1 >= len(route):
+        return []
+    ego_in, ego_j, ego_out = int(route.lane[j[0] - 1]), int(route.lane[j[0]]), int(route.lane[j[1] + 1])
+    J = g.lane_junction[ego_j]
+    h_in = float(route.yaw[j[0] - 1])
+    same_exit = spec.type.endswith("EnterFlow") or spec.type.endswith("RightTurn")
+    best = None
+    for c in np.flatnonzero(g.lane_junction == J):
+        c = int(c)
+        preds, succs = g.predecessors(c), g.successors(c)
+        if c == ego_j or not preds or not succs or preds[0] == ego_in:
+            continue
+        pa, sx = preds[0], succs[0]
+        ha = float(g.pt_yaw[g.lane_start[pa] + g.lane_npts[pa] - 1])
+        hx = float(g.pt_yaw[g.lane_start[sx]])
+        straight = np.cos(hx - ha) > 0.9
+        if not straight:
+            continue
+        ok = (sx == ego_out) if same_exit else (np.cos(ha - h_in) < -0.9)
+        if ok:
+            best = (pa, c, sx)
+            break
+    if best is None:
+        return []
+    pa, c, sx = best
+    lanes = [pa, c, sx]
+    src_lane, src_s = pa, 0.0
+    p_pred = g.predecessors(pa)
+    if g.lane_length[pa] < 40.0 and p_pred:  # start further upstream so the flow is established in time
+        lanes.insert(0, p_pred[0])
+        src_lane = p_pred[0]
+    src = g.lane_points(src_lane)[0].astype(np.float64)
+    sink = g.lane_points(sx)[-1].astype(np.float64)
+    return [FlowSpec(src_lane, src_s, src, sink, float(spec.params.get("flow_speed", 10.0)), _gap(spec), lanes,
+                     g.num_lanes)]
+
+
 Builder = Callable[[LaneGraph, DenseRoute, ScenarioSpec, np.random.Generator], list[ActorSpec]]
 SCENARIO_BUILDERS: dict[str, Builder] = {
     "ParkedObstacle": parked_obstacle,
@@ -293,6 +383,12 @@ SCENARIO_BUILDERS: dict[str, Builder] = {
     "BlockedIntersection": blocked_intersection,
     "OppositeVehicleRunningRedLight": opposite_vehicle_running_red_light,
     "OppositeVehicleTakingPriority": opposite_vehicle_running_red_light,
+    **{t: actor_flow for t in ("EnterActorFlow", "InterurbanActorFlow",
+                               "InterurbanAdvancedActorFlow", "HighwayExit", "MergerIntoSlowTraffic",
+                               "MergerIntoSlowTrafficV2", "CrossingBicycleFlow")},
+    **{t: junction_flow for t in ("NonSignalizedJunctionLeftTurn", "NonSignalizedJunctionRightTurn",
+                                  "NonSignalizedJunctionLeftTurnEnterFlow", "SignalizedJunctionLeftTurn",
+                                  "SignalizedJunctionRightTurn", "SignalizedJunctionLeftTurnEnterFlow")},
 }
 # background-only by definition (the route's junction and its lights/signs are the scenario)
 BACKGROUND_TYPES = {"T_Junction", "VanillaNonSignalizedTurn", "VanillaNonSignalizedTurnEncounterStopsign",
@@ -306,8 +402,43 @@ def build_actors(g: LaneGraph, route: DenseRoute, spec: ScenarioSpec | None, rng
     return SCENARIO_BUILDERS[spec.type](g, route, spec, rng)
 
 
-def place_scenario(state: SimState, e: int, actors: list[ActorSpec], first_slot: int = 1) -> int:
-    """Write actors into env e from `first_slot`; returns how many were placed (limited by max_agents)."""
+def place_scenario(state: SimState, e: int, actors: list, first_slot: int = 1) -> int:
+    """Write actors (ActorSpec) and flows (FlowSpec: FLOW_SLOTS reserved slots each) into env e from
+    `first_slot`; returns how many slots were used (limited by max_agents)."""
+    flows = [a for a in actors if isinstance(a, FlowSpec)]
+    actors = [a for a in actors if isinstance(a, ActorSpec)]
+    n = _place_actors(state, e, actors, first_slot)
+    for f in flows:
+        n += _place_flow(state, e, f, first_slot + n)
+    return n
+
+
+def _place_flow(state: SimState, e: int, f: FlowSpec, first_slot: int) -> int:
+    A = state.max_agents
+    k = min(FLOW_SLOTS, A - first_slot)
+    if k <= 0:
+        return 0
+    if state.flows is None:
+        state.flows = Flows.empty(state.num_envs, A, 2, f.num_lanes)
+    fl = state.flows
+    free = np.flatnonzero(fl.src_lane[e] < 0)
+    if not len(free):
+        return 0
+    i = int(free[0])
+    fl.src_lane[e, i], fl.src_s[e, i] = f.src_lane, f.src_s
+    fl.src_xy[e, i], fl.sink_xy[e, i] = f.src_xy, f.sink_xy
+    fl.speed[e, i], fl.gap_lo[e, i], fl.gap_hi[e, i] = f.speed, f.gap[0], f.gap[1]
+    fl.next_gap[e, i] = f.gap[0]
+    fl.kind[e, i], (fl.length[e, i], fl.width[e, i]) = f.kind, f.size
+    fl.on_path[e, i, f.path_lanes] = True
+    fl.rng[e, i] = 12345 + 7919 * e + 104729 * i
+    fl.slot_flow[e, first_slot:first_slot + k] = i
+    state.valid[e, first_slot:first_slot + k] = False
+    state.behavior[e, first_slot:first_slot + k] = Behavior.IDM
+    return k
+
+
+def _place_actors(state: SimState, e: int, actors: list[ActorSpec], first_slot: int = 1) -> int:
     A = state.max_agents
     if any(a.behavior == Behavior.SCRIPTED for a in actors) and state.script is None:
         state.script = Script.empty(state.num_envs, A)

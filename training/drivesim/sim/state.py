@@ -11,6 +11,7 @@ import numpy as np
 
 DT = 0.05  # [s] closed-loop step, as CARLA Leaderboard 2.0 (20 Hz)
 if TYPE_CHECKING:
+    from .flows import Flows
     from .script import Script
 
 EGO = 0  # index of the controlled agent
@@ -67,6 +68,7 @@ class SimState:
     log_xyyv: np.ndarray | None = None  # (E, A, K, 4) x, y, yaw, speed logged at DT, for REPLAY agents
     log_valid: np.ndarray | None = None  # (E, A, K) bool
     script: Script | None = None  # scenario actors' scripts (sim/script.py), for SCRIPTED agents
+    flows: Flows | None = None  # actor flows (sim/flows.py): sources that keep spawning IDM vehicles
 
     @property
     def num_envs(self) -> int:

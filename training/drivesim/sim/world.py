@@ -9,6 +9,7 @@ import numpy as np
 
 from ..maps.lanegraph import LaneGraph
 from .dynamics import DEFAULT_VEHICLE, VehicleParams, bicycle_step
+from .flows import flow_step
 from .script import script_step
 from .state import DT, EGO, Behavior, SimState
 from .traffic import DEFAULT_IDM, IDMParams, idm_step, light_states
@@ -123,4 +124,8 @@ class Simulator:
         for k in ("next_lane", "stop_wait", "rng"):
             if k in new:
                 setattr(out, k, new[k])
+        # 6. actor flows: vehicles leave at their sink, follow their lane path, new ones enter at the source
+        if out.flows is not None:
+            res = flow_step(out, g)
+            out = out.replace(**res)
         return out
