@@ -268,3 +268,63 @@ def test_junction_flows_cross_the_egos_junction(proc_town, type_):
     else:
         exit_lane = d.lane[np.flatnonzero(g.lane_junction[d.lane] == jn[0])[-1] + 1]
         assert exit_lane in path  # flows into the lane the ego turns into
+
+
+@pytest.mark.parametrize("type_,kind", [("VehicleTurningRoute", AgentKind.CYCLIST),
+                                        ("VehicleTurningRoutePedestrian", AgentKind.PEDESTRIAN)])
+def test_turning_route_crosser_crosses_the_exit_lane(proc_town, type_, kind):
+    d = _route(proc_town)
+    states, n = _run(proc_town, d, _spec(d, type_), speed=5.0, steps=500)
+    a = _slot(states, kind, Behavior.SCRIPTED)
+    lats = [_lat(d, s.x[0, a], s.y[0, a])[0] for s in states if s.valid[0, a]]
+    assert lats[0] > 3.0 and min(lats) < -3.0  # right to left across the route after the junction
+    assert not states[-1].valid[0, a]  # and gone at the end of its crossing
+
+
+def test_parking_cut_in_pulls_out_into_the_ego_lane(proc_town):
+    d = _route(proc_town, junction_after=False)
+    states, n = _run(proc_town, d, _spec(d, "ParkingCutIn", direction="right"), speed=4.0, steps=400,
+                     stop_at=d.cum_s[TRIGGER_INDEX] + 8.0)
+    a = _slot(states, AgentKind.VEHICLE, Behavior.SCRIPTED)
+    lats = np.array([_lat(d, s.x[0, a], s.y[0, a])[0] for s in states if s.valid[0, a]])
+    assert lats[0] > 2.5 and np.abs(lats).min() < 0.3  # from the kerb into the lane
+
+
+def test_invading_turn_oncoming_cars_cut_into_the_ego_lane(proc_town):
+    d = _route(proc_town, junction_after=False)
+    states, n = _run(proc_town, d, _spec(d, "InvadingTurn", distance=60.0, offset=0.3), speed=5.0, steps=300)
+    cars = [a for a in range(1, 16) if states[0].behavior[0, a] == Behavior.SCRIPTED]
+    assert len(cars) == 3
+    for a in cars:
+        moving = [s for s in states if s.valid[0, a] and s.speed[0, a] > 1.0]
+        assert moving
+        lat, _ = _lat(d, moving[0].x[0, a], moving[0].y[0, a])
+        w = float(proc_town.lane_width[d.lane[TRIGGER_INDEX]])
+        assert lat == pytest.approx(-w * 0.7, abs=0.3)  # in the opposite lane, 30 % of a lane width towards us
+        assert np.cos(moving[0].yaw[0, a] - d.yaw[TRIGGER_INDEX]) < -0.8  # oncoming
+
+
+def test_highway_cut_in_merges_from_the_on_ramp(proc_town):
+    """On Proc0's highway: the ego drives westbound; a car from the on-ramp merges in front of it at 15 m/s."""
+    from drivesim.routes.xml import RouteSpec
+
+    g = proc_town
+
+    def lane_of(road, lane_id):  # the longest section of that lane
+        return max((i for i in range(g.num_lanes) if g.lane_road[i] == road and g.lane_id[i] == lane_id),
+                   key=lambda i: g.lane_length[i])
+
+    ramp, west = lane_of(504, 1), lane_of(500, 1)
+    h2 = lane_of(502, 3)
+    ego = plan_route(g, RouteSpec("hw", g.name, np.array([[*g.lane_points(h2)[1], 0], [*g.lane_points(west)[-2], 0]])))
+    a, b = g.lane_points(ramp)[1], g.lane_points(lane_of(501, 3))[40]
+    spec = ScenarioSpec("s", "HighwayCutIn", np.array([*ego.xy[5], 0.0, 0.0]),
+                        {"other_actor_location": (float(a[0]), float(a[1]), 0.0), "end_location": (float(b[0]), float(b[1]), 0.0)})
+    states, n = _run(g, ego, spec, speed=12.0, steps=300)
+    car = _slot(states, AgentKind.VEHICLE, Behavior.SCRIPTED)
+    v = [s.speed[0, car] for s in states]
+    assert max(v) == pytest.approx(15.0, abs=0.1)
+    end = states[-1]
+    assert not end.valid[0, car] or np.hypot(end.x[0, car] - b[0], end.y[0, car] - b[1]) < 5.0
+    lats = [abs(_lat(ego, s.x[0, car], s.y[0, car])[0]) for s in states if s.valid[0, car] and s.speed[0, car] > 1]
+    assert min(lats) < 4.0  # it comes onto the highway beside / in front of the ego

@@ -291,6 +291,79 @@ def opposite_vehicle_running_red_light(g, route, spec, rng) -> list[ActorSpec]:
                               "start_speed": 0.0})]
 
 
+def vehicle_turning_route(g, route, spec, rng, pedestrian=False) -> list[ActorSpec]:
+    """VehicleTurningRoute(Pedestrian): as the ego turns at the next junction, a bicycle (a pedestrian) crosses
+    the lane the ego turns into, just after the junction."""
+    j = _junction_after(g, route, trigger_index(route, spec))
+    if j is None:
+        return []
+    i = ahead(route, j[1], 3.0)
+    p, yaw, lane = _pose(route, i)
+    w = float(g.lane_width[lane])
+    start, end = _crossing(route, i, "right", 0.0, w * 1.5 + 3.0, w * 1.5 + 3.0)
+    kind, size, v = (AgentKind.PEDESTRIAN, WALKER, 1.8) if pedestrian else (AgentKind.CYCLIST, BIKE, 4.5)
+    hdg = float(np.arctan2(*(end - start)[::-1]))
+    return [ActorSpec(kind, Behavior.SCRIPTED, *start, hdg, size,
+                      script={"path": np.stack([start, end]), "trigger": (*route.xy[j[0]], 12.0), "wait_speed": 0.0,
+                              "go_speed": v, "accel": 3.0, "end_vanish": True})]
+
+
+def vehicle_turning_route_pedestrian(g, route, spec, rng) -> list[ActorSpec]:
+    return vehicle_turning_route(g, route, spec, rng, pedestrian=True)
+
+
+def parking_cut_in(g, route, spec, rng) -> list[ActorSpec]:
+    """ParkingCutIn: a vehicle parked at the `direction` roadside 25 m after the trigger pulls out into the ego
+    lane when the ego comes within 20 m, then drives on (60 m, then leaves)."""
+    i0 = ahead(route, trigger_index(route, spec), 25.0)
+    p, yaw, lane = _pose(route, i0)
+    w = float(g.lane_width[lane])
+    sgn = side_sign(spec.params.get("direction", "right"))
+    q = p + right_of(yaw) * sgn * (w / 2 + CAR[1] / 2 + 0.3)
+    idx = np.linspace(i0, ahead(route, i0, 60.0), 12).astype(int)
+    path = route.xy[idx].astype(np.float64).copy()
+    shift = np.clip(1.0 - (route.cum_s[idx] - route.cum_s[i0]) / 10.0, 0.0, 1.0)
+    path += np.stack([right_of(y) for y in route.yaw[idx]]) * (sgn * (w / 2 + CAR[1] / 2 + 0.3) * shift)[:, None]
+    return [ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *q, yaw, CAR,
+                      script={"path": path, "trigger": (*q, 20.0), "wait_speed": 0.0, "go_speed": 5.0, "accel": 3.0,
+                              "end_vanish": True})]
+
+
+def invading_turn(g, route, spec, rng) -> list[ActorSpec]:
+    """InvadingTurn: oncoming vehicles `distance` ahead cut the corner: they drive towards the ego shifted
+    `offset` of a lane width into the ego lane (the ego must keep to the right)."""
+    i0 = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 60.0)))
+    off = float(spec.params.get("offset", 0.25))
+    out = []
+    for k, d in enumerate((0.0, 18.0, 36.0)):
+        a = ahead(route, i0, d)
+        idx = np.linspace(a, max(a - 120, 0), 14).astype(int)
+        w = g.lane_width[route.lane[idx]]
+        # the opposite lane's centre is one lane width to the left; shifted `offset` lane widths back towards us
+        path = route.xy[idx] - np.stack([right_of(y) for y in route.yaw[idx]]) * (w * (1.0 - off))[:, None]
+        hdg = float(route.yaw[a] + np.pi)
+        out.append(ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *path[0], hdg, CAR,
+                             script={"path": path, "trigger": (*route.xy[trigger_index(route, spec)], 8.0 + 0.0 * k),
+                                     "wait_speed": 0.0, "go_speed": 8.0, "accel": 4.0, "end_vanish": True}))
+    return out
+
+
+def highway_cut_in(g, route, spec, rng) -> list[ActorSpec]:
+    """HighwayCutIn: a vehicle from the on-ramp (`other_actor_location`) merges into the ego's lane towards
+    `end_location` at 15 m/s, starting when the ego passes the scenario's trigger point."""
+    a, b = spec.params.get("other_actor_location"), spec.params.get("end_location")
+    if not isinstance(a, tuple) or not isinstance(b, tuple):
+        return []
+    try:
+        d = plan_route(g, RouteSpec("cutin", g.name, np.array([[a[0], a[1], 0.0], [b[0], b[1], 0.0]])))
+    except RouteError:
+        return []
+    idx = np.linspace(0, len(d) - 1, 16).astype(int)
+    return [ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *d.xy[0], float(d.yaw[0]), CAR,
+                      script={"path": d.xy[idx], "trigger": (*spec.trigger[:2], 10.0), "wait_speed": 0.0, "go_speed": 15.0,
+                              "accel": 4.0, "end_vanish": True})]
+
+
 # ------------------------------------------------------------------------------------------- flows
 def _gap(spec: ScenarioSpec) -> tuple[float, float]:
     v = spec.params.get("source_dist_interval", (20.0, 40.0))
@@ -383,6 +456,11 @@ SCENARIO_BUILDERS: dict[str, Builder] = {
     "BlockedIntersection": blocked_intersection,
     "OppositeVehicleRunningRedLight": opposite_vehicle_running_red_light,
     "OppositeVehicleTakingPriority": opposite_vehicle_running_red_light,
+    "VehicleTurningRoute": vehicle_turning_route,
+    "VehicleTurningRoutePedestrian": vehicle_turning_route_pedestrian,
+    "ParkingCutIn": parking_cut_in,
+    "InvadingTurn": invading_turn,
+    "HighwayCutIn": highway_cut_in,
     **{t: actor_flow for t in ("EnterActorFlow", "InterurbanActorFlow",
                                "InterurbanAdvancedActorFlow", "HighwayExit", "MergerIntoSlowTraffic",
                                "MergerIntoSlowTrafficV2", "CrossingBicycleFlow")},
