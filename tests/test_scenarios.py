@@ -328,3 +328,18 @@ def test_highway_cut_in_merges_from_the_on_ramp(proc_town):
     assert not end.valid[0, car] or np.hypot(end.x[0, car] - b[0], end.y[0, car] - b[1]) < 5.0
     lats = [abs(_lat(ego, s.x[0, car], s.y[0, car])[0]) for s in states if s.valid[0, car] and s.speed[0, car] > 1]
     assert min(lats) < 4.0  # it comes onto the highway beside / in front of the ego
+
+
+def test_control_loss_jolts_the_ego_three_times(proc_town):
+    """ControlLoss: three 1 s events after the trigger; during each, the applied steer differs from the command
+    (the ego leaves the route's centre line), outside them it does not."""
+    d = _route(proc_town, junction_after=False)
+    states, n = _run(proc_town, d, _spec(d, "ControlLoss"), speed=6.0, steps=300)
+    p = states[-1].perturb
+    assert p is not None and np.all(np.isfinite(p.t_fire[0]))  # all three fired
+    assert np.all(np.diff(p.t_fire[0]) > 1.0)
+    dev = np.array([abs(_lat(d, s.x[0, EGO], s.y[0, EGO])[0]) for s in states])
+    t = np.array([s.t[0] for s in states])
+    during = (t >= p.t_fire[0, 0]) & (t < p.t_fire[0, 0] + 1.5)
+    before = t < p.t_fire[0, 0] - 0.5
+    assert dev[during].max() > 0.3 and dev[before][20:].max() < 0.2

@@ -15,6 +15,7 @@ from ..maps.lanegraph import LaneGraph
 from ..routes.planner import DenseRoute, plan_route
 from ..routes.xml import RouteError, RouteSpec, ScenarioSpec
 from ..sim.flows import FLOW_SLOTS, Flows
+from ..sim.perturb import Perturbations
 from ..sim.script import Script
 from ..sim.state import AgentKind, Behavior, SimState
 
@@ -364,6 +365,25 @@ def highway_cut_in(g, route, spec, rng) -> list[ActorSpec]:
                               "accel": 4.0, "end_vanish": True})]
 
 
+@dataclass
+class ControlLossSpec:
+    """Control-loss events on the ego (sim/perturb.py): (x, y, radius, duration, steer, throttle) each."""
+
+    events: list[tuple[float, float, float, float, float, float]]
+
+
+def control_loss(g, route, spec, rng) -> list:
+    """ControlLoss: at three points 15, 30 and 45 m after the trigger the ego loses control for 1 s: a random
+    steering jolt of 0.1-0.25 either way and throttle cut to 30-80 %."""
+    i0 = trigger_index(route, spec)
+    ev = []
+    for d in (15.0, 30.0, 45.0):
+        p = route.xy[ahead(route, i0, d)]
+        ev.append((float(p[0]), float(p[1]), 2.0, 1.0, float(rng.choice([-1, 1]) * rng.uniform(0.1, 0.25)),
+                   float(rng.uniform(0.3, 0.8))))
+    return [ControlLossSpec(ev)]
+
+
 # ------------------------------------------------------------------------------------------- flows
 def _gap(spec: ScenarioSpec) -> tuple[float, float]:
     v = spec.params.get("source_dist_interval", (20.0, 40.0))
@@ -461,6 +481,7 @@ SCENARIO_BUILDERS: dict[str, Builder] = {
     "ParkingCutIn": parking_cut_in,
     "InvadingTurn": invading_turn,
     "HighwayCutIn": highway_cut_in,
+    "ControlLoss": control_loss,
     **{t: actor_flow for t in ("EnterActorFlow", "InterurbanActorFlow",
                                "InterurbanAdvancedActorFlow", "HighwayExit", "MergerIntoSlowTraffic",
                                "MergerIntoSlowTrafficV2", "CrossingBicycleFlow")},
@@ -469,7 +490,8 @@ SCENARIO_BUILDERS: dict[str, Builder] = {
                                   "SignalizedJunctionRightTurn", "SignalizedJunctionLeftTurnEnterFlow")},
 }
 # background-only by definition (the route's junction and its lights/signs are the scenario)
-BACKGROUND_TYPES = {"T_Junction", "VanillaNonSignalizedTurn", "VanillaNonSignalizedTurnEncounterStopsign",
+BACKGROUND_TYPES = {"SequentialLaneChange",  # the route itself asks for the lane changes
+                    "T_Junction", "VanillaNonSignalizedTurn", "VanillaNonSignalizedTurnEncounterStopsign",
                     "VanillaSignalizedTurnEncounterGreenLight", "VanillaSignalizedTurnEncounterRedLight"}
 SIMULATED_TYPES = frozenset(SCENARIO_BUILDERS) | BACKGROUND_TYPES
 
@@ -484,6 +506,12 @@ def place_scenario(state: SimState, e: int, actors: list, first_slot: int = 1) -
     """Write actors (ActorSpec) and flows (FlowSpec: FLOW_SLOTS reserved slots each) into env e from
     `first_slot`; returns how many slots were used (limited by max_agents)."""
     flows = [a for a in actors if isinstance(a, FlowSpec)]
+    for c in (a for a in actors if isinstance(a, ControlLossSpec)):
+        if state.perturb is None:
+            state.perturb = Perturbations.empty(state.num_envs, 3)
+        for k, (x, y, r, dur, st, th) in enumerate(c.events[:3]):
+            state.perturb.where[e, k] = (x, y, r)
+            state.perturb.duration[e, k], state.perturb.steer[e, k], state.perturb.throttle[e, k] = dur, st, th
     actors = [a for a in actors if isinstance(a, ActorSpec)]
     n = _place_actors(state, e, actors, first_slot)
     for f in flows:

@@ -12,6 +12,7 @@ import numpy as np
 DT = 0.05  # [s] closed-loop step, as CARLA Leaderboard 2.0 (20 Hz)
 if TYPE_CHECKING:
     from .flows import Flows
+    from .perturb import Perturbations
     from .script import Script
 
 EGO = 0  # index of the controlled agent
@@ -69,6 +70,7 @@ class SimState:
     log_valid: np.ndarray | None = None  # (E, A, K) bool
     script: Script | None = None  # scenario actors' scripts (sim/script.py), for SCRIPTED agents
     flows: Flows | None = None  # actor flows (sim/flows.py): sources that keep spawning IDM vehicles
+    perturb: Perturbations | None = None  # control loss events on the ego (sim/perturb.py)
 
     @property
     def num_envs(self) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 from ..maps.lanegraph import LaneGraph
 from .dynamics import DEFAULT_VEHICLE, VehicleParams, bicycle_step
 from .flows import flow_step
+from .perturb import perturb_controls
 from .script import script_step
 from .state import DT, EGO, Behavior, SimState
 from .traffic import DEFAULT_IDM, IDMParams, idm_step, light_states
@@ -104,10 +105,15 @@ class Simulator:
             yaw = np.where(r, logged[..., 2], yaw)
             speed = np.where(r, logged[..., 3], speed)
             valid = np.where(r, lv, valid)
-        # 5. the ego: kinematic bicycle on CARLA controls
+        # 5. the ego: kinematic bicycle on CARLA controls (perturbed during control-loss events)
+        throttle_cmd, steer_cmd, perturb = controls.throttle, controls.steer, state.perturb
+        if perturb is not None:
+            throttle_cmd, steer_cmd, t_fire = perturb_controls(perturb, state.x[:, EGO], state.y[:, EGO], state.t,
+                                                               np.asarray(throttle_cmd), np.asarray(steer_cmd))
+            perturb = dataclasses.replace(perturb, t_fire=t_fire)
         ex, ey, eyaw, ev, steer, ea = bicycle_step(
             state.x[:, EGO], state.y[:, EGO], state.yaw[:, EGO], state.speed[:, EGO], state.steer,
-            controls.throttle, controls.steer, controls.brake, dt, self.vehicle,
+            throttle_cmd, steer_cmd, controls.brake, dt, self.vehicle,
             reverse=controls.reverse, hand_brake=controls.hand_brake,
         )
         x[:, EGO], y[:, EGO], yaw[:, EGO], speed[:, EGO], accel[:, EGO] = ex, ey, eyaw, ev, ea
@@ -119,7 +125,7 @@ class Simulator:
         out = state.replace(
             x=x.astype(np.float32), y=y.astype(np.float32), yaw=yaw.astype(np.float32),
             speed=speed.astype(np.float32), accel=accel.astype(np.float32), valid=valid, lane=lane, s=s,
-            steer=steer.astype(np.float32), t=(state.t + dt).astype(np.float32), script=script,
+            steer=steer.astype(np.float32), t=(state.t + dt).astype(np.float32), script=script, perturb=perturb,
         )
         for k in ("next_lane", "stop_wait", "rng"):
             if k in new:
