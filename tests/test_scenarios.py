@@ -343,3 +343,35 @@ def test_control_loss_jolts_the_ego_three_times(proc_town):
     during = (t >= p.t_fire[0, 0]) & (t < p.t_fire[0, 0] + 1.5)
     before = t < p.t_fire[0, 0] - 0.5
     assert dev[during].max() > 0.3 and dev[before][20:].max() < 0.2
+
+
+@pytest.mark.parametrize("ego_speed,expect_infraction", [(4.0, True), (22.0, False)])
+def test_emergency_vehicle_from_behind_and_the_yield_criterion(proc_town, ego_speed, expect_infraction):
+    """YieldToEmergencyVehicle: the emergency vehicle appears `distance` behind the ego at the trigger and closes
+    in; an ego that stays slow in its lane holds it up (it keeps its distance, never rams) and after 5 s the
+    route gets one yield_emergency_vehicle_infractions entry; an ego that drives away does not."""
+    from drivesim.metrics.monitor import RouteMonitor
+
+    g = proc_town
+    d = _route(g, junction_after=False)
+    st = route_scene(g, [d], max_agents=8, seed=0, background=False,
+                     scenarios=[_spec(d, "YieldToEmergencyVehicle", distance=30.0)])
+    sim, per, ctl, mon = Simulator(g), ScenePerceiver(g, [d]), PIDController(1), RouteMonitor(g, [d])
+    ev = _slot([st], AgentKind.EMERGENCY, Behavior.SCRIPTED)
+    appeared_gap, min_gap = None, np.inf
+    for _ in range(600):
+        sc = per(st, sim.lights(st))
+        th, sr, br = ctl(sc.route, np.array([ego_speed]), sc.ego_speed)
+        new = sim.step(st, Controls(th, sr, br))
+        done = mon.update(st, new, sim.lights(new))
+        st = new
+        if st.valid[0, ev]:
+            gap = float(np.hypot(st.x[0, ev] - st.x[0, EGO], st.y[0, ev] - st.y[0, EGO]))
+            appeared_gap = gap if appeared_gap is None else appeared_gap
+            min_gap = min(min_gap, gap)
+        if done[0]:
+            break
+    assert appeared_gap is not None and 25.0 < appeared_gap < 35.0
+    assert min_gap > (4.9 + 5.2) / 2 + 2.0  # it never rams the ego
+    assert not mon.infractions[0]["collisions_vehicle"]
+    assert len(mon.infractions[0]["yield_emergency_vehicle_infractions"]) == (1 if expect_infraction else 0)

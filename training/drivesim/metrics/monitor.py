@@ -45,7 +45,12 @@ _KIND_KEY = {
     AgentKind.CYCLIST: ("collisions_vehicle", "vehicle.bicycle"),
     AgentKind.PEDESTRIAN: ("collisions_pedestrian", "walker.pedestrian"),
     AgentKind.STATIC: ("collisions_layout", "static.prop"),
+    AgentKind.EMERGENCY: ("collisions_vehicle", "vehicle.emergency"),
 }
+YIELD_BEHIND = 15.0  # [m] an emergency vehicle this close behind the ego, in its lane, ...
+YIELD_LATERAL = 2.0  # [m]
+YIELD_SLOW = 0.8  # ... and below this fraction of its desired speed, is being blocked by the ego
+YIELD_TIME = 5.0  # [s] blocked this long (in total) = failure to yield (one infraction per route)
 
 
 def pad_routes(routes: list[DenseRoute]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -85,6 +90,7 @@ class RouteMonitor:
         self.stop_done = np.zeros((E, len(g.stop_id)), bool)
         self.last_red = np.full(E, -1)
         self.min_ttc = np.full(E, np.inf)
+        self.ev_blocked_t = np.zeros(E)
         self.steps = np.zeros(E, np.int64)
         self.log = log_trajectory
         self._traj: list[tuple] = []
@@ -158,6 +164,19 @@ class RouteMonitor:
         for e in np.flatnonzero(blocked):
             self.infractions[e]["vehicle_blocked"].append(
                 f"Agent got blocked at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
+        # 7b. failure to yield to an emergency vehicle: it is held up right behind the ego, in its lane
+        ev = state.valid & (state.kind == AgentKind.EMERGENCY)
+        if ev.any():
+            c, s_ = np.cos(state.yaw[:, EGO:EGO + 1]), np.sin(state.yaw[:, EGO:EGO + 1])
+            dx, dy = state.x - ex[:, None], state.y - ey[:, None]
+            lon, lat = dx * c + dy * s_, -dx * s_ + dy * c
+            held = ev & (lon < 0) & (lon > -YIELD_BEHIND) & (np.abs(lat) < YIELD_LATERAL) & (
+                state.speed < YIELD_SLOW * state.desired_speed)
+            self.ev_blocked_t += np.where(active & held.any(axis=1), self.dt, 0.0)
+            for e in np.flatnonzero(active & (self.ev_blocked_t > YIELD_TIME)):
+                if not self.infractions[e]["yield_emergency_vehicle_infractions"]:
+                    self.infractions[e]["yield_emergency_vehicle_infractions"].append(
+                        f"Agent did not yield to an emergency vehicle at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
         # 8. route timeout
         tout = active & ~self.completed & ~dev & ~blocked & (t > self.timeout)
         for e in np.flatnonzero(tout):

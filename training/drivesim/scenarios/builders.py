@@ -365,6 +365,21 @@ def highway_cut_in(g, route, spec, rng) -> list[ActorSpec]:
                               "accel": 4.0, "end_vanish": True})]
 
 
+def yield_to_emergency_vehicle(g, route, spec, rng) -> list[ActorSpec]:
+    """YieldToEmergencyVehicle: when the ego passes the trigger point, an emergency vehicle appears `distance`
+    metres behind it in its lane at 1.5x the speed limit (sirens on: it wants to pass); it keeps a gap behind
+    the ego rather than ramming it; the ego has to move out of its way (the yield criterion in
+    metrics/monitor.py counts being held up right behind the ego for 5 s)."""
+    i0 = trigger_index(route, spec)
+    back = int(max(np.searchsorted(route.cum_s, route.cum_s[i0] - float(spec.params.get("distance", 30.0))), 0))
+    idx = np.linspace(back, ahead(route, i0, 300.0), 16).astype(int)
+    v = 1.5 * float(g.lane_speed_limit[route.lane[i0]])
+    p, yaw, _ = _pose(route, back)
+    return [ActorSpec(AgentKind.EMERGENCY, Behavior.SCRIPTED, *p, yaw, (5.2, 2.1),
+                      script={"path": route.xy[idx], "trigger": (*route.xy[i0], 3.0), "appear": True, "go_speed": v,
+                              "start_speed": v, "accel": 6.0, "end_vanish": True, "follow": True})]
+
+
 @dataclass
 class ControlLossSpec:
     """Control-loss events on the ego (sim/perturb.py): (x, y, radius, duration, steer, throttle) each."""
@@ -482,6 +497,7 @@ SCENARIO_BUILDERS: dict[str, Builder] = {
     "InvadingTurn": invading_turn,
     "HighwayCutIn": highway_cut_in,
     "ControlLoss": control_loss,
+    "YieldToEmergencyVehicle": yield_to_emergency_vehicle,
     **{t: actor_flow for t in ("EnterActorFlow", "InterurbanActorFlow",
                                "InterurbanAdvancedActorFlow", "HighwayExit", "MergerIntoSlowTraffic",
                                "MergerIntoSlowTrafficV2", "CrossingBicycleFlow")},
@@ -568,6 +584,8 @@ def _place_actors(state: SimState, e: int, actors: list[ActorSpec], first_slot: 
                     getattr(state.script, f)[e, k] = sc[f]
             state.script.appear[e, k] = bool(sc.get("appear", False))
             state.script.end_vanish[e, k] = bool(sc.get("end_vanish", False))
+            state.script.follow[e, k] = bool(sc.get("follow", False))
+            state.desired_speed[e, k] = float(sc.get("go_speed", 0.0))
             state.script.t_act[e, k] = np.inf
             state.valid[e, k] = not state.script.appear[e, k]
             state.speed[e, k] = float(sc.get("start_speed", sc.get("wait_speed", 0.0)))

@@ -10,7 +10,8 @@ A SCRIPTED agent follows a polyline path (up to K points) with a speed that depe
 It is triggered when the ego's centre comes within `trigger[2]` metres of the point `trigger[:2]`. An agent
 with `appear` is invisible (valid False), and frozen in place with its start speed, until its trigger fires
 (a door opening, a lead car entering the scene); `vanish_after` seconds after its trigger it leaves the scene (a blocker that clears); at the path's end
-it stops, or leaves when `end_vanish`. Speeds change at most by `accel` per second. Progress along the path
+it stops, or leaves when `end_vanish`. Speeds change at most by `accel` per second. A `follow` agent keeps a
+gap behind the ego when the ego is ahead on its heading line (an emergency vehicle held up, not ramming). Progress along the path
 is the agent's `s`; scripted obstacles that stand in a lane keep their (lane, s) assignment so that IDM traffic
 queues behind them.
 """
@@ -41,6 +42,7 @@ class Script:
     appear: np.ndarray  # (E, A) bool: invisible until triggered
     end_vanish: np.ndarray  # (E, A) bool: leave at the path's end (else stop there)
     t_act: np.ndarray  # (E, A) [s] trigger time; inf = not yet
+    follow: np.ndarray  # (E, A) bool: keep a safe gap behind the ego when it is ahead in the path (no rear-ending)
 
     @classmethod
     def empty(cls, E: int, A: int, K: int = MAX_PATH) -> Script:
@@ -48,7 +50,7 @@ class Script:
         return cls(path=np.zeros((E, A, K, 2), np.float32), cum=np.zeros((E, A, K), np.float32),
                    trigger=np.full((E, A, 3), -1.0, np.float32), wait_speed=f(), go_speed=f(), accel=f(3.0),
                    brake_at=f(np.inf), hold=f(0.0), vanish_after=f(np.inf), appear=np.zeros((E, A), bool),
-                   end_vanish=np.zeros((E, A), bool), t_act=f(np.inf))
+                   end_vanish=np.zeros((E, A), bool), t_act=f(np.inf), follow=np.zeros((E, A), bool))
 
     def copy(self) -> Script:
         return dataclasses.replace(self, **{f.name: getattr(self, f.name).copy() for f in dataclasses.fields(self)})
@@ -81,6 +83,15 @@ def script_step(state: SimState, dt: float) -> dict[str, np.ndarray]:
     active = np.isfinite(t_act)
     braking = active & (since >= sc.brake_at) & (since < sc.brake_at + sc.hold)
     target = np.where(~active, sc.wait_speed, np.where(braking, 0.0, sc.go_speed))
+    # followers: with the ego ahead (within 60 m, 2 m of the heading line) the speed is capped so that braking
+    # at half the accel limit stops 4 m behind it: v <= v_ego + sqrt(2 b (gap - 4))
+    c, s_ = np.cos(state.yaw), np.sin(state.yaw)
+    dxe, dye = ex - state.x, ey - state.y
+    lon, lat = dxe * c + dye * s_, -dxe * s_ + dye * c
+    gap = lon - (state.length + state.length[:, EGO:EGO + 1]) / 2
+    ahead = sc.follow & (lon > 0) & (lon < 60.0) & (np.abs(lat) < 2.0)
+    v_cap = np.maximum(state.speed[:, EGO:EGO + 1], 0.0) + np.sqrt(sc.accel * np.maximum(gap - 4.0, 0.0))
+    target = np.where(ahead, np.minimum(target, v_cap), target)
     v = state.speed
     frozen = sc.appear & ~active  # an actor that has not appeared yet keeps its place and speed
     v_new = np.where(frozen, v, v + np.clip(target - v, -sc.accel * dt, sc.accel * dt))

@@ -23,6 +23,7 @@ class AgentKind(enum.IntEnum):
     PEDESTRIAN = 1
     CYCLIST = 2
     STATIC = 3  # props: cones, barriers, containers (collisions_layout)
+    EMERGENCY = 4  # an emergency vehicle (ambulance, police, fire truck) with sirens: the ego must yield
 
 
 class Behavior(enum.IntEnum):

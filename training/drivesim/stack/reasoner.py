@@ -16,7 +16,7 @@ from ..sim.perception import PerceivedScene
 from ..sim.state import AgentKind, LightState
 
 KIND_NAMES = {AgentKind.VEHICLE: "vehicle", AgentKind.PEDESTRIAN: "pedestrian", AgentKind.CYCLIST: "cyclist",
-              AgentKind.STATIC: "obstacle"}
+              AgentKind.STATIC: "obstacle", AgentKind.EMERGENCY: "emergency vehicle"}
 CORRIDOR = 2.5  # [m] half width of the lane corridor ahead
 NEAR = 25.0  # [m]
 

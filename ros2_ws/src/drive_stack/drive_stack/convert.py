@@ -26,7 +26,8 @@ from nav_msgs.msg import Odometry, Path
 from shape_msgs.msg import SolidPrimitive
 
 CLASS_OF_KIND = {AgentKind.VEHICLE: Object.CLASSIFICATION_CAR, AgentKind.PEDESTRIAN: Object.CLASSIFICATION_PEDESTRIAN,
-                 AgentKind.CYCLIST: Object.CLASSIFICATION_BIKE, AgentKind.STATIC: Object.CLASSIFICATION_BARRIER}
+                 AgentKind.CYCLIST: Object.CLASSIFICATION_BIKE, AgentKind.STATIC: Object.CLASSIFICATION_BARRIER,
+                 AgentKind.EMERGENCY: Object.CLASSIFICATION_OTHER_VEHICLE}
 KIND_OF_CLASS = {Object.CLASSIFICATION_CAR: AgentKind.VEHICLE, Object.CLASSIFICATION_TRUCK: AgentKind.VEHICLE,
                  Object.CLASSIFICATION_OTHER_VEHICLE: AgentKind.VEHICLE, Object.CLASSIFICATION_MOTORCYCLE: AgentKind.CYCLIST,
                  Object.CLASSIFICATION_PEDESTRIAN: AgentKind.PEDESTRIAN, Object.CLASSIFICATION_BIKE: AgentKind.CYCLIST}
