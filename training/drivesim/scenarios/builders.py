@@ -247,15 +247,24 @@ def _junction_after(g: LaneGraph, route: DenseRoute, i0: int) -> tuple[int, int]
     return a, b
 
 
+def _past_junction(g, route, spec, metres: float):
+    """The next junction after the trigger (first, last route index) and the route point `metres` past its exit:
+    (junction, index, position, yaw, lane width), or None when the route has no junction after the trigger."""
+    j = _junction_after(g, route, trigger_index(route, spec))
+    if j is None:
+        return None
+    i = ahead(route, j[1], metres)
+    p, yaw, lane = _pose(route, i)
+    return j, i, p, yaw, float(g.lane_width[lane])
+
+
 def pedestrian_crossing(g, route, spec, rng) -> list[ActorSpec]:
     """PedestrianCrossing: a group of three pedestrians crosses the road just after the next junction when the
     ego approaches it."""
-    j = _junction_after(g, route, trigger_index(route, spec))
-    if j is None:
+    at = _past_junction(g, route, spec, 4.0)
+    if at is None:
         return []
-    i = ahead(route, j[1], 4.0)
-    p, yaw, lane = _pose(route, i)
-    w = float(g.lane_width[lane])
+    j, i, p, yaw, w = at
     out = []
     for k in range(3):
         start, end = _crossing(route, i, "left", 0.0, w * 1.5 + 2.0, w * 1.5 + 1.5 + 0.8 * k)
@@ -295,12 +304,10 @@ def opposite_vehicle_running_red_light(g, route, spec, rng) -> list[ActorSpec]:
 def vehicle_turning_route(g, route, spec, rng, pedestrian=False) -> list[ActorSpec]:
     """VehicleTurningRoute(Pedestrian): as the ego turns at the next junction, a bicycle (a pedestrian) crosses
     the lane the ego turns into, just after the junction."""
-    j = _junction_after(g, route, trigger_index(route, spec))
-    if j is None:
+    at = _past_junction(g, route, spec, 3.0)
+    if at is None:
         return []
-    i = ahead(route, j[1], 3.0)
-    p, yaw, lane = _pose(route, i)
-    w = float(g.lane_width[lane])
+    j, i, p, yaw, w = at
     start, end = _crossing(route, i, "right", 0.0, w * 1.5 + 3.0, w * 1.5 + 3.0)
     kind, size, v = (AgentKind.PEDESTRIAN, WALKER, 1.8) if pedestrian else (AgentKind.CYCLIST, BIKE, 4.5)
     hdg = float(np.arctan2(*(end - start)[::-1]))
