@@ -79,3 +79,14 @@ def test_rule_policy_on_shared_routes_skips_missing_maps(tmp_path):
     recs = {r["route_id"]: r for r in json.loads((out / "results.json").read_text())["_checkpoint"]["records"]}
     # T_Junction is background traffic only: the rule policy completes it
     assert recs["RouteScenario_28035_rep0"]["scores"]["score_composed"] > 80
+
+
+def test_efficiency_and_comfort_come_out_of_a_closed_loop_route(proc_town):
+    """Regression: the per-route Bench2Drive signals are real numbers (a shadowed ego-speed variable once made
+    every route's efficiency 0)."""
+    from drivesim.evaluation.runner import run_route
+    from drivesim.routes.generate import random_routes
+
+    rec = run_route(proc_town, random_routes(proc_town, 1, seed=0)[0], "rule").record
+    assert 30.0 < rec["meta"]["efficiency"] < 400.0
+    assert 0.0 < rec["meta"]["comfort"] <= 1.0

@@ -375,3 +375,24 @@ def test_emergency_vehicle_from_behind_and_the_yield_criterion(proc_town, ego_sp
     assert min_gap > (4.9 + 5.2) / 2 + 2.0  # it never rams the ego
     assert not mon.infractions[0]["collisions_vehicle"]
     assert len(mon.infractions[0]["yield_emergency_vehicle_infractions"]) == (1 if expect_infraction else 0)
+
+
+def test_route_suite_places_every_simulated_type(proc_town, tmp_path):
+    """`routes suite`: N routes per type, written and read back; every route plans and its scenario builds actors
+    (the types that cannot be placed on Proc0 are reported, not dropped silently)."""
+    from drivesim.routes import parse_routes, write_routes
+    from drivesim.routes.suite import generate_suite
+    from drivesim.routes.xml import SCENARIO_TYPES
+    from drivesim.scenarios import build_actors
+
+    rep = generate_suite(proc_town, sorted(SCENARIO_TYPES), 1, seed=3)
+    assert set(rep.missing) == {"HighwayCutIn", "ParkingExit"}
+    path = tmp_path / "suite.xml"
+    write_routes(rep.routes, path)
+    back = parse_routes(path)
+    assert not back.errors and len(back.routes) == 42
+    for r in back.routes:
+        s = r.scenarios[0]
+        d = plan_route(proc_town, r)
+        if s.type in SCENARIO_BUILDERS:
+            assert build_actors(proc_town, d, s, np.random.default_rng(0)), s.type

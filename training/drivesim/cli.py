@@ -190,6 +190,25 @@ def cmd_bench_sim(a) -> int:
     return 0
 
 
+def cmd_routes_suite(a) -> int:
+    from .maps import TownLoader
+    from .routes import write_routes
+    from .routes.suite import generate_suite
+    from .routes.xml import SCENARIO_TYPES
+
+    g = TownLoader(a.maps_dir).load(a.town)
+    types = sorted(SCENARIO_TYPES) if a.types == "all" else [t.strip() for t in a.types.split(",")]
+    unknown = [t for t in types if t not in SCENARIO_TYPES]
+    if unknown:
+        raise SystemExit(f"drive-stack: unknown scenario types {unknown}")
+    rep = generate_suite(g, types, a.n, seed=a.seed, min_length=a.min_length)
+    write_routes(rep.routes, a.out)
+    print(f"{len(rep.routes)} routes for {len(types)} types on {a.town} -> {a.out}")
+    for t, why in rep.missing.items():
+        print(f"  {t}: {why}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- stack
 def _stack_launcher():
     try:
@@ -259,6 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True)
     maps_arg(q)
     q.set_defaults(fn=cmd_routes_generate)
+
+    q = r.add_parser("suite", help="N routes per scenario type with the scenario placed where it fits (our own suites)")
+    q.add_argument("--town", required=True, help="e.g. Proc0 or Town04")
+    q.add_argument("--types", default="all", help="comma-separated scenario types, or 'all'")
+    q.add_argument("--n", type=int, default=2, help="routes per type")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--min-length", type=float, default=250.0)
+    q.add_argument("--out", required=True)
+    maps_arg(q)
+    q.set_defaults(fn=cmd_routes_suite)
 
     t = sub.add_parser("town", help="procedural towns and map facts").add_subparsers(dest="sub", required=True)
     q = t.add_parser("generate", help="write procedural town Proc<seed> as OpenDRIVE")

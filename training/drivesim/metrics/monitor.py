@@ -165,12 +165,12 @@ class RouteMonitor:
             self.infractions[e]["vehicle_blocked"].append(
                 f"Agent got blocked at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
         # 7b. failure to yield to an emergency vehicle: it is held up right behind the ego, in its lane
-        ev = state.valid & (state.kind == AgentKind.EMERGENCY)
-        if ev.any():
+        is_ev = state.valid & (state.kind == AgentKind.EMERGENCY)
+        if is_ev.any():
             c, s_ = np.cos(state.yaw[:, EGO:EGO + 1]), np.sin(state.yaw[:, EGO:EGO + 1])
             dx, dy = state.x - ex[:, None], state.y - ey[:, None]
             lon, lat = dx * c + dy * s_, -dx * s_ + dy * c
-            held = ev & (lon < 0) & (lon > -YIELD_BEHIND) & (np.abs(lat) < YIELD_LATERAL) & (
+            held = is_ev & (lon < 0) & (lon > -YIELD_BEHIND) & (np.abs(lat) < YIELD_LATERAL) & (
                 state.speed < YIELD_SLOW * state.desired_speed)
             self.ev_blocked_t += np.where(active & held.any(axis=1), self.dt, 0.0)
             for e in np.flatnonzero(active & (self.ev_blocked_t > YIELD_TIME)):

@@ -1,0 +1,130 @@
+"""Scenario route suites: for a map and a list of scenario types, N routes per type in the Leaderboard / Bench2Drive
+XML schema (our own files), seeded. Each route is a random route on which the type has a suitable place: a
+junction 25-90 m after the trigger for junction types, a same-direction neighbour lane for flows that merge
+beside the ego, a highway (>= 80 km/h) for highway types. Parameters are drawn around Bench2Drive's values.
+A type that finds no suitable place in `tries` routes is reported, not silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..maps.lanegraph import LaneGraph
+from .generate import random_route
+from .planner import DenseRoute, plan_route
+from .xml import RouteError, ScenarioSpec
+
+JUNCTION_TYPES = {
+    "BlockedIntersection", "OppositeVehicleRunningRedLight", "OppositeVehicleTakingPriority", "PedestrianCrossing",
+    "VehicleTurningRoute", "VehicleTurningRoutePedestrian", "NonSignalizedJunctionLeftTurn",
+    "NonSignalizedJunctionRightTurn", "NonSignalizedJunctionLeftTurnEnterFlow", "SignalizedJunctionLeftTurn",
+    "SignalizedJunctionRightTurn", "SignalizedJunctionLeftTurnEnterFlow", "T_Junction", "VanillaNonSignalizedTurn",
+    "VanillaNonSignalizedTurnEncounterStopsign", "VanillaSignalizedTurnEncounterGreenLight",
+    "VanillaSignalizedTurnEncounterRedLight", "CrossingBicycleFlow"}
+BESIDE_FLOW_TYPES = {"EnterActorFlow", "InterurbanActorFlow", "InterurbanAdvancedActorFlow", "MergerIntoSlowTraffic",
+                     "MergerIntoSlowTrafficV2", "HighwayExit"}
+HIGHWAY_TYPES = {"HighwayCutIn", "HighwayExit", "InterurbanActorFlow", "InterurbanAdvancedActorFlow"}
+HIGHWAY_SPEED = 80 / 3.6  # [m/s]
+TRIGGER_AT = 30.0  # [m] from the route start
+
+
+@dataclass
+class SuiteReport:
+    routes: list
+    missing: dict  # type -> why no (or too few) routes
+
+
+def _params(type_: str, rng: np.random.Generator) -> dict:
+    d = {"distance": float(rng.integers(35, 50)), "direction": str(rng.choice(["right", "left"]))}
+    if "TwoWays" in type_:
+        d["frequency"] = (float(rng.integers(30, 50)), float(rng.integers(90, 190)))
+    if type_.startswith("HazardAtSideLane"):
+        d.update(bicycle_speed=float(rng.integers(7, 13)), bicycle_drive_distance=float(rng.integers(60, 120)))
+    if type_ in ("DynamicObjectCrossing", "ParkingCrossingPedestrian"):
+        d["crossing_angle"] = float(rng.integers(0, 13))
+        d["direction"] = "right"
+    if "Flow" in type_ or "Turn" in type_ or type_ in BESIDE_FLOW_TYPES:
+        lo = float(rng.integers(14, 30))
+        d.update(flow_speed=float(rng.integers(8, 14)), source_dist_interval=(lo, lo + float(rng.integers(5, 20))))
+    if type_ == "InvadingTurn":
+        d.update(distance=float(rng.integers(50, 80)), offset=float(rng.uniform(0.2, 0.35)))
+    if type_ == "YieldToEmergencyVehicle":
+        d["distance"] = float(rng.integers(20, 35))
+    return d
+
+
+def _suitable(g: LaneGraph, d: DenseRoute, type_: str, i0: int) -> tuple[bool, dict]:
+    """Whether route d suits the type with the trigger at index i0, and any geometry-dependent parameters."""
+    extra: dict = {}
+    if type_ in HIGHWAY_TYPES and g.lane_speed_limit[d.lane[i0]] < HIGHWAY_SPEED - 0.1:
+        return False, extra
+    if type_ in JUNCTION_TYPES:
+        inj = np.flatnonzero(g.lane_junction[d.lane][i0:] >= 0)
+        if not len(inj) or not 25 <= d.cum_s[i0 + inj[0]] - d.cum_s[i0] <= 90:
+            return False, extra
+    if type_ in BESIDE_FLOW_TYPES:
+        a = int(np.searchsorted(d.cum_s, d.cum_s[i0] - 25.0))
+        b = int(min(np.searchsorted(d.cum_s, d.cum_s[i0] + 90.0), len(d) - 1))
+        nb = g.lane_left[d.lane[a]]
+        if nb < 0 or g.lane_left[d.lane[b]] < 0:
+            return False, extra
+        shift = lambda k: d.xy[k] - g.lane_width[d.lane[k]] * np.array([np.sin(d.yaw[k]), -np.cos(d.yaw[k])])  # noqa: E731
+        sa, sb = shift(a), shift(b)  # the same-direction lane on the left
+        extra = {"start_actor_flow": (float(sa[0]), float(sa[1]), 0.0), "end_actor_flow": (float(sb[0]), float(sb[1]), 0.0)}
+    if type_ == "CrossingBicycleFlow":  # bicycles cross the ego's next junction on the crossing road
+        j0 = i0 + int(np.flatnonzero(g.lane_junction[d.lane][i0:] >= 0)[0])
+        J, h_in = g.lane_junction[d.lane[j0]], float(d.yaw[j0 - 1])
+        for c in np.flatnonzero(g.lane_junction == J):
+            preds, succs = g.predecessors(int(c)), g.successors(int(c))
+            if not preds or not succs:
+                continue
+            ha = float(g.pt_yaw[g.lane_start[preds[0]] + g.lane_npts[preds[0]] - 1])
+            hx = float(g.pt_yaw[g.lane_start[succs[0]]])
+            if abs(np.cos(ha - h_in)) < 0.3 and np.cos(hx - ha) > 0.9:  # crossing, straight through
+                a, b = g.lane_points(preds[0])[0], g.lane_points(succs[0])[-1]
+                extra = {"start_actor_flow": (float(a[0]), float(a[1]), 0.0),
+                         "end_actor_flow": (float(b[0]), float(b[1]), 0.0)}
+                break
+        else:
+            return False, extra
+    if type_ == "HighwayCutIn":
+        return False, extra  # needs an on-ramp joining the ego's lane: not placed generically yet
+    if type_ == "ParkingExit":
+        return False, extra  # needs the ego to start in a parking lane: not simulated yet
+    return True, extra
+
+
+def generate_suite(g: LaneGraph, types: list[str], n_per_type: int, seed: int = 0, min_length: float = 250.0,
+                   tries: int = 60) -> SuiteReport:
+    from ..scenarios import SCENARIO_BUILDERS, build_actors  # (scenarios build on routes: imported here)
+
+    rng = np.random.default_rng(seed)
+    routes, missing = [], {}
+    for type_ in types:
+        got = 0
+        for _ in range(tries):
+            if got >= n_per_type:
+                break
+            spec = random_route(g, rng, f"{type_}_{got}", min_length)
+            spec.keypoints = np.round(spec.keypoints, 1)  # as written to XML: the file must plan the same
+            try:
+                d = plan_route(g, spec)
+            except RouteError:
+                continue
+            i0 = int(np.searchsorted(d.cum_s, TRIGGER_AT))
+            ok, extra = _suitable(g, d, type_, i0)
+            if not ok:
+                continue
+            x, y = d.xy[i0]
+            params = {**_params(type_, rng), **extra}
+            sc = ScenarioSpec(f"{type_}_1", type_, np.array([x, y, 0.0, np.rad2deg(d.yaw[i0])]), params)
+            if type_ in SCENARIO_BUILDERS and not build_actors(g, d, sc, np.random.default_rng(0)):
+                continue  # e.g. a turn-with-flow type on a route that goes straight at its junction
+            spec.scenarios = [sc]
+            routes.append(spec)
+            got += 1
+        if got < n_per_type:
+            missing[type_] = f"{got} of {n_per_type} routes: no suitable place on {g.name} in {tries} tries"
+    return SuiteReport(routes, missing)
