@@ -137,7 +137,7 @@ def route_scene(g: LaneGraph, routes: list[DenseRoute], max_agents: int = 64, se
                 background: bool = True, scenarios: list | None = None) -> SimState:
     """One env per route: ego at the start, the route's scenario actors (scenarios[e]: a ScenarioSpec or None),
     background traffic, random traffic-light phases."""
-    from ..scenarios import build_actors, place_scenario
+    from ..scenarios import ActorSpec, build_actors, place_scenario
 
     E = len(routes)
     state = empty_state(E, max_agents, g.num_lights)
@@ -147,7 +147,7 @@ def route_scene(g: LaneGraph, routes: list[DenseRoute], max_agents: int = 64, se
         actors = build_actors(g, r, scenarios[e], rng) if scenarios else []
         n = place_scenario(state, e, actors) if actors else 0
         if background:
-            avoid = np.array([[a.x, a.y] for a in actors if hasattr(a, "x")]).reshape(-1, 2)
+            avoid = np.array([[a.x, a.y] for a in actors if isinstance(a, ActorSpec)]).reshape(-1, 2)
             n += spawn_pedestrians(state, e, g, r.xy, rng, first_slot=1 + n)
             spawn_background(state, e, g, r.xy, rng, first_slot=1 + n, avoid=avoid)
     cycle = (GREEN_TIME + YELLOW_TIME) * g.light_nslots

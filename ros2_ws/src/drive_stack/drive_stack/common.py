@@ -31,6 +31,15 @@ class StackNode(Node):
         self.rejected = 0
         self._ready_pub = None
 
+    def run(self) -> None:
+        """Spin until shutdown (the pseudo-simulator overrides this with its stepping loop)."""
+        executor = make_executor()
+        executor.add_node(self)
+        executor.spin()
+
+    def close(self) -> None:
+        """Called once at shutdown, also after an error (the recorder closes its bags here)."""
+
     def announce_ready(self) -> None:
         """Tell the planner this node is up (latched): the stack reports ready on /carla/hero/status only when
         every node it waits for has announced itself, so no node misses the start of a route."""
@@ -76,12 +85,7 @@ def run(node_cls, args=None) -> None:
     code = 0
     try:
         node = node_cls()
-        if hasattr(node, "run"):
-            node.run()
-        else:
-            executor = make_executor()
-            executor.add_node(node)
-            executor.spin()
+        node.run()
     except KeyboardInterrupt:
         pass
     except Exception as e:  # never die silently
@@ -89,12 +93,11 @@ def run(node_cls, args=None) -> None:
         msg = f"{node_cls.__name__} failed: {type(e).__name__}: {e}\n{traceback.format_exc()}"
         (node.get_logger().fatal(msg) if node is not None else print(msg, file=sys.stderr, flush=True))
     finally:
-        if node is not None and hasattr(node, "close"):
+        if node is not None:
             try:
                 node.close()
             except Exception as e:  # noqa: BLE001
                 print(f"close failed: {e}", file=sys.stderr, flush=True)
-        if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
