@@ -10,7 +10,7 @@ from ..metrics.monitor import RouteMonitor
 from ..policies import make_policy
 from ..routes.planner import DenseRoute, plan_route
 from ..routes.xml import RouteSpec
-from ..sim.perception import ScenePerceiver
+from ..sim.perception import PERCEPTION_RANGE, PRIVILEGED_RANGE, ScenePerceiver
 from ..sim.scene import route_scene
 from ..sim.state import EGO, SimState
 from ..sim.world import Simulator
@@ -48,14 +48,15 @@ def run_route(g: LaneGraph, spec: RouteSpec, policy: str = "rule", seed: int = 0
     state = route_scene(g, [dense], max_agents=max_agents, seed=seed, background=background,
                         scenarios=[spec.scenarios[0] if spec.scenarios else None])
     sim = Simulator(g)
-    perceive = ScenePerceiver(g, [dense])
-    monitor = RouteMonitor(g, [dense], [spec.scenario_type])
     pol = make_policy(policy, 1)
+    perceive = ScenePerceiver(g, [dense], perception_range=PRIVILEGED_RANGE if pol.privileged else PERCEPTION_RANGE)
+    monitor = RouteMonitor(g, [dense], scenarios=[spec.scenarios[0] if spec.scenarios else None])
     states = [state] if keep_states else []
     lights = sim.lights(state)
     steps = 0
     while True:
-        controls, _ = pol.act(perceive(state, lights))
+        scene = perceive(state, lights)
+        controls, _ = pol.act(scene, perceive.truth(state, lights) if pol.privileged else None)
         controls.validate()
         new = sim.step(state, controls)
         lights = sim.lights(new)

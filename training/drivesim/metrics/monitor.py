@@ -70,10 +70,16 @@ def pad_routes(routes: list[DenseRoute]) -> tuple[np.ndarray, np.ndarray, np.nda
 
 class RouteMonitor:
     def __init__(self, g: LaneGraph, routes: list[DenseRoute], scenario_types: list[str | None] | None = None,
-                 dt: float = DT, log_trajectory: bool = True):
+                 dt: float = DT, log_trajectory: bool = True, scenarios: list | None = None):
+        """scenarios: each route's ScenarioSpec (or None); scenarios that allow the opposite lane (the TwoWays
+        types) switch the wrong-direction test off along their stretch, as scenario_runner does."""
+        from ..scenarios import wrong_way_window
+
         self.map, self.dt, self.routes = g, dt, routes
         E = len(routes)
-        self.scenario_types = scenario_types or [None] * E
+        self.scenario_types = scenario_types or [s.type if s is not None else None for s in (scenarios or [None] * E)]
+        win = [wrong_way_window(r, s) for r, s in zip(routes, scenarios or [None] * E, strict=True)]
+        self.wrong_ok = np.array([w if w is not None else (np.inf, -np.inf) for w in win], np.float64).reshape(E, 2)
         self.route_xy, self.route_dir, self.route_pct, self.route_n = pad_routes(routes)
         self.length = np.array([r.length for r in routes])
         self.timeout = SECONDS_PER_METER * self.length + TIMEOUT_BASE
@@ -148,6 +154,8 @@ class RouteMonitor:
             self.stop_inside = inside
         # 5. outside route lanes (off the drivable lanes, or against the traffic direction)
         off, wrong = ego_lane_status(state, g)
+        s_route = np.array([r.cum_s[min(i, len(r) - 1)] for r, i in zip(self.routes, self.idx, strict=True)])
+        wrong &= ~((s_route >= self.wrong_ok[:, 0]) & (s_route <= self.wrong_ok[:, 1]))
         step_len = np.hypot(ex - prev.x[:, EGO], ey - prev.y[:, EGO])
         self.outside_dist += np.where(active & (off | wrong), step_len, 0.0)
         # 6. route deviation

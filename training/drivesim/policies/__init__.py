@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from .expert import ExpertConfig, ExpertPolicy
 from .rule import Plan, RulePolicy
 
-POLICIES = {"rule": RulePolicy}
-PLANNED = {"expert": "the scenarios/expert issue", "il": "the PerlAD issue", "perlad": "the PerlAD issue",
+POLICIES = {"rule": RulePolicy, "expert": ExpertPolicy}
+PLANNED = {"il": "the PerlAD issue", "perlad": "the PerlAD issue",
            "perlad_logreplay": "the PerlAD issue"}
 
 
@@ -23,4 +24,4 @@ def make_policy(name: str, num_envs: int = 1, **kw):
     raise UnknownPolicy(f"unknown policy {name!r}; available: {', '.join(POLICIES)}")
 
 
-__all__ = ["POLICIES", "Plan", "RulePolicy", "UnknownPolicy", "make_policy"]
+__all__ = ["ExpertConfig", "ExpertPolicy", "POLICIES", "Plan", "RulePolicy", "UnknownPolicy", "make_policy"]

@@ -64,8 +64,28 @@ def idm_speed_profile(path: np.ndarray, v: np.ndarray, v0: np.ndarray, gap: np.n
     return np.stack([np.interp(cum[e], s_hist[e], v_hist[e]) for e in range(E)])
 
 
+def stop_line_gaps(scene: PerceivedScene, served_stop: np.ndarray, comfort_brake: float):
+    """Where the ego must stop for lights and stop signs: (stop_light, light_gap, stop_sign, sign_gap), (E,)
+    each; gaps from the front bumper to the stop point [m]. Red lights, and yellow ones when a comfortable stop
+    is possible; a stop sign once, until the ego has stood at its line (`served_stop` (E,) is updated)."""
+    v = scene.ego_speed
+    half = DEFAULT_VEHICLE.length / 2
+    lgap = scene.light_dist - half - STOP_LINE_MARGIN
+    comfortable = lgap > v * v / (2 * comfort_brake)
+    stop_light = (scene.light_state == LightState.RED) | ((scene.light_state == LightState.YELLOW) & comfortable)
+    stop_light &= lgap > -half  # already over the line: go on
+    sgap = scene.stop_dist - half - STOP_LINE_MARGIN
+    at_line = (scene.stop_id >= 0) & (sgap < 2.5) & (v < STOP_HOLD)
+    served_stop[:] = np.where(at_line, scene.stop_id, served_stop)
+    stop_sign = (scene.stop_id >= 0) & (served_stop != scene.stop_id) & (sgap > -half)
+    return stop_light, lgap, stop_sign, sgap
+
+
 class RulePolicy:
+    """Sees only the perceived scene (``privileged = False``: `act` is given no truth)."""
+
     name = "rule"
+    privileged = False
 
     def __init__(self, num_envs: int, max_speed: float = 12.0, idm: IDMParams | None = None,
                  controller: ControllerConfig | None = None, dt: float = 0.05, speed_profile: bool = False):
@@ -108,17 +128,7 @@ class RulePolicy:
         v0 = np.minimum(scene.speed_limit, self.max_speed)
         gap, lead_v = self.leader_gap(scene)
         dv = v - lead_v
-        half = DEFAULT_VEHICLE.length / 2
-        # traffic lights: stop for red, and for yellow when a comfortable stop is possible
-        lgap = scene.light_dist - half - STOP_LINE_MARGIN
-        comfortable = lgap > v * v / (2 * self.idm.comfort_brake)
-        stop_light = (scene.light_state == LightState.RED) | ((scene.light_state == LightState.YELLOW) & comfortable)
-        stop_light &= lgap > -half  # already over the line: go on
-        # stop signs: stop at the line once, then go
-        sgap = scene.stop_dist - half - STOP_LINE_MARGIN
-        at_line = (scene.stop_id >= 0) & (sgap < 2.5) & (v < STOP_HOLD)
-        self.served_stop = np.where(at_line, scene.stop_id, self.served_stop)
-        stop_sign = (scene.stop_id >= 0) & (self.served_stop != scene.stop_id) & (sgap > -half)
+        stop_light, lgap, stop_sign, sgap = stop_line_gaps(scene, self.served_stop, self.idm.comfort_brake)
         for cond, g_stop in ((stop_light, lgap), (stop_sign, sgap)):
             # IDM halts min_gap short of an obstacle: place the virtual one min_gap beyond the stop point
             g_virtual = np.maximum(g_stop, 0.0) + self.idm.min_gap
@@ -134,7 +144,7 @@ class RulePolicy:
         profile[:, 0] = np.minimum(profile[:, 0], target)
         return Plan(scene.route, target, np.where(gap[:, None] < self.idm.min_gap * 0.5, 0.0, profile))
 
-    def act(self, scene: PerceivedScene) -> tuple[Controls, Plan]:
+    def act(self, scene: PerceivedScene, truth=None) -> tuple[Controls, Plan]:
         plan = self.plan(scene)
         throttle, steer, brake = self.controller(plan.path, plan.target_speed, scene.ego_speed)
         return Controls(throttle, steer, brake), plan

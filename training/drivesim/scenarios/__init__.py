@@ -5,6 +5,15 @@ parameters) into actors of the pseudo-simulator (static obstacles, scripted acto
 Types without a builder yet run with background traffic only, and `SIMULATED_TYPES` says which are simulated.
 """
 
-from .builders import SCENARIO_BUILDERS, SIMULATED_TYPES, ActorSpec, build_actors, place_scenario
+from .builders import (
+    SCENARIO_BUILDERS,
+    SIMULATED_TYPES,
+    WRONG_WAY_ALLOWED,
+    ActorSpec,
+    build_actors,
+    place_scenario,
+    wrong_way_window,
+)
 
-__all__ = ["SCENARIO_BUILDERS", "SIMULATED_TYPES", "ActorSpec", "build_actors", "place_scenario"]
+__all__ = ["SCENARIO_BUILDERS", "SIMULATED_TYPES", "WRONG_WAY_ALLOWED", "ActorSpec", "build_actors", "place_scenario",
+           "wrong_way_window"]

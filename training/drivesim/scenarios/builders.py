@@ -519,6 +519,23 @@ BACKGROUND_TYPES = {"SequentialLaneChange",  # the route itself asks for the lan
 SIMULATED_TYPES = frozenset(SCENARIO_BUILDERS) | BACKGROUND_TYPES
 
 
+# Scenarios that switch the Leaderboard's wrong-direction test off (scenario_runner's SwitchWrongDirectionTest)
+# while the ego passes their obstacle through the opposite lane.
+WRONG_WAY_ALLOWED = frozenset({"ParkedObstacleTwoWays", "ConstructionObstacleTwoWays", "AccidentTwoWays",
+                               "HazardAtSideLaneTwoWays", "VehicleOpensDoorTwoWays"})
+WRONG_WAY_PAST = 25.0  # [m] beyond the obstacle's end before the test is on again
+
+
+def wrong_way_window(route: DenseRoute, spec: ScenarioSpec | None) -> tuple[float, float] | None:
+    """Route arc lengths (from, to) [m] inside which driving against the traffic direction is allowed: from the
+    trigger point to WRONG_WAY_PAST beyond the scenario's obstacles (for HazardAtSideLane, the bicycles' ride)."""
+    if spec is None or spec.type not in WRONG_WAY_ALLOWED:
+        return None
+    s0 = float(route.cum_s[trigger_index(route, spec)])
+    extent = float(spec.params.get("bicycle_drive_distance", 60.0)) if spec.type.startswith("HazardAtSideLane") else 15.0
+    return s0, s0 + float(spec.params.get("distance", 40.0)) + extent + WRONG_WAY_PAST
+
+
 def build_actors(g: LaneGraph, route: DenseRoute, spec: ScenarioSpec | None, rng: np.random.Generator) -> list[ActorSpec]:
     if spec is None or spec.type not in SCENARIO_BUILDERS:
         return []

@@ -16,6 +16,7 @@ from ..routes.planner import DenseRoute
 from .state import EGO, LightState, SimState
 
 PERCEPTION_RANGE = 50.0  # [m]
+PRIVILEGED_RANGE = 1e6  # [m] what the privileged expert's scene covers (everything)
 ROUTE_POINTS = 60  # route points ahead (1 m apart)
 TRACK_WINDOW = 30  # route points searched ahead of the last match
 
@@ -35,6 +36,18 @@ class PerceivedScene:
     light_state: np.ndarray  # (E,) LightState of that light, -1 if none
     stop_dist: np.ndarray  # (E,) [m] along the route to the next stop-sign junction entry, inf if none
     stop_id: np.ndarray  # (E,) index of that stop sign, -1 if none
+
+
+@dataclass
+class Truth:
+    """What a privileged policy (the expert) gets besides the scene: the full simulator state, the light
+    states, the map, and each env's dense route with the ego's current index on it."""
+
+    state: SimState
+    lights: np.ndarray  # (E, T) LightState
+    map: LaneGraph
+    routes: list[DenseRoute]
+    route_idx: np.ndarray  # (E,) nearest route point of each ego
 
 
 def route_control_points(g: LaneGraph, route: DenseRoute) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -63,6 +76,10 @@ class ScenePerceiver:
             d = np.hypot(r.xy[a:b, 0] - state.x[e, EGO], r.xy[a:b, 1] - state.y[e, EGO])
             self.idx[e] = a + int(np.argmin(d))
         return self.idx
+
+    def truth(self, state: SimState, lights: np.ndarray) -> Truth:
+        """The privileged view at the route index of the last `__call__`."""
+        return Truth(state, lights, self.map, self.routes, self.idx.copy())
 
     def __call__(self, state: SimState, lights: np.ndarray) -> PerceivedScene:
         E, A = state.x.shape

@@ -70,6 +70,32 @@ class Script:
         return float(cum[-1])
 
 
+def phase_speed(sc: Script, t_act: np.ndarray, since: np.ndarray) -> np.ndarray:
+    """The speed each scripted agent's current phase asks for (E, A): waiting, going or braking/holding."""
+    active = np.isfinite(t_act)
+    braking = active & (since >= sc.brake_at) & (since < sc.brake_at + sc.hold)
+    return np.where(~active, sc.wait_speed, np.where(braking, 0.0, sc.go_speed))
+
+
+def path_position(sc: Script, s: np.ndarray, index=...) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, segment heading, segment length) at arc lengths s on the script paths. s broadcasts against sc.cum[index][..., 0];
+    `index` selects agents (e.g. (e, agent_indices)); extra trailing dims of s (times) are allowed."""
+    cum, path = sc.cum[index], sc.path[index]  # (..., K), (..., K, 2)
+    extra = s.ndim - (cum.ndim - 1)
+    for _ in range(extra):
+        cum, path = cum[..., None, :], path[..., None, :, :]
+    K = cum.shape[-1]
+    k = np.clip((cum[..., 1:] <= s[..., None]).sum(-1), 0, K - 2)
+    c0 = np.take_along_axis(cum, k[..., None], -1)[..., 0]
+    c1 = np.take_along_axis(cum, (k + 1)[..., None], -1)[..., 0]
+    p0 = np.take_along_axis(path, k[..., None, None], -2)[..., 0, :]
+    p1 = np.take_along_axis(path, (k + 1)[..., None, None], -2)[..., 0, :]
+    w = np.where(c1 > c0, (s - c0) / np.maximum(c1 - c0, 1e-9), 0.0)[..., None]
+    pos = p0 + (p1 - p0) * w
+    seg = p1 - p0
+    return pos[..., 0], pos[..., 1], np.arctan2(seg[..., 1], seg[..., 0]), np.hypot(seg[..., 0], seg[..., 1])
+
+
 def script_step(state: SimState, dt: float) -> dict[str, np.ndarray]:
     """New (x, y, yaw, speed, accel, s, valid) of SCRIPTED agents and the updated trigger times."""
     sc = state.script
@@ -81,8 +107,7 @@ def script_step(state: SimState, dt: float) -> dict[str, np.ndarray]:
     t_act = np.where(fire, t, sc.t_act)
     since = t - t_act  # inf-safe: -inf while waiting
     active = np.isfinite(t_act)
-    braking = active & (since >= sc.brake_at) & (since < sc.brake_at + sc.hold)
-    target = np.where(~active, sc.wait_speed, np.where(braking, 0.0, sc.go_speed))
+    target = phase_speed(sc, t_act, since)
     # followers: with the ego ahead (within 60 m, 2 m of the heading line) the speed is capped so that braking
     # at half the accel limit stops 4 m behind it: v <= v_ego + sqrt(2 b (gap - 4))
     c, s_ = np.cos(state.yaw), np.sin(state.yaw)
@@ -99,23 +124,13 @@ def script_step(state: SimState, dt: float) -> dict[str, np.ndarray]:
     s_new = np.where(frozen, state.s, np.minimum(state.s + 0.5 * (v + v_new) * dt, length))
     at_end = s_new >= length - 1e-6
     v_new = np.where(at_end & ~sc.end_vanish, np.minimum(v_new, 0.0), v_new)
-    # position on the path: segment k with cum[k] <= s < cum[k+1]
-    K = sc.cum.shape[-1]
-    k = np.clip((sc.cum[..., 1:] <= s_new[..., None]).sum(-1), 0, K - 2)
-    c0 = np.take_along_axis(sc.cum, k[..., None], -1)[..., 0]
-    c1 = np.take_along_axis(sc.cum, (k + 1)[..., None], -1)[..., 0]
-    p0 = np.take_along_axis(sc.path, k[..., None, None], 2)[..., 0, :]
-    p1 = np.take_along_axis(sc.path, (k + 1)[..., None, None], 2)[..., 0, :]
-    w = np.where(c1 > c0, (s_new - c0) / np.maximum(c1 - c0, 1e-9), 0.0)[..., None]
-    pos = p0 + (p1 - p0) * w
-    seg = p1 - p0
-    moving_seg = np.hypot(seg[..., 0], seg[..., 1]) > 1e-6
-    yaw = np.where(moving_seg, np.arctan2(seg[..., 1], seg[..., 0]), state.yaw)
+    px, py, heading, seg_len = path_position(sc, s_new)
+    yaw = np.where(seg_len > 1e-6, heading, state.yaw)
     gone = (at_end & sc.end_vanish) | (active & (since >= sc.vanish_after))
     visible = np.where(sc.appear, active, True) & ~gone
     valid = np.where(m, visible & (state.valid | fire), state.valid)
     return {
-        "x": np.where(m, pos[..., 0], state.x), "y": np.where(m, pos[..., 1], state.y),
+        "x": np.where(m, px, state.x), "y": np.where(m, py, state.y),
         "yaw": np.where(m, yaw, state.yaw), "speed": np.where(m, v_new, state.speed),
         "accel": np.where(m, (v_new - v) / dt, state.accel), "s": np.where(m, s_new, state.s),
         "valid": valid, "t_act": t_act,

@@ -112,6 +112,26 @@ def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray]
     return gap.reshape(E, A), lead_v.reshape(E, A)
 
 
+EGO_AHEAD_RANGE = 40.0  # [m]
+EGO_AHEAD_MARGIN = 0.3  # [m] lateral, beyond the two half widths
+
+
+def ego_ahead(state: SimState) -> tuple[np.ndarray, np.ndarray]:
+    """Bumper gap [m] to the ego when it is in front of an agent, across its path (within EGO_AHEAD_RANGE),
+    and the ego's speed along the agent's heading; inf/0 otherwise. (E, A)."""
+    c, s = np.cos(state.yaw), np.sin(state.yaw)
+    dx, dy = state.x[:, :1] - state.x, state.y[:, :1] - state.y
+    lon, lat = dx * c + dy * s, -dx * s + dy * c
+    dyaw = state.yaw[:, :1] - state.yaw
+    # the ego's half extent across the agent's heading
+    half_w = 0.5 * (state.width[:, :1] * np.abs(np.cos(dyaw)) + state.length[:, :1] * np.abs(np.sin(dyaw)))
+    half_l = 0.5 * (state.length[:, :1] * np.abs(np.cos(dyaw)) + state.width[:, :1] * np.abs(np.sin(dyaw)))
+    hit = (lon > 0) & (lon < EGO_AHEAD_RANGE) & (np.abs(lat) < half_w + state.width / 2 + EGO_AHEAD_MARGIN)
+    hit[:, 0] = False
+    gap = np.where(hit, lon - half_l - state.length / 2, np.inf).astype(np.float32)
+    return gap, np.where(hit, state.speed[:, :1] * np.cos(dyaw), 0.0).astype(np.float32)
+
+
 def junction_occupancy(state: SimState, g: LaneGraph, junction_index: np.ndarray) -> np.ndarray:
     """Number of valid agents on lanes of each junction: (E, J). junction_index maps lane -> 0..J-1 or -1."""
     E, A = state.x.shape
@@ -129,6 +149,10 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
     idm = state.valid & (state.behavior == Behavior.IDM)
     v = state.speed
     gap, lead_v = lane_leaders(state, g)
+    # the ego by geometry too: it leaves the lane graph when it turns, swerves or changes lanes
+    eg_gap, eg_v = ego_ahead(state)
+    closer = eg_gap < gap
+    gap, lead_v = np.where(closer, eg_gap, gap), np.where(closer, eg_v, lead_v)
     gap = np.where(gap > p.lookahead, np.inf, gap)
     dv = v - lead_v
     # virtual stop line at the end of the lane

@@ -63,7 +63,7 @@ class PseudoSimCore:
         self.state: SimState = route_scene(g, [self.route], max_agents=max_agents, seed=seed,
                                            scenarios=[spec.scenarios[0] if spec.scenarios else None])
         self.sim = Simulator(g)
-        self.monitor = RouteMonitor(g, [self.route], [spec.scenario_type])
+        self.monitor = RouteMonitor(g, [self.route], scenarios=[spec.scenarios[0] if spec.scenarios else None])
         self.lights = self.sim.lights(self.state)
         self.controls = Controls.zeros(1)
         self.applied_stamps: set[int] = set()
