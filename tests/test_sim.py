@@ -126,6 +126,7 @@ def _leaders_by_loop(state, g):
     E, A = state.x.shape
     gap = np.full((E, A), np.inf)
     lead = np.zeros((E, A))
+    slot = np.full((E, A), -1)
     for e in range(E):
         on = [a for a in range(A) if state.valid[e, a] and state.lane[e, a] >= 0]
         for a in on:
@@ -135,6 +136,7 @@ def _leaders_by_loop(state, g):
                 b = min(ahead, key=lambda b: (state.s[e, b], b))
                 gap[e, a] = state.s[e, b] - state.s[e, a] - state.length[e, a] / 2 - state.length[e, b] / 2
                 lead[e, a] = state.speed[e, b]
+                slot[e, a] = b
             elif state.next_lane[e, a] >= 0:
                 nxt = [b for b in on if state.lane[e, b] == state.next_lane[e, a]]
                 if nxt:
@@ -142,7 +144,8 @@ def _leaders_by_loop(state, g):
                     gap[e, a] = (g.lane_length[state.lane[e, a]] - state.s[e, a] + state.s[e, b]
                                  - state.length[e, a] / 2 - state.length[e, b] / 2)
                     lead[e, a] = state.speed[e, b]
-    return gap, lead
+                    slot[e, a] = b
+    return gap, lead, slot
 
 
 def test_lane_leaders_match_a_loop(proc_town):
@@ -159,8 +162,9 @@ def test_lane_leaders_match_a_loop(proc_town):
     # crowd a few lanes so that same-lane leaders and next-lane leaders both occur, and drop some agents
     state.lane[:, 1:6] = state.lane[:, 6:7]
     state.valid[:, 20:] = False
-    fast_gap, fast_v = lane_leaders(state, g)
-    ref_gap, ref_v = _leaders_by_loop(state, g)
+    fast_gap, fast_v, fast_slot = lane_leaders(state, g)
+    ref_gap, ref_v, ref_slot = _leaders_by_loop(state, g)
+    np.testing.assert_array_equal(fast_slot, ref_slot)
     assert np.isfinite(ref_gap).sum() > 20
     np.testing.assert_array_equal(np.isfinite(fast_gap), np.isfinite(ref_gap))
     f = np.isfinite(ref_gap)

@@ -70,8 +70,8 @@ class ExpertConfig:
 
 @dataclass
 class Offset:
-    """A lateral offset of the route: 0 before u0, smooth ramp to `o` over [u0, u0+l1], held to u1, smooth ramp
-    back to 0 over [u1, u1+l2]. u is the route's arc length; o > 0 is to the left."""
+    """A lateral offset of the route: `o_from` before u0, smooth ramp to `o` over [u0, u0+l1], held to u1, smooth
+    ramp back to 0 over [u1, u1+l2]. u is the route's arc length; o > 0 is to the left."""
 
     o: float
     u0: float
@@ -79,13 +79,15 @@ class Offset:
     u1: float
     l2: float
     reason: str = "overtake"
+    o_from: float = 0.0
 
     def __call__(self, u: np.ndarray) -> np.ndarray:
         def smooth(x):
             x = np.clip(x, 0.0, 1.0)
             return x * x * (3 - 2 * x)
 
-        return self.o * (smooth((u - self.u0) / self.l1) - smooth((u - self.u1) / self.l2))
+        a = smooth((u - self.u0) / self.l1)
+        return (self.o_from * (1 - a) + self.o * a) * (1 - smooth((u - self.u1) / self.l2))
 
     @property
     def end(self) -> float:
@@ -150,9 +152,12 @@ def _lane_chains(g: LaneGraph, lane: np.ndarray, nxt: np.ndarray, reach: np.ndar
     return np.array(rows, np.int64).reshape(-1, CHAIN), np.array(owner, np.int64)
 
 
-def forecast(truth: Truth, e: int, times: np.ndarray, radius: float = 120.0, moving_speed: float = 0.5) -> Forecast:
+def forecast(truth: Truth, e: int, times: np.ndarray, radius: float = 120.0, moving_speed: float = 0.5,
+             cautious: bool = False) -> Forecast:
     """Where every valid agent within `radius` of the ego of env e will be at `times` (T,) [s from now]. A lane
-    follower that may still choose between successors has one row per choice (rows share `index`)."""
+    follower that may still choose between successors has one row per choice (rows share `index`).
+    cautious: lane followers drive at least at their desired speed (a waiting car may pull out any moment):
+    what a manoeuvre through another lane must be safe against."""
     st, g = truth.state, truth.map
     ex, ey = st.x[e, EGO], st.y[e, EGO]
     m = st.valid[e] & (np.hypot(st.x[e] - ex, st.y[e] - ey) < radius)
@@ -169,6 +174,8 @@ def forecast(truth: Truth, e: int, times: np.ndarray, radius: float = 120.0, mov
     x0, y0, yaw0 = st.x[e, idx].astype(np.float64), st.y[e, idx].astype(np.float64), st.yaw[e, idx].astype(np.float64)
     v = np.maximum(st.speed[e, idx].astype(np.float64), 0.0)
     beh = st.behavior[e, idx]
+    if cautious:
+        v = np.where(beh == Behavior.IDM, np.maximum(v, st.desired_speed[e, idx]), v)
     x = np.repeat(x0[:, None], T, 1)
     y = np.repeat(y0[:, None], T, 1)
     yaw = np.repeat(yaw0[:, None], T, 1)
@@ -281,7 +288,8 @@ class ExpertPolicy:
         self.offset: list[Offset | None] = [None] * self.E
         self.calls = 0
         self._plans: list[tuple | None] = [None] * self.E
-        self.status = [""] * self.E  # why the last plan does what it does (for renders and debugging)
+        self.status = [""] * self.E  # what the last plan does and why (for renders and debugging)
+        self.trace: list[list[str]] = [[] for _ in range(self.E)]  # offsets tried and why they were refused
 
     # ------------------------------------------------------------------ geometry
     def _route_window(self, truth: Truth, e: int, ahead: float = 170.0):
@@ -369,14 +377,18 @@ class ExpertPolicy:
         # leaders: agents roughly along the path, ahead, inside the corridor
         b, vl = [x + p.min_gap for x in stops], [0.0] * len(stops)
         if len(F.index):
-            u, lat = path.locate(F.x[:, 0], F.y[:, 0])
-            hd = np.cos(F.yaw[:, 0] - np.interp(u, path.u, np.unwrap(path.yaw)))
-            half_w = 0.5 * (F.width * np.abs(hd) + F.length * np.sqrt(np.maximum(1 - hd ** 2, 0)))
-            inside = (np.abs(lat) < half_w + EGO_HALF_W + 0.3) & (u > s_e) & ~ignore
-            lead = inside & (hd > 0.5)
+            # leaders: heading along the path, ahead, inside its corridor now or at a forecast time (a car in
+            # the lane an offset path moves into)
+            n, Ts = len(F.index), min(T, F.x.shape[1])
+            u, lat = path.locate(F.x[:, :Ts].ravel(), F.y[:, :Ts].ravel())
+            u, lat = u.reshape(n, Ts), lat.reshape(n, Ts)
+            hd = np.cos(F.yaw[:, :Ts] - np.interp(u, path.u, np.unwrap(path.yaw)))
+            half_w = 0.5 * (F.width[:, None] * np.abs(hd) + F.length[:, None] * np.sqrt(np.maximum(1 - hd ** 2, 0)))
+            inside = (np.abs(lat) < half_w + EGO_HALF_W + 0.3) & (hd > 0.5) & (u > s_e)
+            lead = inside.any(axis=1) & ~ignore & (u[:, 0] > s_e)
             for j in np.flatnonzero(lead):
-                b.append(u[j] - F.length[j] / 2 - EGO_HALF_L)
-                vl.append(F.speed[j] * hd[j])
+                b.append(u[j, 0] - F.length[j] / 2 - EGO_HALF_L)
+                vl.append(F.speed[j] * hd[j, 0])
         b, vl = np.asarray(b, np.float64), np.asarray(vl, np.float64)
         yielded = []
         for _ in range(c.conflict_rounds):
@@ -391,17 +403,16 @@ class ExpertPolicy:
         return Rollout(s, v, j, ti, tuple(yielded))
 
     # ------------------------------------------------------------------ passing
-    def _blockers(self, path: PathFrame, s_e: float, F: Forecast, ignore: np.ndarray):
-        """Agents that will not move, inside the path corridor ahead: (mask, u, lateral)."""
+    def _blockers(self, path: PathFrame, s_e: float, F: Forecast, ignore: np.ndarray) -> np.ndarray:
+        """Agents that will not move, inside the path corridor ahead (mask over F)."""
         c = self.cfg
         if len(F.index) == 0:
-            return np.zeros(0, bool), np.zeros(0), np.zeros(0)
+            return np.zeros(0, bool)
         u, lat = path.locate(F.x[:, 0], F.y[:, 0])
         hd = np.cos(F.yaw[:, 0] - np.interp(u, path.u, np.unwrap(path.yaw)))
         half_w = 0.5 * (F.width * np.abs(hd) + F.length * np.sqrt(np.maximum(1 - hd ** 2, 0)))
         still = ~F.will_move & (F.speed < c.blocker_speed)
-        m = still & ~ignore & (np.abs(lat) < half_w + EGO_HALF_W + 0.2) & (u > s_e) & (u < s_e + c.blocker_lookahead)
-        return m, u, lat
+        return still & ~ignore & (np.abs(lat) < half_w + EGO_HALF_W + 0.2) & (u > s_e) & (u < s_e + c.blocker_lookahead)
 
     def _drivable(self, g: LaneGraph, path: PathFrame, a: float, b: float) -> tuple[bool, float]:
         """Whether the car stays on driving lanes along [a, b] of the path; and the metres in opposite lanes."""
@@ -421,15 +432,19 @@ class ExpertPolicy:
         against = ~same & (g.lane_junction[lane] < 0)
         return True, float(against.sum() * 2.0)
 
-    def _try_offsets(self, truth: Truth, e: int, base, s_e: float, v_e: float, v_limit: float, F: Forecast,
-                     ignore: np.ndarray, candidates: list[Offset], allow_wrong_way: bool) -> Offset | None:
+    def _try_offsets(self, truth: Truth, e: int, base, s_e: float, v_e: float, v_limit: float, ignore_slots: set,
+                     candidates: list[Offset], allow_wrong_way: bool) -> Offset | None:
+        """The cheapest candidate whose whole manoeuvre is drivable and clear against cautious forecasts."""
         u, xy, yaw = base
+        F = forecast(truth, e, self.times, moving_speed=self.cfg.blocker_speed, cautious=True)
+        ignore = np.isin(F.index, list(ignore_slots))
         best, best_cost = None, np.inf
         T = len(self.times)
         for off in candidates:
             path = self._frame(u, xy, yaw, off)
             ok, wrong = self._drivable(truth.map, path, max(off.u0, s_e), off.end)
             if not ok or (wrong > 0 and not allow_wrong_way):
+                self.trace[e].append(f"{off.o:+.1f} m: {'off the driving lanes' if not ok else 'opposite lane'}")
                 continue
             cost = abs(off.o) + self.cfg.wrong_way_cost * wrong / 10.0
             if cost >= best_cost:
@@ -437,6 +452,9 @@ class ExpertPolicy:
             ro = self._speed_plan(path, s_e, v_e, v_limit, F, ignore, [], T)
             # the whole manoeuvre must be collision-free and must not stall
             if ro.hit >= 0 or (ro.s[-1] < off.end and ro.v[-1] < 0.5):
+                why = f"conflict with agent {int(F.index[ro.hit])}" if ro.hit >= 0 else \
+                    f"stalls (yields to {[int(F.index[j]) for j in ro.yielded]})"
+                self.trace[e].append(f"{off.o:+.1f} m: {why}")
                 continue
             best, best_cost = off, cost
         return best
@@ -446,6 +464,7 @@ class ExpertPolicy:
         """For env e: world-frame path (P, 2), times (T,), planned speeds (T,), speed at each path point (P,)."""
         c = self.cfg
         st = truth.state
+        self.trace[e] = []
         v_e = max(float(st.speed[e, EGO]), 0.0)
         v_limit = min(float(scene.speed_limit[e]), c.max_speed)
         s_e, u, xy, yaw = self._route_window(truth, e)
@@ -469,7 +488,8 @@ class ExpertPolicy:
                 lane = int(truth.routes[e].lane[int(truth.route_idx[e])])
                 w = float(truth.map.lane_width[lane])
                 cands = [Offset(o, s_e, max(10.0, 1.5 * v_e + 6.0), s_e + 40.0, 15.0, "yield") for o in (-w, w)]
-                off = self._try_offsets(truth, e, base, s_e, v_e, v_limit, F, ignore, cands, allow_wrong_way=False)
+                off = self._try_offsets(truth, e, base, s_e, v_e, v_limit, set(F.index[ignore]), cands,
+                                        allow_wrong_way=False)
         path = self._frame(u, xy, yaw, off)
         stops = []
         stop_light, lgap, stop_sign, sgap = stop_gaps
@@ -477,15 +497,19 @@ class ExpertPolicy:
             stops.append(s_e + max(float(lgap[e]), 0.0))
         if stop_sign[e]:
             stops.append(s_e + max(float(sgap[e]), 0.0))
-        blk, bu, blat = self._blockers(path, s_e, F, ignore)
+        blk = self._blockers(path, s_e, F, ignore)
         status = "follow route" if off is None else f"{off.reason} {'left' if off.o > 0 else 'right'} ({off.o:+.1f} m)"
-        if blk.any() and off is None:
-            # the route is blocked by something that will not move: pass it if a clear offset exists
+        if blk.any():
+            # the path is blocked by something that will not move: pass it if a clear offset exists (from
+            # wherever the current path is, relative to the route)
+            base_path = path if off is None else self._frame(u, xy, yaw, None)
+            bu, blat = base_path.locate(F.x[:, 0], F.y[:, 0])
             j = np.flatnonzero(blk)
             u_start = float(np.min(bu[j] - F.length[j] / 2))
             u_end = float(np.max(bu[j] + F.length[j] / 2))
             # everything standing near the blocked stretch shapes the offset
             near = (~F.will_move) & (bu > u_start - 3) & (bu < u_end + 12) & (np.abs(blat) < 6.0)
+            near |= blk
             u_end = max(u_end, float(np.max(bu[near] + F.length[near] / 2)))
             half = 0.5 * np.maximum(F.width, 0.3)
             lat_hi = float(np.max(blat[near] + half[near]))
@@ -493,10 +517,12 @@ class ExpertPolicy:
             u0 = max(u_start - 2.0 - c.ramp, s_e)
             l1 = max(u_start - 2.0 - u0, 6.0)
             u1 = u_end + EGO_HALF_L + 2.0
-            cands = [Offset(o, u0, l1, u1, c.ramp) for o in (lat_hi + EGO_HALF_W + c.pass_clearance,
-                                                               lat_lo - EGO_HALF_W - c.pass_clearance)
+            o_now = float(off(np.array([s_e]))[0]) if off is not None else 0.0
+            cands = [Offset(o, u0, l1, u1, c.ramp, o_from=o_now)
+                     for o in (lat_hi + EGO_HALF_W + c.pass_clearance, lat_lo - EGO_HALF_W - c.pass_clearance)
                      if abs(o) <= c.max_offset]
-            cand = self._try_offsets(truth, e, base, s_e, v_e, v_limit, F, ignore, cands, allow_wrong_way=True)
+            cand = self._try_offsets(truth, e, base, s_e, v_e, v_limit, set(F.index[ignore]), cands,
+                                     allow_wrong_way=True)
             if cand is not None:
                 off = cand
                 path = self._frame(u, xy, yaw, off)

@@ -71,8 +71,8 @@ def pick_successor(g: LaneGraph, lane: np.ndarray, rng: np.ndarray) -> tuple[np.
     return nxt.astype(np.int32), rng
 
 
-def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray]:
-    """Gap [m] (bumper to bumper) and speed of each agent's leader along the lane graph; inf/0 if none.
+def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gap [m] (bumper to bumper), speed and slot of each agent's leader along the lane graph; inf/0/-1 if none.
 
     Agents with lane >= 0 take part (IDM agents, and the ego / obstacles once assigned a lane). Each env's
     agents are sorted by (lane, s) in one row-wise argsort (A log A per env, no loop over envs); the leader is
@@ -92,12 +92,14 @@ def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray]
     s_f, half_f, v_f = s.ravel(), half.ravel(), state.speed.ravel()
     gap = np.full(E * A, np.inf, np.float32)
     lead_v = np.zeros(E * A, np.float32)
+    lead = np.full(E * A, -1, np.int64)
     # consecutive agents in sorted order on the same lane: follower i, leader j (row ends excluded)
     same = (lane_sorted_flat[:-1] == lane_sorted_flat[1:]) & (lane_sorted_flat[:-1] < L)
     same[A - 1 :: A] = False
     i, j = flat_order[:-1][same], flat_order[1:][same]
     gap[i] = s_f[j] - s_f[i] - half_f[i] - half_f[j]
     lead_v[i] = v_f[j]
+    lead[i] = j % A
     # no leader on the lane: the first agent on the chosen next lane (rows are sorted, so the flat
     # key env * (L + 1) + lane is globally non-decreasing and one searchsorted finds it)
     need = np.flatnonzero(on.ravel() & ~np.isfinite(gap) & (state.next_lane.ravel() >= 0))
@@ -109,10 +111,12 @@ def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray]
         i2, j2 = need[hit], flat_order[pos[hit]]
         gap[i2] = g.f32["lane_length"][state.lane.ravel()[i2]] - s_f[i2] + s_f[j2] - half_f[i2] - half_f[j2]
         lead_v[i2] = v_f[j2]
-    return gap.reshape(E, A), lead_v.reshape(E, A)
+        lead[i2] = j2 % A
+    return gap.reshape(E, A), lead_v.reshape(E, A), lead.reshape(E, A)
 
 
 EGO_AHEAD_RANGE = 40.0  # [m]
+STUCK_GAP = 10.0  # [m] a stopped vehicle this close behind a standing obstacle is stuck
 EGO_AHEAD_MARGIN = 0.3  # [m] lateral, beyond the two half widths
 
 
@@ -148,7 +152,11 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
     full (E, A) arrays; non-IDM agents keep their values."""
     idm = state.valid & (state.behavior == Behavior.IDM)
     v = state.speed
-    gap, lead_v = lane_leaders(state, g)
+    gap, lead_v, lead = lane_leaders(state, g)
+    # a vehicle stopped right behind a standing scenario obstacle leaves (it cannot pass it; the Leaderboard's
+    # BackgroundBehavior clears such vehicles from the ego's way, LeaveSpaceInFront)
+    lead_static = (lead >= 0) & (np.take_along_axis(state.behavior, np.maximum(lead, 0), axis=1) == Behavior.STATIC)
+    stuck = idm & lead_static & (gap < STUCK_GAP) & (v < 0.1)
     # the ego by geometry too: it leaves the lane graph when it turns, swerves or changes lanes
     eg_gap, eg_v = ego_ahead(state)
     closer = eg_gap < gap
@@ -208,7 +216,7 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
         "next_lane": np.where(idm, nl_c, state.next_lane),
         "stop_wait": np.where(idm, stop_wait, state.stop_wait),
         "rng": np.where(idm, rng, state.rng),
-        "valid": np.where(idm, valid, state.valid),
+        "valid": np.where(idm, valid & ~stuck, state.valid),
         "x": np.where(idm, x, state.x),
         "y": np.where(idm, y, state.y),
         "yaw": np.where(idm, yaw, state.yaw),
