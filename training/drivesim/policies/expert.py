@@ -51,6 +51,7 @@ class ExpertConfig:
     dt: float = 0.2  # [s] forecast / roll-out step
     overtake_horizon: float = 10.0  # [s] an overtaking manoeuvre must be clear this long
     replan_every: int = 2  # simulator steps between plans (the PID runs every step)
+    standoff_time: float = 4.0  # [s] standing this long, standing agents in the way count as obstacles
     margin_lon: float = 1.0  # [m] added to the ego's length (front and back) in collision checks
     margin_lat: float = 0.35  # [m] added to each side of the ego
     stop_before_conflict: float = 1.5  # [m] the ego's centre stops this far before a predicted collision
@@ -287,6 +288,7 @@ class ExpertPolicy:
         self.served_stop = np.full(self.E, -1, np.int64)
         self.offset: list[Offset | None] = [None] * self.E
         self.calls = 0
+        self.standing = np.zeros(self.E)  # [s] the ego has been standing
         self._plans: list[tuple | None] = [None] * self.E
         self.status = [""] * self.E  # what the last plan does and why (for renders and debugging)
         self.trace: list[list[str]] = [[] for _ in range(self.E)]  # offsets tried and why they were refused
@@ -470,6 +472,11 @@ class ExpertPolicy:
         s_e, u, xy, yaw = self._route_window(truth, e)
         base = (u, xy, yaw)
         F = forecast(truth, e, self.times, moving_speed=c.blocker_speed)
+        # a standoff (the ego stands, yielding, for a while): whatever stands as well will not move for the ego
+        # (it waits for the ego in turn), so it is passed like an obstacle
+        self.standing[e] = self.standing[e] + c.replan_every * self.dt if v_e < 0.1 else 0.0
+        if self.standing[e] > c.standoff_time:
+            F.will_move &= F.speed > 0.1
         # agents behind the ego (followers, the emergency vehicle) are theirs to avoid
         ex, ey, eyaw = float(st.x[e, EGO]), float(st.y[e, EGO]), float(st.yaw[e, EGO])
         rel_x = (F.x[:, 0] - ex) * np.cos(eyaw) + (F.y[:, 0] - ey) * np.sin(eyaw)

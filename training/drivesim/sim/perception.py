@@ -19,6 +19,7 @@ PERCEPTION_RANGE = 50.0  # [m]
 PRIVILEGED_RANGE = 1e6  # [m] what the privileged expert's scene covers (everything)
 ROUTE_POINTS = 60  # route points ahead (1 m apart)
 TRACK_WINDOW = 30  # route points searched ahead of the last match
+LIGHT_BEHIND = 3  # route points (1 m) past a light's line that it is still reported (negative light_dist)
 
 
 @dataclass
@@ -32,7 +33,7 @@ class PerceivedScene:
     speed_limit: np.ndarray  # (E,) [m/s] of the lane under the route at the ego
     agents: np.ndarray  # (E, N, 7) x, y, yaw, speed, length, width, kind
     agents_valid: np.ndarray  # (E, N) bool
-    light_dist: np.ndarray  # (E,) [m] along the route to the next traffic-light stop line, inf if none
+    light_dist: np.ndarray  # (E,) [m] along the route to the next traffic-light stop line (negative: just passed), inf if none
     light_state: np.ndarray  # (E,) LightState of that light, -1 if none
     stop_dist: np.ndarray  # (E,) [m] along the route to the next stop-sign junction entry, inf if none
     stop_id: np.ndarray  # (E,) index of that stop sign, -1 if none
@@ -108,7 +109,7 @@ class ScenePerceiver:
             cmd[e, :n] = r.command[i0:i0 + P]
             limit[e] = self.map.lane_speed_limit[r.lane[i0]]
             li, lid, si, sid = self.cp[e]
-            ahead = np.flatnonzero(li >= i0)
+            ahead = np.flatnonzero(li + LIGHT_BEHIND > i0)  # a light stays in view until the ego's tail is over its line
             if len(ahead):
                 k = ahead[0]
                 light_dist[e] = r.cum_s[li[k]] - r.cum_s[i0]
