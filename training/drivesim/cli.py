@@ -107,7 +107,8 @@ def cmd_eval(a) -> int:
 
     cfg = EvalConfig(routes=a.routes, out=a.out, policy=a.policy, maps_dir=a.maps_dir,
                      route_ids=a.route_ids.split(",") if a.route_ids else None, workers=a.workers,
-                     resume=a.resume, seed=a.seed, route_timeout_s=a.route_timeout, fault=a.fault)
+                     resume=a.resume, seed=a.seed, route_timeout_s=a.route_timeout, fault=a.fault,
+                     render_failures=a.render_failures)
     s = evaluate(cfg)
     _print_summary(s)
     print(f"results: {Path(a.out) / 'results.json'}, summary: {Path(a.out) / 'summary.json'}")
@@ -246,6 +247,65 @@ def cmd_stack_run(a) -> int:
     return 0
 
 
+def cmd_collect(a) -> int:
+    from .dataset import CollectConfig, collect
+
+    cfg = CollectConfig(routes=a.routes, out=a.out, maps_dir=a.maps_dir, policy=a.policy, workers=a.workers,
+                        seed=a.seed, route_ids=a.route_ids.split(",") if a.route_ids else None,
+                        max_routes=a.max_routes, b2d=not a.no_anno, steer_noise=a.steer_noise,
+                        speed_noise=a.speed_noise, noise_rate=a.noise_rate, noise_duration=a.noise_duration)
+    idx = collect(cfg)
+    frames = sum(e["frames"] for e in idx["episodes"])
+    print(f"{len(idx['episodes'])} episodes, {frames} frames ({frames * idx['frame_dt'] / 3600:.2f} h), "
+          f"{len(idx['failed'])} failed, in {idx['wall_s']:.0f} s; index: {Path(a.out) / 'index.json'}")
+    return 0 if not idx["failed"] else 1
+
+
+def cmd_dataset_stats(a) -> int:
+    from .dataset import dataset_stats
+
+    s = dataset_stats(a.root)
+    print(json.dumps(s, indent=2))
+    _write_json(a.json, s)
+    return 0
+
+
+def cmd_render(a) -> int:
+    from .maps import TownLoader
+    from .render import BevRenderer, frames_from_arrays, record_route_frames, render_frames
+
+    if bool(a.episode) == bool(a.routes):
+        print("drive-stack render: give either --episode DIR or --routes FILE --route-id ID", file=sys.stderr)
+        return 2
+    if a.episode:
+        from .dataset import read_episode
+
+        ep = Path(a.episode)
+        meta = json.loads((ep / "meta.json").read_text()) if (ep / "meta.json").exists() else {}
+        if "town" not in meta:
+            print(f"drive-stack render: {ep}/meta.json names no town (needed for the map)", file=sys.stderr)
+            return 2
+        arr = read_episode(ep)
+        g = TownLoader(a.maps_dir).load(meta["town"])
+        frames = frames_from_arrays(arr)
+        route = arr.get("route_xy")
+    else:
+        from .routes import parse_routes
+
+        spec = next((s for s in parse_routes(a.routes).routes if s.route_id == a.route_id), None)
+        if spec is None:
+            print(f"drive-stack render: no route {a.route_id!r} in {a.routes}", file=sys.stderr)
+            return 2
+        g = TownLoader(a.maps_dir).load(spec.town)
+        frames, rec, dense = record_route_frames(g, spec, a.policy, a.seed, every=1)
+        route = dense.xy
+        print(f"route {spec.route_id} ({spec.town}, {spec.scenario_type}) with {a.policy}: {rec['status']}, "
+              f"DS {rec['scores']['score_composed']:.1f}")
+    w = render_frames(frames, BevRenderer(g, route, size=a.size), a.out, gif=True, png=not a.no_png, every=a.every)
+    print(f"{w['frames']} frames -> {a.out}" + (f", {w['gif']}" if "gif" in w else ""))
+    return 0
+
+
 def cmd_bag_info(a) -> int:
     from .stack.bags import read_bag
 
@@ -303,15 +363,30 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("eval", help="closed-loop Bench2Drive evaluation in the pseudo-simulator")
     q.add_argument("--routes", required=True)
     maps_arg(q)
-    q.add_argument("--policy", default="rule", help="rule (later: expert, il, perlad)")
+    q.add_argument("--policy", default="rule", help="rule, expert (privileged; later: il, perlad)")
     q.add_argument("--out", required=True)
     q.add_argument("--route-ids", default=None, help="comma-separated subset")
     q.add_argument("--workers", type=int, default=1)
     q.add_argument("--resume", action="store_true", help="continue from OUT/results.json")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--route-timeout", type=float, default=600.0, help="wall-clock seconds before a route is hung")
+    q.add_argument("--render-failures", type=int, default=0, metavar="N",
+                   help="render the N worst failing routes (GIF) into OUT/renders and the HTML report")
     q.add_argument("--fault", default=None, help=argparse.SUPPRESS)
     q.set_defaults(fn=cmd_eval)
+
+    q = sub.add_parser("render", help="bird's-eye view of an episode: a dataset episode, or a route driven now")
+    q.add_argument("--episode", default=None, help="a collected episode directory (arrays.npz or anno/*.json.gz)")
+    q.add_argument("--routes", default=None, help="route XML: drive --route-id with --policy and render it")
+    q.add_argument("--route-id", default=None)
+    q.add_argument("--policy", default="expert")
+    q.add_argument("--seed", type=int, default=0)
+    maps_arg(q)
+    q.add_argument("--out", required=True)
+    q.add_argument("--every", type=int, default=2, help="render every N-th frame")
+    q.add_argument("--no-png", action="store_true", help="only the animated GIF")
+    q.add_argument("--size", type=int, default=480, help="pixels per side (80 m across)")
+    q.set_defaults(fn=cmd_render)
 
     q = sub.add_parser("demo", help="the embedded default: the ROS stack on a procedural route (and a Bench2Drive "
                                     "route when ../shared is there), then a batched evaluation")
@@ -340,6 +415,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tick-timeout", type=float, default=1.0, help="wall seconds the simulator waits for a command")
     q.add_argument("--json", help="write the run's result here")
     q.set_defaults(fn=cmd_stack_run)
+    q = sub.add_parser("collect", help="drive a route suite with the expert and write the offline dataset "
+                                       "(Bench2Drive anno/*.json.gz + columnar arrays.npz, 10 Hz)")
+    q.add_argument("--routes", "--suite", dest="routes", required=True, help="route XML (e.g. from `routes suite`)")
+    maps_arg(q)
+    q.add_argument("--out", required=True)
+    q.add_argument("--policy", default="expert")
+    q.add_argument("--workers", type=int, default=1)
+    q.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
+    q.add_argument("--route-ids", default=None)
+    q.add_argument("--max-routes", type=int, default=None)
+    q.add_argument("--no-anno", action="store_true", help="only the columnar copy (no Bench2Drive json.gz frames)")
+    q.add_argument("--steer-noise", type=float, default=0.0, help="std of the executed steering offset in noise events")
+    q.add_argument("--speed-noise", type=float, default=0.0, help="std [m/s] of the executed speed error in noise events")
+    q.add_argument("--noise-rate", type=float, default=0.1, help="noise events per second")
+    q.add_argument("--noise-duration", type=float, default=1.0, help="[s] per noise event")
+    q.set_defaults(fn=cmd_collect)
+    d = sub.add_parser("dataset", help="collected datasets").add_subparsers(dest="sub", required=True)
+    q = d.add_parser("stats", help="frames, hours, per-scenario-type counts, speed and command histograms")
+    q.add_argument("root")
+    q.add_argument("--json")
+    q.set_defaults(fn=cmd_dataset_stats)
     g = sub.add_parser("bag", help="recorded bags").add_subparsers(dest="sub", required=True)
     q = g.add_parser("info", help="topics, message counts and time window of a bag (rosbags AnyReader)")
     q.add_argument("bag")

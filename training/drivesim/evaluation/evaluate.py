@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..maps import MapError, TownLoader
+from .report import render_failures, write_report
 from ..metrics.bench2drive import (
     STATUS_AGENT_CRASHED,
     STATUS_SIM_CRASHED,
@@ -40,6 +41,7 @@ class EvalConfig:
     seed: int = 0
     route_timeout_s: float = 600.0  # wall-clock limit per route before its worker counts as hung
     max_agents: int = 64
+    render_failures: int = 0  # re-drive and render (GIF) this many of the worst failing routes into the report
     fault: str | None = None  # testing aid: "crash:<route_id>", "hang:<route_id>" or "exit:<route_id>"
 
 
@@ -73,6 +75,11 @@ def write_results(out: Path, records: list[dict], total_routes: int, skipped: li
     summary = summarize(records, total_routes=total_routes, skipped=skipped, notes=notes)
     summary.update(extra or {})
     _atomic_write(out / "summary.json", summary)
+    renders = {}
+    if cfg.render_failures > 0:
+        renders = render_failures(cfg.routes, cfg.maps_dir, cfg.policy, cfg.seed, records, out, cfg.render_failures,
+                                  log)
+    log(f"report: {write_report(out, summary, records, renders)}")
     return summary
 
 
@@ -203,6 +210,11 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     summary = summarize(records, total_routes=total, skipped=skipped, notes=notes)
     summary.update({"policy": cfg.policy, "routes_file": str(cfg.routes), "seed": cfg.seed})
     _atomic_write(out / "summary.json", summary)
+    renders = {}
+    if cfg.render_failures > 0:
+        renders = render_failures(cfg.routes, cfg.maps_dir, cfg.policy, cfg.seed, records, out, cfg.render_failures,
+                                  log)
+    log(f"report: {write_report(out, summary, records, renders)}")
     return summary
 
 

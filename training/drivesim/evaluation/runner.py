@@ -41,8 +41,13 @@ class Episode:
 
 
 def run_route(g: LaneGraph, spec: RouteSpec, policy: str = "rule", seed: int = 0, max_agents: int = 64,
-              background: bool = True, keep_states: bool = False, index: int = 0) -> Episode:
-    """Drive one route to its end (completion, deviation, blocked or timeout) and score it."""
+              background: bool = True, keep_states: bool = False, index: int = 0, observer=None,
+              noise=None) -> Episode:
+    """Drive one route to its end (completion, deviation, blocked or timeout) and score it.
+
+    observer(state, lights, controls, plan, pol): called every step before the simulator steps (the dataset
+    writer); noise(state, controls) -> controls: what is executed instead of the policy's controls (recovery
+    data: the observer still sees the policy's own controls as the label)."""
     t0 = time.perf_counter()
     dense = plan_route(g, spec)
     state = route_scene(g, [dense], max_agents=max_agents, seed=seed, background=background,
@@ -56,9 +61,11 @@ def run_route(g: LaneGraph, spec: RouteSpec, policy: str = "rule", seed: int = 0
     steps = 0
     while True:
         scene = perceive(state, lights)
-        controls, _ = pol.act(scene, perceive.truth(state, lights) if pol.privileged else None)
+        controls, plan = pol.act(scene, perceive.truth(state, lights) if pol.privileged else None)
         controls.validate()
-        new = sim.step(state, controls)
+        if observer is not None:
+            observer(state, lights, controls, plan, pol)
+        new = sim.step(state, noise(state, controls) if noise is not None else controls)
         lights = sim.lights(new)
         done = monitor.update(state, new, lights)
         state = new

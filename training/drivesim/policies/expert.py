@@ -95,6 +95,7 @@ class Offset:
         return self.u1 + self.l2
 
 
+CAUTIOUS_START_ACCEL = 1.0  # [m/s^2] a standing car pulling away, in cautious forecasts
 CHAIN = 5  # lanes a lane follower's forecast may run through
 _STRAIGHT: dict[str, np.ndarray] = {}
 
@@ -175,8 +176,15 @@ def forecast(truth: Truth, e: int, times: np.ndarray, radius: float = 120.0, mov
     x0, y0, yaw0 = st.x[e, idx].astype(np.float64), st.y[e, idx].astype(np.float64), st.yaw[e, idx].astype(np.float64)
     v = np.maximum(st.speed[e, idx].astype(np.float64), 0.0)
     beh = st.behavior[e, idx]
+    # distance each lane follower covers by each time: at its speed; cautious: moving ones at least at their
+    # desired speed, standing ones pulling away at CAUTIOUS_START_ACCEL
+    dist = v[:, None] * times[None, :]
     if cautious:
-        v = np.where(beh == Behavior.IDM, np.maximum(v, st.desired_speed[e, idx]), v)
+        vd = st.desired_speed[e, idx].astype(np.float64)[:, None]
+        moving = (v > 0.5)[:, None]
+        start = np.minimum(0.5 * CAUTIOUS_START_ACCEL * times[None, :] ** 2, vd * times[None, :])
+        dist = np.where(beh[:, None] == Behavior.IDM, np.where(moving, np.maximum(v[:, None], vd) * times[None, :],
+                                                              start), dist)
     x = np.repeat(x0[:, None], T, 1)
     y = np.repeat(y0[:, None], T, 1)
     yaw = np.repeat(yaw0[:, None], T, 1)
@@ -187,7 +195,7 @@ def forecast(truth: Truth, e: int, times: np.ndarray, radius: float = 120.0, mov
     if len(k):
         lengths = np.where(chains >= 0, g.lane_length[np.maximum(chains, 0)], np.inf)
         start = np.concatenate([np.zeros((len(k), 1)), np.cumsum(lengths, axis=1)[:, :-1]], axis=1)  # (n, H)
-        s = st.s[e, idx[k]].astype(np.float64)[:, None] + v[k, None] * t  # (n, T)
+        s = st.s[e, idx[k]].astype(np.float64)[:, None] + dist[k]  # (n, T)
         hop = np.clip((start[:, None, 1:] <= s[..., None]).sum(-1), 0, CHAIN - 1)  # (n, T)
         lane_t = np.take_along_axis(chains, hop, axis=1)
         s_t = s - np.take_along_axis(start, hop, axis=1)

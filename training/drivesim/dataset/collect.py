@@ -1,0 +1,300 @@
+"""`drive-stack collect`: the expert drives a route suite and every episode is written at 10 Hz, both in the
+Bench2Drive annotation format (``<episode>/anno/00000.json.gz``, dataset/b2d.py) and as a columnar copy for
+training (``<episode>/arrays.npz`` + the dataset's ``index.json``). `read_episode` loads either.
+
+Noise (recovery data, DART-style): with `steer_noise` > 0, at random moments (a Poisson process of rate
+`noise_rate` per second) the *executed* steering gets an offset drawn from N(0, steer_noise) for
+`noise_duration` seconds, and the executed throttle/brake a speed perturbation with `speed_noise`; the
+recorded labels are always the expert's own controls and plan, so the data shows how to recover.
+
+Columnar arrays per episode (F frames, A agent slots, P plan points):
+  t (F,) [s]; ego (F, 8): x, y, yaw, speed, accel, throttle, steer, brake (the label);
+  command (F, 2) near/far; target (F, 4) near xy, far xy; agents (F, A, 7): x, y, yaw, speed, length, width,
+  kind; agents_valid (F, A); agent_ids (A,); plan (F, P, 2) the expert's path in the ego frame;
+  plan_speed (F, P) its speed profile; target_speed (F,); lights (F, T) the map's light states;
+  route_xy (N, 2), route_command (N,); executed (F, 3): the controls actually applied (noise included).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..maps import TownLoader
+from ..routes import parse_routes
+from ..routes.xml import RouteSpec
+from ..sim.state import DT, EGO
+from ..sim.world import Controls
+from .b2d import FrameError, frame_to_arrays, make_frame, read_frame, write_frame
+
+FRAME_EVERY = 2  # simulator steps (20 Hz) per recorded frame: 10 Hz
+PLAN_POINTS = 30  # plan path points kept per frame (1 m apart)
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CollectConfig:
+    routes: str  # route XML (a suite)
+    out: str
+    maps_dir: str | None = None
+    policy: str = "expert"
+    workers: int = 1
+    seed: int = 0
+    route_ids: list[str] | None = None
+    max_routes: int | None = None
+    b2d: bool = True  # also write the Bench2Drive anno/*.json.gz frames
+    steer_noise: float = 0.0  # std of the executed steering offset during a noise event
+    speed_noise: float = 0.0  # std [m/s] of the executed speed error during a noise event (throttle/brake)
+    noise_rate: float = 0.1  # noise events per second
+    noise_duration: float = 1.0  # [s]
+    notes: list[str] = field(default_factory=list)
+
+
+class ControlNoise:
+    """Perturbs the executed controls during random events (see the module docstring)."""
+
+    def __init__(self, cfg: CollectConfig, seed: int):
+        self.cfg, self.rng = cfg, np.random.default_rng(seed)
+        self.until = -1.0
+        self.d_steer = 0.0
+        self.d_speed = 0.0
+
+    def __call__(self, state, controls: Controls) -> Controls:
+        c, t = self.cfg, float(state.t[0])
+        if t >= self.until and self.rng.random() < c.noise_rate * DT:
+            self.until = t + c.noise_duration
+            self.d_steer = float(self.rng.normal(0.0, c.steer_noise))
+            self.d_speed = float(self.rng.normal(0.0, c.speed_noise))
+        if t >= self.until:
+            return controls
+        thr, brk = np.asarray(controls.throttle, float), np.asarray(controls.brake, float)
+        if self.d_speed > 0:
+            thr, brk = np.clip(thr + 0.2 * self.d_speed, 0, 1), np.zeros_like(brk)
+        elif self.d_speed < 0:
+            thr, brk = np.zeros_like(thr), np.clip(brk - 0.15 * self.d_speed, 0, 1)
+        return Controls(thr, np.clip(np.asarray(controls.steer, float) + self.d_steer, -1, 1), brk)
+
+
+class EpisodeRecorder:
+    """The observer passed to `run_route`: keeps every FRAME_EVERY-th step (arrays, and anno frames)."""
+
+    def __init__(self, g, spec: RouteSpec, anno_dir: Path | None, max_agents: int):
+        self.g, self.spec, self.anno_dir = g, spec, anno_dir
+        self.steps = 0
+        self.rows: dict[str, list] = {k: [] for k in ("t", "ego", "command", "target", "agents", "agents_valid",
+                                                       "plan", "plan_speed", "target_speed", "lights")}
+        self.prev = None
+        self.route = None
+        self.max_agents = max_agents
+
+    def __call__(self, state, lights, controls, plan, pol) -> None:
+        step = self.steps
+        self.steps += 1
+        if step % FRAME_EVERY:
+            return
+        from ..routes.planner import DenseRoute  # noqa: F401  (type of self.route)
+
+        route = self.route
+        ex, ey, eyaw, ev = (float(state.x[0, EGO]), float(state.y[0, EGO]), float(state.yaw[0, EGO]),
+                            float(state.speed[0, EGO]))
+        i = int(np.argmin(np.hypot(route.xy[:, 0] - ex, route.xy[:, 1] - ey)))
+        prev_speed, prev_yaw = self.prev if self.prev is not None else (ev, eyaw)
+        self.prev = (ev, eyaw)
+        lab = (float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0]))
+        from .b2d import FAR_DIST, NEAR_DIST
+
+        i_near = min(int(np.searchsorted(route.cum_s, route.cum_s[i] + NEAR_DIST)), len(route) - 1)
+        i_far = min(int(np.searchsorted(route.cum_s, route.cum_s[i] + FAR_DIST)), len(route) - 1)
+        r = self.rows
+        r["t"].append(float(state.t[0]))
+        r["ego"].append([ex, ey, eyaw, ev, float(state.accel[0, EGO]), *lab])
+        r["command"].append([int(route.command[i_near]), int(route.command[i_far])])
+        r["target"].append([*route.xy[i_near], *route.xy[i_far]])
+        r["agents"].append(np.stack([state.x[0], state.y[0], state.yaw[0], state.speed[0], state.length[0],
+                                     state.width[0], state.kind[0].astype(np.float32)], -1)[1:])
+        r["agents_valid"].append(state.valid[0, 1:].copy())
+        P = min(PLAN_POINTS, plan.path.shape[1])
+        path = np.zeros((PLAN_POINTS, 2), np.float32)
+        path[:P] = plan.path[0, :P]
+        path[P:] = path[P - 1]
+        speed = np.zeros(PLAN_POINTS, np.float32)
+        if plan.speed_profile is not None:
+            speed[:P] = plan.speed_profile[0, :P]
+            speed[P:] = speed[P - 1]
+        r["plan"].append(path)
+        r["plan_speed"].append(speed)
+        r["target_speed"].append(float(plan.target_speed[0]))
+        r["lights"].append(lights[0].astype(np.int8) if lights.size else np.zeros(0, np.int8))
+        if self.anno_dir is not None:
+            status = pol.status[0] if getattr(pol, "privileged", False) else ""
+            extras = {"t": round(float(state.t[0]), 3), "route_id": self.spec.route_id,
+                      "scenario_type": self.spec.scenario_type, "expert_status": status,
+                      "target_speed": round(float(plan.target_speed[0]), 3),
+                      "plan": np.round(path[::3], 2).tolist()}
+            frame = make_frame(state, 0, lights, self.g, route, i, lab, extras, prev_speed, prev_yaw,
+                               FRAME_EVERY * DT)
+            write_frame(self.anno_dir / f"{len(r['t']) - 1:05d}.json.gz", frame)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        r = self.rows
+        out = {k: np.asarray(v, np.float32) for k, v in r.items() if k not in ("agents_valid", "command", "lights")}
+        out["agents_valid"] = np.asarray(r["agents_valid"], bool)
+        out["command"] = np.asarray(r["command"], np.int8)
+        out["lights"] = np.asarray(r["lights"], np.int8)
+        out["t"] = np.asarray(r["t"], np.float64)
+        out["agent_ids"] = np.arange(1, self.max_agents, dtype=np.int64)
+        out["route_xy"] = self.route.xy.astype(np.float32)
+        out["route_command"] = self.route.command.astype(np.int8)
+        return out
+
+
+def episode_name(spec: RouteSpec, seed: int) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in spec.route_id)
+    return f"{spec.town}_{safe}_s{seed}"
+
+
+def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: int = 64) -> dict:
+    """Drive one route with the collection policy and write its episode; returns its index entry."""
+    from ..evaluation.runner import run_route
+    from ..routes.planner import plan_route
+
+    t0 = time.perf_counter()
+    g = TownLoader(cfg.maps_dir).load(spec.town)
+    name = episode_name(spec, seed)
+    ep_dir = Path(cfg.out) / "episodes" / name
+    anno = ep_dir / "anno"
+    anno.mkdir(parents=True, exist_ok=True)
+    rec = EpisodeRecorder(g, spec, anno if cfg.b2d else None, max_agents)
+    rec.route = plan_route(g, spec)
+    noise = ControlNoise(cfg, seed) if (cfg.steer_noise > 0 or cfg.speed_noise > 0) else None
+    ep = run_route(g, spec, policy=cfg.policy, seed=seed, max_agents=max_agents, observer=rec, noise=noise)
+    arrays = rec.arrays()
+    tmp = ep_dir / "arrays.tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(ep_dir / "arrays.npz")
+    entry = {"episode": name, "route_id": spec.route_id, "town": spec.town, "scenario_type": spec.scenario_type,
+             "seed": seed, "frames": int(len(arrays["t"])), "duration_s": float(len(arrays["t"]) * FRAME_EVERY * DT),
+             "driving_score": ep.record["scores"]["score_composed"], "status": ep.record["status"],
+             "wall_s": round(time.perf_counter() - t0, 2)}
+    (ep_dir / "meta.json").write_text(json.dumps({**entry, "format_version": FORMAT_VERSION,
+                                                  "frame_dt": FRAME_EVERY * DT}, indent=2))
+    return entry
+
+
+def _worker(args):
+    cfg, spec, seed = args
+    try:
+        return collect_route(cfg, spec, seed)
+    except Exception as e:  # noqa: BLE001 - one failing route must not stop the collection
+        return {"episode": episode_name(spec, seed), "route_id": spec.route_id, "town": spec.town,
+                "error": f"{type(e).__name__}: {e}"}
+
+
+def collect(cfg: CollectConfig, log=print) -> dict:
+    """Collect every route of the suite (skipping towns whose map is missing); writes OUT/index.json."""
+    rf = parse_routes(cfg.routes)
+    loader = TownLoader(cfg.maps_dir)
+    specs = [s for s in rf.routes if cfg.route_ids is None or s.route_id in cfg.route_ids]
+    missing = sorted({s.town for s in specs if not loader.available(s.town)})
+    for town in missing:
+        log(f"skipping routes in {town}: no map {town}.xodr in {cfg.maps_dir or 'the default maps directory'}")
+    specs = [s for s in specs if loader.available(s.town)]
+    if cfg.max_routes is not None:
+        specs = specs[: cfg.max_routes]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(cfg, s, cfg.seed + i) for i, s in enumerate(specs)]
+    t0 = time.perf_counter()
+    entries = []
+    if cfg.workers > 1:
+        with ProcessPoolExecutor(cfg.workers) as pool:
+            for entry in pool.map(_worker, jobs):
+                entries.append(entry)
+                log(_line(entry, len(entries), len(jobs)))
+    else:
+        for job in jobs:
+            entries.append(_worker(job))
+            log(_line(entries[-1], len(entries), len(jobs)))
+    index = {"format_version": FORMAT_VERSION, "frame_dt": FRAME_EVERY * DT, "config": asdict(cfg),
+             "episodes": [e for e in entries if "error" not in e], "failed": [e for e in entries if "error" in e],
+             "skipped_towns": missing, "wall_s": round(time.perf_counter() - t0, 1)}
+    (out / "index.json").write_text(json.dumps(index, indent=2))
+    return index
+
+
+def _line(e: dict, i: int, n: int) -> str:
+    if "error" in e:
+        return f"[{i}/{n}] {e['route_id']}: FAILED {e['error']}"
+    return (f"[{i}/{n}] {e['route_id']} ({e['town']}, {e['scenario_type']}): {e['frames']} frames, "
+            f"DS {e['driving_score']:.1f}, {e['wall_s']:.1f} s")
+
+
+def read_episode(ep_dir: str | Path) -> dict[str, np.ndarray]:
+    """An episode's arrays: the columnar copy when present, else rebuilt from its anno/*.json.gz frames (ours
+    or a real Bench2Drive clip: ego, controls, commands, target, agents by id)."""
+    ep_dir = Path(ep_dir)
+    npz = ep_dir / "arrays.npz"
+    if npz.exists():
+        try:
+            with np.load(npz) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise FrameError(f"{npz}: corrupt columnar episode ({e}); delete it to fall back to anno/") from e
+    files = sorted((ep_dir / "anno").glob("*.json.gz"))
+    if not files:
+        raise FrameError(f"{ep_dir}: neither arrays.npz nor anno/*.json.gz: not an episode directory")
+    frames = [frame_to_arrays(read_frame(f), str(f)) for f in files]
+    ids = sorted({int(i) for fr in frames for i in fr["ids"]})
+    slot = {i: k for k, i in enumerate(ids)}
+    F, A = len(frames), len(ids)
+    agents = np.zeros((F, A, 7), np.float32)
+    valid = np.zeros((F, A), bool)
+    for f, fr in enumerate(frames):
+        k = [slot[int(i)] for i in fr["ids"]]
+        agents[f, k] = fr["agents"]
+        valid[f, k] = True
+    ego = np.array([[*fr["ego"], 0.0, *fr["controls"]] for fr in frames], np.float32)
+    ego[1:, 4] = np.diff(ego[:, 3]) / (FRAME_EVERY * DT)
+    return {"t": np.arange(F) * FRAME_EVERY * DT, "ego": ego, "agents": agents, "agents_valid": valid,
+            "agent_ids": np.array(ids, np.int64),
+            "command": np.array([[fr["command_near"], fr["command_far"]] for fr in frames], np.int8),
+            "target": np.array([[*fr["target"], np.nan, np.nan] for fr in frames], np.float32)}
+
+
+def load_index(root: str | Path) -> dict:
+    p = Path(root) / "index.json"
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no dataset index; run `drive-stack collect --routes ... --out {root}`")
+    return json.loads(p.read_text())
+
+
+def dataset_stats(root: str | Path) -> dict:
+    """Frames, hours, per-scenario-type counts, speed and command histograms of a collected dataset."""
+    idx = load_index(root)
+    frames, per_type, speeds, commands = 0, {}, [], []
+    for e in idx["episodes"]:
+        arr = read_episode(Path(root) / "episodes" / e["episode"])
+        n = len(arr["t"])
+        frames += n
+        key = e.get("scenario_type") or "none"
+        per_type[key] = per_type.get(key, 0) + n
+        speeds.append(arr["ego"][:, 3])
+        commands.append(arr["command"][:, 0])
+    sp = np.concatenate(speeds) if speeds else np.zeros(0)
+    cm = np.concatenate(commands) if commands else np.zeros(0, np.int8)
+    edges = np.arange(0.0, 22.0, 2.0)
+    hist, _ = np.histogram(np.clip(sp, 0, edges[-1] - 1e-6), edges)
+    from ..maps.lanegraph import Command
+
+    return {"root": str(root), "episodes": len(idx["episodes"]), "failed": len(idx.get("failed", [])),
+            "frames": int(frames), "hours": round(frames * idx["frame_dt"] / 3600.0, 3),
+            "frames_per_scenario_type": dict(sorted(per_type.items())),
+            "speed_histogram": {"edges_m_s": edges.tolist(), "counts": hist.tolist()},
+            "speed_mean_m_s": round(float(sp.mean()), 3) if len(sp) else 0.0,
+            "stopped_fraction": round(float((sp < 0.1).mean()), 4) if len(sp) else 0.0,
+            "command_histogram": {Command(int(c)).name: int((cm == c).sum()) for c in np.unique(cm)}}
