@@ -12,7 +12,7 @@ Columnar arrays per episode (F frames, A agent slots, P plan points):
   command (F, 2) near/far; target (F, 4) near xy, far xy; agents (F, A, 7): x, y, yaw, speed, length, width,
   kind; agents_valid (F, A); agent_ids (A,); plan (F, P, 2) the expert's path in the ego frame;
   plan_speed (F, P) its speed profile; target_speed (F,); lights (F, T) the map's light states;
-  route_xy (N, 2), route_command (N,); executed (F, 3): the controls actually applied (noise included).
+  route_xy (N, 2), route_command (N,).
 """
 
 from __future__ import annotations

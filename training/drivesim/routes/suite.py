@@ -96,6 +96,21 @@ def _suitable(g: LaneGraph, d: DenseRoute, type_: str, i0: int) -> tuple[bool, d
     return True, extra
 
 
+# lane-blocking types: the obstacle and the room to pass it and swing back lie on road, not in a junction
+OBSTACLE_TYPES = {"ParkedObstacle", "ParkedObstacleTwoWays", "ConstructionObstacle", "ConstructionObstacleTwoWays",
+                  "Accident", "AccidentTwoWays", "VehicleOpensDoorTwoWays", "HazardAtSideLane",
+                  "HazardAtSideLaneTwoWays"}
+OBSTACLE_ROOM = (20.0, 40.0)  # [m] before and beyond the obstacle: the swing out, the obstacle, the swing back
+
+
+def _clear_road(g: LaneGraph, d: DenseRoute, i0: int, distance: float) -> bool:
+    """No junction lane on the route from OBSTACLE_ROOM[0] before to OBSTACLE_ROOM[1] beyond the obstacle."""
+    s = d.cum_s[i0] + distance
+    a = int(np.searchsorted(d.cum_s, s - OBSTACLE_ROOM[0]))
+    b = int(np.searchsorted(d.cum_s, s + OBSTACLE_ROOM[1]))
+    return b < len(d) and not (g.lane_junction[d.lane[a:b + 1]] >= 0).any()
+
+
 def generate_suite(g: LaneGraph, types: list[str], n_per_type: int, seed: int = 0, min_length: float = 250.0,
                    tries: int = 60) -> SuiteReport:
     from ..scenarios import SCENARIO_BUILDERS, build_actors  # (scenarios build on routes: imported here)
@@ -119,6 +134,13 @@ def generate_suite(g: LaneGraph, types: list[str], n_per_type: int, seed: int = 
                 continue
             x, y = d.xy[i0]
             params = {**_params(type_, rng), **extra}
+            if type_ in OBSTACLE_TYPES:  # move the trigger along the route until the obstacle lands on clear road
+                dist = float(params.get("distance", 40.0))
+                i0 = next((i for i in range(i0, len(d), 5) if d.cum_s[i] < d.length - 150.0
+                           and _clear_road(g, d, i, dist)), -1)
+                if i0 < 0:
+                    continue
+                x, y = d.xy[i0]
             sc = ScenarioSpec(f"{type_}_1", type_, np.array([x, y, 0.0, np.rad2deg(d.yaw[i0])]), params)
             if type_ in SCENARIO_BUILDERS and not build_actors(g, d, sc, np.random.default_rng(0)):
                 continue  # e.g. a turn-with-flow type on a route that goes straight at its junction
