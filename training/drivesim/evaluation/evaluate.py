@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..maps import MapError, TownLoader
-from .report import render_failures, write_report
 from ..metrics.bench2drive import (
     STATUS_AGENT_CRASHED,
     STATUS_SIM_CRASHED,
@@ -26,6 +25,7 @@ from ..metrics.bench2drive import (
 )
 from ..policies import UnknownPolicy, make_policy
 from ..routes.xml import RouteError, RouteSpec, parse_routes
+from .report import render_failures, write_report
 from .runner import leaderboard_route_id, run_route, scenario_note
 
 
@@ -75,11 +75,7 @@ def write_results(out: Path, records: list[dict], total_routes: int, skipped: li
     summary = summarize(records, total_routes=total_routes, skipped=skipped, notes=notes)
     summary.update(extra or {})
     _atomic_write(out / "summary.json", summary)
-    renders = {}
-    if cfg.render_failures > 0:
-        renders = render_failures(cfg.routes, cfg.maps_dir, cfg.policy, cfg.seed, records, out, cfg.render_failures,
-                                  log)
-    log(f"report: {write_report(out, summary, records, renders)}")
+    write_report(out, summary, records, {})
     return summary
 
 
