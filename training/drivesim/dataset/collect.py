@@ -30,7 +30,7 @@ from ..routes import parse_routes
 from ..routes.xml import RouteSpec
 from ..sim.state import DT, EGO
 from ..sim.world import Controls
-from .b2d import FrameError, frame_to_arrays, make_frame, read_frame, write_frame
+from .b2d import FAR_DIST, NEAR_DIST, FrameError, frame_to_arrays, make_frame, read_frame, write_frame
 
 FRAME_EVERY = 2  # simulator steps (20 Hz) per recorded frame: 10 Hz
 PLAN_POINTS = 30  # plan path points kept per frame (1 m apart)
@@ -97,8 +97,6 @@ class EpisodeRecorder:
         self.steps += 1
         if step % FRAME_EVERY:
             return
-        from ..routes.planner import DenseRoute  # noqa: F401  (type of self.route)
-
         route = self.route
         ex, ey, eyaw, ev = (float(state.x[0, EGO]), float(state.y[0, EGO]), float(state.yaw[0, EGO]),
                             float(state.speed[0, EGO]))
@@ -106,8 +104,6 @@ class EpisodeRecorder:
         prev_speed, prev_yaw = self.prev if self.prev is not None else (ev, eyaw)
         self.prev = (ev, eyaw)
         lab = (float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0]))
-        from .b2d import FAR_DIST, NEAR_DIST
-
         i_near = min(int(np.searchsorted(route.cum_s, route.cum_s[i] + NEAR_DIST)), len(route) - 1)
         i_far = min(int(np.searchsorted(route.cum_s, route.cum_s[i] + FAR_DIST)), len(route) - 1)
         r = self.rows
