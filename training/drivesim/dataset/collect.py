@@ -12,7 +12,7 @@ Columnar arrays per episode (F frames, A agent slots, P plan points):
   command (F, 2) near/far; target (F, 4) near xy, far xy; agents (F, A, 7): x, y, yaw, speed, length, width,
   kind; agents_valid (F, A); agent_ids (A,); plan (F, P, 2) the expert's path in the ego frame;
   plan_speed (F, P) its speed profile; target_speed (F,); lights (F, T) the map's light states;
-  route_xy (N, 2), route_command (N,).
+  route_xy (N, 2), route_command (N,), route_yaw (N,), route_lane (N,) (the dense route, for rebuilding scenes).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .b2d import FAR_DIST, NEAR_DIST, FrameError, frame_to_arrays, make_frame, r
 
 FRAME_EVERY = 2  # simulator steps (20 Hz) per recorded frame: 10 Hz
 PLAN_POINTS = 30  # plan path points kept per frame (1 m apart)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: route_yaw and route_lane (the learned policies' features need the dense route)
 
 
 @dataclass
@@ -146,6 +146,8 @@ class EpisodeRecorder:
         out["agent_ids"] = np.arange(1, self.max_agents, dtype=np.int64)
         out["route_xy"] = self.route.xy.astype(np.float32)
         out["route_command"] = self.route.command.astype(np.int8)
+        out["route_yaw"] = self.route.yaw.astype(np.float32)
+        out["route_lane"] = self.route.lane.astype(np.int32)
         return out
 
 

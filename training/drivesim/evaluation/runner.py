@@ -54,7 +54,8 @@ def run_route(g: LaneGraph, spec: RouteSpec, policy: str = "rule", seed: int = 0
                         scenarios=[spec.scenarios[0] if spec.scenarios else None])
     sim = Simulator(g)
     pol = make_policy(policy, 1)
-    perceive = ScenePerceiver(g, [dense], perception_range=PRIVILEGED_RANGE if pol.privileged else PERCEPTION_RANGE)
+    perceive = ScenePerceiver(g, [dense], perception_range=PRIVILEGED_RANGE if pol.privileged else PERCEPTION_RANGE,
+                             occlusion=not pol.privileged)
     monitor = RouteMonitor(g, [dense], scenarios=[spec.scenarios[0] if spec.scenarios else None])
     states = [state] if keep_states else []
     lights = sim.lights(state)

@@ -57,7 +57,7 @@ class PseudoSimCore:
     """State, simulator and Bench2Drive monitor for one route; the tick protocol of the Leaderboard."""
 
     def __init__(self, g: LaneGraph, spec: RouteSpec, seed: int = 0, max_agents: int = 64,
-                 expert_policy: str | None = "rule"):
+                 expert_policy: str | None = "expert"):
         self.map, self.spec, self.seed = g, spec, seed
         self.route = plan_route(g, spec)
         self.state: SimState = route_scene(g, [self.route], max_agents=max_agents, seed=seed,
@@ -75,7 +75,7 @@ class PseudoSimCore:
         self.t0_wall = time.perf_counter()
         # the privileged expert the takeover monitor may hand control to (full state, no perception limits)
         self._expert = make_policy(expert_policy, 1) if expert_policy else None
-        self._expert_perceiver = ScenePerceiver(g, [self.route], perception_range=1e6) if expert_policy else None
+        self._expert_perceiver = ScenePerceiver(g, [self.route], perception_range=1e6, occlusion=False) if expert_policy else None
 
     @property
     def t(self) -> float:
@@ -101,7 +101,9 @@ class PseudoSimCore:
         """What the privileged expert would do at this tick (it sees the whole state)."""
         if self._expert is None:
             return None
-        controls, _ = self._expert.act(self._expert_perceiver(self.state, self.lights))
+        scene = self._expert_perceiver(self.state, self.lights)
+        truth = self._expert_perceiver.truth(self.state, self.lights) if self._expert.privileged else None
+        controls, _ = self._expert.act(scene, truth) if truth is not None else self._expert.act(scene)
         return ControlCommand(self.t, float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0]))
 
     def tick(self) -> bool:

@@ -80,13 +80,15 @@ def make_executor():
 
 def run(node_cls, args=None) -> None:
     """Init, spin, shutdown; an exception is logged with its traceback and the exit code is non-zero."""
+    from rclpy.executors import ExternalShutdownException
+
     rclpy.init(args=args)
     node = None
     code = 0
     try:
         node = node_cls()
         node.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):  # SIGINT: before or during spin, a normal stop
         pass
     except Exception as e:  # never die silently
         code = 1

@@ -36,7 +36,7 @@ class PseudoSim(StackNode):
         super().__init__("pseudo_sim")
         p = {k: self.declare_parameter(k, v).value for k, v in {
             "routes_file": "", "route_id": "", "maps_dir": "", "seed": 0, "out_dir": "results/stack",
-            "tick_timeout": 1.0, "republish_period": 0.25, "start_timeout": 120.0, "offer_expert": True,
+            "tick_timeout": 1.0, "republish_period": 0.25, "start_timeout": 120.0, "offer_expert": True, "expert_policy": "expert",
             "max_agents": 64, "policy_name": "", "index": 0}.items()}
         self.p = p
         rf = parse_routes(p["routes_file"])
@@ -49,7 +49,7 @@ class PseudoSim(StackNode):
         self.xodr = loader.xodr_text(spec.town)
         self.spec = spec
         self.core = PseudoSimCore(self.g, spec, seed=int(p["seed"]), max_agents=int(p["max_agents"]),
-                                  expert_policy="rule" if p["offer_expert"] else None)
+                                  expert_policy=p["expert_policy"] if p["offer_expert"] else None)
         self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)
         self.pub_odom = self.create_publisher(Odometry, T.ODOMETRY, RELIABLE)
         self.pub_status = self.create_publisher(CarlaEgoVehicleStatus, T.VEHICLE_STATUS, RELIABLE)

@@ -1,0 +1,206 @@
+"""Training samples from a collected dataset: every frame of every episode is rebuilt into a pseudo-simulator
+scene, perceived as a policy would (range + occlusion, `ScenePerceiver`), turned into features by the same
+`FeatureBuilder` the closed loop uses, and paired with targets taken from the log (never shown to the features):
+
+  path (6, 2): the expert's path at PATH_S metres ahead, ego frame [m];
+  speed (): the expert's target speed [m/s];
+  ego_future (T, 3), ego_future_mask (T,): the logged ego pose at WM_DT steps, ego frame (the world model's
+      conditioning and the RL imitation term);
+  agents_future (N, T, 2), agents_future_mask (N, T): the selected agents' logged positions, ego frame;
+  roll_ego (K, 2) / roll_ego_mask (K,): the logged ego at 10 Hz over the RL horizon;
+  roll_agents (N, K, 5) / roll_agents_mask (N, K): those agents at 10 Hz (x, y, yaw, length, width), for
+      log-replay rollouts; agent_kind (N,).
+
+The result is cached next to the dataset (``learn_cache/<hash>.npz``), keyed by the dataset index, the feature
+config and FORMAT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..dataset.collect import load_index, read_episode
+from ..dataset.b2d import FrameError
+from ..maps import TownLoader
+from ..routes.planner import DenseRoute
+from ..sim.perception import ScenePerceiver
+from ..sim.state import EGO, empty_state
+from .features import FeatureBuilder, FeatureConfig
+
+FORMAT = 1
+PATH_S = np.arange(1, 7) * 2.0  # [m] the lateral head's 6 path points, 2 m apart
+WM_DT = 0.5  # [s] world-model step (2 Hz)
+WM_STEPS = 6  # 3 s
+ROLL_DT = 0.1  # [s] RL rollout step (10 Hz)
+ROLL_STEPS = 20  # 2 s
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data: str  # a collected dataset (drive-stack collect --out)
+    maps_dir: str | None = None
+    workers: int = 2
+    max_episodes: int | None = None
+
+
+def path_points(plan: np.ndarray, s_query: np.ndarray = PATH_S) -> np.ndarray:
+    """Points of a path (P, 2) (ego frame, from near the ego) at arc lengths s_query from the ego."""
+    pts = np.concatenate([[[0.0, 0.0]], plan], 0)
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    if s[-1] < 1e-6:  # a degenerate plan: straight ahead
+        return np.stack([s_query, np.zeros_like(s_query)], -1)
+    out = np.stack([np.interp(s_query, s, pts[:, 0]), np.interp(s_query, s, pts[:, 1])], -1)
+    beyond = s_query > s[-1]  # extend straight along the last direction
+    if beyond.any():
+        d = pts[-1] - pts[-2] if len(pts) > 1 else np.array([1.0, 0.0])
+        d = d / max(np.linalg.norm(d), 1e-6)
+        out[beyond] = pts[-1] + (s_query[beyond] - s[-1])[:, None] * d
+    return out
+
+
+def dense_route(arr: dict) -> DenseRoute:
+    if "route_lane" not in arr:
+        raise FrameError("the episode has no dense route (route_lane): it was collected by an older drive-stack "
+                         "(format 1); collect it again with `drive-stack collect`")
+    xy = arr["route_xy"].astype(np.float64)
+    cum = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
+    return DenseRoute(xy, arr["route_yaw"].astype(np.float64), arr["route_lane"].astype(np.int32),
+                      arr["route_command"].astype(np.int8), cum)
+
+
+def _frame_state(arr: dict, f: int, num_lights: int):
+    ego, agents, valid = arr["ego"], arr["agents"], arr["agents_valid"]
+    A = agents.shape[1] + 1
+    st = empty_state(1, A, num_lights)
+    st.x[0, EGO], st.y[0, EGO], st.yaw[0, EGO], st.speed[0, EGO], st.accel[0, EGO] = ego[f, :5]
+    st.length[0, EGO], st.width[0, EGO], st.valid[0, EGO] = 4.9, 2.1, True
+    st.x[0, 1:], st.y[0, 1:], st.yaw[0, 1:], st.speed[0, 1:] = (agents[f, :, i] for i in range(4))
+    st.length[0, 1:], st.width[0, 1:] = agents[f, :, 4], agents[f, :, 5]
+    st.kind[0, 1:] = agents[f, :, 6].astype(np.int8)
+    st.valid[0, 1:] = valid[f]
+    st.t[0] = arr["t"][f]
+    return st
+
+
+def _to_frame(x, y, pose):
+    dx, dy = x - pose[0], y - pose[1]
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    return dx * c + dy * s, -dx * s + dy * c
+
+
+def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig = FeatureConfig()) -> dict[str, np.ndarray]:
+    """Features and targets of every frame of one episode (see the module doc)."""
+    arr = read_episode(ep_dir)
+    route = dense_route(arr)
+    F = len(arr["t"])
+    frame_dt = float(np.median(np.diff(arr["t"]))) if F > 1 else 0.1
+    wm_k = int(round(WM_DT / frame_dt))
+    roll_k = max(int(round(ROLL_DT / frame_dt)), 1)
+    per = ScenePerceiver(g, [route])
+    fb = FeatureBuilder(g, 1, fcfg)
+    ego = arr["ego"].astype(np.float64)
+    ag, av = arr["agents"].astype(np.float64), arr["agents_valid"]
+    N = fcfg.num_agents
+    rows: dict[str, list] = {k: [] for k in ("ego", "route", "route_mask", "agents", "agents_mask", "lanes",
+                                             "lanes_mask", "path", "speed", "ego_future", "ego_future_mask",
+                                             "agents_future", "agents_future_mask", "roll_ego", "roll_ego_mask",
+                                             "roll_agents", "roll_agents_mask", "agent_kind")}
+    lights = arr["lights"]
+    for f in range(F):
+        st = _frame_state(arr, f, g.num_lights)
+        lt = lights[f][None] if lights.shape[1] == g.num_lights else np.zeros((1, g.num_lights), np.int8)
+        scene = per(st, lt)
+        feats = fb(scene, float(arr["t"][f]))
+        for k in ("ego", "route", "route_mask", "agents", "agents_mask", "lanes", "lanes_mask"):
+            rows[k].append(getattr(feats, k)[0])
+        pose = ego[f, :3]
+        rows["path"].append(path_points(arr["plan"][f].astype(np.float64)))
+        rows["speed"].append(float(arr["target_speed"][f]))
+        # logged futures in this frame's ego frame
+        fut = f + wm_k * np.arange(1, WM_STEPS + 1)
+        ok = fut < F
+        fi = np.minimum(fut, F - 1)
+        x, y = _to_frame(ego[fi, 0], ego[fi, 1], pose)
+        rows["ego_future"].append(np.stack([x, y, np.angle(np.exp(1j * (ego[fi, 2] - pose[2])))], -1) * ok[:, None])
+        rows["ego_future_mask"].append(ok)
+        rk = f + roll_k * np.arange(1, ROLL_STEPS + 1)
+        rok = rk < F
+        ri = np.minimum(rk, F - 1)
+        x, y = _to_frame(ego[ri, 0], ego[ri, 1], pose)
+        rows["roll_ego"].append(np.stack([x, y], -1) * rok[:, None])
+        rows["roll_ego_mask"].append(rok)
+        ids = feats.agent_ids[0]
+        slot = np.where(ids > 0, ids - 1, 0)
+        has = ids > 0
+        af = np.zeros((N, WM_STEPS, 2))
+        am = np.zeros((N, WM_STEPS), bool)
+        x, y = _to_frame(ag[fi][:, slot, 0], ag[fi][:, slot, 1], pose)  # (T, N)
+        af[:] = np.stack([x, y], -1).transpose(1, 0, 2)
+        am[:] = (av[fi][:, slot] & ok[:, None]).T & has[:, None]
+        rows["agents_future"].append(af * am[..., None])
+        rows["agents_future_mask"].append(am)
+        x, y = _to_frame(ag[ri][:, slot, 0], ag[ri][:, slot, 1], pose)
+        ra = np.stack([x, y, ag[ri][:, slot, 2] - pose[2], ag[ri][:, slot, 4], ag[ri][:, slot, 5]], -1).transpose(1, 0, 2)
+        rm = (av[ri][:, slot] & rok[:, None]).T & has[:, None]
+        rows["roll_agents"].append(ra * rm[..., None])
+        rows["roll_agents_mask"].append(rm)
+        rows["agent_kind"].append(np.where(has, ag[f, slot, 6], -1))
+    return {k: np.asarray(v, np.float32 if k not in ("route_mask", "agents_mask", "lanes_mask", "ego_future_mask",
+                                                       "agents_future_mask", "roll_ego_mask", "roll_agents_mask")
+                          else bool) for k, v in rows.items()}
+
+
+def _episode_worker(args):
+    ep_dir, town, maps_dir, fcfg = args
+    try:
+        g = TownLoader(maps_dir).load(town)
+        out = episode_samples(ep_dir, g, fcfg)
+        return str(ep_dir), out, None
+    except Exception as e:  # noqa: BLE001 - one bad episode is reported, the rest still load
+        return str(ep_dir), None, f"{type(e).__name__}: {e}"
+
+
+def build_samples(cfg: DataConfig, fcfg: FeatureConfig = FeatureConfig(), log=print) -> dict[str, np.ndarray]:
+    """All samples of a dataset (cached). Adds `episode` (S,) int and `frame` (S,) int."""
+    root = Path(cfg.data)
+    idx = load_index(root)
+    eps = idx["episodes"][: cfg.max_episodes] if cfg.max_episodes else idx["episodes"]
+    key = hashlib.sha1(json.dumps({"eps": [(e["episode"], e["frames"]) for e in eps], "f": asdict(fcfg),
+                                   "v": FORMAT}, sort_keys=True).encode()).hexdigest()[:16]
+    cache = root / "learn_cache" / f"{key}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return {k: z[k] for k in z.files}
+    jobs = [(root / "episodes" / e["episode"], e["town"], cfg.maps_dir, fcfg) for e in eps]
+    parts, errors = [], []
+    if cfg.workers > 1:
+        with ProcessPoolExecutor(cfg.workers) as ex:
+            results = list(ex.map(_episode_worker, jobs))
+    else:
+        results = [_episode_worker(j) for j in jobs]
+    for i, (ep, out, err) in enumerate(results):
+        if err:
+            errors.append(f"{ep}: {err}")
+            continue
+        n = len(out["speed"])
+        out["episode"] = np.full(n, i, np.int32)
+        out["frame"] = np.arange(n, dtype=np.int32)
+        parts.append(out)
+    for e in errors:
+        log(f"skipped episode {e}")
+    if not parts:
+        raise FrameError(f"{root}: no usable episodes ({len(errors)} failed)" + (f"; first: {errors[0]}" if errors else ""))
+    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    cache.parent.mkdir(exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **data)
+    tmp.replace(cache)
+    log(f"{len(data['speed'])} samples from {len(parts)} episodes -> {cache}")
+    return data
