@@ -1,7 +1,6 @@
 """The visibility model: range and occlusion by vehicle footprints (hand-built scenes with known answers)."""
 
 import numpy as np
-
 from drivesim.sim.perception import PERCEPTION_RANGE, visibility
 from drivesim.sim.state import AgentKind
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -66,3 +67,54 @@ def bench_sim(num_envs: int = 256, max_agents: int = 64, steps: int = 100, town:
                          "wall_s": ep.wall_time, "realtime_factor": realtime_factor(ep), "target_realtime_factor": 100,
                          "status": ep.record["status"]},
     }
+
+
+def bench_infer(models: dict[str, str], batch: int = 256, backend: str = "auto", repeats: int = 300,
+                threads: int = 1, log=None) -> dict:
+    """Per-call latency of each ONNX model on the chosen backend, at batch 1 (the deployed file) and at a
+    training batch (the same network re-exported for `batch` from its manifest's checkpoint, if present; else
+    only batch 1). models: {name: onnx path}."""
+    import tempfile
+    import time as _t
+
+    from .models.runtime import InferenceModel
+
+    out = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+           "backend_requested": backend, "threads": threads, "models": {}}
+    for name, path in models.items():
+        rows = {}
+        m1 = InferenceModel(path, backend, threads=threads)
+        variants = [(1, m1)]
+        ck = (m1.manifest or {}).get("checkpoint")
+        if batch > 1 and ck and Path(ck).exists():
+            from .learn.train import load_model
+            from .models.export import export_onnx
+
+            model, _ = load_model(ck)
+            tmp = Path(tempfile.mkdtemp()) / f"{name}_b{batch}.onnx"
+            export_onnx(model, tmp, batch)
+            variants.append((batch, InferenceModel(tmp, backend, threads=threads)))
+        for b, m in variants:
+            shapes = {k: tuple(v) for k, v in m.inputs.items()}
+            rng = np.random.default_rng(0)
+            feeds = {k: (rng.random(s) < 0.7).astype(np.float32) if k.endswith("_mask") else
+                     rng.normal(0, 1, s).astype(np.float32) for k, s in shapes.items()}
+            for _ in range(10):
+                m(feeds)
+            n = repeats if b == 1 else max(repeats // 10, 10)
+            lat = []
+            for _ in range(n):
+                t0 = _t.perf_counter()
+                m(feeds)
+                lat.append((_t.perf_counter() - t0) * 1e3)
+            lat = np.array(lat)
+            rows[f"batch_{b}"] = {"p50_ms": round(float(np.percentile(lat, 50)), 3),
+                                  "p99_ms": round(float(np.percentile(lat, 99)), 3), "calls": n,
+                                  "samples_per_s": round(b / (np.median(lat) / 1e3), 1)}
+        rows["backend"] = m1.backend
+        rows["onnx"] = str(path)
+        out["models"][name] = rows
+        if log:
+            log(f"{name}: {m1.describe()}: " + ", ".join(f"{k} p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms"
+                                                         for k, v in rows.items() if k.startswith("batch")))
+    return out

@@ -314,6 +314,86 @@ def cmd_bag_info(a) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- learning
+def dataclass_args(q, cls) -> None:
+    """One --option per dataclass field (lists are left out); `--help` lists every field with its default."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        flag = "--" + f.name.replace("_", "-")
+        if t is bool:
+            q.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"(default {default})")
+            continue
+        if typing.get_origin(t) is list:
+            continue
+        args = typing.get_args(t)
+        base = next((x for x in args if x is not type(None)), t) if args else t
+        if base not in (int, float, str):
+            continue
+        q.add_argument(flag, dest=f.name, type=base, default=None, help=f"(default {default})")
+
+
+def cmd_train(a) -> int:
+    from .learn.train import config_from_args
+
+    if a.sub == "il":
+        from .learn.configs import ILConfig
+        from .learn.train import ILStage
+
+        m = ILStage(config_from_args(ILConfig, a)).run()
+        print(json.dumps(m["final_val"], indent=2))
+    elif a.sub == "wm":
+        from .learn.configs import WMConfig
+        from .learn.train import WMStage
+
+        m = WMStage(config_from_args(WMConfig, a)).run()
+        print(json.dumps(m["final_val"], indent=2))
+    elif a.sub == "rl":
+        from .learn.configs import RLConfig
+        from .learn.rl import RLStage
+
+        m = RLStage(config_from_args(RLConfig, a)).run()
+        print(json.dumps(m["val"], indent=2))
+    else:
+        from .learn.pipeline import PipelineConfig, run_pipeline
+
+        rep = run_pipeline(config_from_args(PipelineConfig, a))
+        print(json.dumps({k: {kk: v[kk] for kk in ("wall_s", "onnx", "final")} for k, v in rep["stages"].items()},
+                         indent=2))
+    return 0
+
+
+def cmd_export(a) -> int:
+    from .models.export import export_checkpoint
+
+    man = export_checkpoint(a.ckpt, a.out, name=a.name, batch=a.batch)
+    print(json.dumps({k: man[k] for k in ("name", "file", "sha256", "inputs", "outputs", "parity_max_abs_err")},
+                     indent=2))
+    return 0
+
+
+def cmd_bench_infer(a) -> int:
+    from .bench import bench_infer
+    from .policies.learned import find_model
+
+    models = {}
+    for spec in a.models.split(","):
+        name, kind = (spec.split(":") + ["planner"])[:2]
+        models[f"{name}/{kind}"] = str(find_model(name, kind))
+    res = bench_infer(models, batch=a.batch, backend=a.backend, threads=a.threads, log=print)
+    res["target"] = "planner p99 < 5 ms at batch 1 on this CPU"
+    _write_json(a.json, res)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drive-stack", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -441,7 +521,35 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("bag")
     q.set_defaults(fn=cmd_bag_info)
 
+    from .learn.configs import ILConfig, RLConfig, WMConfig
+    from .learn.pipeline import PipelineConfig
+
+    tr = sub.add_parser("train", help="PerlAD training stages (imitation, world model, RL) and the whole pipeline"
+                        ).add_subparsers(dest="sub", required=True)
+    for name, cls, hlp in (("il", ILConfig, "imitation of both planner heads on a collected dataset"),
+                           ("wm", WMConfig, "the prediction world model (multi-modal, conditioned on the ego plan)"),
+                           ("rl", RLConfig, "RL of the longitudinal head in the pseudo-simulator (GRPO or PPO)"),
+                           ("pipeline", PipelineConfig, "il -> wm -> perlad -> perlad_logreplay, exported to ONNX")):
+        q = tr.add_parser(name, help=hlp)
+        dataclass_args(q, cls)
+        q.set_defaults(fn=cmd_train)
+    q = sub.add_parser("export", help="export a training checkpoint to ONNX (static shapes) with its manifest")
+    q.add_argument("--ckpt", required=True)
+    q.add_argument("--out", required=True, help="directory: <planner|world_model>.onnx + .manifest.json")
+    q.add_argument("--name", default=None)
+    q.add_argument("--batch", type=int, default=1)
+    q.set_defaults(fn=cmd_export)
+
     b = sub.add_parser("bench", help="benchmarks (JSON)").add_subparsers(dest="sub", required=True)
+    q = b.add_parser("infer", help="per-call latency (p50/p99) of the planner and world model, batch 1 and a "
+                     "training batch, on the backend the runtime picks")
+    q.add_argument("--json")
+    q.add_argument("--models", default="perlad:planner,world_model:world_model",
+                   help="name[:kind] list, found as <models dir>/<name>/<kind>.onnx")
+    q.add_argument("--batch", type=int, default=256)
+    q.add_argument("--backend", default="auto", help="auto, tensorrt, ort-cuda or ort-cpu")
+    q.add_argument("--threads", type=int, default=1)
+    q.set_defaults(fn=cmd_bench_infer)
     q = b.add_parser("sim", help="agent-steps per second of the batched simulator, and a route's real-time factor")
     q.add_argument("--json")
     q.add_argument("--envs", type=int, default=256)

@@ -23,7 +23,7 @@ from ..metrics.bench2drive import (
     global_record,
     summarize,
 )
-from ..policies import UnknownPolicy, make_policy
+from ..policies import UnknownPolicy, check_policy
 from ..routes.xml import RouteError, RouteSpec, parse_routes
 from .report import render_failures, write_report
 from .runner import leaderboard_route_id, run_route, scenario_note
@@ -114,7 +114,7 @@ def _worker(conn, spec: RouteSpec, index: int, cfg: EvalConfig) -> None:
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
     """Run the evaluation described by cfg; returns the summary (also written to cfg.out/summary.json)."""
-    make_policy(cfg.policy, 1)  # fail fast on an unknown policy name
+    check_policy(cfg.policy)  # fail fast on an unknown policy name or a missing model
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     rf = parse_routes(cfg.routes)

@@ -53,7 +53,7 @@ def run_route(g: LaneGraph, spec: RouteSpec, policy: str = "rule", seed: int = 0
     state = route_scene(g, [dense], max_agents=max_agents, seed=seed, background=background,
                         scenarios=[spec.scenarios[0] if spec.scenarios else None])
     sim = Simulator(g)
-    pol = make_policy(policy, 1)
+    pol = make_policy(policy, 1, g=g)
     perceive = ScenePerceiver(g, [dense], perception_range=PRIVILEGED_RANGE if pol.privileged else PERCEPTION_RANGE,
                              occlusion=not pol.privileged)
     monitor = RouteMonitor(g, [dense], scenarios=[spec.scenarios[0] if spec.scenarios else None])

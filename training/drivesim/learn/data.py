@@ -3,7 +3,8 @@ scene, perceived as a policy would (range + occlusion, `ScenePerceiver`), turned
 `FeatureBuilder` the closed loop uses, and paired with targets taken from the log (never shown to the features):
 
   path (6, 2): the expert's path at PATH_S metres ahead, ego frame [m];
-  speed (): the expert's target speed [m/s];
+  speed (): the expert's planned speed SPEED_AT metres ahead on its path [m/s] (its speed profile; more
+      decisive than the PID's instantaneous set-point, which is near 0 whenever the car stands);
   ego_future (T, 3), ego_future_mask (T,): the logged ego pose at WM_DT steps, ego frame (the world model's
       conditioning and the RL imitation term);
   agents_future (N, T, 2), agents_future_mask (N, T): the selected agents' logged positions, ego frame;
@@ -25,15 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset.collect import load_index, read_episode
 from ..dataset.b2d import FrameError
+from ..dataset.collect import load_index, read_episode
 from ..maps import TownLoader
 from ..routes.planner import DenseRoute
 from ..sim.perception import ScenePerceiver
 from ..sim.state import EGO, empty_state
 from .features import FeatureBuilder, FeatureConfig
 
-FORMAT = 1
+FORMAT = 2
+SPEED_AT = 4  # [m] (plan_speed index: points are 1 m apart, index 0 = now)
 PATH_S = np.arange(1, 7) * 2.0  # [m] the lateral head's 6 path points, 2 m apart
 WM_DT = 0.5  # [s] world-model step (2 Hz)
 WM_STEPS = 6  # 3 s
@@ -43,7 +45,7 @@ ROLL_STEPS = 20  # 2 s
 
 @dataclass(frozen=True)
 class DataConfig:
-    data: str  # a collected dataset (drive-stack collect --out)
+    data: str  # collected datasets (drive-stack collect --out), comma-separated
     maps_dir: str | None = None
     workers: int = 2
     max_episodes: int | None = None
@@ -95,8 +97,9 @@ def _to_frame(x, y, pose):
     return dx * c + dy * s, -dx * s + dy * c
 
 
-def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig = FeatureConfig()) -> dict[str, np.ndarray]:
+def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig | None = None) -> dict[str, np.ndarray]:
     """Features and targets of every frame of one episode (see the module doc)."""
+    fcfg = fcfg or FeatureConfig()
     arr = read_episode(ep_dir)
     route = dense_route(arr)
     F = len(arr["t"])
@@ -122,7 +125,7 @@ def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig = FeatureConfig()
             rows[k].append(getattr(feats, k)[0])
         pose = ego[f, :3]
         rows["path"].append(path_points(arr["plan"][f].astype(np.float64)))
-        rows["speed"].append(float(arr["target_speed"][f]))
+        rows["speed"].append(float(arr["plan_speed"][f, SPEED_AT]))
         # logged futures in this frame's ego frame
         fut = f + wm_k * np.arange(1, WM_STEPS + 1)
         ok = fut < F
@@ -167,8 +170,23 @@ def _episode_worker(args):
         return str(ep_dir), None, f"{type(e).__name__}: {e}"
 
 
-def build_samples(cfg: DataConfig, fcfg: FeatureConfig = FeatureConfig(), log=print) -> dict[str, np.ndarray]:
-    """All samples of a dataset (cached). Adds `episode` (S,) int and `frame` (S,) int."""
+def build_samples(cfg: DataConfig, fcfg: FeatureConfig | None = None, log=print) -> dict[str, np.ndarray]:
+    """All samples of the datasets in cfg.data (comma-separated; each cached). Adds `episode` (S,) int (unique
+    over the datasets) and `frame` (S,) int."""
+    fcfg = fcfg or FeatureConfig()
+    roots = [r for r in str(cfg.data).split(",") if r]
+    parts = []
+    for root in roots:
+        d = _build_one(DataConfig(root, cfg.maps_dir, cfg.workers, cfg.max_episodes), fcfg, log)
+        if parts:
+            d["episode"] = d["episode"] + parts[-1]["episode"].max() + 1
+        parts.append(d)
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _build_one(cfg: DataConfig, fcfg: FeatureConfig, log) -> dict[str, np.ndarray]:
     root = Path(cfg.data)
     idx = load_index(root)
     eps = idx["episodes"][: cfg.max_episodes] if cfg.max_episodes else idx["episodes"]
@@ -204,3 +222,16 @@ def build_samples(cfg: DataConfig, fcfg: FeatureConfig = FeatureConfig(), log=pr
     tmp.replace(cache)
     log(f"{len(data['speed'])} samples from {len(parts)} episodes -> {cache}")
     return data
+
+
+def extend_path(path: np.ndarray, length: float = 30.0, step: float = 2.0) -> np.ndarray:
+    """The controller's path: the (..., P, 2) planned points from the ego, continued straight along the last
+    segment to `length` metres (the pure-pursuit lookahead reaches 15 m)."""
+    P = path.shape[-2]
+    extra = max(int(np.ceil((length - P * step) / step)), 0)
+    if extra == 0:
+        return path
+    d = path[..., -1, :] - path[..., -2, :]
+    d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-6)
+    k = np.arange(1, extra + 1)[:, None] * step
+    return np.concatenate([path, path[..., -1:, :] + k * d[..., None, :]], -2)

@@ -101,8 +101,8 @@ class FeatureBuilder:
     """Stateful over time for E envs: call `reset` when an env starts a new episode, then `__call__` once per
     step (at any rate: the history is sampled at history_dt from what was seen)."""
 
-    def __init__(self, g: LaneGraph, num_envs: int, cfg: FeatureConfig = FeatureConfig()):
-        self.g, self.E, self.cfg = g, num_envs, cfg
+    def __init__(self, g: LaneGraph, num_envs: int, cfg: FeatureConfig | None = None):
+        self.g, self.E, self.cfg = g, num_envs, cfg or FeatureConfig()
         self.tracks: list[deque] = [deque() for _ in range(num_envs)]  # (t, ids, world rows (k, 7)) per step
         self._lane_light = np.asarray(g.lane_light)
         # per-lane polylines, resampled once per lane on demand
@@ -245,7 +245,7 @@ class FeatureBuilder:
         if sc.ego_pose is None:
             raise ValueError("PerceivedScene.ego_pose is missing: the feature builder needs the ego's odometry "
                              "(ScenePerceiver fills it; a ROS scene message must carry it)")
-        c, E = self.cfg, self.E
+        E = self.E
         ts = np.broadcast_to(np.asarray(t, float), (E,))
         out = {k: [] for k in ("ego", "route", "route_mask", "agents", "agents_mask", "agent_ids", "lanes",
                                "lanes_mask")}

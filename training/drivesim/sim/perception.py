@@ -93,6 +93,7 @@ class PerceivedScene:
     ego_accel: np.ndarray | None = None  # (E,) [m/s^2]
     lights: np.ndarray | None = None  # (E, T) LightState of every light of the map (the light status topic)
     agent_ids: np.ndarray | None = None  # (N,) track id of each agent column (the simulator slot)
+    t: np.ndarray | None = None  # (E,) [s] simulation time (the message stamp)
 
 
 @dataclass
@@ -193,4 +194,5 @@ class ScenePerceiver:
             light_state=light_state, stop_dist=stop_dist, stop_id=stop_id,
             ego_pose=np.stack([ex[:, 0], ey[:, 0], eyaw[:, 0]], -1).astype(np.float64),
             ego_accel=state.accel[:, EGO].astype(np.float64), lights=lights, agent_ids=np.arange(1, A),
+            t=np.asarray(state.t, np.float64).copy(),
         )

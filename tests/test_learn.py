@@ -1,0 +1,258 @@
+"""PerlAD: feature builders, training samples, the networks (IL, world model, RL), ONNX export and parity, the
+inference runtime and the learned policy in closed loop. Tiny budgets: a 2-route dataset, a few epochs."""
+
+import numpy as np
+import pytest
+import torch
+from drivesim.dataset import CollectConfig, collect, read_episode
+from drivesim.learn.configs import ILConfig, RLConfig, WMConfig
+from drivesim.learn.data import DataConfig, build_samples, episode_samples, extend_path, path_points
+from drivesim.learn.features import POS_SCALE, STEP_DIM, FeatureBuilder, FeatureConfig
+from drivesim.routes.generate import random_routes
+from drivesim.routes.xml import write_routes
+from drivesim.sim.perception import PerceivedScene
+from drivesim.sim.state import AgentKind
+
+FC = FeatureConfig()
+
+
+def scene_at(pose, agents, t=0.0, speed=5.0):
+    """A one-env PerceivedScene with a straight route along the ego's heading and agents given in the map frame
+    as (id, x, y, yaw, speed, kind); all visible."""
+    P = 60
+    route = np.stack([np.arange(P, dtype=float), np.zeros(P)], -1)[None]
+    ex, ey, eyaw = pose
+    rows, ids = [], []
+    for i, x, y, yaw, v, kind in agents:
+        dx, dy = x - ex, y - ey
+        c, s = np.cos(eyaw), np.sin(eyaw)
+        rows.append([dx * c + dy * s, -dx * s + dy * c, yaw - eyaw, v, 4.6, 1.9, kind])
+        ids.append(i)
+    ag = np.array(rows, float).reshape(1, -1, 7)
+    return PerceivedScene(
+        ego_speed=np.array([speed]), route=route, route_valid=np.ones((1, P), bool), command=np.full((1, P), 4, np.int8),
+        speed_limit=np.array([13.9]), agents=ag, agents_valid=np.ones(ag.shape[:2], bool),
+        light_dist=np.array([25.0]), light_state=np.array([0]), stop_dist=np.array([np.inf]), stop_id=np.array([-1]),
+        ego_pose=np.array([pose], float), ego_accel=np.zeros(1), lights=np.zeros((1, 0), np.int8),
+        agent_ids=np.array(ids), t=np.array([t]))
+
+
+def test_features_ego_frame_history_and_masks(proc_town):
+    fb = FeatureBuilder(proc_town, 1)
+    # the ego drives along +x at 5 m/s; a car 10 m ahead does the same; a pedestrian 5 m to the left stands
+    for k in range(7):
+        t = 0.25 * k
+        ex = 5.0 * t
+        f = fb(scene_at((ex, 0.0, 0.0), [(7, ex + 10.0, 0.0, 0.0, 5.0, AgentKind.VEHICLE),
+                                         (9, 2.0, -5.0, 0.0, 0.0, AgentKind.PEDESTRIAN)], t=t), t)
+    assert f.agents_mask[0].sum() == 2 and sorted(f.agent_ids[0][:2]) == [7, 9]
+    car = int(np.flatnonzero(f.agent_ids[0] == 7)[0])
+    H = FC.history
+    for h in range(H):  # history in the *current* ego frame: the car was (H-1-h) x 0.5 s x 5 m/s further back
+        row = f.agents[0, car, h * STEP_DIM:(h + 1) * STEP_DIM]
+        expect = 10.0 - 5.0 * 0.5 * (H - 1 - h)
+        assert row[5] == 1.0 and row[0] * POS_SCALE == pytest.approx(expect, abs=1e-4) and abs(row[1]) < 1e-6
+    ped = int(np.flatnonzero(f.agent_ids[0] == 9)[0])
+    # the pedestrian stands at x = 2 m (map): now 5.5 m behind the ego, and at the same place at every history
+    # step (the ego's own motion is compensated)
+    xs = [f.agents[0, ped, h * STEP_DIM] * POS_SCALE for h in range(H)]
+    assert xs == pytest.approx([2.0 - 5.0 * 1.5] * H, abs=1e-4)
+    # static part: kind one-hot
+    st = H * STEP_DIM
+    assert f.agents[0, car, st + 2 + AgentKind.VEHICLE] == 1 and f.agents[0, ped, st + 2 + AgentKind.PEDESTRIAN] == 1
+    # ego: speed, light 25 m red
+    assert f.ego[0, 0] == pytest.approx(0.5) and f.ego[0, 3] == pytest.approx(25 / 60) and f.ego[0, 4] == 1
+    assert f.route_mask[0].all() and f.route[0, 1, 0] * POS_SCALE == pytest.approx(FC.route_step)
+    assert f.lanes_mask[0].any()
+
+
+def test_path_points_and_extension():
+    plan = np.stack([np.arange(1, 31, dtype=float), np.zeros(30)], -1)
+    assert np.allclose(path_points(plan), np.stack([np.arange(1, 7) * 2.0, np.zeros(6)], -1))
+    short = np.array([[1.0, 0.0], [2.0, 1.0]])  # a 45-degree bend then straight on
+    pts = path_points(short)
+    assert np.allclose(np.diff(pts, axis=0)[-1], [np.sqrt(2), np.sqrt(2)], atol=1e-6)
+    ext = extend_path(np.stack([np.arange(1, 7) * 2.0, np.zeros(6)], -1)[None])
+    assert ext.shape == (1, 15, 2) and ext[0, -1, 0] == pytest.approx(30.0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, proc_town):
+    root = tmp_path_factory.mktemp("learn")
+    routes = root / "routes.xml"
+    write_routes(random_routes(proc_town, 3, seed=5, min_length=150.0), routes)
+    idx = collect(CollectConfig(routes=str(routes), out=str(root / "ds"), workers=1, b2d=False), log=lambda *_: None)
+    assert len(idx["episodes"]) == 3
+    return root
+
+
+def test_samples_targets_follow_the_log(dataset, proc_town):
+    ep = sorted((dataset / "ds" / "episodes").iterdir())[0]
+    s = episode_samples(ep, proc_town)
+    arr = read_episode(ep)
+    F = len(arr["t"])
+    assert len(s["speed"]) == F and s["agents"].shape == (F, FC.num_agents, FC.agent_dim)
+    # ego_future: the logged pose 0.5 s later in this frame's ego frame, inverted back = the log
+    f = F // 3
+    x0, y0, yaw0 = arr["ego"][f, :3].astype(float)
+    fx, fy = s["ego_future"][f, 0, :2]
+    wx = x0 + fx * np.cos(yaw0) - fy * np.sin(yaw0)
+    wy = y0 + fx * np.sin(yaw0) + fy * np.cos(yaw0)
+    assert np.hypot(wx - arr["ego"][f + 5, 0], wy - arr["ego"][f + 5, 1]) < 1e-3
+    assert s["ego_future_mask"][f].all() and not s["ego_future_mask"][-1].any()
+    # speed label: the expert's planned speed 4 m ahead; paths: the expert's plan at 2..12 m
+    assert np.allclose(s["speed"], arr["plan_speed"][:, 4])
+    assert np.allclose(s["path"][f], path_points(arr["plan"][f].astype(float)), atol=1e-4)
+    # agents' futures are the logged positions of the same track
+    ids = np.flatnonzero(s["agents_future_mask"][f, :, 0])
+    if len(ids):
+        n = ids[0]
+        assert np.linalg.norm(s["agents_future"][f, n, 0]) > 0
+
+
+def _tiny(cfg_cls, root, **kw):
+    return cfg_cls(data=str(root / "ds"), out=str(root / kw.pop("name")), workers=1, d_model=32, layers=1,
+                   batch_size=128, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(dataset):
+    from drivesim.learn.train import ILStage, WMStage
+
+    torch.manual_seed(0)
+    il = ILStage(_tiny(ILConfig, dataset, name="il", epochs=6, lr=3e-3), log=lambda *_: None)
+    before = {k: v.clone() for k, v in il.model.state_dict().items()}
+    l0 = il.evaluate()
+    m_il = il.run()
+    wm = WMStage(_tiny(WMConfig, dataset, name="wm", epochs=6, lr=3e-3), log=lambda *_: None)
+    w0 = wm.evaluate()
+    m_wm = wm.run()
+    return {"il": il, "il_before": before, "il_l0": l0, "il_m": m_il, "wm": wm, "wm_l0": w0, "wm_m": m_wm}
+
+
+def test_imitation_trains(trained):
+    il = trained["il"]
+    moved = [k for k, v in il.model.state_dict().items() if not torch.equal(v, trained["il_before"][k])]
+    assert len(moved) > 10
+    h = trained["il_m"]["history"]
+    assert h[-1]["train"]["loss"] < 0.85 * h[0]["train"]["loss"]
+    assert trained["il_m"]["final_val"]["loss"] < trained["il_l0"]["loss"]
+    assert (il.out / "ckpt.pt").exists() and any((il.out / "tb").iterdir())
+
+
+def test_world_model_trains_and_reacts_to_the_ego_plan(trained, dataset):
+    from drivesim.learn.pipeline import reactivity
+
+    h = trained["wm_m"]["history"]
+    assert h[-1]["train"]["loss"] < h[0]["train"]["loss"]
+    assert trained["wm_m"]["final_val"]["minADE_m"] < 3.0  # 3 s ahead, held-out episode
+    wm = trained["wm"]
+    wm.model.eval()
+    r = reactivity(wm.model, wm.data, np.arange(min(64, len(wm.data["speed"]))))
+    assert r["mean_abs_diff_m"] > 0.0  # the ego's plan reaches the agents' futures
+
+
+def test_resume_continues_from_the_checkpoint(trained, dataset):
+    from drivesim.learn.train import ILStage
+
+    cfg = _tiny(ILConfig, dataset, name="il", epochs=7, lr=3e-3)
+    cfg.resume = True
+    st = ILStage(cfg, log=lambda *_: None)
+    assert st.epoch == 6
+    m = st.run()
+    assert len(m["history"]) == 7
+
+
+def test_rollout_and_rewards_on_a_hand_built_scene():
+    from drivesim.learn.rl import ego_rollout, rewards
+
+    path = extend_path(np.stack([np.arange(1, 7) * 2.0, np.zeros(6)], -1)[None]).repeat(2, 0)
+    poses, speeds = ego_rollout(path, np.array([0.0, 10.0]), np.array([8.0, 8.0]), 20)
+    assert speeds[0, -1] < 0.5 and abs(speeds[1, -1] - 10.0) < 1.5 and np.abs(poses[..., 1]).max() < 0.05
+    # a standing car 15 m ahead: the braking rollout stops short of it, the fast one hits it
+    K, N = 20, 2
+    agents = np.zeros((2, N, K, 5))
+    agents[:, 0, :, 0], agents[:, 0, :, 3], agents[:, 0, :, 4] = 15.0, 4.6, 1.9
+    amask = np.zeros((2, N, K), bool)
+    amask[:, 0] = True
+    kind = np.zeros((2, N), int)
+    ego = np.zeros((1, 15), np.float32)
+    ego[0, 2], ego[0, 3] = 1.0, 1.0  # limit 10 m/s, no light
+    b = {"ego": torch.as_tensor(ego), "route": torch.as_tensor(np.concatenate(
+        [np.stack([np.arange(20) * 2.0 / POS_SCALE, np.zeros(20)], -1), np.tile([1.0, 0.0], (20, 1))], -1)[None],
+        dtype=torch.float32), "route_mask": torch.ones(1, 20), "roll_ego": torch.zeros(1, K, 2),
+        "roll_ego_mask": torch.zeros(1, K)}
+    r = rewards(RLConfig(), b, poses, speeds, agents, amask, kind, 2)
+    assert r["collided"].tolist() == [0.0, 1.0] and r["collision"][1] == -30.0
+    assert r["progress"][1] > r["progress"][0] and r["total"][0] > r["total"][1]
+    assert r["off_route"].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("algo", ["grpo", "ppo"])
+def test_rl_moves_only_the_longitudinal_head(trained, dataset, algo):
+    from drivesim.learn.rl import RLStage
+
+    cfg = _tiny(RLConfig, dataset, name=f"rl_{algo}", init=str(dataset / "il" / "ckpt.pt"),
+                world_model=str(dataset / "wm" / "ckpt.pt"), updates=4, states=32, curriculum=2, algo=algo)
+    st = RLStage(cfg, log=lambda *_: None)
+    before = {k: v.clone() for k, v in st.model.state_dict().items()}
+    m = st.run()
+    changed = {k.split(".")[0] for k, v in st.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"path_enc", "speed_head"}
+    h = m["history"]
+    assert len(h) == 4 and all(np.isfinite(r["loss"]) and r["entropy"] > 0 for r in h)
+    assert {"reward/collision", "reward/progress", "approx_kl", "rollout_steps_per_s"} <= set(h[0])
+
+
+def test_onnx_parity_and_runtime(tmp_path):
+    import onnxruntime  # noqa: F401
+    from drivesim.models.export import export_onnx, parity, random_inputs
+    from drivesim.models.nets import NetConfig, Planner, WorldModel
+    from drivesim.models.runtime import BackendUnavailable, InferenceModel
+
+    torch.manual_seed(0)
+    for model in (Planner(FC, NetConfig()), WorldModel(FC, NetConfig())):
+        model.eval()
+        p = export_onnx(model, tmp_path / f"{type(model).__name__}.onnx")
+        assert parity(model, p) < 1e-4
+    m = InferenceModel(tmp_path / "Planner.onnx")
+    assert m.backend == "ort-cpu" and "ort-cpu" in m.describe()
+    x = random_inputs(Planner(FC, NetConfig()), 1)
+    out = m(x)
+    assert out["paths"].shape == (1, 6, 6, 2) and out["speed_logits"].shape == (1, 6, 13)
+    bad = dict(x, agents=np.zeros((1, 5, FC.agent_dim), np.float32))
+    with pytest.raises(ValueError, match="agents.*shape"):
+        m(bad)
+    with pytest.raises(BackendUnavailable, match="tensorrt"):
+        InferenceModel(tmp_path / "Planner.onnx", backend="tensorrt")
+
+
+def test_learned_policy_drives_a_route_closed_loop(trained, dataset, proc_town, tmp_path, monkeypatch):
+    from drivesim.evaluation.runner import run_route
+    from drivesim.models.export import export_checkpoint
+    from drivesim.policies import make_policy
+    from drivesim.routes.xml import parse_routes
+
+    export_checkpoint(dataset / "il" / "ckpt.pt", tmp_path / "models" / "il")
+    monkeypatch.setenv("DRIVE_STACK_MODELS", str(tmp_path / "models"))
+    with pytest.raises(ValueError, match="needs the map"):
+        make_policy("il", 1)
+    spec = parse_routes(dataset / "routes.xml").routes[0]
+    ep = run_route(proc_town, spec, policy="il", seed=0)
+    rec = ep.record
+    assert ep.steps > 100 and rec["scores"]["score_route"] >= 0 and rec["status"]
+    monkeypatch.setenv("DRIVE_STACK_MODELS", str(tmp_path / "none"))
+    monkeypatch.chdir(tmp_path)
+    from drivesim.policies import learned
+
+    monkeypatch.setattr(learned, "REPO_MODELS", tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="train one"):
+        make_policy("perlad", 1, g=proc_town)
+
+
+def test_cached_samples_are_reused(dataset):
+    a = build_samples(DataConfig(str(dataset / "ds"), workers=1), FC, log=lambda *_: None)
+    cache = list((dataset / "ds" / "learn_cache").glob("*.npz"))
+    assert len(cache) == 1
+    b = build_samples(DataConfig(str(dataset / "ds"), workers=1), FC, log=lambda *_: None)
+    assert np.array_equal(a["speed"], b["speed"])

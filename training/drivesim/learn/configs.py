@@ -1,0 +1,69 @@
+"""Training configs (no torch import: the CLI builds its options from these dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    data: str = "results/dataset"  # a collected dataset (drive-stack collect --out)
+    out: str = "results/train/il"  # run directory
+    maps_dir: str | None = None
+    epochs: int = 8
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    val_fraction: float = 0.1  # of episodes, held out
+    threads: int = 2  # torch CPU threads
+    workers: int = 2  # feature-building processes
+    max_episodes: int | None = None
+    resume: bool = False
+    d_model: int = 64
+    layers: int = 2
+    notes: list[str] = field(default_factory=list)
+
+    def net(self):
+        from ..models.nets import NetConfig
+
+        return NetConfig(d_model=self.d_model, layers=self.layers, ff=2 * self.d_model)
+
+
+@dataclass
+class ILConfig(TrainConfig):
+    w_anchor: float = 1.0
+    w_path: float = 1.0
+    w_speed: float = 1.0
+
+
+@dataclass
+class WMConfig(TrainConfig):
+    out: str = "results/train/wm"
+    epochs: int = 10
+    w_mode: float = 0.5
+
+
+@dataclass
+class RLConfig(TrainConfig):
+    out: str = "results/train/perlad"
+    init: str = "results/train/il/ckpt.pt"  # the imitation planner to start from
+    world_model: str = "results/train/wm/ckpt.pt"
+    agents: str = "world_model"  # world_model | log_replay
+    updates: int = 150
+    states: int = 128  # start states per update
+    group: int = 4  # speed samples per state
+    horizon: int = 20  # steps of ROLL_DT (2 s)
+    algo: str = "grpo"  # grpo | ppo
+    ppo_epochs: int = 4
+    clip: float = 0.2
+    entropy: float = 0.01
+    lr: float = 3e-4
+    curriculum: int = 50  # updates from logged paths/agents to predicted ones
+    collision_vehicle: float = -30.0
+    collision_pedestrian: float = -50.0
+    collision_static: float = -10.0
+    off_route: float = -10.0
+    red_light: float = -30.0
+    w_progress: float = 10.0
+    w_imitation: float = 1.0

@@ -1,0 +1,173 @@
+"""The PerlAD pipeline in one command (`drive-stack train pipeline`): imitation (il) -> world model (wm) -> RL
+of the longitudinal head with world-model agents (perlad) and, the ablation, with log-replay agents
+(perlad_logreplay); every network exported to ONNX under `models_out/<name>/` (what `--policy il|perlad|
+perlad_logreplay` load by default), a world-model reactivity report and training curves (PNG).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("il", "wm", "perlad", "perlad_logreplay")
+
+
+@dataclass
+class PipelineConfig:
+    data: str = "results/dataset"  # collected datasets, comma-separated
+    out: str = "results/pipeline"  # stage run directories
+    models_out: str = "results/models"  # exported ONNX models, by policy name
+    maps_dir: str | None = None
+    stages: str = ",".join(STAGES)
+    seed: int = 0
+    threads: int = 2
+    workers: int = 2
+    il_epochs: int = 12
+    wm_epochs: int = 12
+    rl_updates: int = 200
+    rl_states: int = 128
+    rl_algo: str = "grpo"
+    d_model: int = 64
+    layers: int = 2
+    max_episodes: int | None = None
+    resume: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def reactivity(wm, data: dict, idx: np.ndarray, commit_speed: float = 8.0) -> dict:
+    """The same scenes under two ego plans, 'brake' (stand still) and 'commit' (drive straight on at
+    commit_speed): how far do the world model's top-1 agents move? Followers (agents behind the ego in its
+    lane) should advance less when the ego brakes; agents crossing ahead should advance less when it commits."""
+    import torch
+
+    from ..models.nets import INPUT_NAMES
+    from .features import POS_SCALE, STEP_DIM
+
+    T = wm.ncfg.wm_steps
+    b = {k: torch.as_tensor(np.asarray(data[k][idx], np.float32)) for k in INPUT_NAMES}
+    t = (np.arange(1, T + 1) * 0.5).astype(np.float32)
+    plans = {"brake": np.zeros((len(idx), T, 3), np.float32),
+             "commit": np.stack([commit_speed * t, 0 * t, 0 * t], -1)[None].repeat(len(idx), 0).astype(np.float32)}
+    now = (wm.fcfg.history - 1) * STEP_DIM
+    pos = data["agents"][idx][..., now:now + 2] * POS_SCALE
+    speed = data["agents"][idx][..., now + 4] * 10.0
+    present = data["agents_mask"][idx]
+    follower = present & (pos[..., 0] < -3) & (pos[..., 0] > -30) & (np.abs(pos[..., 1]) < 1.5) & (speed > 0.5)
+    ahead = present & (pos[..., 0] > 3) & (pos[..., 0] < 30) & (speed > 0.5)
+    moved = {}
+    with torch.no_grad():
+        for name, plan in plans.items():
+            traj, ml = wm(*(b[k] for k in INPUT_NAMES), torch.as_tensor(plan))
+            top = traj[torch.arange(len(idx))[:, None], torch.arange(traj.shape[1])[None], ml.argmax(-1)].numpy()
+            moved[name] = np.linalg.norm(top[:, :, -1] - pos, axis=-1)  # (B, N) metres in 3 s
+    out = {"scenes": int(len(idx)), "followers": int(follower.sum()), "agents_ahead": int(ahead.sum())}
+    if follower.any():
+        out["follower_moved_m"] = {k: round(float(v[follower].mean()), 3) for k, v in moved.items()}
+        out["follower_less_when_brake"] = round(float((moved["brake"][follower] < moved["commit"][follower]).mean()), 3)
+    if ahead.any():
+        out["ahead_moved_m"] = {k: round(float(v[ahead].mean()), 3) for k, v in moved.items()}
+    out["mean_abs_diff_m"] = round(float(np.abs(moved["brake"] - moved["commit"])[present].mean()), 3) if present.any() else 0.0
+    return out
+
+
+def plot_curves(series: dict[str, tuple[list[float], list[float]]], out: str | Path, title: str = "") -> Path:
+    """A small multi-panel line plot (one panel per series) with PIL; no plotting library needed."""
+    from PIL import Image, ImageDraw
+
+    n = max(len(series), 1)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    W, H, pad = 360, 220, 40
+    img = Image.new("RGB", (cols * W, rows * H + 24), "white")
+    d = ImageDraw.Draw(img)
+    d.text((8, 4), title, fill="black")
+    for i, (name, (xs, ys)) in enumerate(series.items()):
+        ox, oy = (i % cols) * W, (i // cols) * H + 24
+        d.rectangle([ox + pad, oy + 20, ox + W - 10, oy + H - 25], outline="gray")
+        d.text((ox + pad, oy + 4), name, fill="black")
+        ys_f = [y for y in ys if np.isfinite(y)]
+        if len(xs) < 2 or not ys_f:
+            continue
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys_f), max(ys_f)
+        if y1 - y0 < 1e-9:
+            y0, y1 = y0 - 1, y1 + 1
+        pts = [(ox + pad + (x - x0) / max(x1 - x0, 1e-9) * (W - pad - 10), oy + H - 25 - (y - y0) / (y1 - y0) * (H - 45))
+               for x, y in zip(xs, ys) if np.isfinite(y)]
+        d.line(pts, fill=(30, 90, 200), width=2)
+        d.text((ox + 2, oy + 18), f"{y1:.3g}", fill="black")
+        d.text((ox + 2, oy + H - 32), f"{y0:.3g}", fill="black")
+        d.text((ox + W - 60, oy + H - 22), f"{x1:.0f}", fill="black")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+    return out
+
+
+def stage_curves(metrics: dict) -> dict[str, tuple[list[float], list[float]]]:
+    h = metrics.get("history", [])
+    if metrics.get("stage") == "rl":
+        x = [r["update"] for r in h]
+        keys = ["reward/total", "reward/collided", "reward/progress", "entropy", "approx_kl", "speed_mean_m_s"]
+        return {k: (x, [r[k] for r in h]) for k in keys if h and k in h[0]}
+    x = [r["epoch"] for r in h]
+    out = {"train loss": (x, [r["train"]["loss"] for r in h])}
+    if h and h[0]["val"]:
+        for k in h[0]["val"]:
+            out[f"val {k}"] = (x, [r["val"][k] for r in h])
+    return out
+
+
+def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
+    from ..models.export import export_checkpoint
+    from .configs import ILConfig, RLConfig, WMConfig
+    from .rl import RLStage
+    from .train import ILStage, WMStage, load_model
+
+    out, models = Path(cfg.out), Path(cfg.models_out)
+    stages = [s for s in cfg.stages.split(",") if s]
+    bad = sorted(set(stages) - set(STAGES))
+    if bad:
+        raise ValueError(f"unknown stages {bad}; choose from {', '.join(STAGES)}")
+    common = dict(data=cfg.data, maps_dir=cfg.maps_dir, seed=cfg.seed, threads=cfg.threads, workers=cfg.workers,
+                  d_model=cfg.d_model, layers=cfg.layers, max_episodes=cfg.max_episodes, resume=cfg.resume)
+    report: dict = {"config": asdict(cfg), "stages": {}}
+    made = {"command": "drive-stack train pipeline", "pipeline_config": asdict(cfg)}
+    for st in stages:
+        t0 = time.perf_counter()
+        log(f"== stage {st}")
+        if st == "il":
+            m = ILStage(ILConfig(out=str(out / "il"), epochs=cfg.il_epochs, **common), log).run()
+            ck = out / "il" / "ckpt.pt"
+        elif st == "wm":
+            m = WMStage(WMConfig(out=str(out / "wm"), epochs=cfg.wm_epochs, **common), log).run()
+            ck = out / "wm" / "ckpt.pt"
+            wm, _ = load_model(ck)
+            from .data import DataConfig, build_samples
+            from .train import split
+
+            data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes), wm.fcfg, log)
+            _, va = split(data, 0.1, cfg.seed)
+            idx = np.random.default_rng(0).choice(va, size=min(512, len(va)), replace=False)
+            m["reactivity"] = reactivity(wm, data, idx)
+            log(f"world-model reactivity: {json.dumps(m['reactivity'])}")
+            (out / "wm" / "metrics.json").write_text(json.dumps(m, indent=2))
+        else:
+            agents = "world_model" if st == "perlad" else "log_replay"
+            m = RLStage(RLConfig(out=str(out / st), init=str(out / "il" / "ckpt.pt"),
+                                 world_model=str(out / "wm" / "ckpt.pt"), agents=agents, updates=cfg.rl_updates,
+                                 states=cfg.rl_states, algo=cfg.rl_algo, **common), log).run()
+            ck = out / st / "ckpt.pt"
+        name = "world_model" if st == "wm" else st
+        man = export_checkpoint(ck, models / name, name=name, extra={"made_by": made})
+        curves = plot_curves(stage_curves(m), out / st / "curves.png", title=f"{st} ({cfg.data})")
+        report["stages"][st] = {"wall_s": round(time.perf_counter() - t0, 1), "onnx": str(models / name / man["file"]),
+                                "parity_max_abs_err": man["parity_max_abs_err"], "curves": str(curves),
+                                "final": m.get("final_val") or m.get("val"), "reactivity": m.get("reactivity")}
+        log(f"== {st}: {report['stages'][st]['wall_s']} s, exported {report['stages'][st]['onnx']} "
+            f"(parity {man['parity_max_abs_err']:.1e}), curves {curves}")
+    (out / "pipeline.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,292 @@
+"""RL of the planner's longitudinal head in the vector-space pseudo-simulator (PerlAD), without rendering.
+
+Each update draws `states` logged start states. For each the lateral head (frozen, from imitation) picks a
+path, or, early in the curriculum, the logged expert path is used. The longitudinal head samples `group`
+target speeds for that path. Every sample is rolled out for `horizon` steps at 10 Hz: the ego follows the path
+with the deployed PID controller on the kinematic bicycle; the other agents follow the world model's top-1
+prediction *conditioned on this rollout's ego plan* (`agents=world_model`), or their logged future
+(`agents=log_replay`, the ablation). Early in the curriculum logged agents replace predicted ones with
+probability p, which falls linearly to 0 over `curriculum` updates.
+
+Reward per rollout (shared/DESIGN.md): collision (vehicle -30, pedestrian -50, static -10; the rollout ends),
+leaving the route corridor (-10 x the fraction of steps with the ego's centre more than OFF_ROUTE metres from
+the route), progress (w_progress x distance / (speed limit x horizon)), imitation (-w_imitation x mean distance
+to the logged ego future, per 2 m), and, our addition for Bench2Drive, running a red light (-30, crossing the
+stop line of a red or yellow light that was ahead).
+
+Update: group-standardised advantages A = (R - mean_group) / std_group, then REINFORCE (`algo=grpo`) or a
+clipped PPO ratio over `ppo_epochs` passes (`algo=ppo`), both with an entropy bonus. Logged: reward terms,
+entropy, approx-KL, collision rate, rollout steps per second.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..geometry import obb_overlap
+from ..models.nets import INPUT_NAMES, Planner, WorldModel
+from ..sim.control import PIDController
+from ..sim.dynamics import DEFAULT_VEHICLE, bicycle_step
+from ..sim.state import AgentKind
+from .configs import RLConfig
+from .data import ROLL_DT, WM_DT, DataConfig, build_samples, extend_path
+from .features import DIST_CAP, POS_SCALE, SPEED_SCALE, STEP_DIM
+from .train import batch, load_model, split
+
+OFF_ROUTE = 2.5  # [m] from the route polyline
+
+
+def ego_rollout(paths: np.ndarray, target: np.ndarray, v0: np.ndarray, steps: int, dt: float = ROLL_DT):
+    """Kinematic bicycle + the deployed PID controller following each path (E, Q, 2) (ego frame at t=0) at
+    its target speed (E,). Returns poses (E, steps, 3) and speeds (E, steps)."""
+    E = len(paths)
+    x, y, yaw = np.zeros(E), np.zeros(E), np.zeros(E)
+    v, sa = v0.astype(np.float64).copy(), np.zeros(E)
+    ctl = PIDController(E, dt=dt)
+    poses, speeds = np.zeros((E, steps, 3)), np.zeros((E, steps))
+    for k in range(steps):
+        dx, dy = paths[..., 0] - x[:, None], paths[..., 1] - y[:, None]
+        c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+        local = np.stack([dx * c + dy * s, -dx * s + dy * c], -1)
+        thr, st, br = ctl(local, target, v)
+        x, y, yaw, v, sa, _ = bicycle_step(x, y, yaw, v, sa, thr, st, br, dt)
+        poses[:, k] = np.stack([x, y, yaw], -1)
+        speeds[:, k] = v
+    return poses, speeds
+
+
+def interpolate_agents(start: np.ndarray, traj: np.ndarray, t_src: float, steps: int, dt: float) -> np.ndarray:
+    """start (E, N, 2) and predictions (E, N, T, 2) every t_src seconds -> positions (E, N, steps, 2) every dt."""
+    pts = np.concatenate([start[:, :, None], traj], 2)
+    tq = np.arange(1, steps + 1) * dt / t_src
+    i0 = np.minimum(np.floor(tq).astype(int), pts.shape[2] - 2)
+    w = (tq - i0)[None, None, :, None]
+    return pts[:, :, i0] * (1 - w) + pts[:, :, i0 + 1] * w
+
+
+def rewards(cfg: RLConfig, b: dict, poses: np.ndarray, speeds: np.ndarray, agents: np.ndarray, amask: np.ndarray,
+            kind: np.ndarray, G: int) -> dict[str, np.ndarray]:
+    """Reward terms (E,) of rollouts. poses (E, K, 3); agents (E, N, K, 5) x, y, yaw, length, width; amask
+    (E, N, K); kind (E, N); b: the batch (B = E / G states)."""
+    E, K = speeds.shape
+    rep = lambda a: np.repeat(np.asarray(a), G, axis=0)  # noqa: E731
+    hit = obb_overlap(poses[:, None, :, 0], poses[:, None, :, 1], poses[:, None, :, 2], DEFAULT_VEHICLE.length,
+                      DEFAULT_VEHICLE.width, agents[..., 0], agents[..., 1], agents[..., 2], agents[..., 3],
+                      agents[..., 4]) & amask  # (E, N, K)
+    any_hit = hit.any(1)  # (E, K)
+    collided = any_hit.any(1)
+    first = np.where(collided, np.argmax(any_hit, 1), K)
+    alive = np.arange(K)[None] < first[:, None]  # steps before the collision
+    who = np.argmax(hit[np.arange(E), :, np.minimum(first, K - 1)], 1)
+    k = kind[np.arange(E), who]
+    pen = np.where(k == AgentKind.PEDESTRIAN, cfg.collision_pedestrian,
+                   np.where(k == AgentKind.STATIC, cfg.collision_static, cfg.collision_vehicle))
+    r_coll = np.where(collided, pen, 0.0)
+    dist = (speeds * ROLL_DT * alive).sum(1)
+    ego = rep(b["ego"].numpy())
+    limit = np.maximum(ego[:, 2] * SPEED_SCALE, 1.0)
+    r_prog = cfg.w_progress * np.clip(dist / (limit * K * ROLL_DT), 0, 1)
+    route = rep(b["route"].numpy())[..., :2] * POS_SCALE
+    rmask = rep(b["route_mask"].numpy()) > 0
+    d = np.linalg.norm(poses[:, :, None, :2] - route[:, None], axis=-1)
+    d = np.where(rmask[:, None], d, np.inf).min(-1)
+    r_off = cfg.off_route * ((d > OFF_ROUTE) & alive).mean(1)
+    log, lm = rep(b["roll_ego"].numpy())[:, :K], rep(b["roll_ego_mask"].numpy())[:, :K] > 0
+    err = np.linalg.norm(poses[..., :2] - log, axis=-1)
+    r_imit = -cfg.w_imitation * (err * lm).sum(1) / np.maximum(lm.sum(1), 1) / 2.0
+    light_d = ego[:, 3] * DIST_CAP
+    stop_light = (ego[:, 4] + ego[:, 5] > 0) & (light_d > 0.5) & (light_d < DIST_CAP - 1)
+    r_light = np.where(stop_light & (dist > light_d + 1.0), cfg.red_light, 0.0)
+    total = r_coll + r_prog + r_off + r_imit + r_light
+    return {"total": total, "collision": r_coll, "progress": r_prog, "off_route": r_off, "imitation": r_imit,
+            "red_light": r_light, "collided": collided.astype(float), "distance_m": dist}
+
+
+class RLStage:
+    name = "rl"
+
+    def __init__(self, cfg: RLConfig, log=print):
+        self.cfg, self.log = cfg, log
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        self.rng = np.random.default_rng(cfg.seed)
+        if cfg.agents not in ("world_model", "log_replay"):
+            raise ValueError(f"--agents {cfg.agents!r}: use world_model or log_replay")
+        if cfg.algo not in ("grpo", "ppo"):
+            raise ValueError(f"--algo {cfg.algo!r}: use grpo or ppo")
+        model, ck = load_model(cfg.init)
+        if not isinstance(model, Planner):
+            raise ValueError(f"--init {cfg.init}: not a planner checkpoint (stage {ck.get('stage')})")
+        self.model: Planner = model
+        self.fcfg, self.ncfg = model.fcfg, model.ncfg
+        self.wm: WorldModel | None = None
+        if cfg.agents == "world_model":
+            wm, ck2 = load_model(cfg.world_model)
+            if not isinstance(wm, WorldModel):
+                raise ValueError(f"--world-model {cfg.world_model}: not a world-model checkpoint")
+            self.wm = wm
+        # only the longitudinal head learns; the encoder and the lateral head stay as imitation left them
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.params = [*self.model.path_enc.parameters(), *self.model.speed_head.parameters()]
+        for p in self.params:
+            p.requires_grad_(True)
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes), self.fcfg, log)
+        self.tr, self.va = split(self.data, cfg.val_fraction, cfg.seed)
+        self.update, self.history = 0, []
+        if cfg.resume and (self.out / "ckpt.pt").exists():
+            ck = torch.load(self.out / "ckpt.pt", weights_only=False)
+            self.model.load_state_dict(ck["model"])
+            self.opt.load_state_dict(ck["opt"])
+            self.update, self.history = ck["update"], ck["history"]
+            self.rng = np.random.default_rng(cfg.seed + self.update)
+            log(f"resumed from {self.out / 'ckpt.pt'} at update {self.update}")
+
+    def keys(self):
+        return (*INPUT_NAMES, "path", "roll_ego", "roll_ego_mask", "roll_agents", "roll_agents_mask", "agent_kind")
+
+    def rollout(self, b: dict, p_logged: float, greedy: bool = False):
+        """Sample speeds and roll out. Returns (z, paths, actions (B, G), reward terms (B, G))."""
+        cfg, G = self.cfg, self.cfg.group
+        inputs = [b[k] for k in INPUT_NAMES]
+        with torch.no_grad():
+            z = self.model.scene(*inputs)
+            logits, paths = self.model.lateral(z)
+            B = len(z)
+            pred = paths[torch.arange(B), logits.argmax(1)]
+            use_log = torch.as_tensor(self.rng.random(B) < p_logged)
+            path = torch.where(use_log[:, None, None], b["path"], pred)
+            sl = self.model.speed_logits(z, path[:, None])[:, 0]
+            act = (sl.argmax(-1, keepdim=True).expand(B, G) if greedy
+                   else torch.distributions.Categorical(logits=sl).sample((G,)).T)  # (B, G)
+            logp_old = torch.log_softmax(sl, -1).gather(1, act)
+        speeds = self.ncfg.speeds()[act.numpy()].reshape(-1)
+        ctl_path = np.repeat(extend_path(path.numpy().astype(np.float64)), G, 0)
+        v0 = np.repeat(b["ego"][:, 0].numpy() * SPEED_SCALE, G)
+        K = cfg.horizon
+        wm_steps = self.ncfg.wm_steps
+        steps = max(K, int(round(wm_steps * WM_DT / ROLL_DT)))
+        t0 = time.perf_counter()
+        poses, sp = ego_rollout(ctl_path, speeds, v0, steps)
+        N = self.fcfg.num_agents
+        now = (self.fcfg.history - 1) * STEP_DIM
+        feats = b["agents"].numpy()
+        size = np.stack([feats[..., self.fcfg.history * STEP_DIM] * 5.0, feats[..., self.fcfg.history * STEP_DIM + 1] * 2.0], -1)
+        logged = np.repeat(b["roll_agents"].numpy()[:, :, :K], G, 0)
+        lmask = np.repeat(b["roll_agents_mask"].numpy()[:, :, :K] > 0, G, 0)
+        if self.wm is not None:
+            every = int(round(WM_DT / ROLL_DT))
+            plan = torch.as_tensor(poses[:, every - 1::every][:, :wm_steps], dtype=torch.float32)
+            with torch.no_grad():
+                rep = [torch.repeat_interleave(x, G, 0) for x in inputs]
+                traj, ml = self.wm(*rep, plan)
+            top = traj[torch.arange(len(traj))[:, None], torch.arange(N)[None], ml.argmax(-1)].numpy()  # (E, N, T, 2)
+            start = np.repeat(feats[..., now:now + 2] * POS_SCALE, G, 0)
+            xy = interpolate_agents(start, top, WM_DT, K, ROLL_DT)
+            d = np.diff(np.concatenate([start[:, :, None], xy], 2), axis=2)
+            yaw0 = np.repeat(np.arctan2(feats[..., now + 3], feats[..., now + 2]), G, 0)
+            moving = np.linalg.norm(d, axis=-1) > 0.05
+            yaw = np.where(moving, np.arctan2(d[..., 1], d[..., 0]), yaw0[:, :, None])
+            sz = np.repeat(size, G, 0)
+            pred_agents = np.concatenate([xy, yaw[..., None], np.broadcast_to(sz[:, :, None], (*xy.shape[:3], 2))], -1)
+            pmask = np.repeat(b["agents_mask"].numpy() > 0, G, 0)[:, :, None].repeat(K, 2)
+            use_log_e = np.repeat(use_log.numpy() | (self.rng.random(B) < p_logged), G)
+            agents = np.where(use_log_e[:, None, None, None], logged, pred_agents)
+            amask = np.where(use_log_e[:, None, None], lmask, pmask)
+        else:
+            agents, amask = logged, lmask
+        kind = np.repeat(b["agent_kind"].numpy().astype(int), G, 0)
+        r = rewards(cfg, b, poses[:, :K], sp[:, :K], agents, amask, kind, G)
+        sps = len(poses) * K / max(time.perf_counter() - t0, 1e-9)
+        return z, path, act, logp_old, {k: v.reshape(B, G) for k, v in r.items()}, sps
+
+    def loss(self, z, path, act, logp_old, adv):
+        sl = self.model.speed_logits(z, path[:, None])[:, 0]
+        logp_all = torch.log_softmax(sl, -1)
+        logp = logp_all.gather(1, act)
+        ent = -(logp_all.exp() * logp_all).sum(-1).mean()
+        if self.cfg.algo == "ppo":
+            ratio = (logp - logp_old).exp()
+            pg = -torch.min(ratio * adv, ratio.clamp(1 - self.cfg.clip, 1 + self.cfg.clip) * adv).mean()
+        else:
+            pg = -(adv * logp).mean()
+        kl = (logp_old - logp).mean()
+        return pg - self.cfg.entropy * ent, ent, kl
+
+    def save(self):
+        tmp = self.out / "ckpt.tmp.pt"
+        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "update": self.update,
+                    "history": self.history, "config": asdict(self.cfg), "net": asdict(self.ncfg),
+                    "features": asdict(self.fcfg), "stage": "rl"}, tmp)
+        tmp.replace(self.out / "ckpt.pt")
+
+    def run(self) -> dict:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        tb = SummaryWriter(str(self.out / "tb"))
+        bar = tqdm(range(self.update, cfg.updates), desc=f"rl ({cfg.agents}, {cfg.algo})", disable=None,
+                   mininterval=1.0)
+        for _ in bar:
+            t0 = time.perf_counter()
+            p_logged = max(0.0, 1.0 - self.update / max(cfg.curriculum, 1))
+            idx = self.rng.choice(self.tr, size=min(cfg.states, len(self.tr)), replace=False)
+            b = batch(self.data, idx, self.keys())
+            z, path, act, logp_old, r, sps = self.rollout(b, p_logged)
+            R = torch.as_tensor(r["total"], dtype=torch.float32)
+            adv = (R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + 1e-4)
+            for _ in range(cfg.ppo_epochs if cfg.algo == "ppo" else 1):
+                loss, ent, kl = self.loss(z, path, act, logp_old, adv)
+                self.opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+                self.opt.step()
+            self.update += 1
+            row = {"update": self.update, "p_logged": p_logged, "loss": loss.item(), "entropy": ent.item(),
+                   "approx_kl": kl.item(), "rollout_steps_per_s": sps, "update_s": time.perf_counter() - t0,
+                   "speed_mean_m_s": float(self.ncfg.speeds()[act.numpy()].mean()),
+                   **{f"reward/{k}": float(v.mean()) for k, v in r.items()}}
+            self.history.append(row)
+            for k, v in row.items():
+                if k != "update":
+                    tb.add_scalar(f"rl/{k}", v, self.update)
+            bar.set_postfix(R=f"{row['reward/total']:.2f}", coll=f"{row['reward/collided']:.2f}")
+            if self.update % 10 == 0 or self.update == cfg.updates:
+                self.log(f"rl update {self.update}/{cfg.updates}: reward {row['reward/total']:.2f} "
+                         f"(collision rate {row['reward/collided']:.3f}, progress {row['reward/progress']:.2f}, "
+                         f"imitation {row['reward/imitation']:.2f}), entropy {row['entropy']:.3f}, "
+                         f"approx-KL {row['approx_kl']:.4f}, {sps:.0f} rollout steps/s")
+                self.save()
+        tb.close()
+        metrics = {"stage": "rl", "agents": cfg.agents, "algo": cfg.algo, "history": self.history,
+                   "val": self.validate()}
+        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+
+    def validate(self, n: int = 512) -> dict:
+        """Greedy speeds on held-out states, predicted paths and agents: mean reward terms."""
+        if not len(self.va):
+            return {}
+        idx = np.random.default_rng(123).choice(self.va, size=min(n, len(self.va)), replace=False)
+        b = batch(self.data, idx, self.keys())
+        saved = self.cfg.group
+        self.cfg.group = 1
+        try:
+            _, _, _, _, r, _ = self.rollout(b, 0.0, greedy=True)
+        finally:
+            self.cfg.group = saved
+        return {k: float(v.mean()) for k, v in r.items()}
+
+
+__all__ = ["RLConfig", "RLStage", "ego_rollout", "rewards"]

@@ -1,0 +1,237 @@
+"""Training stages: imitation of the planner (`il`), the prediction world model (`wm`), RL of the longitudinal
+head (`rl`, learn/rl.py). One command each (`drive-stack train il|wm|rl`), a dataclass config whose fields are
+the command's options, tqdm progress, TensorBoard scalars (<out>/tb), a checkpoint per epoch (<out>/ckpt.pt;
+`--resume` continues from it), metrics (<out>/metrics.json) and the exported ONNX (<out>/*.onnx + manifest.json).
+Seeds are fixed (torch, numpy); with torch's deterministic CPU kernels the same config gives the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..models.nets import INPUT_NAMES, NetConfig, Planner, WorldModel, kmeans_anchors
+from .configs import ILConfig, TrainConfig, WMConfig
+from .data import WM_DT, DataConfig, build_samples
+from .features import FeatureConfig
+
+
+def config_from_args(cls, argv_ns) -> object:
+    kw = {f.name: getattr(argv_ns, f.name) for f in fields(cls) if getattr(argv_ns, f.name, None) is not None}
+    return cls(**kw)
+
+
+def split(data: dict, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train/val sample indices, split by episode."""
+    eps = np.unique(data["episode"])
+    rng = np.random.default_rng(seed)
+    n_val = max(1, int(round(len(eps) * val_fraction))) if len(eps) > 1 else 0
+    val_eps = rng.permutation(eps)[:n_val]
+    val = np.isin(data["episode"], val_eps)
+    return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def batch(data: dict, idx: np.ndarray, keys) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.asarray(data[k][idx], np.float32)) for k in keys}
+
+
+def speed_bin(speed: torch.Tensor, ncfg: NetConfig) -> torch.Tensor:
+    step = ncfg.max_speed / (ncfg.num_speeds - 1)
+    return torch.clamp(torch.round(speed / step), 0, ncfg.num_speeds - 1).long()
+
+
+def target_anchor(paths: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    return ((paths[:, None] - anchors[None]) ** 2).sum(-1).mean(-1).argmin(1)
+
+
+def planner_losses(model: Planner, b: dict, cfg: ILConfig | None = None) -> dict[str, torch.Tensor]:
+    logits, paths, speed_logits = model(*(b[k] for k in INPUT_NAMES))
+    tgt = target_anchor(b["path"], model.anchors)
+    ar = torch.arange(len(tgt))
+    l_anchor = F.cross_entropy(logits, tgt)
+    l_path = F.smooth_l1_loss(paths[ar, tgt], b["path"])
+    sb = speed_bin(b["speed"], model.ncfg)
+    l_speed = F.cross_entropy(speed_logits[ar, tgt], sb)
+    w = cfg or ILConfig()
+    with torch.no_grad():
+        ade = (paths[ar, logits.argmax(1)] - b["path"]).norm(dim=-1).mean()
+        speeds = torch.as_tensor(model.ncfg.speeds(), dtype=torch.float32)
+        sp_err = (speeds[speed_logits[ar, logits.argmax(1)].argmax(-1)] - b["speed"].clamp(0, model.ncfg.max_speed)).abs().mean()
+        acc = (speed_logits[ar, tgt].argmax(-1) == sb).float().mean()
+    return {"loss": w.w_anchor * l_anchor + w.w_path * l_path + w.w_speed * l_speed, "anchor_ce": l_anchor,
+            "path_l1": l_path, "speed_ce": l_speed, "path_ade_m": ade, "speed_err_m_s": sp_err, "speed_acc": acc}
+
+
+def wm_losses(model: WorldModel, b: dict, cfg: WMConfig | None = None) -> dict[str, torch.Tensor]:
+    traj, mode_logits = model(*(b[k] for k in INPUT_NAMES), b["ego_future"])
+    gt, m = b["agents_future"], b["agents_future_mask"]  # (B, N, T, 2), (B, N, T)
+    err = (traj - gt[:, :, None]).norm(dim=-1)  # (B, N, K, T)
+    cnt = m.sum(-1).clamp(min=1)[:, :, None]
+    ade = (err * m[:, :, None]).sum(-1) / cnt  # (B, N, K)
+    has = m.any(-1)  # (B, N)
+    best = ade.argmin(-1)  # (B, N)
+    sel = torch.gather(traj, 2, best[:, :, None, None, None].expand(-1, -1, 1, *traj.shape[-2:]))[:, :, 0]
+    reg = (F.smooth_l1_loss(sel, gt, reduction="none").sum(-1) * m).sum() / m.sum().clamp(min=1)
+    ce = F.cross_entropy(mode_logits[has], best[has]) if has.any() else reg * 0
+    w = cfg or WMConfig()
+    with torch.no_grad():
+        full = m.all(-1)  # agents seen over the whole horizon: minFDE at T
+        min_ade = ade.min(-1).values[has].mean() if has.any() else reg * 0
+        fde = err[..., -1].min(-1).values[full].mean() if full.any() else reg * 0
+    return {"loss": reg + w.w_mode * ce, "reg": reg, "mode_ce": ce, "minADE_m": min_ade, "minFDE_m": fde}
+
+
+class Stage:
+    """The loop shared by the supervised stages: epochs over shuffled batches, validation, TensorBoard,
+    checkpoints, resume."""
+
+    name = "stage"
+    keys: tuple[str, ...] = ()
+
+    def __init__(self, cfg: TrainConfig, log=print):
+        self.cfg, self.log = cfg, log
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        self.fcfg = FeatureConfig()
+        self.ncfg = cfg.net()
+        self.data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes), self.fcfg, log)
+        self.tr, self.va = split(self.data, cfg.val_fraction, cfg.seed)
+        self.model = self.make_model()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # warm-up then cosine decay over this config's steps (a resumed run with more epochs stretches it)
+        self.total_steps = cfg.epochs * max(1, int(np.ceil(len(self.tr) / cfg.batch_size)))
+        warm = max(1, self.total_steps // 20)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm) * max(
+            0.05, 0.5 * (1 + np.cos(np.pi * min(s / self.total_steps, 1.0)))))
+        self.epoch, self.step, self.history = 0, 0, []
+        if cfg.resume and (self.out / "ckpt.pt").exists():
+            self.load(self.out / "ckpt.pt")
+            log(f"resumed from {self.out / 'ckpt.pt'} at epoch {self.epoch}")
+
+    def make_model(self):
+        raise NotImplementedError
+
+    def losses(self, b):
+        raise NotImplementedError
+
+    def save(self) -> None:
+        tmp = self.out / "ckpt.tmp.pt"
+        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                    "epoch": self.epoch, "step": self.step, "history": self.history, "config": asdict(self.cfg),
+                    "net": asdict(self.ncfg), "features": asdict(self.fcfg), "stage": self.name}, tmp)
+        tmp.replace(self.out / "ckpt.pt")
+
+    def load(self, path: Path) -> None:
+        ck = torch.load(path, weights_only=False)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["opt"])
+        self.sched.load_state_dict(ck["sched"])
+        self.epoch, self.step, self.history = ck["epoch"], ck["step"], ck["history"]
+
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        sums: dict[str, float] = {}
+        n = 0
+        with torch.no_grad():
+            for i in range(0, len(self.va), 1024):
+                idx = self.va[i:i + 1024]
+                out = self.losses(batch(self.data, idx, self.keys))
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+                n += len(idx)
+        self.model.train()
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+    def run(self) -> dict:
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.cfg
+        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        tb = SummaryWriter(str(self.out / "tb"))
+        rng = np.random.default_rng(cfg.seed + self.epoch)
+        self.model.train()
+        self.log(f"{self.name}: {len(self.tr)} train / {len(self.va)} val samples, "
+                 f"{sum(p.numel() for p in self.model.parameters())} parameters")
+        while self.epoch < cfg.epochs:
+            t0 = time.perf_counter()
+            perm = rng.permutation(self.tr)
+            bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"{self.name} epoch {self.epoch + 1}/{cfg.epochs}",
+                       leave=False, mininterval=1.0, disable=None)
+            run_sum, nb = {}, 0
+            for i in bar:
+                out = self.losses(batch(self.data, perm[i:i + cfg.batch_size], self.keys))
+                self.opt.zero_grad()
+                out["loss"].backward()
+                gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+                self.opt.step()
+                self.sched.step()
+                self.step += 1
+                for k, v in out.items():
+                    run_sum[k] = run_sum.get(k, 0.0) + float(v.detach())
+                    tb.add_scalar(f"train/{k}", float(v.detach()), self.step)
+                tb.add_scalar("train/grad_norm", float(gn), self.step)
+                tb.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
+                nb += 1
+                bar.set_postfix(loss=f"{out['loss'].item():.3f}")
+            self.epoch += 1
+            dt = time.perf_counter() - t0
+            val = self.evaluate() if len(self.va) else {}
+            for k, v in val.items():
+                tb.add_scalar(f"val/{k}", v, self.step)
+            tb.add_scalar("train/samples_per_s", len(perm) / dt, self.step)
+            row = {"epoch": self.epoch, "train": {k: v / max(nb, 1) for k, v in run_sum.items()}, "val": val,
+                   "samples_per_s": round(len(perm) / dt, 1)}
+            self.history.append(row)
+            self.log(f"{self.name} epoch {self.epoch}: train loss {row['train']['loss']:.4f}"
+                     + "".join(f", val {k} {v:.3f}" for k, v in val.items() if k != "loss")
+                     + f" ({row['samples_per_s']:.0f} samples/s)")
+            self.save()
+        tb.close()
+        metrics = {"stage": self.name, "history": self.history, "final_val": self.history[-1]["val"] if self.history else {}}
+        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+
+
+class ILStage(Stage):
+    name = "il"
+    keys = (*INPUT_NAMES, "path", "speed")
+
+    def make_model(self):
+        anchors = kmeans_anchors(self.data["path"][self.tr], self.ncfg.num_anchors, seed=self.cfg.seed)
+        return Planner(self.fcfg, self.ncfg, anchors)
+
+    def losses(self, b):
+        return planner_losses(self.model, b, self.cfg)
+
+
+class WMStage(Stage):
+    name = "wm"
+    keys = (*INPUT_NAMES, "ego_future", "agents_future", "agents_future_mask")
+
+    def make_model(self):
+        assert abs(WM_DT * self.ncfg.wm_steps - 3.0) < 1e-6
+        return WorldModel(self.fcfg, self.ncfg)
+
+    def losses(self, b):
+        return wm_losses(self.model, b, self.cfg)
+
+
+def load_model(path: str | Path):
+    """A Planner or WorldModel from a stage checkpoint."""
+    ck = torch.load(path, weights_only=False)
+    fcfg, ncfg = FeatureConfig(**ck["features"]), NetConfig(**ck["net"])
+    sd = ck["model"]
+    model = Planner(fcfg, ncfg, sd["anchors"].numpy()) if "anchors" in sd else WorldModel(fcfg, ncfg)
+    model.load_state_dict(sd)
+    model.eval()
+    return model, ck
