@@ -36,6 +36,6 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("sim", default_value="carla", description="carla (bridge + leaderboard) or pseudo"),
         DeclareLaunchArgument("params_file", default_value=default_params),
-        DeclareLaunchArgument("policy", default_value="rule", description="planner policy: rule | il | perlad"),
+        DeclareLaunchArgument("policy", default_value="rule", description="planner policy: rule | expert | il | perlad | perlad_logreplay"),
         OpaqueFunction(function=_nodes),
     ])

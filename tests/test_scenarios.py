@@ -64,10 +64,72 @@ def _slot(states, kind=None, behavior=None):
 
 
 def test_every_bench2drive_type_is_known_and_the_simulated_ones_are_listed():
-    from drivesim.routes.xml import SCENARIO_TYPES
+    from drivesim.routes.xml import DOS_TYPES, KNOWN_TYPES, SCENARIO_TYPES
 
-    assert set(SCENARIO_BUILDERS) <= set(SCENARIO_TYPES)
-    assert SIMULATED_TYPES <= set(SCENARIO_TYPES)
+    assert len(SCENARIO_TYPES) == 44 and not (DOS_TYPES & SCENARIO_TYPES)
+    assert set(SCENARIO_BUILDERS) <= set(KNOWN_TYPES) and DOS_TYPES <= set(SCENARIO_BUILDERS)
+    assert SIMULATED_TYPES <= set(KNOWN_TYPES)
+
+
+def _seen(st, a):
+    """Whether agent a is visible from the ego (range + occlusion), as a non-privileged policy would see it."""
+    from drivesim.sim.perception import visibility
+
+    others = st.valid.copy()
+    others[:, EGO] = False
+    vis = visibility(st.x, st.y, st.yaw, st.length, st.width, st.kind, others, st.x[:, EGO], st.y[:, EGO])
+    return bool(vis[0, a])
+
+
+def test_dos_pedestrian_between_parked_cars_is_hidden_until_it_steps_out(proc_town):
+    d = _route(proc_town, junction_after=False)
+    spec = _spec(d, "DOSPedestrianBetweenParked", distance=40.0, direction="right")
+    states, n = _run(proc_town, d, spec, speed=5.0, steps=500, stop_at=d.cum_s[TRIGGER_INDEX] + 30.0)
+    assert n == 4
+    ped = _slot(states, AgentKind.PEDESTRIAN)
+    moving = [k for k, s in enumerate(states) if s.speed[0, ped] > 0.1]
+    k0 = moving[0]
+    s = states[k0 - 1]
+    assert np.hypot(s.x[0, EGO] - s.x[0, ped], s.y[0, EGO] - s.y[0, ped]) < 21.0  # triggered by the ego at 20 m
+    lat0, _ = _lat(d, s.x[0, ped], s.y[0, ped])
+    assert 2.0 < lat0 < 4.5  # in the gap of the parked row, on the right
+    assert not _seen(s, ped)  # hidden by the parked car in front of it
+    lats = [(k, _lat(d, st.x[0, ped], st.y[0, ped])[0]) for k, st in enumerate(states)]
+    in_lane = next(k for k, lat in lats if lat < 1.0)
+    assert _seen(states[in_lane], ped)  # seen once it is in the lane
+    assert lats[-1][1] < -2.0 and states[-1].speed[0, ped] == 0.0  # crossed, then stands
+
+
+def test_dos_lead_brakes_for_a_pedestrian_hidden_behind_a_truck(proc_town):
+    d = _route(proc_town, junction_after=False)
+    spec = _spec(d, "DOSLeadBrakesForHiddenPedestrian", direction="right")
+    states, n = _run(proc_town, d, spec, speed=4.0, steps=400, stop_at=d.cum_s[TRIGGER_INDEX] + 15.0)
+    lead = _slot(states, AgentKind.VEHICLE, Behavior.SCRIPTED)
+    ped = _slot(states, AgentKind.PEDESTRIAN)
+    v = np.array([st.speed[0, lead] if st.valid[0, lead] else 0.0 for st in states])
+    go = int(np.argmax(v > 0.5))  # it appears, moving
+    stop = go + int(np.argmax(v[go:] < 0.01))
+    assert 2.0 / 0.05 < stop - go < 4.5 / 0.05  # brakes ~2.5 s after setting off, hard
+    sl = states[stop]
+    lat_p, ip = _lat(d, sl.x[0, ped], sl.y[0, ped])
+    _, il = _lat(d, sl.x[0, lead], sl.y[0, lead])
+    assert abs(lat_p) < 3.0 and 0 < ip - il < 12  # the pedestrian is in the road just in front of the lead
+    hidden = [not _seen(st, ped) for st in states[go:go + int(2.25 / 0.05)]]
+    assert all(hidden)  # until just before the lead brakes (2.5 s), the ego does not see what it brakes for
+    assert v[-1] > 1.0  # then the lead drives on
+
+
+def test_dos_red_light_runner_hidden_behind_trucks(proc_town):
+    d = _route(proc_town)
+    spec = _spec(d, "DOSHiddenRedLightRunner", direction="right")
+    states, n = _run(proc_town, d, spec, speed=5.0, steps=400)
+    v = _slot(states, AgentKind.VEHICLE, Behavior.SCRIPTED)
+    approach = [st for st in states if st.valid[0, v] and st.speed[0, v] > 1.0 and 8.0 < _lat(d, st.x[0, v], st.y[0, v])[0] < 35.0]
+    assert approach
+    seen = [_seen(st, v) for st in approach]
+    assert sum(not x for x in seen) >= 0.3 * len(seen)  # hidden for a good part of its approach
+    lats = [_lat(d, st.x[0, v], st.y[0, v])[0] for st in states if st.valid[0, v]]
+    assert lats[0] > 20.0 and min(lats) < -20.0  # still runs across the junction
 
 
 @pytest.mark.parametrize("type_", ["ParkedObstacle", "ParkedObstacleTwoWays"])
@@ -382,9 +444,11 @@ def test_route_suite_places_every_simulated_type(proc_town, tmp_path):
     (the types that cannot be placed on Proc0 are reported, not dropped silently)."""
     from drivesim.routes import parse_routes, write_routes
     from drivesim.routes.suite import generate_suite
-    from drivesim.routes.xml import SCENARIO_TYPES
+    from drivesim.routes.xml import DOS_TYPES, SCENARIO_TYPES
     from drivesim.scenarios import build_actors
 
+    dos = generate_suite(proc_town, sorted(DOS_TYPES), 1, seed=3)
+    assert not dos.missing and len(dos.routes) == len(DOS_TYPES)
     rep = generate_suite(proc_town, sorted(SCENARIO_TYPES), 1, seed=3)
     assert set(rep.missing) == {"HighwayCutIn", "ParkingExit"}
     path = tmp_path / "suite.xml"

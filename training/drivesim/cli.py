@@ -195,11 +195,12 @@ def cmd_routes_suite(a) -> int:
     from .maps import TownLoader
     from .routes import write_routes
     from .routes.suite import generate_suite
-    from .routes.xml import SCENARIO_TYPES
+    from .routes.xml import DOS_TYPES, KNOWN_TYPES, SCENARIO_TYPES
 
     g = TownLoader(a.maps_dir).load(a.town)
-    types = sorted(SCENARIO_TYPES) if a.types == "all" else [t.strip() for t in a.types.split(",")]
-    unknown = [t for t in types if t not in SCENARIO_TYPES]
+    groups = {"all": sorted(SCENARIO_TYPES), "dos": sorted(DOS_TYPES), "all+dos": sorted(KNOWN_TYPES)}
+    types = groups.get(a.types) or [t.strip() for t in a.types.split(",")]
+    unknown = [t for t in types if t not in KNOWN_TYPES]
     if unknown:
         raise SystemExit(f"drive-stack: unknown scenario types {unknown}")
     rep = generate_suite(g, types, a.n, seed=a.seed, min_length=a.min_length)
@@ -421,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = r.add_parser("suite", help="N routes per scenario type with the scenario placed where it fits (our own suites)")
     q.add_argument("--town", required=True, help="e.g. Proc0 or Town04")
-    q.add_argument("--types", default="all", help="comma-separated scenario types, or 'all'")
+    q.add_argument("--types", default="all", help="comma-separated scenario types, or 'all' (the 44 Bench2Drive types), 'dos' (the occlusion "
+                   "variants) or 'all+dos'")
     q.add_argument("--n", type=int, default=2, help="routes per type")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--min-length", type=float, default=250.0)

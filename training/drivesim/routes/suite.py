@@ -99,7 +99,7 @@ def _suitable(g: LaneGraph, d: DenseRoute, type_: str, i0: int) -> tuple[bool, d
 # lane-blocking types: the obstacle and the room to pass it and swing back lie on road, not in a junction
 OBSTACLE_TYPES = {"ParkedObstacle", "ParkedObstacleTwoWays", "ConstructionObstacle", "ConstructionObstacleTwoWays",
                   "Accident", "AccidentTwoWays", "VehicleOpensDoorTwoWays", "HazardAtSideLane",
-                  "HazardAtSideLaneTwoWays"}
+                  "HazardAtSideLaneTwoWays", "DOSPedestrianBetweenParked", "DOSLeadBrakesForHiddenPedestrian"}
 OBSTACLE_ROOM = (20.0, 40.0)  # [m] before and beyond the obstacle: the swing out, the obstacle, the swing back
 
 

@@ -407,6 +407,76 @@ def control_loss(g, route, spec, rng) -> list:
 
 
 # ------------------------------------------------------------------------------------------- flows
+# ------------------------------------------------------------------------ occlusion-critical (DOS-style)
+TRUCK = (8.0, 2.6)  # [m] a box truck: the occluder of the DOS variants
+
+
+def dos_pedestrian_between_parked(g, route, spec, rng) -> list[ActorSpec]:
+    """DOSPedestrianBetweenParked: three cars parked nose to tail at the `direction` roadside `distance` ahead,
+    1.9 m apart; a pedestrian standing in the gap between the second and the third (hidden by the second from
+    an approaching ego) walks across the road when the ego comes within 20 m."""
+    i = ahead(route, trigger_index(route, spec), float(spec.params.get("distance", 40.0)))
+    p, yaw, lane = _pose(route, i)
+    w = float(g.lane_width[lane])
+    sgn = side_sign(spec.params.get("direction", "right"))
+    out = []
+    for d in (0.0, 6.5, 13.0):
+        q, qyaw, _ = _pose(route, ahead(route, i, d))
+        c = q + right_of(qyaw) * sgn * (w / 2 + CAR[1] / 2 + 0.3)
+        out.append(ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *c, qyaw, CAR))
+    k = ahead(route, i, 9.75)
+    start, end = _crossing(route, k, spec.params.get("direction", "right"), 0.0, w * 1.5 + 2.0, w / 2 + CAR[1] / 2 + 0.3)
+    q, qyaw, _ = _pose(route, k)
+    out.append(ActorSpec(AgentKind.PEDESTRIAN, Behavior.SCRIPTED, *start, qyaw - np.pi / 2 * sgn, WALKER,
+                         script={"path": np.stack([start, end]), "trigger": (*q, 20.0), "wait_speed": 0.0,
+                                 "go_speed": 1.8, "accel": 4.0}))
+    return out
+
+
+def dos_lead_brakes_for_hidden_pedestrian(g, route, spec, rng) -> list[ActorSpec]:
+    """DOSLeadBrakesForHiddenPedestrian: when the ego passes the trigger, a lead vehicle appears 18 m ahead of it
+    driving at 60 % of the speed limit; a pedestrian walks out from behind a truck parked at the `direction`
+    roadside into the lead's lane, and the lead brakes hard (7 m/s^2) 2.5 s after the trigger, stands 4 s, then
+    drives on. The ego sees the lead brake; the pedestrian stays hidden behind the truck and the lead."""
+    i0 = trigger_index(route, spec)
+    a = ahead(route, i0, 18.0)
+    v = 0.6 * float(g.lane_speed_limit[route.lane[a]])
+    idx = np.linspace(a, ahead(route, a, 200.0), 16).astype(int)
+    p, yaw, lane = _pose(route, a)
+    w = float(g.lane_width[lane])
+    lead = ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *p, yaw, CAR,
+                     script={"path": route.xy[idx], "trigger": (*route.xy[i0], 6.0), "appear": True, "wait_speed": 0.0,
+                             "go_speed": v, "accel": 7.0, "brake_at": 2.5, "hold": 4.0, "start_speed": v,
+                             "end_vanish": True})
+    # where the lead stops: 2.5 s at v, then v^2 / (2 * 7) of braking; the pedestrian crosses 6 m beyond
+    k = ahead(route, a, 2.5 * v + v * v / 14.0 + 2.3 + 6.0)
+    q, qyaw, _ = _pose(route, k)
+    sgn = side_sign(spec.params.get("direction", "right"))
+    truck = q + right_of(qyaw) * sgn * (w / 2 + TRUCK[1] / 2 + 0.3) - np.array([np.cos(qyaw), np.sin(qyaw)]) * 3.0
+    start, end = _crossing(route, k, spec.params.get("direction", "right"), 0.0, w * 1.5 + 2.0, w / 2 + TRUCK[1] + 0.8)
+    ped = ActorSpec(AgentKind.PEDESTRIAN, Behavior.SCRIPTED, *start, qyaw - np.pi / 2 * sgn, WALKER,
+                    script={"path": np.stack([start, end]), "trigger": (*route.xy[i0], 6.0), "wait_speed": 0.0,
+                            "go_speed": 1.3, "accel": 3.0})
+    return [lead, ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *truck, qyaw, TRUCK), ped]
+
+
+def dos_hidden_red_light_runner(g, route, spec, rng) -> list[ActorSpec]:
+    """DOSHiddenRedLightRunner: OppositeVehicleRunningRedLight with two trucks parked at the `direction` corner
+    before the junction, hiding the crossing vehicle from the ego until it is nearly in the junction."""
+    runner = opposite_vehicle_running_red_light(g, route, spec, rng)
+    j = _junction_after(g, route, trigger_index(route, spec))
+    if not runner or j is None:
+        return []
+    sgn = side_sign(spec.params.get("direction", "right"))
+    out = []
+    for back in (6.0, 16.0):
+        k = int(np.searchsorted(route.cum_s, route.cum_s[j[0]] - back))
+        q, qyaw, lane = _pose(route, max(k, 0))
+        c = q + right_of(qyaw) * sgn * (float(g.lane_width[lane]) / 2 + TRUCK[1] / 2 + 0.3)
+        out.append(ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *c, qyaw, TRUCK))
+    return out + runner
+
+
 def _gap(spec: ScenarioSpec) -> tuple[float, float]:
     v = spec.params.get("source_dist_interval", (20.0, 40.0))
     return (float(v[0]), float(v[1])) if isinstance(v, tuple) else (float(v), float(v))
@@ -505,6 +575,9 @@ SCENARIO_BUILDERS: dict[str, Builder] = {
     "HighwayCutIn": highway_cut_in,
     "ControlLoss": control_loss,
     "YieldToEmergencyVehicle": yield_to_emergency_vehicle,
+    "DOSPedestrianBetweenParked": dos_pedestrian_between_parked,
+    "DOSLeadBrakesForHiddenPedestrian": dos_lead_brakes_for_hidden_pedestrian,
+    "DOSHiddenRedLightRunner": dos_hidden_red_light_runner,
     **{t: actor_flow for t in ("EnterActorFlow", "InterurbanActorFlow",
                                "InterurbanAdvancedActorFlow", "HighwayExit", "MergerIntoSlowTraffic",
                                "MergerIntoSlowTrafficV2", "CrossingBicycleFlow")},

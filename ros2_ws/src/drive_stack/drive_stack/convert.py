@@ -189,8 +189,9 @@ def lights_array(msg: CarlaTrafficLightStatusList, light_ids: np.ndarray) -> np.
     return out
 
 
-def scene_message(scene: LibScene, t: float, e: int = 0) -> PerceivedScene:
-    """Library scene (CARLA-handed ego frame) -> PerceivedScene (ROS ego frame: y left)."""
+def scene_message(scene: LibScene, t: float, e: int = 0, light_ids: np.ndarray | None = None) -> PerceivedScene:
+    """Library scene (CARLA-handed ego frame) -> PerceivedScene (ROS ego frame: y left). light_ids: the map's
+    light ids in the order of scene.lights."""
     m = PerceivedScene()
     m.header.stamp, m.header.frame_id = ros_time(t), "hero"
     m.ego_speed = float(scene.ego_speed[e])
@@ -206,11 +207,21 @@ def scene_message(scene: LibScene, t: float, e: int = 0) -> PerceivedScene:
     m.light_distance = float(scene.light_dist[e])
     m.stop_id = int(scene.stop_id[e])
     m.stop_distance = float(scene.stop_dist[e])
+    if scene.ego_pose is not None:
+        x, y, yaw = carla_to_ros_pose(*scene.ego_pose[e])
+        m.ego_x, m.ego_y, m.ego_yaw = float(x), float(y), float(yaw)
+    if scene.ego_accel is not None:
+        m.ego_accel = float(scene.ego_accel[e])
+    if scene.lights is not None and light_ids is not None and scene.lights.size:
+        m.light_ids = [int(i) for i in light_ids]
+        m.light_states = [int(v) for v in scene.lights[e]]
     return m
 
 
-def scene_from_message(m: PerceivedScene, num_agents: int, route_points: int, commands: np.ndarray | None = None) -> LibScene:
-    """PerceivedScene -> library scene (E=1). Raises InvalidMessage on NaN."""
+def scene_from_message(m: PerceivedScene, num_agents: int, route_points: int, commands: np.ndarray | None = None,
+                       light_ids: np.ndarray | None = None) -> LibScene:
+    """PerceivedScene -> library scene (E=1). Raises InvalidMessage on NaN. light_ids: the receiver's map's light
+    ids, to put the message's light states in that order (unknown lights read OFF)."""
     agents = np.zeros((1, num_agents, 7), np.float32)
     valid = np.zeros((1, num_agents), bool)
     for ag in m.agents:
@@ -231,10 +242,22 @@ def scene_from_message(m: PerceivedScene, num_agents: int, route_points: int, co
     cmd = np.full((1, route_points), max(int(m.command), 0), np.int8)
     if commands is not None:
         cmd[0, : min(len(commands), route_points)] = commands[:route_points]
+    _finite("/drive_stack/scene", ego_pose=np.array([m.ego_x, m.ego_y, m.ego_yaw]), ego_accel=m.ego_accel)
+    lights = None
+    if light_ids is not None:
+        lights = np.full((1, len(light_ids)), 3, np.int8)  # OFF where the message does not say
+        pos = {int(i): k for k, i in enumerate(light_ids)}
+        for i, v in zip(m.light_ids, m.light_states):
+            k = pos.get(int(i))
+            if k is not None:
+                lights[0, k] = int(v)
     return LibScene(ego_speed=np.array([m.ego_speed], np.float64), route=route, route_valid=rv, command=cmd,
                     speed_limit=np.array([m.speed_limit]), agents=agents, agents_valid=valid,
                     light_dist=np.array([m.light_distance]), light_state=np.array([m.light_state], np.int64),
-                    stop_dist=np.array([m.stop_distance]), stop_id=np.array([m.stop_id], np.int64))
+                    stop_dist=np.array([m.stop_distance]), stop_id=np.array([m.stop_id], np.int64),
+                    ego_pose=np.array([ros_to_carla_pose(m.ego_x, m.ego_y, m.ego_yaw)], np.float64),
+                    ego_accel=np.array([m.ego_accel], np.float64), lights=lights,
+                    agent_ids=np.arange(1, num_agents + 1), t=np.array([to_sec(m.header.stamp)]))
 
 
 def plan_message(path: np.ndarray, target_speed: float, t: float, policy: str,

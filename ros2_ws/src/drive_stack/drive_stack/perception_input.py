@@ -105,7 +105,7 @@ class PerceptionInput(StackNode):
             return
         if fault is not None and fault.value == "nan":
             scene.ego_speed[:] = np.nan
-        self.pub_scene.publish(convert.scene_message(scene, t))
+        self.pub_scene.publish(convert.scene_message(scene, t, light_ids=self.g.light_id))
         self.ticks += 1
         if self.bev_every > 0 and self.ticks % self.bev_every == 0:
             img = bev_raster(self.g, np.array([st.x[0, 0], st.y[0, 0]], np.float64), float(st.yaw[0, 0]), scene)

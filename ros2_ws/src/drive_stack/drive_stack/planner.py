@@ -1,10 +1,11 @@
 """planner: the decoupled planner node. PerceivedScene -> Plan (path + speed) -> PID -> stamped control.
 
-The policy is chosen by name (`policy`, the same names as `drive-stack eval --policy`); the learned ones
-load their ONNX models through models/ once they land, the rule-based policy runs until then. Its path
-and target speed go through the deployed PIDController (drivesim.sim.control), and the command is stamped
-with the scene's tick time, as the Leaderboard requires. Publishes /carla/hero/status = true (latched) once
-the policy is loaded.
+The policy is chosen by name (`policy`, the same names as `drive-stack eval --policy`). The learned ones
+(il, perlad, perlad_logreplay) load their ONNX planner through the inference runtime (TensorRT on a GPU, else
+ONNX Runtime; `model` and `backend` parameters override the default file and backend) once the map has
+arrived on /carla/map (their features include the lanes). The path and target speed go through the deployed
+PIDController (drivesim.sim.control), and the command is stamped with the scene's tick time, as the
+Leaderboard requires. Publishes /carla/hero/status = true (latched) once the policy is loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from carla_msgs.msg import CarlaEgoVehicleControl
 from drive_stack_msgs.msg import PerceivedScene, Plan
-from drivesim.policies import make_policy
+from drivesim.maps.opendrive import load_xodr_text
+from drivesim.policies import POLICIES, make_policy
 from drivesim.sim.perception import ROUTE_POINTS
 from std_msgs.msg import Bool, String
 
@@ -26,7 +28,15 @@ class Planner(StackNode):
         super().__init__("planner")
         self.policy_name = self.declare_parameter("policy", "rule").value
         self.max_agents = int(self.declare_parameter("max_agents", 64).value)
-        self.policy = make_policy(self.policy_name, 1, speed_profile=True)  # the monitor checks the profile
+        self.model = self.declare_parameter("model", "").value
+        self.backend = self.declare_parameter("backend", "auto").value
+        self.policy = None
+        self.light_ids = None
+        if not getattr(POLICIES.get(self.policy_name), "needs_map", False):
+            kw = {"speed_profile": True} if self.policy_name == "rule" else {}  # the monitor checks the profile
+            self.policy = make_policy(self.policy_name, 1, **kw)
+        else:
+            self.create_subscription(String, T.MAP, self._on_map, LATCHED)
         self.pub_plan = self.create_publisher(Plan, T.PLAN, RELIABLE)
         self.pub_cmd = self.create_publisher(CarlaEgoVehicleControl, T.PLANNER_CMD, RELIABLE)
         self.pub_ready = self.create_publisher(Bool, T.HERO_STATUS, LATCHED)
@@ -35,7 +45,17 @@ class Planner(StackNode):
         self.wait_for = set(self.declare_parameter("wait_for", [""]).value) - {""}
         self.seen: set[str] = set()
         self.create_subscription(String, T.NODE_READY, self._on_node_ready, LATCHED_MANY)
-        self.get_logger().info(f"policy {self.policy_name!r} loaded; waiting for {sorted(self.wait_for) or 'nobody'}")
+        self.get_logger().info(f"policy {self.policy_name!r} " + ("loaded" if self.policy else "waits for the map")
+                               + f"; waiting for {sorted(self.wait_for) or 'nobody'}")
+        self._maybe_ready()
+
+    def _on_map(self, msg: String) -> None:
+        if self.policy is not None:
+            return
+        g = load_xodr_text("ros_map", msg.data, source=T.MAP)
+        self.policy = make_policy(self.policy_name, 1, g=g, model=self.model or None, backend=self.backend)
+        self.light_ids = g.light_id
+        self.get_logger().info(f"policy {self.policy_name!r} loaded: {self.policy.net.describe()}")
         self._maybe_ready()
 
     def _on_node_ready(self, msg: String) -> None:
@@ -45,7 +65,7 @@ class Planner(StackNode):
             self._maybe_ready()
 
     def _maybe_ready(self) -> None:
-        if self.wait_for <= self.seen:
+        if self.policy is not None and self.wait_for <= self.seen:
             self.pub_ready.publish(Bool(data=True))
             self.get_logger().info("stack ready", once=True)
 
@@ -54,11 +74,14 @@ class Planner(StackNode):
         fault = self.fault_now(t)
         if fault is not None and fault.value == "stall":
             return
+        if self.policy is None:
+            self.get_logger().warning("scene before the policy is loaded (no map yet): skipped", throttle_duration_sec=1.0)
+            return
         if t in self.answered:  # a re-published tick: answer again with the same plan and command
             plan, cmd = self.answered[t]
         else:
             try:
-                scene = convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS)
+                scene = convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS, light_ids=self.light_ids)
             except convert.InvalidMessage as e:
                 self.reject(str(e))
                 return
