@@ -450,11 +450,11 @@ def test_route_suite_places_every_simulated_type(proc_town, tmp_path):
     dos = generate_suite(proc_town, sorted(DOS_TYPES), 1, seed=3)
     assert not dos.missing and len(dos.routes) == len(DOS_TYPES)
     rep = generate_suite(proc_town, sorted(SCENARIO_TYPES), 1, seed=3)
-    assert set(rep.missing) == {"HighwayCutIn", "ParkingExit"}
+    assert set(rep.missing) == {"ParkingExit"}
     path = tmp_path / "suite.xml"
     write_routes(rep.routes, path)
     back = parse_routes(path)
-    assert not back.errors and len(back.routes) == 42
+    assert not back.errors and len(back.routes) == 43
     for r in back.routes:
         s = r.scenarios[0]
         d = plan_route(proc_town, r)

@@ -89,11 +89,38 @@ def _suitable(g: LaneGraph, d: DenseRoute, type_: str, i0: int) -> tuple[bool, d
                 break
         else:
             return False, extra
-    if type_ == "HighwayCutIn":
-        return False, extra  # needs an on-ramp joining the ego's lane: not placed generically yet
+    if type_ == "HighwayCutIn":  # an on-ramp joins at the ego's next junction, into its lane or beside it
+        return _on_ramp(g, d, i0)
     if type_ == "ParkingExit":
         return False, extra  # needs the ego to start in a parking lane: not simulated yet
     return True, extra
+
+
+def _on_ramp(g: LaneGraph, d: DenseRoute, i0: int) -> tuple[bool, dict]:
+    """HighwayCutIn's place: a junction 40-120 m after the trigger where a lane the route does not take (the
+    ramp) leads into the route's lane after the junction or into the lane on its right (an acceleration lane).
+    The cut-in vehicle starts 30 m up the ramp and ends 80 m past the junction in the ego's lane."""
+    inj = np.flatnonzero(g.lane_junction[d.lane][i0:] >= 0)
+    if not len(inj) or not 40 <= d.cum_s[i0 + inj[0]] - d.cum_s[i0] <= 120:
+        return False, {}
+    j0 = i0 + int(inj[0])
+    j1 = j0
+    while j1 + 1 < len(d) and g.lane_junction[d.lane[j1 + 1]] >= 0:
+        j1 += 1
+    if j1 + 1 >= len(d) or d.cum_s[-1] - d.cum_s[j1] < 90.0:
+        return False, {}
+    after = int(d.lane[j1 + 1])
+    taken = set(d.lane[j0:j1 + 1].tolist())
+    for c in np.flatnonzero(g.lane_junction == g.lane_junction[d.lane[j0]]):
+        if int(c) in taken or not g.predecessors(int(c)):
+            continue
+        if any(m == after or g.lane_right[after] == m for m in g.successors(int(c))):
+            p = g.predecessors(int(c))[0]
+            a = g.lane_position(p, max(float(g.lane_length[p]) - 30.0, 0.0))
+            b = d.xy[int(np.searchsorted(d.cum_s, d.cum_s[j1] + 80.0))]
+            return True, {"other_actor_location": (float(a[0]), float(a[1]), 0.0),
+                          "end_location": (float(b[0]), float(b[1]), 0.0)}
+    return False, {}
 
 
 # lane-blocking types: the obstacle and the room to pass it and swing back lie on road, not in a junction
