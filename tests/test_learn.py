@@ -198,7 +198,7 @@ def test_rl_moves_only_the_longitudinal_head(trained, dataset, algo):
     before = {k: v.clone() for k, v in st.model.state_dict().items()}
     m = st.run()
     changed = {k.split(".")[0] for k, v in st.model.state_dict().items() if not torch.equal(v, before[k])}
-    assert changed == {"path_enc", "speed_head"}
+    assert changed == {"path_enc", "speed_q", "speed_kv", "speed_head"}
     h = m["history"]
     assert len(h) == 4 and all(np.isfinite(r["loss"]) and r["entropy"] > 0 for r in h)
     assert {"reward/collision", "reward/progress", "approx_kl", "rollout_steps_per_s"} <= set(h[0])

@@ -369,6 +369,18 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_eval_table(a) -> int:
+    from .evaluation.report import summary_table
+
+    runs = dict(item.split("=", 1) for item in a.runs.split(","))
+    md = summary_table(runs, a.title)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(md)
+    print(md)
+    return 0
+
+
 def cmd_export(a) -> int:
     from .models.export import export_checkpoint
 
@@ -535,6 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
         q = tr.add_parser(name, help=hlp)
         dataclass_args(q, cls)
         q.set_defaults(fn=cmd_train)
+    q = sub.add_parser("eval-table", help="a Markdown table (DS, SR, Efficiency, Comfortness, multi-ability) of "
+                       "several evaluations")
+    q.add_argument("--runs", required=True, help="label=eval_out_dir,... (each with its summary.json)")
+    q.add_argument("--title", default="")
+    q.add_argument("--out", default=None, help="write the table here too")
+    q.set_defaults(fn=cmd_eval_table)
     q = sub.add_parser("export", help="export a training checkpoint to ONNX (static shapes) with its manifest")
     q.add_argument("--ckpt", required=True)
     q.add_argument("--out", required=True, help="directory: <planner|world_model>.onnx + .manifest.json")

@@ -74,3 +74,24 @@ routes evaluated {summary.get('routes_evaluated')}, skipped {summary.get('routes
     p = out / "report.html"
     p.write_text(doc)
     return p
+
+
+def summary_table(runs: dict[str, str | Path], title: str = "") -> str:
+    """A Markdown table of evaluation summaries: {label: eval out dir (or summary.json)} -> DS, SR, Efficiency,
+    Comfortness, the five multi-ability success rates, routes. Missing runs are listed as such."""
+    cols = ["Overtaking", "Merging", "Emergency_Brake", "Give_Way", "Traffic_Signs"]
+    head = "| policy | DS | SR % | Efficiency | Comfortness | " + " | ".join(cols) + " | ability mean | routes |"
+    lines = [f"**{title}**", "", head, "|" + "---|" * (head.count("|") - 1)] if title else [head, "|" + "---|" * (head.count("|") - 1)]
+    fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
+    for label, p in runs.items():
+        p = Path(p)
+        f = p if p.suffix == ".json" else p / "summary.json"
+        if not f.exists():
+            lines.append(f"| {label} | (no {f}) |")
+            continue
+        s = json.loads(f.read_text())
+        ab = s.get("multi_ability", {})
+        lines.append(f"| {label} | {fmt(s['driving_score'])} | {fmt(s['success_rate'])} | {fmt(s.get('efficiency'))} | "
+                     f"{fmt(s.get('comfortness'))} | " + " | ".join(fmt(ab.get(c, {}).get("success_rate")) for c in cols)
+                     + f" | {fmt(s.get('multi_ability_mean'))} | {s['routes_evaluated']} |")
+    return "\n".join(lines) + "\n"

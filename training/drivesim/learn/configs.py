@@ -35,6 +35,7 @@ class ILConfig(TrainConfig):
     w_anchor: float = 1.0
     w_path: float = 1.0
     w_speed: float = 1.0
+    w_speed_change: float = 2.0  # extra weight of speed labels that differ from the current speed by > 1 m/s
 
 
 @dataclass

@@ -136,7 +136,8 @@ class RLStage:
         # only the longitudinal head learns; the encoder and the lateral head stay as imitation left them
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.params = [*self.model.path_enc.parameters(), *self.model.speed_head.parameters()]
+        self.params = [p for m in (self.model.path_enc, self.model.speed_q, self.model.speed_kv, self.model.speed_head)
+                       for p in m.parameters()]
         for p in self.params:
             p.requires_grad_(True)
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
@@ -159,13 +160,13 @@ class RLStage:
         cfg, G = self.cfg, self.cfg.group
         inputs = [b[k] for k in INPUT_NAMES]
         with torch.no_grad():
-            z = self.model.scene(*inputs)
-            logits, paths = self.model.lateral(z)
-            B = len(z)
+            tok, mask = self.model.scene(*inputs)
+            logits, paths = self.model.lateral(tok[:, 0])
+            B = len(tok)
             pred = paths[torch.arange(B), logits.argmax(1)]
             use_log = torch.as_tensor(self.rng.random(B) < p_logged)
             path = torch.where(use_log[:, None, None], b["path"], pred)
-            sl = self.model.speed_logits(z, path[:, None])[:, 0]
+            sl = self.model.speed_logits(tok, mask, path[:, None])[:, 0]
             act = (sl.argmax(-1, keepdim=True).expand(B, G) if greedy
                    else torch.distributions.Categorical(logits=sl).sample((G,)).T)  # (B, G)
             logp_old = torch.log_softmax(sl, -1).gather(1, act)
@@ -207,10 +208,10 @@ class RLStage:
         kind = np.repeat(b["agent_kind"].numpy().astype(int), G, 0)
         r = rewards(cfg, b, poses[:, :K], sp[:, :K], agents, amask, kind, G)
         sps = len(poses) * K / max(time.perf_counter() - t0, 1e-9)
-        return z, path, act, logp_old, {k: v.reshape(B, G) for k, v in r.items()}, sps
+        return (tok, mask), path, act, logp_old, {k: v.reshape(B, G) for k, v in r.items()}, sps
 
-    def loss(self, z, path, act, logp_old, adv):
-        sl = self.model.speed_logits(z, path[:, None])[:, 0]
+    def loss(self, scene, path, act, logp_old, adv):
+        sl = self.model.speed_logits(*scene, path[:, None])[:, 0]
         logp_all = torch.log_softmax(sl, -1)
         logp = logp_all.gather(1, act)
         ent = -(logp_all.exp() * logp_all).sum(-1).mean()
@@ -243,11 +244,11 @@ class RLStage:
             p_logged = max(0.0, 1.0 - self.update / max(cfg.curriculum, 1))
             idx = self.rng.choice(self.tr, size=min(cfg.states, len(self.tr)), replace=False)
             b = batch(self.data, idx, self.keys())
-            z, path, act, logp_old, r, sps = self.rollout(b, p_logged)
+            scene, path, act, logp_old, r, sps = self.rollout(b, p_logged)
             R = torch.as_tensor(r["total"], dtype=torch.float32)
             adv = (R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + 1e-4)
             for _ in range(cfg.ppo_epochs if cfg.algo == "ppo" else 1):
-                loss, ent, kl = self.loss(z, path, act, logp_old, adv)
+                loss, ent, kl = self.loss(scene, path, act, logp_old, adv)
                 self.opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.params, 1.0)

@@ -20,7 +20,9 @@ from tqdm import tqdm
 from ..models.nets import INPUT_NAMES, NetConfig, Planner, WorldModel, kmeans_anchors
 from .configs import ILConfig, TrainConfig, WMConfig
 from .data import WM_DT, DataConfig, build_samples
-from .features import FeatureConfig
+from .features import SPEED_SCALE, FeatureConfig
+
+SPEED_CHANGE = 1.0  # [m/s] a speed label this far from the current speed counts as a change
 
 
 def config_from_args(cls, argv_ns) -> object:
@@ -58,7 +60,11 @@ def planner_losses(model: Planner, b: dict, cfg: ILConfig | None = None) -> dict
     l_anchor = F.cross_entropy(logits, tgt)
     l_path = F.smooth_l1_loss(paths[ar, tgt], b["path"])
     sb = speed_bin(b["speed"], model.ncfg)
-    l_speed = F.cross_entropy(speed_logits[ar, tgt], sb)
+    # frames where the expert's speed departs from the current one (braking for a lead, starting at a green
+    # light) weigh more: otherwise "keep your speed" explains most labels (the copycat problem)
+    change = (b["speed"] - b["ego"][:, 0] * SPEED_SCALE).abs() > SPEED_CHANGE
+    wt = 1.0 + (cfg.w_speed_change if cfg else 2.0) * change.float()
+    l_speed = (F.cross_entropy(speed_logits[ar, tgt], sb, reduction="none") * wt).sum() / wt.sum()
     w = cfg or ILConfig()
     with torch.no_grad():
         ade = (paths[ar, logits.argmax(1)] - b["path"]).norm(dim=-1).mean()

@@ -81,6 +81,7 @@ class RouteMonitor:
         win = [wrong_way_window(r, s) for r, s in zip(routes, scenarios or [None] * E, strict=True)]
         self.wrong_ok = np.array([w if w is not None else (np.inf, -np.inf) for w in win], np.float64).reshape(E, 2)
         self.route_xy, self.route_dir, self.route_pct, self.route_n = pad_routes(routes)
+        self.route_len = np.array([r.length for r in routes], np.float64)
         self.length = np.array([r.length for r in routes])
         self.timeout = SECONDS_PER_METER * self.length + TIMEOUT_BASE
         self.idx = np.zeros(E, np.int64)
@@ -127,7 +128,7 @@ class RouteMonitor:
         for e in np.flatnonzero(hits.any(axis=1)):
             for a in np.flatnonzero(hits[e]):
                 self._register_collision(e, int(a), state, float(t[e]))
-        for e in range(E):
+        for e in [e for e, locs in enumerate(self.coll_locs) if locs]:
             if self.coll_locs[e]:
                 here = np.array([ex[e], ey[e]])
                 self.coll_locs[e] = [c for c in self.coll_locs[e] if np.linalg.norm(c - here) <= COLLISION_AREA]
@@ -154,7 +155,7 @@ class RouteMonitor:
             self.stop_inside = inside
         # 5. outside route lanes (off the drivable lanes, or against the traffic direction)
         off, wrong = ego_lane_status(state, g)
-        s_route = np.array([r.cum_s[min(i, len(r) - 1)] for r, i in zip(self.routes, self.idx, strict=True)])
+        s_route = self.route_pct[ar, self.idx] * 0.01 * self.route_len
         wrong &= ~((s_route >= self.wrong_ok[:, 0]) & (s_route <= self.wrong_ok[:, 1]))
         step_len = np.hypot(ex - prev.x[:, EGO], ey - prev.y[:, EGO])
         self.outside_dist += np.where(active & (off | wrong), step_len, 0.0)

@@ -6,7 +6,8 @@ float32 (1 = present), and has static shapes, so it exports to ONNX as is (model
 
 Planner (decoupled): the lateral head scores A path anchors (k-means of the expert's paths, P points 2 m apart)
 and regresses an offset for each; the longitudinal head scores S target speeds (0..max_speed) *for each
-anchor's path*, so the speed is conditioned on the chosen path. Outputs: anchor_logits (B, A), paths
+anchor's path*, so the speed is conditioned on the chosen path: the path's embedding queries the scene tokens
+(cross-attention), so what lies along that path (a lead, a pedestrian, a stop line) drives its speed. Outputs: anchor_logits (B, A), paths
 (B, A, P, 2) [m], speed_logits (B, A, S).
 
 World model: for each of the N agents and K modes, a GRU rolls out T steps (2 Hz); at every step its input
@@ -113,27 +114,35 @@ class Planner(nn.Module):
         self.anchor_head = mlp(d, d, A)
         self.offset_head = mlp(d, d, A * P * 2)
         self.path_enc = mlp(P * 2, d, d)
+        self.speed_q = nn.Linear(2 * d, d)
+        self.speed_kv = nn.Linear(d, 2 * d)
         self.speed_head = mlp(2 * d, d, S)
 
-    def scene(self, ego, route, route_mask, agents, agents_mask, lanes, lanes_mask) -> torch.Tensor:
-        """The ego token after attention: (B, d)."""
-        return self.encoder(ego, route, route_mask, agents, agents_mask, lanes, lanes_mask)[0][:, 0]
+    def scene(self, ego, route, route_mask, agents, agents_mask, lanes, lanes_mask):
+        """The scene tokens after attention (B, T, d) and their mask (B, T); token 0 is the ego's."""
+        return self.encoder(ego, route, route_mask, agents, agents_mask, lanes, lanes_mask)
 
     def lateral(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B = z.shape[0]
         A, P = self.ncfg.num_anchors, self.ncfg.path_points
         return self.anchor_head(z), self.anchors[None] + self.offset_head(z).reshape(B, A, P, 2)
 
-    def speed_logits(self, z: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
-        """Speed logits for given paths: z (B, d), paths (B, A', P, 2) -> (B, A', S)."""
+    def speed_logits(self, tok: torch.Tensor, mask: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+        """Speed logits for given paths (B, A', P, 2) -> (B, A', S). Each path queries the scene tokens (one
+        attention head): the speed looks at the agents, lights and lanes along *that* path."""
         B, A = paths.shape[:2]
+        z = tok[:, 0]
         pe = self.path_enc(paths.reshape(B, A, -1) / POS_SCALE)
-        return self.speed_head(torch.cat([z[:, None].expand(B, A, z.shape[-1]), pe], -1))
+        q = self.speed_q(torch.cat([z[:, None].expand(B, A, z.shape[-1]), pe], -1))  # (B, A, d)
+        k, v = self.speed_kv(tok).chunk(2, -1)  # (B, T, d)
+        att = (q @ k.transpose(1, 2)) / float(np.sqrt(q.shape[-1])) + (mask[:, None, :] - 1.0) * 1e4
+        ctx = att.softmax(-1) @ v  # (B, A, d)
+        return self.speed_head(torch.cat([q, ctx], -1))
 
     def forward(self, ego, route, route_mask, agents, agents_mask, lanes, lanes_mask):
-        z = self.scene(ego, route, route_mask, agents, agents_mask, lanes, lanes_mask)
-        logits, paths = self.lateral(z)
-        return logits, paths, self.speed_logits(z, paths)
+        tok, mask = self.scene(ego, route, route_mask, agents, agents_mask, lanes, lanes_mask)
+        logits, paths = self.lateral(tok[:, 0])
+        return logits, paths, self.speed_logits(tok, mask, paths)
 
 
 class WorldModel(nn.Module):

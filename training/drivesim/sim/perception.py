@@ -51,27 +51,35 @@ def visibility(x, y, yaw, length, width, kind, valid, sensor_x, sensor_y,
     vis = valid & (dist <= perception_range)
     if not occlusion or not vis.any():
         return vis
-    corners = box_corners(x, y, yaw, length, width)  # (E, A, 4, 2)
-    pts = np.concatenate([corners, np.stack([x, y], -1)[:, :, None]], 2)  # (E, A, R, 2)
+    # only what is in range can hide or be hidden: work on the M in-range agents of each env (M = the most any
+    # env has), gathered to the front
+    M = int(vis.sum(axis=1).max())
+    order = np.argsort(~vis, axis=1, kind="stable")[:, :M]  # (E, M) in-range slots first
+    take = lambda a: np.take_along_axis(np.asarray(a), order, axis=1)  # noqa: E731
+    x, y, yaw, length, width, kind = (take(a) for a in (x, y, yaw, length, width, kind))
+    dist, inr = take(dist), take(vis)
+    corners = box_corners(x, y, yaw, length, width)  # (E, M, 4, 2)
+    pts = np.concatenate([corners, np.stack([x, y], -1)[:, :, None]], 2)  # (E, M, R, 2)
     rx, ry = pts[..., 0] - sx[..., None], pts[..., 1] - sy[..., None]
-    ray_ang, ray_d = np.arctan2(ry, rx), np.hypot(rx, ry)  # (E, A, R)
+    ray_ang, ray_d = np.arctan2(ry, rx), np.hypot(rx, ry)  # (E, M, R)
     # occluders' angular spans, relative to the bearing of their centre
-    occ = vis & np.isin(kind, _OCCLUDER_KINDS) & (width >= OCCLUDER_MIN_WIDTH) & (dist > 1e-3)
-    bearing = np.arctan2(y - sy, x - sx)  # (E, A)
+    occ = inr & np.isin(kind, _OCCLUDER_KINDS) & (width >= OCCLUDER_MIN_WIDTH) & (dist > 1e-3)
+    bearing = np.arctan2(y - sy, x - sx)  # (E, M)
     cang = np.arctan2(corners[..., 1] - sy[..., None], corners[..., 0] - sx[..., None]) - bearing[..., None]
     cang = (cang + np.pi) % (2 * np.pi) - np.pi
-    lo, hi = cang.min(-1), cang.max(-1)  # (E, A)
+    lo, hi = cang.min(-1), cang.max(-1)  # (E, M)
     # a sensor inside (or touching) a footprint sees nothing useful from its span: treat it as no occluder
     occ &= (hi - lo) < np.pi * 0.9
-    # ray r of agent j vs occluder k: (E, Aj, R, Ak)
+    # ray r of agent j vs occluder k: (E, Mj, R, Mk)
     rel = ray_ang[..., None] - bearing[:, None, None, :]
     rel = (rel + np.pi) % (2 * np.pi) - np.pi
     inside = (rel > lo[:, None, None, :]) & (rel < hi[:, None, None, :])
     nearer = dist[:, None, None, :] + OCCLUDER_MARGIN < ray_d[..., None]
-    A = x.shape[1]
-    notself = ~np.eye(A, dtype=bool)[None, :, None, :]
-    blocked = (inside & nearer & occ[:, None, None, :] & notself).any(-1)  # (E, Aj, R)
-    return vis & ~blocked.all(-1)
+    notself = ~np.eye(M, dtype=bool)[None, :, None, :]
+    blocked = (inside & nearer & occ[:, None, None, :] & notself).any(-1).all(-1)  # (E, M)
+    out = vis.copy()
+    np.put_along_axis(out, order, inr & ~blocked, axis=1)
+    return out
 
 
 @dataclass

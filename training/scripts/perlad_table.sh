@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The PerlAD evaluation table, end to end (issue 5): training suites on procedural towns Proc1 and Proc2, the
+# expert's dataset (Proc2 with recovery noise), the pipeline (il -> wm -> perlad -> perlad_logreplay), then
+# closed-loop evaluation of expert / il / perlad / perlad_logreplay on
+#   (a) a held-out all-types suite on Proc0 (no training route came from Proc0), and
+#   (b) the Bench2Drive routes whose towns are in $MAPS (skipped with a message when absent).
+# Usage: training/scripts/perlad_table.sh [OUT] [SHARED]      (about 45 min on 2 CPU cores)
+set -euo pipefail
+OUT=${1:-results/perlad}
+SHARED=${2:-../shared}
+DS=.venv/bin/drive-stack
+SEED=${SEED:-0}
+mkdir -p "$OUT"
+for t in 1 2; do
+  $DS routes suite --town Proc$t --types all+dos --n 2 --seed $t --out "$OUT/suite_train_p$t.xml"
+done
+$DS routes suite --town Proc0 --types all+dos --n 2 --seed 0 --out "$OUT/suite_eval_p0.xml"
+$DS collect --routes "$OUT/suite_train_p1.xml" --out "$OUT/data_p1" --workers 2 --no-anno
+$DS collect --routes "$OUT/suite_train_p2.xml" --out "$OUT/data_p2" --workers 2 --no-anno \
+    --steer-noise 0.15 --speed-noise 1.5 --seed 100
+$DS train pipeline --data "$OUT/data_p1,$OUT/data_p2" --out "$OUT/pipeline" --models-out "$OUT/models" \
+    --il-epochs 10 --wm-epochs 5 --rl-updates 200 --seed "$SEED"
+export DRIVE_STACK_MODELS="$OUT/models"
+for p in expert il perlad perlad_logreplay; do
+  $DS eval --routes "$OUT/suite_eval_p0.xml" --policy $p --out "$OUT/eval_proc0_$p" --workers 2 --seed "$SEED"
+done
+$DS eval-table --title "held-out procedural suite (Proc0, all types + DOS)" --out "$OUT/table_proc0.md" \
+    --runs "expert=$OUT/eval_proc0_expert,il=$OUT/eval_proc0_il,perlad=$OUT/eval_proc0_perlad,perlad_logreplay=$OUT/eval_proc0_perlad_logreplay"
+if [ -f "$SHARED/bench2drive/bench2drive220.xml" ] && [ -d "$SHARED/carla_maps" ]; then
+  for p in expert il perlad perlad_logreplay; do
+    $DS eval --routes "$SHARED/bench2drive/bench2drive220.xml" --maps-dir "$SHARED/carla_maps" --policy $p \
+        --out "$OUT/eval_b2d_$p" --workers 2 --seed "$SEED"
+  done
+  $DS eval-table --title "Bench2Drive routes in $SHARED/carla_maps" --out "$OUT/table_b2d.md" \
+      --runs "expert=$OUT/eval_b2d_expert,il=$OUT/eval_b2d_il,perlad=$OUT/eval_b2d_perlad,perlad_logreplay=$OUT/eval_b2d_perlad_logreplay"
+else
+  echo "no $SHARED/bench2drive or $SHARED/carla_maps: the Bench2Drive table is skipped"
+fi
