@@ -29,6 +29,7 @@ demo: setup
 bench: setup
 	$(VENV)/bin/drive-stack bench sim --json results/bench/sim.json
 	$(VENV)/bin/drive-stack bench stack --json results/bench/stack.json
+	$(VENV)/bin/drive-stack bench infer --json results/bench/infer.json
 
 lint: setup
 	$(VENV)/bin/ruff check training tests ros2_ws launch

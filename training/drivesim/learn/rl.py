@@ -8,7 +8,8 @@ prediction *conditioned on this rollout's ego plan* (`agents=world_model`), or t
 (`agents=log_replay`, the ablation). Early in the curriculum logged agents replace predicted ones with
 probability p, which falls linearly to 0 over `curriculum` updates.
 
-Reward per rollout (shared/DESIGN.md): collision (vehicle -30, pedestrian -50, static -10; the rollout ends),
+Reward per rollout (shared/DESIGN.md): at-fault collision (vehicle -30, pedestrian -50, static -10; the rollout
+ends; an agent running into the ego from behind does not count),
 leaving the route corridor (-10 x the fraction of steps with the ego's centre more than OFF_ROUTE metres from
 the route), progress (w_progress x distance / (speed limit x horizon)), imitation (-w_imitation x mean distance
 to the logged ego future, per 2 m), and, our addition for Bench2Drive, running a red light (-30, crossing the
@@ -79,6 +80,11 @@ def rewards(cfg: RLConfig, b: dict, poses: np.ndarray, speeds: np.ndarray, agent
     hit = obb_overlap(poses[:, None, :, 0], poses[:, None, :, 1], poses[:, None, :, 2], DEFAULT_VEHICLE.length,
                       DEFAULT_VEHICLE.width, agents[..., 0], agents[..., 1], agents[..., 2], agents[..., 3],
                       agents[..., 4]) & amask  # (E, N, K)
+    # at-fault collisions only (as nuPlan's scoring): an agent that runs into the ego from behind is not the
+    # speed choice's fault, and counting it would teach the ego never to brake
+    c, s = np.cos(poses[:, None, :, 2]), np.sin(poses[:, None, :, 2])
+    lon = (agents[..., 0] - poses[:, None, :, 0]) * c + (agents[..., 1] - poses[:, None, :, 1]) * s
+    hit &= lon > -0.5 * DEFAULT_VEHICLE.length
     any_hit = hit.any(1)  # (E, K)
     collided = any_hit.any(1)
     first = np.where(collided, np.argmax(any_hit, 1), K)
@@ -248,11 +254,13 @@ class RLStage:
             R = torch.as_tensor(r["total"], dtype=torch.float32)
             adv = (R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + 1e-4)
             for _ in range(cfg.ppo_epochs if cfg.algo == "ppo" else 1):
-                loss, ent, kl = self.loss(scene, path, act, logp_old, adv)
+                loss, ent, _ = self.loss(scene, path, act, logp_old, adv)
                 self.opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.params, 1.0)
                 self.opt.step()
+            with torch.no_grad():  # how far this update moved the policy on its own samples
+                _, _, kl = self.loss(scene, path, act, logp_old, adv)
             self.update += 1
             row = {"update": self.update, "p_logged": p_logged, "loss": loss.item(), "entropy": ent.item(),
                    "approx_kl": kl.item(), "rollout_steps_per_s": sps, "update_s": time.perf_counter() - t0,

@@ -156,7 +156,7 @@ class WorldModel(nn.Module):
         self.mode = nn.Parameter(torch.randn(K, d) * 0.1)
         self.init = nn.Linear(d, d)
         self.mode_head = mlp(d, d, 1)
-        self.step_in = nn.Linear(8, d)
+        self.step_in = nn.Linear(11, d)
         self.gru = nn.GRUCell(d, d)
         self.step_out = mlp(d, d, 2)
         nn.init.zeros_(self.step_out[2].weight)  # starts as constant velocity
@@ -176,14 +176,20 @@ class WorldModel(nn.Module):
         cur = agents[:, :, self.now:self.now + STEP_DIM]
         pos = cur[..., 0:2] * POS_SCALE  # (B, N, 2) [m]
         vel = cur[..., 2:4] * cur[..., 4:5] * SPEED_SCALE  # (B, N, 2) [m/s] along the heading
+        head = cur[..., 2:4]  # (B, N, 2) cos, sin of the agent's heading (ego frame)
         pos = pos[:, :, None].expand(B, N, K, 2).reshape(B * N * K, 2)
         vel = vel[:, :, None].expand(B, N, K, 2).reshape(B * N * K, 2)
+        head = head[:, :, None].expand(B, N, K, 2).reshape(B * N * K, 2)
         plan = ego_plan[:, None, None].expand(B, N, K, T, 3).reshape(B * N * K, T, 3)
         out = []
         for t in range(T):
             e = plan[:, t]
+            rel = e[:, :2] - pos  # the ego's planned position from the agent, also in the agent's heading frame:
+            lon = rel[:, :1] * head[:, :1] + rel[:, 1:] * head[:, 1:]  # ahead of it (+) or behind (-)
+            lat = -rel[:, :1] * head[:, 1:] + rel[:, 1:] * head[:, :1]
             x = torch.cat([pos / POS_SCALE, e[:, :2] / POS_SCALE, torch.sin(e[:, 2:3]), torch.cos(e[:, 2:3]),
-                           (e[:, :2] - pos) / POS_SCALE], -1)
+                           rel / POS_SCALE, lon / POS_SCALE, lat / POS_SCALE,
+                           torch.exp(-rel.norm(dim=-1, keepdim=True) / 5.0)], -1)
             h = self.gru(self.step_in(x), h)
             vel = vel + self.step_out(h) * 2.0  # velocity change [m/s] over the step: residual to constant velocity
             pos = pos + vel * self.dt
