@@ -59,7 +59,8 @@ class RLConfig(TrainConfig):
     ppo_epochs: int = 4
     clip: float = 0.2
     entropy: float = 0.01
-    lr: float = 3e-4
+    kl_ref: float = 0.1  # weight of KL(pi || pi_imitation), GRPO's reference-policy term
+    lr: float = 1e-4
     curriculum: int = 50  # updates from logged paths/agents to predicted ones
     collision_vehicle: float = -30.0
     collision_pedestrian: float = -50.0

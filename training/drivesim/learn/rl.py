@@ -16,7 +16,9 @@ to the logged ego future, per 2 m), and, our addition for Bench2Drive, running a
 stop line of a red or yellow light that was ahead).
 
 Update: group-standardised advantages A = (R - mean_group) / std_group, then REINFORCE (`algo=grpo`) or a
-clipped PPO ratio over `ppo_epochs` passes (`algo=ppo`), both with an entropy bonus. Logged: reward terms,
+clipped PPO ratio over `ppo_epochs` passes (`algo=ppo`), both with an entropy bonus and, as GRPO has, a KL
+penalty `kl_ref` x KL(pi || pi_IL) to the imitation planner (without it the head drifts to ever higher speeds:
+measured, see the issue notes). Logged: reward terms,
 entropy, approx-KL, collision rate, rollout steps per second.
 """
 
@@ -147,6 +149,10 @@ class RLStage:
         for p in self.params:
             p.requires_grad_(True)
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
+        # the reference policy of GRPO's KL term: the imitation planner as loaded (frozen)
+        import copy
+
+        self.ref = copy.deepcopy(self.model).eval()
         self.data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes), self.fcfg, log)
         self.tr, self.va = split(self.data, cfg.val_fraction, cfg.seed)
         self.update, self.history = 0, []
@@ -176,6 +182,7 @@ class RLStage:
             act = (sl.argmax(-1, keepdim=True).expand(B, G) if greedy
                    else torch.distributions.Categorical(logits=sl).sample((G,)).T)  # (B, G)
             logp_old = torch.log_softmax(sl, -1).gather(1, act)
+            self._ref_logp = torch.log_softmax(self.ref.speed_logits(tok, mask, path[:, None])[:, 0], -1)
         speeds = self.ncfg.speeds()[act.numpy()].reshape(-1)
         ctl_path = np.repeat(extend_path(path.numpy().astype(np.float64)), G, 0)
         v0 = np.repeat(b["ego"][:, 0].numpy() * SPEED_SCALE, G)
@@ -227,7 +234,11 @@ class RLStage:
         else:
             pg = -(adv * logp).mean()
         kl = (logp_old - logp).mean()
-        return pg - self.cfg.entropy * ent, ent, kl
+        # KL(pi || pi_ref) to the imitation planner, GRPO's anchor against drifting off what the expert does
+        ref = getattr(self, "_ref_logp", None)
+        kl_ref = (logp_all.exp() * (logp_all - ref)).sum(-1).mean() if ref is not None else logp_all.sum() * 0
+        self._kl_ref = float(kl_ref.detach())
+        return pg - self.cfg.entropy * ent + self.cfg.kl_ref * kl_ref, ent, kl
 
     def save(self):
         tmp = self.out / "ckpt.tmp.pt"
@@ -263,7 +274,7 @@ class RLStage:
                 _, _, kl = self.loss(scene, path, act, logp_old, adv)
             self.update += 1
             row = {"update": self.update, "p_logged": p_logged, "loss": loss.item(), "entropy": ent.item(),
-                   "approx_kl": kl.item(), "rollout_steps_per_s": sps, "update_s": time.perf_counter() - t0,
+                   "approx_kl": kl.item(), "kl_ref": self._kl_ref, "rollout_steps_per_s": sps, "update_s": time.perf_counter() - t0,
                    "speed_mean_m_s": float(self.ncfg.speeds()[act.numpy()].mean()),
                    **{f"reward/{k}": float(v.mean()) for k, v in r.items()}}
             self.history.append(row)
