@@ -15,7 +15,9 @@ the route), progress (w_progress x distance / (speed limit x horizon)), imitatio
 to the logged ego future, per 2 m), and, our addition for Bench2Drive, running a red light (-30, crossing the
 stop line of a red or yellow light that was ahead).
 
-Update: group-standardised advantages A = (R - mean_group) / std_group, then REINFORCE (`algo=grpo`) or a
+Update: group-centred advantages A = (R - mean_group) / std_batch (per-group std, as GRPO has it, blows a few
+centimetres of extra progress up to the weight of a collision, and the head drifts to ever higher speeds:
+measured, see the issue notes), then REINFORCE (`algo=grpo`) or a
 clipped PPO ratio over `ppo_epochs` passes (`algo=ppo`), both with an entropy bonus and, as GRPO has, a KL
 penalty `kl_ref` x KL(pi || pi_IL) to the imitation planner (without it the head drifts to ever higher speeds:
 measured, see the issue notes). Logged: reward terms,
@@ -263,7 +265,9 @@ class RLStage:
             b = batch(self.data, idx, self.keys())
             scene, path, act, logp_old, r, sps = self.rollout(b, p_logged)
             R = torch.as_tensor(r["total"], dtype=torch.float32)
-            adv = (R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + 1e-4)
+            # group-centred advantages scaled by the batch's spread, not each group's own: a group whose samples
+            # differ by a few centimetres of progress must not weigh as much as one where a speed collides
+            adv = (R - R.mean(1, keepdim=True)) / (R.std() + 1e-4)
             for _ in range(cfg.ppo_epochs if cfg.algo == "ppo" else 1):
                 loss, ent, _ = self.loss(scene, path, act, logp_old, adv)
                 self.opt.zero_grad()
