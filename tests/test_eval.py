@@ -63,8 +63,8 @@ def test_hung_and_dead_workers_are_recorded(proc_routes, tmp_path):
 
 
 def test_unknown_policy_is_a_clear_error(proc_routes, tmp_path, capsys):
-    assert main(["eval", "--routes", str(proc_routes), "--policy", "perlad", "--out", str(tmp_path)]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert main(["eval", "--routes", str(proc_routes), "--policy", "nosuch", "--out", str(tmp_path)]) == 2
+    assert "unknown policy 'nosuch'" in capsys.readouterr().err
 
 
 @pytest.mark.shared

@@ -64,30 +64,6 @@ def test_ros_loop_matches_the_direct_loop(tmp_path):
     assert res["summary"]["via"] == "ros" and (Path(res["out"]) / "results.json").exists()
 
 
-def test_ros_loop_with_the_learned_planner_matches_the_direct_loop(tmp_path):
-    """The planner node runs PerlAD's ONNX planner (the committed default model, ONNX Runtime on this CPU):
-    through the ROS graph (float32 messages, features rebuilt from the scene message and the map topic) and
-    through the library loop, the same route drives the same way."""
-    from drivesim.evaluation.runner import run_route
-    from drivesim.maps import TownLoader
-    from drivesim.policies import find_model
-    from drivesim.routes.xml import parse_routes
-
-    find_model("perlad")  # the committed default (models/perlad) must exist
-    res = _run(tmp_path, "learned", policy="perlad", node_overrides=QUIET_MONITOR)
-    log = (Path(res["out"]) / "logs" / "planner.log").read_text()
-    assert "policy 'perlad' loaded" in log and "backend ort-cpu" in log
-    spec = parse_routes(Path(res["out"]) / "routes.xml").routes[0]
-    direct = run_route(TownLoader().load(spec.town), spec, "perlad", seed=0).record
-    ros = res["record"]
-    assert ros["meta"]["stack"]["missed_ticks"] == 0
-    assert abs(ros["scores"]["score_route"] - direct["scores"]["score_route"]) <= 2.0
-    assert abs(ros["meta"]["duration_game"] - direct["meta"]["duration_game"]) <= 1.0
-    fx, fy = ros["meta"]["final_position"]
-    dx, dy = direct["meta"]["final_position"]
-    assert abs(fx - dx) + abs(fy - dy) < 2.0
-
-
 def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path):
     """planner:exit@5: the monitor misses the planner's deadline at t = 5.0 s, takes over (the simulator offers
     the privileged expert) within the tick, no tick is missed, and the recorder cuts a bag [t - 10, t + 5]."""
