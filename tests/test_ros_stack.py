@@ -64,6 +64,30 @@ def test_ros_loop_matches_the_direct_loop(tmp_path):
     assert res["summary"]["via"] == "ros" and (Path(res["out"]) / "results.json").exists()
 
 
+def test_ros_loop_with_the_learned_planner_matches_the_direct_loop(tmp_path):
+    """The planner node runs PerlAD's ONNX planner (the committed default model, ONNX Runtime on this CPU):
+    through the ROS graph (float32 messages, features rebuilt from the scene message and the map topic) and
+    through the library loop, the same route drives the same way."""
+    from drivesim.evaluation.runner import run_route
+    from drivesim.maps import TownLoader
+    from drivesim.policies import find_model
+    from drivesim.routes.xml import parse_routes
+
+    find_model("perlad")  # the committed default (models/perlad) must exist
+    res = _run(tmp_path, "learned", policy="perlad", node_overrides=QUIET_MONITOR)
+    log = (Path(res["out"]) / "logs" / "planner.log").read_text()
+    assert "policy 'perlad' loaded" in log and "backend ort-cpu" in log
+    spec = parse_routes(Path(res["out"]) / "routes.xml").routes[0]
+    direct = run_route(TownLoader().load(spec.town), spec, "perlad", seed=0).record
+    ros = res["record"]
+    assert ros["meta"]["stack"]["missed_ticks"] == 0
+    assert abs(ros["scores"]["score_route"] - direct["scores"]["score_route"]) <= 2.0
+    assert abs(ros["meta"]["duration_game"] - direct["meta"]["duration_game"]) <= 1.0
+    fx, fy = ros["meta"]["final_position"]
+    dx, dy = direct["meta"]["final_position"]
+    assert abs(fx - dx) + abs(fy - dy) < 2.0
+
+
 def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path):
     """planner:exit@5: the monitor misses the planner's deadline at t = 5.0 s, takes over (the simulator offers
     the privileged expert) within the tick, no tick is missed, and the recorder cuts a bag [t - 10, t + 5]."""
@@ -99,6 +123,20 @@ def test_nan_from_the_planner_is_rejected_and_the_stack_keeps_going(tmp_path):
     assert all(code in (0, -2) for code in res["node_exits"].values()), res["node_exits"]
     log = (Path(res["out"]) / "logs" / "takeover_monitor.log").read_text()
     assert "rejected" in log and "throttle is nan" in log
+
+
+def test_a_planner_that_raises_from_the_first_tick_is_taken_over_and_stays_up(tmp_path):
+    """planner:raise@0: the policy raises on every scene, so the planner never answers a tick. The monitor's
+    deadline is armed by the planner's ready flag (not by a first answer), so the expert takes over at t = 0
+    and drives the route to its end; the planner logs the error with its traceback and keeps running."""
+    res = _run(tmp_path, "raise", faults=["planner:raise@0.0"], node_overrides=QUIET_MONITOR)
+    tk = res["takeovers"]
+    assert tk and tk[0]["cause"] == "MISSED_DEADLINE" and tk[0]["takeover_time"] == pytest.approx(0.0, abs=0.051)
+    assert res["record"]["meta"]["stack"]["missed_ticks"] == 0
+    assert res["record"]["scores"]["score_route"] > 90
+    assert res["node_exits"]["planner"] in (0, -2), res["node_exits"]
+    log = (Path(res["out"]) / "logs" / "planner.log").read_text()
+    assert "injected fault at t=0.00" in log and "Traceback" in log
 
 
 def test_recorder_killed_keeps_its_flushed_segments(tmp_path):

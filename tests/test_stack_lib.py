@@ -93,6 +93,9 @@ def test_fault_parsing():
         Fault.parse("melt@3")
     with pytest.raises(ValueError, match="NODE:KIND@T"):
         parse_stack_fault("stall@3")
+    assert parse_stack_fault("planner:raise@0") == ("planner", "raise@0")
+    with pytest.raises(ValueError, match="planner.s policy only"):
+        parse_stack_fault("recorder:raise@1")
 
 
 def test_core_applies_only_this_ticks_stamp_once(proc_town):

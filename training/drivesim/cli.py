@@ -503,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="results/stack")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--fault", action="append", default=[], metavar="NODE:KIND@T",
-                   help="inject a fault, e.g. planner:stall@12.0, planner:nan@12.0, planner:exit@12.0 (repeatable)")
+                   help="inject a fault, e.g. planner:stall@12.0, planner:nan@12.0, planner:exit@12.0, "
+                        "planner:raise@12.0 (repeatable)")
     q.add_argument("--record", default="takeover", choices=["takeover", "continuous", "both"])
     q.add_argument("--timeout", type=float, default=900.0, help="wall-clock seconds for the whole run")
     q.add_argument("--tick-timeout", type=float, default=1.0, help="wall seconds the simulator waits for a command")

@@ -179,3 +179,10 @@ class InferenceModel:
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_inputs(feeds)
         return self.impl({k: np.asarray(feeds[k], np.float32) for k in self.inputs})
+
+    def warmup(self, calls: int = 3) -> None:
+        """Run a few calls on zeros, so the first real call is not the slow one (allocation, engine load):
+        a deployed node does this before it reports ready, or its first tick misses the deadline."""
+        zeros = {k: np.zeros(shp, np.float32) for k, shp in self.inputs.items()}
+        for _ in range(calls):
+            self.impl(zeros)

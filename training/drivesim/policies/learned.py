@@ -55,6 +55,7 @@ class LearnedPolicy:
             raise ValueError(f"policy {name!r} needs the map (make_policy(..., g=lane_graph))")
         self.name, self.E, self.dt = name, num_envs, dt
         self.net = InferenceModel(model or find_model(name), backend)
+        self.net.warmup()
         man = self.net.manifest or {}
         if "features" not in man or "speeds_m_s" not in man:
             raise ValueError(f"{self.net.path}: no manifest (planner.manifest.json with features and speeds); "

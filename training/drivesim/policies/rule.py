@@ -37,6 +37,13 @@ class Plan:
     path: np.ndarray
     target_speed: np.ndarray
     speed_profile: np.ndarray | None = None
+    valid: np.ndarray | None = None  # (E, P) which path points are real (a route-shaped path is padded); None: all
+
+    def points(self, e: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+        """Env e's real path points (n, 2) and their speed profile (n,) or None."""
+        keep = slice(None) if self.valid is None else np.asarray(self.valid[e], bool)
+        prof = None if self.speed_profile is None else np.asarray(self.speed_profile[e])[keep]
+        return np.asarray(self.path[e])[keep], prof
 
 
 def idm_speed_profile(path: np.ndarray, v: np.ndarray, v0: np.ndarray, gap: np.ndarray, dv_lead: np.ndarray,
@@ -141,10 +148,11 @@ class RulePolicy:
         target = np.clip(v + acc * SPEED_HORIZON, 0.0, v0)
         target = np.where(gap < self.idm.min_gap * 0.5, 0.0, target)
         if not self.with_profile:
-            return Plan(scene.route, target)
+            return Plan(scene.route, target, valid=scene.route_valid)
         profile = idm_speed_profile(scene.route, v, v0, gap, dv, self.idm)
         profile[:, 0] = np.minimum(profile[:, 0], target)
-        return Plan(scene.route, target, np.where(gap[:, None] < self.idm.min_gap * 0.5, 0.0, profile))
+        return Plan(scene.route, target, np.where(gap[:, None] < self.idm.min_gap * 0.5, 0.0, profile),
+                    valid=scene.route_valid)
 
     def act(self, scene: PerceivedScene, truth=None) -> tuple[Controls, Plan]:
         plan = self.plan(scene)

@@ -3,6 +3,8 @@
 - ``stall@T``: from T on the node stops publishing its outputs (it keeps running).
 - ``nan@T``: from T on the node publishes NaN in its numeric outputs.
 - ``exit@T``: the node exits at T (exit code 3), as a crash would.
+- ``raise@T`` (planner only): from T on its policy raises an exception (a bug in a policy): the node logs it,
+  stays up and leaves the tick to the takeover monitor.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ class FaultKind(enum.Enum):
     STALL = "stall"
     NAN = "nan"
     EXIT = "exit"
+    RAISE = "raise"
 
 
 @dataclass(frozen=True)
@@ -43,5 +46,7 @@ def parse_stack_fault(text: str) -> tuple[str, str]:
     node, sep, spec = text.partition(":")
     if not sep or not node:
         raise ValueError(f"--fault {text!r}: expected NODE:KIND@T, e.g. planner:stall@12.0")
-    Fault.parse(spec)
+    f = Fault.parse(spec)
+    if f.kind is FaultKind.RAISE and node != "planner":
+        raise ValueError(f"--fault {text!r}: raise@T is injected into the planner's policy only (planner:raise@T)")
     return node, spec

@@ -5,12 +5,15 @@ The policy is chosen by name (`policy`, the same names as `drive-stack eval --po
 ONNX Runtime; `model` and `backend` parameters override the default file and backend) once the map has
 arrived on /carla/map (their features include the lanes). The path and target speed go through the deployed
 PIDController (drivesim.sim.control), and the command is stamped with the scene's tick time, as the
-Leaderboard requires. Publishes /carla/hero/status = true (latched) once the policy is loaded.
+Leaderboard requires. Publishes /carla/hero/status = true (latched) once the policy is loaded (and warmed up).
+A policy that raises is logged with its traceback and the tick goes unanswered: the node stays up and the
+takeover monitor's deadline hands the tick to the expert.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import traceback
+
 from carla_msgs.msg import CarlaEgoVehicleControl
 from drive_stack_msgs.msg import PerceivedScene, Plan
 from drivesim.maps.opendrive import load_xodr_text
@@ -32,6 +35,7 @@ class Planner(StackNode):
         self.backend = self.declare_parameter("backend", "auto").value
         self.policy = None
         self.light_ids = None
+        self.failures = 0
         if not getattr(POLICIES.get(self.policy_name), "needs_map", False):
             kw = {"speed_profile": True} if self.policy_name == "rule" else {}  # the monitor checks the profile
             self.policy = make_policy(self.policy_name, 1, **kw)
@@ -85,15 +89,22 @@ class Planner(StackNode):
             except convert.InvalidMessage as e:
                 self.reject(str(e))
                 return
-            controls, p = self.policy.act(scene)
+            try:
+                if fault is not None and fault.value == "raise":
+                    raise RuntimeError(f"injected fault at t={t:.2f}")
+                controls, p = self.policy.act(scene)
+            except Exception as e:  # noqa: BLE001 - the node stays up: no answer, so the monitor takes over
+                self.get_logger().error(f"policy {self.policy_name!r} failed at t={t:.2f}: {type(e).__name__}: {e}\n"
+                                        + traceback.format_exc(), throttle_duration_sec=1.0)
+                self.failures += 1
+                return
             target = float(p.target_speed[0])
             throttle, steer, brake = float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0])
-            valid = scene.route_valid[0]
-            profile = None if p.speed_profile is None else np.asarray(p.speed_profile[0][valid])
+            path, profile = p.points(0)
             if fault is not None and fault.value == "nan":
                 target = throttle = steer = float("nan")
                 profile = None
-            plan = convert.plan_message(np.asarray(p.path[0][valid]), target, t, self.policy_name, profile)
+            plan = convert.plan_message(path, target, t, self.policy_name, profile)
             cmd = convert.control_message(t, throttle, steer, brake)
             self.answered = {t: (plan, cmd)}
         self.pub_plan.publish(plan)

@@ -3,7 +3,7 @@
 The planner's commands (/drive_stack/planner/vehicle_control_cmd) reach /carla/hero/vehicle_control_cmd only
 through this node: one command per tick. It checks every plan against the scene (TTC, predicted collision,
 invalid values) and the planner's deadline (`deadline` seconds of wall time after the tick's /clock, armed once
-the planner has answered its first tick); on a
+the stack reports ready on /carla/hero/status or the planner has answered a tick); on a
 takeover it publishes a TakeoverEvent (the recorder cuts a bag around it) and drives with the privileged
 expert when the simulator offers one (/drive_stack/expert/vehicle_control_cmd), else with a safe stop, for at
 least `duration` seconds of sim time (drivesim.stack.takeover).
@@ -22,10 +22,11 @@ from drivesim.stack.takeover import Cause, TakeoverConfig, TakeoverLogic
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rosgraph_msgs.msg import Clock
+from std_msgs.msg import Bool
 
 from . import convert
 from . import node_table as T
-from .common import RELIABLE, StackNode, run
+from .common import LATCHED, RELIABLE, StackNode, run
 
 PLANNER_OK_WINDOW = 0.151  # [s sim] the planner counts as healthy if it answered one of the last 3 ticks validly
 
@@ -50,6 +51,7 @@ class TakeoverMonitor(StackNode):
         self.expert: dict[float, CarlaEgoVehicleControl] = {}
         self.expert_seen = False
         self.last_ok_t = -1.0  # stamp of the planner's last valid, on-time command
+        self.armed = False  # the deadline counts once the planner said it is ready (or answered a tick)
         self.pub_cmd = self.create_publisher(CarlaEgoVehicleControl, T.CONTROL_CMD, RELIABLE)
         self.pub_event = self.create_publisher(TakeoverEvent, T.TAKEOVER, RELIABLE)
         self.pub_status = self.create_publisher(StackStatus, T.STATUS, RELIABLE)
@@ -58,6 +60,7 @@ class TakeoverMonitor(StackNode):
         self.create_subscription(Plan, T.PLAN, self._on_plan, RELIABLE)
         self.create_subscription(CarlaEgoVehicleControl, T.PLANNER_CMD, self._on_planner_cmd, RELIABLE)
         self.create_subscription(CarlaEgoVehicleControl, T.EXPERT_CMD, self._on_expert, RELIABLE)
+        self.create_subscription(Bool, T.HERO_STATUS, self._on_ready, LATCHED)
         # the deadline is wall time: a sim-time timer would not fire while the simulator waits for us
         self.create_timer(0.01, self._watchdog, clock=RosClock(clock_type=ClockType.STEADY_TIME))
         self.announce_ready()
@@ -74,6 +77,9 @@ class TakeoverMonitor(StackNode):
         planner_ok = self.last_ok_t >= t - PLANNER_OK_WINDOW
         if self.logic.in_control(t, planner_ok) and (not self.expert_seen or t in self.expert):
             self._send_takeover_command(t)
+
+    def _on_ready(self, msg: Bool) -> None:
+        self.armed = self.armed or bool(msg.data)
 
     def _on_scene(self, msg: PerceivedScene) -> None:
         self.scene[round(convert.to_sec(msg.header.stamp), 3)] = msg
@@ -123,8 +129,8 @@ class TakeoverMonitor(StackNode):
 
     def _watchdog(self) -> None:
         t = self.tick_t
-        if t is None or self.sent_for == t or self.last_ok_t < 0:
-            return  # the deadline is armed once the planner has answered a first tick
+        if t is None or self.sent_for == t or not (self.armed or self.last_ok_t >= 0):
+            return  # not armed: the planner has neither reported ready nor answered a tick
         waited = time.perf_counter() - self.tick_wall
         if self.logic.active is not None and self.expert_seen and waited > self.expert_wait:
             self._send_takeover_command(t)  # the expert is late: safe stop for this tick
