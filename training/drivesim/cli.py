@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--routes", type=int, default=4)
     q.add_argument("--workers", type=int, default=2)
-    q.add_argument("--policy", default="rule", help="planner policy (perlad: the committed ONNX planner; its ROS loop is not yet verified)")
+    q.add_argument("--policy", default="perlad", help="planner policy (default perlad: the committed ONNX planner; rule, expert, il, ...)")
     q.set_defaults(fn=cmd_demo)
 
     st = sub.add_parser("stack", help="the ROS 2 stack").add_subparsers(dest="sub", required=True)
