@@ -19,9 +19,8 @@ from .sim.state import Behavior
 from .sim.world import Controls, Simulator
 
 
-def bench_sim(num_envs: int = 256, max_agents: int = 64, steps: int = 100, town: str = "Proc0",
-              maps_dir: str | None = None, seed: int = 0) -> dict:
-    g = TownLoader(maps_dir).load(town)
+def _batched_loop(g, num_envs: int, max_agents: int, steps: int, seed: int, barrier=None) -> dict:
+    """Step a dense batch (every slot an IDM vehicle) with every Bench2Drive criterion on: timings."""
     specs = random_routes(g, min(num_envs, 16), seed=seed)
     dense = [plan_route(g, specs[e % len(specs)]) for e in range(num_envs)]
     state = route_scene(g, dense, max_agents=max_agents, seed=seed, background=False)
@@ -34,6 +33,8 @@ def bench_sim(num_envs: int = 256, max_agents: int = 64, steps: int = 100, town:
     controls = Controls(np.full(num_envs, 0.3), np.zeros(num_envs), np.zeros(num_envs))
     lights = sim.lights(state)
     state = sim.step(state, controls)  # warm-up
+    if barrier is not None:
+        barrier.wait()  # every process starts timing together
     t0 = time.perf_counter()
     t_sim = 0.0
     for _ in range(steps):
@@ -43,25 +44,50 @@ def bench_sim(num_envs: int = 256, max_agents: int = 64, steps: int = 100, town:
         lights = sim.lights(new)
         monitor.update(state, new, lights)
         state = new
-    wall = time.perf_counter() - t0
+    return {"wall": time.perf_counter() - t0, "t_sim": t_sim, "idm_agents": n_idm}
+
+
+def _worker(args) -> dict:
+    town, maps_dir, num_envs, max_agents, steps, seed, barrier = args
+    return _batched_loop(TownLoader(maps_dir).load(town), num_envs, max_agents, steps, seed, barrier)
+
+
+def bench_sim(num_envs: int = 256, max_agents: int = 64, steps: int = 100, town: str = "Proc0",
+              maps_dir: str | None = None, seed: int = 0, procs: int | None = None) -> dict:
+    """One process stepping one batch, then `procs` processes (default: one per CPU) each stepping its own batch
+    of the same size at the same time: the machine's throughput, as a vectorised-env trainer would use it."""
+    import multiprocessing as mp
+
+    g = TownLoader(maps_dir).load(town)
+    one = _batched_loop(g, num_envs, max_agents, steps, seed)
     agent_steps = num_envs * max_agents * steps
+    procs = procs or os.cpu_count() or 1
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as mgr, ctx.Pool(procs) as pool:
+        barrier = mgr.Barrier(procs)
+        runs = pool.map(_worker, [(town, maps_dir, num_envs, max_agents, steps, seed + 1000 * i, barrier)
+                                  for i in range(procs)])
+    wall_all = max(r["wall"] for r in runs)
     # a single closed-loop route with the rule policy and background traffic
     spec = random_routes(g, 1, seed=seed + 1)[0]
     ep = run_route(g, spec, "rule", seed=seed)
     return {
         "what": ("batched step (ego bicycle + IDM lane following with lights, stop signs, junction yielding) "
                  "plus every Bench2Drive criterion (collisions, red lights, stop signs, lanes, progress, TTC) "
-                 "every step; agent-steps counts all env x agent slots"),
+                 "every step; agent-steps counts all env x agent slots. agent_steps_per_s: `processes` processes, "
+                 "each stepping its own batch of num_envs at the same time; _one_process: a single batch alone"),
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "numpy": np.__version__},
         "town": town,
         "num_envs": num_envs,
         "max_agents": max_agents,
-        "idm_agents": n_idm,
+        "idm_agents": one["idm_agents"],
         "steps": steps,
-        "agent_steps_per_s": agent_steps / wall,
-        "agent_steps_per_s_step_only": agent_steps / t_sim,
-        "ms_per_step": 1000 * wall / steps,
+        "processes": procs,
+        "agent_steps_per_s": procs * agent_steps / wall_all,
+        "agent_steps_per_s_one_process": agent_steps / one["wall"],
+        "agent_steps_per_s_one_process_step_only": agent_steps / one["t_sim"],
+        "ms_per_step_one_process": 1000 * one["wall"] / steps,
         "target_agent_steps_per_s": 5_000_000,
         "single_route": {"route_length_m": ep.record["meta"]["route_length"], "sim_time_s": ep.steps * 0.05,
                          "wall_s": ep.wall_time, "realtime_factor": realtime_factor(ep), "target_realtime_factor": 100,

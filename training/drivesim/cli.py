@@ -185,7 +185,8 @@ def cmd_bench_stack(a) -> int:
 def cmd_bench_sim(a) -> int:
     from .bench import bench_sim
 
-    res = bench_sim(num_envs=a.envs, max_agents=a.agents, steps=a.steps, town=a.town, maps_dir=a.maps_dir)
+    res = bench_sim(num_envs=a.envs, max_agents=a.agents, steps=a.steps, town=a.town, maps_dir=a.maps_dir,
+                    procs=a.procs)
     _write_json(a.json, res)
     print(json.dumps(res, indent=2))
     return 0
@@ -577,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--agents", type=int, default=64)
     q.add_argument("--steps", type=int, default=100)
     q.add_argument("--town", default="Proc0")
+    q.add_argument("--procs", type=int, default=None,
+                   help="processes stepping a batch each at the same time (default: one per CPU)")
     maps_arg(q)
     q.set_defaults(fn=cmd_bench_sim)
     q = b.add_parser("stack", help="control-loop latency of the ROS 2 stack over one route (p50/p99, missed ticks)")

@@ -111,6 +111,7 @@ class LaneGraph:
     park_width: np.ndarray  # (K,) [m]
     _tree: cKDTree | None = field(default=None, repr=False, compare=False)
     _f32: dict | None = field(default=None, repr=False, compare=False)
+    _last_match: tuple | None = field(default=None, repr=False, compare=False)  # (key arrays, params, LaneMatch)
 
     # ---------------------------------------------------------------- basic facts
     @property
@@ -215,8 +216,24 @@ class LaneGraph:
     def match(self, xy: np.ndarray, yaw: np.ndarray | None = None, k: int = 8, yaw_weight: float = 4.0,
               margin: float = 0.0) -> LaneMatch:
         """One k-nearest query serving both `project` (best centreline point by distance + heading cost)
-        and `on_lane` (inside test). See those methods for the definitions."""
+        and `on_lane` (inside test). See those methods for the definitions.
+
+        The last answer is kept: asked again for the same points (the simulator matches the ego to its lane
+        in a step, the monitor asks the same of that state), it is returned without a second query."""
         xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
+        yaw_a = None if yaw is None else np.asarray(yaw, dtype=np.float64)
+        params = (k, yaw_weight, margin, yaw is None)
+        memo = self._last_match
+        if (memo is not None and memo[1] == params and memo[0][0].shape == xy.shape and np.array_equal(memo[0][0], xy)
+                and (yaw_a is None or np.array_equal(memo[0][1], yaw_a))):
+            return memo[2]
+        m = self._match(xy, yaw_a, k, yaw_weight, margin)
+        for a in (m.point, m.lateral, m.distance, m.inside, m.inside_lane):
+            a.flags.writeable = False  # shared with the next caller that asks the same
+        self._last_match = ((xy.copy(), None if yaw_a is None else yaw_a.copy()), params, m)
+        return m
+
+    def _match(self, xy: np.ndarray, yaw: np.ndarray | None, k: int, yaw_weight: float, margin: float) -> LaneMatch:
         N = len(xy)
         k = min(k, len(self.pt_xy))
         d, idx = self.tree.query(xy, k=k)

@@ -20,7 +20,7 @@ from ..sim.events import (
     red_light_crossings,
     time_to_collision,
 )
-from ..sim.state import DT, EGO, AgentKind, Behavior, SimState
+from ..sim.state import BEH, DT, EGO, KIND, AgentKind, SimState
 from .bench2drive import (
     comfort_score,
     efficiency_checkpoints,
@@ -41,11 +41,11 @@ SECONDS_PER_METER, TIMEOUT_BASE = 0.8, 5.0
 STOP_SPEED = 0.1  # [m/s]
 
 _KIND_KEY = {
-    AgentKind.VEHICLE: ("collisions_vehicle", "vehicle"),
-    AgentKind.CYCLIST: ("collisions_vehicle", "vehicle.bicycle"),
-    AgentKind.PEDESTRIAN: ("collisions_pedestrian", "walker.pedestrian"),
-    AgentKind.STATIC: ("collisions_layout", "static.prop"),
-    AgentKind.EMERGENCY: ("collisions_vehicle", "vehicle.emergency"),
+    KIND.VEHICLE: ("collisions_vehicle", "vehicle"),
+    KIND.CYCLIST: ("collisions_vehicle", "vehicle.bicycle"),
+    KIND.PEDESTRIAN: ("collisions_pedestrian", "walker.pedestrian"),
+    KIND.STATIC: ("collisions_layout", "static.prop"),
+    KIND.EMERGENCY: ("collisions_vehicle", "vehicle.emergency"),
 }
 YIELD_BEHIND = 15.0  # [m] an emergency vehicle this close behind the ego, in its lane, ...
 YIELD_LATERAL = 2.0  # [m]
@@ -72,14 +72,17 @@ class RouteMonitor:
     def __init__(self, g: LaneGraph, routes: list[DenseRoute], scenario_types: list[str | None] | None = None,
                  dt: float = DT, log_trajectory: bool = True, scenarios: list | None = None):
         """scenarios: each route's ScenarioSpec (or None); scenarios that allow the opposite lane (the TwoWays
-        types) switch the wrong-direction test off along their stretch, as scenario_runner does."""
-        from ..scenarios import wrong_way_window
+        types) switch the wrong-direction test off along their stretch, and ParkingExit switches the whole
+        outside-route-lanes test off until the ego has left its parking space, as scenario_runner does."""
+        from ..scenarios import lanes_test_window, wrong_way_window
 
         self.map, self.dt, self.routes = g, dt, routes
         E = len(routes)
         self.scenario_types = scenario_types or [s.type if s is not None else None for s in (scenarios or [None] * E)]
         win = [wrong_way_window(r, s) for r, s in zip(routes, scenarios or [None] * E, strict=True)]
         self.wrong_ok = np.array([w if w is not None else (np.inf, -np.inf) for w in win], np.float64).reshape(E, 2)
+        win = [lanes_test_window(r, s) for r, s in zip(routes, scenarios or [None] * E, strict=True)]
+        self.lanes_ok = np.array([w if w is not None else (np.inf, -np.inf) for w in win], np.float64).reshape(E, 2)
         self.route_xy, self.route_dir, self.route_pct, self.route_n = pad_routes(routes)
         self.route_len = np.array([r.length for r in routes], np.float64)
         self.length = np.array([r.length for r in routes])
@@ -157,6 +160,9 @@ class RouteMonitor:
         off, wrong = ego_lane_status(state, g)
         s_route = self.route_pct[ar, self.idx] * 0.01 * self.route_len
         wrong &= ~((s_route >= self.wrong_ok[:, 0]) & (s_route <= self.wrong_ok[:, 1]))
+        exempt = (s_route >= self.lanes_ok[:, 0]) & (s_route <= self.lanes_ok[:, 1])
+        off &= ~exempt
+        wrong &= ~exempt
         step_len = np.hypot(ex - prev.x[:, EGO], ey - prev.y[:, EGO])
         self.outside_dist += np.where(active & (off | wrong), step_len, 0.0)
         # 6. route deviation
@@ -174,7 +180,7 @@ class RouteMonitor:
             self.infractions[e]["vehicle_blocked"].append(
                 f"Agent got blocked at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
         # 7b. failure to yield to an emergency vehicle: it is held up right behind the ego, in its lane
-        is_ev = state.valid & (state.kind == AgentKind.EMERGENCY)
+        is_ev = state.valid & (state.kind == KIND.EMERGENCY)
         if is_ev.any():
             c, s_ = np.cos(state.yaw[:, EGO:EGO + 1]), np.sin(state.yaw[:, EGO:EGO + 1])
             dx, dy = state.x - ex[:, None], state.y - ey[:, None]
@@ -193,8 +199,8 @@ class RouteMonitor:
         self.min_ttc = np.where(active, np.minimum(self.min_ttc, time_to_collision(state)), self.min_ttc)
         # logs for comfort and efficiency
         if self.log:
-            bg = state.valid & ((state.behavior == Behavior.IDM) | (state.behavior == Behavior.REPLAY)) & (
-                state.kind == AgentKind.VEHICLE)
+            bg = state.valid & ((state.behavior == BEH.IDM) | (state.behavior == BEH.REPLAY)) & (
+                state.kind == KIND.VEHICLE)
             bg[:, EGO] = False
             cnt = bg.sum(axis=1)
             tspeed = np.where(cnt > 0, np.where(bg, state.speed, 0).sum(axis=1) / np.maximum(cnt, 1), 0.0)

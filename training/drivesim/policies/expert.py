@@ -10,7 +10,8 @@ It sees the whole simulator state (``privileged = True``: `act` gets a `Truth`),
    (parked or crashed cars, construction, a stopped scripted actor), lateral offsets that pass it on the
    left or the right; when an emergency vehicle closes in from behind, an offset into a neighbouring lane.
    An offset path must keep the whole car on driving lanes (`LaneGraph.on_lane`); passing through a lane of
-   the opposite direction costs more than a same-direction one.
+   the opposite direction costs more than a same-direction one. Standing beside the route (leaving a parking
+   space, ParkingExit), a pull-out ramp from where the ego stands back onto the route.
 3. **Speed proposals**: IDM along the path (leaders: agents in the path corridor; stop points: red/yellow
    lights, stop signs, static blockers with room to swing out), simulated over the horizon against the
    forecasts (oriented boxes with margins). The first predicted collision becomes a stop point just before it
@@ -65,6 +66,9 @@ class ExpertConfig:
     wrong_way_cost: float = 3.0  # cost per metre of offset path in an opposite-direction lane (vs 1 / m offset)
     emergency_range: float = 40.0  # [m] behind the ego: an emergency vehicle this close makes room
     path_points: int = 60  # points of the published plan, 1 m apart
+    pull_out_lateral: float = 1.5  # [m] standing this far beside the route (a parking space): pull out onto it
+    pull_out_speed: float = 2.0  # [m/s] ... when slower than this
+    pull_out_ramps: tuple = (12.0, 10.0, 8.0, 7.0, 6.0, 5.0, 4.0)  # [m] ramp lengths tried, gentlest first
     idm: IDMParams = field(default_factory=lambda: IDMParams(max_accel=2.0, comfort_brake=3.0, min_gap=3.0,
                                                              headway=1.0, max_brake=8.0))
 
@@ -424,6 +428,24 @@ class ExpertPolicy:
         still = ~F.will_move & (F.speed < c.blocker_speed)
         return still & ~ignore & (np.abs(lat) < half_w + EGO_HALF_W + 0.2) & (u > s_e) & (u < s_e + c.blocker_lookahead)
 
+    def _pull_out(self, e: int, u, xy, yaw, s_e: float, ex: float, ey: float, F: Forecast,
+                  ignore: np.ndarray) -> Offset | None:
+        """Leaving a parking space (ParkingExit: the ego stands beside the route): a path from where the ego is back
+        onto the route, the gentlest ramp whose path clears what stands around (the parked cars), else the
+        sharpest. None when the ego is on the route."""
+        lat = float(self._frame(u, xy, yaw, None).locate(np.array([ex]), np.array([ey]))[1][0])
+        if abs(lat) < self.cfg.pull_out_lateral:
+            return None
+        ramps = [Offset(0.0, s_e, L, s_e + L, 1.0, "pull out", o_from=lat) for L in self.cfg.pull_out_ramps]
+        standing_only = ignore | F.will_move  # traffic is the speed plan's business; the ramp must clear the rest
+        T = len(self.times)
+        for off in ramps:
+            ro = self._speed_plan(self._frame(u, xy, yaw, off), s_e, 0.0, 5.0, F, standing_only, [], T)
+            if ro.hit < 0 and not ro.yielded and ro.s[-1] > off.end + 2.0:
+                return off
+            self.trace[e].append(f"pull out over {off.l1:.0f} m: blocked")
+        return ramps[-1]
+
     def _drivable(self, g: LaneGraph, path: PathFrame, a: float, b: float) -> tuple[bool, float]:
         """Whether the car stays on driving lanes along [a, b] of the path; and the metres in opposite lanes."""
         us = np.arange(a, b, 2.0)
@@ -505,6 +527,8 @@ class ExpertPolicy:
                 cands = [Offset(o, s_e, max(10.0, 1.5 * v_e + 6.0), s_e + 40.0, 15.0, "yield") for o in (-w, w)]
                 off = self._try_offsets(truth, e, base, s_e, v_e, v_limit, set(F.index[ignore]), cands,
                                         allow_wrong_way=False)
+        if off is None and v_e < c.pull_out_speed:
+            off = self._pull_out(e, u, xy, yaw, s_e, ex, ey, F, ignore)
         path = self._frame(u, xy, yaw, off)
         stops = []
         stop_light, lgap, stop_sign, sgap = stop_gaps

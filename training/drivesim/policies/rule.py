@@ -13,7 +13,7 @@ import numpy as np
 from ..sim.control import ControllerConfig, PIDController
 from ..sim.dynamics import DEFAULT_VEHICLE
 from ..sim.perception import PerceivedScene
-from ..sim.state import LightState
+from ..sim.state import LIGHT
 from ..sim.traffic import IDMParams, idm_accel
 from ..sim.world import Controls
 
@@ -80,7 +80,7 @@ def stop_line_gaps(scene: PerceivedScene, served_stop: np.ndarray, comfort_brake
     half = DEFAULT_VEHICLE.length / 2
     lgap = scene.light_dist - half - STOP_LINE_MARGIN
     comfortable = (lgap > v * v / (2 * comfort_brake)) | (v < 1.0)  # standing at the line: do not start on yellow
-    stop_light = (scene.light_state == LightState.RED) | ((scene.light_state == LightState.YELLOW) & comfortable)
+    stop_light = (scene.light_state == LIGHT.RED) | ((scene.light_state == LIGHT.YELLOW) & comfortable)
     # the Leaderboard counts a red light when the tail crosses the line: hold until it has (not only the front)
     stop_light &= lgap > -(2 * half + STOP_LINE_MARGIN) + LIGHT_TAIL_SLACK
     sgap = scene.stop_dist - half - STOP_LINE_MARGIN

@@ -38,6 +38,9 @@ class SuiteReport:
 
 def _params(type_: str, rng: np.random.Generator) -> dict:
     d = {"distance": float(rng.integers(35, 50)), "direction": str(rng.choice(["right", "left"]))}
+    if type_ == "ParkingExit":  # Bench2Drive's routes: 9 m front and behind, the kerb on the right
+        return {"direction": "right", "front_vehicle_distance": float(rng.integers(8, 11)),
+                "behind_vehicle_distance": float(rng.integers(8, 11))}
     if "TwoWays" in type_:
         d["frequency"] = (float(rng.integers(30, 50)), float(rng.integers(90, 190)))
     if type_.startswith("HazardAtSideLane"):
@@ -91,8 +94,10 @@ def _suitable(g: LaneGraph, d: DenseRoute, type_: str, i0: int) -> tuple[bool, d
             return False, extra
     if type_ == "HighwayCutIn":  # an on-ramp joins at the ego's next junction, into its lane or beside it
         return _on_ramp(g, d, i0)
-    if type_ == "ParkingExit":
-        return False, extra  # needs the ego to start in a parking lane: not simulated yet
+    if type_ == "ParkingExit":  # the route starts beside a parking space (the trigger is the route's first point)
+        from ..scenarios.builders import parking_spot
+
+        return i0 == 0 and parking_spot(g, d, 0, "right") >= 0, extra
     return True, extra
 
 
@@ -155,7 +160,7 @@ def generate_suite(g: LaneGraph, types: list[str], n_per_type: int, seed: int = 
                 d = plan_route(g, spec)
             except RouteError:
                 continue
-            i0 = int(np.searchsorted(d.cum_s, TRIGGER_AT))
+            i0 = 0 if type_ == "ParkingExit" else int(np.searchsorted(d.cum_s, TRIGGER_AT))
             ok, extra = _suitable(g, d, type_, i0)
             if not ok:
                 continue

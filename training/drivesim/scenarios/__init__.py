@@ -11,9 +11,10 @@ from .builders import (
     WRONG_WAY_ALLOWED,
     ActorSpec,
     build_actors,
+    lanes_test_window,
     place_scenario,
     wrong_way_window,
 )
 
 __all__ = ["SCENARIO_BUILDERS", "SIMULATED_TYPES", "WRONG_WAY_ALLOWED", "ActorSpec", "build_actors", "place_scenario",
-           "wrong_way_window"]
+           "lanes_test_window", "wrong_way_window"]

@@ -406,6 +406,80 @@ def control_loss(g, route, spec, rng) -> list:
     return [ControlLossSpec(ev)]
 
 
+@dataclass
+class EgoStartSpec:
+    """Where the ego starts instead of the route's first point (ParkingExit: in the parking lane)."""
+
+    x: float
+    y: float
+    yaw: float
+
+
+PARKING_EXIT_SIDE_RUN = 50.0  # [m] the vehicle beside the parked ego drives this far, then leaves
+PARKING_EXIT_END = 15.0  # [m] beyond the front vehicle: the lane tests are back on (scenario_runner's end_distance)
+
+
+def parking_spot(g: LaneGraph, route: DenseRoute, i: int, direction: object, tol: float = 1.0) -> int:
+    """Index of the parking-lane point beside route point i on the `direction` side, or -1 if there is none."""
+    if not len(g.park_xy):
+        return -1
+    p, yaw, lane = _pose(route, i)
+    sgn = side_sign(direction)
+    d = np.hypot(*(g.park_xy - p).T)
+    near = np.flatnonzero((d < g.lane_width[lane] / 2 + 3.0) & (g.park_lane == lane))
+    if not len(near):
+        return -1
+    rel = g.park_xy[near] - p
+    lat = rel @ right_of(yaw) * sgn
+    lon = rel @ np.array([np.cos(yaw), np.sin(yaw)])
+    want = g.lane_width[lane] / 2 + g.park_width[near] / 2
+    err = np.abs(lat - want) + np.abs(lon)
+    k = int(np.argmin(err))
+    return int(near[k]) if err[k] < tol else -1
+
+
+def _along_parking(g: LaneGraph, k0: int, distance: float, tol: float = 1.5) -> int:
+    """The parking point about `distance` metres ahead (negative: behind) of parking point k0 along its lane, or -1."""
+    yaw = float(g.park_yaw[k0])
+    fwd = np.array([np.cos(yaw), np.sin(yaw)])
+    rel = g.park_xy - g.park_xy[k0]
+    lon, lat = rel @ fwd, rel @ right_of(yaw)
+    cand = np.flatnonzero((np.abs(lat) < 1.0) & (np.abs(lon - distance) < tol))
+    return int(cand[np.argmin(np.abs(lon[cand] - distance))]) if len(cand) else -1
+
+
+def parking_exit(g, route, spec, rng) -> list:
+    """ParkingExit: the ego starts parked in the parking lane beside the route's first point (at the kerb side of
+    it), between a car `front_vehicle_distance` ahead and one `behind_vehicle_distance` behind (centre to centre,
+    as scenario_runner measures). A car beside it in the driving lane pulls away and drives 50 m; the ego must
+    pull out into the lane behind it. The lane tests are off until the ego is 15 m beyond the front car
+    (`lanes_test_window`)."""
+    direction = spec.params.get("direction", "right")
+    i0 = trigger_index(route, spec)
+    k0 = parking_spot(g, route, i0, direction)
+    if k0 < 0:
+        return []
+    front = _along_parking(g, k0, float(spec.params.get("front_vehicle_distance", 20.0)))
+    behind = _along_parking(g, k0, -float(spec.params.get("behind_vehicle_distance", 5.0)))
+    if front < 0 or behind < 0:
+        return []
+    sgn = side_sign(direction)
+
+    def kerb(k: int) -> tuple[float, float, float]:  # scenario_runner: (lane width - half the car's width) / 4
+        yaw = float(g.park_yaw[k])
+        q = g.park_xy[k] + right_of(yaw) * sgn * (float(g.park_width[k]) - CAR[1] / 2) / 4
+        return float(q[0]), float(q[1]), yaw
+
+    p, yaw, _ = _pose(route, i0)
+    side_path = route.xy[np.linspace(i0, ahead(route, i0, PARKING_EXIT_SIDE_RUN), 12).astype(int)]
+    return [EgoStartSpec(*kerb(k0)),
+            ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *kerb(front)[:2], kerb(front)[2], CAR),
+            ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *kerb(behind)[:2], kerb(behind)[2], CAR),
+            ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *p, yaw, CAR,
+                      script={"path": side_path, "trigger": (*p, 1e6), "wait_speed": 0.0, "go_speed": 8.0,
+                              "accel": 2.5, "end_vanish": True})]
+
+
 # ------------------------------------------------------------------------------------------- flows
 # ------------------------------------------------------------------------ occlusion-critical (DOS-style)
 TRUCK = (8.0, 2.6)  # [m] a box truck: the occluder of the DOS variants
@@ -571,6 +645,7 @@ SCENARIO_BUILDERS: dict[str, Builder] = {
     "VehicleTurningRoute": vehicle_turning_route,
     "VehicleTurningRoutePedestrian": vehicle_turning_route_pedestrian,
     "ParkingCutIn": parking_cut_in,
+    "ParkingExit": parking_exit,
     "InvadingTurn": invading_turn,
     "HighwayCutIn": highway_cut_in,
     "ControlLoss": control_loss,
@@ -609,6 +684,15 @@ def wrong_way_window(route: DenseRoute, spec: ScenarioSpec | None) -> tuple[floa
     return s0, s0 + float(spec.params.get("distance", 40.0)) + extent + WRONG_WAY_PAST
 
 
+def lanes_test_window(route: DenseRoute, spec: ScenarioSpec | None) -> tuple[float, float] | None:
+    """Route arc lengths (from, to) [m] inside which the outside-route-lanes test is off altogether (scenario_runner
+    deactivates OutsideRouteLanesTest while the ego leaves its parking space in ParkingExit)."""
+    if spec is None or spec.type != "ParkingExit":
+        return None
+    s0 = float(route.cum_s[trigger_index(route, spec)])
+    return -np.inf, s0 + float(spec.params.get("front_vehicle_distance", 20.0)) + PARKING_EXIT_END
+
+
 def build_actors(g: LaneGraph, route: DenseRoute, spec: ScenarioSpec | None, rng: np.random.Generator) -> list[ActorSpec]:
     if spec is None or spec.type not in SCENARIO_BUILDERS:
         return []
@@ -619,6 +703,9 @@ def place_scenario(state: SimState, e: int, actors: list, first_slot: int = 1) -
     """Write actors (ActorSpec) and flows (FlowSpec: FLOW_SLOTS reserved slots each) into env e from
     `first_slot`; returns how many slots were used (limited by max_agents)."""
     flows = [a for a in actors if isinstance(a, FlowSpec)]
+    for st in (a for a in actors if isinstance(a, EgoStartSpec)):
+        state.x[e, 0], state.y[e, 0], state.yaw[e, 0] = st.x, st.y, st.yaw
+        state.lane[e, 0], state.s[e, 0] = -1, 0.0  # the simulator matches the ego to a lane every step
     for c in (a for a in actors if isinstance(a, ControlLossSpec)):
         if state.perturb is None:
             state.perturb = Perturbations.empty(state.num_envs, 3)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..geometry import obb_overlap, segments_intersect
 from ..maps.lanegraph import LaneGraph
-from .state import EGO, LightState, SimState
+from .state import EGO, LIGHT, SimState
 
 RED_LIGHT_DISTANCE = 15.0  # [m] lights further than this from the ego are not checked (as the Leaderboard)
 WRONG_WAY_ANGLE = np.deg2rad(120.0)  # heading error against the lane that counts as driving against traffic
@@ -74,7 +74,7 @@ def red_light_crossings(prev: SimState, state: SimState, g: LaneGraph, lights: n
     _, tail1 = ego_tail_segment(state)
     mid = 0.5 * (g.stopline_p0 + g.stopline_p1)  # (S, 2)
     near = np.hypot(state.x[:, EGO, None] - mid[None, :, 0], state.y[:, EGO, None] - mid[None, :, 1]) < RED_LIGHT_DISTANCE
-    red = lights[:, g.stopline_light] == LightState.RED
+    red = lights[:, g.stopline_light] == LIGHT.RED
     cand = near & red
     if not cand.any():
         return cand

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..maps.lanegraph import LaneGraph
-from .state import Behavior, SimState
+from .state import BEH, SimState
 
 SINK_RADIUS = 4.0  # [m]
 FLOW_SLOTS = 8  # agent slots per flow
@@ -104,7 +104,7 @@ def flow_step(state: SimState, g: LaneGraph) -> dict[str, np.ndarray]:
                      ("length", fl.length[e_i, f_i]), ("width", fl.width[e_i, f_i])):
             out[k][e_i, a_i] = v
         out["valid"][e_i, a_i] = True
-        out["behavior"][e_i, a_i] = Behavior.IDM
+        out["behavior"][e_i, a_i] = BEH.IDM
         out["stop_wait"][e_i, a_i] = -1.0
         succ0 = g.lane_succ[lane]
         p0 = fl.on_path[e_i, f_i][np.arange(len(e_i))[:, None], np.maximum(succ0, 0)] & (succ0 >= 0)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..maps.lanegraph import LaneGraph
 from ..routes.planner import DenseRoute
-from .state import EGO, AgentKind, LightState, SimState
+from .state import EGO, KIND, LIGHT, SimState
 
 PERCEPTION_RANGE = 50.0  # [m]
 PRIVILEGED_RANGE = 1e6  # [m] what the privileged expert's scene covers (everything)
@@ -31,7 +31,7 @@ LIGHT_BEHIND = 3  # route points (1 m) past a light's line that it is still repo
 OCCLUDER_MIN_WIDTH = 1.2  # [m] footprints at least this wide (and not walkers/cyclists) block the view
 OCCLUDER_MARGIN = 0.5  # [m] an occluder must be this much nearer than the probed point
 OCCLUSION_RAYS = 5  # four corners and the centre
-_OCCLUDER_KINDS = (AgentKind.VEHICLE, AgentKind.STATIC, AgentKind.EMERGENCY)
+_OCCLUDER_KINDS = (KIND.VEHICLE, KIND.STATIC, KIND.EMERGENCY)
 
 
 def box_corners(x, y, yaw, length, width) -> np.ndarray:
@@ -179,7 +179,7 @@ class ScenePerceiver:
             if len(ahead):
                 k = ahead[0]
                 light_dist[e] = r.cum_s[li[k]] - r.cum_s[i0]
-                light_state[e] = lights[e, lid[k]] if lights.size else LightState.GREEN
+                light_state[e] = lights[e, lid[k]] if lights.size else LIGHT.GREEN
             ahead = np.flatnonzero(si >= i0)
             if len(ahead):
                 k = ahead[0]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .state import EGO, Behavior, SimState
+from .state import BEH, EGO, SimState
 
 MAX_PATH = 16  # K: path points per scripted agent
 
@@ -99,7 +99,7 @@ def path_position(sc: Script, s: np.ndarray, index=...) -> tuple[np.ndarray, np.
 def script_step(state: SimState, dt: float) -> dict[str, np.ndarray]:
     """New (x, y, yaw, speed, accel, s, valid) of SCRIPTED agents and the updated trigger times."""
     sc = state.script
-    m = state.behavior == Behavior.SCRIPTED  # waiting invisible agents included
+    m = state.behavior == BEH.SCRIPTED  # waiting invisible agents included
     t = state.t[:, None]  # (E, 1)
     ex, ey = state.x[:, EGO:EGO + 1], state.y[:, EGO:EGO + 1]
     d = np.hypot(sc.trigger[..., 0] - ex, sc.trigger[..., 1] - ey)

@@ -44,6 +44,18 @@ class LightState(enum.IntEnum):
     OFF = 3
 
 
+class Codes:
+    """An IntEnum's members as plain ints (``BEH.IDM == 3``). Per-step array code compares against these: numpy
+    compares an array with an IntEnum member about 6x slower than with a plain int (measured: 3.3 vs 0.55 us),
+    and a single-route step makes dozens of such comparisons."""
+
+    def __init__(self, e: type[enum.IntEnum]):
+        self.__dict__.update({m.name: int(m) for m in e})
+
+
+KIND, BEH, LIGHT = Codes(AgentKind), Codes(Behavior), Codes(LightState)
+
+
 @dataclass
 class SimState:
     """All arrays are (E, A) unless noted; E = num_envs, A = max_agents (agent 0 = ego)."""

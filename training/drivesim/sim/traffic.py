@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..maps.lanegraph import LaneGraph
-from .state import Behavior, LightState, SimState
+from .state import BEH, LIGHT, SimState
 
 GREEN_TIME = 10.0  # [s]
 YELLOW_TIME = 3.0  # [s]
@@ -45,9 +45,9 @@ def light_states(g: LaneGraph, t: np.ndarray, offset: np.ndarray) -> np.ndarray:
     phase = np.mod(t[:, None] + offset, cycle[None, :])
     start = g.light_slot * (GREEN_TIME + YELLOW_TIME)
     rel = phase - start[None, :]
-    st = np.full(phase.shape, LightState.RED, np.int8)
-    st[(rel >= 0) & (rel < GREEN_TIME)] = LightState.GREEN
-    st[(rel >= GREEN_TIME) & (rel < GREEN_TIME + YELLOW_TIME)] = LightState.YELLOW
+    st = np.full(phase.shape, LIGHT.RED, np.int8)
+    st[(rel >= 0) & (rel < GREEN_TIME)] = LIGHT.GREEN
+    st[(rel >= GREEN_TIME) & (rel < GREEN_TIME + YELLOW_TIME)] = LIGHT.YELLOW
     return st
 
 
@@ -100,14 +100,17 @@ def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray,
     gap[i] = s_f[j] - s_f[i] - half_f[i] - half_f[j]
     lead_v[i] = v_f[j]
     lead[i] = j % A
-    # no leader on the lane: the first agent on the chosen next lane (rows are sorted, so the flat
-    # key env * (L + 1) + lane is globally non-decreasing and one searchsorted finds it)
+    # no leader on the lane: the first agent on the chosen next lane. Rows are sorted, so the flat key
+    # env * (L + 1) + lane is non-decreasing; where it changes a lane's first agent starts: a table
+    # (E * (L + 1)) of those sorted positions answers every lookup at once
     need = np.flatnonzero(on.ravel() & ~np.isfinite(gap) & (state.next_lane.ravel() >= 0))
     if len(need):
         flat_key = (rows * (L + 1) + lane_sorted).ravel()
-        target = (need // A) * (L + 1) + state.next_lane.ravel()[need]
-        pos = np.minimum(np.searchsorted(flat_key, target), flat_key.size - 1)
-        hit = flat_key[pos] == target
+        starts = np.flatnonzero(np.r_[True, flat_key[1:] != flat_key[:-1]])
+        first = np.full(E * (L + 1), -1, np.int64)
+        first[flat_key[starts]] = starts
+        pos = first[(need // A) * (L + 1) + state.next_lane.ravel()[need]]
+        hit = pos >= 0
         i2, j2 = need[hit], flat_order[pos[hit]]
         gap[i2] = g.f32["lane_length"][state.lane.ravel()[i2]] - s_f[i2] + s_f[j2] - half_f[i2] - half_f[j2]
         lead_v[i2] = v_f[j2]
@@ -150,12 +153,12 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
              p: IDMParams = DEFAULT_IDM) -> dict[str, np.ndarray]:
     """New (lane, s, next_lane, speed, accel, x, y, yaw, stop_wait, rng, valid) for IDM agents. Returns a dict of
     full (E, A) arrays; non-IDM agents keep their values."""
-    idm = state.valid & (state.behavior == Behavior.IDM)
+    idm = state.valid & (state.behavior == BEH.IDM)
     v = state.speed
     gap, lead_v, lead = lane_leaders(state, g)
     # a vehicle stopped right behind a standing scenario obstacle leaves (it cannot pass it; the Leaderboard's
     # BackgroundBehavior clears such vehicles from the ego's way, LeaveSpaceInFront)
-    lead_static = (lead >= 0) & (np.take_along_axis(state.behavior, np.maximum(lead, 0), axis=1) == Behavior.STATIC)
+    lead_static = (lead >= 0) & (np.take_along_axis(state.behavior, np.maximum(lead, 0), axis=1) == BEH.STATIC)
     stuck = idm & lead_static & (gap < STUCK_GAP) & (v < 0.1)
     # the ego by geometry too: it leaves the lane graph when it turns, swerves or changes lanes
     eg_gap, eg_v = ego_ahead(state)
@@ -170,9 +173,9 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
     d_end = g.f32["lane_length"][lane] - state.s - state.length / 2 - STOP_MARGIN
     light = np.where(nl >= 0, g.lane_light[nlc], -1)
     lstate = np.where(light >= 0, np.take_along_axis(lights, np.maximum(light, 0), axis=1) if lights.size else 0,
-                      LightState.GREEN)
+                      LIGHT.GREEN)
     can_stop = d_end > v * v / (2 * p.comfort_brake)
-    stop_light = (lstate == LightState.RED) | ((lstate == LightState.YELLOW) & can_stop)
+    stop_light = (lstate == LIGHT.RED) | ((lstate == LIGHT.YELLOW) & can_stop)
     stop_sign = (nl >= 0) & (g.lane_stop[nlc] >= 0) & (state.stop_wait < STOP_WAIT)
     occ = junction_occupancy(state, g, junction_index)
     nj = np.where(nl >= 0, junction_index[nlc], -1)

@@ -12,7 +12,7 @@ from .dynamics import DEFAULT_VEHICLE, VehicleParams, bicycle_step
 from .flows import flow_step
 from .perturb import perturb_controls
 from .script import script_step
-from .state import DT, EGO, Behavior, SimState
+from .state import BEH, DT, EGO, SimState
 from .traffic import DEFAULT_IDM, IDMParams, idm_step, light_states
 
 
@@ -66,7 +66,7 @@ class Simulator:
         E, A = state.x.shape
         new = {}
         # 1. background agents: IDM lane following (sees the ego through its lane assignment)
-        if (state.behavior == Behavior.IDM).any():
+        if (state.behavior == BEH.IDM).any():
             new.update(idm_step(state, g, self.lights(state), self.junction_index, dt, self.idm))
         x = new.get("x", state.x).copy()
         y = new.get("y", state.y).copy()
@@ -75,7 +75,7 @@ class Simulator:
         accel = new.get("accel", state.accel).copy()
         valid = new.get("valid", state.valid)
         # 2. walkers: straight along their heading for the distance left on their walk (s), then stand
-        w = state.valid & (state.behavior == Behavior.WALKER)
+        w = state.valid & (state.behavior == BEH.WALKER)
         s = new.get("s", state.s).copy()
         if w.any():
             step = np.where(w, np.minimum(state.desired_speed * dt, np.maximum(state.s, 0.0)), 0.0)
@@ -85,16 +85,16 @@ class Simulator:
             s = np.where(w, s - step, s)
         # 3. scripted scenario actors
         script = state.script
-        if script is not None and (state.behavior == Behavior.SCRIPTED).any():
+        if script is not None and (state.behavior == BEH.SCRIPTED).any():
             out = script_step(state, dt)
-            sm = state.behavior == Behavior.SCRIPTED
+            sm = state.behavior == BEH.SCRIPTED
             x, y, yaw = np.where(sm, out["x"], x), np.where(sm, out["y"], y), np.where(sm, out["yaw"], yaw)
             speed, accel = np.where(sm, out["speed"], speed), np.where(sm, out["accel"], accel)
             s = np.where(sm, out["s"], s)
             valid = np.where(sm, out["valid"], valid)
             script = dataclasses.replace(script, t_act=out["t_act"])
         # 4. log replay at the next time step
-        r = state.valid & (state.behavior == Behavior.REPLAY)
+        r = state.valid & (state.behavior == BEH.REPLAY)
         if r.any() and state.log_xyyv is not None:
             K = state.log_xyyv.shape[2]
             k = np.clip(np.round((state.t + dt) / dt).astype(np.int64), 0, K - 1)  # (E,)
@@ -119,7 +119,9 @@ class Simulator:
         x[:, EGO], y[:, EGO], yaw[:, EGO], speed[:, EGO], accel[:, EGO] = ex, ey, eyaw, ev, ea
         lane = new.get("lane", state.lane).copy()
         if self.track_ego_lane:
-            pi, _, dist = g.project(np.stack([ex, ey], 1), eyaw)
+            # matched at the stored (float32) pose: the monitor's lane checks ask the same of the new state
+            pose = np.stack([ex, ey, eyaw], 1).astype(np.float32).astype(np.float64)
+            pi, _, dist = g.project(pose[:, :2], pose[:, 2])
             lane[:, EGO] = np.where(dist < 3.0, g.pt_lane[pi], -1)
             s[:, EGO] = g.pt_s[pi]
         out = state.replace(
