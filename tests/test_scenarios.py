@@ -71,12 +71,15 @@ def test_every_bench2drive_type_is_known_and_the_simulated_ones_are_listed():
     assert SIMULATED_TYPES <= set(KNOWN_TYPES)
 
 
-def _seen(st, a):
-    """Whether agent a is visible from the ego (range + occlusion), as a non-privileged policy would see it."""
+def _seen(st, a, without=None):
+    """Whether agent a is visible from the ego (range + occlusion), as a non-privileged policy would see it
+    (`without`: as if that agent were not there)."""
     from drivesim.sim.perception import visibility
 
     others = st.valid.copy()
     others[:, EGO] = False
+    if without is not None:
+        others[:, without] = False
     vis = visibility(st.x, st.y, st.yaw, st.length, st.width, st.kind, others, st.x[:, EGO], st.y[:, EGO])
     return bool(vis[0, a])
 
@@ -130,6 +133,36 @@ def test_dos_red_light_runner_hidden_behind_trucks(proc_town):
     assert sum(not x for x in seen) >= 0.3 * len(seen)  # hidden for a good part of its approach
     lats = [_lat(d, st.x[0, v], st.y[0, v])[0] for st in states if st.valid[0, v]]
     assert lats[0] > 20.0 and min(lats) < -20.0  # still runs across the junction
+
+
+def test_dos_occluded_left_turn_car_hidden_by_the_waiting_truck(proc_town):
+    """The ego turns left; a truck waits at the end of the opposite inner lane; the car in the outer lane sets off
+    when the ego is 12 m from the junction and drives straight across the ego's turn. The truck hides it for a
+    good part of its approach (without the truck it would be seen then)."""
+    from drivesim.routes.suite import generate_suite
+
+    r = generate_suite(proc_town, ["DOSOccludedLeftTurn"], 1, seed=0).routes[0]
+    d = plan_route(proc_town, r)
+    states, n = _run(proc_town, d, r.scenarios[0], speed=5.0, steps=500)
+    truck = _slot(states, AgentKind.VEHICLE, Behavior.STATIC)
+    car = _slot(states, AgentKind.VEHICLE, Behavior.SCRIPTED)
+    assert states[0].length[0, truck] == pytest.approx(8.0) and not states[0].valid[0, car]
+    j0 = int(np.flatnonzero(proc_town.lane_junction[d.lane] >= 0)[0])
+    first = next(k for k, st in enumerate(states) if st.valid[0, car])
+    ego0 = states[first - 1]
+    assert np.hypot(*(d.xy[j0] - [ego0.x[0, EGO], ego0.y[0, EGO]])) == pytest.approx(12.0, abs=0.5)  # the trigger
+    def near(st):  # noqa: E306
+        return np.hypot(st.x[0, car] - st.x[0, EGO], st.y[0, car] - st.y[0, EGO]) < 45.0
+    approach = [st for st in states[first:] if st.valid[0, car] and near(st)
+                and proc_town.on_lane(np.array([[st.x[0, car], st.y[0, car]]]))[1][0] not in set(
+                    np.flatnonzero(proc_town.lane_junction >= 0).tolist())][:40]
+    hidden = [not _seen(st, car) for st in approach]
+    assert len(approach) >= 10 and sum(hidden) >= 0.3 * len(approach)
+    assert not any(not _seen(st, car, without=truck) for st in approach if near(st))  # the truck is the reason
+    # it drives straight across the ego's turn: through the route's junction stretch
+    xy = np.array([[st.x[0, car], st.y[0, car]] for st in states if st.valid[0, car]])
+    jx = d.xy[j0:j0 + 30]
+    assert np.min(np.hypot(xy[:, None, 0] - jx[None, :, 0], xy[:, None, 1] - jx[None, :, 1])) < 1.0
 
 
 @pytest.mark.parametrize("type_", ["ParkedObstacle", "ParkedObstacleTwoWays"])

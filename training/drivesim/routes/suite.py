@@ -22,7 +22,7 @@ JUNCTION_TYPES = {
     "NonSignalizedJunctionRightTurn", "NonSignalizedJunctionLeftTurnEnterFlow", "SignalizedJunctionLeftTurn",
     "SignalizedJunctionRightTurn", "SignalizedJunctionLeftTurnEnterFlow", "T_Junction", "VanillaNonSignalizedTurn",
     "VanillaNonSignalizedTurnEncounterStopsign", "VanillaSignalizedTurnEncounterGreenLight",
-    "VanillaSignalizedTurnEncounterRedLight", "CrossingBicycleFlow"}
+    "VanillaSignalizedTurnEncounterRedLight", "CrossingBicycleFlow", "DOSOccludedLeftTurn"}
 BESIDE_FLOW_TYPES = {"EnterActorFlow", "InterurbanActorFlow", "InterurbanAdvancedActorFlow", "MergerIntoSlowTraffic",
                      "MergerIntoSlowTrafficV2", "HighwayExit"}
 HIGHWAY_TYPES = {"HighwayCutIn", "HighwayExit", "InterurbanActorFlow", "InterurbanAdvancedActorFlow"}
@@ -144,7 +144,7 @@ def _clear_road(g: LaneGraph, d: DenseRoute, i0: int, distance: float) -> bool:
 
 
 def generate_suite(g: LaneGraph, types: list[str], n_per_type: int, seed: int = 0, min_length: float = 250.0,
-                   tries: int = 60) -> SuiteReport:
+                   tries: int = 150) -> SuiteReport:
     from ..scenarios import SCENARIO_BUILDERS, build_actors  # (scenarios build on routes: imported here)
 
     rng = np.random.default_rng(seed)

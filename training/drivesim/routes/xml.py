@@ -20,7 +20,8 @@ _ABILITY_MEMBERS = {
     "Merging": "CrossingBicycleFlow EnterActorFlow HighwayExit InterurbanActorFlow InterurbanAdvancedActorFlow "
     "HighwayCutIn MergerIntoSlowTraffic MergerIntoSlowTrafficV2 NonSignalizedJunctionLeftTurn "
     "NonSignalizedJunctionRightTurn NonSignalizedJunctionLeftTurnEnterFlow SignalizedJunctionLeftTurn "
-    "SignalizedJunctionRightTurn SignalizedJunctionLeftTurnEnterFlow ParkingExit SequentialLaneChange",
+    "SignalizedJunctionRightTurn SignalizedJunctionLeftTurnEnterFlow ParkingExit SequentialLaneChange "
+    "DOSOccludedLeftTurn",
     "Emergency_Brake": "BlockedIntersection OppositeVehicleTakingPriority OppositeVehicleRunningRedLight "
     "PedestrianCrossing VehicleTurningRoute VehicleTurningRoutePedestrian DynamicObjectCrossing HardBreakRoute "
     "ParkingCutIn StaticCutIn ParkingCrossingPedestrian ControlLoss "
@@ -31,7 +32,8 @@ _ABILITY_MEMBERS = {
     "SignalizedJunctionLeftTurnEnterFlow BlockedIntersection OppositeVehicleTakingPriority "
     "OppositeVehicleRunningRedLight PedestrianCrossing VehicleTurningRoute VehicleTurningRoutePedestrian "
     "T_Junction VanillaNonSignalizedTurn VanillaNonSignalizedTurnEncounterStopsign "
-    "VanillaSignalizedTurnEncounterGreenLight VanillaSignalizedTurnEncounterRedLight DOSHiddenRedLightRunner",
+    "VanillaSignalizedTurnEncounterGreenLight VanillaSignalizedTurnEncounterRedLight DOSHiddenRedLightRunner "
+    "DOSOccludedLeftTurn",
 }
 for _ability, _members in _ABILITY_MEMBERS.items():
     for _t in _members.split():
@@ -39,7 +41,7 @@ for _ability, _members in _ABILITY_MEMBERS.items():
 # Occlusion-critical variants in the style of the DOS benchmark (our own types, not Bench2Drive's): what makes
 # them hard is hidden from a policy by the visibility model (sim/perception.py).
 DOS_TYPES: frozenset[str] = frozenset({"DOSPedestrianBetweenParked", "DOSLeadBrakesForHiddenPedestrian",
-                                       "DOSHiddenRedLightRunner"})
+                                       "DOSHiddenRedLightRunner", "DOSOccludedLeftTurn"})
 SCENARIO_TYPES: frozenset[str] = frozenset(ABILITIES) - DOS_TYPES  # the 44 Bench2Drive types
 KNOWN_TYPES: frozenset[str] = SCENARIO_TYPES | DOS_TYPES
 ABILITY_NAMES = tuple(_ABILITY_MEMBERS)

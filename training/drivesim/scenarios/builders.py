@@ -551,6 +551,63 @@ def dos_hidden_red_light_runner(g, route, spec, rng) -> list[ActorSpec]:
     return out + runner
 
 
+DOS_LEFT_TURN_TRIGGER = 12.0  # [m] from the ego's junction entry: the hidden car sets off
+DOS_LEFT_TURN_LEAD = 60.0  # [m] before its own junction entry the hidden car starts
+DOS_LEFT_TURN_TRUCK_IN = 5.0  # [m] the waiting truck's front is this far into the junction
+
+
+def dos_occluded_left_turn(g, route, spec, rng) -> list[ActorSpec]:
+    """DOSOccludedLeftTurn: the ego turns left at the next junction across a two-lane opposite approach. A truck
+    waits to turn left from the opposite inner lane, its front 5 m into the junction, and hides the outer lane
+    from the ego; when the ego is 12 m from the junction a car in that outer lane, 60 m before the junction at
+    `flow_speed` (default 10 m/s), drives straight through it: across the ego's turn, unseen until late."""
+    j = _junction_after(g, route, trigger_index(route, spec))
+    if j is None or j[0] == 0 or j[1] + 1 >= len(route):
+        return []
+    turn = float(np.angle(np.exp(1j * (route.yaw[j[1] + 1] - route.yaw[j[0] - 1]))))
+    if turn > -0.6:  # not a left turn (CARLA's frame: yaw grows clockwise, a left turn lowers it)
+        return []
+    ego_j = int(route.lane[j[0]])
+    h_in = float(route.yaw[j[0] - 1])
+    J = g.lane_junction[ego_j]
+
+    def heading(lane: int, end: bool) -> float:
+        return float(g.pt_yaw[g.lane_start[lane] + (g.lane_npts[lane] - 1 if end else 0)])
+
+    for c in np.flatnonzero(g.lane_junction == J):
+        c = int(c)
+        preds, succs = g.predecessors(c), g.successors(c)
+        if not preds or not succs:
+            continue
+        pa, sx = preds[0], succs[0]
+        inner = int(g.lane_left[pa])
+        ha = heading(pa, True)
+        if inner < 0 or np.cos(ha - h_in) > -0.9 or np.cos(heading(sx, False) - ha) < 0.9:
+            continue  # wanted: an opposite approach, with a lane on its left, going straight through
+        into = [k for k in g.successors(inner) if g.lane_junction[k] == J]
+        if not into:
+            continue
+        # the truck on the inner lane's way into the junction (straight on if it can), front 5 m in
+        k = max(into, key=lambda k: np.cos(heading(k, True) - ha))
+        tx, ty, tyaw = (float(v) for v in g.lane_position(k, DOS_LEFT_TURN_TRUCK_IN - TRUCK[0] / 2))
+        # the hidden car: the outer lane from 60 m before the junction (from its predecessor if short), through
+        # the junction, 30 m beyond
+        approach = g.lane_points(pa)
+        if g.lane_length[pa] < DOS_LEFT_TURN_LEAD and g.predecessors(pa):
+            approach = np.concatenate([g.lane_points(g.predecessors(pa)[0]), approach])
+        cum = np.r_[0.0, np.cumsum(np.hypot(*np.diff(approach, axis=0).T))]
+        approach = approach[cum >= cum[-1] - DOS_LEFT_TURN_LEAD]
+        beyond = g.lane_points(sx)[: max(int(30.0 / max(float(g.lane_ds[sx]), 0.1)), 2)]
+        path = np.concatenate([approach, g.lane_points(c), beyond]).astype(np.float64)
+        v = float(spec.params.get("flow_speed", 10.0))
+        hyaw = float(np.arctan2(path[1, 1] - path[0, 1], path[1, 0] - path[0, 0]))
+        return [ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, tx, ty, tyaw, TRUCK),
+                ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *path[0], hyaw, CAR,
+                          script={"path": path, "trigger": (*route.xy[j[0]], DOS_LEFT_TURN_TRIGGER), "appear": True,
+                                  "go_speed": v, "start_speed": v, "accel": 3.0, "end_vanish": True})]
+    return []
+
+
 def _gap(spec: ScenarioSpec) -> tuple[float, float]:
     v = spec.params.get("source_dist_interval", (20.0, 40.0))
     return (float(v[0]), float(v[1])) if isinstance(v, tuple) else (float(v), float(v))
@@ -653,6 +710,7 @@ SCENARIO_BUILDERS: dict[str, Builder] = {
     "DOSPedestrianBetweenParked": dos_pedestrian_between_parked,
     "DOSLeadBrakesForHiddenPedestrian": dos_lead_brakes_for_hidden_pedestrian,
     "DOSHiddenRedLightRunner": dos_hidden_red_light_runner,
+    "DOSOccludedLeftTurn": dos_occluded_left_turn,
     **{t: actor_flow for t in ("EnterActorFlow", "InterurbanActorFlow",
                                "InterurbanAdvancedActorFlow", "HighwayExit", "MergerIntoSlowTraffic",
                                "MergerIntoSlowTrafficV2", "CrossingBicycleFlow")},
