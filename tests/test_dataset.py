@@ -46,6 +46,33 @@ def test_collect_writes_both_formats_and_the_index(dataset):
         assert (arr["ego"][:, 5] >= 0).all() and (arr["ego"][:, 5] <= 1).all() and (np.abs(arr["ego"][:, 6]) <= 1).all()
 
 
+def test_dagger_collection_drives_with_one_policy_and_labels_with_another(proc_town, tmp_path):
+    """--driver rule --policy expert: the executed trajectory is the rule policy's own (the same as `eval
+    --policy rule` on that route), while the recorded labels are the expert's plan and controls."""
+    from drivesim.evaluation.runner import run_route
+
+    spec = random_routes(proc_town, 1, seed=4, min_length=120.0)[0]
+    routes = tmp_path / "r.xml"
+    write_routes([spec], routes)
+    idx = collect(CollectConfig(routes=str(routes), out=str(tmp_path / "dag"), workers=1, b2d=False, seed=7,
+                                driver="rule"), log=lambda *_: None)
+    e = idx["episodes"][0]
+    arr = read_episode(tmp_path / "dag" / "episodes" / e["episode"])
+    ref = run_route(proc_town, spec, "rule", seed=7, keep_states=True)
+    xy = np.array([[s.x[0, 0], s.y[0, 0]] for s in ref.states[:-1:2]])
+    n = min(len(xy), len(arr["t"]))
+    np.testing.assert_allclose(arr["ego"][:n, :2], xy[:n], atol=1e-3)  # rule drove
+    assert e["driving_score"] == pytest.approx(ref.record["scores"]["score_composed"])
+    # the labels are the expert's: from the same first state, an expert-only collection records the same label
+    idx2 = collect(CollectConfig(routes=str(routes), out=str(tmp_path / "exp"), workers=1, b2d=False, seed=7),
+                   log=lambda *_: None)
+    solo = read_episode(tmp_path / "exp" / "episodes" / idx2["episodes"][0]["episode"])
+    np.testing.assert_allclose(arr["ego"][0, 5:8], solo["ego"][0, 5:8], atol=1e-6)
+    np.testing.assert_allclose(arr["plan"][0], solo["plan"][0], atol=1e-6)
+    m = min(len(solo["t"]), len(arr["t"]))
+    assert np.abs(arr["ego"][:m, :2] - solo["ego"][:m, :2]).max() > 0.5  # and the two drives differ
+
+
 def test_anno_frames_read_back_like_the_columnar_copy(dataset, tmp_path):
     """Rebuild an episode from its anno/*.json.gz only: ego poses and controls equal the columnar arrays (to the
     written precision) and every agent within 75 m of the ego is there with its box."""

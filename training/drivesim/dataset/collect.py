@@ -7,6 +7,10 @@ Noise (recovery data, DART-style): with `steer_noise` > 0, at random moments (a 
 `noise_duration` seconds, and the executed throttle/brake a speed perturbation with `speed_noise`; the
 recorded labels are always the expert's own controls and plan, so the data shows how to recover.
 
+DAgger: with `driver` set (e.g. ``il``), that policy drives (its controls are executed, from its own,
+non-privileged view of the scene) while the collection policy (the expert) only labels every frame: the
+data covers the states the learned policy visits, with what the expert would do there.
+
 Columnar arrays per episode (F frames, A agent slots, P plan points):
   t (F,) [s]; ego (F, 8): x, y, yaw, speed, accel, throttle, steer, brake (the label);
   command (F, 2) near/far; target (F, 4) near xy, far xy; agents (F, A, 7): x, y, yaw, speed, length, width,
@@ -52,6 +56,7 @@ class CollectConfig:
     speed_noise: float = 0.0  # std [m/s] of the executed speed error during a noise event (throttle/brake)
     noise_rate: float = 0.1  # noise events per second
     noise_duration: float = 1.0  # [s]
+    driver: str | None = None  # DAgger: this policy drives, `policy` labels (None: `policy` drives)
     notes: list[str] = field(default_factory=list)
 
 
@@ -78,6 +83,28 @@ class ControlNoise:
         elif self.d_speed < 0:
             thr, brk = np.zeros_like(thr), np.clip(brk - 0.15 * self.d_speed, 0, 1)
         return Controls(thr, np.clip(np.asarray(controls.steer, float) + self.d_steer, -1, 1), brk)
+
+
+class Driver:
+    """DAgger: `name` drives (its controls replace the labelling policy's), from its own view of the scene."""
+
+    def __init__(self, name: str, g, route, then=None):
+        from ..policies import make_policy
+        from ..sim.perception import PERCEPTION_RANGE, PRIVILEGED_RANGE, ScenePerceiver
+        from ..sim.traffic import light_states
+
+        self.g, self.light_states, self.then = g, light_states, then
+        self.pol = make_policy(name, 1, g=g)
+        priv = getattr(self.pol, "privileged", False)
+        self.perceive = ScenePerceiver(g, [route], perception_range=PRIVILEGED_RANGE if priv else PERCEPTION_RANGE,
+                                       occlusion=not priv)
+        self.priv = priv
+
+    def __call__(self, state, controls: Controls) -> Controls:
+        lights = self.light_states(self.g, state.t, state.light_offset)
+        scene = self.perceive(state, lights)
+        own, _ = self.pol.act(scene, self.perceive.truth(state, lights) if self.priv else None)
+        return self.then(state, own) if self.then is not None else own
 
 
 class EpisodeRecorder:
@@ -170,6 +197,8 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     rec = EpisodeRecorder(g, spec, anno if cfg.b2d else None, max_agents)
     rec.route = plan_route(g, spec)
     noise = ControlNoise(cfg, seed) if (cfg.steer_noise > 0 or cfg.speed_noise > 0) else None
+    if cfg.driver:
+        noise = Driver(cfg.driver, g, rec.route, then=noise)
     ep = run_route(g, spec, policy=cfg.policy, seed=seed, max_agents=max_agents, observer=rec, noise=noise)
     arrays = rec.arrays()
     tmp = ep_dir / "arrays.tmp.npz"
