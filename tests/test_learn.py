@@ -250,6 +250,33 @@ def test_learned_policy_drives_a_route_closed_loop(trained, dataset, proc_town, 
         make_policy("perlad", 1, g=proc_town)
 
 
+def test_pipeline_dagger_stage_gives_rl_on_policy_start_states(trained, dataset, tmp_path):
+    """Stages dagger + perlad_logreplay of `train pipeline` (tiny): the exported imitation planner drives the
+    routes while the expert labels; RL then samples its start states from that data, not from the expert's."""
+    import json
+
+    from drivesim.learn.pipeline import PipelineConfig, run_pipeline
+    from drivesim.models.export import export_checkpoint
+
+    out, models = tmp_path / "pipe", tmp_path / "models"
+    (out / "il").mkdir(parents=True)
+    (out / "il" / "ckpt.pt").write_bytes((dataset / "il" / "ckpt.pt").read_bytes())
+    export_checkpoint(out / "il" / "ckpt.pt", models / "il", name="il")
+    cfg = PipelineConfig(data=str(dataset / "ds"), out=str(out), models_out=str(models), stages="dagger,perlad_logreplay",
+                         dagger_routes=str(dataset / "routes.xml"), workers=1, rl_updates=2, rl_states=16, d_model=32,
+                         layers=1)
+    rep = run_pipeline(cfg, log=lambda *_: None)
+    dg = rep["stages"]["dagger"]["datasets"][0]
+    assert dg["episodes"] == 3 and dg["frames"] > 100
+    idx = json.loads((out / "dagger" / "data_0" / "index.json").read_text())
+    assert idx["config"]["driver"] == "il" and idx["config"]["policy"] == "expert"
+    rl_cfg = json.loads((out / "perlad_logreplay" / "config.json").read_text())
+    assert rl_cfg["data"] == str(out / "dagger" / "data_0")
+    assert (models / "perlad_logreplay" / "planner.onnx").exists()
+    with pytest.raises(ValueError, match="dagger-routes"):
+        run_pipeline(PipelineConfig(data=str(dataset / "ds"), out=str(out), models_out=str(models), stages="dagger"))
+
+
 def test_cached_samples_are_reused(dataset):
     a = build_samples(DataConfig(str(dataset / "ds"), workers=1), FC, log=lambda *_: None)
     cache = list((dataset / "ds" / "learn_cache").glob("*.npz"))

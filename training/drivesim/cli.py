@@ -366,7 +366,7 @@ def cmd_train(a) -> int:
         from .learn.pipeline import PipelineConfig, run_pipeline
 
         rep = run_pipeline(config_from_args(PipelineConfig, a))
-        print(json.dumps({k: {kk: v[kk] for kk in ("wall_s", "onnx", "final")} for k, v in rep["stages"].items()},
+        print(json.dumps({k: {kk: v.get(kk) for kk in ("wall_s", "onnx", "final", "datasets") if kk in v} for k, v in rep["stages"].items()},
                          indent=2))
     return 0
 

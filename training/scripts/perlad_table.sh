@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The PerlAD evaluation table, end to end (issue 5): training suites on procedural towns Proc1 and Proc2, the
-# expert's dataset (Proc2 with recovery noise), the pipeline (il -> wm -> perlad -> perlad_logreplay), then
+# expert's dataset (Proc2 with recovery noise), the pipeline (il -> wm -> dagger -> perlad -> perlad_logreplay:
+# RL starts from the states the imitation planner reaches itself on the training suites), then
 # closed-loop evaluation of expert / il / perlad / perlad_logreplay on
 #   (a) a held-out all-types suite on Proc0 (no training route came from Proc0), and
 #   (b) the Bench2Drive routes whose towns are in $MAPS (skipped with a message when absent).
@@ -11,15 +12,18 @@ SHARED=${2:-../shared}
 DS=.venv/bin/drive-stack
 SEED=${SEED:-0}
 mkdir -p "$OUT"
+# the suites are committed with the table (results/perlad/suite_*.xml): made only where missing, so a rerun
+# drives the same routes (a newer `routes suite` may place them differently or add types)
 for t in 1 2; do
-  $DS routes suite --town Proc$t --types all+dos --n 2 --seed $t --out "$OUT/suite_train_p$t.xml"
+  [ -f "$OUT/suite_train_p$t.xml" ] || $DS routes suite --town Proc$t --types all+dos --n 2 --seed $t --out "$OUT/suite_train_p$t.xml"
 done
-$DS routes suite --town Proc0 --types all+dos --n 2 --seed 0 --out "$OUT/suite_eval_p0.xml"
+[ -f "$OUT/suite_eval_p0.xml" ] || $DS routes suite --town Proc0 --types all+dos --n 2 --seed 0 --out "$OUT/suite_eval_p0.xml"
 $DS collect --routes "$OUT/suite_train_p1.xml" --out "$OUT/data_p1" --workers 2 --no-anno
 $DS collect --routes "$OUT/suite_train_p2.xml" --out "$OUT/data_p2" --workers 2 --no-anno \
     --steer-noise 0.15 --speed-noise 1.5 --seed 100
 $DS train pipeline --data "$OUT/data_p1,$OUT/data_p2" --out "$OUT/pipeline" --models-out "$OUT/models" \
-    --il-epochs 10 --wm-epochs 5 --rl-updates 200 --seed "$SEED"
+    --dagger-routes "$OUT/suite_train_p1.xml,$OUT/suite_train_p2.xml" \
+    --il-epochs 12 --wm-epochs 12 --rl-updates 200 --seed "$SEED"
 export DRIVE_STACK_MODELS="$OUT/models"
 for p in expert il perlad perlad_logreplay; do
   $DS eval --routes "$OUT/suite_eval_p0.xml" --policy $p --out "$OUT/eval_proc0_$p" --workers 2 --seed "$SEED"

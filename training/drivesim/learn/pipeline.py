@@ -1,7 +1,15 @@
-"""The PerlAD pipeline in one command (`drive-stack train pipeline`): imitation (il) -> world model (wm) -> RL
-of the longitudinal head with world-model agents (perlad) and, the ablation, with log-replay agents
-(perlad_logreplay); every network exported to ONNX under `models_out/<name>/` (what `--policy il|perlad|
-perlad_logreplay` load by default), a world-model reactivity report and training curves (PNG).
+"""The PerlAD pipeline in one command (`drive-stack train pipeline`): imitation (il) -> world model (wm) ->
+on-policy start states (dagger) -> RL of the longitudinal head with world-model agents (perlad) and, the
+ablation, with log-replay agents (perlad_logreplay); every network exported to ONNX under `models_out/<name>/`
+(what `--policy il|perlad|perlad_logreplay` load by default), a world-model reactivity report and training
+curves (PNG).
+
+The dagger stage lets the imitation planner just trained drive `dagger_routes` in the pseudo-simulator while
+the expert labels every frame (`collect --driver il`): RL then starts its rollouts from the states the learned
+policy actually gets itself into (its near-misses, its late brakings), with the expert's speed there for the
+imitation term. Measured on the held-out Proc0 suite, RL from the expert's own states left the closed-loop
+Driving Score where imitation had it; from these on-policy states it rose by about a tenth (README, PerlAD).
+Without the stage, RL starts from `rl_data` if given, else from `data`.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("il", "wm", "perlad", "perlad_logreplay")
+STAGES = ("il", "wm", "dagger", "perlad", "perlad_logreplay")
 
 
 @dataclass
@@ -31,6 +39,8 @@ class PipelineConfig:
     rl_updates: int = 200
     rl_states: int = 128
     rl_algo: str = "grpo"
+    dagger_routes: str | None = None  # route suites (comma-separated) the imitation planner drives (stage dagger)
+    rl_data: str | None = None  # datasets of RL start states (default: what the dagger stage collected, else data)
     d_model: int = 64
     layers: int = 2
     max_episodes: int | None = None
@@ -121,6 +131,42 @@ def stage_curves(metrics: dict) -> dict[str, tuple[list[float], list[float]]]:
     return out
 
 
+def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dict]:
+    """Stage dagger: the exported imitation planner (models/il) drives every suite of `dagger_routes`, the expert
+    labels. Returns the datasets (comma-separated) and a report."""
+    import os
+
+    from ..dataset import CollectConfig, collect
+
+    if not cfg.dagger_routes:
+        raise ValueError("stage dagger needs --dagger-routes (route suites to drive, comma-separated)")
+    if not (models / "il" / "planner.onnx").exists():
+        raise FileNotFoundError(f"stage dagger drives the imitation planner {models / 'il' / 'planner.onnx'}: "
+                                "run stage il first (or point --models-out at a pipeline's models)")
+    old = os.environ.get("DRIVE_STACK_MODELS")
+    os.environ["DRIVE_STACK_MODELS"] = str(models.resolve())  # the collection workers load models/il from here
+    dirs, rep = [], {"datasets": []}
+    try:
+        for i, routes in enumerate(r for r in cfg.dagger_routes.split(",") if r):
+            d = out / "dagger" / f"data_{i}"
+            idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=cfg.workers,
+                                        seed=cfg.seed + 1000 * (i + 1), b2d=False, driver="il"), log)
+            eps = idx["episodes"]
+            rep["datasets"].append({"routes": routes, "out": str(d), "episodes": len(eps),
+                                    "frames": sum(e["frames"] for e in eps),
+                                    "il_driving_score": round(float(np.mean([e["driving_score"] for e in eps])), 2)
+                                    if eps else None})
+            log(f"dagger: {routes}: {len(eps)} episodes, {rep['datasets'][-1]['frames']} frames, imitation planner "
+                f"DS {rep['datasets'][-1]['il_driving_score']}")
+            dirs.append(str(d))
+    finally:
+        if old is None:
+            os.environ.pop("DRIVE_STACK_MODELS", None)
+        else:
+            os.environ["DRIVE_STACK_MODELS"] = old
+    return ",".join(dirs), rep
+
+
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     from ..models.export import export_checkpoint
     from .configs import ILConfig, RLConfig, WMConfig
@@ -129,16 +175,29 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
 
     out, models = Path(cfg.out), Path(cfg.models_out)
     stages = [s for s in cfg.stages.split(",") if s]
+    if cfg.stages == ",".join(STAGES) and not cfg.dagger_routes:  # the default run, with no suites to drive
+        stages.remove("dagger")
+        log("stage dagger skipped (no --dagger-routes): RL starts from " + ("--rl-data" if cfg.rl_data else "--data"))
     bad = sorted(set(stages) - set(STAGES))
     if bad:
         raise ValueError(f"unknown stages {bad}; choose from {', '.join(STAGES)}")
     common = dict(data=cfg.data, maps_dir=cfg.maps_dir, seed=cfg.seed, threads=cfg.threads, workers=cfg.workers,
                   d_model=cfg.d_model, layers=cfg.layers, max_episodes=cfg.max_episodes, resume=cfg.resume)
     report: dict = {"config": asdict(cfg), "stages": {}}
+    if (out / "pipeline.json").exists():  # stages run earlier into this directory keep their entries
+        try:
+            report["stages"] = json.loads((out / "pipeline.json").read_text()).get("stages", {})
+        except json.JSONDecodeError:
+            pass
     made = {"command": "drive-stack train pipeline", "pipeline_config": asdict(cfg)}
+    rl_data = cfg.rl_data
     for st in stages:
         t0 = time.perf_counter()
         log(f"== stage {st}")
+        if st == "dagger":
+            rl_data, report["stages"]["dagger"] = _dagger(cfg, out, models, log)
+            report["stages"]["dagger"]["wall_s"] = round(time.perf_counter() - t0, 1)
+            continue
         if st == "il":
             m = ILStage(ILConfig(out=str(out / "il"), epochs=cfg.il_epochs, **common), log).run()
             ck = out / "il" / "ckpt.pt"
@@ -157,9 +216,10 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
             (out / "wm" / "metrics.json").write_text(json.dumps(m, indent=2))
         else:
             agents = "world_model" if st == "perlad" else "log_replay"
+            rl_common = {**common, "data": rl_data or cfg.data}
             m = RLStage(RLConfig(out=str(out / st), init=str(out / "il" / "ckpt.pt"),
                                  world_model=str(out / "wm" / "ckpt.pt"), agents=agents, updates=cfg.rl_updates,
-                                 states=cfg.rl_states, algo=cfg.rl_algo, **common), log).run()
+                                 states=cfg.rl_states, algo=cfg.rl_algo, **rl_common), log).run()
             ck = out / st / "ckpt.pt"
         name = "world_model" if st == "wm" else st
         man = export_checkpoint(ck, models / name, name=name, extra={"made_by": made})
