@@ -90,3 +90,25 @@ def test_efficiency_and_comfort_come_out_of_a_closed_loop_route(proc_town):
     rec = run_route(proc_town, random_routes(proc_town, 1, seed=0)[0], "rule").record
     assert 30.0 < rec["meta"]["efficiency"] < 400.0
     assert 0.0 < rec["meta"]["comfort"] <= 1.0
+
+
+def test_eval_table_rows_and_seed_means(tmp_path):
+    """`eval-table`: one row per label; a label with runs joined by '+' shows their mean +- sample std."""
+    from drivesim.evaluation.report import summary_table
+
+    def run(name, ds, sr):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({"driving_score": ds, "success_rate": sr, "efficiency": 100.0,
+                                                    "comfortness": 50.0, "routes_evaluated": 3,
+                                                    "multi_ability": {"Merging": {"success_rate": sr}},
+                                                    "multi_ability_mean": sr}))
+        return str(d)
+
+    md = summary_table({"a": run("a", 60.0, 30.0), "b": "+".join([run("b0", 60.0, 20.0), run("b1", 70.0, 40.0)]),
+                        "c": str(tmp_path / "none")}, "t")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md.splitlines()
+            if line.startswith("| ") and not line.startswith("| policy")}
+    assert rows["a"][:2] == ["60.0", "30.0"] and rows["a"][-1] == "3"
+    assert rows["b"][:2] == ["65.0 ± 7.1", "30.0 ± 14.1"] and rows["b"][5] == "30.0" and rows["b"][-1] == "3 x 2 seeds"
+    assert rows["c"][0].startswith("(no ")

@@ -78,20 +78,36 @@ routes evaluated {summary.get('routes_evaluated')}, skipped {summary.get('routes
 
 def summary_table(runs: dict[str, str | Path], title: str = "") -> str:
     """A Markdown table of evaluation summaries: {label: eval out dir (or summary.json)} -> DS, SR, Efficiency,
-    Comfortness, the five multi-ability success rates, routes. Missing runs are listed as such."""
+    Comfortness, the five multi-ability success rates, routes. Missing runs are listed as such.
+
+    A label may name several runs joined by '+' (the same policy under several seeds): its row holds their
+    means, DS and SR as mean +- standard deviation, and the routes column says how many runs."""
     cols = ["Overtaking", "Merging", "Emergency_Brake", "Give_Way", "Traffic_Signs"]
     head = "| policy | DS | SR % | Efficiency | Comfortness | " + " | ".join(cols) + " | ability mean | routes |"
     lines = [f"**{title}**", "", head, "|" + "---|" * (head.count("|") - 1)] if title else [head, "|" + "---|" * (head.count("|") - 1)]
-    fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
-    for label, p in runs.items():
-        p = Path(p)
-        f = p if p.suffix == ".json" else p / "summary.json"
-        if not f.exists():
-            lines.append(f"| {label} | (no {f}) |")
+
+    def fmt(vals: list, spread: bool = False) -> str:
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return "n/a"
+        m = sum(vals) / len(vals)
+        if spread and len(vals) > 1:
+            sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+            return f"{m:.1f} ± {sd:.1f}"
+        return f"{m:.1f}"
+
+    for label, spec in runs.items():
+        files = [(Path(p) if Path(p).suffix == ".json" else Path(p) / "summary.json") for p in str(spec).split("+")]
+        gone = [f for f in files if not f.exists()]
+        if gone:
+            lines.append(f"| {label} | (no {gone[0]}) |")
             continue
-        s = json.loads(f.read_text())
-        ab = s.get("multi_ability", {})
-        lines.append(f"| {label} | {fmt(s['driving_score'])} | {fmt(s['success_rate'])} | {fmt(s.get('efficiency'))} | "
-                     f"{fmt(s.get('comfortness'))} | " + " | ".join(fmt(ab.get(c, {}).get("success_rate")) for c in cols)
-                     + f" | {fmt(s.get('multi_ability_mean'))} | {s['routes_evaluated']} |")
+        ss = [json.loads(f.read_text()) for f in files]
+        ab = [s.get("multi_ability", {}) for s in ss]
+        routes = f"{ss[0]['routes_evaluated']}" + (f" x {len(ss)} seeds" if len(ss) > 1 else "")
+        lines.append(f"| {label} | {fmt([s['driving_score'] for s in ss], True)} | "
+                     f"{fmt([s['success_rate'] for s in ss], True)} | {fmt([s.get('efficiency') for s in ss])} | "
+                     f"{fmt([s.get('comfortness') for s in ss])} | "
+                     + " | ".join(fmt([a.get(c, {}).get("success_rate") for a in ab]) for c in cols)
+                     + f" | {fmt([s.get('multi_ability_mean') for s in ss])} | {routes} |")
     return "\n".join(lines) + "\n"
