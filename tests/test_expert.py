@@ -98,3 +98,32 @@ def test_standing_at_the_line_the_ego_does_not_start_on_yellow():
     assert stop_line_gaps(scene(0.0, 3.0), served, 3.0)[0][0]  # standing 0.45 m short of the line: stay
     assert not stop_line_gaps(scene(8.0, 5.0), served, 3.0)[0][0]  # at speed, too close to stop comfortably: go
     assert stop_line_gaps(scene(8.0, 30.0), served, 3.0)[0][0]  # far enough: stop
+
+
+def test_expert_pulls_out_of_a_parking_space_but_not_out_of_a_driving_lane(proc_town):
+    """Standing beside the route in the parking lane (ParkingExit), the expert plans a pull-out ramp; standing the
+    same distance beside it in a driving lane (waiting to merge, as in MergerIntoSlowTrafficV2) it does not."""
+    from drivesim.policies import make_policy
+    from drivesim.sim.world import Simulator
+
+    g = proc_town
+    spec = _suite_route(g, "ParkingExit")
+    d = plan_route(g, spec)
+    status = {}
+    for where in ("parking", "driving lane"):
+        st = route_scene(g, [d], max_agents=16, seed=0, background=False, scenarios=[spec.scenarios[0]])
+        st.valid[0, st.behavior[0] == Behavior.SCRIPTED] = False  # without the car beside: only the parked ones
+        if where == "driving lane":  # the neighbour lane on the route's left, as far from the route
+            w = float(g.lane_width[d.lane[0]])
+            st.x[0, EGO] = d.xy[0, 0] + w * np.sin(d.yaw[0])
+            st.y[0, EGO] = d.xy[0, 1] - w * np.cos(d.yaw[0])
+            assert g.on_lane(np.array([[st.x[0, EGO], st.y[0, EGO]]]))[0][0]
+        assert abs(_lateral(d, (st.x[0, EGO], st.y[0, EGO]))) > 2.5
+        pol = make_policy("expert", 1, g=g)
+        per = ScenePerceiver(g, [d], perception_range=PRIVILEGED_RANGE, occlusion=False)
+        sim = Simulator(g)
+        lights = sim.lights(st)
+        pol.act(per(st, lights), per.truth(st, lights))
+        status[where] = pol.status[0]
+    assert status["parking"].startswith("pull out"), status
+    assert "pull out" not in status["driving lane"], status

@@ -66,7 +66,8 @@ class ExpertConfig:
     wrong_way_cost: float = 3.0  # cost per metre of offset path in an opposite-direction lane (vs 1 / m offset)
     emergency_range: float = 40.0  # [m] behind the ego: an emergency vehicle this close makes room
     path_points: int = 60  # points of the published plan, 1 m apart
-    pull_out_lateral: float = 1.5  # [m] standing this far beside the route (a parking space): pull out onto it
+    pull_out_lateral: float = 1.5  # [m] standing this far beside the route, off the driving lanes (a parking
+    # space): pull out onto it
     pull_out_speed: float = 2.0  # [m/s] ... when slower than this
     pull_out_ramps: tuple = (12.0, 10.0, 8.0, 7.0, 6.0, 5.0, 4.0)  # [m] ramp lengths tried, gentlest first
     idm: IDMParams = field(default_factory=lambda: IDMParams(max_accel=2.0, comfort_brake=3.0, min_gap=3.0,
@@ -428,14 +429,14 @@ class ExpertPolicy:
         still = ~F.will_move & (F.speed < c.blocker_speed)
         return still & ~ignore & (np.abs(lat) < half_w + EGO_HALF_W + 0.2) & (u > s_e) & (u < s_e + c.blocker_lookahead)
 
-    def _pull_out(self, e: int, u, xy, yaw, s_e: float, ex: float, ey: float, F: Forecast,
+    def _pull_out(self, e: int, g: LaneGraph, u, xy, yaw, s_e: float, ex: float, ey: float, F: Forecast,
                   ignore: np.ndarray) -> Offset | None:
-        """Leaving a parking space (ParkingExit: the ego stands beside the route): a path from where the ego is back
-        onto the route, the gentlest ramp whose path clears what stands around (the parked cars), else the
+        """Leaving a parking space (ParkingExit: the ego stands beside the route, off the driving lanes): a path
+        from where the ego is back onto the route, the gentlest ramp whose path clears what stands around (the parked cars), else the
         sharpest. None when the ego is on the route."""
         lat = float(self._frame(u, xy, yaw, None).locate(np.array([ex]), np.array([ey]))[1][0])
-        if abs(lat) < self.cfg.pull_out_lateral:
-            return None
+        if abs(lat) < self.cfg.pull_out_lateral or g.on_lane(np.array([[ex, ey]]))[0][0]:
+            return None  # on the route, or beside it in a driving lane (waiting to merge): not a parking space
         ramps = [Offset(0.0, s_e, L, s_e + L, 1.0, "pull out", o_from=lat) for L in self.cfg.pull_out_ramps]
         standing_only = ignore | F.will_move  # traffic is the speed plan's business; the ramp must clear the rest
         T = len(self.times)
@@ -528,7 +529,7 @@ class ExpertPolicy:
                 off = self._try_offsets(truth, e, base, s_e, v_e, v_limit, set(F.index[ignore]), cands,
                                         allow_wrong_way=False)
         if off is None and v_e < c.pull_out_speed:
-            off = self._pull_out(e, u, xy, yaw, s_e, ex, ey, F, ignore)
+            off = self._pull_out(e, truth.map, u, xy, yaw, s_e, ex, ey, F, ignore)
         path = self._frame(u, xy, yaw, off)
         stops = []
         stop_light, lgap, stop_sign, sgap = stop_gaps
