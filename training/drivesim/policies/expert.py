@@ -551,7 +551,9 @@ class ExpertPolicy:
             near = (~F.will_move) & (bu > u_start - 3) & (bu < u_end + 12) & (np.abs(blat) < 6.0)
             near |= blk
             u_end = max(u_end, float(np.max(bu[near] + F.length[near] / 2)))
-            half = 0.5 * np.maximum(F.width, 0.3)
+            # half extent across the path, of a box turned against it (a crashed car stands askew)
+            hd = np.abs(np.cos(F.yaw[:, 0] - np.interp(bu, base_path.u, np.unwrap(base_path.yaw))))
+            half = 0.5 * np.maximum(F.width * hd + F.length * np.sqrt(np.maximum(1 - hd ** 2, 0)), 0.3)
             lat_hi = float(np.max(blat[near] + half[near]))
             lat_lo = float(np.min(blat[near] - half[near]))
             u0 = max(u_start - 2.0 - c.ramp, s_e)

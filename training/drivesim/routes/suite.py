@@ -135,12 +135,20 @@ OBSTACLE_TYPES = {"ParkedObstacle", "ParkedObstacleTwoWays", "ConstructionObstac
 OBSTACLE_ROOM = (20.0, 40.0)  # [m] before and beyond the obstacle: the swing out, the obstacle, the swing back
 
 
-def _clear_road(g: LaneGraph, d: DenseRoute, i0: int, distance: float) -> bool:
-    """No junction lane on the route from OBSTACLE_ROOM[0] before to OBSTACLE_ROOM[1] beyond the obstacle."""
+# passed through a same-direction lane (Bench2Drive places them on multi-lane roads); the TwoWays variants
+# and the side-lane hazards are passed through the opposite lane or within the lane
+SAME_DIRECTION_PASS = {"Accident", "ParkedObstacle", "ConstructionObstacle"}
+
+
+def _clear_road(g: LaneGraph, d: DenseRoute, i0: int, distance: float, same_direction: bool = False) -> bool:
+    """No junction lane on the route from OBSTACLE_ROOM[0] before to OBSTACLE_ROOM[1] beyond the obstacle (and,
+    with same_direction, a lane of the same direction on the left all along, to pass through)."""
     s = d.cum_s[i0] + distance
     a = int(np.searchsorted(d.cum_s, s - OBSTACLE_ROOM[0]))
     b = int(np.searchsorted(d.cum_s, s + OBSTACLE_ROOM[1]))
-    return b < len(d) and not (g.lane_junction[d.lane[a:b + 1]] >= 0).any()
+    if b >= len(d) or (g.lane_junction[d.lane[a:b + 1]] >= 0).any():
+        return False
+    return not same_direction or bool((g.lane_left[d.lane[a:b + 1]] >= 0).all())
 
 
 def generate_suite(g: LaneGraph, types: list[str], n_per_type: int, seed: int = 0, min_length: float = 250.0,
@@ -169,7 +177,7 @@ def generate_suite(g: LaneGraph, types: list[str], n_per_type: int, seed: int = 
             if type_ in OBSTACLE_TYPES:  # move the trigger along the route until the obstacle lands on clear road
                 dist = float(params.get("distance", 40.0))
                 i0 = next((i for i in range(i0, len(d), 5) if d.cum_s[i] < d.length - 150.0
-                           and _clear_road(g, d, i, dist)), -1)
+                           and _clear_road(g, d, i, dist, type_ in SAME_DIRECTION_PASS)), -1)
                 if i0 < 0:
                     continue
                 x, y = d.xy[i0]
