@@ -39,6 +39,16 @@ def test_expert_passes_a_closed_lane_where_the_rule_policy_is_blocked(proc_town)
     assert rule.record["infractions"]["vehicle_blocked"] and rule.record["scores"]["score_route"] < 60.0
 
 
+@pytest.mark.parametrize("type_", ["Accident", "AccidentTwoWays"])
+def test_expert_passes_the_askew_crashed_cars(proc_town, type_):
+    """Accident: a police car and two crashed cars, turned up to 0.5 rad against the lane. The passing offset
+    must clear their extent across the path (not their width): the expert passes and finishes without contact."""
+    spec = _suite_route(proc_town, type_)
+    rec = run_route(proc_town, spec, policy="expert").record
+    assert rec["scores"]["score_route"] == 100.0, {k: v for k, v in rec["infractions"].items() if v}
+    assert not rec["infractions"]["collisions_vehicle"] and not rec["infractions"]["vehicle_blocked"]
+
+
 def test_expert_yields_to_the_pedestrian_stepping_out(proc_town):
     """DynamicObjectCrossing: a pedestrian steps out from behind a parked container; the expert's forecast of
     the walk stops it in time (no pedestrian collision, route completed)."""
