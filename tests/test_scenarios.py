@@ -526,3 +526,29 @@ def test_route_suite_places_every_simulated_type(proc_town, tmp_path):
         d = plan_route(proc_town, r)
         if s.type in SCENARIO_BUILDERS:
             assert build_actors(proc_town, d, s, np.random.default_rng(0)), s.type
+
+
+def test_a_fast_emergency_vehicle_appears_no_faster_than_it_can_follow(proc_town):
+    """On the highway (1.5x the limit: > 30 m/s) the emergency vehicle appears 30 m behind an ego standing at the
+    trigger. It comes in no faster than it could still stop behind the ego at, and it never rams it."""
+    from drivesim.routes.xml import RouteSpec
+
+    g = proc_town
+    lane = max((i for i in range(g.num_lanes) if g.lane_road[i] == 500 and g.lane_id[i] == 1),
+               key=lambda i: g.lane_length[i])
+    pts = g.lane_points(lane)
+    d = plan_route(g, RouteSpec("hw", g.name, np.array([[*pts[1], 0.0], [*pts[-2], 0.0]])))
+    assert 1.5 * g.lane_speed_limit[d.lane[TRIGGER_INDEX]] > 30.0
+    st = route_scene(g, [d], max_agents=8, seed=0, background=False,
+                     scenarios=[_spec(d, "YieldToEmergencyVehicle", distance=30.0)])
+    st.x[0, EGO], st.y[0, EGO] = d.xy[TRIGGER_INDEX]
+    ev = _slot([st], AgentKind.EMERGENCY, Behavior.SCRIPTED)
+    sim, stand = Simulator(g), Controls(np.zeros(1), np.zeros(1), np.ones(1))
+    gaps, first_speed = [], None
+    for _ in range(200):
+        st = sim.step(st, stand)
+        if st.valid[0, ev]:
+            first_speed = float(st.speed[0, ev]) if first_speed is None else first_speed
+            gaps.append(float(np.hypot(st.x[0, ev] - st.x[0, EGO], st.y[0, ev] - st.y[0, EGO])))
+    assert gaps and first_speed < 20.0  # sqrt(2 * 3 m/s^2 * (~25 m - 4 m)) ~ 11 m/s, not 30+
+    assert min(gaps) > (4.9 + 5.2) / 2  # stands behind the ego, no overlap

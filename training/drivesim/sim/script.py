@@ -70,6 +70,9 @@ class Script:
         return float(cum[-1])
 
 
+FOLLOW_MARGIN = 0.5  # [m] lateral, beyond the two half widths: a follower keeps behind an ego this close to its line
+
+
 def phase_speed(sc: Script, t_act: np.ndarray, since: np.ndarray) -> np.ndarray:
     """The speed each scripted agent's current phase asks for (E, A): waiting, going or braking/holding."""
     active = np.isfinite(t_act)
@@ -108,16 +111,19 @@ def script_step(state: SimState, dt: float) -> dict[str, np.ndarray]:
     since = t - t_act  # inf-safe: -inf while waiting
     active = np.isfinite(t_act)
     target = phase_speed(sc, t_act, since)
-    # followers: with the ego ahead (within 60 m, 2 m of the heading line) the speed is capped so that braking
-    # at half the accel limit stops 4 m behind it: v <= v_ego + sqrt(2 b (gap - 4))
+    # followers: with the ego ahead (within 60 m, its box overlapping the heading line's corridor) the speed is
+    # capped so that braking at half the accel limit stops 4 m behind it: v <= v_ego + sqrt(2 b (gap - 4))
     c, s_ = np.cos(state.yaw), np.sin(state.yaw)
     dxe, dye = ex - state.x, ey - state.y
     lon, lat = dxe * c + dye * s_, -dxe * s_ + dye * c
     gap = lon - (state.length + state.length[:, EGO:EGO + 1]) / 2
-    ahead = sc.follow & (lon > 0) & (lon < 60.0) & (np.abs(lat) < 2.0)
+    corridor = (state.width + state.width[:, EGO:EGO + 1]) / 2 + FOLLOW_MARGIN
+    ahead = sc.follow & (lon > 0) & (lon < 60.0) & (np.abs(lat) < corridor)
     v_cap = np.maximum(state.speed[:, EGO:EGO + 1], 0.0) + np.sqrt(sc.accel * np.maximum(gap - 4.0, 0.0))
     target = np.where(ahead, np.minimum(target, v_cap), target)
     v = state.speed
+    # a follower appearing behind the ego comes in no faster than it could still follow at
+    v = np.where(fire & sc.follow & ahead, np.minimum(v, v_cap), v)
     frozen = sc.appear & ~active  # an actor that has not appeared yet keeps its place and speed
     v_new = np.where(frozen, v, v + np.clip(target - v, -sc.accel * dt, sc.accel * dt))
     length = sc.cum[..., -1]
