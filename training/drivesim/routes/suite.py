@@ -92,6 +92,12 @@ def _suitable(g: LaneGraph, d: DenseRoute, type_: str, i0: int) -> tuple[bool, d
                 break
         else:
             return False, extra
+    if type_ == "YieldToEmergencyVehicle":  # room to make: a same-direction lane beside the ego's for 100 m, as
+        # Bench2Drive places it (on a one-lane street the only way out would be the opposite lane)
+        b = int(min(np.searchsorted(d.cum_s, d.cum_s[i0] + 100.0), len(d) - 1))
+        lanes = d.lane[i0:b + 1]
+        if not ((g.lane_left[lanes] >= 0) | (g.lane_right[lanes] >= 0)).all():
+            return False, extra
     if type_ == "HighwayCutIn":  # an on-ramp joins at the ego's next junction, into its lane or beside it
         return _on_ramp(g, d, i0)
     if type_ == "ParkingExit":  # the route starts beside a parking space (the trigger is the route's first point)
