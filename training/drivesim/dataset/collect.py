@@ -57,6 +57,7 @@ class CollectConfig:
     noise_rate: float = 0.1  # noise events per second
     noise_duration: float = 1.0  # [s]
     driver: str | None = None  # DAgger: this policy drives, `policy` labels (None: `policy` drives)
+    driver_model: str | None = None  # the driver's model file (learned drivers; default: the usual lookup)
     notes: list[str] = field(default_factory=list)
 
 
@@ -88,13 +89,13 @@ class ControlNoise:
 class Driver:
     """DAgger: `name` drives (its controls replace the labelling policy's), from its own view of the scene."""
 
-    def __init__(self, name: str, g, route, then=None):
+    def __init__(self, name: str, g, route, then=None, model: str | None = None):
         from ..policies import make_policy
         from ..sim.perception import PERCEPTION_RANGE, PRIVILEGED_RANGE, ScenePerceiver
         from ..sim.traffic import light_states
 
         self.g, self.light_states, self.then = g, light_states, then
-        self.pol = make_policy(name, 1, g=g)
+        self.pol = make_policy(name, 1, g=g, **({"model": model} if model else {}))
         priv = getattr(self.pol, "privileged", False)
         self.perceive = ScenePerceiver(g, [route], perception_range=PRIVILEGED_RANGE if priv else PERCEPTION_RANGE,
                                        occlusion=not priv)
@@ -198,7 +199,7 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     rec.route = plan_route(g, spec)
     noise = ControlNoise(cfg, seed) if (cfg.steer_noise > 0 or cfg.speed_noise > 0) else None
     if cfg.driver:
-        noise = Driver(cfg.driver, g, rec.route, then=noise)
+        noise = Driver(cfg.driver, g, rec.route, then=noise, model=cfg.driver_model)
     ep = run_route(g, spec, policy=cfg.policy, seed=seed, max_agents=max_agents, observer=rec, noise=noise)
     arrays = rec.arrays()
     tmp = ep_dir / "arrays.tmp.npz"

@@ -134,8 +134,6 @@ def stage_curves(metrics: dict) -> dict[str, tuple[list[float], list[float]]]:
 def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dict]:
     """Stage dagger: the exported imitation planner (models/il) drives every suite of `dagger_routes`, the expert
     labels. Returns the datasets (comma-separated) and a report."""
-    import os
-
     from ..dataset import CollectConfig, collect
 
     if not cfg.dagger_routes:
@@ -143,27 +141,20 @@ def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dic
     if not (models / "il" / "planner.onnx").exists():
         raise FileNotFoundError(f"stage dagger drives the imitation planner {models / 'il' / 'planner.onnx'}: "
                                 "run stage il first (or point --models-out at a pipeline's models)")
-    old = os.environ.get("DRIVE_STACK_MODELS")
-    os.environ["DRIVE_STACK_MODELS"] = str(models.resolve())  # the collection workers load models/il from here
     dirs, rep = [], {"datasets": []}
-    try:
-        for i, routes in enumerate(r for r in cfg.dagger_routes.split(",") if r):
-            d = out / "dagger" / f"data_{i}"
-            idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=cfg.workers,
-                                        seed=cfg.seed + 1000 * (i + 1), b2d=False, driver="il"), log)
-            eps = idx["episodes"]
-            rep["datasets"].append({"routes": routes, "out": str(d), "episodes": len(eps),
-                                    "frames": sum(e["frames"] for e in eps),
-                                    "il_driving_score": round(float(np.mean([e["driving_score"] for e in eps])), 2)
-                                    if eps else None})
-            log(f"dagger: {routes}: {len(eps)} episodes, {rep['datasets'][-1]['frames']} frames, imitation planner "
-                f"DS {rep['datasets'][-1]['il_driving_score']}")
-            dirs.append(str(d))
-    finally:
-        if old is None:
-            os.environ.pop("DRIVE_STACK_MODELS", None)
-        else:
-            os.environ["DRIVE_STACK_MODELS"] = old
+    for i, routes in enumerate(r for r in cfg.dagger_routes.split(",") if r):
+        d = out / "dagger" / f"data_{i}"
+        idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=cfg.workers,
+                                    seed=cfg.seed + 1000 * (i + 1), b2d=False, driver="il",
+                                    driver_model=str((models / "il" / "planner.onnx").resolve())), log)
+        eps = idx["episodes"]
+        rep["datasets"].append({"routes": routes, "out": str(d), "episodes": len(eps),
+                                "frames": sum(e["frames"] for e in eps),
+                                "il_driving_score": round(float(np.mean([e["driving_score"] for e in eps])), 2)
+                                if eps else None})
+        log(f"dagger: {routes}: {len(eps)} episodes, {rep['datasets'][-1]['frames']} frames, imitation planner "
+            f"DS {rep['datasets'][-1]['il_driving_score']}")
+        dirs.append(str(d))
     return ",".join(dirs), rep
 
 

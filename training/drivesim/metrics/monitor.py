@@ -79,10 +79,12 @@ class RouteMonitor:
         self.map, self.dt, self.routes = g, dt, routes
         E = len(routes)
         self.scenario_types = scenario_types or [s.type if s is not None else None for s in (scenarios or [None] * E)]
-        win = [wrong_way_window(r, s) for r, s in zip(routes, scenarios or [None] * E, strict=True)]
-        self.wrong_ok = np.array([w if w is not None else (np.inf, -np.inf) for w in win], np.float64).reshape(E, 2)
-        win = [lanes_test_window(r, s) for r, s in zip(routes, scenarios or [None] * E, strict=True)]
-        self.lanes_ok = np.array([w if w is not None else (np.inf, -np.inf) for w in win], np.float64).reshape(E, 2)
+        def windows(fn) -> np.ndarray:  # (E, 2) route arc-length windows; an empty one where fn gives None
+            win = [fn(r, s) for r, s in zip(routes, scenarios or [None] * E, strict=True)]
+            return np.array([w if w is not None else (np.inf, -np.inf) for w in win], np.float64).reshape(E, 2)
+
+        self.wrong_ok = windows(wrong_way_window)
+        self.lanes_ok = windows(lanes_test_window)
         self.route_xy, self.route_dir, self.route_pct, self.route_n = pad_routes(routes)
         self.route_len = np.array([r.length for r in routes], np.float64)
         self.length = np.array([r.length for r in routes])

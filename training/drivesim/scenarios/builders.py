@@ -17,7 +17,7 @@ from ..routes.xml import RouteError, RouteSpec, ScenarioSpec
 from ..sim.flows import FLOW_SLOTS, Flows
 from ..sim.perturb import Perturbations
 from ..sim.script import Script
-from ..sim.state import AgentKind, Behavior, SimState
+from ..sim.state import EGO, AgentKind, Behavior, SimState
 
 CAR = (4.6, 1.9)  # [m]
 CONE = (0.4, 0.4)
@@ -473,8 +473,7 @@ def parking_exit(g, route, spec, rng) -> list:
     p, yaw, _ = _pose(route, i0)
     side_path = route.xy[np.linspace(i0, ahead(route, i0, PARKING_EXIT_SIDE_RUN), 12).astype(int)]
     return [EgoStartSpec(*kerb(k0)),
-            ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *kerb(front)[:2], kerb(front)[2], CAR),
-            ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *kerb(behind)[:2], kerb(behind)[2], CAR),
+            *(ActorSpec(AgentKind.VEHICLE, Behavior.STATIC, *kerb(k), CAR) for k in (front, behind)),
             ActorSpec(AgentKind.VEHICLE, Behavior.SCRIPTED, *p, yaw, CAR,
                       script={"path": side_path, "trigger": (*p, 1e6), "wait_speed": 0.0, "go_speed": 8.0,
                               "accel": 2.5, "end_vanish": True})]
@@ -762,8 +761,8 @@ def place_scenario(state: SimState, e: int, actors: list, first_slot: int = 1) -
     `first_slot`; returns how many slots were used (limited by max_agents)."""
     flows = [a for a in actors if isinstance(a, FlowSpec)]
     for st in (a for a in actors if isinstance(a, EgoStartSpec)):
-        state.x[e, 0], state.y[e, 0], state.yaw[e, 0] = st.x, st.y, st.yaw
-        state.lane[e, 0], state.s[e, 0] = -1, 0.0  # the simulator matches the ego to a lane every step
+        state.x[e, EGO], state.y[e, EGO], state.yaw[e, EGO] = st.x, st.y, st.yaw
+        state.lane[e, EGO], state.s[e, EGO] = -1, 0.0  # the simulator matches the ego to a lane every step
     for c in (a for a in actors if isinstance(a, ControlLossSpec)):
         if state.perturb is None:
             state.perturb = Perturbations.empty(state.num_envs, 3)
