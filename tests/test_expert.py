@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from drivesim.evaluation.runner import run_route
+from drivesim.geometry import obb_overlap
 from drivesim.policies.expert import forecast
 from drivesim.routes.planner import plan_route
 from drivesim.routes.suite import generate_suite
@@ -137,3 +138,78 @@ def test_expert_pulls_out_of_a_parking_space_but_not_out_of_a_driving_lane(proc_
         status[where] = pol.status[0]
     assert status["parking"].startswith("pull out"), status
     assert "pull out" not in status["driving lane"], status
+
+
+def _dos_left_turn(g):
+    """The DOSOccludedLeftTurn scene (seed 0 suite route), its dense route, and where the junction starts."""
+    spec = _suite_route(g, "DOSOccludedLeftTurn")
+    d = plan_route(g, spec)
+    st = route_scene(g, [d], max_agents=16, seed=0, background=False, scenarios=[spec.scenarios[0]])
+    return st, d, int(np.flatnonzero(g.lane_junction[d.lane] >= 0)[0])
+
+
+def test_sight_lines_at_a_junction_hidden_by_the_truck_and_cut_by_a_visible_car(proc_town):
+    """Two metres before the stop line of the DOS left turn, the ego gives way to every crossing lane; the truck
+    waiting in the opposite inner lane hides the outer lane's approach, which is the hidden car's lane. Without
+    the truck every approach is in view. A truck the ego sees standing on that approach cuts its sight line:
+    what is behind it (out of view) must follow it."""
+    from drivesim.policies.sight import _seen, gives_way, occluded_conflicts, sight_probes
+    from drivesim.sim.world import Simulator
+
+    g = proc_town
+    st, d, j0 = _dos_left_turn(g)
+    st.x[0, EGO], st.y[0, EGO], st.yaw[0, EGO] = d.xy[j0 - 2, 0], d.xy[j0 - 2, 1], d.yaw[j0 - 2]
+    lane = int(d.lane[j0])
+    conflicts = gives_way(g, lane, Simulator(g).lights(st)[0])
+    assert len(conflicts) == 4 and g.lane_stop[lane] >= 0  # a stop junction: the ego gives way to all crossings
+    hidden = occluded_conflicts(g, st, 0, conflicts)
+    car = int(np.flatnonzero(st.behavior[0] == Behavior.SCRIPTED)[0])
+    car_lane = int(g.pt_lane[g.project(np.array([[st.x[0, car], st.y[0, car]]]), np.array([st.yaw[0, car]]))[0][0]])
+    assert [conflicts[i].lane for i in hidden] == [c.lane for c in conflicts if car_lane in g.predecessors(c.lane)]
+    truck = int(np.flatnonzero(st.valid[0] & (st.behavior[0] == Behavior.STATIC))[0])
+    st.valid[0, truck] = False
+    assert occluded_conflicts(g, st, 0, conflicts) == []
+    # a truck standing on the outer approach, 20 m up from the conflict point, in view: it hides the lane behind it
+    cf = conflicts[hidden[0]]
+    probes, owner = sight_probes(g, [cf])
+    st.valid[0, car], st.behavior[0, car], st.speed[0, car] = True, Behavior.STATIC, 0.0
+    st.x[0, car], st.y[0, car], st.yaw[0, car] = probes[5]
+    st.length[0, car], st.width[0, car] = 8.0, 2.5
+    slots, seen, probe_seen = _seen(st, 0, probes, 50.0)
+    assert seen[slots == car].all() and not probe_seen[6:].all()  # seen, and hides some of what is behind it
+    assert occluded_conflicts(g, st, 0, [cf]) == []
+
+
+def test_expert_creeps_into_the_junction_while_the_truck_hides_the_oncoming_lane(proc_town):
+    """The DOS left turn, driven by the expert: after its stop it creeps (<= creep_speed) towards the junction while
+    the outer lane is hidden, until the hidden car comes into view and it yields to it; without the truck it
+    never creeps there. No collision either way."""
+    from drivesim.policies import make_policy
+    from drivesim.policies.expert import EGO_HALF_L
+    from drivesim.sim.world import Simulator
+
+    g = proc_town
+    runs = {}
+    for truck in (True, False):
+        st, d, j0 = _dos_left_turn(g)
+        if not truck:
+            st.valid[0, st.behavior[0] == Behavior.STATIC] = False
+        pol = make_policy("expert", 1, g=g)
+        per = ScenePerceiver(g, [d], perception_range=PRIVILEGED_RANGE, occlusion=False)
+        sim = Simulator(g)
+        log = []
+        for _ in range(340):
+            lights = sim.lights(st)
+            controls, _ = pol.act(per(st, lights), per.truth(st, lights))
+            log.append((d.cum_s[per.idx[0]] - d.cum_s[j0], float(st.speed[0, EGO]), pol.status[0]))
+            st = sim.step(st, controls)
+            o = np.flatnonzero(st.valid[0, 1:]) + 1
+            assert not obb_overlap(st.x[0, EGO], st.y[0, EGO], st.yaw[0, EGO], st.length[0, EGO], st.width[0, EGO],
+                                   st.x[0, o], st.y[0, o], st.yaw[0, o], st.length[0, o], st.width[0, o]).any()
+        runs[truck] = log
+    approach = lambda log: [(u, v, s) for u, v, s in log if -8.0 < u < 0.0]  # noqa: E731
+    creep = [(u, v) for u, v, s in approach(runs[True]) if "creep" in s]
+    at_line = [v for u, v in creep if u > -EGO_HALF_L - 1.0]  # the front at the junction entry or beyond
+    assert len(creep) >= 20 and len(at_line) >= 10 and max(at_line) <= pol.cfg.creep_speed + 0.3
+    assert any("yield" in s for _, _, s in runs[True][len(creep):])  # then the car comes into view
+    assert not any("creep" in s for _, _, s in approach(runs[False]))

@@ -17,7 +17,11 @@ It sees the whole simulator state (``privileged = True``: `act` gets a `Truth`),
    forecasts (oriented boxes with margins). The first predicted collision becomes a stop point just before it
    and the proposal is simulated again (a few rounds): the ego yields to whatever crosses its path in time,
    and goes when the conflict has passed.
-4. **Selection**: an overtaking offset is committed only when its whole manoeuvre (out, past, back) is
+4. **Creeping**: approaching a junction where the ego gives way to lanes it cannot see far enough up (hidden
+   behind vehicles or props, `sight.py`), the speed is capped to approach the junction slowly and creep
+   (``creep_speed``) up to the nearest hidden lane; the cap lifts as soon as the view opens. The expert knows
+   what is hidden, but a driver without that knowledge must creep, and imitation learns from the expert.
+5. **Selection**: an overtaking offset is committed only when its whole manoeuvre (out, past, back) is
    collision-free over a longer horizon; the centreline otherwise. The committed path is kept until the
    obstacle is passed.
 
@@ -41,6 +45,7 @@ from ..sim.state import EGO, AgentKind, Behavior
 from ..sim.traffic import IDMParams, idm_accel
 from ..sim.world import Controls
 from .rule import Plan, stop_line_gaps
+from .sight import gives_way, occluded_conflicts
 
 EGO_HALF_L, EGO_HALF_W = DEFAULT_VEHICLE.length / 2, DEFAULT_VEHICLE.width / 2
 
@@ -66,6 +71,8 @@ class ExpertConfig:
     wrong_way_cost: float = 3.0  # cost per metre of offset path in an opposite-direction lane (vs 1 / m offset)
     emergency_range: float = 40.0  # [m] behind the ego: an emergency vehicle this close makes room
     path_points: int = 60  # points of the published plan, 1 m apart
+    creep_speed: float = 2.0  # [m/s] into a junction whose conflicting lanes are hidden from view
+    creep_lookahead: float = 35.0  # [m] junction entries this close (along the route) are checked for sight
     pull_out_lateral: float = 1.5  # [m] standing this far beside the route, off the driving lanes (a parking
     # space): pull out onto it
     pull_out_speed: float = 2.0  # [m/s] ... when slower than this
@@ -492,6 +499,42 @@ class ExpertPolicy:
             best, best_cost = off, cost
         return best
 
+    # ------------------------------------------------------------------ creeping
+    def _creep(self, truth: Truth, e: int, s_e: float) -> tuple[float, float] | None:
+        """(route arc length of the junction entry, of the nearest hidden conflict point) when the ego gives way
+        at the junction ahead to lanes it cannot see (see `sight.py`); None when it sees them, has its front past
+        the hidden conflict point, or no junction is near."""
+        r, g = truth.routes[e], truth.map
+        i0 = int(truth.route_idx[e])
+        i1 = int(np.searchsorted(r.cum_s, r.cum_s[i0] + self.cfg.creep_lookahead))
+        inj = g.lane_junction[r.lane[i0:i1 + 1]] >= 0
+        if not inj.any():
+            return None
+        k = i0 + int(np.argmax(inj))
+        j0, jl = k, k  # where the junction starts on the route, and where its lane at k starts
+        while j0 > 0 and g.lane_junction[r.lane[j0 - 1]] >= 0:
+            j0 -= 1
+        while jl > 0 and r.lane[jl - 1] == r.lane[k]:
+            jl -= 1
+        conflicts = gives_way(g, int(r.lane[k]), truth.lights[e])
+        u_entry, u_lane = float(r.cum_s[j0]), float(r.cum_s[jl])
+        conflicts = [c for c in conflicts if u_lane + c.u > s_e + EGO_HALF_L]  # its front is not past it yet
+        if not conflicts:
+            return None
+        hidden = occluded_conflicts(g, truth.state, e, conflicts)
+        if not hidden:
+            return None
+        return u_entry, u_lane + min(conflicts[i].u for i in hidden)
+
+    def _creep_cap(self, path: PathFrame, u_entry: float, u_conflict: float) -> np.ndarray:
+        """Speed cap (M,) over the path: braking comfortably to creep_speed with the front 1 m before the junction
+        entry, creep_speed until the front reaches the hidden conflict point, no cap beyond."""
+        c = self.cfg
+        u_line = u_entry - EGO_HALF_L - 1.0
+        u_stop = max(u_conflict - EGO_HALF_L, u_line)
+        cap = np.sqrt(c.creep_speed ** 2 + 2 * c.idm.comfort_brake * np.maximum(u_line - path.u, 0.0))
+        return np.where(path.u <= u_stop, cap, np.inf)
+
     # ------------------------------------------------------------------ the plan
     def _plan_env(self, scene: PerceivedScene, truth: Truth, e: int, stop_gaps):
         """For env e: world-frame path (P, 2), times (T,), planned speeds (T,), speed at each path point (P,)."""
@@ -573,6 +616,10 @@ class ExpertPolicy:
                 stops.append(u_start - EGO_HALF_L - c.blocker_gap)
                 status = "wait behind a blocker"
         self.offset[e] = off
+        creep = self._creep(truth, e, s_e)
+        if creep is not None:
+            path.v_cap = np.minimum(path.v_cap, self._creep_cap(path, *creep))
+            status += "; creep (view occluded)"
         ro = self._speed_plan(path, s_e, v_e, v_limit, F, ignore, stops, self.T_short)
         if ro.hit >= 0:
             status = f"emergency stop (agent {int(F.index[ro.hit])} at {self.times[ro.hit_t]:.1f} s)"
