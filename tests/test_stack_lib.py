@@ -172,3 +172,23 @@ def test_rule_speed_profile_brakes_before_a_stopped_obstacle():
     assert np.all(np.diff(prof[:stop_at]) <= 1e-9)
     free = idm_speed_profile(path, v, v0, np.array([np.inf]), np.array([0.0]), p)[0]
     assert np.all(np.diff(free) >= -1e-9) and free[-1] > 10.5 and free.max() <= 12.0
+
+
+def test_warmup_leaves_the_policy_as_new():
+    """The planner node warms its policy up on a synthetic scene before it reports ready; what the policy does
+    afterwards is what a fresh one does (controller integrators and stop-sign memory reset)."""
+    import numpy as np
+    from drivesim.policies import make_policy, warmup
+    from drivesim.sim.perception import ROUTE_POINTS, PerceivedScene
+
+    P = ROUTE_POINTS
+    route = np.stack([np.arange(P, dtype=float), 0.02 * np.arange(P) ** 1.5], -1)[None]
+    scene = PerceivedScene(
+        ego_speed=np.array([3.0]), route=route, route_valid=np.ones((1, P), bool), command=np.full((1, P), 4, np.int8),
+        speed_limit=np.array([12.0]), agents=np.zeros((1, 0, 7)), agents_valid=np.zeros((1, 0), bool),
+        light_dist=np.array([np.inf]), light_state=np.array([-1]), stop_dist=np.array([8.0]), stop_id=np.array([3]))
+    fresh, warm = make_policy("rule", 1), make_policy("rule", 1)
+    warmup(warm)
+    for _ in range(5):
+        a, b = fresh.act(scene)[0], warm.act(scene)[0]
+        assert (a.throttle, a.steer, a.brake) == (b.throttle, b.steer, b.brake)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 from scipy.spatial import cKDTree
 
 MAX_LINKS = 8  # successors / predecessors per lane (padded with -1)
@@ -237,25 +239,11 @@ class LaneGraph:
         N = len(xy)
         k = min(k, len(self.pt_xy))
         d, idx = self.tree.query(xy, k=k)
-        d, idx = d.reshape(N, k), idx.reshape(N, k)
-        rows = np.arange(N)
-        # best point (project)
-        cost = d
-        if yaw is not None:
-            cost = d + yaw_weight * (1.0 - np.cos(np.asarray(yaw, dtype=np.float64)[:, None] - self.pt_yaw[idx]))
-        best = np.argmin(cost, axis=1)
-        # inside test (on_lane)
-        rel = xy[:, None, :] - self.pt_xy[idx]
-        pyaw = self.pt_yaw[idx]
-        c, s = np.cos(pyaw), np.sin(pyaw)
-        lon = rel[..., 0] * c + rel[..., 1] * s
-        lat = rel[..., 0] * s - rel[..., 1] * c
-        lane = self.pt_lane[idx]
-        ok = (np.abs(lat) <= self.lane_width[lane] / 2 + margin) & (np.abs(lon) <= self.lane_ds[lane] / 2 + 0.05)
-        inside = ok.any(axis=1)
-        first = np.argmax(ok, axis=1)
-        return LaneMatch(point=idx[rows, best], lateral=lat[rows, best], distance=d[rows, best], inside=inside,
-                         inside_lane=np.where(inside, lane[rows, first], -1))
+        d, idx = d.reshape(N, k), idx.reshape(N, k).astype(np.int64)
+        point, lateral, distance, inside, inside_lane = _match_candidates(
+            xy, np.zeros(N) if yaw is None else np.ascontiguousarray(yaw, np.float64), yaw is not None, d, idx,
+            self.pt_xy, self.pt_yaw, self.pt_lane, self.lane_width, self.lane_ds, float(yaw_weight), float(margin))
+        return LaneMatch(point=point, lateral=lateral, distance=distance, inside=inside, inside_lane=inside_lane)
 
     def bounds(self) -> tuple[float, float, float, float]:
         mn, mx = self.pt_xy.min(axis=0), self.pt_xy.max(axis=0)
@@ -281,3 +269,32 @@ class LaneGraph:
         g = cls(**kw)
         g.validate()
         return g
+
+
+@njit(cache=True)
+def _match_candidates(xy, yaw, use_yaw, d, idx, pt_xy, pt_yaw, pt_lane, lane_width, lane_ds, yaw_weight, margin,
+                      ):  # pragma: no cover (compiled)
+    """From each point's k nearest centreline points (d, idx (N, k)): the best by distance (+ heading cost), its
+    lateral offset (positive left) and distance; and whether the point is inside one of their lanes (|lateral| <=
+    half the width + margin, |longitudinal| <= half a spacing + 5 cm), the first such lane."""
+    N, K = idx.shape
+    point, lateral, distance = np.empty(N, np.int64), np.empty(N), np.empty(N)
+    inside, inside_lane = np.zeros(N, np.bool_), np.full(N, -1, np.int64)
+    for n in range(N):
+        best, best_cost = 0, np.inf
+        for j in range(K):
+            p = idx[n, j]
+            cost = d[n, j] + (yaw_weight * (1.0 - math.cos(yaw[n] - pt_yaw[p])) if use_yaw else 0.0)
+            if cost < best_cost:
+                best, best_cost = j, cost
+            c, s = math.cos(pt_yaw[p]), math.sin(pt_yaw[p])
+            rx, ry = xy[n, 0] - pt_xy[p, 0], xy[n, 1] - pt_xy[p, 1]
+            lon, lat = rx * c + ry * s, rx * s - ry * c
+            lane = pt_lane[p]
+            if not inside[n] and abs(lat) <= lane_width[lane] / 2 + margin and abs(lon) <= lane_ds[lane] / 2 + 0.05:
+                inside[n], inside_lane[n] = True, lane
+        p = idx[n, best]
+        c, s = math.cos(pt_yaw[p]), math.sin(pt_yaw[p])
+        rx, ry = xy[n, 0] - pt_xy[p, 0], xy[n, 1] - pt_xy[p, 1]
+        point[n], lateral[n], distance[n] = p, rx * s - ry * c, d[n, best]
+    return point, lateral, distance, inside, inside_lane

@@ -9,7 +9,10 @@ stop signs, outside-route-lanes distance, route deviation (> 30 m from the route
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 from ..maps.lanegraph import LaneGraph
 from ..routes.planner import DenseRoute
@@ -117,12 +120,8 @@ class RouteMonitor:
         ev = state.speed[:, EGO]
         t = state.t
         self.steps += active
-        # 1. route completion
-        for k in range(1, PROGRESS_WINDOW + 1):
-            j = np.minimum(self.idx + k, self.route_n - 1)
-            p = self.route_xy[ar, j]
-            passed = (self.route_dir[ar, j, 0] * (ex - p[:, 0]) + self.route_dir[ar, j, 1] * (ey - p[:, 1])) > 0
-            self.idx = np.where(active & passed, np.maximum(self.idx, j), self.idx)
+        # 1. route completion (and, for 6., the distance to the route ahead of the progress index)
+        dmin = _progress(self.route_xy, self.route_dir, self.route_n, self.idx, ex, ey, active)
         self.rc = np.where(active, np.round(self.route_pct[ar, self.idx], 2), self.rc)
         end = self.route_xy[ar, self.route_n - 1]
         reach = active & (self.rc > COMPLETION_PCT) & (np.hypot(ex - end[:, 0], ey - end[:, 1]) < COMPLETION_DIST)
@@ -168,9 +167,6 @@ class RouteMonitor:
         step_len = np.hypot(ex - prev.x[:, EGO], ey - prev.y[:, EGO])
         self.outside_dist += np.where(active & (off | wrong), step_len, 0.0)
         # 6. route deviation
-        win = np.minimum(self.idx[:, None] + np.arange(DEVIATION_WINDOW)[None], self.route_n[:, None] - 1)
-        pts = self.route_xy[ar[:, None], win]
-        dmin = np.hypot(pts[..., 0] - ex[:, None], pts[..., 1] - ey[:, None]).min(axis=1)
         dev = active & ~self.completed & (dmin > ROUTE_DEVIATION_DIST)
         for e in np.flatnonzero(dev):
             self.infractions[e]["route_dev"].append(
@@ -266,3 +262,22 @@ class RouteMonitor:
             "scores": scores,
             "meta": meta,
         }
+
+
+@njit(cache=True)
+def _progress(route_xy, route_dir, route_n, idx, ex, ey, active):  # pragma: no cover (compiled)
+    """Advance each active env's progress index (E,) in place over the next PROGRESS_WINDOW route points the ego
+    has passed (its centre beyond the point along the route's direction); returns the distance from the ego to
+    the nearest of the DEVIATION_WINDOW route points from the (new) index on (E,)."""
+    E = len(idx)
+    dmin = np.full(E, np.inf)
+    for e in range(E):
+        if active[e]:
+            for k in range(1, PROGRESS_WINDOW + 1):  # from the index as advanced so far (as the vectorised form)
+                j = min(idx[e] + k, route_n[e] - 1)
+                if route_dir[e, j, 0] * (ex[e] - route_xy[e, j, 0]) + route_dir[e, j, 1] * (ey[e] - route_xy[e, j, 1]) > 0:
+                    idx[e] = max(idx[e], j)
+        for k in range(DEVIATION_WINDOW):
+            j = min(idx[e] + k, route_n[e] - 1)
+            dmin[e] = min(dmin[e], math.hypot(route_xy[e, j, 0] - ex[e], route_xy[e, j, 1] - ey[e]))
+    return dmin

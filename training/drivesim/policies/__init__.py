@@ -27,6 +27,29 @@ def make_policy(name: str, num_envs: int = 1, g=None, **kw):
     raise UnknownPolicy(f"unknown policy {name!r}; available: {', '.join(POLICIES)}")
 
 
+def warmup(policy) -> None:
+    """Run a non-privileged policy once on a synthetic scene (a straight empty road, one car ahead), then reset it:
+    its compiled kernels are loaded (or compiled, on a fresh checkout) and its models allocated before the first
+    real tick. A deployed planner does this before it reports ready, or its first tick misses the deadline."""
+    import numpy as np
+
+    from ..sim.perception import ROUTE_POINTS, PerceivedScene
+
+    E, P = policy.E, ROUTE_POINTS
+    route = np.zeros((E, P, 2))
+    route[..., 0] = np.arange(P)
+    agents = np.zeros((E, 1, 7))
+    agents[:, 0] = [20.0, 0.0, 0.0, 5.0, 4.5, 1.9, 0.0]
+    scene = PerceivedScene(
+        ego_speed=np.full(E, 5.0), route=route, route_valid=np.ones((E, P), bool), command=np.full((E, P), 4, np.int8),
+        speed_limit=np.full(E, 10.0), agents=agents, agents_valid=np.ones((E, 1), bool), light_dist=np.full(E, np.inf),
+        light_state=np.full(E, -1), stop_dist=np.full(E, np.inf), stop_id=np.full(E, -1),
+        ego_pose=np.zeros((E, 3)), ego_accel=np.zeros(E), lights=np.zeros((E, 0), np.int8), agent_ids=np.array([1]),
+        t=np.zeros(E))
+    policy.act(scene)
+    policy.reset()
+
+
 def check_policy(name: str) -> None:
     """Raise UnknownPolicy / FileNotFoundError now rather than in every route's worker."""
     if name not in POLICIES:
@@ -36,4 +59,4 @@ def check_policy(name: str) -> None:
 
 
 __all__ = ["ExpertConfig", "ExpertPolicy", "LEARNED", "LearnedPolicy", "POLICIES", "Plan", "RulePolicy", "UnknownPolicy",
-           "check_policy", "find_model", "make_policy"]
+           "check_policy", "find_model", "make_policy", "warmup"]

@@ -6,9 +6,11 @@ a red (or stoppable yellow) light ahead and an unserved stop sign become a stand
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..sim.control import ControllerConfig, PIDController
 from ..sim.dynamics import DEFAULT_VEHICLE
@@ -90,6 +92,45 @@ def stop_line_gaps(scene: PerceivedScene, served_stop: np.ndarray, comfort_brake
     return stop_light, lgap, stop_sign, sgap
 
 
+def leader_gap(route: np.ndarray, route_valid: np.ndarray, agents: np.ndarray, agents_valid: np.ndarray,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Gap [m] along the route (E, P, 2) from the ego's front bumper to the rear of the nearest agent (E, N, 7)
+    inside the route corridor (its nearest valid route point within half its width + half the ego's +
+    CORRIDOR_MARGIN, and ahead: x > 0.5 m), and that agent's speed along the ego's heading; inf / 0 if none."""
+    f = lambda a: np.ascontiguousarray(a, np.float64)  # noqa: E731
+    return _leader_gap(f(route), np.ascontiguousarray(route_valid, np.bool_), f(agents),
+                       np.ascontiguousarray(agents_valid, np.bool_), DEFAULT_VEHICLE.length / 2,
+                       DEFAULT_VEHICLE.width / 2 + CORRIDOR_MARGIN)
+
+
+@njit(cache=True)
+def _leader_gap(route, route_valid, agents, agents_valid, half_ego, corridor):  # pragma: no cover (compiled)
+    E, P = route_valid.shape
+    N = agents.shape[1]
+    gap, lead_v = np.full(E, np.inf), np.zeros(E)
+    along = np.zeros(P)
+    for e in range(E):
+        # arc length of each route point from the ego (signed at the first point: it may be just behind)
+        along[0] = math.hypot(route[e, 0, 0], route[e, 0, 1]) * np.sign(route[e, 0, 0])
+        for p in range(1, P):
+            along[p] = along[p - 1] + math.hypot(route[e, p, 0] - route[e, p - 1, 0], route[e, p, 1] - route[e, p - 1, 1])
+        for n in range(N):
+            if not agents_valid[e, n] or agents[e, n, 0] <= 0.5:
+                continue
+            ax, ay = agents[e, n, 0], agents[e, n, 1]
+            lat, k = np.inf, 0
+            for p in range(P):
+                if route_valid[e, p]:
+                    d = math.hypot(ax - route[e, p, 0], ay - route[e, p, 1])
+                    if d < lat:
+                        lat, k = d, p
+            if lat < agents[e, n, 5] / 2 + corridor:
+                g = along[k] - half_ego - agents[e, n, 4] / 2
+                if g < gap[e]:
+                    gap[e], lead_v[e] = g, agents[e, n, 3] * math.cos(agents[e, n, 2])
+    return gap, lead_v
+
+
 class RulePolicy:
     """Sees only the perceived scene (``privileged = False``: `act` is given no truth)."""
 
@@ -100,7 +141,7 @@ class RulePolicy:
                  controller: ControllerConfig | None = None, dt: float = 0.05, speed_profile: bool = False):
         """speed_profile: also roll IDM forward for the plan's speed profile (what the ROS planner publishes
         for the takeover monitor; closed-loop evaluation does not need it)."""
-        self.max_speed = max_speed
+        self.E, self.max_speed = num_envs, max_speed
         self.with_profile = speed_profile
         self.idm = idm or IDMParams(max_accel=2.0, comfort_brake=3.0, min_gap=3.0, headway=1.0)
         self.controller = PIDController(num_envs, controller or ControllerConfig(), DEFAULT_VEHICLE, dt)
@@ -112,25 +153,7 @@ class RulePolicy:
 
     def leader_gap(self, scene: PerceivedScene) -> tuple[np.ndarray, np.ndarray]:
         """Gap along the route [m] and speed of the nearest agent inside the route corridor; inf/0 if none."""
-        r = scene.route  # (E, P, 2)
-        a = scene.agents  # (E, N, 7)
-        d = np.hypot(a[:, :, None, 0] - r[:, None, :, 0], a[:, :, None, 1] - r[:, None, :, 1])  # (E, N, P)
-        d = np.where(scene.route_valid[:, None, :], d, np.inf)
-        k = np.argmin(d, axis=2)
-        lat = np.take_along_axis(d, k[..., None], axis=2)[..., 0]
-        seg = np.hypot(*np.moveaxis(np.diff(r, axis=1), -1, 0))  # (E, P-1)
-        along_route = np.concatenate([np.zeros((len(r), 1)), np.cumsum(seg, axis=1)], axis=1)
-        start = np.hypot(r[:, 0, 0], r[:, 0, 1]) * np.sign(r[:, 0, 0])
-        along = np.take_along_axis(along_route, k, axis=1) + start[:, None]
-        half_ego = DEFAULT_VEHICLE.length / 2
-        in_corridor = scene.agents_valid & (lat < a[..., 5] / 2 + DEFAULT_VEHICLE.width / 2 + CORRIDOR_MARGIN) & (
-            a[..., 0] > 0.5)
-        gap = np.where(in_corridor, along - half_ego - a[..., 4] / 2, np.inf)
-        j = np.argmin(gap, axis=1)
-        g = gap[np.arange(len(j)), j]
-        # the leader's speed along our heading
-        v = a[np.arange(len(j)), j, 3] * np.cos(a[np.arange(len(j)), j, 2])
-        return g, np.where(np.isfinite(g), v, 0.0)
+        return leader_gap(scene.route, scene.route_valid, scene.agents, scene.agents_valid)
 
     def plan(self, scene: PerceivedScene) -> Plan:
         v = scene.ego_speed

@@ -8,9 +8,11 @@ same class, so the pseudo-simulator and the stack are driven identically.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from .dynamics import DEFAULT_VEHICLE, VehicleParams
 
@@ -51,37 +53,65 @@ class PIDController:
     def aim_point(self, path_ego: np.ndarray, speed: np.ndarray) -> np.ndarray:
         """Point on each path (E, P, 2; ego frame, x forward, y right) at the lookahead distance. (E, 2)"""
         c = self.cfg
-        la = np.clip(c.lookahead_gain * np.abs(speed) + c.lookahead_min, c.lookahead_min, c.lookahead_max)
-        d = np.linalg.norm(path_ego, axis=-1)  # (E, P)
-        ahead = (d >= la[:, None]) & (path_ego[..., 0] > 0)
-        idx = np.where(ahead.any(axis=1), np.argmax(ahead, axis=1), path_ego.shape[1] - 1)
+        path_ego = np.ascontiguousarray(path_ego, np.float64)
+        idx = _aim_index(path_ego, np.ascontiguousarray(speed, np.float64), c.lookahead_gain, c.lookahead_min,
+                         c.lookahead_max)
         return path_ego[np.arange(len(idx)), idx]
 
     def __call__(self, path_ego: np.ndarray, target_speed: np.ndarray, speed: np.ndarray):
         """Returns (throttle, steer, brake), each (E,)."""
-        c = self.cfg
-        path_ego = np.asarray(path_ego, dtype=np.float64)
-        target_speed = np.asarray(target_speed, dtype=np.float64)
-        speed = np.asarray(speed, dtype=np.float64)
-        # lateral: pure pursuit  delta = atan(2 L sin(alpha) / ld)
-        aim = self.aim_point(path_ego, speed)
-        ld = np.maximum(np.linalg.norm(aim, axis=-1), 1e-3)
-        alpha = np.arctan2(aim[:, 1], np.maximum(aim[:, 0], 1e-3))
-        delta = np.arctan(2.0 * self.vehicle.wheelbase * np.sin(alpha) / ld)
-        steer_pp = delta / self.vehicle.max_steer
-        steer = c.lat_kp * steer_pp + c.lat_kd * (steer_pp - self.prev_steer) / self.dt
-        self.prev_steer = steer_pp
-        steer = np.clip(steer, -1.0, 1.0)
-        # longitudinal: PID on the speed error
-        e = target_speed - speed
-        self.int_e = np.clip(self.int_e + e * self.dt, -c.integral_limit, c.integral_limit)
-        de = (e - self.prev_e) / self.dt
-        self.prev_e = e
-        u = c.lon_kp * e + c.lon_ki * self.int_e + c.lon_kd * de
-        throttle = np.clip(u, 0.0, c.max_throttle)
-        brake = np.clip(c.brake_gain * (-e - c.brake_margin), 0.0, 1.0)
-        hold = target_speed < c.stop_speed
-        brake = np.where(hold, 1.0, brake)
-        throttle = np.where((brake > 0) | hold, 0.0, throttle)
-        self.int_e = np.where(hold | (brake > 0), 0.0, self.int_e)
+        c, veh = self.cfg, self.vehicle
+        path_ego = np.ascontiguousarray(path_ego, np.float64)
+        target_speed = np.ascontiguousarray(np.broadcast_to(target_speed, (len(path_ego),)), np.float64)
+        speed = np.ascontiguousarray(np.broadcast_to(speed, (len(path_ego),)), np.float64)
+        E = len(path_ego)
+        throttle, steer, brake = np.empty(E), np.empty(E), np.empty(E)
+        _pid(path_ego, target_speed, speed, self.int_e, self.prev_e, self.prev_steer, self.dt, veh.wheelbase,
+             veh.max_steer, np.array([c.lookahead_gain, c.lookahead_min, c.lookahead_max, c.lat_kp, c.lat_kd, c.lon_kp,
+                                      c.lon_ki, c.lon_kd, c.integral_limit, c.max_throttle, c.brake_gain,
+                                      c.brake_margin, c.stop_speed]), throttle, steer, brake)
         return throttle, steer, brake
+
+
+@njit(cache=True)
+def _aim_index(path, speed, gain, la_min, la_max):  # pragma: no cover (compiled)
+    """Index of the first point of each path (E, P, 2) ahead (x > 0) at least the lookahead away; the last if none."""
+    E, P = path.shape[:2]
+    idx = np.full(E, P - 1, np.int64)
+    for e in range(E):
+        la = min(max(gain * abs(speed[e]) + la_min, la_min), la_max)
+        for p in range(P):
+            if path[e, p, 0] > 0 and math.hypot(path[e, p, 0], path[e, p, 1]) >= la:
+                idx[e] = p
+                break
+    return idx
+
+
+@njit(cache=True)
+def _pid(path, target, speed, int_e, prev_e, prev_steer, dt, wheelbase, max_steer, prm, throttle, steer, brake):  # pragma: no cover
+    """Pure pursuit + PID (the class docstring) for every env; updates the integrators in place."""
+    gain, la_min, la_max, lat_kp, lat_kd, lon_kp, lon_ki, lon_kd, i_lim, max_thr, brake_gain, margin, stop = prm
+    idx = _aim_index(path, speed, gain, la_min, la_max)
+    for e in range(len(target)):
+        ax, ay = path[e, idx[e], 0], path[e, idx[e], 1]
+        # lateral: pure pursuit  delta = atan(2 L sin(alpha) / ld)
+        ld = max(math.hypot(ax, ay), 1e-3)
+        alpha = math.atan2(ay, max(ax, 1e-3))
+        steer_pp = math.atan(2.0 * wheelbase * math.sin(alpha) / ld) / max_steer
+        steer[e] = min(max(lat_kp * steer_pp + lat_kd * (steer_pp - prev_steer[e]) / dt, -1.0), 1.0)
+        prev_steer[e] = steer_pp
+        # longitudinal: PID on the speed error; brake when too fast by more than the margin, hold below stop
+        err = target[e] - speed[e]
+        int_e[e] = min(max(int_e[e] + err * dt, -i_lim), i_lim)
+        de = (err - prev_e[e]) / dt
+        prev_e[e] = err
+        u = lon_kp * err + lon_ki * int_e[e] + lon_kd * de
+        thr = min(max(u, 0.0), max_thr)
+        br = min(max(brake_gain * (-err - margin), 0.0), 1.0)
+        hold = target[e] < stop
+        if hold:
+            br = 1.0
+        if br > 0 or hold:
+            thr = 0.0
+            int_e[e] = 0.0
+        throttle[e], brake[e] = thr, br

@@ -1,27 +1,27 @@
-"""Per-step events of the ego, vectorised over envs: collisions, time-to-collision, red-light and stop-sign
-crossings, lane membership. Pure functions of states."""
+"""Per-step events of the ego, batched over envs: collisions, time-to-collision, red-light and stop-sign
+crossings, lane membership. Pure functions of states; the per-agent / per-line loops are compiled (numba)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 from ..geometry import obb_overlap, segments_intersect
 from ..maps.lanegraph import LaneGraph
 from .state import EGO, LIGHT, SimState
 
 RED_LIGHT_DISTANCE = 15.0  # [m] lights further than this from the ego are not checked (as the Leaderboard)
-WRONG_WAY_ANGLE = np.deg2rad(120.0)  # heading error against the lane that counts as driving against traffic
+WRONG_WAY_ANGLE = np.deg2rad(120.0)
+_RED = LIGHT.RED  # heading error against the lane that counts as driving against traffic
 
 
 def ego_collisions(state: SimState) -> np.ndarray:
     """(E, A) bool: which agents overlap the ego's box (the ego itself is False).
 
-    Only pairs whose bounding circles meet go through the separating-axis test."""
-    ex, ey = state.x[:, EGO:EGO + 1], state.y[:, EGO:EGO + 1]
-    radius = 0.5 * np.hypot(state.length, state.width)  # (E, A) half-diagonals
-    reach = radius + radius[:, EGO:EGO + 1]
-    cand = state.valid & ((state.x - ex) ** 2 + (state.y - ey) ** 2 <= reach * reach)
-    cand[:, EGO] = False
+    Only pairs whose bounding circles meet (`_near_ego`, compiled) go through the separating-axis test."""
+    cand = _near_ego(state.x, state.y, state.length, state.width, state.valid)
     hit = np.zeros(cand.shape, bool)
     e, a = np.nonzero(cand)
     if len(e):
@@ -32,26 +32,49 @@ def ego_collisions(state: SimState) -> np.ndarray:
     return hit
 
 
+@njit(cache=True)
+def _near_ego(x, y, length, width, valid):  # pragma: no cover (compiled)
+    """(E, A) bool: valid agents whose bounding circle meets the ego's (slot 0 excluded)."""
+    E, A = x.shape
+    out = np.zeros((E, A), np.bool_)
+    for e in range(E):
+        re = 0.5 * math.hypot(length[e, 0], width[e, 0])
+        for a in range(1, A):
+            if valid[e, a]:
+                reach = re + 0.5 * math.hypot(length[e, a], width[e, a])
+                dx, dy = float(x[e, a]) - float(x[e, 0]), float(y[e, a]) - float(y[e, 0])
+                out[e, a] = dx * dx + dy * dy <= reach * reach
+    return out
+
+
 def time_to_collision(state: SimState, horizon: float = 10.0) -> np.ndarray:
     """(E,) smallest constant-velocity time to collision between the ego and any agent [s]; inf if none within
-    the horizon. Boxes are approximated by discs of radius half the width plus a quarter of the length."""
-    ex, ey = state.x[:, EGO:EGO + 1], state.y[:, EGO:EGO + 1]
-    evx = state.speed[:, EGO:EGO + 1] * np.cos(state.yaw[:, EGO:EGO + 1])
-    evy = state.speed[:, EGO:EGO + 1] * np.sin(state.yaw[:, EGO:EGO + 1])
-    px, py = state.x - ex, state.y - ey
-    vx = state.speed * np.cos(state.yaw) - evx
-    vy = state.speed * np.sin(state.yaw) - evy
-    r = (state.width / 2 + state.length / 4) + (state.width[:, EGO:EGO + 1] / 2 + state.length[:, EGO:EGO + 1] / 4)
-    # |p + v t| = r  ->  (v.v) t^2 + 2 (p.v) t + (p.p - r^2) = 0
-    a = vx * vx + vy * vy
-    b = px * vx + py * vy
-    c = px * px + py * py - r * r
-    disc = b * b - a * c
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
-    ok = state.valid & (a > 1e-6) & (disc >= 0) & (t >= 0) & (t <= horizon) & (c > 0)
-    ok[:, EGO] = False
-    return np.where(ok, t, np.inf).min(axis=1)
+    the horizon. Boxes are approximated by discs of radius half the width plus a quarter of the length; agents
+    already overlapping those discs do not count."""
+    return _ttc(state.x, state.y, state.yaw, state.speed, state.length, state.width, state.valid, float(horizon))
+
+
+@njit(cache=True)
+def _ttc(x, y, yaw, speed, length, width, valid, horizon):  # pragma: no cover (compiled)
+    E, A = x.shape
+    out = np.full(E, np.inf)
+    for e in range(E):
+        evx, evy = speed[e, 0] * math.cos(yaw[e, 0]), speed[e, 0] * math.sin(yaw[e, 0])
+        r_e = width[e, 0] / 2 + length[e, 0] / 4
+        for a in range(1, A):
+            if not valid[e, a]:
+                continue
+            px, py = float(x[e, a]) - float(x[e, 0]), float(y[e, a]) - float(y[e, 0])
+            vx, vy = speed[e, a] * math.cos(yaw[e, a]) - evx, speed[e, a] * math.sin(yaw[e, a]) - evy
+            r = width[e, a] / 2 + length[e, a] / 4 + r_e
+            # |p + v t| = r  ->  (v.v) t^2 + 2 (p.v) t + (p.p - r^2) = 0
+            qa, qb, qc = vx * vx + vy * vy, px * vx + py * vy, px * px + py * py - r * r
+            disc = qb * qb - qa * qc
+            if qa > 1e-6 and disc >= 0 and qc > 0:
+                t = (-qb - math.sqrt(disc)) / qa
+                if 0 <= t <= horizon:
+                    out[e] = min(out[e], t)
+    return out
 
 
 def ego_tail_segment(state: SimState) -> tuple[np.ndarray, np.ndarray]:
@@ -70,35 +93,51 @@ def red_light_crossings(prev: SimState, state: SimState, g: LaneGraph, lights: n
     E = state.num_envs
     if S == 0:
         return np.zeros((E, 0), bool)
-    _, tail0 = ego_tail_segment(prev)
-    _, tail1 = ego_tail_segment(state)
     mid = 0.5 * (g.stopline_p0 + g.stopline_p1)  # (S, 2)
-    near = np.hypot(state.x[:, EGO, None] - mid[None, :, 0], state.y[:, EGO, None] - mid[None, :, 1]) < RED_LIGHT_DISTANCE
-    red = lights[:, g.stopline_light] == LIGHT.RED
-    cand = near & red
+    cand = _near_red_lines(state.x, state.y, mid, np.ascontiguousarray(lights[:, g.stopline_light]))
     if not cand.any():
         return cand
+    _, tail0 = ego_tail_segment(prev)
+    _, tail1 = ego_tail_segment(state)
     cross = segments_intersect(tail0[:, None, :], tail1[:, None, :], g.stopline_p0[None], g.stopline_p1[None])
     lane_yaw = g.pt_yaw[g.lane_start[g.stopline_lane]]
     aligned = np.cos(state.yaw[:, EGO, None] - lane_yaw[None, :]) > 0
     return cand & cross & aligned
 
 
+@njit(cache=True)
+def _near_red_lines(x, y, mid, line_state):  # pragma: no cover (compiled)
+    """(E, S) bool: red stop lines within RED_LIGHT_DISTANCE of the ego."""
+    E, S = line_state.shape
+    out = np.zeros((E, S), np.bool_)
+    for e in range(E):
+        for k in range(S):
+            if line_state[e, k] == _RED:
+                out[e, k] = math.hypot(x[e, 0] - mid[k, 0], y[e, 0] - mid[k, 1]) < RED_LIGHT_DISTANCE
+    return out
+
+
 def in_stop_boxes(state: SimState, g: LaneGraph) -> np.ndarray:
     """(E, G) bool: the ego's centre or front bumper is inside each stop sign's trigger box."""
-    G = len(g.stop_id)
-    if G == 0:
+    if len(g.stop_id) == 0:
         return np.zeros((state.num_envs, 0), bool)
-    bx, by, byaw, bl, bw = (g.stop_box[:, i][None] for i in range(5))
-    c, s = np.cos(state.yaw[:, EGO]), np.sin(state.yaw[:, EGO])
-    inside = np.zeros((state.num_envs, G), bool)
-    for f in (0.0, 1.0):
-        px = (state.x[:, EGO] + f * c * state.length[:, EGO] / 2)[:, None] - bx
-        py = (state.y[:, EGO] + f * s * state.length[:, EGO] / 2)[:, None] - by
-        lon = px * np.cos(byaw) + py * np.sin(byaw)
-        lat = -px * np.sin(byaw) + py * np.cos(byaw)
-        inside |= (np.abs(lon) <= bl / 2) & (np.abs(lat) <= bw / 2)
-    return inside
+    return _in_boxes(state.x, state.y, state.yaw, state.length, g.stop_box)
+
+
+@njit(cache=True)
+def _in_boxes(x, y, yaw, length, box):  # pragma: no cover (compiled)
+    E, G = x.shape[0], box.shape[0]
+    out = np.zeros((E, G), np.bool_)
+    for e in range(E):
+        c, s = math.cos(yaw[e, 0]), math.sin(yaw[e, 0])
+        for f in (0.0, 1.0):  # the centre, the front bumper
+            qx, qy = x[e, 0] + f * c * length[e, 0] / 2, y[e, 0] + f * s * length[e, 0] / 2
+            for k in range(G):
+                px, py = qx - box[k, 0], qy - box[k, 1]
+                cb, sb = math.cos(box[k, 2]), math.sin(box[k, 2])
+                if abs(px * cb + py * sb) <= box[k, 3] / 2 and abs(-px * sb + py * cb) <= box[k, 4] / 2:
+                    out[e, k] = True
+    return out
 
 
 def ego_lane_status(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray]:

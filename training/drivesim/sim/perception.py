@@ -15,9 +15,11 @@ policies skip the model (`occlusion=False`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..maps.lanegraph import LaneGraph
 from ..routes.planner import DenseRoute
@@ -31,54 +33,82 @@ LIGHT_BEHIND = 3  # route points (1 m) past a light's line that it is still repo
 OCCLUDER_MIN_WIDTH = 1.2  # [m] footprints at least this wide (and not walkers/cyclists) block the view
 OCCLUDER_MARGIN = 0.5  # [m] an occluder must be this much nearer than the probed point
 OCCLUSION_RAYS = 5  # four corners and the centre
-_OCCLUDER_KINDS = (KIND.VEHICLE, KIND.STATIC, KIND.EMERGENCY)
-
-
-def box_corners(x, y, yaw, length, width) -> np.ndarray:
-    """(..., 4, 2) corners of oriented boxes."""
-    c, s = np.cos(yaw)[..., None], np.sin(yaw)[..., None]
-    hl = 0.5 * np.asarray(length)[..., None] * np.array([1, 1, -1, -1])
-    hw = 0.5 * np.asarray(width)[..., None] * np.array([1, -1, -1, 1])
-    return np.stack([x[..., None] + hl * c - hw * s, y[..., None] + hl * s + hw * c], -1)
+_OCC_VEHICLE, _OCC_STATIC, _OCC_EMERGENCY = KIND.VEHICLE, KIND.STATIC, KIND.EMERGENCY  # the occluder kinds
 
 
 def visibility(x, y, yaw, length, width, kind, valid, sensor_x, sensor_y,
                perception_range: float = PERCEPTION_RANGE, occlusion: bool = True) -> np.ndarray:
     """(E, A) bool: which agents the sensor at (sensor_x, sensor_y) (E,) sees (see the module doc). Inputs (E, A);
     the sensor's own agent must be masked out by the caller (it is usually invalid here or slot EGO)."""
-    sx, sy = np.asarray(sensor_x, float)[:, None], np.asarray(sensor_y, float)[:, None]
-    dist = np.hypot(x - sx, y - sy)
-    vis = valid & (dist <= perception_range)
-    if not occlusion or not vis.any():
-        return vis
-    # only what is in range can hide or be hidden: work on the M in-range agents of each env (M = the most any
-    # env has), gathered to the front
-    M = int(vis.sum(axis=1).max())
-    order = np.argsort(~vis, axis=1, kind="stable")[:, :M]  # (E, M) in-range slots first
-    take = lambda a: np.take_along_axis(np.asarray(a), order, axis=1)  # noqa: E731
-    x, y, yaw, length, width, kind = (take(a) for a in (x, y, yaw, length, width, kind))
-    dist, inr = take(dist), take(vis)
-    corners = box_corners(x, y, yaw, length, width)  # (E, M, 4, 2)
-    pts = np.concatenate([corners, np.stack([x, y], -1)[:, :, None]], 2)  # (E, M, R, 2)
-    rx, ry = pts[..., 0] - sx[..., None], pts[..., 1] - sy[..., None]
-    ray_ang, ray_d = np.arctan2(ry, rx), np.hypot(rx, ry)  # (E, M, R)
-    # occluders' angular spans, relative to the bearing of their centre
-    occ = inr & np.isin(kind, _OCCLUDER_KINDS) & (width >= OCCLUDER_MIN_WIDTH) & (dist > 1e-3)
-    bearing = np.arctan2(y - sy, x - sx)  # (E, M)
-    cang = np.arctan2(corners[..., 1] - sy[..., None], corners[..., 0] - sx[..., None]) - bearing[..., None]
-    cang = (cang + np.pi) % (2 * np.pi) - np.pi
-    lo, hi = cang.min(-1), cang.max(-1)  # (E, M)
-    # a sensor inside (or touching) a footprint sees nothing useful from its span: treat it as no occluder
-    occ &= (hi - lo) < np.pi * 0.9
-    # ray r of agent j vs occluder k: (E, Mj, R, Mk)
-    rel = ray_ang[..., None] - bearing[:, None, None, :]
-    rel = (rel + np.pi) % (2 * np.pi) - np.pi
-    inside = (rel > lo[:, None, None, :]) & (rel < hi[:, None, None, :])
-    nearer = dist[:, None, None, :] + OCCLUDER_MARGIN < ray_d[..., None]
-    notself = ~np.eye(M, dtype=bool)[None, :, None, :]
-    blocked = (inside & nearer & occ[:, None, None, :] & notself).any(-1).all(-1)  # (E, M)
-    out = vis.copy()
-    np.put_along_axis(out, order, inr & ~blocked, axis=1)
+    f = lambda a: np.ascontiguousarray(a, np.float64)  # noqa: E731
+    return _visibility(f(x), f(y), f(yaw), f(length), f(width), np.ascontiguousarray(kind, np.int64),
+                       np.ascontiguousarray(valid, np.bool_), f(np.reshape(sensor_x, -1)),
+                       f(np.reshape(sensor_y, -1)), float(perception_range), bool(occlusion))
+
+
+@njit(cache=True)
+def _wrap(a):
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+@njit(cache=True)
+def _visibility(x, y, yaw, length, width, kind, valid, sx, sy, rng, occlusion):  # pragma: no cover (compiled)
+    """The visibility model, compiled (numba): per env, the M agents in range; each occluder's angular span
+    around the bearing of its centre; each agent's five rays (corners, centre) tested against every occluder
+    nearer than the probed point by OCCLUDER_MARGIN. tests/test_visibility.py keeps a vectorised numpy
+    reference it must agree with."""
+    E, A = x.shape
+    out = np.zeros((E, A), np.bool_)
+    idx = np.empty(A, np.int64)
+    dist, bearing, lo, hi = np.empty(A), np.empty(A), np.empty(A), np.empty(A)
+    occ = np.empty(A, np.bool_)
+    pts = np.empty((A, 5, 2))
+    for e in range(E):
+        m = 0
+        for a in range(A):
+            if valid[e, a]:
+                d = math.hypot(x[e, a] - sx[e], y[e, a] - sy[e])
+                if d <= rng:
+                    idx[m], dist[m] = a, d
+                    m += 1
+        if not occlusion:
+            for j in range(m):
+                out[e, idx[j]] = True
+            continue
+        for j in range(m):
+            a = idx[j]
+            cx, cy = x[e, a], y[e, a]
+            c, s = math.cos(yaw[e, a]), math.sin(yaw[e, a])
+            hl, hw = 0.5 * length[e, a], 0.5 * width[e, a]
+            b = math.atan2(cy - sy[e], cx - sx[e])
+            lo_j, hi_j = np.inf, -np.inf
+            for r in range(4):  # corners, in box_corners' order
+                ul = hl if r < 2 else -hl
+                uw = hw if (r == 0 or r == 3) else -hw
+                px, py = cx + ul * c - uw * s, cy + ul * s + uw * c
+                pts[j, r, 0], pts[j, r, 1] = px, py
+                ca = _wrap(math.atan2(py - sy[e], px - sx[e]) - b)
+                lo_j, hi_j = min(lo_j, ca), max(hi_j, ca)
+            pts[j, 4, 0], pts[j, 4, 1] = cx, cy
+            bearing[j], lo[j], hi[j] = b, lo_j, hi_j
+            k = kind[e, a]
+            # a sensor inside (or touching) a footprint sees nothing useful from its span: no occluder
+            occ[j] = ((k == _OCC_VEHICLE or k == _OCC_STATIC or k == _OCC_EMERGENCY) and width[e, a] >= OCCLUDER_MIN_WIDTH
+                      and dist[j] > 1e-3 and (hi_j - lo_j) < math.pi * 0.9)
+        for j in range(m):
+            seen = False
+            for r in range(5):
+                rx, ry = pts[j, r, 0] - sx[e], pts[j, r, 1] - sy[e]
+                ang, rd = math.atan2(ry, rx), math.hypot(rx, ry)
+                blocked = False
+                for k in range(m):
+                    if k != j and occ[k] and dist[k] + OCCLUDER_MARGIN < rd and lo[k] < _wrap(ang - bearing[k]) < hi[k]:
+                        blocked = True
+                        break
+                if not blocked:
+                    seen = True
+                    break
+            out[e, idx[j]] = seen
     return out
 
 

@@ -1,4 +1,6 @@
-"""Background agents: traffic-light cycles and IDM lane-following vehicles. Vectorised over (E, A).
+"""Background agents: traffic-light cycles and IDM lane-following vehicles. Batched over (E, A); the per-agent
+work is compiled (numba kernels `_lane_leaders`, `_idm_step`, `_light_states`: no Python loop runs per env or
+agent, and one env steps as cheaply as its few agents cost).
 
 Traffic lights cycle per junction: the junction's approaches are grouped into slots (opposite approaches
 share one); each slot is green for GREEN_TIME then yellow for YELLOW_TIME, then the next slot's turn.
@@ -12,9 +14,11 @@ when the next lane enters an unsignalised junction that another agent occupies (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..maps.lanegraph import LaneGraph
 from .state import BEH, LIGHT, SimState
@@ -37,18 +41,29 @@ class IDMParams:
 
 
 DEFAULT_IDM = IDMParams()
+_IDM, _STATIC = BEH.IDM, BEH.STATIC  # plain ints for the compiled kernels
+_RED, _YELLOW, _GREEN = LIGHT.RED, LIGHT.YELLOW, LIGHT.GREEN
 
 
 def light_states(g: LaneGraph, t: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """States (E, T) int8 LightState of all traffic lights at times t (E,), with per-light offsets (E, T)."""
-    cycle = (GREEN_TIME + YELLOW_TIME) * g.light_nslots  # (T,)
-    phase = np.mod(t[:, None] + offset, cycle[None, :])
-    start = g.light_slot * (GREEN_TIME + YELLOW_TIME)
-    rel = phase - start[None, :]
-    st = np.full(phase.shape, LIGHT.RED, np.int8)
-    st[(rel >= 0) & (rel < GREEN_TIME)] = LIGHT.GREEN
-    st[(rel >= GREEN_TIME) & (rel < GREEN_TIME + YELLOW_TIME)] = LIGHT.YELLOW
-    return st
+    E = len(t)
+    if g.num_lights == 0:
+        return np.zeros((E, 0), np.int8)
+    return _light_states(np.asarray(t), np.ascontiguousarray(offset), g.light_nslots, g.light_slot, GREEN_TIME,
+                         YELLOW_TIME)
+
+
+@njit(cache=True)
+def _light_states(t, offset, nslots, slot, green, yellow):  # pragma: no cover (compiled)
+    E, T = offset.shape
+    out = np.empty((E, T), np.int8)
+    for e in range(E):
+        for k in range(T):
+            phase = (t[e] + offset[e, k]) % ((green + yellow) * nslots[k])
+            rel = phase - slot[k] * (green + yellow)
+            out[e, k] = _GREEN if 0 <= rel < green else (_YELLOW if green <= rel < green + yellow else _RED)
+    return out
 
 
 def idm_accel(v, v0, gap, dv, p: IDMParams = DEFAULT_IDM):
@@ -74,48 +89,42 @@ def pick_successor(g: LaneGraph, lane: np.ndarray, rng: np.ndarray) -> tuple[np.
 def lane_leaders(state: SimState, g: LaneGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gap [m] (bumper to bumper), speed and slot of each agent's leader along the lane graph; inf/0/-1 if none.
 
-    Agents with lane >= 0 take part (IDM agents, and the ego / obstacles once assigned a lane). Each env's
-    agents are sorted by (lane, s) in one row-wise argsort (A log A per env, no loop over envs); the leader is
-    the next agent in that order on the same lane or, failing that, the first agent on the chosen next lane.
-    """
+    Agents with lane >= 0 take part (IDM agents, and the ego / obstacles once assigned a lane). The leader is the
+    next agent on the same lane in (s, slot) order or, failing that, the first agent on the chosen next lane."""
     E, A = state.x.shape
-    L = g.num_lanes
-    on = state.valid & (state.lane >= 0)
-    lane_k = np.where(on, state.lane, L)  # (E, A) lane L = "no lane", sorts last
-    s = state.s
-    order = np.argsort(lane_k * (float(g.lane_length.max()) + 10.0) + np.where(on, s, 0.0), axis=1)  # (E, A)
-    lane_sorted = np.take_along_axis(lane_k, order, axis=1)
-    half = state.length / 2
-    rows = np.arange(E)[:, None]
-    flat_order = (order + rows * A).ravel()  # sorted position -> flat agent index
-    lane_sorted_flat = lane_sorted.ravel()
-    s_f, half_f, v_f = s.ravel(), half.ravel(), state.speed.ravel()
-    gap = np.full(E * A, np.inf, np.float32)
-    lead_v = np.zeros(E * A, np.float32)
-    lead = np.full(E * A, -1, np.int64)
-    # consecutive agents in sorted order on the same lane: follower i, leader j (row ends excluded)
-    same = (lane_sorted_flat[:-1] == lane_sorted_flat[1:]) & (lane_sorted_flat[:-1] < L)
-    same[A - 1 :: A] = False
-    i, j = flat_order[:-1][same], flat_order[1:][same]
-    gap[i] = s_f[j] - s_f[i] - half_f[i] - half_f[j]
-    lead_v[i] = v_f[j]
-    lead[i] = j % A
-    # no leader on the lane: the first agent on the chosen next lane. Rows are sorted, so the flat key
-    # env * (L + 1) + lane is non-decreasing; where it changes a lane's first agent starts: a table
-    # (E * (L + 1)) of those sorted positions answers every lookup at once
-    need = np.flatnonzero(on.ravel() & ~np.isfinite(gap) & (state.next_lane.ravel() >= 0))
-    if len(need):
-        flat_key = (rows * (L + 1) + lane_sorted).ravel()
-        starts = np.flatnonzero(np.r_[True, flat_key[1:] != flat_key[:-1]])
-        first = np.full(E * (L + 1), -1, np.int64)
-        first[flat_key[starts]] = starts
-        pos = first[(need // A) * (L + 1) + state.next_lane.ravel()[need]]
-        hit = pos >= 0
-        i2, j2 = need[hit], flat_order[pos[hit]]
-        gap[i2] = g.f32["lane_length"][state.lane.ravel()[i2]] - s_f[i2] + s_f[j2] - half_f[i2] - half_f[j2]
-        lead_v[i2] = v_f[j2]
-        lead[i2] = j2 % A
-    return gap.reshape(E, A), lead_v.reshape(E, A), lead.reshape(E, A)
+    gap, lead_v, lead = np.empty((E, A), np.float32), np.empty((E, A), np.float32), np.empty((E, A), np.int64)
+    _lane_leaders(state.valid, state.lane, state.s, state.length, state.speed, state.next_lane,
+                  g.f32["lane_length"], gap, lead_v, lead)
+    return gap, lead_v, lead
+
+
+@njit(cache=True)
+def _lane_leaders(valid, lane, s, length, speed, next_lane, lane_length, gap, lead_v, lead):  # pragma: no cover
+    E, A = valid.shape
+    for e in range(E):
+        for a in range(A):
+            gap[e, a], lead_v[e, a], lead[e, a] = np.inf, 0.0, -1
+            if not valid[e, a] or lane[e, a] < 0:
+                continue
+            best = -1
+            for b in range(A):  # the nearest ahead on the same lane, in (s, slot) order
+                if b == a or not valid[e, b] or lane[e, b] != lane[e, a]:
+                    continue
+                if s[e, b] > s[e, a] or (s[e, b] == s[e, a] and b > a):
+                    if best < 0 or s[e, b] < s[e, best] or (s[e, b] == s[e, best] and b < best):
+                        best = b
+            if best >= 0:
+                gap[e, a] = s[e, best] - s[e, a] - length[e, a] / 2 - length[e, best] / 2
+            elif next_lane[e, a] >= 0:  # the first agent on the chosen next lane
+                for b in range(A):
+                    if valid[e, b] and lane[e, b] == next_lane[e, a]:
+                        if best < 0 or s[e, b] < s[e, best] or (s[e, b] == s[e, best] and b < best):
+                            best = b
+                if best >= 0:
+                    gap[e, a] = (lane_length[lane[e, a]] - s[e, a] + s[e, best] - length[e, a] / 2
+                                 - length[e, best] / 2)
+            if best >= 0:
+                lead_v[e, a], lead[e, a] = speed[e, best], best
 
 
 EGO_AHEAD_RANGE = 40.0  # [m]
@@ -123,105 +132,124 @@ STUCK_GAP = 10.0  # [m] a stopped vehicle this close behind a standing obstacle 
 EGO_AHEAD_MARGIN = 0.3  # [m] lateral, beyond the two half widths
 
 
-def ego_ahead(state: SimState) -> tuple[np.ndarray, np.ndarray]:
-    """Bumper gap [m] to the ego when it is in front of an agent, across its path (within EGO_AHEAD_RANGE),
-    and the ego's speed along the agent's heading; inf/0 otherwise. (E, A)."""
-    c, s = np.cos(state.yaw), np.sin(state.yaw)
-    dx, dy = state.x[:, :1] - state.x, state.y[:, :1] - state.y
-    lon, lat = dx * c + dy * s, -dx * s + dy * c
-    dyaw = state.yaw[:, :1] - state.yaw
-    # the ego's half extent across the agent's heading
-    half_w = 0.5 * (state.width[:, :1] * np.abs(np.cos(dyaw)) + state.length[:, :1] * np.abs(np.sin(dyaw)))
-    half_l = 0.5 * (state.length[:, :1] * np.abs(np.cos(dyaw)) + state.width[:, :1] * np.abs(np.sin(dyaw)))
-    hit = (lon > 0) & (lon < EGO_AHEAD_RANGE) & (np.abs(lat) < half_w + state.width / 2 + EGO_AHEAD_MARGIN)
-    hit[:, 0] = False
-    gap = np.where(hit, lon - half_l - state.length / 2, np.inf).astype(np.float32)
-    return gap, np.where(hit, state.speed[:, :1] * np.cos(dyaw), 0.0).astype(np.float32)
-
-
-def junction_occupancy(state: SimState, g: LaneGraph, junction_index: np.ndarray) -> np.ndarray:
-    """Number of valid agents on lanes of each junction: (E, J). junction_index maps lane -> 0..J-1 or -1."""
-    E, A = state.x.shape
-    J = int(junction_index.max()) + 1 if len(junction_index) else 0
-    J = max(J, 1)
-    ji = np.where(state.valid & (state.lane >= 0), junction_index[np.maximum(state.lane, 0)], -1)
-    flat = np.where(ji >= 0, np.arange(E)[:, None] * J + ji, E * J)  # E * J = bin of agents outside junctions
-    return np.bincount(flat.ravel(), minlength=E * J + 1)[: E * J].reshape(E, J).astype(np.int32)
-
-
 def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: np.ndarray, dt: float,
              p: IDMParams = DEFAULT_IDM) -> dict[str, np.ndarray]:
     """New (lane, s, next_lane, speed, accel, x, y, yaw, stop_wait, rng, valid) for IDM agents. Returns a dict of
-    full (E, A) arrays; non-IDM agents keep their values."""
-    idm = state.valid & (state.behavior == BEH.IDM)
-    v = state.speed
-    gap, lead_v, lead = lane_leaders(state, g)
-    # a vehicle stopped right behind a standing scenario obstacle leaves (it cannot pass it; the Leaderboard's
-    # BackgroundBehavior clears such vehicles from the ego's way, LeaveSpaceInFront)
-    lead_static = (lead >= 0) & (np.take_along_axis(state.behavior, np.maximum(lead, 0), axis=1) == BEH.STATIC)
-    stuck = idm & lead_static & (gap < STUCK_GAP) & (v < 0.1)
-    # the ego by geometry too: it leaves the lane graph when it turns, swerves or changes lanes
-    eg_gap, eg_v = ego_ahead(state)
-    closer = eg_gap < gap
-    gap, lead_v = np.where(closer, eg_gap, gap), np.where(closer, eg_v, lead_v)
-    gap = np.where(gap > p.lookahead, np.inf, gap)
-    dv = v - lead_v
-    # virtual stop line at the end of the lane
-    lane = np.maximum(state.lane, 0)
-    nl = state.next_lane
-    nlc = np.maximum(nl, 0)
-    d_end = g.f32["lane_length"][lane] - state.s - state.length / 2 - STOP_MARGIN
-    light = np.where(nl >= 0, g.lane_light[nlc], -1)
-    lstate = np.where(light >= 0, np.take_along_axis(lights, np.maximum(light, 0), axis=1) if lights.size else 0,
-                      LIGHT.GREEN)
-    can_stop = d_end > v * v / (2 * p.comfort_brake)
-    stop_light = (lstate == LIGHT.RED) | ((lstate == LIGHT.YELLOW) & can_stop)
-    stop_sign = (nl >= 0) & (g.lane_stop[nlc] >= 0) & (state.stop_wait < STOP_WAIT)
-    occ = junction_occupancy(state, g, junction_index)
-    nj = np.where(nl >= 0, junction_index[nlc], -1)
-    in_j_now = junction_index[lane] >= 0
-    busy = (nj >= 0) & (light < 0) & ~in_j_now & (np.take_along_axis(occ, np.maximum(nj, 0), axis=1) > 0)
-    stop = (stop_light | stop_sign | busy | (nl < 0)) & (d_end > -0.5)
-    d_stop = np.where(stop, np.maximum(d_end, 0.0), np.inf)
-    use_stop = d_stop < gap
-    gap = np.where(use_stop, d_stop, gap)
-    dv = np.where(use_stop, v, dv)
-    a = idm_accel(v, state.desired_speed, gap, dv, p)
-    v_new = np.maximum(v + a * dt, 0.0)
-    s_new = state.s + 0.5 * (v + v_new) * dt
-    # stop-sign bookkeeping: count standstill time near the line
-    at_line = stop_sign & (d_end < 2.0) & (v_new < 0.1)
-    stop_wait = np.where(at_line, np.maximum(state.stop_wait, 0.0) + dt, state.stop_wait)
-    # lane transitions: only the few agents that passed the end of their lane this step
-    lane_c, nl_c, rng = state.lane.copy(), nl.copy(), state.rng.copy()
-    valid = state.valid.copy()
-    length = g.f32["lane_length"]
-    e_i, a_i = np.nonzero(idm & (s_new > length[lane]))
-    for _ in range(3):
-        if not len(e_i):
-            break
-        nxt = nl_c[e_i, a_i]
-        dead = nxt < 0
-        valid[e_i[dead], a_i[dead]] = False  # a vehicle reaching a dead end leaves the simulation
-        e_i, a_i, nxt = e_i[~dead], a_i[~dead], nxt[~dead]
-        s_new[e_i, a_i] -= length[lane_c[e_i, a_i]]
-        lane_c[e_i, a_i] = nxt
-        nl_c[e_i, a_i], rng[e_i, a_i] = pick_successor(g, nxt, rng[e_i, a_i])
-        stop_wait[e_i, a_i] = -1.0
-        still = s_new[e_i, a_i] > length[nxt]
-        e_i, a_i = e_i[still], a_i[still]
-    x, y, yaw = g.lane_position(np.maximum(lane_c, 0), s_new)
-    out = {
-        "speed": np.where(idm, v_new, state.speed),
-        "accel": np.where(idm, a, state.accel),
-        "s": np.where(idm, s_new, state.s),
-        "lane": np.where(idm, lane_c, state.lane),
-        "next_lane": np.where(idm, nl_c, state.next_lane),
-        "stop_wait": np.where(idm, stop_wait, state.stop_wait),
-        "rng": np.where(idm, rng, state.rng),
-        "valid": np.where(idm, valid & ~stuck, state.valid),
-        "x": np.where(idm, x, state.x),
-        "y": np.where(idm, y, state.y),
-        "yaw": np.where(idm, yaw, state.yaw),
-    }
-    return {k: v.astype(getattr(state, k).dtype, copy=False) for k, v in out.items()}
+    full (E, A) arrays; non-IDM agents keep their values.
+
+    Per IDM agent (compiled, `_idm_step`): its leader along the lane graph (`lane_leaders`) or the ego when the
+    ego is in front of it, across its path within EGO_AHEAD_RANGE (the ego leaves the lane graph when it turns,
+    swerves or changes lanes); a virtual stop at the end of its lane (STOP_MARGIN before it) for a red light, a
+    yellow one it can stop for, a stop sign it has not stood at for STOP_WAIT, an unsignalised junction that
+    another agent occupies, or a dead end; IDM; lane transitions with a random successor (`pick_successor`'s
+    stream). A vehicle stopped right behind a standing scenario obstacle leaves (it cannot pass it; the
+    Leaderboard's BackgroundBehavior clears such vehicles from the ego's way, LeaveSpaceInFront), and so does
+    one reaching a dead end."""
+    E, A = state.x.shape
+    f32 = g.f32
+    out = {k: getattr(state, k).copy() for k in ("speed", "accel", "s", "lane", "next_lane", "stop_wait", "rng",
+                                                  "valid", "x", "y", "yaw")}
+    J = max(int(junction_index.max()) + 1 if len(junction_index) else 0, 1)
+    lights = lights if lights.size else np.full((E, 1), LIGHT.GREEN, np.int8)
+    _idm_step(state.valid, state.behavior, state.lane, state.s, state.next_lane, state.speed, state.length,
+              state.width, state.x, state.y, state.yaw, state.desired_speed, state.stop_wait, state.rng, lights,
+              f32["lane_length"], f32["lane_inv_ds"], f32["pt_x"], f32["pt_y"], f32["pt_yaw"], g.lane_start,
+              g.lane_npts, g.lane_light, g.lane_stop, g.lane_succ, junction_index, J, float(dt),
+              np.array([p.max_accel, p.comfort_brake, p.min_gap, p.headway, p.delta, p.max_brake, p.lookahead]),
+              out["speed"], out["accel"], out["s"], out["lane"], out["next_lane"], out["stop_wait"], out["rng"],
+              out["valid"], out["x"], out["y"], out["yaw"])
+    return out
+
+
+@njit(cache=True)
+def _idm_accel(v, v0, gap, dv, prm):  # pragma: no cover (compiled)
+    """idm_accel for one agent; prm = (max_accel, comfort_brake, min_gap, headway, delta, max_brake, lookahead)."""
+    v0 = max(v0, 0.1)
+    s_star = prm[2] + max(v * prm[3] + v * dv / (2.0 * math.sqrt(prm[0] * prm[1])), 0.0)
+    free = 1.0 - (max(v, 0.0) / v0) ** prm[4]
+    inter = (s_star / max(gap, 0.1)) ** 2 if np.isfinite(gap) else 0.0
+    return min(max(prm[0] * (free - inter), -prm[5]), prm[0])
+
+
+@njit(cache=True)
+def _idm_step(valid, behavior, lane, s, next_lane, speed, length, width, x, y, yaw, desired, stop_wait, rng, lights,
+              lane_length, inv_ds, pt_x, pt_y, pt_yaw, lane_start, lane_npts, lane_light, lane_stop, lane_succ,
+              junction_index, J, dt, prm,
+              o_speed, o_accel, o_s, o_lane, o_next, o_wait, o_rng, o_valid, o_x, o_y, o_yaw):  # pragma: no cover
+    E, A = valid.shape
+    gap_l, lead_vl, lead_l = np.empty((E, A), np.float32), np.empty((E, A), np.float32), np.empty((E, A), np.int64)
+    _lane_leaders(valid, lane, s, length, speed, next_lane, lane_length, gap_l, lead_vl, lead_l)
+    occ = np.zeros(J, np.int64)
+    K = lane_succ.shape[1]
+    for e in range(E):
+        occ[:] = 0  # agents on the lanes of each junction
+        for a in range(A):
+            if valid[e, a] and lane[e, a] >= 0 and junction_index[lane[e, a]] >= 0:
+                occ[junction_index[lane[e, a]]] += 1
+        for a in range(A):
+            if not valid[e, a] or behavior[e, a] != _IDM:
+                continue
+            v = float(speed[e, a])
+            gap, lead_v, ld = float(gap_l[e, a]), float(lead_vl[e, a]), lead_l[e, a]
+            stuck = ld >= 0 and behavior[e, ld] == _STATIC and gap < STUCK_GAP and v < 0.1
+            if a != 0:  # the ego in front, across this agent's path
+                c, sn = math.cos(yaw[e, a]), math.sin(yaw[e, a])
+                dx, dy = x[e, 0] - x[e, a], y[e, 0] - y[e, a]
+                lon, lat = dx * c + dy * sn, -dx * sn + dy * c
+                dyaw = yaw[e, 0] - yaw[e, a]
+                cd, sd = abs(math.cos(dyaw)), abs(math.sin(dyaw))
+                half_w = 0.5 * (width[e, 0] * cd + length[e, 0] * sd)
+                half_l = 0.5 * (length[e, 0] * cd + width[e, 0] * sd)
+                if 0 < lon < EGO_AHEAD_RANGE and abs(lat) < half_w + width[e, a] / 2 + EGO_AHEAD_MARGIN:
+                    eg = lon - half_l - length[e, a] / 2
+                    if eg < gap:
+                        gap, lead_v = eg, speed[e, 0] * math.cos(dyaw)
+            if gap > prm[6]:
+                gap = np.inf
+            dv = v - lead_v
+            ln, nl = max(lane[e, a], 0), next_lane[e, a]
+            nlc = max(nl, 0)
+            d_end = lane_length[ln] - s[e, a] - length[e, a] / 2 - STOP_MARGIN
+            light = lane_light[nlc] if nl >= 0 else -1
+            ls = lights[e, light] if light >= 0 else _GREEN
+            can_stop = d_end > v * v / (2 * prm[1])
+            stop_sign = nl >= 0 and lane_stop[nlc] >= 0 and stop_wait[e, a] < STOP_WAIT
+            nj = junction_index[nlc] if nl >= 0 else -1
+            busy = nj >= 0 and light < 0 and junction_index[ln] < 0 and occ[nj] > 0
+            stop = (ls == _RED or (ls == _YELLOW and can_stop) or stop_sign or busy or nl < 0) and d_end > -0.5
+            if stop and max(d_end, 0.0) < gap:
+                gap, dv = max(d_end, 0.0), v
+            acc = _idm_accel(v, desired[e, a], gap, dv, prm)
+            v_new = max(v + acc * dt, 0.0)
+            s_new = s[e, a] + 0.5 * (v + v_new) * dt
+            wait = stop_wait[e, a]
+            if stop_sign and d_end < 2.0 and v_new < 0.1:  # standing at the stop line
+                wait = max(wait, 0.0) + dt
+            # lane transitions (at most 3 a step)
+            lc, nc, r, alive = lane[e, a], nl, np.uint64(rng[e, a]), True
+            for _ in range(3):
+                if s_new <= lane_length[lc]:
+                    break
+                if nc < 0:
+                    alive = False  # a dead end: the vehicle leaves the simulation
+                    break
+                s_new -= lane_length[lc]
+                lc = nc
+                n = 0
+                for k in range(K):
+                    n += lane_succ[lc, k] >= 0
+                nc = lane_succ[lc, r % np.uint64(max(n, 1))] if n > 0 else -1
+                r = (r * np.uint64(1664525) + np.uint64(1013904223)) & np.uint64(0xFFFFFFFF)
+                wait = -1.0
+            # position on the lane (clipped to it)
+            lp = max(lc, 0)
+            f = min(max(s_new, 0.0), lane_length[lp]) * inv_ds[lp]
+            last = lane_npts[lp] - 1
+            i0 = min(int(f), last)
+            w = f - i0
+            p0, p1 = lane_start[lp] + i0, lane_start[lp] + min(i0 + 1, last)
+            o_x[e, a] = pt_x[p0] + (pt_x[p1] - pt_x[p0]) * w
+            o_y[e, a] = pt_y[p0] + (pt_y[p1] - pt_y[p0]) * w
+            o_yaw[e, a] = pt_yaw[p0]
+            o_speed[e, a], o_accel[e, a], o_s[e, a], o_lane[e, a], o_next[e, a] = v_new, acc, s_new, lc, nc
+            o_wait[e, a], o_rng[e, a], o_valid[e, a] = wait, r, alive and not stuck

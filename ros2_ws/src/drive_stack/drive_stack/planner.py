@@ -5,7 +5,8 @@ The policy is chosen by name (`policy`, the same names as `drive-stack eval --po
 ONNX Runtime; `model` and `backend` parameters override the default file and backend) once the map has
 arrived on /carla/map (their features include the lanes). The path and target speed go through the deployed
 PIDController (drivesim.sim.control), and the command is stamped with the scene's tick time, as the
-Leaderboard requires. Publishes /carla/hero/status = true (latched) once the policy is loaded (and warmed up).
+Leaderboard requires. Publishes /carla/hero/status = true (latched) once the policy is loaded and warmed up
+(one `act` on a synthetic scene: compiled kernels and models loaded before the first tick).
 A policy that raises is logged with its traceback and the tick goes unanswered: the node stays up and the
 takeover monitor's deadline hands the tick to the expert.
 """
@@ -17,7 +18,7 @@ import traceback
 from carla_msgs.msg import CarlaEgoVehicleControl
 from drive_stack_msgs.msg import PerceivedScene, Plan
 from drivesim.maps.opendrive import load_xodr_text
-from drivesim.policies import POLICIES, make_policy
+from drivesim.policies import POLICIES, make_policy, warmup
 from drivesim.sim.perception import ROUTE_POINTS
 from std_msgs.msg import Bool, String
 
@@ -39,6 +40,7 @@ class Planner(StackNode):
         if not getattr(POLICIES.get(self.policy_name), "needs_map", False):
             kw = {"speed_profile": True} if self.policy_name == "rule" else {}  # the monitor checks the profile
             self.policy = make_policy(self.policy_name, 1, **kw)
+            warmup(self.policy)
         else:
             self.create_subscription(String, T.MAP, self._on_map, LATCHED)
         self.pub_plan = self.create_publisher(Plan, T.PLAN, RELIABLE)
@@ -58,6 +60,7 @@ class Planner(StackNode):
             return
         g = load_xodr_text("ros_map", msg.data, source=T.MAP)
         self.policy = make_policy(self.policy_name, 1, g=g, model=self.model or None, backend=self.backend)
+        warmup(self.policy)
         self.light_ids = g.light_id
         self.get_logger().info(f"policy {self.policy_name!r} loaded: {self.policy.net.describe()}")
         self._maybe_ready()
