@@ -213,3 +213,43 @@ def test_light_states_agree_with_the_reference(proc_town):
     got = light_states(g, t, offset)
     np.testing.assert_array_equal(got, want)
     assert set(np.unique(got)) == {0, 1, 2}
+
+
+def bicycle_reference(x, y, yaw, speed, steer_angle, throttle, steer_cmd, brake, dt, p, reverse=None, hand_brake=None):
+    throttle, brake, steer_cmd = np.clip(throttle, 0, 1), np.clip(brake, 0, 1), np.clip(steer_cmd, -1, 1)
+    if hand_brake is not None:
+        brake = np.where(hand_brake, 1.0, brake)
+    direction = np.where(reverse, -1.0, 1.0) if reverse is not None else 1.0
+    steer_angle = steer_angle + np.clip(steer_cmd * p.max_steer - steer_angle, -p.steer_rate * dt, p.steer_rate * dt)
+    v = speed
+    prop = direction * throttle * p.max_accel * np.clip(1.0 - np.abs(v) / p.v_max, 0.0, 1.0)
+    decel = brake * p.max_brake + p.drag * v * v + p.rolling * (np.abs(v) > 0.01)
+    v_new = v + prop * dt
+    v_new = np.sign(v_new) * np.maximum(np.abs(v_new) - decel * dt, 0.0)
+    if reverse is not None:
+        v_new = np.where(reverse, np.maximum(v_new, -p.reverse_max_speed), np.maximum(v_new, np.minimum(v, 0)))
+    else:
+        v_new = np.maximum(v_new, 0.0)
+    beta = np.arctan(0.5 * np.tan(steer_angle))
+    vm = 0.5 * (v + v_new)
+    yaw_n = (yaw + vm / (0.5 * p.wheelbase) * np.sin(beta) * dt + np.pi) % (2 * np.pi) - np.pi
+    return (x + vm * np.cos(yaw + beta) * dt, y + vm * np.sin(yaw + beta) * dt, yaw_n, v_new, steer_angle,
+            (v_new - v) / dt)
+
+
+def test_bicycle_agrees_with_the_reference_forward_reverse_and_hand_brake():
+    from drivesim.sim.dynamics import bicycle_step
+
+    rng = np.random.default_rng(7)
+    n = 500
+    state = [rng.uniform(-50, 50, n), rng.uniform(-50, 50, n), rng.uniform(-3.2, 3.2, n), rng.uniform(-3, 20, n),
+             rng.uniform(-1.2, 1.2, n)]
+    ctl = [rng.uniform(-0.2, 1.2, n), rng.uniform(-1.3, 1.3, n), np.where(rng.random(n) < 0.3, rng.uniform(0, 1, n), 0)]
+    for kw in ({}, {"reverse": rng.random(n) < 0.3, "hand_brake": rng.random(n) < 0.1}):
+        state_ = [a.copy() for a in state]
+        if not kw:
+            state_[3] = np.abs(state_[3])  # forward only without a reverse flag
+        got = bicycle_step(*state_, *ctl, 0.05, DEFAULT_VEHICLE, **kw)
+        want = bicycle_reference(*state_, *ctl, 0.05, DEFAULT_VEHICLE, **kw)
+        for g_, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g_, w, rtol=1e-12, atol=1e-12)

@@ -54,6 +54,7 @@ YIELD_BEHIND = 15.0  # [m] an emergency vehicle this close behind the ego, in it
 YIELD_LATERAL = 2.0  # [m]
 YIELD_SLOW = 0.8  # ... and below this fraction of its desired speed, is being blocked by the ego
 YIELD_TIME = 5.0  # [s] blocked this long (in total) = failure to yield (one infraction per route)
+_EMERGENCY, _VEHICLE, _IDM, _REPLAY = KIND.EMERGENCY, KIND.VEHICLE, BEH.IDM, BEH.REPLAY  # ints for the kernels
 
 
 def pad_routes(routes: list[DenseRoute]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -112,96 +113,75 @@ class RouteMonitor:
 
     # ------------------------------------------------------------------ per step
     def update(self, prev: SimState, state: SimState, lights: np.ndarray) -> np.ndarray:
-        """Apply every criterion to the transition prev -> state. Returns `done` (E,)."""
+        """Apply every criterion to the transition prev -> state. Returns `done` (E,).
+
+        The per-env arithmetic of route progress, lanes, deviation, blocked, yielding, timeout and the logs is
+        compiled (`_progress`, `_criteria`); this method turns its flags into the Leaderboard's entries."""
         active = ~self.done
         E = state.num_envs
-        ar = np.arange(E)
         ex, ey = state.x[:, EGO].astype(np.float64), state.y[:, EGO].astype(np.float64)
         ev = state.speed[:, EGO]
         t = state.t
+        g = self.map
         self.steps += active
         # 1. route completion (and, for 6., the distance to the route ahead of the progress index)
         dmin = _progress(self.route_xy, self.route_dir, self.route_n, self.idx, ex, ey, active)
-        self.rc = np.where(active, np.round(self.route_pct[ar, self.idx], 2), self.rc)
-        end = self.route_xy[ar, self.route_n - 1]
-        reach = active & (self.rc > COMPLETION_PCT) & (np.hypot(ex - end[:, 0], ey - end[:, 1]) < COMPLETION_DIST)
-        self.rc = np.where(reach, 100.0, self.rc)
-        self.completed |= reach
         # 2. collisions
-        hits = ego_collisions(state) & active[:, None] & (ev[:, None] >= COLLISION_MIN_SPEED)
-        for e in np.flatnonzero(hits.any(axis=1)):
-            for a in np.flatnonzero(hits[e]):
-                self._register_collision(e, int(a), state, float(t[e]))
+        hits = ego_collisions(state)
+        if hits.any():
+            hits &= active[:, None] & (ev[:, None] >= COLLISION_MIN_SPEED)
+            for e in np.flatnonzero(hits.any(axis=1)):
+                for a in np.flatnonzero(hits[e]):
+                    self._register_collision(e, int(a), state, float(t[e]))
         for e in [e for e, locs in enumerate(self.coll_locs) if locs]:
-            if self.coll_locs[e]:
-                here = np.array([ex[e], ey[e]])
-                self.coll_locs[e] = [c for c in self.coll_locs[e] if np.linalg.norm(c - here) <= COLLISION_AREA]
+            here = np.array([ex[e], ey[e]])
+            self.coll_locs[e] = [c for c in self.coll_locs[e] if np.linalg.norm(c - here) <= COLLISION_AREA]
         # 3. red lights
-        g = self.map
-        cross = red_light_crossings(prev, state, g, lights) & active[:, None]
-        for e, s in zip(*np.nonzero(cross), strict=True):
-            light = int(g.stopline_light[s])
-            if light != self.last_red[e]:
-                self.last_red[e] = light
-                p = 0.5 * (g.stopline_p0[s] + g.stopline_p1[s])
-                self.infractions[e]["red_light"].append(
-                    f"Agent ran a red light {int(g.light_id[light])} at (x={p[0]:.1f}, y={p[1]:.1f}, z=0.0)")
+        cross = red_light_crossings(prev, state, g, lights)
+        if cross.any():
+            for e, s in zip(*np.nonzero(cross & active[:, None]), strict=True):
+                light = int(g.stopline_light[s])
+                if light != self.last_red[e]:
+                    self.last_red[e] = light
+                    p = 0.5 * (g.stopline_p0[s] + g.stopline_p1[s])
+                    self.infractions[e]["red_light"].append(
+                        f"Agent ran a red light {int(g.light_id[light])} at (x={p[0]:.1f}, y={p[1]:.1f}, z=0.0)")
         # 4. stop signs
         if self.stop_inside.shape[1]:
             inside = in_stop_boxes(state, g)
-            self.stop_done |= inside & (ev[:, None] < STOP_SPEED)
-            left = self.stop_inside & ~inside & active[:, None]
-            for e, k in zip(*np.nonzero(left & ~self.stop_done), strict=True):
-                b = g.stop_box[k]
-                self.infractions[e]["stop_infraction"].append(
-                    f"Agent ran a stop sign {int(g.stop_id[k])} at (x={b[0]:.1f}, y={b[1]:.1f}, z=0.0)")
-            self.stop_done &= ~left
+            if inside.any() or self.stop_inside.any():
+                self.stop_done |= inside & (ev[:, None] < STOP_SPEED)
+                left = self.stop_inside & ~inside & active[:, None]
+                for e, k in zip(*np.nonzero(left & ~self.stop_done), strict=True):
+                    b = g.stop_box[k]
+                    self.infractions[e]["stop_infraction"].append(
+                        f"Agent ran a stop sign {int(g.stop_id[k])} at (x={b[0]:.1f}, y={b[1]:.1f}, z=0.0)")
+                self.stop_done &= ~left
             self.stop_inside = inside
-        # 5. outside route lanes (off the drivable lanes, or against the traffic direction)
+        # 5.-8. lanes, deviation, blocked, emergency vehicles, timeout; TTC and the efficiency log
         off, wrong = ego_lane_status(state, g)
-        s_route = self.route_pct[ar, self.idx] * 0.01 * self.route_len
-        wrong &= ~((s_route >= self.wrong_ok[:, 0]) & (s_route <= self.wrong_ok[:, 1]))
-        exempt = (s_route >= self.lanes_ok[:, 0]) & (s_route <= self.lanes_ok[:, 1])
-        off &= ~exempt
-        wrong &= ~exempt
-        step_len = np.hypot(ex - prev.x[:, EGO], ey - prev.y[:, EGO])
-        self.outside_dist += np.where(active & (off | wrong), step_len, 0.0)
-        # 6. route deviation
-        dev = active & ~self.completed & (dmin > ROUTE_DEVIATION_DIST)
-        for e in np.flatnonzero(dev):
-            self.infractions[e]["route_dev"].append(
-                f"Agent deviated from the route at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
-        # 7. blocked
-        self.blocked_t = np.where(ev < BLOCKED_SPEED, self.blocked_t + self.dt, 0.0)
-        blocked = active & ~self.completed & (self.blocked_t > BLOCKED_TIME)
-        for e in np.flatnonzero(blocked):
-            self.infractions[e]["vehicle_blocked"].append(
-                f"Agent got blocked at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
-        # 7b. failure to yield to an emergency vehicle: it is held up right behind the ego, in its lane
-        is_ev = state.valid & (state.kind == KIND.EMERGENCY)
-        if is_ev.any():
-            c, s_ = np.cos(state.yaw[:, EGO:EGO + 1]), np.sin(state.yaw[:, EGO:EGO + 1])
-            dx, dy = state.x - ex[:, None], state.y - ey[:, None]
-            lon, lat = dx * c + dy * s_, -dx * s_ + dy * c
-            held = is_ev & (lon < 0) & (lon > -YIELD_BEHIND) & (np.abs(lat) < YIELD_LATERAL) & (
-                state.speed < YIELD_SLOW * state.desired_speed)
-            self.ev_blocked_t += np.where(active & held.any(axis=1), self.dt, 0.0)
-            for e in np.flatnonzero(active & (self.ev_blocked_t > YIELD_TIME)):
+        flags = np.zeros((5, E), np.bool_)  # reach, dev, blocked, tout, yield
+        tspeed, cnt = np.zeros(E), np.zeros(E, np.int64)
+        _criteria(active, ex, ey, prev.x, prev.y, t, self.dt, self.idx, self.route_pct, self.route_xy, self.route_n,
+                  self.route_len, self.rc, self.completed, off, wrong, self.wrong_ok, self.lanes_ok,
+                  self.outside_dist, dmin, self.blocked_t, self.timeout, state.x, state.y, state.yaw, state.speed,
+                  state.desired_speed, state.valid, state.kind, state.behavior, self.ev_blocked_t,
+                  time_to_collision(state), self.min_ttc, flags, tspeed, cnt)
+        reach, dev, blocked, tout, yielded = flags
+        if flags[1:].any():
+            for e in np.flatnonzero(dev):
+                self.infractions[e]["route_dev"].append(
+                    f"Agent deviated from the route at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
+            for e in np.flatnonzero(blocked):
+                self.infractions[e]["vehicle_blocked"].append(
+                    f"Agent got blocked at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
+            for e in np.flatnonzero(yielded):  # one per route
                 if not self.infractions[e]["yield_emergency_vehicle_infractions"]:
                     self.infractions[e]["yield_emergency_vehicle_infractions"].append(
                         f"Agent did not yield to an emergency vehicle at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
-        # 8. route timeout
-        tout = active & ~self.completed & ~dev & ~blocked & (t > self.timeout)
-        for e in np.flatnonzero(tout):
-            self.infractions[e]["route_timeout"].append(f"Route timeout after {t[e]:.1f} s")
-        self.min_ttc = np.where(active, np.minimum(self.min_ttc, time_to_collision(state)), self.min_ttc)
-        # logs for comfort and efficiency
+            for e in np.flatnonzero(tout):
+                self.infractions[e]["route_timeout"].append(f"Route timeout after {t[e]:.1f} s")
         if self.log:
-            bg = state.valid & ((state.behavior == BEH.IDM) | (state.behavior == BEH.REPLAY)) & (
-                state.kind == KIND.VEHICLE)
-            bg[:, EGO] = False
-            cnt = bg.sum(axis=1)
-            tspeed = np.where(cnt > 0, np.where(bg, state.speed, 0).sum(axis=1) / np.maximum(cnt, 1), 0.0)
             self._traj.append((ex, ey, state.yaw[:, EGO].astype(np.float64), ev.astype(np.float64), self.rc.copy(),
                                tspeed, cnt, active.copy()))
         self.done |= reach | dev | blocked | tout
@@ -281,3 +261,52 @@ def _progress(route_xy, route_dir, route_n, idx, ex, ey, active):  # pragma: no 
             j = min(idx[e] + k, route_n[e] - 1)
             dmin[e] = min(dmin[e], math.hypot(route_xy[e, j, 0] - ex[e], route_xy[e, j, 1] - ey[e]))
     return dmin
+
+
+@njit(cache=True)
+def _criteria(active, ex, ey, px, py, t, dt, idx, route_pct, route_xy, route_n, route_len, rc, completed, off, wrong,
+              wrong_ok, lanes_ok, outside_dist, dmin, blocked_t, timeout, x, y, yaw, speed, desired, valid, kind,
+              behavior, ev_blocked_t, ttc, min_ttc, flags, tspeed, cnt):  # pragma: no cover (compiled)
+    """Per env: completion (RC rounded to 0.01 %, snapping to 100 within COMPLETION_DIST of the end), metres
+    outside the route lanes (off road, or against the traffic outside the scenario's exempt stretches), route
+    deviation, blocked time, time an emergency vehicle is held up right behind the ego, timeout, minimum TTC,
+    and the background vehicles' mean speed (efficiency). State arrays are updated in place; flags (5, E) =
+    reached the end, deviated, blocked, timed out, failed to yield."""
+    E, A = x.shape
+    for e in range(E):
+        act = active[e]
+        if act:
+            rc[e] = np.rint(route_pct[e, idx[e]] * 100.0) / 100.0  # numpy's round(x, 2)
+        j = route_n[e] - 1
+        reach = act and rc[e] > COMPLETION_PCT and math.hypot(ex[e] - route_xy[e, j, 0], ey[e] - route_xy[e, j, 1]) < COMPLETION_DIST
+        if reach:
+            rc[e], completed[e] = 100.0, True
+        s_route = route_pct[e, idx[e]] * 0.01 * route_len[e]
+        exempt = lanes_ok[e, 0] <= s_route <= lanes_ok[e, 1]
+        wr = wrong[e] and not (wrong_ok[e, 0] <= s_route <= wrong_ok[e, 1])
+        if act and not exempt and (off[e] or wr):
+            outside_dist[e] += math.hypot(ex[e] - px[e, 0], ey[e] - py[e, 0])
+        dev = act and not completed[e] and dmin[e] > ROUTE_DEVIATION_DIST
+        blocked_t[e] = blocked_t[e] + dt if speed[e, 0] < BLOCKED_SPEED else 0.0
+        blocked = act and not completed[e] and blocked_t[e] > BLOCKED_TIME
+        c, s = math.cos(yaw[e, 0]), math.sin(yaw[e, 0])
+        held, n, total = False, 0, 0.0
+        for a in range(1, A):
+            if not valid[e, a]:
+                continue
+            if kind[e, a] == _EMERGENCY:
+                dx, dy = x[e, a] - ex[e], y[e, a] - ey[e]
+                lon, lat = dx * c + dy * s, -dx * s + dy * c
+                if -YIELD_BEHIND < lon < 0 and abs(lat) < YIELD_LATERAL and speed[e, a] < YIELD_SLOW * desired[e, a]:
+                    held = True
+            if kind[e, a] == _VEHICLE and (behavior[e, a] == _IDM or behavior[e, a] == _REPLAY):
+                n += 1
+                total += speed[e, a]
+        if act and held:
+            ev_blocked_t[e] += dt
+        tout = act and not completed[e] and not dev and not blocked and t[e] > timeout[e]
+        if act:
+            min_ttc[e] = min(min_ttc[e], ttc[e])
+        flags[0, e], flags[1, e], flags[2, e], flags[3, e] = reach, dev, blocked, tout
+        flags[4, e] = act and ev_blocked_t[e] > YIELD_TIME
+        cnt[e], tspeed[e] = n, total / n if n > 0 else 0.0

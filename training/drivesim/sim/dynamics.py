@@ -10,9 +10,11 @@ Vehicle model (documented constants; defaults approximate the Leaderboard 2.0 eg
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 
 @dataclass(frozen=True)
@@ -35,36 +37,49 @@ DEFAULT_VEHICLE = VehicleParams()
 
 def bicycle_step(x, y, yaw, speed, steer_angle, throttle, steer_cmd, brake, dt, params=DEFAULT_VEHICLE,
                  reverse=None, hand_brake=None):
-    """One step of the kinematic bicycle. All inputs broadcast (batched). Returns (x, y, yaw, speed, steer, accel)."""
-    throttle = np.clip(throttle, 0.0, 1.0)
-    brake = np.clip(brake, 0.0, 1.0)
-    steer_cmd = np.clip(steer_cmd, -1.0, 1.0)
-    if hand_brake is not None:
-        brake = np.where(hand_brake, 1.0, brake)
-    direction = np.where(reverse, -1.0, 1.0) if reverse is not None else 1.0
-    # steering actuator
-    target = steer_cmd * params.max_steer
-    d = np.clip(target - steer_angle, -params.steer_rate * dt, params.steer_rate * dt)
-    steer_angle = steer_angle + d
-    # longitudinal: propulsion along `direction`, resistances and brake oppose the motion
-    v = speed
-    prop = direction * throttle * params.max_accel * np.clip(1.0 - np.abs(v) / params.v_max, 0.0, 1.0)
-    resist = params.drag * v * v + params.rolling * (np.abs(v) > 0.01)
-    decel = brake * params.max_brake + resist
-    v_new = v + prop * dt
-    # resistances/brake reduce |v| towards 0 but never flip its sign
-    mag = np.maximum(np.abs(v_new) - decel * dt, 0.0)
-    v_new = np.sign(v_new) * mag
-    if reverse is not None:
-        v_new = np.where(reverse, np.maximum(v_new, -params.reverse_max_speed), np.maximum(v_new, np.minimum(v, 0)))
-    else:
-        v_new = np.maximum(v_new, 0.0)
-    accel = (v_new - v) / dt
-    # kinematics about the centre of mass (half wheelbase behind the front axle)
-    beta = np.arctan(0.5 * np.tan(steer_angle))
-    v_mid = 0.5 * (v + v_new)
-    x = x + v_mid * np.cos(yaw + beta) * dt
-    y = y + v_mid * np.sin(yaw + beta) * dt
-    yaw = yaw + v_mid / (0.5 * params.wheelbase) * np.sin(beta) * dt
-    yaw = (yaw + np.pi) % (2 * np.pi) - np.pi
-    return x, y, yaw, v_new, steer_angle, accel
+    """One step of the kinematic bicycle. All inputs broadcast (batched). Returns (x, y, yaw, speed, steer, accel).
+    The arithmetic is `_bicycle` (compiled, per vehicle)."""
+    arrays = np.broadcast_arrays(*(np.asarray(a, np.float64) for a in (x, y, yaw, speed, steer_angle, throttle,
+                                                                         steer_cmd, brake)),
+                                 np.asarray(False if reverse is None else reverse, np.bool_),
+                                 np.asarray(False if hand_brake is None else hand_brake, np.bool_))
+    shape = arrays[0].shape
+    flat = [a.reshape(-1).copy() for a in arrays]  # broadcast views are read-only: own copies
+    p = params
+    out = _bicycle(*flat, reverse is not None, float(dt), np.array([p.max_steer, p.steer_rate, p.max_accel, p.v_max, p.max_brake, p.drag,
+                                               p.rolling, p.reverse_max_speed, p.wheelbase]))
+    return tuple(o.reshape(shape) for o in out)
+
+
+@njit(cache=True)
+def _bicycle(x, y, yaw, speed, steer_angle, throttle, steer_cmd, brake, reverse, hand_brake, reverse_given, dt,
+             prm):  # pragma: no cover (compiled)
+    max_steer, steer_rate, max_accel, v_max, max_brake, drag, rolling, rev_max, wheelbase = prm
+    n = len(x)
+    ox, oy, oyaw, ov, osteer, oacc = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        thr = min(max(throttle[i], 0.0), 1.0)
+        br = 1.0 if hand_brake[i] else min(max(brake[i], 0.0), 1.0)
+        direction = -1.0 if reverse[i] else 1.0
+        # steering actuator, slew-limited
+        d = min(max(min(max(steer_cmd[i], -1.0), 1.0) * max_steer - steer_angle[i], -steer_rate * dt), steer_rate * dt)
+        sa = steer_angle[i] + d
+        # longitudinal: propulsion along `direction`, resistances and brake oppose the motion
+        v = speed[i]
+        prop = direction * thr * max_accel * min(max(1.0 - abs(v) / v_max, 0.0), 1.0)
+        decel = br * max_brake + drag * v * v + (rolling if abs(v) > 0.01 else 0.0)
+        vn = v + prop * dt
+        # resistances/brake reduce |v| towards 0 but never flip its sign
+        vn = np.sign(vn) * max(abs(vn) - decel * dt, 0.0)
+        if not reverse_given:
+            vn = max(vn, 0.0)
+        else:
+            vn = max(vn, -rev_max) if reverse[i] else max(vn, min(v, 0.0))
+        # kinematics about the centre of mass (half wheelbase behind the front axle)
+        beta = math.atan(0.5 * math.tan(sa))
+        vm = 0.5 * (v + vn)
+        ox[i] = x[i] + vm * math.cos(yaw[i] + beta) * dt
+        oy[i] = y[i] + vm * math.sin(yaw[i] + beta) * dt
+        oyaw[i] = (yaw[i] + vm / (0.5 * wheelbase) * math.sin(beta) * dt + math.pi) % (2 * math.pi) - math.pi
+        ov[i], osteer[i], oacc[i] = vn, sa, (vn - v) / dt
+    return ox, oy, oyaw, ov, osteer, oacc

@@ -34,6 +34,7 @@ OCCLUDER_MIN_WIDTH = 1.2  # [m] footprints at least this wide (and not walkers/c
 OCCLUDER_MARGIN = 0.5  # [m] an occluder must be this much nearer than the probed point
 OCCLUSION_RAYS = 5  # four corners and the centre
 _OCC_VEHICLE, _OCC_STATIC, _OCC_EMERGENCY = KIND.VEHICLE, KIND.STATIC, KIND.EMERGENCY  # the occluder kinds
+_GREEN = LIGHT.GREEN
 
 
 def visibility(x, y, yaw, length, width, kind, valid, sensor_x, sensor_y,
@@ -156,22 +157,33 @@ def route_control_points(g: LaneGraph, route: DenseRoute) -> tuple[np.ndarray, n
 
 
 class ScenePerceiver:
-    """Builds PerceivedScene for E envs, each following its own dense route (tracks the route index)."""
+    """Builds PerceivedScene for E envs, each following its own dense route (tracks the route index). The
+    per-env work (route window in the ego frame, next light and stop sign, agents in the ego frame) is compiled
+    (`_route_view`, `_agents_view`) over routes padded to one length."""
 
     def __init__(self, g: LaneGraph, routes: list[DenseRoute], perception_range: float = PERCEPTION_RANGE,
                  route_points: int = ROUTE_POINTS, occlusion: bool = True):
         self.map, self.routes, self.range, self.P = g, routes, perception_range, route_points
         self.occlusion = occlusion
-        self.idx = np.zeros(len(routes), np.int64)
+        E = len(routes)
+        self.idx = np.zeros(E, np.int64)
         self.cp = [route_control_points(g, r) for r in routes]
+        N = max(len(r) for r in routes)
+        self._n = np.array([len(r) for r in routes], np.int64)
+        self._xy, self._cum = np.zeros((E, N, 2)), np.zeros((E, N))
+        self._cmd, self._limit = np.zeros((E, N), np.int8), np.zeros((E, N))
+        K = max(max(len(c[0]), len(c[2])) for c in self.cp) if E else 0
+        self._cp = np.full((E, 4, max(K, 1)), -1, np.int64)  # light idx, light id, stop idx, stop id; -1 padded
+        for e, r in enumerate(routes):
+            n = len(r)
+            self._xy[e, :n], self._cum[e, :n] = r.xy, r.cum_s
+            self._cmd[e, :n], self._limit[e, :n] = r.command, g.lane_speed_limit[r.lane]
+            for k, a in enumerate(self.cp[e]):
+                self._cp[e, k, : len(a)] = a
 
     def track(self, state: SimState) -> np.ndarray:
         """Nearest route point of each ego within a window ahead of the previous match."""
-        for e, r in enumerate(self.routes):
-            a = self.idx[e]
-            b = min(a + TRACK_WINDOW, len(r))
-            d = np.hypot(r.xy[a:b, 0] - state.x[e, EGO], r.xy[a:b, 1] - state.y[e, EGO])
-            self.idx[e] = a + int(np.argmin(d))
+        _track(self.idx, self._xy, self._n, state.x, state.y)
         return self.idx
 
     def truth(self, state: SimState, lights: np.ndarray) -> Truth:
@@ -182,55 +194,81 @@ class ScenePerceiver:
         E, A = state.x.shape
         P = self.P
         self.track(state)
-        ex, ey, eyaw = state.x[:, EGO:EGO + 1], state.y[:, EGO:EGO + 1], state.yaw[:, EGO:EGO + 1]
-        c, s = np.cos(eyaw), np.sin(eyaw)
-        route = np.zeros((E, P, 2))
-        rvalid = np.zeros((E, P), bool)
-        cmd = np.zeros((E, P), np.int8)
-        limit = np.zeros(E)
-        light_dist = np.full(E, np.inf)
-        light_state = np.full(E, -1, np.int64)
-        stop_dist = np.full(E, np.inf)
-        stop_id = np.full(E, -1, np.int64)
-        for e, r in enumerate(self.routes):
-            i0 = self.idx[e]
-            seg = r.xy[i0:i0 + P]
-            n = len(seg)
-            dx, dy = seg[:, 0] - ex[e, 0], seg[:, 1] - ey[e, 0]
-            route[e, :n, 0] = dx * c[e, 0] + dy * s[e, 0]
-            route[e, :n, 1] = -dx * s[e, 0] + dy * c[e, 0]
-            if n < P:  # pad by repeating the last point
-                route[e, n:] = route[e, n - 1]
-            rvalid[e, :n] = True
-            cmd[e, :n] = r.command[i0:i0 + P]
-            limit[e] = self.map.lane_speed_limit[r.lane[i0]]
-            li, lid, si, sid = self.cp[e]
-            ahead = np.flatnonzero(li + LIGHT_BEHIND > i0)  # a light stays in view until the ego's tail is over its line
-            if len(ahead):
-                k = ahead[0]
-                light_dist[e] = r.cum_s[li[k]] - r.cum_s[i0]
-                light_state[e] = lights[e, lid[k]] if lights.size else LIGHT.GREEN
-            ahead = np.flatnonzero(si >= i0)
-            if len(ahead):
-                k = ahead[0]
-                stop_dist[e] = r.cum_s[si[k]] - r.cum_s[i0]
-                stop_id[e] = sid[k]
+        route, rvalid = np.zeros((E, P, 2)), np.zeros((E, P), bool)
+        cmd, limit = np.zeros((E, P), np.int8), np.zeros(E)
+        light_dist, light_state = np.full(E, np.inf), np.full(E, -1, np.int64)
+        stop_dist, stop_id = np.full(E, np.inf), np.full(E, -1, np.int64)
+        _route_view(self.idx, self._xy, self._n, self._cum, self._cmd, self._limit, self._cp,
+                    lights if lights.size else np.full((E, 1), LIGHT.GREEN, np.int8), lights.size > 0, state.x,
+                    state.y, state.yaw, route, rvalid, cmd, limit, light_dist, light_state, stop_dist, stop_id)
         # agents in the ego frame: in range and not occluded
-        dx, dy = state.x - ex, state.y - ey
-        ax = dx * c + dy * s
-        ay = -dx * s + dy * c
         others = state.valid.copy()
         others[:, EGO] = False
-        vis = visibility(state.x, state.y, state.yaw, state.length, state.width, state.kind, others, ex[:, 0], ey[:, 0],
+        ex, ey, eyaw = state.x[:, EGO], state.y[:, EGO], state.yaw[:, EGO]
+        vis = visibility(state.x, state.y, state.yaw, state.length, state.width, state.kind, others, ex, ey,
                          self.range, self.occlusion)
-        agents = np.stack([ax, ay, state.yaw - eyaw, state.speed, state.length, state.width,
-                           state.kind.astype(np.float32)], -1)
-        agents = np.where(vis[..., None], agents, 0.0)
+        agents = _agents_view(state.x, state.y, state.yaw, state.speed, state.length, state.width, state.kind, vis)
         return PerceivedScene(
             ego_speed=state.speed[:, EGO].astype(np.float64), route=route, route_valid=rvalid, command=cmd,
             speed_limit=limit, agents=agents[:, 1:], agents_valid=vis[:, 1:], light_dist=light_dist,
             light_state=light_state, stop_dist=stop_dist, stop_id=stop_id,
-            ego_pose=np.stack([ex[:, 0], ey[:, 0], eyaw[:, 0]], -1).astype(np.float64),
+            ego_pose=np.stack([ex, ey, eyaw], -1).astype(np.float64),
             ego_accel=state.accel[:, EGO].astype(np.float64), lights=lights, agent_ids=np.arange(1, A),
             t=np.asarray(state.t, np.float64).copy(),
         )
+
+
+@njit(cache=True)
+def _track(idx, xy, n, x, y):  # pragma: no cover (compiled)
+    for e in range(len(idx)):
+        a = idx[e]
+        best, bd = a, np.inf
+        for i in range(a, min(a + TRACK_WINDOW, n[e])):
+            d = math.hypot(xy[e, i, 0] - x[e, 0], xy[e, i, 1] - y[e, 0])
+            if d < bd:
+                best, bd = i, d
+        idx[e] = best
+
+
+@njit(cache=True)
+def _route_view(idx, xy, n, cum, command, limit_pt, cp, lights, have_lights, x, y, yaw,
+                route, rvalid, cmd, limit, light_dist, light_state, stop_dist, stop_id):  # pragma: no cover
+    """The route's next P points in the ego frame (padded by repeating the last), their commands, the speed
+    limit at the ego, and the next light (until the ego's tail is LIGHT_BEHIND points over its line) and stop
+    sign along the route."""
+    E, P = rvalid.shape
+    for e in range(E):
+        i0 = idx[e]
+        c, s = math.cos(yaw[e, 0]), math.sin(yaw[e, 0])
+        m = min(P, n[e] - i0)
+        for p in range(P):
+            i = i0 + min(p, m - 1)
+            dx, dy = xy[e, i, 0] - x[e, 0], xy[e, i, 1] - y[e, 0]
+            route[e, p, 0], route[e, p, 1] = dx * c + dy * s, -dx * s + dy * c
+            if p < m:
+                rvalid[e, p], cmd[e, p] = True, command[e, i]
+        limit[e] = limit_pt[e, i0]
+        for k in range(cp.shape[2]):
+            if cp[e, 0, k] >= 0 and cp[e, 0, k] + LIGHT_BEHIND > i0:
+                light_dist[e] = cum[e, cp[e, 0, k]] - cum[e, i0]
+                light_state[e] = lights[e, cp[e, 1, k]] if have_lights else _GREEN
+                break
+        for k in range(cp.shape[2]):
+            if cp[e, 2, k] >= 0 and cp[e, 2, k] >= i0:
+                stop_dist[e], stop_id[e] = cum[e, cp[e, 2, k]] - cum[e, i0], cp[e, 3, k]
+                break
+
+
+@njit(cache=True)
+def _agents_view(x, y, yaw, speed, length, width, kind, vis):  # pragma: no cover (compiled)
+    """(E, A, 7) x, y (ego frame), yaw relative to the ego, speed, length, width, kind of the seen agents; 0 else."""
+    E, A = x.shape
+    out = np.zeros((E, A, 7), np.float32)
+    for e in range(E):
+        c, s = math.cos(yaw[e, 0]), math.sin(yaw[e, 0])
+        for a in range(A):
+            if vis[e, a]:
+                dx, dy = x[e, a] - x[e, 0], y[e, a] - y[e, 0]
+                out[e, a, 0], out[e, a, 1], out[e, a, 2] = dx * c + dy * s, -dx * s + dy * c, yaw[e, a] - yaw[e, 0]
+                out[e, a, 3], out[e, a, 4], out[e, a, 5], out[e, a, 6] = speed[e, a], length[e, a], width[e, a], kind[e, a]
+    return out
