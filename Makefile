@@ -27,7 +27,7 @@ demo: setup
 	$(VENV)/bin/drive-stack demo --out results/demo --b2d-routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
 
 bench: setup
-	$(VENV)/bin/drive-stack bench sim --json results/bench/sim.json
+	$(VENV)/bin/drive-stack bench sim --json results/bench/sim.json --routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
 	$(VENV)/bin/drive-stack bench stack --json results/bench/stack.json
 	$(VENV)/bin/drive-stack bench infer --json results/bench/infer.json
 

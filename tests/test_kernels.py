@@ -253,3 +253,29 @@ def test_bicycle_agrees_with_the_reference_forward_reverse_and_hand_brake():
         want = bicycle_reference(*state_, *ctl, 0.05, DEFAULT_VEHICLE, **kw)
         for g_, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g_, w, rtol=1e-12, atol=1e-12)
+
+
+def test_script_path_positions_agree_with_the_reference():
+    """path_position (compiled per point) equals the whole-array form, with trailing time dims and past the end."""
+    from drivesim.sim.script import Script, path_position
+
+    rng = np.random.default_rng(8)
+    sc = Script.empty(2, 5)
+    for e in range(2):
+        for a in range(5):
+            n = int(rng.integers(1, 25))  # > K points are resampled, 1 point is a standing actor
+            sc.set_path(e, a, np.cumsum(rng.normal(0, 3, (n, 2)), axis=0))
+    s = rng.uniform(-2, 80, (2, 5, 7)).astype(np.float32)
+    cum, path = sc.cum[..., None, :], sc.path[..., None, :, :]
+    K = cum.shape[-1]
+    k = np.clip((cum[..., 1:] <= s[..., None]).sum(-1), 0, K - 2)
+    c0, c1 = np.take_along_axis(cum, k[..., None], -1)[..., 0], np.take_along_axis(cum, (k + 1)[..., None], -1)[..., 0]
+    p0 = np.take_along_axis(path, k[..., None, None], -2)[..., 0, :]
+    p1 = np.take_along_axis(path, (k + 1)[..., None, None], -2)[..., 0, :]
+    w = np.where(c1 > c0, (s - c0) / np.maximum(c1 - c0, 1e-9), 0.0)[..., None]
+    pos, seg = p0 + (p1 - p0) * w, p1 - p0
+    want = (pos[..., 0], pos[..., 1], np.arctan2(seg[..., 1], seg[..., 0]), np.hypot(seg[..., 0], seg[..., 1]))
+    for g_, w_ in zip(path_position(sc, s), want, strict=True):
+        np.testing.assert_allclose(g_, w_, rtol=1e-5, atol=1e-4)
+    x1, y1, _, _ = path_position(sc, s[1, 2], (1, 2))  # one agent's path at 7 times
+    np.testing.assert_allclose(x1, want[0][1, 2], rtol=1e-5, atol=1e-4)

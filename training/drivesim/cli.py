@@ -186,7 +186,7 @@ def cmd_bench_sim(a) -> int:
     from .bench import bench_sim
 
     res = bench_sim(num_envs=a.envs, max_agents=a.agents, steps=a.steps, town=a.town, maps_dir=a.maps_dir,
-                    procs=a.procs)
+                    procs=a.procs, routes_file=a.routes)
     _write_json(a.json, res)
     print(json.dumps(res, indent=2))
     return 0
@@ -585,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--town", default="Proc0")
     q.add_argument("--procs", type=int, default=None,
                    help="processes stepping a batch each at the same time (default: one per CPU)")
+    q.add_argument("--routes", default=None,
+                   help="Bench2Drive route XML: its first 5 routes (by id) whose towns are in --maps-dir are timed "
+                        "for the single-route real-time factor (default, or none there: random routes on --town)")
     maps_arg(q)
     q.set_defaults(fn=cmd_bench_sim)
     q = b.add_parser("stack", help="control-loop latency of the ROS 2 stack over one route (p50/p99, missed ticks)")

@@ -1,4 +1,4 @@
-"""Scripted scenario actors, vectorised over (E, A): the mechanism behind the Bench2Drive scenario types.
+"""Scripted scenario actors, batched over (E, A) (compiled per agent): the mechanism behind the Bench2Drive scenario types.
 
 A SCRIPTED agent follows a polyline path (up to K points) with a speed that depends on its phase:
 
@@ -19,9 +19,11 @@ queues behind them.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from .state import BEH, EGO, SimState
 
@@ -71,6 +73,7 @@ class Script:
 
 
 FOLLOW_MARGIN = 0.5  # [m] lateral, beyond the two half widths: a follower keeps behind an ego this close to its line
+_SCRIPTED = BEH.SCRIPTED
 
 
 def phase_speed(sc: Script, t_act: np.ndarray, since: np.ndarray) -> np.ndarray:
@@ -84,60 +87,104 @@ def path_position(sc: Script, s: np.ndarray, index=...) -> tuple[np.ndarray, np.
     """(x, y, segment heading, segment length) at arc lengths s on the script paths. s broadcasts against sc.cum[index][..., 0];
     `index` selects agents (e.g. (e, agent_indices)); extra trailing dims of s (times) are allowed."""
     cum, path = sc.cum[index], sc.path[index]  # (..., K), (..., K, 2)
+    s = np.asarray(s)
     extra = s.ndim - (cum.ndim - 1)
-    for _ in range(extra):
-        cum, path = cum[..., None, :], path[..., None, :, :]
     K = cum.shape[-1]
-    k = np.clip((cum[..., 1:] <= s[..., None]).sum(-1), 0, K - 2)
-    c0 = np.take_along_axis(cum, k[..., None], -1)[..., 0]
-    c1 = np.take_along_axis(cum, (k + 1)[..., None], -1)[..., 0]
-    p0 = np.take_along_axis(path, k[..., None, None], -2)[..., 0, :]
-    p1 = np.take_along_axis(path, (k + 1)[..., None, None], -2)[..., 0, :]
-    w = np.where(c1 > c0, (s - c0) / np.maximum(c1 - c0, 1e-9), 0.0)[..., None]
-    pos = p0 + (p1 - p0) * w
-    seg = p1 - p0
-    return pos[..., 0], pos[..., 1], np.arctan2(seg[..., 1], seg[..., 0]), np.hypot(seg[..., 0], seg[..., 1])
+    cum = cum.reshape(cum.shape[:-1] + (1,) * extra + (K,))
+    path = path.reshape(path.shape[:-2] + (1,) * extra + (K, 2))
+    shape = np.broadcast_shapes(cum.shape[:-1], s.shape)
+    flat = lambda a, tail: np.ascontiguousarray(np.broadcast_to(a, shape + tail)).reshape((-1,) + tail)  # noqa: E731
+    out = _path_positions(flat(path, (K, 2)), flat(cum, (K,)), flat(s, ()))
+    return tuple(o.reshape(shape) for o in out)
+
+
+@njit(cache=True)
+def _pos_on_path(path, cum, s):  # pragma: no cover (compiled)
+    """Position, heading and length of the segment of one path (K, 2) with arc lengths cum (K,) at s."""
+    K = len(cum)
+    k = 0
+    for j in range(1, K):
+        k += cum[j] <= s
+    k = min(max(k, 0), K - 2)
+    c0, c1 = cum[k], cum[k + 1]
+    w = (s - c0) / max(c1 - c0, 1e-9) if c1 > c0 else 0.0
+    sx, sy = path[k + 1, 0] - path[k, 0], path[k + 1, 1] - path[k, 1]
+    return path[k, 0] + sx * w, path[k, 1] + sy * w, math.atan2(sy, sx), math.hypot(sx, sy)
+
+
+@njit(cache=True)
+def _path_positions(path, cum, s):  # pragma: no cover (compiled)
+    n = len(s)
+    x, y, heading, seg = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        x[i], y[i], heading[i], seg[i] = _pos_on_path(path[i], cum[i], s[i])
+    return x, y, heading, seg
 
 
 def script_step(state: SimState, dt: float) -> dict[str, np.ndarray]:
-    """New (x, y, yaw, speed, accel, s, valid) of SCRIPTED agents and the updated trigger times."""
+    """New (x, y, yaw, speed, accel, s, valid) of SCRIPTED agents and the updated trigger times (`_script_step`,
+    compiled). Followers: with the ego ahead (within 60 m, its box overlapping the heading line's corridor) the
+    speed is capped so that braking at half the accel limit stops 4 m behind it, v <= v_ego + sqrt(2 b (gap -
+    4)); a follower appearing behind the ego comes in no faster than it could still follow at."""
     sc = state.script
-    m = state.behavior == BEH.SCRIPTED  # waiting invisible agents included
-    t = state.t[:, None]  # (E, 1)
-    ex, ey = state.x[:, EGO:EGO + 1], state.y[:, EGO:EGO + 1]
-    d = np.hypot(sc.trigger[..., 0] - ex, sc.trigger[..., 1] - ey)
-    fire = m & ~np.isfinite(sc.t_act) & ((sc.trigger[..., 2] < 0) | (d <= sc.trigger[..., 2]))
-    t_act = np.where(fire, t, sc.t_act)
-    since = t - t_act  # inf-safe: -inf while waiting
-    active = np.isfinite(t_act)
-    target = phase_speed(sc, t_act, since)
-    # followers: with the ego ahead (within 60 m, its box overlapping the heading line's corridor) the speed is
-    # capped so that braking at half the accel limit stops 4 m behind it: v <= v_ego + sqrt(2 b (gap - 4))
-    c, s_ = np.cos(state.yaw), np.sin(state.yaw)
-    dxe, dye = ex - state.x, ey - state.y
-    lon, lat = dxe * c + dye * s_, -dxe * s_ + dye * c
-    gap = lon - (state.length + state.length[:, EGO:EGO + 1]) / 2
-    corridor = (state.width + state.width[:, EGO:EGO + 1]) / 2 + FOLLOW_MARGIN
-    ahead = sc.follow & (lon > 0) & (lon < 60.0) & (np.abs(lat) < corridor)
-    v_cap = np.maximum(state.speed[:, EGO:EGO + 1], 0.0) + np.sqrt(sc.accel * np.maximum(gap - 4.0, 0.0))
-    target = np.where(ahead, np.minimum(target, v_cap), target)
-    v = state.speed
-    # a follower appearing behind the ego comes in no faster than it could still follow at
-    v = np.where(fire & sc.follow & ahead, np.minimum(v, v_cap), v)
-    frozen = sc.appear & ~active  # an actor that has not appeared yet keeps its place and speed
-    v_new = np.where(frozen, v, v + np.clip(target - v, -sc.accel * dt, sc.accel * dt))
-    length = sc.cum[..., -1]
-    s_new = np.where(frozen, state.s, np.minimum(state.s + 0.5 * (v + v_new) * dt, length))
-    at_end = s_new >= length - 1e-6
-    v_new = np.where(at_end & ~sc.end_vanish, np.minimum(v_new, 0.0), v_new)
-    px, py, heading, seg_len = path_position(sc, s_new)
-    yaw = np.where(seg_len > 1e-6, heading, state.yaw)
-    gone = (at_end & sc.end_vanish) | (active & (since >= sc.vanish_after))
-    visible = np.where(sc.appear, active, True) & ~gone
-    valid = np.where(m, visible & (state.valid | fire), state.valid)
-    return {
-        "x": np.where(m, px, state.x), "y": np.where(m, py, state.y),
-        "yaw": np.where(m, yaw, state.yaw), "speed": np.where(m, v_new, state.speed),
-        "accel": np.where(m, (v_new - v) / dt, state.accel), "s": np.where(m, s_new, state.s),
-        "valid": valid, "t_act": t_act,
-    }
+    out = {k: getattr(state, k).copy() for k in ("x", "y", "yaw", "speed", "accel", "s", "valid")}
+    out["t_act"] = sc.t_act.copy()
+    _script_step(state.behavior, state.valid, state.x, state.y, state.yaw, state.speed, state.s, state.length,
+                 state.width, state.t, sc.path, sc.cum, sc.trigger, sc.wait_speed, sc.go_speed, sc.accel, sc.brake_at,
+                 sc.hold, sc.vanish_after, sc.appear, sc.end_vanish, sc.follow, float(dt), out["x"], out["y"],
+                 out["yaw"], out["speed"], out["accel"], out["s"], out["valid"], out["t_act"])
+    return out
+
+
+@njit(cache=True)
+def _script_step(behavior, valid, x, y, yaw, speed, s, length, width, t, path, cum, trigger, wait_speed, go_speed,
+                 acc, brake_at, hold, vanish_after, appear, end_vanish, follow, dt,
+                 o_x, o_y, o_yaw, o_speed, o_accel, o_s, o_valid, o_tact):  # pragma: no cover (compiled)
+    E, A = x.shape
+    K = cum.shape[2]
+    for e in range(E):
+        ex, ey = x[e, EGO], y[e, EGO]
+        for a in range(A):
+            if behavior[e, a] != _SCRIPTED:
+                continue
+            ta = o_tact[e, a]
+            fire = not np.isfinite(ta) and (trigger[e, a, 2] < 0 or
+                                            math.hypot(trigger[e, a, 0] - ex, trigger[e, a, 1] - ey) <= trigger[e, a, 2])
+            if fire:
+                ta = t[e]
+            active = np.isfinite(ta)
+            since = t[e] - ta if active else -np.inf
+            # the phase's speed: waiting, going, or braking / holding
+            if not active:
+                target = wait_speed[e, a]
+            elif brake_at[e, a] <= since < brake_at[e, a] + hold[e, a]:
+                target = 0.0
+            else:
+                target = go_speed[e, a]
+            c, sn = math.cos(yaw[e, a]), math.sin(yaw[e, a])
+            dxe, dye = ex - x[e, a], ey - y[e, a]
+            lon, lat = dxe * c + dye * sn, -dxe * sn + dye * c
+            gap = lon - (length[e, a] + length[e, EGO]) / 2
+            ahead = follow[e, a] and 0 < lon < 60.0 and abs(lat) < (width[e, a] + width[e, EGO]) / 2 + FOLLOW_MARGIN
+            v_cap = max(speed[e, EGO], 0.0) + math.sqrt(acc[e, a] * max(gap - 4.0, 0.0))
+            v = float(speed[e, a])
+            if ahead:
+                target = min(target, v_cap)
+                if fire:
+                    v = min(v, v_cap)
+            frozen = appear[e, a] and not active  # not appeared yet: keeps its place and speed
+            step = acc[e, a] * dt
+            v_new = v if frozen else v + min(max(target - v, -step), step)
+            L = cum[e, a, K - 1]
+            s_new = s[e, a] if frozen else min(s[e, a] + 0.5 * (v + v_new) * dt, L)
+            at_end = s_new >= L - 1e-6
+            if at_end and not end_vanish[e, a]:
+                v_new = min(v_new, 0.0)
+            px, py, heading, seg = _pos_on_path(path[e, a], cum[e, a], s_new)
+            gone = (at_end and end_vanish[e, a]) or (active and since >= vanish_after[e, a])
+            visible = (active if appear[e, a] else True) and not gone
+            o_x[e, a], o_y[e, a] = px, py
+            o_yaw[e, a] = heading if seg > 1e-6 else yaw[e, a]
+            o_speed[e, a], o_accel[e, a], o_s[e, a] = v_new, (v_new - v) / dt, s_new
+            o_valid[e, a] = visible and (valid[e, a] or fire)
+            o_tact[e, a] = ta
