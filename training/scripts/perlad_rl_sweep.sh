@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# How the RL settings of the PerlAD table were chosen: RL variants trained from the pipeline's imitation planner,
+# world model and DAgger states (training/scripts/perlad_table.sh, OUT/pipeline), each evaluated on a
+# validation suite of its own (Proc3, all types + DOS, one route each; neither a training nor a reported suite)
+# under evaluation seeds 0 and 1. Never selected on the reported suites.
+# Usage: training/scripts/perlad_rl_sweep.sh [OUT] [SWEEP]   (about 40 min on 2 CPU cores)
+set -uo pipefail
+OUT=${1:-results/perlad}
+SW=${2:-$OUT/rl_sweep}
+DS=.venv/bin/drive-stack
+P=$OUT/pipeline
+mkdir -p "$SW"
+[ -f "$OUT/suite_val_p3.xml" ] || $DS routes suite --town Proc3 --types all+dos --n 1 --seed 3 --out "$OUT/suite_val_p3.xml"
+val() {  # val NAME MODELDIR POLICY
+  for s in 0 1; do
+    [ -f "$SW/val_$1_s$s/summary.json" ] || DRIVE_STACK_MODELS=$2 $DS eval --routes "$OUT/suite_val_p3.xml" --policy $3 \
+        --out "$SW/val_$1_s$s" --workers 2 --seed $s > "$SW/val_$1_s$s.log" 2>&1
+    echo "$1 seed $s: $(grep '^Driving Score' "$SW/val_$1_s$s.log")"
+  done
+}
+val il "$OUT/models" il
+variant() {  # variant NAME ARGS...: train rl ARGS, export, validate
+  local n=$1; shift
+  [ -f "$SW/$n/ckpt.pt" ] || $DS train rl --data "$P/dagger/data_0,$P/dagger/data_1" --init "$P/il/ckpt.pt" \
+      --world-model "$P/wm/ckpt.pt" --updates 200 --states 128 --out "$SW/$n" "$@" > "$SW/$n.log" 2>&1
+  mkdir -p "$SW/models_$n" && cp -r "$OUT/models/il" "$OUT/models/world_model" "$SW/models_$n/"
+  [ -f "$SW/models_$n/perlad/planner.onnx" ] || $DS export --ckpt "$SW/$n/ckpt.pt" --out "$SW/models_$n/perlad" --name perlad >> "$SW/$n.log" 2>&1
+  val "$n" "$SW/models_$n" perlad
+}
+variant kl10 --kl-ref 0.1
+variant kl10_seed1 --kl-ref 0.1 --seed 1
+variant kl03 --kl-ref 0.03
+variant safe --kl-ref 0.1 --collision-vehicle -60 --collision-pedestrian -100 --collision-static -30
+variant u400 --kl-ref 0.1 --updates 400
