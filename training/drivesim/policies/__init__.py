@@ -33,6 +33,7 @@ def warmup(policy) -> None:
     real tick. A deployed planner does this before it reports ready, or its first tick misses the deadline."""
     import numpy as np
 
+    from ..maps.lanegraph import Command
     from ..sim.perception import ROUTE_POINTS, PerceivedScene
 
     E, P = policy.E, ROUTE_POINTS
@@ -41,7 +42,7 @@ def warmup(policy) -> None:
     agents = np.zeros((E, 1, 7))
     agents[:, 0] = [20.0, 0.0, 0.0, 5.0, 4.5, 1.9, 0.0]
     scene = PerceivedScene(
-        ego_speed=np.full(E, 5.0), route=route, route_valid=np.ones((E, P), bool), command=np.full((E, P), 4, np.int8),
+        ego_speed=np.full(E, 5.0), route=route, route_valid=np.ones((E, P), bool), command=np.full((E, P), Command.LANEFOLLOW, np.int8),
         speed_limit=np.full(E, 10.0), agents=agents, agents_valid=np.ones((E, 1), bool), light_dist=np.full(E, np.inf),
         light_state=np.full(E, -1), stop_dist=np.full(E, np.inf), stop_id=np.full(E, -1),
         ego_pose=np.zeros((E, 3)), ego_accel=np.zeros(E), lights=np.zeros((E, 0), np.int8), agent_ids=np.array([1]),

@@ -78,9 +78,28 @@ _SCRIPTED = BEH.SCRIPTED
 
 def phase_speed(sc: Script, t_act: np.ndarray, since: np.ndarray) -> np.ndarray:
     """The speed each scripted agent's current phase asks for (E, A): waiting, going or braking/holding."""
-    active = np.isfinite(t_act)
-    braking = active & (since >= sc.brake_at) & (since < sc.brake_at + sc.hold)
-    return np.where(~active, sc.wait_speed, np.where(braking, 0.0, sc.go_speed))
+    shape = np.broadcast_shapes(np.shape(t_act), np.shape(since), sc.brake_at.shape)
+    f = lambda a: np.ascontiguousarray(np.broadcast_to(a, shape), np.float64).reshape(-1)  # noqa: E731
+    args = [f(a) for a in (t_act, since, sc.brake_at, sc.hold, sc.wait_speed, sc.go_speed)]
+    return _phase_speeds(*args).reshape(shape)
+
+
+@njit(cache=True)
+def _phase_speeds(t_act, since, brake_at, hold, wait_speed, go_speed):  # pragma: no cover (compiled)
+    out = np.empty(len(t_act))
+    for i in range(len(t_act)):
+        out[i] = _phase_speed(t_act[i], since[i], brake_at[i], hold[i], wait_speed[i], go_speed[i])
+    return out
+
+
+@njit(cache=True)
+def _phase_speed(t_act, since, brake_at, hold, wait_speed, go_speed):  # pragma: no cover (compiled)
+    """One agent's phase speed: waiting (not triggered), braking / holding, or going."""
+    if not np.isfinite(t_act):
+        return wait_speed
+    if brake_at <= since < brake_at + hold:
+        return 0.0
+    return go_speed
 
 
 def path_position(sc: Script, s: np.ndarray, index=...) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -154,13 +173,7 @@ def _script_step(behavior, valid, x, y, yaw, speed, s, length, width, t, path, c
                 ta = t[e]
             active = np.isfinite(ta)
             since = t[e] - ta if active else -np.inf
-            # the phase's speed: waiting, going, or braking / holding
-            if not active:
-                target = wait_speed[e, a]
-            elif brake_at[e, a] <= since < brake_at[e, a] + hold[e, a]:
-                target = 0.0
-            else:
-                target = go_speed[e, a]
+            target = _phase_speed(ta, since, brake_at[e, a], hold[e, a], wait_speed[e, a], go_speed[e, a])
             c, sn = math.cos(yaw[e, a]), math.sin(yaw[e, a])
             dxe, dye = ex - x[e, a], ey - y[e, a]
             lon, lat = dxe * c + dye * sn, -dxe * sn + dye * c
