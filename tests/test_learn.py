@@ -108,6 +108,20 @@ def test_samples_targets_follow_the_log(dataset, proc_town):
     if len(ids):
         n = ids[0]
         assert np.linalg.norm(s["agents_future"][f, n, 0]) > 0
+    # counterfactual branches (collected every second, 3 plans each): rows point at their frame; the ego's
+    # future there is the branch's, in that frame's ego frame; the stop plan goes less far than the 12 m/s one
+    M, K = arr["branch_frame"].shape[0], arr["branch_speed"].shape[1]
+    assert K == 3 and M == len(range(0, F, 10)) and len(s["wmb_row"]) == M * K
+    assert np.array_equal(s["wmb_row"], np.repeat(arr["branch_frame"], K))
+    m = M // 2
+    f = int(arr["branch_frame"][m])
+    x0, y0, yaw0 = arr["ego"][f, :3].astype(float)
+    bx, by = s["wmb_ego_future"][m * K + 1, -1, :2]
+    assert np.hypot(x0 + bx * np.cos(yaw0) - by * np.sin(yaw0) - arr["branch_ego"][m, 1, -1, 0],
+                    y0 + bx * np.sin(yaw0) + by * np.cos(yaw0) - arr["branch_ego"][m, 1, -1, 1]) < 1e-3
+    far = np.linalg.norm(s["wmb_ego_future"][:, -1, :2], axis=1).reshape(M, K)
+    assert np.all(far[:, 0] <= far[:, 1] + 0.5) and far[:, 1].mean() > far[:, 0].mean() + 10.0
+    assert s["wmb_agents_future_mask"].shape == (M * K, FC.num_agents, 6)
 
 
 def _tiny(cfg_cls, root, **kw):
@@ -141,7 +155,7 @@ def test_imitation_trains(trained):
 
 
 def test_world_model_trains_and_reacts_to_the_ego_plan(trained, dataset):
-    from drivesim.learn.pipeline import reactivity
+    from drivesim.learn.pipeline import counterfactual_reactivity, reactivity
 
     h = trained["wm_m"]["history"]
     assert h[-1]["train"]["loss"] < h[0]["train"]["loss"]
@@ -150,6 +164,37 @@ def test_world_model_trains_and_reacts_to_the_ego_plan(trained, dataset):
     wm.model.eval()
     r = reactivity(wm.model, wm.data, np.arange(min(64, len(wm.data["speed"]))))
     assert r["mean_abs_diff_m"] > 0.0  # the ego's plan reaches the agents' futures
+    assert trained["wm_m"]["final_val"]["cf_minADE_m"] < 3.0  # and the branches' futures are learnt too
+    cf = counterfactual_reactivity(wm.model, wm.data, np.arange(len(wm.data["speed"])))
+    assert cf["frames"] > 10 and cf["reacting_agents"] > 0 and cf["reacting_sim_apart_m"] > 1.0
+
+
+def test_world_model_groups_a_frame_under_its_plans(trained):
+    """A world-model batch holds each frame's logged row and its branch rows; an agent takes one mode over a
+    frame's rows; reacting agents are the ones whose branch futures end up apart."""
+    from drivesim.learn.train import group_best_mode, reacting_agents
+
+    wm = trained["wm"]
+    d = wm.data
+    with_b = np.unique(d["wmb_row"])[:3]
+    idx = np.concatenate([with_b, [with_b[0] + 1]])  # three frames with branches, one without
+    b = wm.fetch(idx)
+    K = int((d["wmb_row"] == with_b[0]).sum())
+    assert len(b["group"]) == 4 + 3 * K and b["group"].tolist()[:4] == [0, 1, 2, 3]
+    assert b["group"].tolist()[4:] == sum(([g] * K for g in range(3)), [])
+    assert torch.equal(b["ego_future"][4:4 + K], torch.as_tensor(d["wmb_ego_future"][d["wmb_row"] == with_b[0]]))
+    assert torch.equal(b["agents"][4], b["agents"][0]) and b["is_branch"].sum() == 3 * K
+    # grouping: per row, mode 0 then mode 1 wins; summed over the group, mode 1
+    ade = torch.tensor([[[1.0, 2.0]], [[5.0, 0.5]], [[0.0, 1.0]]])
+    assert group_best_mode(ade).flatten().tolist() == [0, 1, 0]
+    assert group_best_mode(ade, torch.tensor([0, 0, 1])).flatten().tolist() == [1, 1, 0]
+    # reacting agents: a frame of two branch rows, agent 0 ends 3 m apart, agent 1 0.5 m, agent 2 unseen in one
+    fut = np.zeros((2, 3, 6, 2), np.float32)
+    fut[1, 0, -1, 0], fut[1, 1, :, 0], fut[1, 2, :, 0] = 3.0, 0.5, 5.0
+    m = np.ones((2, 3, 6), bool)
+    m[0, 2] = False
+    r = reacting_agents({"wmb_row": np.array([7, 7]), "wmb_agents_future": fut, "wmb_agents_future_mask": m})
+    assert r.tolist() == [[True, False, False], [True, False, False]]
 
 
 def test_resume_continues_from_the_checkpoint(trained, dataset):

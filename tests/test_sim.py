@@ -211,3 +211,55 @@ def test_pedestrians_cross_crosswalks_and_cyclists_ride_lanes(proc_town):
     d_end = np.min(np.linalg.norm(end[:, None, None, :] - ends[None], axis=-1), axis=(1, 2))
     np.testing.assert_allclose(d_end, 1.0, atol=5e-3)  # float32 positions
     assert 0.5 < max_cyc_speed <= CYCLIST_SPEED + 1e-3
+
+
+def _follower_scene(g):
+    """The ego at 8 m/s on a straight-ish lane, an IDM car 14 m behind it on the same lane, nothing else."""
+    from drivesim.sim.state import AgentKind, Behavior
+    from drivesim.sim.traffic import pick_successor
+
+    for spec in random_routes(g, 40, seed=3):
+        r = plan_route(g, spec)
+        i_f, i_e = (int(np.searchsorted(r.cum_s, s)) for s in (20.0, 34.0))
+        lane = r.lane[i_f]
+        if i_e < len(r) - 60 and lane >= 0 and r.lane[i_e] == lane and g.lane_junction[lane] < 0 \
+                and abs(np.angle(np.exp(1j * (r.yaw[i_e + 50] - r.yaw[i_f])))) < 0.1:
+            break
+    st = route_scene(g, [r], max_agents=4, seed=0, background=False)
+    st.x[0, EGO], st.y[0, EGO], st.yaw[0, EGO], st.speed[0, EGO] = *r.xy[i_e], r.yaw[i_e], 8.0
+    pi, _, _ = g.project(r.xy[[i_f, i_e]], r.yaw[[i_f, i_e]])
+    st.lane[0, EGO], st.s[0, EGO] = lane, g.pt_s[pi[1]]
+    k = 1
+    st.x[0, k], st.y[0, k], st.yaw[0, k] = *r.xy[i_f], r.yaw[i_f]
+    st.kind[0, k], st.behavior[0, k], st.valid[0, k] = AgentKind.VEHICLE, Behavior.IDM, True
+    st.length[0, k], st.width[0, k], st.speed[0, k], st.desired_speed[0, k] = 4.6, 2.0, 8.0, 10.0
+    st.lane[0, k], st.s[0, k], st.stop_wait[0, k] = lane, g.pt_s[pi[0]], -1.0
+    st.next_lane[0, k:k + 1], st.rng[0, k:k + 1] = pick_successor(g, st.lane[0, k:k + 1], st.rng[0, k:k + 1])
+    path = r.xy[i_e:i_e + 80]
+    return st, path
+
+
+def test_branches_same_world_different_plans(proc_town):
+    """Counterfactual branches (sim/branch.py): the same state under ego target speeds 0 and 12 m/s. The ego
+    stops or speeds on; the IDM follower behind it stops behind a braking ego and drives on behind a fast one;
+    equal plans give equal worlds; the input state is untouched."""
+    from drivesim.sim.branch import branch_rollouts
+
+    st, path = _follower_scene(proc_town)
+    before = st.copy()
+    sim = Simulator(proc_town)
+    out = branch_rollouts(sim, st, path, np.array([0.0, 12.0, 12.0]))
+    assert out["ego"].shape == (3, 6, 3) and out["agents"].shape == (3, 6, 3, 2) and out["valid"].shape == (3, 6, 3)
+    assert np.array_equal(st.x, before.x) and np.array_equal(st.speed, before.speed)
+    e0 = np.array([st.x[0, EGO], st.y[0, EGO]])
+    ego_moved = np.linalg.norm(out["ego"][:, -1, :2] - e0, axis=1)
+    assert ego_moved[0] < 12.0 and ego_moved[1] > 27.0, ego_moved
+    f0 = np.array([st.x[0, 1], st.y[0, 1]])
+    fol_moved = np.linalg.norm(out["agents"][:, -1, 0] - f0, axis=1)
+    assert out["valid"][:, :, 0].all()
+    assert fol_moved[1] - fol_moved[0] > 6.0, fol_moved  # it reacted to the ego's plan
+    gap_brake = np.linalg.norm(out["ego"][0, -1, :2] - out["agents"][0, -1, 0])
+    assert gap_brake > 4.6, gap_brake  # and stopped behind the ego, not in it
+    assert np.allclose(out["agents"][1], out["agents"][2]) and np.allclose(out["ego"][1], out["ego"][2])
+    tiled = st.tile(3)
+    assert tiled.num_envs == 3 and np.array_equal(tiled.x[2], st.x[0]) and tiled.light_offset.shape[0] == 3

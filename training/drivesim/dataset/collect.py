@@ -16,7 +16,11 @@ Columnar arrays per episode (F frames, A agent slots, P plan points):
   command (F, 2) near/far; target (F, 4) near xy, far xy; agents (F, A, 7): x, y, yaw, speed, length, width,
   kind; agents_valid (F, A); agent_ids (A,); plan (F, P, 2) the expert's path in the ego frame;
   plan_speed (F, P) its speed profile; target_speed (F,); lights (F, T) the map's light states;
-  route_xy (N, 2), route_command (N,), route_yaw (N,), route_lane (N,) (the dense route, for rebuilding scenes).
+  route_xy (N, 2), route_command (N,), route_yaw (N,), route_lane (N,) (the dense route, for rebuilding scenes);
+  with `branches` > 0, counterfactual futures every `branch_every` seconds (sim/branch.py; the world model's
+  reactivity data): branch_frame (M,) the frame, branch_speed (M, K) the ego's target speeds, branch_ego
+  (M, K, T, 3) its poses, branch_agents (M, K, T, A, 2) and branch_valid (M, K, T, A) the agents', every 0.5 s
+  for 3 s, world frame.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from .b2d import FAR_DIST, NEAR_DIST, FrameError, frame_to_arrays, make_frame, r
 FRAME_EVERY = 2  # simulator steps (20 Hz) per recorded frame: 10 Hz
 PLAN_POINTS = 30  # plan path points kept per frame (1 m apart)
 FORMAT_VERSION = 2  # 2: route_yaw and route_lane (the learned policies' features need the dense route)
+BRANCH_MAX = 12.0  # [m/s] the fastest branch plan (the planner's top target speed)
+BRANCH_SECONDS, BRANCH_EVERY_S = 3.0, 0.5  # a branch's length and record step (the world model's horizon)
 
 
 @dataclass
@@ -58,6 +64,8 @@ class CollectConfig:
     noise_duration: float = 1.0  # [s]
     driver: str | None = None  # DAgger: this policy drives, `policy` labels (None: `policy` drives)
     driver_model: str | None = None  # the driver's model file (learned drivers; default: the usual lookup)
+    branches: int = 3  # counterfactual ego plans per branch point (0: none): target speeds 0, BRANCH_MAX, random
+    branch_every: float = 1.0  # [s] between branch points
     notes: list[str] = field(default_factory=list)
 
 
@@ -111,9 +119,16 @@ class Driver:
 class EpisodeRecorder:
     """The observer passed to `run_route`: keeps every FRAME_EVERY-th step (arrays, and anno frames)."""
 
-    def __init__(self, g, spec: RouteSpec, anno_dir: Path | None, max_agents: int):
+    def __init__(self, g, spec: RouteSpec, anno_dir: Path | None, max_agents: int, branches: int = 0,
+                 branch_every: float = 1.0, seed: int = 0):
         self.g, self.spec, self.anno_dir = g, spec, anno_dir
         self.steps = 0
+        self.branches = branches
+        self.branch_frames = max(int(round(branch_every / (FRAME_EVERY * DT))), 1)
+        self.branch_rng = np.random.default_rng(seed + 7919)
+        self.branch_rows: dict[str, list] = {k: [] for k in ("branch_frame", "branch_speed", "branch_ego",
+                                                              "branch_agents", "branch_valid")}
+        self._sim = None
         self.rows: dict[str, list] = {k: [] for k in ("t", "ego", "command", "target", "agents", "agents_valid",
                                                        "plan", "plan_speed", "target_speed", "lights")}
         self.prev = None
@@ -154,6 +169,8 @@ class EpisodeRecorder:
         r["plan_speed"].append(speed)
         r["target_speed"].append(float(plan.target_speed[0]))
         r["lights"].append(lights[0].astype(np.int8) if lights.size else np.zeros(0, np.int8))
+        if self.branches > 0 and (len(r["t"]) - 1) % self.branch_frames == 0:
+            self.branch(state, path)
         if self.anno_dir is not None:
             status = pol.status[0] if getattr(pol, "privileged", False) else ""
             extras = {"t": round(float(state.t[0]), 3), "route_id": self.spec.route_id,
@@ -163,6 +180,32 @@ class EpisodeRecorder:
             frame = make_frame(state, 0, lights, self.g, route, i, lab, extras, prev_speed, prev_yaw,
                                FRAME_EVERY * DT)
             write_frame(self.anno_dir / f"{len(r['t']) - 1:05d}.json.gz", frame)
+
+    def branch(self, state, path: np.ndarray) -> None:
+        """Counterfactual futures of this frame (sim/branch.py): the ego follows the expert's path at target
+        speeds 0, BRANCH_MAX and a random one (the first `branches` of those, then random ones); the world reacts."""
+        from ..sim.branch import branch_rollouts, to_world
+        from ..sim.world import Simulator
+
+        if self._sim is None:
+            self._sim = Simulator(self.g)
+        fixed = [0.0, BRANCH_MAX]
+        speeds = np.array([fixed[k] if k < len(fixed) else self.branch_rng.uniform(0.0, BRANCH_MAX)
+                           for k in range(self.branches)])
+        pose = (float(state.x[0, EGO]), float(state.y[0, EGO]), float(state.yaw[0, EGO]))
+        seg = np.diff(np.concatenate([[[0.0, 0.0]], path]), axis=0)
+        moving = np.flatnonzero(np.linalg.norm(seg, axis=1) > 1e-3)
+        d = seg[moving[-1]] if len(moving) else np.array([1.0, 0.0])
+        d = d / float(np.linalg.norm(d))
+        ahead = path[-1] + np.arange(1, 31)[:, None] * d  # continued straight for the fastest branch (60 m)
+        out = branch_rollouts(self._sim, state, to_world(np.concatenate([path, ahead]), pose), speeds,
+                              BRANCH_SECONDS, BRANCH_EVERY_S)
+        b = self.branch_rows
+        b["branch_frame"].append(len(self.rows["t"]) - 1)
+        b["branch_speed"].append(speeds.astype(np.float32))
+        b["branch_ego"].append(out["ego"])
+        b["branch_agents"].append(out["agents"])
+        b["branch_valid"].append(out["valid"])
 
     def arrays(self) -> dict[str, np.ndarray]:
         r = self.rows
@@ -176,6 +219,10 @@ class EpisodeRecorder:
         out["route_command"] = self.route.command.astype(np.int8)
         out["route_yaw"] = self.route.yaw.astype(np.float32)
         out["route_lane"] = self.route.lane.astype(np.int32)
+        if self.branch_rows["branch_frame"]:
+            b = self.branch_rows
+            out["branch_frame"] = np.asarray(b["branch_frame"], np.int32)
+            out.update({k: np.stack(b[k]) for k in ("branch_speed", "branch_ego", "branch_agents", "branch_valid")})
         return out
 
 
@@ -195,7 +242,7 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     ep_dir = Path(cfg.out) / "episodes" / name
     anno = ep_dir / "anno"
     anno.mkdir(parents=True, exist_ok=True)
-    rec = EpisodeRecorder(g, spec, anno if cfg.b2d else None, max_agents)
+    rec = EpisodeRecorder(g, spec, anno if cfg.b2d else None, max_agents, cfg.branches, cfg.branch_every, seed)
     rec.route = plan_route(g, spec)
     noise = ControlNoise(cfg, seed) if (cfg.steer_noise > 0 or cfg.speed_noise > 0) else None
     if cfg.driver:

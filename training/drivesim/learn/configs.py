@@ -43,6 +43,7 @@ class WMConfig(TrainConfig):
     out: str = "results/train/wm"
     epochs: int = 10
     w_mode: float = 0.5
+    w_react: float = 4.0  # extra regression weight of agents that react to the ego's plan in the branches
 
 
 @dataclass

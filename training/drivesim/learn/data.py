@@ -12,6 +12,11 @@ scene, perceived as a policy would (range + occlusion, `ScenePerceiver`), turned
   roll_agents (N, K, 5) / roll_agents_mask (N, K): those agents at 10 Hz (x, y, yaw, length, width), for
       log-replay rollouts; agent_kind (N,).
 
+Counterfactual branches (episodes collected with `--branches`, sim/branch.py) add world-model rows of their
+own, M of them (a leading dimension of their own, prefixed wmb_): wmb_row (M,) the sample whose features they
+share, wmb_ego_future (M, T, 3), wmb_agents_future (M, N, T, 2), wmb_agents_future_mask (M, N, T): the same
+frame under another ego plan, and where the same agents went then.
+
 The result is cached next to the dataset (``learn_cache/<hash>.npz``), keyed by the dataset index, the feature
 config and FORMAT.
 """
@@ -34,7 +39,7 @@ from ..sim.perception import ScenePerceiver
 from ..sim.state import EGO, empty_state
 from .features import FeatureBuilder, FeatureConfig
 
-FORMAT = 2
+FORMAT = 3  # 3: counterfactual branch rows (wmb_*)
 SPEED_AT = 4  # [m] (plan_speed index: points are 1 m apart, index 0 = now)
 PATH_S = np.arange(1, 7) * 2.0  # [m] the lateral head's 6 path points, 2 m apart
 WM_DT = 0.5  # [s] world-model step (2 Hz)
@@ -116,6 +121,7 @@ def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig | None = None) ->
                                              "agents_future", "agents_future_mask", "roll_ego", "roll_ego_mask",
                                              "roll_agents", "roll_agents_mask", "agent_kind")}
     lights = arr["lights"]
+    slots = []
     for f in range(F):
         st = _frame_state(arr, f, g.num_lights)
         lt = lights[f][None] if lights.shape[1] == g.num_lights else np.zeros((1, g.num_lights), np.int8)
@@ -142,6 +148,7 @@ def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig | None = None) ->
         ids = feats.agent_ids[0]
         slot = np.where(ids > 0, ids - 1, 0)
         has = ids > 0
+        slots.append((slot, has))
         af = np.zeros((N, WM_STEPS, 2))
         am = np.zeros((N, WM_STEPS), bool)
         x, y = _to_frame(ag[fi][:, slot, 0], ag[fi][:, slot, 1], pose)  # (T, N)
@@ -155,9 +162,47 @@ def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig | None = None) ->
         rows["roll_agents"].append(ra * rm[..., None])
         rows["roll_agents_mask"].append(rm)
         rows["agent_kind"].append(np.where(has, ag[f, slot, 6], -1))
-    return {k: np.asarray(v, np.float32 if k not in ("route_mask", "agents_mask", "lanes_mask", "ego_future_mask",
-                                                       "agents_future_mask", "roll_ego_mask", "roll_agents_mask")
-                          else bool) for k, v in rows.items()}
+    out = {k: np.asarray(v, np.float32 if k not in ("route_mask", "agents_mask", "lanes_mask", "ego_future_mask",
+                                                      "agents_future_mask", "roll_ego_mask", "roll_agents_mask")
+                         else bool) for k, v in rows.items()}
+    out.update(branch_samples(arr, slots, N))
+    return out
+
+
+def branch_samples(arr: dict, slots: list, N: int) -> dict[str, np.ndarray]:
+    """World-model rows of an episode's counterfactual branches (see the module doc); empty without them.
+    slots[f] = (slot (N,), has (N,)): the agent slots the features of frame f selected."""
+    rows: dict[str, list] = {"wmb_row": [], "wmb_ego_future": [], "wmb_agents_future": [], "wmb_agents_future_mask": []}
+    if "branch_frame" in arr:
+        ego = arr["ego"].astype(np.float64)
+        bego, bag, bval = arr["branch_ego"].astype(np.float64), arr["branch_agents"].astype(np.float64), arr["branch_valid"]
+        if bego.shape[2] != WM_STEPS:
+            raise FrameError(f"branches of {bego.shape[2]} steps, the world model predicts {WM_STEPS}: collect again")
+        for m, f in enumerate(arr["branch_frame"]):
+            pose = ego[f, :3]
+            slot, has = slots[f]
+            for k in range(bego.shape[1]):
+                x, y = _to_frame(bego[m, k, :, 0], bego[m, k, :, 1], pose)
+                rows["wmb_row"].append(int(f))
+                rows["wmb_ego_future"].append(np.stack([x, y, np.angle(np.exp(1j * (bego[m, k, :, 2] - pose[2])))], -1))
+                x, y = _to_frame(bag[m, k][:, slot, 0], bag[m, k][:, slot, 1], pose)  # (T, N)
+                am = bval[m, k][:, slot].T & has[:, None]  # (N, T)
+                rows["wmb_agents_future"].append(np.stack([x, y], -1).transpose(1, 0, 2) * am[..., None])
+                rows["wmb_agents_future_mask"].append(am)
+    shapes = {"wmb_row": (), "wmb_ego_future": (WM_STEPS, 3), "wmb_agents_future": (N, WM_STEPS, 2),
+              "wmb_agents_future_mask": (N, WM_STEPS)}
+    types = {"wmb_row": np.int64, "wmb_agents_future_mask": bool}
+    return {k: np.asarray(v, types.get(k, np.float32)).reshape(-1, *shapes[k]) for k, v in rows.items()}
+
+
+def concat_samples(parts: list[dict]) -> dict[str, np.ndarray]:
+    """Samples of several episodes or datasets in one table (wmb_row re-pointed at the concatenated rows)."""
+    out, n = {k: [] for k in parts[0]}, 0
+    for p in parts:
+        for k in out:
+            out[k].append(p[k] + n if k == "wmb_row" else p[k])
+        n += len(p["speed"])
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def _episode_worker(args):
@@ -181,9 +226,7 @@ def build_samples(cfg: DataConfig, fcfg: FeatureConfig | None = None, log=print)
         if parts:
             d["episode"] = d["episode"] + parts[-1]["episode"].max() + 1
         parts.append(d)
-    if len(parts) == 1:
-        return parts[0]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return parts[0] if len(parts) == 1 else concat_samples(parts)
 
 
 def _build_one(cfg: DataConfig, fcfg: FeatureConfig, log) -> dict[str, np.ndarray]:
@@ -215,12 +258,13 @@ def _build_one(cfg: DataConfig, fcfg: FeatureConfig, log) -> dict[str, np.ndarra
         log(f"skipped episode {e}")
     if not parts:
         raise FrameError(f"{root}: no usable episodes ({len(errors)} failed)" + (f"; first: {errors[0]}" if errors else ""))
-    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    data = concat_samples(parts)
     cache.parent.mkdir(exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, **data)
     tmp.replace(cache)
-    log(f"{len(data['speed'])} samples from {len(parts)} episodes -> {cache}")
+    log(f"{len(data['speed'])} samples ({len(data['wmb_row'])} counterfactual world-model rows) from {len(parts)} "
+        f"episodes -> {cache}")
     return data
 
 

@@ -84,6 +84,43 @@ def reactivity(wm, data: dict, idx: np.ndarray, commit_speed: float = 8.0) -> di
     return out
 
 
+def counterfactual_reactivity(wm, data: dict, idx: np.ndarray) -> dict:
+    """Against the simulator: for the counterfactual branches of the frames idx (the stop plan, branch 0, and
+    the 12 m/s plan, branch 1, sim/branch.py), how far apart each agent ends up in 3 s under the two plans in
+    the simulator, and in the world model's top-1 prediction under the same two plans. Agents whose two
+    futures differ by more than 1 m in the simulator are the ones that reacted."""
+    import torch
+
+    from ..models.nets import INPUT_NAMES
+
+    if "wmb_row" not in data or not len(data["wmb_row"]):
+        return {}
+    rows = np.flatnonzero(np.isin(data["wmb_row"], idx))
+    K = int(np.bincount(data["wmb_row"][rows]).max()) if len(rows) else 0
+    if K < 2:
+        return {}
+    rows = rows.reshape(-1, K)[:, :2]  # branches of a frame are consecutive rows: stop, 12 m/s, ...
+    frames = data["wmb_row"][rows[:, 0]]
+    b = {k: torch.as_tensor(np.asarray(data[k][frames], np.float32)) for k in INPUT_NAMES}
+    end = []
+    with torch.no_grad():
+        for j in range(2):
+            plan = torch.as_tensor(data["wmb_ego_future"][rows[:, j]])
+            traj, ml = wm(*(b[k] for k in INPUT_NAMES), plan)
+            end.append(traj[torch.arange(len(frames))[:, None], torch.arange(traj.shape[1])[None], ml.argmax(-1)][:, :, -1].numpy())
+    m = data["wmb_agents_future_mask"][rows[:, 0], :, -1] & data["wmb_agents_future_mask"][rows[:, 1], :, -1]
+    sim_d = np.linalg.norm(data["wmb_agents_future"][rows[:, 0], :, -1] - data["wmb_agents_future"][rows[:, 1], :, -1], axis=-1)
+    wm_d = np.linalg.norm(end[0] - end[1], axis=-1)
+    react = m & (sim_d > 1.0)
+    out = {"frames": int(len(frames)), "agents": int(m.sum()), "reacting_agents": int(react.sum())}
+    if react.any():
+        out["reacting_sim_apart_m"] = round(float(sim_d[react].mean()), 3)
+        out["reacting_wm_apart_m"] = round(float(wm_d[react].mean()), 3)
+    if (m & ~react).any():
+        out["others_wm_apart_m"] = round(float(wm_d[m & ~react].mean()), 3)
+    return out
+
+
 def plot_curves(series: dict[str, tuple[list[float], list[float]]], out: str | Path, title: str = "") -> Path:
     """A small multi-panel line plot (one panel per series) with PIL; no plotting library needed."""
     from PIL import Image, ImageDraw
@@ -145,7 +182,7 @@ def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dic
     for i, routes in enumerate(r for r in cfg.dagger_routes.split(",") if r):
         d = out / "dagger" / f"data_{i}"
         idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=cfg.workers,
-                                    seed=cfg.seed + 1000 * (i + 1), b2d=False, driver="il",
+                                    seed=cfg.seed + 1000 * (i + 1), b2d=False, driver="il", branches=0,
                                     driver_model=str((models / "il" / "planner.onnx").resolve())), log)
         eps = idx["episodes"]
         rep["datasets"].append({"routes": routes, "out": str(d), "episodes": len(eps),
@@ -203,6 +240,9 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
             _, va = split(data, 0.1, cfg.seed)
             idx = np.random.default_rng(0).choice(va, size=min(512, len(va)), replace=False)
             m["reactivity"] = reactivity(wm, data, idx)
+            cf = counterfactual_reactivity(wm, data, va)  # every held-out frame with branches
+            if cf:
+                m["reactivity"]["counterfactual"] = cf
             log(f"world-model reactivity: {json.dumps(m['reactivity'])}")
             (out / "wm" / "metrics.json").write_text(json.dumps(m, indent=2))
         else:

@@ -102,6 +102,19 @@ class SimState:
                      for f in dataclasses.fields(self)}
         )
 
+    def tile(self, k: int) -> SimState:
+        """A state of E*k envs: every env repeated k times in a row (env e -> envs e*k .. e*k+k-1), nested
+        scripts, flows and perturbations included (counterfactual branches from one state, sim/branch.py)."""
+
+        def rep(v):
+            if v is None:
+                return None
+            if dataclasses.is_dataclass(v):
+                return dataclasses.replace(v, **{f.name: rep(getattr(v, f.name)) for f in dataclasses.fields(v)})
+            return np.repeat(v, k, axis=0)
+
+        return rep(self)
+
     def validate(self) -> None:
         """Raise ValueError naming the first field whose shape or dtype is wrong, or that holds NaN."""
         E, A = self.x.shape
