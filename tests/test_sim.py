@@ -261,5 +261,7 @@ def test_branches_same_world_different_plans(proc_town):
     gap_brake = np.linalg.norm(out["ego"][0, -1, :2] - out["agents"][0, -1, 0])
     assert gap_brake > 4.6, gap_brake  # and stopped behind the ego, not in it
     assert np.allclose(out["agents"][1], out["agents"][2]) and np.allclose(out["ego"][1], out["ego"][2])
+    two = branch_rollouts(sim, st.tile(2), path, np.array([0.0, 12.0]))  # a batched state: env 0 branches
+    assert np.allclose(two["ego"], out["ego"][:2]) and np.allclose(two["agents"], out["agents"][:2])
     tiled = st.tile(3)
     assert tiled.num_envs == 3 and np.array_equal(tiled.x[2], st.x[0]) and tiled.light_offset.shape[0] == 3

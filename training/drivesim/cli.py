@@ -256,7 +256,8 @@ def cmd_collect(a) -> int:
                         seed=a.seed, route_ids=a.route_ids.split(",") if a.route_ids else None,
                         max_routes=a.max_routes, b2d=not a.no_anno, steer_noise=a.steer_noise,
                         speed_noise=a.speed_noise, noise_rate=a.noise_rate, noise_duration=a.noise_duration,
-                        driver=a.driver, driver_model=a.driver_model)
+                        driver=a.driver, driver_model=a.driver_model, branches=a.branches,
+                        branch_every=a.branch_every)
     idx = collect(cfg)
     frames = sum(e["frames"] for e in idx["episodes"])
     print(f"{len(idx['episodes'])} episodes, {frames} frames ({frames * idx['frame_dt'] / 3600:.2f} h), "
@@ -531,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DAgger: this policy drives (e.g. il) while --policy (the expert) labels every frame")
     q.add_argument("--driver-model", default=None,
                    help="ONNX file of a learned --driver (default: $DRIVE_STACK_MODELS, results/models, models/)")
+    q.add_argument("--branches", type=int, default=3,
+                   help="counterfactual ego plans per branch point, the world model's reactivity data (0: none)")
+    q.add_argument("--branch-every", type=float, default=1.0, help="[s] between branch points")
     q.set_defaults(fn=cmd_collect)
     d = sub.add_parser("dataset", help="collected datasets").add_subparsers(dest="sub", required=True)
     q = d.add_parser("stats", help="frames, hours, per-scenario-type counts, speed and command histograms")
