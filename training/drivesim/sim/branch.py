@@ -41,7 +41,7 @@ def branch_rollouts(sim: Simulator, state: SimState, path_world: np.ndarray, spe
     path_world = np.asarray(path_world, np.float64)
     if path_world.ndim != 2 or path_world.shape[1] != 2 or len(path_world) < 2:
         raise ValueError(f"branch_rollouts: path of shape {path_world.shape}, expected (P >= 2, 2)")
-    one = state if state.num_envs == 1 else _env(state, 0)
+    one = state if state.num_envs == 1 else state.env(0)
     st = one.tile(K)
     n = int(round(seconds / sim.dt))
     rec = int(round(every / sim.dt))
@@ -65,20 +65,6 @@ def branch_rollouts(sim: Simulator, state: SimState, path_world: np.ndarray, spe
             agents[:, j] = np.stack([st.x[:, 1:], st.y[:, 1:]], -1)
             valid[:, j] = st.valid[:, 1:]
     return {"ego": ego, "agents": agents, "valid": valid}
-
-
-def _env(state: SimState, e: int) -> SimState:
-    """Env e of a batched state as a state of one env."""
-    import dataclasses
-
-    def take(v):
-        if v is None:
-            return None
-        if dataclasses.is_dataclass(v):
-            return dataclasses.replace(v, **{f.name: take(getattr(v, f.name)) for f in dataclasses.fields(v)})
-        return v[e:e + 1].copy()
-
-    return take(state)
 
 
 __all__ = ["branch_rollouts", "to_world"]

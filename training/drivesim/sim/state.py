@@ -102,18 +102,27 @@ class SimState:
                      for f in dataclasses.fields(self)}
         )
 
-    def tile(self, k: int) -> SimState:
-        """A state of E*k envs: every env repeated k times in a row (env e -> envs e*k .. e*k+k-1), nested
-        scripts, flows and perturbations included (counterfactual branches from one state, sim/branch.py)."""
+    def map_arrays(self, fn) -> SimState:
+        """A new state with fn applied to every array field, nested scripts, flows and perturbations
+        included (all of them have the env axis first)."""
 
-        def rep(v):
+        def go(v):
             if v is None:
                 return None
             if dataclasses.is_dataclass(v):
-                return dataclasses.replace(v, **{f.name: rep(getattr(v, f.name)) for f in dataclasses.fields(v)})
-            return np.repeat(v, k, axis=0)
+                return dataclasses.replace(v, **{f.name: go(getattr(v, f.name)) for f in dataclasses.fields(v)})
+            return fn(v)
 
-        return rep(self)
+        return go(self)
+
+    def tile(self, k: int) -> SimState:
+        """A state of E*k envs: every env repeated k times in a row (env e -> envs e*k .. e*k+k-1)
+        (counterfactual branches from one state, sim/branch.py)."""
+        return self.map_arrays(lambda a: np.repeat(a, k, axis=0))
+
+    def env(self, e: int) -> SimState:
+        """Env e as a state of one env (a copy)."""
+        return self.map_arrays(lambda a: a[e:e + 1].copy())
 
     def validate(self) -> None:
         """Raise ValueError naming the first field whose shape or dtype is wrong, or that holds NaN."""
