@@ -246,7 +246,17 @@ def test_rl_moves_only_the_longitudinal_head(trained, dataset, algo):
     assert changed == {"path_enc", "speed_q", "speed_kv", "speed_head"}
     h = m["history"]
     assert len(h) == 4 and all(np.isfinite(r["loss"]) and r["entropy"] > 0 for r in h)
-    assert {"reward/collision", "reward/progress", "approx_kl", "rollout_steps_per_s"} <= set(h[0])
+    assert {"reward/collision", "reward/progress", "reward/ttc", "approx_kl", "rollout_steps_per_s"} <= set(h[0])
+    if algo == "grpo":  # the same with the unseen agents replayed and critical start states; a horizon too long
+        st = RLStage(_tiny(RLConfig, dataset, name="rl_unseen", init=cfg.init, world_model=cfg.world_model,
+                           updates=2, states=32, unseen_agents=True, critical=0.5), log=lambda *_: None)
+        idx = st.draw()
+        nc = min(16, len(st.crit))
+        assert len(idx) == 32 and len(set(idx.tolist())) == 32 and np.isin(idx[:nc], st.crit).all()
+        assert np.isfinite(st.run()["history"][-1]["loss"])
+        with pytest.raises(ValueError, match="horizon 31"):
+            RLStage(_tiny(RLConfig, dataset, name="rl_h", init=cfg.init, world_model=cfg.world_model, horizon=31),
+                    log=lambda *_: None)
 
 
 def test_onnx_parity_and_runtime(tmp_path):
@@ -329,3 +339,93 @@ def test_cached_samples_are_reused(dataset):
     assert len(cache) == 1
     b = build_samples(DataConfig(str(dataset / "ds"), workers=1), FC, log=lambda *_: None)
     assert np.array_equal(a["speed"], b["speed"])
+
+
+def test_unseen_agents_are_the_logs_hidden_ones_near_the_ego():
+    """A pedestrian the features did not show (slot 1) walks into the ego's path: it is a roll_unseen row, in the
+    ego frame, with its kind; the seen agent (slot 0) and one that stays 60 m away (slot 2) are not."""
+    from drivesim.learn.data import UNSEEN, unseen_agents
+
+    F, A, K = 40, 3, 20
+    t = np.arange(F) * 0.1
+    ego = np.zeros((F, 5))
+    ego[:, 0], ego[:, 1], ego[:, 2] = 100.0 + 10.0 * t, 50.0, 0.0  # along +x at 10 m/s
+    ag = np.zeros((F, A, 7))
+    av = np.ones((F, A), bool)
+    ag[:, 0, 0], ag[:, 0, 1], ag[:, 0, 4], ag[:, 0, 5] = 120.0, 50.0, 4.6, 1.9  # seen, standing ahead
+    ag[:, 1, 0], ag[:, 1, 1], ag[:, 1, 2] = 125.0, 56.0 - 2.0 * t, -np.pi / 2  # walks across at 2 m/s
+    ag[:, 1, 4], ag[:, 1, 5], ag[:, 1, 6] = 0.6, 0.6, AgentKind.PEDESTRIAN
+    ag[:, 2, 0], ag[:, 2, 1] = 100.0, 110.0
+    av[:5, 1] = False  # not there in the first frames: appears within the horizon
+    f = 2
+    ri = f + np.arange(1, K + 1)
+    out, mask, kind = unseen_agents(ego, ag, av, ri, np.ones(K, bool), np.array([0]), ego[f, :3])
+    assert out.shape == (UNSEEN, K, 5) and mask.shape == (UNSEEN, K)
+    assert kind[0] == AgentKind.PEDESTRIAN and (kind[1:] == -1).all() and not mask[1:].any()
+    assert not mask[0, :2].any() and mask[0, 2:].all()  # frames 3, 4 are before it appears
+    k = 10  # frame 13: the walker at (125, 56 - 2.6), the ego of frame 2 at (102, 50)
+    assert np.allclose(out[0, k, :2], [23.0, 6.0 - 2.6], atol=1e-9) and np.isclose(out[0, k, 2], -np.pi / 2)
+    assert np.allclose(out[0, k, 3:], [0.6, 0.6])
+
+
+def test_rl_replays_unseen_agents_and_draws_critical_states():
+    """rewards() counts a hit on an unseen column (from `seen` on) as collided_unseen; critical_states picks the
+    samples where a logged agent, seen or unseen, comes within 3 m of the logged ego."""
+    from drivesim.learn.rl import critical_states, ego_rollout, rewards
+
+    K = 20
+    path = extend_path(np.stack([np.arange(1, 7) * 2.0, np.zeros(6)], -1)[None]).repeat(2, 0)
+    poses, speeds = ego_rollout(path, np.array([0.0, 10.0]), np.array([8.0, 8.0]), K)
+    agents = np.zeros((2, 2, K, 5))
+    agents[:, 1, :, 0], agents[:, 1, :, 3], agents[:, 1, :, 4] = 15.0, 0.6, 0.6  # column 1: the unseen walker
+    amask = np.zeros((2, 2, K), bool)
+    amask[:, 1] = True
+    ego = np.zeros((1, 15), np.float32)
+    ego[0, 2], ego[0, 3] = 1.0, 1.0
+    b = {"ego": torch.as_tensor(ego), "route": torch.as_tensor(np.concatenate(
+        [np.stack([np.arange(20) * 2.0 / POS_SCALE, np.zeros(20)], -1), np.tile([1.0, 0.0], (20, 1))], -1)[None],
+        dtype=torch.float32), "route_mask": torch.ones(1, 20), "roll_ego": torch.zeros(1, K, 2),
+        "roll_ego_mask": torch.zeros(1, K)}
+    r = rewards(RLConfig(), b, poses, speeds, agents, amask, np.full((2, 2), int(AgentKind.PEDESTRIAN)), 2, seen=1)
+    assert r["collided"].tolist() == [0.0, 1.0] and r["collided_unseen"].tolist() == [0.0, 1.0]
+    assert r["collision"][1] == RLConfig().collision_pedestrian
+    r = rewards(RLConfig(), b, poses, speeds, agents, amask, np.zeros((2, 2), int), 2, seen=2)
+    assert r["collided_unseen"].tolist() == [0.0, 0.0]
+    # three samples: nothing near / a seen agent 2 m from the logged ego / an unseen one 2 m away
+    ego_path = np.stack([np.arange(1, K + 1) * 0.5, np.zeros(K)], -1)
+    data = {"roll_ego": np.repeat(ego_path[None], 3, 0), "roll_agents": np.zeros((3, 2, K, 5)),
+            "roll_agents_mask": np.zeros((3, 2, K)), "roll_unseen": np.zeros((3, 1, K, 5)),
+            "roll_unseen_mask": np.zeros((3, 1, K))}
+    data["roll_agents"][:, 0, :, 0] = 50.0
+    data["roll_agents_mask"][:, 0] = 1
+    data["roll_agents"][1, 1, :, :2] = ego_path + [0.0, 2.0]
+    data["roll_agents_mask"][1, 1] = 1
+    data["roll_unseen"][2, 0, :, :2] = ego_path + [2.0, 0.0]
+    data["roll_unseen_mask"][2, 0, 5:] = 1
+    assert critical_states(data, np.arange(3)).tolist() == [False, True, True]
+    assert critical_states(data, np.array([2]), gap=1.5).tolist() == [False]
+
+
+def test_ttc_conflict_sees_a_closing_gap_past_the_horizon():
+    """The ego ends a rollout at 4.1 m/s, 5.5 m (centre to centre) behind a cyclist at 3.3 m/s: no collision yet,
+    but at constant velocities the gap closes within... 4 s, not 1.5 s; 3.2 m behind, it closes in time. A faster
+    agent ahead, or a closing one behind the ego, is no conflict."""
+    from drivesim.learn.rl import ttc_conflict
+
+    K = 20
+    t = np.arange(K) * 0.1
+    poses = np.zeros((4, K, 3))
+    poses[..., 0] = 4.1 * t
+    speeds = np.full((4, K), 4.1)
+    agents = np.zeros((4, 1, K, 5))
+    agents[..., 3], agents[..., 4] = 1.8, 0.7
+    end = 4.1 * t[-1]
+    agents[0, 0, :, 0] = end + 5.5 - 3.3 * (t[-1] - t)  # 5.5 m ahead at the end, 3.3 m/s
+    agents[1, 0, :, 0] = end + 3.2 - 3.3 * (t[-1] - t)
+    agents[2, 0, :, 0] = end + 3.2 - 6.0 * (t[-1] - t)  # faster than the ego
+    agents[3, 0, :, 0] = end - 5.0 - 8.0 * (t[-1] - t)  # behind, closing at 8 m/s
+    amask = np.ones((4, 1, K), bool)
+    assert ttc_conflict(poses, speeds, agents, amask, 1.5).tolist() == [False, True, False, False]
+    assert ttc_conflict(poses, speeds, agents, amask, 4.0).tolist() == [True, True, False, False]
+    amask[1, 0, -1] = False  # gone at the last step: nothing to project
+    assert not ttc_conflict(poses, speeds, agents, amask, 1.5)[1]

@@ -11,6 +11,11 @@ scene, perceived as a policy would (range + occlusion, `ScenePerceiver`), turned
   roll_ego (K, 2) / roll_ego_mask (K,): the logged ego at 10 Hz over the RL horizon;
   roll_agents (N, K, 5) / roll_agents_mask (N, K): those agents at 10 Hz (x, y, yaw, length, width), for
       log-replay rollouts; agent_kind (N,).
+  roll_unseen (U, K, 5) / roll_unseen_mask (U, K) / unseen_kind (U,): agents of the log that the features did
+      not show (hidden behind something, out of range, or not there yet: a pedestrian about to step out from
+      behind a parked van) but that come within UNSEEN_RADIUS of the logged ego over the RL horizon, nearest
+      first. Nothing the policy sees can predict them; RL rollouts can replay them from the log
+      (RLConfig.unseen_agents): the pseudo-simulator is made of logs, and what was hidden in the log is there.
 
 Counterfactual branches (episodes collected with `--branches`, sim/branch.py) add world-model rows of their
 own, M of them (a leading dimension of their own, prefixed wmb_): wmb_row (M,) the sample whose features they
@@ -18,7 +23,7 @@ share, wmb_ego_future (M, T, 3), wmb_agents_future (M, N, T, 2), wmb_agents_futu
 frame under another ego plan, and where the same agents went then.
 
 The result is cached next to the dataset (``learn_cache/<hash>.npz``), keyed by the dataset index, the feature
-config and FORMAT.
+config, FORMAT and the constants below (horizons, steps).
 """
 
 from __future__ import annotations
@@ -39,13 +44,15 @@ from ..sim.perception import ScenePerceiver
 from ..sim.state import EGO, empty_state
 from .features import FeatureBuilder, FeatureConfig
 
-FORMAT = 3  # 3: counterfactual branch rows (wmb_*)
+FORMAT = 4  # 3: counterfactual branch rows (wmb_*); 4: unseen agents of the RL horizon (roll_unseen*)
 SPEED_AT = 4  # [m] (plan_speed index: points are 1 m apart, index 0 = now)
 PATH_S = np.arange(1, 7) * 2.0  # [m] the lateral head's 6 path points, 2 m apart
 WM_DT = 0.5  # [s] world-model step (2 Hz)
 WM_STEPS = 6  # 3 s
 ROLL_DT = 0.1  # [s] RL rollout step (10 Hz)
-ROLL_STEPS = 20  # 2 s
+ROLL_STEPS = 30  # 3 s (the RL horizon is RLConfig.horizon, at most this)
+UNSEEN = 8  # roll_unseen rows per sample
+UNSEEN_RADIUS = 20.0  # [m] an unseen agent this close to the logged ego at some step of the horizon is replayed
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,8 @@ def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig | None = None) ->
     rows: dict[str, list] = {k: [] for k in ("ego", "route", "route_mask", "agents", "agents_mask", "lanes",
                                              "lanes_mask", "path", "speed", "ego_future", "ego_future_mask",
                                              "agents_future", "agents_future_mask", "roll_ego", "roll_ego_mask",
-                                             "roll_agents", "roll_agents_mask", "agent_kind")}
+                                             "roll_agents", "roll_agents_mask", "agent_kind", "roll_unseen",
+                                             "roll_unseen_mask", "unseen_kind")}
     lights = arr["lights"]
     slots = []
     for f in range(F):
@@ -162,11 +170,42 @@ def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig | None = None) ->
         rows["roll_agents"].append(ra * rm[..., None])
         rows["roll_agents_mask"].append(rm)
         rows["agent_kind"].append(np.where(has, ag[f, slot, 6], -1))
+        un, um, uk = unseen_agents(ego, ag, av, ri, rok, slot[has], pose)
+        rows["roll_unseen"].append(un)
+        rows["roll_unseen_mask"].append(um)
+        rows["unseen_kind"].append(uk)
     out = {k: np.asarray(v, np.float32 if k not in ("route_mask", "agents_mask", "lanes_mask", "ego_future_mask",
-                                                      "agents_future_mask", "roll_ego_mask", "roll_agents_mask")
+                                                      "agents_future_mask", "roll_ego_mask", "roll_agents_mask",
+                                                      "roll_unseen_mask")
                          else bool) for k, v in rows.items()}
     out.update(branch_samples(arr, slots, N))
     return out
+
+
+def unseen_agents(ego: np.ndarray, ag: np.ndarray, av: np.ndarray, ri: np.ndarray, rok: np.ndarray,
+                  seen: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The roll_unseen rows of one frame (see the module doc). ego (F, >=2) and ag (F, A, 7) / av (F, A): the
+    episode's log; ri (K,) the frames of the horizon, rok (K,) which of them exist; seen: the agent slots the
+    features show; pose: the ego's pose at the frame. Returns (U, K, 5) x, y, yaw, length, width in the ego
+    frame, (U, K) mask and (U,) kind (-1: empty row)."""
+    U, K = UNSEEN, len(ri)
+    ok = av[ri] & rok[:, None]  # (K, A)
+    d = np.hypot(ag[ri][..., 0] - ego[ri, 0][:, None], ag[ri][..., 1] - ego[ri, 1][:, None])
+    dmin = np.where(ok, d, np.inf).min(0)  # (A,)
+    dmin[seen] = np.inf
+    pick = np.argsort(dmin, kind="stable")[:U]
+    pick = pick[dmin[pick] < UNSEEN_RADIUS]
+    out, mask, kind = np.zeros((U, K, 5)), np.zeros((U, K), bool), np.full(U, -1.0)
+    if len(pick):
+        n = len(pick)
+        x, y = _to_frame(ag[ri][:, pick, 0], ag[ri][:, pick, 1], pose)  # (K, n)
+        yaw = ag[ri][:, pick, 2] - pose[2]
+        out[:n] = np.stack([x, y, yaw, ag[ri][:, pick, 4], ag[ri][:, pick, 5]], -1).transpose(1, 0, 2)
+        mask[:n] = ok[:, pick].T
+        out[:n] *= mask[:n, :, None]
+        first = ok[:, pick].argmax(0)  # the first step each one is there
+        kind[:n] = ag[ri[first], pick, 6]
+    return out, mask, kind
 
 
 def branch_samples(arr: dict, slots: list, N: int) -> dict[str, np.ndarray]:
@@ -233,8 +272,9 @@ def _build_one(cfg: DataConfig, fcfg: FeatureConfig, log) -> dict[str, np.ndarra
     root = Path(cfg.data)
     idx = load_index(root)
     eps = idx["episodes"][: cfg.max_episodes] if cfg.max_episodes else idx["episodes"]
+    consts = [SPEED_AT, PATH_S.tolist(), WM_DT, WM_STEPS, ROLL_DT, ROLL_STEPS, UNSEEN, UNSEEN_RADIUS]
     key = hashlib.sha1(json.dumps({"eps": [(e["episode"], e["frames"]) for e in eps], "f": asdict(fcfg),
-                                   "v": FORMAT}, sort_keys=True).encode()).hexdigest()[:16]
+                                   "v": FORMAT, "c": consts}, sort_keys=True).encode()).hexdigest()[:16]
     cache = root / "learn_cache" / f"{key}.npz"
     if cache.exists():
         with np.load(cache) as z:

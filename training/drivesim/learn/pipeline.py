@@ -158,7 +158,8 @@ def stage_curves(metrics: dict) -> dict[str, tuple[list[float], list[float]]]:
     h = metrics.get("history", [])
     if metrics.get("stage") == "rl":
         x = [r["update"] for r in h]
-        keys = ["reward/total", "reward/collided", "reward/progress", "entropy", "approx_kl", "speed_mean_m_s"]
+        keys = ["reward/total", "reward/collided", "reward/progress", "reward/ttc", "entropy", "approx_kl",
+                "speed_mean_m_s"]
         return {k: (x, [r[k] for r in h]) for k in keys if h and k in h[0]}
     x = [r["epoch"] for r in h]
     out = {"train loss": (x, [r["train"]["loss"] for r in h])}
