@@ -19,6 +19,10 @@ LATCHED_MANY = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)  # one latched message per publisher
 RELIABLE = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
+# rare events that must reach a reader matched late (a takeover at the first tick can be published before the
+# recorder's reader is matched to the monitor's writer; volatile, it was lost and no bag was written)
+EVENTS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class StackNode(Node):

@@ -20,7 +20,7 @@ from rosgraph_msgs.msg import Clock
 
 from . import convert
 from . import node_table as T
-from .common import RELIABLE, StackNode, run
+from .common import EVENTS, RELIABLE, StackNode, run
 
 MSG_PACKAGES = ("carla_msgs", "derived_object_msgs", "drive_stack_msgs")
 
@@ -67,7 +67,7 @@ class Recorder(StackNode):
         self.create_subscription(Clock, T.CLOCK, self._on_clock, 10)
         for topic, msgtype in T.RECORDED.items():
             self.create_subscription(msg_class(msgtype), topic, self._recorder_for(topic, msgtype), RELIABLE, raw=True)
-        self.create_subscription(TakeoverEvent, T.TAKEOVER, self._on_takeover, RELIABLE)
+        self.create_subscription(TakeoverEvent, T.TAKEOVER, self._on_takeover, EVENTS)
         signal.signal(signal.SIGTERM, _interrupt)  # a launcher's SIGTERM closes the bags like Ctrl-C
         self.get_logger().info(f"recording {len(T.RECORDED)} topics ({self.mode}) into {out}")
         self.announce_ready()

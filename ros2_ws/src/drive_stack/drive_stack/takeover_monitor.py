@@ -26,7 +26,7 @@ from std_msgs.msg import Bool
 
 from . import convert
 from . import node_table as T
-from .common import LATCHED, RELIABLE, StackNode, run
+from .common import EVENTS, LATCHED, RELIABLE, StackNode, run
 
 PLANNER_OK_WINDOW = 0.151  # [s sim] the planner counts as healthy if it answered one of the last 3 ticks validly
 
@@ -53,7 +53,7 @@ class TakeoverMonitor(StackNode):
         self.last_ok_t = -1.0  # stamp of the planner's last valid, on-time command
         self.armed = False  # the deadline counts once the planner said it is ready (or answered a tick)
         self.pub_cmd = self.create_publisher(CarlaEgoVehicleControl, T.CONTROL_CMD, RELIABLE)
-        self.pub_event = self.create_publisher(TakeoverEvent, T.TAKEOVER, RELIABLE)
+        self.pub_event = self.create_publisher(TakeoverEvent, T.TAKEOVER, EVENTS)
         self.pub_status = self.create_publisher(StackStatus, T.STATUS, RELIABLE)
         self.create_subscription(Clock, T.CLOCK, self._on_clock, 10)
         self.create_subscription(PerceivedScene, T.SCENE, self._on_scene, RELIABLE)
