@@ -138,7 +138,7 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
     full (E, A) arrays; non-IDM agents keep their values.
 
     Per IDM agent (compiled, `_idm_step`): its leader along the lane graph (`lane_leaders`) or the nearest agent
-    that is no lane follower (the ego, scenario actors, walkers, replayed or standing agents) in front of it,
+    that is no lane follower (the ego, scenario actors, walkers, replayed agents; not standing props) in front,
     across its path within AHEAD_RANGE (the ego leaves the lane graph when it turns, swerves or changes lanes;
     scenario actors and walkers are never on it: without this, a car drove through the bicycles of
     HazardAtSideLane); a virtual stop at the end of its lane (STOP_MARGIN before it) for a red light, a
@@ -195,9 +195,9 @@ def _idm_step(valid, behavior, lane, s, next_lane, speed, length, width, x, y, y
             gap, lead_v, ld = float(gap_l[e, a]), float(lead_vl[e, a]), lead_l[e, a]
             stuck = ld >= 0 and behavior[e, ld] == _STATIC and gap < STUCK_GAP and v < 0.1
             c, sn = math.cos(yaw[e, a]), math.sin(yaw[e, a])
-            for b in range(A):  # the ego and every other non-lane-following agent in front, across this one's path
-                if b == a or not valid[e, b] or behavior[e, b] == _IDM:
-                    continue
+            for b in range(A):  # the ego and every other moving agent off the lane graph, in front across its path
+                if b == a or not valid[e, b] or behavior[e, b] == _IDM or behavior[e, b] == _STATIC:
+                    continue  # (standing obstacles in a lane are lane leaders; props beside it are no one's way)
                 dx, dy = x[e, b] - x[e, a], y[e, b] - y[e, a]
                 lon, lat = dx * c + dy * sn, -dx * sn + dy * c
                 if not 0 < lon < AHEAD_RANGE:
