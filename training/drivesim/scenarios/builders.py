@@ -824,7 +824,9 @@ def _place_actors(state: SimState, e: int, actors: list[ActorSpec], first_slot: 
                 if f in sc:
                     getattr(state.script, f)[e, k] = sc[f]
             state.script.appear[e, k] = bool(sc.get("appear", False))
-            state.script.end_vanish[e, k] = bool(sc.get("end_vanish", False))
+            # a scenario walker leaves at the end of its walk (scenario_runner destroys it there): standing on the
+            # far lane it would hold up the traffic that now stops for it (sim/traffic.py) for good
+            state.script.end_vanish[e, k] = bool(sc.get("end_vanish", a.kind == AgentKind.PEDESTRIAN))
             state.script.follow[e, k] = bool(sc.get("follow", False))
             state.desired_speed[e, k] = float(sc.get("go_speed", 0.0))
             state.script.t_act[e, k] = np.inf

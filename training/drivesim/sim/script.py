@@ -10,8 +10,9 @@ A SCRIPTED agent follows a polyline path (up to K points) with a speed that depe
 It is triggered when the ego's centre comes within `trigger[2]` metres of the point `trigger[:2]`. An agent
 with `appear` is invisible (valid False), and frozen in place with its start speed, until its trigger fires
 (a door opening, a lead car entering the scene); `vanish_after` seconds after its trigger it leaves the scene (a blocker that clears); at the path's end
-it stops, or leaves when `end_vanish`. Speeds change at most by `accel` per second. A `follow` agent keeps a
-gap behind the ego when the ego is ahead on its heading line (an emergency vehicle held up, not ramming). Progress along the path
+it stops, or leaves when `end_vanish`. Speeds change at most by `accel` per second. Every scripted vehicle keeps
+a gap behind other agents in its way; a `follow` agent also behind the ego when the ego is ahead on its heading
+line (an emergency vehicle held up, not ramming). Progress along the path
 is the agent's `s`; scripted obstacles that stand in a lane keep their (lane, s) assignment so that IDM traffic
 queues behind them.
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .state import BEH, EGO, SimState
+from .state import BEH, EGO, AgentKind, SimState
 
 MAX_PATH = 16  # K: path points per scripted agent
 
@@ -73,7 +74,8 @@ class Script:
 
 
 FOLLOW_MARGIN = 0.5  # [m] lateral, beyond the two half widths: a follower keeps behind an ego this close to its line
-_SCRIPTED = BEH.SCRIPTED
+_SCRIPTED, _STATIC = BEH.SCRIPTED, BEH.STATIC
+_PEDESTRIAN = int(AgentKind.PEDESTRIAN)
 
 
 def phase_speed(sc: Script, t_act: np.ndarray, since: np.ndarray) -> np.ndarray:
@@ -142,21 +144,24 @@ def _path_positions(path, cum, s):  # pragma: no cover (compiled)
 
 def script_step(state: SimState, dt: float) -> dict[str, np.ndarray]:
     """New (x, y, yaw, speed, accel, s, valid) of SCRIPTED agents and the updated trigger times (`_script_step`,
-    compiled). Followers: with the ego ahead (within 60 m, its box overlapping the heading line's corridor) the
-    speed is capped so that braking at half the accel limit stops 4 m behind it, v <= v_ego + sqrt(2 b (gap -
-    4)); a follower appearing behind the ego comes in no faster than it could still follow at."""
+    compiled). A scripted vehicle (not a walker) with an agent ahead (within 60 m, its box overlapping the
+    heading line's corridor; standing props and parked cars excepted: scripts are laid out around them) caps
+    its speed so that braking at half the accel limit stops 4 m behind it, v <= v_ahead + sqrt(2 b (gap - 4)):
+    as CARLA's agents brake for vehicles in their way, a HardBreakRoute leader no longer drives through a car
+    queuing at a light. The ego counts only for followers (`follow`): the others are meant to pressure it; a
+    follower appearing behind the ego comes in no faster than it could still follow at."""
     sc = state.script
     out = {k: getattr(state, k).copy() for k in ("x", "y", "yaw", "speed", "accel", "s", "valid")}
     out["t_act"] = sc.t_act.copy()
-    _script_step(state.behavior, state.valid, state.x, state.y, state.yaw, state.speed, state.s, state.length,
-                 state.width, state.t, sc.path, sc.cum, sc.trigger, sc.wait_speed, sc.go_speed, sc.accel, sc.brake_at,
-                 sc.hold, sc.vanish_after, sc.appear, sc.end_vanish, sc.follow, float(dt), out["x"], out["y"],
-                 out["yaw"], out["speed"], out["accel"], out["s"], out["valid"], out["t_act"])
+    _script_step(state.behavior, state.kind, state.valid, state.x, state.y, state.yaw, state.speed, state.s,
+                 state.length, state.width, state.t, sc.path, sc.cum, sc.trigger, sc.wait_speed, sc.go_speed,
+                 sc.accel, sc.brake_at, sc.hold, sc.vanish_after, sc.appear, sc.end_vanish, sc.follow, float(dt),
+                 out["x"], out["y"], out["yaw"], out["speed"], out["accel"], out["s"], out["valid"], out["t_act"])
     return out
 
 
 @njit(cache=True)
-def _script_step(behavior, valid, x, y, yaw, speed, s, length, width, t, path, cum, trigger, wait_speed, go_speed,
+def _script_step(behavior, kind, valid, x, y, yaw, speed, s, length, width, t, path, cum, trigger, wait_speed, go_speed,
                  acc, brake_at, hold, vanish_after, appear, end_vanish, follow, dt,
                  o_x, o_y, o_yaw, o_speed, o_accel, o_s, o_valid, o_tact):  # pragma: no cover (compiled)
     E, A = x.shape
@@ -175,16 +180,22 @@ def _script_step(behavior, valid, x, y, yaw, speed, s, length, width, t, path, c
             since = t[e] - ta if active else -np.inf
             target = _phase_speed(ta, since, brake_at[e, a], hold[e, a], wait_speed[e, a], go_speed[e, a])
             c, sn = math.cos(yaw[e, a]), math.sin(yaw[e, a])
-            dxe, dye = ex - x[e, a], ey - y[e, a]
-            lon, lat = dxe * c + dye * sn, -dxe * sn + dye * c
-            gap = lon - (length[e, a] + length[e, EGO]) / 2
-            ahead = follow[e, a] and 0 < lon < 60.0 and abs(lat) < (width[e, a] + width[e, EGO]) / 2 + FOLLOW_MARGIN
-            v_cap = max(speed[e, EGO], 0.0) + math.sqrt(acc[e, a] * max(gap - 4.0, 0.0))
+            v_cap, ahead = np.inf, False
+            if kind[e, a] != _PEDESTRIAN:
+                for b in range(A):  # the ego (followers only) and other moving or lane-following agents ahead
+                    if b == a or not valid[e, b] or behavior[e, b] == _STATIC or (b == EGO and not follow[e, a]):
+                        continue
+                    dx, dy = x[e, b] - x[e, a], y[e, b] - y[e, a]
+                    lon, lat = dx * c + dy * sn, -dx * sn + dy * c
+                    if 0 < lon < 60.0 and abs(lat) < (width[e, a] + width[e, b]) / 2 + FOLLOW_MARGIN:
+                        along = speed[e, b] * math.cos(yaw[e, b] - yaw[e, a])
+                        gap = lon - (length[e, a] + length[e, b]) / 2
+                        v_cap = min(v_cap, max(along, 0.0) + math.sqrt(acc[e, a] * max(gap - 4.0, 0.0)))
+                        ahead = ahead or b == EGO
             v = float(speed[e, a])
-            if ahead:
-                target = min(target, v_cap)
-                if fire:
-                    v = min(v, v_cap)
+            target = min(target, v_cap)
+            if ahead and fire:
+                v = min(v, v_cap)
             frozen = appear[e, a] and not active  # not appeared yet: keeps its place and speed
             step = acc[e, a] * dt
             v_new = v if frozen else v + min(max(target - v, -step), step)

@@ -127,9 +127,9 @@ def _lane_leaders(valid, lane, s, length, speed, next_lane, lane_length, gap, le
                 lead_v[e, a], lead[e, a] = speed[e, best], best
 
 
-EGO_AHEAD_RANGE = 40.0  # [m]
+AHEAD_RANGE = 40.0  # [m] how far ahead an IDM agent looks for agents off the lane graph across its path
 STUCK_GAP = 10.0  # [m] a stopped vehicle this close behind a standing obstacle is stuck
-EGO_AHEAD_MARGIN = 0.3  # [m] lateral, beyond the two half widths
+AHEAD_MARGIN = 0.3  # [m] lateral, beyond the two half widths
 
 
 def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: np.ndarray, dt: float,
@@ -137,9 +137,11 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
     """New (lane, s, next_lane, speed, accel, x, y, yaw, stop_wait, rng, valid) for IDM agents. Returns a dict of
     full (E, A) arrays; non-IDM agents keep their values.
 
-    Per IDM agent (compiled, `_idm_step`): its leader along the lane graph (`lane_leaders`) or the ego when the
-    ego is in front of it, across its path within EGO_AHEAD_RANGE (the ego leaves the lane graph when it turns,
-    swerves or changes lanes); a virtual stop at the end of its lane (STOP_MARGIN before it) for a red light, a
+    Per IDM agent (compiled, `_idm_step`): its leader along the lane graph (`lane_leaders`) or the nearest agent
+    that is no lane follower (the ego, scenario actors, walkers, replayed agents; not standing props) in front,
+    across its path within AHEAD_RANGE (the ego leaves the lane graph when it turns, swerves or changes lanes;
+    scenario actors and walkers are never on it: without this, a car drove through the bicycles of
+    HazardAtSideLane); a virtual stop at the end of its lane (STOP_MARGIN before it) for a red light, a
     yellow one it can stop for, a stop sign it has not stood at for STOP_WAIT, an unsignalised junction that
     another agent occupies, or a dead end; IDM; lane transitions with a random successor (`pick_successor`'s
     stream). A vehicle stopped right behind a standing scenario obstacle leaves (it cannot pass it; the
@@ -192,18 +194,22 @@ def _idm_step(valid, behavior, lane, s, next_lane, speed, length, width, x, y, y
             v = float(speed[e, a])
             gap, lead_v, ld = float(gap_l[e, a]), float(lead_vl[e, a]), lead_l[e, a]
             stuck = ld >= 0 and behavior[e, ld] == _STATIC and gap < STUCK_GAP and v < 0.1
-            if a != 0:  # the ego in front, across this agent's path
-                c, sn = math.cos(yaw[e, a]), math.sin(yaw[e, a])
-                dx, dy = x[e, 0] - x[e, a], y[e, 0] - y[e, a]
+            c, sn = math.cos(yaw[e, a]), math.sin(yaw[e, a])
+            for b in range(A):  # the ego and every other moving agent off the lane graph, in front across its path
+                if b == a or not valid[e, b] or behavior[e, b] == _IDM or behavior[e, b] == _STATIC:
+                    continue  # (standing obstacles in a lane are lane leaders; props beside it are no one's way)
+                dx, dy = x[e, b] - x[e, a], y[e, b] - y[e, a]
                 lon, lat = dx * c + dy * sn, -dx * sn + dy * c
-                dyaw = yaw[e, 0] - yaw[e, a]
+                if not 0 < lon < AHEAD_RANGE:
+                    continue
+                dyaw = yaw[e, b] - yaw[e, a]
                 cd, sd = abs(math.cos(dyaw)), abs(math.sin(dyaw))
-                half_w = 0.5 * (width[e, 0] * cd + length[e, 0] * sd)
-                half_l = 0.5 * (length[e, 0] * cd + width[e, 0] * sd)
-                if 0 < lon < EGO_AHEAD_RANGE and abs(lat) < half_w + width[e, a] / 2 + EGO_AHEAD_MARGIN:
+                half_w = 0.5 * (width[e, b] * cd + length[e, b] * sd)
+                half_l = 0.5 * (length[e, b] * cd + width[e, b] * sd)
+                if abs(lat) < half_w + width[e, a] / 2 + AHEAD_MARGIN:
                     eg = lon - half_l - length[e, a] / 2
                     if eg < gap:
-                        gap, lead_v = eg, speed[e, 0] * math.cos(dyaw)
+                        gap, lead_v = eg, speed[e, b] * math.cos(dyaw)
             if gap > prm[6]:
                 gap = np.inf
             dv = v - lead_v
