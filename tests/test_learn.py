@@ -247,13 +247,15 @@ def test_rl_moves_only_the_longitudinal_head(trained, dataset, algo):
     h = m["history"]
     assert len(h) == 4 and all(np.isfinite(r["loss"]) and r["entropy"] > 0 for r in h)
     assert {"reward/collision", "reward/progress", "reward/ttc", "approx_kl", "rollout_steps_per_s"} <= set(h[0])
-    if algo == "grpo":  # the same with the unseen agents replayed and critical start states; a horizon too long
+    if algo == "grpo":  # the same with the unseen agents replayed, critical start states and injected
+        # pedestrians; a horizon too long
         st = RLStage(_tiny(RLConfig, dataset, name="rl_unseen", init=cfg.init, world_model=cfg.world_model,
-                           updates=2, states=32, unseen_agents=True, critical=0.5), log=lambda *_: None)
+                           updates=2, states=32, unseen_agents=True, critical=0.5, hazards=0.5), log=lambda *_: None)
         idx = st.draw()
         nc = min(16, len(st.crit))
         assert len(idx) == 32 and len(set(idx.tolist())) == 32 and np.isin(idx[:nc], st.crit).all()
-        assert np.isfinite(st.run()["history"][-1]["loss"])
+        last = st.run()["history"][-1]
+        assert np.isfinite(last["loss"]) and 0 <= last["reward/collided_hazard"] <= last["reward/collided"]
         with pytest.raises(ValueError, match="horizon 31"):
             RLStage(_tiny(RLConfig, dataset, name="rl_h", init=cfg.init, world_model=cfg.world_model, horizon=31),
                     log=lambda *_: None)
@@ -429,3 +431,65 @@ def test_ttc_conflict_sees_a_closing_gap_past_the_horizon():
     assert ttc_conflict(poses, speeds, agents, amask, 4.0).tolist() == [True, True, False, False]
     amask[1, 0, -1] = False  # gone at the last step: nothing to project
     assert not ttc_conflict(poses, speeds, agents, amask, 1.5)[1]
+
+
+def test_injected_pedestrians_are_seen_walk_on_and_teach_braking():
+    """inject_pedestrians puts a visible pedestrian 5-30 m ahead by a straight route into a free agent slot (the
+    last one when all are taken): crossing ones start 1.5-4.5 m beside it and walk across, the others walk along
+    3.5-6 m to the side; the feature row (kind, size, newest history step) and the scripted rollout track agree;
+    and in a rollout the ego that brakes lets a crossing one pass, the one that keeps 10 m/s hits it (no imitation
+    term: the log never met it)."""
+    from drivesim.learn.rl import HAZARD_RANGE, ego_rollout, inject_pedestrians, rewards
+    from drivesim.sim.scene import PEDESTRIAN_SIZE
+
+    fcfg, B, N, K = FeatureConfig(), 400, 4, 30
+    H, st = fcfg.history, fcfg.history * STEP_DIM
+    route = np.concatenate([np.stack([np.arange(20) * 2.0 / POS_SCALE, np.zeros(20)], -1),
+                            np.tile([1.0, 0.0], (20, 1))], -1)
+    am = np.zeros((B, N), np.float32)
+    am[:, :2] = 1.0
+    am[:5] = 1.0  # full: the injected one takes the last slot
+    b = {"agents": torch.zeros(B, N, fcfg.agent_dim), "agents_mask": torch.as_tensor(am),
+         "agent_kind": torch.zeros(B, N), "roll_agents": torch.zeros(B, N, K, 5), "roll_agents_mask": torch.zeros(B, N, K),
+         "route": torch.as_tensor(np.repeat(route[None], B, 0), dtype=torch.float32), "route_mask": torch.ones(B, 20)}
+    b["route_mask"][-1, 2:] = 0  # 2 m of route: nowhere to put one
+    slot = inject_pedestrians(b, np.random.default_rng(0), 1.0, fcfg)
+    assert slot[-1] == -1 and (slot[:5] == N - 1).all() and (slot[5:-1] == 2).all()
+    i = np.flatnonzero(slot >= 0)
+    k = slot[i]
+    row = b["agents"].numpy()[i, k]
+    assert (b["agents_mask"].numpy()[i, k] == 1).all() and (b["agent_kind"].numpy()[i, k] == AgentKind.PEDESTRIAN).all()
+    assert (row[:, st + 2 + int(AgentKind.PEDESTRIAN)] == 1).all()
+    assert np.allclose(row[:, st:st + 2] * [5.0, 2.0], PEDESTRIAN_SIZE)
+    now = (H - 1) * STEP_DIM
+    p0 = row[:, now:now + 2] * POS_SCALE
+    assert (row[:, now + 5] == 1).all()  # seen now; older steps only sometimes
+    seen_steps = row[:, STEP_DIM - 1::STEP_DIM].sum(1)
+    assert set(seen_steps.tolist()) == set(range(1, H + 1))
+    assert p0[:, 0].min() >= HAZARD_RANGE[0] - 2.1 and p0[:, 0].max() <= HAZARD_RANGE[1] + 2.1
+    lat = np.abs(p0[:, 1])
+    track = b["roll_agents"].numpy()[i, k]
+    vel = (track[:, 1, :2] - track[:, 0, :2]) / 0.1
+    crossing = np.abs(vel[:, 1]) > 1e-6
+    assert 0.55 < crossing.mean() < 0.85
+    assert lat[crossing].min() >= 1.5 - 1e-4 and lat[crossing].max() <= 4.5 + 1e-4
+    assert (np.sign(vel[crossing, 1]) == -np.sign(p0[crossing, 1])).all()  # towards the route
+    assert lat[~crossing].min() >= 3.5 - 1e-4 and np.allclose(vel[~crossing, 1], 0, atol=1e-5)
+    assert np.allclose(np.linalg.norm(track[:, 0, :2] - p0, axis=1), np.linalg.norm(vel, axis=1) * 0.1, atol=1e-4)
+    assert (b["roll_agents_mask"].numpy()[i, k] == 1).all()
+    # rewards: a pedestrian 15 m ahead, 2 m to the side, walking across at 1.5 m/s (at the ego's line in 1.3 s)
+    T = 20
+    path = extend_path(np.stack([np.arange(1, 7) * 2.0, np.zeros(6)], -1)[None]).repeat(2, 0)
+    poses, speeds = ego_rollout(path, np.array([0.0, 10.0]), np.array([10.0, 10.0]), T)
+    ped = np.zeros((2, 1, T, 5))
+    t = np.arange(1, T + 1) * 0.1
+    ped[:, 0, :, 0], ped[:, 0, :, 1], ped[:, 0, :, 2] = 15.0, 2.0 - 1.5 * t, -np.pi / 2
+    ped[..., 3:] = PEDESTRIAN_SIZE
+    ego = np.zeros((1, 15), np.float32)
+    ego[0, 2], ego[0, 3] = 1.0, 1.0
+    bb = {"ego": torch.as_tensor(ego), "route": torch.as_tensor(route[None], dtype=torch.float32),
+          "route_mask": torch.ones(1, 20), "roll_ego": torch.as_tensor(poses[1:, :, :2], dtype=torch.float32),
+          "roll_ego_mask": torch.ones(1, T), "hazard_slot": torch.tensor([0])}
+    r = rewards(RLConfig(), bb, poses, speeds, ped, np.ones((2, 1, T), bool), np.full((2, 1), int(AgentKind.PEDESTRIAN)), 2)
+    assert r["collided_hazard"].tolist() == [0.0, 1.0] and r["collision"][1] == RLConfig().collision_pedestrian
+    assert r["imitation"].tolist() == [0.0, 0.0] and r["total"][0] > r["total"][1]

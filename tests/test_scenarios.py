@@ -585,3 +585,28 @@ def test_no_agent_drives_through_another(route_id):
 
     run_route(TownLoader(MAPS).load(spec.town), spec, "expert", seed=0, observer=observe)
     assert scripted_moved[0] and hits == []
+
+
+@pytest.fixture(scope="module")
+def proc0_suite(proc_town):
+    from drivesim.routes.suite import generate_suite
+    from drivesim.routes.xml import KNOWN_TYPES
+
+    return {r.route_id: r for r in generate_suite(proc_town, sorted(KNOWN_TYPES), 2, seed=0).routes}
+
+
+@pytest.mark.parametrize("route_id", ["StaticCutIn_0", "HardBreakRoute_0", "VehicleTurningRoute_1"])
+def test_traffic_does_not_lock_up_around_scenario_actors(proc_town, proc0_suite, route_id):
+    """Three gridlocks of the Proc0 all+dos suite (`routes suite --town Proc0 --types all+dos --n 2 --seed 0`) that
+    blocked the expert once agents yielded to every agent ahead: oncoming cars stood behind a StaticCutIn car
+    waiting in their lane, in the junction, so the cars ahead of the ego could not enter it (now a car stopped
+    right behind a standing scenario actor leaves); background cars queued for good at the dead end of a road
+    at the town's edge, the HardBreakRoute lead behind them and the ego behind it (now they drive off it); a
+    VehicleTurningRoute cyclist waited for a car at a stop line, the car for the junction, the ego in the
+    junction for the cyclist (now scripted vehicles do not wait for agents standing across their way). The
+    expert drives each to the end."""
+    from drivesim.evaluation.runner import run_route
+
+    ep = run_route(proc_town, proc0_suite[route_id], "expert", seed=0)
+    assert ep.record["status"] in ("Perfect", "Completed"), ep.record["infractions"]["vehicle_blocked"]
+    assert not ep.record["infractions"]["vehicle_blocked"]

@@ -41,7 +41,7 @@ class IDMParams:
 
 
 DEFAULT_IDM = IDMParams()
-_IDM, _STATIC = BEH.IDM, BEH.STATIC  # plain ints for the compiled kernels
+_IDM, _STATIC, _SCRIPTED = BEH.IDM, BEH.STATIC, BEH.SCRIPTED  # plain ints for the compiled kernels
 _RED, _YELLOW, _GREEN = LIGHT.RED, LIGHT.YELLOW, LIGHT.GREEN
 
 
@@ -143,10 +143,11 @@ def idm_step(state: SimState, g: LaneGraph, lights: np.ndarray, junction_index: 
     scenario actors and walkers are never on it: without this, a car drove through the bicycles of
     HazardAtSideLane); a virtual stop at the end of its lane (STOP_MARGIN before it) for a red light, a
     yellow one it can stop for, a stop sign it has not stood at for STOP_WAIT, an unsignalised junction that
-    another agent occupies, or a dead end; IDM; lane transitions with a random successor (`pick_successor`'s
-    stream). A vehicle stopped right behind a standing scenario obstacle leaves (it cannot pass it; the
-    Leaderboard's BackgroundBehavior clears such vehicles from the ego's way, LeaveSpaceInFront), and so does
-    one reaching a dead end."""
+    another agent occupies; IDM; lane transitions with a random successor (`pick_successor`'s
+    stream). A vehicle stopped right behind a standing scenario obstacle or a standing scenario actor leaves (it
+    cannot pass it, and waiting would lock the junctions behind it; the Leaderboard's BackgroundBehavior clears
+    such vehicles from the ego's way, LeaveSpaceInFront), and so does one that drives off a dead end (a road
+    at the map's edge: it used to stop there for good, and the queue behind it locked up the road)."""
     E, A = state.x.shape
     f32 = g.f32
     out = {k: getattr(state, k).copy() for k in ("speed", "accel", "s", "lane", "next_lane", "stop_wait", "rng",
@@ -195,6 +196,7 @@ def _idm_step(valid, behavior, lane, s, next_lane, speed, length, width, x, y, y
             gap, lead_v, ld = float(gap_l[e, a]), float(lead_vl[e, a]), lead_l[e, a]
             stuck = ld >= 0 and behavior[e, ld] == _STATIC and gap < STUCK_GAP and v < 0.1
             c, sn = math.cos(yaw[e, a]), math.sin(yaw[e, a])
+            standing = False
             for b in range(A):  # the ego and every other moving agent off the lane graph, in front across its path
                 if b == a or not valid[e, b] or behavior[e, b] == _IDM or behavior[e, b] == _STATIC:
                     continue  # (standing obstacles in a lane are lane leaders; props beside it are no one's way)
@@ -210,6 +212,10 @@ def _idm_step(valid, behavior, lane, s, next_lane, speed, length, width, x, y, y
                     eg = lon - half_l - length[e, a] / 2
                     if eg < gap:
                         gap, lead_v = eg, speed[e, b] * math.cos(dyaw)
+                        standing = behavior[e, b] == _SCRIPTED and abs(speed[e, b]) < 0.1
+            # stopped right behind a standing scenario actor (a car waiting to cut in from where it stands in
+            # this lane, a walker stopped in the road): it leaves, as behind a standing obstacle
+            stuck = stuck or (standing and gap < STUCK_GAP and v < 0.1)
             if gap > prm[6]:
                 gap = np.inf
             dv = v - lead_v
@@ -222,7 +228,7 @@ def _idm_step(valid, behavior, lane, s, next_lane, speed, length, width, x, y, y
             stop_sign = nl >= 0 and lane_stop[nlc] >= 0 and stop_wait[e, a] < STOP_WAIT
             nj = junction_index[nlc] if nl >= 0 else -1
             busy = nj >= 0 and light < 0 and junction_index[ln] < 0 and occ[nj] > 0
-            stop = (ls == _RED or (ls == _YELLOW and can_stop) or stop_sign or busy or nl < 0) and d_end > -0.5
+            stop = (ls == _RED or (ls == _YELLOW and can_stop) or stop_sign or busy) and d_end > -0.5
             if stop and max(d_end, 0.0) < gap:
                 gap, dv = max(d_end, 0.0), v
             acc = _idm_accel(v, desired[e, a], gap, dv, prm)
