@@ -43,7 +43,8 @@ variant unseen --kl-ref 0.03 --ttc 0 --unseen-agents
 variant unseen_critical --kl-ref 0.03 --ttc 0 --unseen-agents --critical 0.25
 variant ttc --kl-ref 0.03 --ttc -10
 variant ttc_h30 --kl-ref 0.03 --ttc -10 --horizon 30
-# after the simulator change of session 9 (IDM and scripted agents yield to every agent ahead), under which kl03 +
+# after the simulator change of session 9 (IDM and scripted agents yield to every agent ahead; measured before the
+# three gridlock fixes that followed it), under which kl03 +
 # TTC (the table's RL seed 0 model; retrained here as `base0`, the same model bit for bit) validates at 68.1 and
 # il at 61.0: synthetic pedestrians injected into a fraction of the start states (rl.inject_pedestrians): 66.5,
 # 59.8, 64.0. Not adopted. (Rerun these into an empty SWEEP: the results above it were taken under the older
