@@ -148,7 +148,7 @@ def script_step(state: SimState, dt: float) -> dict[str, np.ndarray]:
     heading line's corridor; standing props and parked cars excepted: scripts are laid out around them) caps
     its speed so that braking at half the accel limit stops 4 m behind it, v <= v_ahead + sqrt(2 b (gap - 4)):
     as CARLA's agents brake for vehicles in their way, a HardBreakRoute leader no longer drives through a car
-    queuing at a light. Not for an agent standing across or against its heading (more than 60 degrees off): a
+    queuing at a light. Not for an agent other than the ego standing across or against its heading (60+ degrees off): a
     crossing cyclist waited for a car at a stop line, the car for the junction, and the ego in the junction for
     the cyclist, for good. The ego counts only for followers (`follow`): the others are meant to pressure it; a
     follower appearing behind the ego comes in no faster than it could still follow at."""
@@ -187,8 +187,9 @@ def _script_step(behavior, kind, valid, x, y, yaw, speed, s, length, width, t, p
                 for b in range(A):  # the ego (followers only) and other moving or lane-following agents ahead
                     if b == a or not valid[e, b] or behavior[e, b] == _STATIC or (b == EGO and not follow[e, a]):
                         continue
-                    if abs(speed[e, b]) < 0.1 and math.cos(yaw[e, b] - yaw[e, a]) < 0.5:
-                        continue  # standing across or against its way: waiting for it can lock a junction
+                    if b != EGO and abs(speed[e, b]) < 0.1 and math.cos(yaw[e, b] - yaw[e, a]) < 0.5:
+                        continue  # standing across or against its way: waiting for it can lock a junction (a
+                        # follower never rams the ego, however it stands)
                     dx, dy = x[e, b] - x[e, a], y[e, b] - y[e, a]
                     lon, lat = dx * c + dy * sn, -dx * sn + dy * c
                     if 0 < lon < 60.0 and abs(lat) < (width[e, a] + width[e, b]) / 2 + FOLLOW_MARGIN:
