@@ -26,10 +26,13 @@ test: setup
 demo: setup
 	$(VENV)/bin/drive-stack demo --out results/demo --b2d-routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
 
+# Benchmarks write untracked JSON under results/bench/local/ (gitignored); the committed figures the README quotes,
+# results/bench/{sim,stack,infer}.json, change only when someone copies a run over them on purpose.
+BENCH_OUT ?= results/bench/local
 bench: setup
-	$(VENV)/bin/drive-stack bench sim --json results/bench/sim.json --routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
-	$(VENV)/bin/drive-stack bench stack --json results/bench/stack.json
-	$(VENV)/bin/drive-stack bench infer --json results/bench/infer.json
+	$(VENV)/bin/drive-stack bench sim --json $(BENCH_OUT)/sim.json --routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
+	$(VENV)/bin/drive-stack bench stack --json $(BENCH_OUT)/stack.json --out $(BENCH_OUT)/stack_run
+	$(VENV)/bin/drive-stack bench infer --json $(BENCH_OUT)/infer.json
 
 lint: setup
 	$(VENV)/bin/ruff check training tests ros2_ws launch

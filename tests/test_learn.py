@@ -335,6 +335,21 @@ def test_pipeline_dagger_stage_gives_rl_on_policy_start_states(trained, dataset,
         run_pipeline(PipelineConfig(data=str(dataset / "ds"), out=str(out), models_out=str(models), stages="dagger"))
 
 
+def test_train_wm_alone_writes_the_reactivity_report(dataset, tmp_path):
+    """`drive-stack train wm` (not only `train pipeline`) puts the reactivity report into metrics.json, made by the
+    same function as the pipeline's (learn/pipeline.py reactivity_report)."""
+    import json
+
+    from drivesim.cli import main
+
+    out = tmp_path / "wm"
+    assert main(["train", "wm", "--data", str(dataset / "ds"), "--out", str(out), "--epochs", "1", "--workers", "1",
+                 "--d-model", "16", "--layers", "1", "--batch-size", "128", "--threads", "1"]) == 0
+    r = json.loads((out / "metrics.json").read_text())["reactivity"]
+    assert r["scenes"] > 0 and "mean_abs_diff_m" in r
+    assert r["counterfactual"]["frames"] > 0 and "reacting_agents" in r["counterfactual"]
+
+
 def test_cached_samples_are_reused(dataset):
     a = build_samples(DataConfig(str(dataset / "ds"), workers=1), FC, log=lambda *_: None)
     cache = list((dataset / "ds" / "learn_cache").glob("*.npz"))

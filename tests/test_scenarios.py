@@ -570,7 +570,8 @@ def test_no_agent_drives_through_another(route_id):
     spec = next(r for r in parse_routes(B2D).routes if r.route_id == route_id)
     hits, scripted_moved = [], [False]
 
-    def observe(st, lights, controls, plan, pol):
+    def observe(step):
+        st = step.state
         v = st.valid[0].copy()
         v[EGO] = False
         sc = np.flatnonzero(v & (st.behavior[0] == Behavior.SCRIPTED) & (st.kind[0] != AgentKind.PEDESTRIAN)

@@ -103,7 +103,7 @@ def _print_summary(s: dict) -> None:
 
 
 def cmd_eval(a) -> int:
-    from .evaluation.evaluate import EvalConfig, evaluate
+    from .evaluation.evaluate import EvalConfig, evaluate, skipped_lines
 
     cfg = EvalConfig(routes=a.routes, out=a.out, policy=a.policy, maps_dir=a.maps_dir,
                      route_ids=a.route_ids.split(",") if a.route_ids else None, workers=a.workers,
@@ -112,6 +112,12 @@ def cmd_eval(a) -> int:
     s = evaluate(cfg)
     _print_summary(s)
     print(f"results: {Path(a.out) / 'results.json'}, summary: {Path(a.out) / 'summary.json'}")
+    if s["routes_evaluated"] == 0:  # a score over no route is no result: say why and fail
+        print(f"drive-stack: error: no route of {a.routes} could be evaluated ({s['routes_skipped']} skipped):",
+              file=sys.stderr)
+        for line in skipped_lines(s["skipped"]):
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -311,9 +317,13 @@ def cmd_render(a) -> int:
 
 
 def cmd_bag_info(a) -> int:
-    from .stack.bags import read_bag
+    from .stack.bags import BagError, read_bag
 
-    info = read_bag(Path(a.bag))
+    try:
+        info = read_bag(Path(a.bag))
+    except BagError as e:
+        print(f"drive-stack: error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(info, indent=2))
     return 0
 

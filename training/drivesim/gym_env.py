@@ -20,14 +20,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .loop import ClosedLoop
 from .maps.lanegraph import LaneGraph
 from .metrics.monitor import RouteMonitor
 from .routes.generate import random_routes
 from .routes.planner import DenseRoute, plan_route
 from .sim.control import PIDController
-from .sim.perception import ROUTE_POINTS, ScenePerceiver
-from .sim.scene import route_scene
-from .sim.world import Controls, Simulator
+from .sim.perception import ROUTE_POINTS
+from .sim.world import Controls
 
 COLLISION_REWARD = -10.0
 PATH_POINTS = 8  # points of a PATH_SPEED action's path
@@ -65,7 +65,6 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         self.controller = PIDController(num_envs)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
-        self.sim = Simulator(g)
         self._autoreset = np.zeros(num_envs, bool)
 
     def _new_routes(self, n: int, seed: int) -> list[DenseRoute]:
@@ -74,13 +73,23 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         return [plan_route(self.map, r) for r in random_routes(self.map, n, seed=seed, min_length=150.0)]
 
     def _build(self, seed: int) -> None:
-        self.routes = self._new_routes(self.num_envs, seed)
-        self.state = route_scene(self.map, self.routes, self.max_agents, seed=seed)
-        self.perceive = ScenePerceiver(self.map, self.routes)
-        self.monitor = RouteMonitor(self.map, self.routes, log_trajectory=False)
+        self.loop = ClosedLoop(self.map, self._new_routes(self.num_envs, seed), seed=seed,
+                               max_agents=self.max_agents, log_trajectory=False)
+
+    @property
+    def state(self):
+        return self.loop.state
+
+    @property
+    def monitor(self) -> RouteMonitor:
+        return self.loop.monitor
+
+    @property
+    def routes(self) -> list[DenseRoute]:
+        return self.loop.routes
 
     def _obs(self):
-        sc = self.perceive(self.state, self.sim.lights(self.state))
+        sc, _ = self.loop.perceive(privileged=False)
         ego = np.stack([sc.ego_speed, sc.speed_limit, np.minimum(sc.light_dist, 1e3), sc.light_state,
                         np.minimum(sc.stop_dist, 1e3)], 1)
         return {"route": sc.route.astype(np.float32), "agents": sc.agents.astype(np.float32),
@@ -90,6 +99,7 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         if seed is not None:
             self._seed = seed
         self._build(self._seed)
+        self.controller.reset()
         self._autoreset[:] = False
         return self._obs(), {}
 
@@ -99,29 +109,13 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         if a.shape != want or not np.all(np.isfinite(a)):
             raise ValueError(f"actions: expected finite {want} for action mode {self.action_mode.value}, got "
                              f"{a.shape}{'' if np.all(np.isfinite(a)) else ' with non-finite values'}")
-        if self._autoreset.any():  # rebuild the whole batch's finished envs from fresh routes
+        if self._autoreset.any():  # finished envs start again on fresh routes: one masked update of the loop
             self._seed += 1
-            old = (self.routes, self.state, self.perceive, self.monitor)
-            self._build(self._seed)
-            keep = ~self._autoreset
-            for f in ("x", "y", "yaw", "speed", "accel", "length", "width", "kind", "behavior", "valid", "lane",
-                      "s", "next_lane", "desired_speed", "stop_wait", "rng", "steer", "t", "light_offset"):
-                getattr(self.state, f)[keep] = getattr(old[1], f)[keep]
-            for e in np.flatnonzero(keep):
-                self.routes[e] = old[0][e]
-            self.perceive = ScenePerceiver(self.map, self.routes)
-            self.perceive.idx[keep] = old[2].idx[keep]
-            mon = RouteMonitor(self.map, self.routes, log_trajectory=False)
-            for f in ("idx", "rc", "completed", "done", "outside_dist", "blocked_t", "steps"):
-                getattr(mon, f)[keep] = getattr(old[3], f)[keep]
-            mon.infractions = [old[3].infractions[e] if keep[e] else mon.infractions[e] for e in range(self.num_envs)]
-            self.monitor = mon
+            self.loop.reset_envs(self._autoreset, self._new_routes(self.num_envs, self._seed), seed=self._seed)
             self.controller.reset(self._autoreset)
         rc0 = self.monitor.rc.copy()
         ncoll0 = self._collisions()
-        new = self.sim.step(self.state, self._controls(a))
-        done = self.monitor.update(self.state, new, self.sim.lights(new))
-        self.state = new
+        done = self.loop.step(self._controls(a))
         reward = (self.monitor.rc - rc0) + COLLISION_REWARD * (self._collisions() - ncoll0)
         completed = self.monitor.completed.copy()
         terminated = done & ~self._autoreset
@@ -138,5 +132,9 @@ class DriveVectorEnv(gym.vector.VectorEnv):
         return Controls(th, st, br)
 
     def _collisions(self) -> np.ndarray:
-        keys = ("collisions_layout", "collisions_pedestrian", "collisions_vehicle")
-        return np.array([sum(len(i[k]) for k in keys) for i in self.monitor.infractions], np.float64)
+        """(E,) collisions registered so far (the monitor's event table)."""
+        n = np.zeros(self.num_envs)
+        for ev in self.monitor.events:
+            if ev.key in ("collisions_layout", "collisions_pedestrian", "collisions_vehicle"):
+                n[ev.env] += 1
+        return n

@@ -171,33 +171,28 @@ def render_frames(frames: list[RenderFrame], renderer: BevRenderer, out_dir: str
 
 
 def event_points(record: dict) -> list[tuple[float, float, str]]:
-    """(x, y, name) of every infraction of a Leaderboard route record that names a location."""
-    import re
-
-    out = []
-    for name, msgs in record.get("infractions", {}).items():
-        for m in msgs:
-            hit = re.search(r"x=(-?[\d.]+), y=(-?[\d.]+)", m)
-            if hit:
-                out.append((float(hit.group(1)), float(hit.group(2)), name))
-    return out
+    """(x, y, kind) of every event of a route record (its monitor's event table, ``meta.events``)."""
+    return [(float(ev["x"]), float(ev["y"]), ev["kind"]) for ev in record.get("meta", {}).get("events", [])
+            if ev["kind"] != "route_timeout"]
 
 
 def record_route_frames(g: LaneGraph, spec, policy: str, seed: int, every: int = 2):
     """Re-drive a route (deterministic) and return (frames at 20/every Hz, the route record, the dense route)."""
     from .evaluation.runner import run_route
+    from .loop import is_privileged
 
     frames: list[RenderFrame] = []
     steps = [0]
 
-    def observer(state, lights, controls, plan, pol):
+    def observer(st):
+        state, lights = st.state, st.lights
         if steps[0] % every == 0:
             frames.append(RenderFrame(float(state.t[0]), np.array([state.x[0, 0], state.y[0, 0], state.yaw[0, 0],
                                                                    state.speed[0, 0]], np.float64),
                                       np.stack([state.x[0], state.y[0], state.yaw[0], state.speed[0], state.length[0],
                                                 state.width[0], state.kind[0].astype(np.float32)], -1)[1:],
                                       state.valid[0, 1:].copy(), lights[0].copy() if lights.size else None,
-                                      plan.path[0].copy(), pol.status[0] if getattr(pol, "privileged", False) else ""))
+                                      st.plan.path[0].copy(), st.policy.status[0] if is_privileged(st.policy) else ""))
         steps[0] += 1
 
     ep = run_route(g, spec, policy=policy, seed=seed, observer=observer)

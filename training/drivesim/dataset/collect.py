@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..loop import is_privileged
 from ..maps import TownLoader
 from ..routes import parse_routes
 from ..routes.xml import RouteSpec
@@ -94,30 +95,9 @@ class ControlNoise:
         return Controls(thr, np.clip(np.asarray(controls.steer, float) + self.d_steer, -1, 1), brk)
 
 
-class Driver:
-    """DAgger: `name` drives (its controls replace the labelling policy's), from its own view of the scene."""
-
-    def __init__(self, name: str, g, route, then=None, model: str | None = None):
-        from ..policies import make_policy
-        from ..sim.perception import PERCEPTION_RANGE, PRIVILEGED_RANGE, ScenePerceiver
-        from ..sim.traffic import light_states
-
-        self.g, self.light_states, self.then = g, light_states, then
-        self.pol = make_policy(name, 1, g=g, **({"model": model} if model else {}))
-        priv = getattr(self.pol, "privileged", False)
-        self.perceive = ScenePerceiver(g, [route], perception_range=PRIVILEGED_RANGE if priv else PERCEPTION_RANGE,
-                                       occlusion=not priv)
-        self.priv = priv
-
-    def __call__(self, state, controls: Controls) -> Controls:
-        lights = self.light_states(self.g, state.t, state.light_offset)
-        scene = self.perceive(state, lights)
-        own, _ = self.pol.act(scene, self.perceive.truth(state, lights) if self.priv else None)
-        return self.then(state, own) if self.then is not None else own
-
-
 class EpisodeRecorder:
-    """The observer passed to `run_route`: keeps every FRAME_EVERY-th step (arrays, and anno frames)."""
+    """The observer passed to `run_route` (a `loop.Step` each step): keeps every FRAME_EVERY-th step (arrays, and
+    anno frames); the labels are the labelling policy's own controls and plan."""
 
     def __init__(self, g, spec: RouteSpec, anno_dir: Path | None, max_agents: int, branches: int = 0,
                  branch_every: float = 1.0, seed: int = 0):
@@ -135,7 +115,8 @@ class EpisodeRecorder:
         self.route = None
         self.max_agents = max_agents
 
-    def __call__(self, state, lights, controls, plan, pol) -> None:
+    def __call__(self, st) -> None:
+        state, lights, controls, plan, pol = st.state, st.lights, st.controls, st.plan, st.policy
         step = self.steps
         self.steps += 1
         if step % FRAME_EVERY:
@@ -172,7 +153,7 @@ class EpisodeRecorder:
         if self.branches > 0 and (len(r["t"]) - 1) % self.branch_frames == 0:
             self.branch(state, path)
         if self.anno_dir is not None:
-            status = pol.status[0] if getattr(pol, "privileged", False) else ""
+            status = pol.status[0] if is_privileged(pol) else ""
             extras = {"t": round(float(state.t[0]), 3), "route_id": self.spec.route_id,
                       "scenario_type": self.spec.scenario_type, "expert_status": status,
                       "target_speed": round(float(plan.target_speed[0]), 3),
@@ -234,6 +215,7 @@ def episode_name(spec: RouteSpec, seed: int) -> str:
 def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: int = 64) -> dict:
     """Drive one route with the collection policy and write its episode; returns its index entry."""
     from ..evaluation.runner import run_route
+    from ..policies import make_policy
     from ..routes.planner import plan_route
 
     t0 = time.perf_counter()
@@ -245,9 +227,10 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     rec = EpisodeRecorder(g, spec, anno if cfg.b2d else None, max_agents, cfg.branches, cfg.branch_every, seed)
     rec.route = plan_route(g, spec)
     noise = ControlNoise(cfg, seed) if (cfg.steer_noise > 0 or cfg.speed_noise > 0) else None
-    if cfg.driver:
-        noise = Driver(cfg.driver, g, rec.route, then=noise, model=cfg.driver_model)
-    ep = run_route(g, spec, policy=cfg.policy, seed=seed, max_agents=max_agents, observer=rec, noise=noise)
+    driver = make_policy(cfg.driver, 1, g=g, **({"model": cfg.driver_model} if cfg.driver_model else {})) \
+        if cfg.driver else None
+    ep = run_route(g, spec, policy=cfg.policy, seed=seed, max_agents=max_agents, observer=rec, driver=driver,
+                   perturb=noise)
     arrays = rec.arrays()
     tmp = ep_dir / "arrays.tmp.npz"
     np.savez_compressed(tmp, **arrays)

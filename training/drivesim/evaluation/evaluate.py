@@ -79,6 +79,34 @@ def write_results(out: Path, records: list[dict], total_routes: int, skipped: li
     return summary
 
 
+def skipped_lines(skipped: list[dict], show_ids: int = 6) -> list[str]:
+    """What the console says about skipped or refused routes: one line per distinct reason (a missing town's
+    routes share one line with their count), naming a few of the routes."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s in skipped:
+        groups.setdefault((s.get("status", "error"), s.get("message", "")), []).append(str(s["route_id"]))
+    lines = []
+    for (status, msg), ids in groups.items():
+        if len(ids) == 1:
+            lines.append(f"skipped route {ids[0]} ({status}): {msg}")
+            continue
+        shown = ", ".join(ids[:show_ids]) + (f", ... (+{len(ids) - show_ids} more)" if len(ids) > show_ids else "")
+        lines.append(f"skipped {len(ids)} routes ({status}: {shown}): {msg}")
+    return lines
+
+
+def _exit_reason(code: int | None) -> str:
+    """How a worker process ended, in words (a negative exit code is the signal that killed it)."""
+    import signal
+
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def _crash_record(spec: RouteSpec, index: int, status: str, message: str, wall: float) -> dict:
     return {
         "index": index,
@@ -132,9 +160,11 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     for i, r in enumerate(routes):
         if not loader.available(r.town):
             skipped.append({"route_id": r.route_id, "town": r.town, "status": "missing_map",
-                            "message": f"map {r.town}.xodr not found in {loader.maps_dir}"})
+                            "message": loader.missing_reason(r.town)})
         else:
             todo.append((i, r))
+    for line in skipped_lines(skipped):  # every skipped or refused route is on the console, not only in summary.json
+        log(line)
     results_path = out / "results.json"
     records: list[dict] = []
     if cfg.resume and results_path.exists():
@@ -174,7 +204,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
                     kind, payload = conn.recv()
                 except EOFError:
                     p.join(timeout=5)
-                    kind, payload = "died", f"worker exited with code {p.exitcode} before sending a result"
+                    kind, payload = "died", f"worker {_exit_reason(p.exitcode)} before sending a result"
                 if kind == "ok":
                     rec = payload
                 elif kind == "error":
@@ -186,7 +216,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
                     rec = _crash_record(spec, i, status, payload, wall)
             elif not p.is_alive():
                 rec = _crash_record(spec, i, STATUS_SIM_CRASHED,
-                                    f"worker exited with code {p.exitcode} before sending a result", wall)
+                                    f"worker {_exit_reason(p.exitcode)} before sending a result", wall)
             elif wall > cfg.route_timeout_s:
                 p.kill()
                 rec = _crash_record(spec, i, STATUS_SIM_CRASHED, f"worker hung: no result after {wall:.0f} s", wall)
@@ -198,8 +228,10 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
             if rec is not None:
                 records.append(rec)
                 sc = rec["scores"]
+                why = (rec["meta"].get("error") or "").strip().splitlines()
                 log(f"route {spec.route_id} ({spec.town}, {spec.scenario_type}): {rec['status']}, "
-                    f"RC {sc['score_route']:.1f}, penalty {sc['score_penalty']:.2f}, DS {sc['score_composed']:.1f}")
+                    f"RC {sc['score_route']:.1f}, penalty {sc['score_penalty']:.2f}, DS {sc['score_composed']:.1f}"
+                    + (f": {why[0]}" if why else ""))
             checkpoint(False)
         time.sleep(0.01)
     checkpoint(True)
@@ -214,4 +246,4 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     return summary
 
 
-__all__ = ["EvalConfig", "UnknownPolicy", "evaluate", "results_document", "write_results"]
+__all__ = ["EvalConfig", "UnknownPolicy", "evaluate", "results_document", "skipped_lines", "write_results"]

@@ -6,14 +6,10 @@ import time
 from dataclasses import dataclass, field
 
 from ..maps.lanegraph import LaneGraph
-from ..metrics.monitor import RouteMonitor
 from ..policies import make_policy
-from ..routes.planner import DenseRoute, plan_route
+from ..routes.planner import DenseRoute
 from ..routes.xml import RouteSpec
-from ..sim.perception import PERCEPTION_RANGE, PRIVILEGED_RANGE, ScenePerceiver
-from ..sim.scene import route_scene
-from ..sim.state import EGO, SimState
-from ..sim.world import Simulator
+from ..sim.state import SimState
 
 
 def scenario_note(types) -> str | None:
@@ -38,48 +34,32 @@ class Episode:
     states: list[SimState] = field(default_factory=list)
     steps: int = 0
     wall_time: float = 0.0
+    takeovers: list = field(default_factory=list)  # the takeover gate's records (offline takeovers)
 
 
-def run_route(g: LaneGraph, spec: RouteSpec, policy: str = "rule", seed: int = 0, max_agents: int = 64,
+def run_route(g: LaneGraph, spec: RouteSpec, policy="rule", seed: int = 0, max_agents: int = 64,
               background: bool = True, keep_states: bool = False, index: int = 0, observer=None,
-              noise=None) -> Episode:
-    """Drive one route to its end (completion, deviation, blocked or timeout) and score it.
+              driver=None, perturb=None, gate=None, expert=None) -> Episode:
+    """Drive one route to its end (completion, deviation, blocked or timeout) in the closed loop and score it.
 
-    observer(state, lights, controls, plan, pol): called every step before the simulator steps (the dataset
-    writer); noise(state, controls) -> controls: what is executed instead of the policy's controls (recovery
-    data: the observer still sees the policy's own controls as the label)."""
+    policy: a policy name (`make_policy`) or a `Policy`; observer(Step): called every step before the simulator
+    steps (the dataset writer, renders); driver / perturb / gate / expert: see `loop.drive` (DAgger, recovery
+    noise, offline takeovers)."""
+    from ..loop import ClosedLoop, drive
+
     t0 = time.perf_counter()
-    dense = plan_route(g, spec)
-    state = route_scene(g, [dense], max_agents=max_agents, seed=seed, background=background,
-                        scenarios=[spec.scenarios[0] if spec.scenarios else None])
-    sim = Simulator(g)
-    pol = make_policy(policy, 1, g=g)
-    perceive = ScenePerceiver(g, [dense], perception_range=PRIVILEGED_RANGE if pol.privileged else PERCEPTION_RANGE,
-                             occlusion=not pol.privileged)
-    monitor = RouteMonitor(g, [dense], scenarios=[spec.scenarios[0] if spec.scenarios else None])
-    states = [state] if keep_states else []
-    lights = sim.lights(state)
-    steps = 0
-    while True:
-        scene = perceive(state, lights)
-        controls, plan = pol.act(scene, perceive.truth(state, lights) if pol.privileged else None)
-        controls.validate()
-        if observer is not None:
-            observer(state, lights, controls, plan, pol)
-        new = sim.step(state, noise(state, controls) if noise is not None else controls)
-        lights = sim.lights(new)
-        done = monitor.update(state, new, lights)
-        state = new
-        steps += 1
-        if keep_states:
-            states.append(state)
-        if done[0]:
-            break
+    loop = ClosedLoop.for_route(g, spec, seed=seed, max_agents=max_agents, background=background)
+    pol = make_policy(policy, 1, g=g) if isinstance(policy, str) else policy
+    out = drive(loop, pol, driver=driver, perturb=perturb, observer=observer, gate=gate, expert=expert,
+                keep_states=keep_states)
     wall = time.perf_counter() - t0
-    rec = monitor.record(0, leaderboard_route_id(spec.route_id), index=index, duration_system=wall, town=spec.town)
+    rec = loop.record(0, leaderboard_route_id(spec.route_id), index=index, duration_system=wall, town=spec.town)
     rec["meta"]["seed"] = seed
-    rec["meta"]["final_position"] = [float(state.x[0, EGO]), float(state.y[0, EGO])]
-    return Episode(rec, dense, states, steps, wall)
+    if gate is not None:
+        rec["meta"]["takeovers"] = gate.summary()
+    ep = Episode(rec, loop.routes[0], out["states"], out["steps"], wall)
+    ep.takeovers = out.get("takeovers", [])
+    return ep
 
 
 def realtime_factor(ep: Episode, dt: float = 0.05) -> float:

@@ -121,6 +121,21 @@ def counterfactual_reactivity(wm, data: dict, idx: np.ndarray) -> dict:
     return out
 
 
+def reactivity_report(wm, data: dict, val_idx: np.ndarray, seed: int = 0) -> dict:
+    """The world model's reactivity report in its metrics.json (`train wm` and the pipeline's wm stage alike):
+    `reactivity` on up to 512 held-out frames drawn with `seed`, and `counterfactual_reactivity` on every
+    held-out frame with branches (under "counterfactual"). Without a held-out episode, on every frame."""
+    pool = np.asarray(val_idx) if len(val_idx) else np.arange(len(data["speed"]))
+    idx = np.random.default_rng(seed).choice(pool, size=min(512, len(pool)), replace=False)
+    rep = reactivity(wm, data, idx)
+    if not len(val_idx):
+        rep["frames"] = "all (no held-out episode)"
+    cf = counterfactual_reactivity(wm, data, pool)
+    if cf:
+        rep["counterfactual"] = cf
+    return rep
+
+
 def plot_curves(series: dict[str, tuple[list[float], list[float]]], out: str | Path, title: str = "") -> Path:
     """A small multi-panel line plot (one panel per series) with PIL; no plotting library needed."""
     from PIL import Image, ImageDraw
@@ -200,7 +215,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     from ..models.export import export_checkpoint
     from .configs import ILConfig, RLConfig, WMConfig
     from .rl import RLStage
-    from .train import ILStage, WMStage, load_model
+    from .train import ILStage, WMStage
 
     out, models = Path(cfg.out), Path(cfg.models_out)
     stages = [s for s in cfg.stages.split(",") if s]
@@ -231,21 +246,9 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
             m = ILStage(ILConfig(out=str(out / "il"), epochs=cfg.il_epochs, **common), log).run()
             ck = out / "il" / "ckpt.pt"
         elif st == "wm":
+            # WMStage.run adds the reactivity report (reactivity_report) to m and to wm/metrics.json
             m = WMStage(WMConfig(out=str(out / "wm"), epochs=cfg.wm_epochs, **common), log).run()
             ck = out / "wm" / "ckpt.pt"
-            wm, _ = load_model(ck)
-            from .data import DataConfig, build_samples
-            from .train import split
-
-            data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes), wm.fcfg, log)
-            _, va = split(data, 0.1, cfg.seed)
-            idx = np.random.default_rng(0).choice(va, size=min(512, len(va)), replace=False)
-            m["reactivity"] = reactivity(wm, data, idx)
-            cf = counterfactual_reactivity(wm, data, va)  # every held-out frame with branches
-            if cf:
-                m["reactivity"]["counterfactual"] = cf
-            log(f"world-model reactivity: {json.dumps(m['reactivity'])}")
-            (out / "wm" / "metrics.json").write_text(json.dumps(m, indent=2))
         else:
             agents = "world_model" if st == "perlad" else "log_replay"
             rl_common = {**common, "data": rl_data or cfg.data}

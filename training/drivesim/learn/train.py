@@ -285,6 +285,20 @@ class WMStage(Stage):
         assert abs(WM_DT * self.ncfg.wm_steps - 3.0) < 1e-6
         return WorldModel(self.fcfg, self.ncfg)
 
+    def run(self) -> dict:
+        """Train, then add the reactivity report (learn/pipeline.py reactivity_report: the held-out scenes under a
+        braking and a committing ego plan, and against the simulator's counterfactual branches) to the metrics
+        and metrics.json."""
+        from .pipeline import reactivity_report
+
+        metrics = super().run()
+        self.model.eval()
+        metrics["reactivity"] = reactivity_report(self.model, self.data, self.va)
+        self.model.train()
+        self.log(f"world-model reactivity: {json.dumps(metrics['reactivity'])}")
+        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+
     def losses(self, b):
         return wm_losses(self.model, b, self.cfg)
 

@@ -9,6 +9,7 @@ here as a box on the approach lane, STOP_TRIGGER_LENGTH long, ending at the junc
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -42,14 +43,38 @@ def xodr_hash(text: str) -> str:
     return hashlib.sha256((LOADER_VERSION + text).encode()).hexdigest()[:20]
 
 
-def _road_speeds(xodr_text: str, source: str) -> dict[int, float]:
-    """Per-road speed limit from <road><type><speed max unit/> elements. [m/s]"""
+GEOMETRY_SHAPES = ("line", "arc", "spiral", "poly3", "paramPoly3")
+
+
+def _parse_xodr(xodr_text: str, source: str) -> ET.Element:
+    """The OpenDRIVE root element, checked for what crashes libcarla's parser (a segmentation fault, not an
+    exception): a road without <planView>, a <planView> without <geometry>, a <geometry> without a shape."""
     try:
         root = ET.fromstring(xodr_text)
     except ET.ParseError as e:
         raise MapError(f"{source}: not valid OpenDRIVE XML ({e}); re-export the map or check the file is complete") from e
     if root.tag != "OpenDRIVE":
         raise MapError(f"{source}: root element is <{root.tag}>, expected <OpenDRIVE>")
+    bad: list[str] = []
+    for road in root.iter("road"):
+        pv = road.find("planView")
+        geoms = [] if pv is None else pv.findall("geometry")
+        if pv is None:
+            bad.append(f"road {road.get('id')}: no <planView>")
+        elif not geoms:
+            bad.append(f"road {road.get('id')}: empty <planView> (no <geometry>)")
+        elif any(not any(g.find(k) is not None for k in GEOMETRY_SHAPES) for g in geoms):
+            bad.append(f"road {road.get('id')}: a <geometry> without a shape ({', '.join(GEOMETRY_SHAPES)})")
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise MapError(f"{source}: roads without reference-line geometry, which crash CARLA's OpenDRIVE parser: "
+                       f"{'; '.join(bad[:5])}{more}; re-export the map with every road's <planView> geometry")
+    return root
+
+
+def _road_speeds(xodr_text: str, source: str) -> dict[int, float]:
+    """Per-road speed limit from <road><type><speed max unit/> elements. [m/s]"""
+    root = _parse_xodr(xodr_text, source)
     speeds: dict[int, float] = {}
     for road in root.iter("road"):
         for typ in road.findall("type"):
@@ -79,12 +104,14 @@ def _walk_lane(entry, key: tuple[int, int, int], step: float = 0.5, max_points: 
     return wps
 
 
-def build_lane_graph(name: str, xodr_text: str, source: str | None = None) -> LaneGraph:
-    """Build the lane graph of an OpenDRIVE text (no cache). Raises MapError on a map that does not parse."""
+def build_lane_graph(name: str, xodr_text: str, source: str | None = None, check: bool = True) -> LaneGraph:
+    """Build the lane graph of an OpenDRIVE text (no cache), in this process. Raises MapError on a map that
+    does not parse. libcarla can crash the process on a malformed map: what is known to crash it is refused
+    first (`check`; off only to test the isolation); `load_xodr_text` builds in a child process."""
     import carla  # the PyPI client; only the offline map API is used
 
     source = source or name
-    road_speed = _road_speeds(xodr_text, source)
+    road_speed = _road_speeds(xodr_text, source) if check else {}
     try:
         cmap = carla.Map(name, xodr_text)
         topology = cmap.get_topology()
@@ -355,7 +382,95 @@ def load_xodr(path: str | Path, name: str | None = None, use_cache: bool = True)
     return load_xodr_text(name, text, source=str(path), use_cache=use_cache)
 
 
+def map_timeout_s() -> float:
+    """[s] a map build may take before it counts as hung ($DRIVE_STACK_MAP_TIMEOUT, default 900)."""
+    try:
+        return float(os.environ.get("DRIVE_STACK_MAP_TIMEOUT", "900"))
+    except ValueError:
+        return 900.0
+
+
+def _verdict_path(h: str) -> Path:
+    return cache_dir() / f"failed-{h}.json"
+
+
+class MapTimeout(MapError):
+    """Building a map's lane graph took longer than its limit (the parser hung, or the machine is very busy)."""
+
+
+def build_lane_graph_isolated(name: str, text: str, source: str | None = None, cache_to: str | Path | None = None,
+                              timeout: float | None = None, check: bool = True) -> LaneGraph:
+    """`build_lane_graph` in a child interpreter, so that a crash (segmentation fault, abort) or a hang of
+    libcarla's OpenDRIVE parser cannot take the caller down: it becomes a MapError (MapTimeout for a hang)
+    naming the map and what happened. The child saves the graph to a temporary file, the caller loads it (and
+    copies it to `cache_to` when given)."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    source = source or name
+    timeout = map_timeout_s() if timeout is None else timeout
+    pkg_root = str(Path(__file__).resolve().parents[2])  # the folder holding the drivesim package
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    with tempfile.TemporaryDirectory(prefix="drive-stack-map-") as tmp:
+        xodr, err = Path(tmp) / "map.xodr", Path(tmp) / "error.txt"
+        xodr.write_text(text, encoding="utf-8")
+        dest = Path(tmp) / "graph.npz"
+        code = ("import sys; from drivesim.maps.opendrive import _child_build; "
+                "sys.exit(_child_build(*sys.argv[1:]))")
+        args = [sys.executable, "-c", code, name, str(xodr), str(dest), source, str(err), "1" if check else "0"]
+        try:
+            p = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise MapTimeout(f"{source}: CARLA's OpenDRIVE parser did not finish within {timeout:g} s (hung; "
+                             f"$DRIVE_STACK_MAP_TIMEOUT raises the limit for a very large map)") from e
+        if p.returncode == 0 and dest.exists():
+            g = LaneGraph.load(dest)
+            if cache_to is not None:
+                try:
+                    Path(cache_to).parent.mkdir(parents=True, exist_ok=True)
+                    part = Path(f"{cache_to}.{os.getpid()}.part")
+                    shutil.copyfile(dest, part)
+                    part.replace(cache_to)
+                except OSError:  # an unwritable cache only costs a rebuild next time
+                    pass
+            return g
+        if p.returncode == _CHILD_MAP_ERROR and err.exists():
+            raise MapError(err.read_text(encoding="utf-8"))
+        tail = p.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+        if p.returncode < 0:
+            try:
+                how = f"killed by {signal.Signals(-p.returncode).name}"
+            except ValueError:
+                how = f"killed by signal {-p.returncode}"
+        else:
+            how = f"exited with code {p.returncode}"
+        raise MapError(f"{source}: CARLA's OpenDRIVE parser crashed on this map ({how}); check the file is valid "
+                       f"OpenDRIVE (every road needs <planView> geometry and lanes)"
+                       + (f"; its last output: {' | '.join(tail)}" if tail else ""))
+
+
+_CHILD_MAP_ERROR = 3
+
+
+def _child_build(name: str, xodr: str, out: str, source: str, err: str, check: str = "1") -> int:
+    """Entry point of the child process of build_lane_graph_isolated."""
+    try:
+        g = build_lane_graph(name, Path(xodr).read_text(encoding="utf-8"), source, check=check == "1")
+    except MapError as e:
+        Path(err).write_text(str(e), encoding="utf-8")
+        return _CHILD_MAP_ERROR
+    g.save(Path(out))
+    return 0
+
+
 def load_xodr_text(name: str, text: str, source: str | None = None, use_cache: bool = True) -> LaneGraph:
+    """The lane graph of an OpenDRIVE text, cached per text hash under DRIVE_STACK_CACHE. A cache miss builds it
+    in a child process (build_lane_graph_isolated); a map that crashes or refuses to build is remembered by its
+    hash (`failed-<hash>.json`), so later loads raise the same MapError at once."""
+    source = source or name
     h = xodr_hash(text)
     cached = cache_dir() / f"{name}-{h}.npz"
     if use_cache and cached.exists():
@@ -363,11 +478,27 @@ def load_xodr_text(name: str, text: str, source: str | None = None, use_cache: b
             return LaneGraph.load(cached)
         except Exception:  # a corrupt cache entry is rebuilt, never trusted
             cached.unlink(missing_ok=True)
-    g = build_lane_graph(name, text, source)
-    if use_cache:
+    verdict = _verdict_path(h)
+    if use_cache and verdict.exists():
         try:
-            g.save(cached)
-        except OSError:
-            pass
-    return g
+            reason = json.loads(verdict.read_text())["reason"]
+        except (OSError, ValueError, KeyError):
+            reason = None
+        if reason:
+            raise MapError(f"{source}: {reason} (verdict cached in {verdict}; fix the map or delete that file)")
+    _parse_xodr(text, source)  # malformed XML and the known crashers fail fast, in this process
+    try:
+        return build_lane_graph_isolated(name, text, source, cache_to=cached if use_cache else None)
+    except MapTimeout:  # a hang may be the machine's load: not remembered
+        raise
+    except MapError as e:
+        msg = str(e)
+        if use_cache:
+            reason = msg[len(source) + 2:] if msg.startswith(f"{source}: ") else msg
+            try:
+                verdict.parent.mkdir(parents=True, exist_ok=True)
+                verdict.write_text(json.dumps({"map": name, "source": source, "reason": reason}))
+            except OSError:
+                pass
+        raise
 

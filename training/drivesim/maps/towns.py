@@ -36,6 +36,7 @@ class TownLoader:
     def __init__(self, maps_dir: str | Path | None = None):
         self.maps_dir = Path(maps_dir) if maps_dir else default_maps_dir()
         self._memo: dict[str, LaneGraph] = {}
+        self._failed: dict[str, MapError] = {}  # towns whose map did not load: the same error again, at once
 
     def find(self, town: str) -> Path | None:
         if self.maps_dir is None:
@@ -48,6 +49,13 @@ class TownLoader:
     def available(self, town: str) -> bool:
         return bool(PROCEDURAL.match(town)) or self.find(town) is not None
 
+    def missing_reason(self, town: str) -> str:
+        """Why `town` is not available, and the fix."""
+        if self.maps_dir is None:
+            return (f"map {town}.xodr not found: no maps directory (pass --maps-dir DIR, or set DRIVE_STACK_MAPS "
+                    f"or CARLA_ROOT)")
+        return f"map {town}.xodr not found in {self.maps_dir}"
+
     def xodr_text(self, town: str) -> str:
         """The town's OpenDRIVE text (what /carla/map carries)."""
         m = PROCEDURAL.match(town)
@@ -57,23 +65,30 @@ class TownLoader:
             return generate_town_xodr(int(m.group(1)))
         path = self.find(town)
         if path is None:
-            raise MissingMap(f"map {town}.xodr not found in {self.maps_dir}")
+            raise MissingMap(self.missing_reason(town))
         return path.read_text(encoding="utf-8", errors="replace")
 
     def load(self, town: str) -> LaneGraph:
+        """The town's lane graph. A map that does not load (MapError: malformed, or it crashed CARLA's parser,
+        which runs in a child process) raises the same error on every later call without trying again."""
         if town in self._memo:
             return self._memo[town]
+        if town in self._failed:
+            raise self._failed[town]
         m = PROCEDURAL.match(town)
-        if m:
-            from .procedural import generate_town_xodr
+        try:
+            if m:
+                from .procedural import generate_town_xodr
 
-            g = load_xodr_text(town, generate_town_xodr(int(m.group(1))), source=f"procedural town {town}")
-        else:
-            path = self.find(town)
-            if path is None:
-                where = self.maps_dir if self.maps_dir else "(no maps dir: pass --maps-dir or set CARLA_ROOT)"
-                raise MissingMap(f"map {town}.xodr not found in {where}")
-            g = load_xodr(path, town)
+                g = load_xodr_text(town, generate_town_xodr(int(m.group(1))), source=f"procedural town {town}")
+            else:
+                path = self.find(town)
+                if path is None:
+                    raise MissingMap(self.missing_reason(town))
+                g = load_xodr(path, town)
+        except MapError as e:
+            self._failed[town] = e
+            raise
         self._memo[town] = g
         return g
 

@@ -93,6 +93,81 @@ def is_success(record: dict) -> bool:
     return all(not v for k, v in record["infractions"].items() if k != "min_speed_infractions")
 
 
+# ------------------------------------------------------------------ multi-ability (Bench2Drive 0.0.4)
+JUNCTION_PASS_POINTS = 8  # route points past the first junction point ("+8 to ensure the ego pass the trigger volume")
+
+
+def junction_meta(g, dense) -> dict:
+    """What a route record's ``meta`` needs for the Traffic_Signs junction credit: ``first_junction_index``
+    (0-based index of the first point of the densified route that lies on a junction lane, None when the route
+    crosses no junction) and ``route_points`` (points of the densified route). g: the LaneGraph, dense: the
+    route's DenseRoute (1 m points, as Bench2Drive's GlobalRoutePlanner trace at 1 m)."""
+    on_junction = np.asarray(g.lane_junction)[np.asarray(dense.lane)] >= 0
+    hit = np.flatnonzero(on_junction)
+    return {"first_junction_index": int(hit[0]) if len(hit) else None, "route_points": int(len(dense.lane))}
+
+
+def junction_completion(meta: dict) -> float | None:
+    """The route completion (fraction) a failed Traffic_Signs route must exceed to be credited: (count + 8) / N
+    with count the 1-based index of the route's first junction point and N its points; None when unknown."""
+    j, n = meta.get("first_junction_index"), meta.get("route_points")
+    if j is None or not n:
+        return None
+    return float(j + 1 + JUNCTION_PASS_POINTS) / float(n)
+
+
+def traffic_signs_junction_credit(record: dict) -> bool:
+    """Bench2Drive 0.0.4 credits a *failed* Traffic_Signs route as a Traffic_Signs success when its route
+    completion passed the route's first junction (+8 points) without running a red light or a stop sign.
+
+    Thinklab-SJTU/Bench2Drive, tools/ability_benchmark.py at the "Release Bench2Drive 0.0.4" commit 7ec25d1c
+    (lines 128-153): for a route whose type is in Ability["Traffic_Signs"] and not ``record_success_status``,
+    the keypoints are densified with GlobalRoutePlanner(map, 1.0) (trace_route between consecutive keypoints,
+    lines 60-68), ``count`` is the 1-based index of the first waypoint with ``is_junction``, ``junction_completion
+    = (count + 8) / len(waypoint_route)``, and when ``score_route / 100 > junction_completion`` and both
+    ``stop_infraction`` and ``red_light`` are empty, ``Ability_Statistic['Traffic_Signs'][0] += 1`` (the route
+    was already counted in the denominator by update_Ability). Here the densified route is our planner's (1 m
+    points; upstream's concatenated traces repeat each inner keypoint's waypoint, a point or two of difference)
+    and the junction index comes from the record's meta (junction_meta). Upstream raises on a route with no
+    junction point; here such a route, or a record without the meta fields, gets no credit."""
+    thr = junction_completion(record.get("meta", {}))
+    if thr is None:
+        return False
+    inf = record["infractions"]
+    return record["scores"]["score_route"] / 100.0 > thr and not inf.get("stop_infraction") and not inf.get("red_light")
+
+
+def multi_ability(records: list[dict]) -> dict[str, dict]:
+    """The five multi-ability success rates [%], as Bench2Drive 0.0.4's tools/ability_benchmark.py computes
+    them (commit 7ec25d1c, lines 12-18 the ability lists, 119-126 the per-route success and update_Ability,
+    128-153 the Traffic_Signs junction credit): a route counts once in every ability whose list holds its
+    (first) scenario type, as a success when is_success; a failed Traffic_Signs route also counts as a
+    Traffic_Signs success when traffic_signs_junction_credit. Our ABILITIES (routes/xml.py) hold upstream's
+    lists for the 44 Bench2Drive types (a test pins them) plus our DOS types. An ability without routes is
+    None (upstream divides by zero there)."""
+    out: dict[str, dict] = {}
+    for a in ABILITY_NAMES:
+        rs, credited = [], 0
+        for r in records:
+            if a not in ABILITIES.get(r["meta"].get("scenario_type") or "", ()):
+                continue
+            ok = is_success(r)
+            if a == "Traffic_Signs" and not ok and traffic_signs_junction_credit(r):
+                ok, credited = True, credited + 1
+            rs.append(ok)
+        out[a] = {"success_rate": 100.0 * float(np.mean(rs)) if rs else None, "routes": len(rs)}
+        if a == "Traffic_Signs":
+            out[a]["junction_credited"] = credited
+    return out
+
+
+def multi_ability_mean(ability: dict[str, dict]) -> float:
+    """Upstream's mean: the sum of the five rates / 5 (tools/ability_benchmark.py line 156). Where an ability has
+    no routes (upstream fails), the mean of those that have."""
+    rates = [v["success_rate"] for v in ability.values() if v["success_rate"] is not None]
+    return float(np.mean(rates)) if rates else 0.0
+
+
 # ------------------------------------------------------------------ comfort and efficiency
 def comfort_signals(x, y, yaw, dt: float) -> dict[str, np.ndarray]:
     """Savitzky-Golay (window 7, order 2) derivatives of a trajectory: the six comfort signals per frame."""
@@ -178,10 +253,7 @@ def summarize(records: list[dict], total_routes: int | None = None, skipped: lis
     n = len(records)
     ds = [r["scores"]["score_composed"] for r in records]
     succ = [is_success(r) for r in records]
-    ability: dict[str, dict] = {}
-    for a in ABILITY_NAMES:
-        rs = [s for r, s in zip(records, succ, strict=True) if a in ABILITIES.get(r["meta"].get("scenario_type") or "", ())]
-        ability[a] = {"success_rate": 100.0 * _mean(rs) if rs else None, "routes": len(rs)}
+    ability = multi_ability(records)
     eff = [r["meta"]["efficiency"] for r in records if r["meta"].get("efficiency") is not None]
     comf = [r["meta"]["comfort"] for r in records if r["meta"].get("comfort") is not None]
     counts = {k: sum(len(r["infractions"][k]) for r in records) for k in INFRACTION_KEYS}
@@ -199,7 +271,7 @@ def summarize(records: list[dict], total_routes: int | None = None, skipped: lis
         "efficiency": _mean(eff),
         "comfortness": 100.0 * _mean(comf),
         "multi_ability": ability,
-        "multi_ability_mean": _mean([v["success_rate"] for v in ability.values() if v["success_rate"] is not None]),
+        "multi_ability_mean": multi_ability_mean(ability),
         "infractions": counts,
         "infractions_per_km": {k: (v / km if km > 0 else 0.0) for k, v in counts.items()},
         "km_driven": km,

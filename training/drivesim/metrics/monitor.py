@@ -10,6 +10,7 @@ stop signs, outside-route-lanes distance, route deviation (> 30 m from the route
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -72,6 +73,38 @@ def pad_routes(routes: list[DenseRoute]) -> tuple[np.ndarray, np.ndarray, np.nda
     return xy, d, pct, n
 
 
+@dataclass(frozen=True)
+class MonitorEvent:
+    """One row of the monitor's event table: env, sim time [s], infraction key (Leaderboard 2.0 name), where
+    (CARLA world frame [m]: the ego for collisions, deviation, blocking, yielding and timeouts, the stop line's
+    middle for red lights, the stop box for stop signs), the actor slot (collisions, else -1) and a code (the
+    collided agent's AgentKind, the light's or stop sign's OpenDRIVE id, else -1)."""
+
+    env: int
+    t: float
+    key: str
+    x: float
+    y: float
+    actor: int = -1
+    code: int = -1
+
+    def message(self, g: LaneGraph | None = None) -> str:
+        """The Leaderboard 2.0 infraction string of this event."""
+        at = f"(x={self.x:.1f}, y={self.y:.1f}, z=0.0)"
+        if self.key in ("collisions_vehicle", "collisions_pedestrian", "collisions_layout"):
+            return f"Agent collided against object with type={_KIND_KEY[AgentKind(self.code)][1]} and id={self.actor} at {at}"
+        return {"red_light": f"Agent ran a red light {self.code} at {at}",
+                "stop_infraction": f"Agent ran a stop sign {self.code} at {at}",
+                "route_dev": f"Agent deviated from the route at {at}",
+                "vehicle_blocked": f"Agent got blocked at {at}",
+                "yield_emergency_vehicle_infractions": f"Agent did not yield to an emergency vehicle at {at}",
+                "route_timeout": f"Route timeout after {self.t:.1f} s"}[self.key]
+
+    def row(self) -> dict:
+        return {"t": round(self.t, 3), "kind": self.key, "actor": self.actor, "x": round(self.x, 3),
+                "y": round(self.y, 3)}
+
+
 class RouteMonitor:
     def __init__(self, g: LaneGraph, routes: list[DenseRoute], scenario_types: list[str | None] | None = None,
                  dt: float = DT, log_trajectory: bool = True, scenarios: list | None = None):
@@ -99,17 +132,50 @@ class RouteMonitor:
         self.done = np.zeros(E, bool)
         self.outside_dist = np.zeros(E)
         self.blocked_t = np.zeros(E)
-        self.infractions = [empty_infractions() for _ in range(E)]
-        self.last_coll = [(-1, -1e9)] * E
-        self.coll_locs: list[list[np.ndarray]] = [[] for _ in range(E)]
+        self.last_coll_actor = np.full(E, -1, np.int64)  # the last collision's actor slot and time, per env
+        self.last_coll_t = np.full(E, -1e9)
         self.stop_inside = np.zeros((E, len(g.stop_id)), bool)
         self.stop_done = np.zeros((E, len(g.stop_id)), bool)
         self.last_red = np.full(E, -1)
         self.min_ttc = np.full(E, np.inf)
         self.ev_blocked_t = np.zeros(E)
+        self.yielded = np.zeros(E, bool)  # a failure to yield was registered (one per route)
         self.steps = np.zeros(E, np.int64)
+        self.events: list[MonitorEvent] = []  # every infraction, in order (the Leaderboard's strings are made from it)
+        self._coll_live: list[int] = []  # indices of collision events whose location still suppresses new ones
         self.log = log_trajectory
         self._traj: list[tuple] = []
+
+    PER_ENV = ("idx", "rc", "completed", "done", "outside_dist", "blocked_t", "last_coll_actor", "last_coll_t",
+               "stop_inside", "stop_done", "last_red", "min_ttc", "ev_blocked_t", "yielded", "steps")
+    """Every per-env state array (first axis = env): what `carry_over` moves and what a masked reset touches."""
+
+    def carry_over(self, keep: np.ndarray, old: RouteMonitor) -> None:
+        """Take env e's progress from `old` where keep[e] (the routes of kept envs must be the same): gym's
+        autoreset as one masked update of the state arrays and the event table."""
+        keep = np.asarray(keep, bool)
+        if self.log or old.log:
+            raise ValueError("RouteMonitor.carry_over: only for monitors without a trajectory log (log_trajectory=False)")
+        for f in self.PER_ENV:
+            getattr(self, f)[keep] = getattr(old, f)[keep]
+        kept = [i for i, ev in enumerate(old.events) if keep[ev.env]]
+        remap = {i: k for k, i in enumerate(kept)}
+        self.events = [old.events[i] for i in kept] + self.events
+        self._coll_live = [remap[i] for i in old._coll_live if i in remap]
+
+    def add_event(self, e: int, t: float, key: str, x: float, y: float, actor: int = -1, code: int = -1) -> None:
+        self.events.append(MonitorEvent(int(e), float(t), key, float(x), float(y), int(actor), int(code)))
+
+    def env_events(self, e: int) -> list[MonitorEvent]:
+        return [ev for ev in self.events if ev.env == e]
+
+    @property
+    def infractions(self) -> list[dict[str, list[str]]]:
+        """Per env, the Leaderboard 2.0 infraction strings of the events so far (made on demand)."""
+        out = [empty_infractions() for _ in range(len(self.idx))]
+        for ev in self.events:
+            out[ev.env][ev.key].append(ev.message(self.map))
+        return out
 
     # ------------------------------------------------------------------ per step
     def update(self, prev: SimState, state: SimState, lights: np.ndarray) -> np.ndarray:
@@ -133,9 +199,9 @@ class RouteMonitor:
             for e in np.flatnonzero(hits.any(axis=1)):
                 for a in np.flatnonzero(hits[e]):
                     self._register_collision(e, int(a), state, float(t[e]))
-        for e in [e for e, locs in enumerate(self.coll_locs) if locs]:
-            here = np.array([ex[e], ey[e]])
-            self.coll_locs[e] = [c for c in self.coll_locs[e] if np.linalg.norm(c - here) <= COLLISION_AREA]
+        if self._coll_live:  # a collision's location stops suppressing new ones once the ego is COLLISION_AREA away
+            self._coll_live = [i for i in self._coll_live if np.linalg.norm(
+                self._coll_xy(i) - np.array([ex[self.events[i].env], ey[self.events[i].env]])) <= COLLISION_AREA]
         # 3. red lights
         cross = red_light_crossings(prev, state, g, lights)
         if cross.any():
@@ -144,8 +210,7 @@ class RouteMonitor:
                 if light != self.last_red[e]:
                     self.last_red[e] = light
                     p = 0.5 * (g.stopline_p0[s] + g.stopline_p1[s])
-                    self.infractions[e]["red_light"].append(
-                        f"Agent ran a red light {int(g.light_id[light])} at (x={p[0]:.1f}, y={p[1]:.1f}, z=0.0)")
+                    self.add_event(e, t[e], "red_light", p[0], p[1], code=int(g.light_id[light]))
         # 4. stop signs
         if self.stop_inside.shape[1]:
             inside = in_stop_boxes(state, g)
@@ -154,8 +219,7 @@ class RouteMonitor:
                 left = self.stop_inside & ~inside & active[:, None]
                 for e, k in zip(*np.nonzero(left & ~self.stop_done), strict=True):
                     b = g.stop_box[k]
-                    self.infractions[e]["stop_infraction"].append(
-                        f"Agent ran a stop sign {int(g.stop_id[k])} at (x={b[0]:.1f}, y={b[1]:.1f}, z=0.0)")
+                    self.add_event(e, t[e], "stop_infraction", b[0], b[1], code=int(g.stop_id[k]))
                 self.stop_done &= ~left
             self.stop_inside = inside
         # 5.-8. lanes, deviation, blocked, emergency vehicles, timeout; TTC and the efficiency log
@@ -170,44 +234,45 @@ class RouteMonitor:
         reach, dev, blocked, tout, yielded = flags
         if flags[1:].any():
             for e in np.flatnonzero(dev):
-                self.infractions[e]["route_dev"].append(
-                    f"Agent deviated from the route at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
+                self.add_event(e, t[e], "route_dev", ex[e], ey[e])
             for e in np.flatnonzero(blocked):
-                self.infractions[e]["vehicle_blocked"].append(
-                    f"Agent got blocked at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
-            for e in np.flatnonzero(yielded):  # one per route
-                if not self.infractions[e]["yield_emergency_vehicle_infractions"]:
-                    self.infractions[e]["yield_emergency_vehicle_infractions"].append(
-                        f"Agent did not yield to an emergency vehicle at (x={ex[e]:.1f}, y={ey[e]:.1f}, z=0.0)")
+                self.add_event(e, t[e], "vehicle_blocked", ex[e], ey[e])
+            for e in np.flatnonzero(yielded & ~self.yielded):  # one per route
+                self.yielded[e] = True
+                self.add_event(e, t[e], "yield_emergency_vehicle_infractions", ex[e], ey[e])
             for e in np.flatnonzero(tout):
-                self.infractions[e]["route_timeout"].append(f"Route timeout after {t[e]:.1f} s")
+                self.add_event(e, t[e], "route_timeout", ex[e], ey[e])
         if self.log:
             self._traj.append((ex, ey, state.yaw[:, EGO].astype(np.float64), ev.astype(np.float64), self.rc.copy(),
                                tspeed, cnt, active.copy()))
         self.done |= reach | dev | blocked | tout
         return self.done.copy()
 
+    def _coll_xy(self, i: int) -> np.ndarray:
+        return np.array([self.events[i].x, self.events[i].y])
+
     def _register_collision(self, e: int, a: int, state: SimState, t: float) -> None:
-        last_a, last_t = self.last_coll[e]
-        if a == last_a and t - last_t < COLLISION_SAME_ACTOR_TIME:
+        if a == self.last_coll_actor[e] and t - self.last_coll_t[e] < COLLISION_SAME_ACTOR_TIME:
             return
         here = np.array([float(state.x[e, EGO]), float(state.y[e, EGO])])
-        if any(np.linalg.norm(c - here) <= COLLISION_AREA for c in self.coll_locs[e]):
+        if any(self.events[i].env == e and np.linalg.norm(self._coll_xy(i) - here) <= COLLISION_AREA
+               for i in self._coll_live):
             return
-        self.last_coll[e] = (a, t)
-        self.coll_locs[e].append(here)
-        key, type_id = _KIND_KEY[AgentKind(int(state.kind[e, a]))]
-        self.infractions[e][key].append(
-            f"Agent collided against object with type={type_id} and id={a} at "
-            f"(x={here[0]:.1f}, y={here[1]:.1f}, z=0.0)")
+        self.last_coll_actor[e], self.last_coll_t[e] = a, t
+        key, _ = _KIND_KEY[AgentKind(int(state.kind[e, a]))]
+        self._coll_live.append(len(self.events))
+        self.add_event(e, t, key, here[0], here[1], actor=a, code=int(state.kind[e, a]))
 
     # ------------------------------------------------------------------ results
     def outside_pct(self, e: int) -> float:
         return float(min(100.0, 100.0 * self.outside_dist[e] / max(self.length[e], 1e-6)))
 
     def record(self, e: int, route_id: str, index: int = 0, duration_system: float = 0.0, town: str = "") -> dict:
-        """The Leaderboard 2.0 route record (plus Bench2Drive signals under ``meta``)."""
-        inf = {k: list(v) for k, v in self.infractions[e].items()}
+        """The Leaderboard 2.0 route record (plus Bench2Drive signals under ``meta``, and the event table of the
+        route under ``meta.events``: time, kind, actor slot, position)."""
+        inf = empty_infractions()
+        for ev in self.env_events(e):
+            inf[ev.key].append(ev.message(self.map))
         pct = self.outside_pct(e)
         if pct > 0:
             inf["outside_route_lanes"].append(
@@ -216,7 +281,8 @@ class RouteMonitor:
         meta = {"route_length": float(self.length[e]), "duration_game": float(self.steps[e] * self.dt),
                 "duration_system": float(duration_system), "town": town,
                 "scenario_type": self.scenario_types[e], "min_ttc": float(self.min_ttc[e]) if np.isfinite(
-                    self.min_ttc[e]) else None, "efficiency": None, "comfort": None, "comfort_chunks": 0}
+                    self.min_ttc[e]) else None, "efficiency": None, "comfort": None, "comfort_chunks": 0,
+                "events": [ev.row() for ev in self.env_events(e)]}
         if self._traj:
             cols = [np.array([row[i][e] for row in self._traj]) for i in range(8)]
             act = cols[7].astype(bool)

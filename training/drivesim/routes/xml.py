@@ -81,19 +81,24 @@ class RouteSpec:
 
 
 def _num(v: str | None, what: str) -> float:
+    """A finite number from an XML attribute; inf and nan are refused (they would poison the geometry)."""
     try:
-        return float(v)  # type: ignore[arg-type]
+        x = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError) as e:
         raise ValueError(f"{what}: expected a number, got {v!r}") from e
+    if not np.isfinite(x):
+        raise ValueError(f"{what}: non-finite number {v!r}; every coordinate and parameter must be a finite number")
+    return x
 
 
 def _param(el: ET.Element, where: str) -> object:
     a = el.attrib
     if "value" in a:
         try:
-            return float(a["value"])
+            float(a["value"])
         except ValueError:
             return a["value"]
+        return _num(a["value"], f"{where}.value")
     if "from" in a and "to" in a:
         return (_num(a["from"], f"{where}.from"), _num(a["to"], f"{where}.to"))
     if {"x", "y", "z"} <= set(a):
@@ -111,13 +116,12 @@ def _parse_route(el: ET.Element, source: str) -> RouteSpec:
     if wps is None:
         raise RouteError(f"{where}: no <waypoints> element")
     try:
-        pts = np.array([[_num(p.get(k), f"position.{k}") for k in ("x", "y", "z")] for p in wps.iter("position")])
+        pts = np.array([[_num(p.get(k), f"waypoint {i} position.{k}") for k in ("x", "y", "z")]
+                        for i, p in enumerate(wps.iter("position"))])
     except ValueError as e:
         raise RouteError(f"{where}: {e}") from e
     if len(pts) < 2:
         raise RouteError(f"{where}: needs at least 2 waypoints, found {len(pts)}")
-    if not np.all(np.isfinite(pts)):
-        raise RouteError(f"{where}: non-finite waypoint coordinates")
     scenarios = []
     for sc in el.iter("scenario"):
         stype, sname = sc.get("type"), sc.get("name", "")
@@ -139,9 +143,9 @@ def _parse_route(el: ET.Element, source: str) -> RouteSpec:
     weathers = []
     for w in el.iter("weather"):
         try:
-            weathers.append({k: float(v) for k, v in w.attrib.items()})
+            weathers.append({k: _num(v, f"weather.{k}") for k, v in w.attrib.items()})
         except ValueError as e:
-            raise RouteError(f"{where}: weather attribute is not a number ({e})") from e
+            raise RouteError(f"{where}: {e}") from e
     return RouteSpec(str(rid), town, pts, scenarios, weathers, source)
 
 

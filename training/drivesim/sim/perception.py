@@ -181,6 +181,22 @@ class ScenePerceiver:
             for k, a in enumerate(self.cp[e]):
                 self._cp[e, k, : len(a)] = a
 
+    def warmup(self) -> None:
+        """Run every per-step kernel once on a synthetic state (the ego at the route's start, one car ahead) and
+        restore the route tracking: a node calls this before it reports ready, so the first real tick does not
+        wait for compiled kernels to load (or, on a fresh checkout, to compile)."""
+        from .state import empty_state
+
+        E = len(self.routes)
+        st = empty_state(E, 2, self.map.num_lights)
+        for e, r in enumerate(self.routes):
+            st.x[e, EGO], st.y[e, EGO], st.yaw[e, EGO] = r.xy[0, 0], r.xy[0, 1], r.yaw[0]
+            st.x[e, 1], st.y[e, 1], st.yaw[e, 1] = r.xy[min(10, len(r) - 1), 0], r.xy[min(10, len(r) - 1), 1], r.yaw[0]
+        st.valid[:] = True
+        idx = self.idx.copy()
+        self(st, np.zeros((E, self.map.num_lights), np.int8))
+        self.idx[:] = idx
+
     def track(self, state: SimState) -> np.ndarray:
         """Nearest route point of each ego within a window ahead of the previous match."""
         _track(self.idx, self._xy, self._n, state.x, state.y)

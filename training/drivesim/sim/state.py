@@ -115,6 +115,27 @@ class SimState:
 
         return go(self)
 
+    def merge_envs(self, mask: np.ndarray, other: SimState) -> SimState:
+        """A new state: env e from `other` where mask[e], else from self (gym's autoreset as one masked update).
+        Every array field, nested scripts, flows and perturbations included, is merged the same way; the two
+        states must have the same layout (fields present in both or in neither, equal shapes)."""
+        mask = np.asarray(mask, bool)
+
+        def go(a, b, name):
+            if a is None and b is None:
+                return None
+            if (a is None) != (b is None):
+                raise ValueError(f"SimState.merge_envs: {name} is set in one state only")
+            if dataclasses.is_dataclass(a):
+                return dataclasses.replace(a, **{f.name: go(getattr(a, f.name), getattr(b, f.name), f"{name}.{f.name}")
+                                                 for f in dataclasses.fields(a)})
+            if a.shape != b.shape:
+                raise ValueError(f"SimState.merge_envs: {name} has shape {a.shape} here and {b.shape} in the other")
+            return np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), b, a)
+
+        return SimState(**{f.name: go(getattr(self, f.name), getattr(other, f.name), f.name)
+                           for f in dataclasses.fields(self)})
+
     def tile(self, k: int) -> SimState:
         """A state of E*k envs: every env repeated k times in a row (env e -> envs e*k .. e*k+k-1)
         (counterfactual branches from one state, sim/branch.py)."""

@@ -13,7 +13,9 @@ a .mcap file, readable by `ros2 bag` and Foxglove). Timestamps are sim time [ns]
 from __future__ import annotations
 
 import json
+import sys
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,17 +156,123 @@ class SegmentedRecorder:
         return path
 
 
-def read_bag(path: Path, typestore=None) -> dict:
-    """Summary of a bag: topics with message types and counts, and the time window [s]."""
-    from rosbags.highlevel import AnyReader
+class BagError(ValueError):
+    """A path that is not a readable bag; the message names the path and what a bag looks like."""
 
-    with AnyReader([Path(path)], default_typestore=typestore) as r:
-        counts: dict[str, int] = {}
+
+BAG_LAYOUT = ("a bag is a folder holding metadata.yaml and its .mcap file(s), as `stack run` writes under "
+              "OUT/bags/ (takeover_*, seg_*)")
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _bag_files(path: Path) -> tuple[Path | None, list[Path]]:
+    """(metadata.yaml or None, the .mcap files) of a bag folder (or of a lone .mcap file); BagError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"{path}: no such bag folder; {BAG_LAYOUT}")
+    if path.is_file():
+        if path.suffix == ".mcap":
+            return None, [path]
+        raise BagError(f"{path}: a file, not a bag folder; {BAG_LAYOUT}")
+    meta = path / "metadata.yaml"
+    mcaps = sorted(path.glob("*.mcap"))
+    if not mcaps:
+        what = "metadata.yaml but no .mcap file" if meta.exists() else "no metadata.yaml and no .mcap file"
+        raise BagError(f"{path}: not a bag folder ({what} in it); {BAG_LAYOUT}")
+    return (meta if meta.exists() else None), mcaps
+
+
+def mcap_complete(path: Path) -> bool:
+    """Whether an MCAP file ends with its footer's magic (a recorder that died mid-file leaves none)."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() < 2 * len(MCAP_MAGIC):
+            return False
+        f.seek(-len(MCAP_MAGIC), 2)
+        return f.read() == MCAP_MAGIC
+
+
+def _stream_mcap(path: Path, types: dict[str, str], warn) -> Iterator[tuple[str, str, int, bytes]]:
+    """Messages of one MCAP file read front to back (mcap's StreamReader), up to where it breaks off: a file cut
+    short by a crash is read to its last complete chunk, with a warning naming it."""
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            for rec in StreamReader(f, validate_crcs=True).records:
+                if isinstance(rec, Schema):
+                    schemas[rec.id] = rec.name
+                elif isinstance(rec, Channel):
+                    channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
+                    types.setdefault(rec.topic, channels[rec.id][1])
+                elif isinstance(rec, Message) and rec.channel_id in channels:
+                    n += 1
+                    topic, msgtype = channels[rec.channel_id]
+                    yield topic, msgtype, rec.log_time, rec.data
+    except Exception as e:  # noqa: BLE001 - any break in the stream ends the readable part
+        if mcap_complete(path):
+            raise BagError(f"{path}: damaged MCAP file ({type(e).__name__}: {e})") from e
+        warn(f"{path}: MCAP file cut short (no footer: the recorder stopped before closing it); read {n} "
+             f"messages up to its last complete chunk")
+
+
+def _open_bag(path: Path, typestore, warn) -> tuple[dict[str, str], Iterator[tuple[str, str, int, bytes]], list[str]]:
+    """(topic -> message type, an iterator of (topic, msgtype, t_ns, raw CDR), the files read only in part).
+    A complete bag is read with rosbags' AnyReader; a bag a crash left without metadata.yaml or with an MCAP file
+    cut short is read as far as it goes, with a warning naming the file."""
+    meta, mcaps = _bag_files(path)
+    cut = [str(f) for f in mcaps if not mcap_complete(f)]
+    if meta is not None and not cut:
+        from rosbags.highlevel import AnyReader
+
+        try:
+            r = AnyReader([Path(path)], default_typestore=typestore)
+            r.open()
+        except Exception as e:  # noqa: BLE001 - rosbags' errors carry no common base
+            raise BagError(f"{path}: cannot read this bag ({type(e).__name__}: {e}); {BAG_LAYOUT}") from e
         types = {c.topic: c.msgtype for c in r.connections}
-        t0 = t1 = None
-        for conn, t, _ in r.messages():
-            counts[conn.topic] = counts.get(conn.topic, 0) + 1
-            t0 = t if t0 is None else min(t0, t)
-            t1 = t if t1 is None else max(t1, t)
-    return {"topics": {k: {"type": types[k], "count": counts.get(k, 0)} for k in sorted(types)},
-            "start": (t0 or 0) / NS, "end": (t1 or 0) / NS}
+
+        def it():
+            try:
+                for conn, t, data in r.messages():
+                    yield conn.topic, conn.msgtype, t, data
+            finally:
+                r.close()
+
+        return types, it(), []
+    if meta is None and Path(path).is_dir():
+        warn(f"{path}: no metadata.yaml (the recorder did not close this bag); reading its .mcap files directly")
+    types: dict[str, str] = {}
+
+    def it():
+        for f in mcaps:
+            yield from _stream_mcap(f, types, warn)
+
+    return types, it(), cut
+
+
+def _warn_stderr(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def read_bag(path: Path, typestore=None, log=None) -> dict:
+    """Summary of a bag: topics with message types and counts, and the time window [s]. A path that is not a bag
+    raises BagError (naming it and what a bag folder holds). A bag cut short by a crash (an MCAP file without
+    its footer) is read up to its last complete chunk; `log` (default: stderr) gets a warning naming the file,
+    and the summary lists it under "truncated"."""
+    types, messages, cut = _open_bag(Path(path), typestore, log or _warn_stderr)
+    counts: dict[str, int] = {}
+    t0 = t1 = None
+    for topic, _, t, _ in messages:
+        counts[topic] = counts.get(topic, 0) + 1
+        t0 = t if t0 is None else min(t0, t)
+        t1 = t if t1 is None else max(t1, t)
+    out = {"topics": {k: {"type": types[k], "count": counts.get(k, 0)} for k in sorted(types)},
+           "start": (t0 or 0) / NS, "end": (t1 or 0) / NS}
+    if cut:
+        out["truncated"] = cut
+    return out

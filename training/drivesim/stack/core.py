@@ -15,15 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..evaluation.runner import leaderboard_route_id
+from ..loop import ClosedLoop
 from ..maps.lanegraph import LaneGraph
-from ..metrics.monitor import RouteMonitor
 from ..policies import make_policy
-from ..routes.planner import plan_route
 from ..routes.xml import RouteSpec
-from ..sim.perception import ScenePerceiver
-from ..sim.scene import route_scene
-from ..sim.state import DT, EGO, SimState
-from ..sim.world import Controls, Simulator
+from ..sim.state import DT, SimState
+from ..sim.world import Controls
+from .takeover import command_problems
 
 STAMP_TOLERANCE = 1e-3  # [s] the Leaderboard's tolerance between a command's stamp and the tick's time
 
@@ -41,13 +39,7 @@ class ControlCommand:
 
     def problems(self) -> list[str]:
         """Why this command may not be applied (empty if fine): non-finite or out-of-range fields."""
-        bad = []
-        for name, lo, hi in (("throttle", 0.0, 1.0), ("steer", -1.0, 1.0), ("brake", 0.0, 1.0)):
-            v = getattr(self, name)
-            if not np.isfinite(v):
-                bad.append(f"{name} is {v}")
-            elif v < lo - 1e-6 or v > hi + 1e-6:
-                bad.append(f"{name}={v:.3f} outside [{lo}, {hi}]")
+        bad = command_problems(self.throttle, self.steer, self.brake)
         if not np.isfinite(self.stamp):
             bad.append("stamp is not finite")
         return bad
@@ -59,12 +51,8 @@ class PseudoSimCore:
     def __init__(self, g: LaneGraph, spec: RouteSpec, seed: int = 0, max_agents: int = 64,
                  expert_policy: str | None = "expert"):
         self.map, self.spec, self.seed = g, spec, seed
-        self.route = plan_route(g, spec)
-        self.state: SimState = route_scene(g, [self.route], max_agents=max_agents, seed=seed,
-                                           scenarios=[spec.scenarios[0] if spec.scenarios else None])
-        self.sim = Simulator(g)
-        self.monitor = RouteMonitor(g, [self.route], scenarios=[spec.scenarios[0] if spec.scenarios else None])
-        self.lights = self.sim.lights(self.state)
+        self.loop = ClosedLoop.for_route(g, spec, seed=seed, max_agents=max_agents)
+        self.route = self.loop.routes[0]
         self.controls = Controls.zeros(1)
         self.applied_stamps: set[int] = set()
         self.pending: ControlCommand | None = None
@@ -73,9 +61,21 @@ class PseudoSimCore:
         self.ticks = 0
         self.done = False
         self.t0_wall = time.perf_counter()
-        # the privileged expert the takeover monitor may hand control to (full state, no perception limits)
-        self._expert = make_policy(expert_policy, 1) if expert_policy else None
-        self._expert_perceiver = ScenePerceiver(g, [self.route], perception_range=1e6, occlusion=False) if expert_policy else None
+        # the privileged expert the takeover monitor may hand control to (it sees what the loop shows a
+        # privileged policy: the whole state, no perception limits)
+        self._expert = make_policy(expert_policy, 1, g=g) if expert_policy else None
+
+    @property
+    def state(self) -> SimState:
+        return self.loop.state
+
+    @property
+    def lights(self) -> np.ndarray:
+        return self.loop.lights
+
+    @property
+    def monitor(self):
+        return self.loop.monitor
 
     @property
     def t(self) -> float:
@@ -101,9 +101,7 @@ class PseudoSimCore:
         """What the privileged expert would do at this tick (it sees the whole state)."""
         if self._expert is None:
             return None
-        scene = self._expert_perceiver(self.state, self.lights)
-        truth = self._expert_perceiver.truth(self.state, self.lights) if self._expert.privileged else None
-        controls, _ = self._expert.act(scene, truth) if truth is not None else self._expert.act(scene)
+        controls, _ = self._expert.act(*self.loop.observe(self._expert))
         return ControlCommand(self.t, float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0]))
 
     def tick(self) -> bool:
@@ -119,19 +117,15 @@ class PseudoSimCore:
                                      hand_brake=np.array([c.hand_brake]), reverse=np.array([c.reverse]))
             self.applied_stamps.add(self.stamp_key(c.stamp))
             self.pending = None
-        new = self.sim.step(self.state, self.controls)
-        self.lights = self.sim.lights(new)
-        done = self.monitor.update(self.state, new, self.lights)
-        self.state = new
+        done = self.loop.step(self.controls)
         self.ticks += 1
         self.done = bool(done[0])
         return self.done
 
     def record(self, index: int = 0) -> dict:
-        rec = self.monitor.record(0, leaderboard_route_id(self.spec.route_id), index=index,
-                                  duration_system=time.perf_counter() - self.t0_wall, town=self.spec.town)
+        rec = self.loop.record(0, leaderboard_route_id(self.spec.route_id), index=index,
+                               duration_system=time.perf_counter() - self.t0_wall, town=self.spec.town)
         rec["meta"].update({"seed": self.seed, "missed_ticks": self.missed_ticks, "rejected_commands": len(self.rejected),
-                            "final_position": [float(self.state.x[0, EGO]), float(self.state.y[0, EGO])],
                             "via": "ros"})
         return rec
 

@@ -1,4 +1,6 @@
-"""The takeover monitor's logic: when to take control away from the planner, and what to command then.
+"""The takeover gate: when to take control away from the planner, and what to command then. Pure library code
+(no rclpy): the ROS `takeover_monitor` node is a thin adapter around `TakeoverGate`, and the closed loop runs the
+same gate offline (`loop.drive(..., gate=TakeoverGate(...), expert=...)`).
 
 A takeover is declared, at the tick of sim time t, when
 1. LOW_TTC: the constant-velocity time-to-collision between the ego (at its current speed, straight ahead)
@@ -7,8 +9,12 @@ A takeover is declared, at the tick of sim time t, when
 2. PREDICTED_COLLISION: the ego following the plan's path at the plan's speed profile overlaps an agent moving
    at constant velocity within `horizon` seconds, while the ego is still moving (a planner whose profile
    brakes in time does not trigger this);
-3. MISSED_DEADLINE: no planner command for the tick arrived within the deadline (the node's timer decides);
-4. INVALID_MESSAGE: a plan, scene or command with NaN or out-of-range values.
+3. MISSED_DEADLINE: no planner command for the tick arrived within `deadline` seconds of wall time after the
+   tick, counted only once the stack has declared itself ready (models loaded, kernels compiled): a cold start
+   is not a takeover;
+4. INVALID_MESSAGE: a plan, scene or command with NaN or out-of-range values;
+5. STEER_DISAGREEMENT (shadow mode, off unless `steer_threshold` is set; TakeAD uses 0.2): the expert's steering
+   differs from the planner's by more than the threshold.
 During a takeover (at least `duration` seconds of sim time, TakeAD's 2 s) the controller is the privileged
 expert when the simulator offers one, otherwise a safe stop (full brake, wheels straight). Control returns
 to the planner once the duration has passed and the planner's last command was valid and on time.
@@ -31,6 +37,7 @@ class Cause(enum.IntEnum):  # drive_stack_msgs/TakeoverEvent CAUSE_* values
     PREDICTED_COLLISION = 1
     MISSED_DEADLINE = 2
     INVALID_MESSAGE = 3
+    STEER_DISAGREEMENT = 4
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,22 @@ class TakeoverConfig:
     horizon_dt: float = 0.1  # [s]
     duration: float = 2.0  # [s] minimum takeover length (sim time)
     moving_speed: float = 0.5  # [m/s] the ego counts as moving above this
+    deadline: float = 0.3  # [s wall] after a tick, without a planner command: MISSED_DEADLINE (once ready)
+    expert_wait: float = 0.1  # [s wall] under a takeover, how long to wait for the expert before a safe stop
+    planner_ok_window: float = 0.151  # [s sim] the planner is healthy if it answered one of the last 3 ticks
+    steer_threshold: float | None = None  # shadow trigger |steer_expert - steer_planner| > this (None: off)
+
+    def __post_init__(self):
+        for name in ("ttc_threshold", "max_decel", "horizon", "horizon_dt", "duration", "deadline", "expert_wait",
+                     "planner_ok_window"):
+            v = getattr(self, name)
+            zero_ok = name in ("ttc_threshold", "max_decel", "horizon")  # 0 switches that check off
+            if not (isinstance(v, int | float) and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
+                raise ValueError(f"TakeoverConfig.{name} = {v!r}: expected a {'non-negative' if zero_ok else 'positive'}"
+                                 " number")
+        if self.steer_threshold is not None and not (np.isfinite(self.steer_threshold) and self.steer_threshold > 0):
+            raise ValueError(f"TakeoverConfig.steer_threshold = {self.steer_threshold!r}: expected a positive "
+                             "number or None (off)")
 
 
 @dataclass
@@ -159,3 +182,213 @@ class TakeoverLogic:
     def safe_stop() -> tuple[float, float, float]:
         """(throttle, steer, brake) of the safe stop."""
         return 0.0, 0.0, 1.0
+
+
+PLANNER, EXPERT, SAFE_STOP = "planner", "expert", "safe_stop"
+
+
+@dataclass
+class Decision:
+    """What the gate says at one moment of a tick: the command to apply (None: not yet, e.g. a takeover waits
+    for the expert's command) with who produced it, and a takeover that was just declared (to announce)."""
+
+    t: float
+    command: tuple[float, float, float] | None  # throttle, steer, brake
+    controller: str = ""  # PLANNER | EXPERT | SAFE_STOP (with a command)
+    event: Takeover | None = None
+
+
+def command_problems(throttle: float, steer: float, brake: float) -> list[str]:
+    """Why a command may not be applied (empty if fine): non-finite or out-of-range fields."""
+    bad = []
+    for name, v, lo, hi in (("throttle", throttle, 0.0, 1.0), ("steer", steer, -1.0, 1.0), ("brake", brake, 0.0, 1.0)):
+        if not np.isfinite(v):
+            bad.append(f"{name} is {v}")
+        elif v < lo - 1e-6 or v > hi + 1e-6:
+            bad.append(f"{name}={v:.3f} outside [{lo}, {hi}]")
+    return bad
+
+
+class TakeoverGate:
+    """The one takeover rule, tick by tick, for one vehicle.
+
+    The caller reports what arrives, with the wall time where it matters: `new_tick(t, wall)` (the simulator's
+    clock), `offer_scene` / `offer_plan` (the perceived scene and the plan of a tick), `offer_expert(t, ...)` (the
+    privileged expert's command, when the simulator offers one) and `offer_planner(t, ...)` (the planner's
+    command), and calls `poll(wall)` regularly (the deadline and the wait for the expert). Each returns a
+    `Decision` when there is something to do (a command to apply, a takeover to announce), else None. There is
+    at most one command per tick; later offers for a decided tick only count as signs of life. `set_ready()`:
+    the stack has loaded its models and compiled its kernels; deadlines count only from then on (a cold start is
+    not a takeover).
+
+    State: the current tick and its wall time, whether it has its command, the planner's last valid on-time
+    command (hand-back needs a healthy planner), the active takeover and the history, and how many ticks each
+    controller drove (`drove`)."""
+
+    def __init__(self, cfg: TakeoverConfig | None = None, expert_offered: bool = False):
+        self.cfg = cfg or TakeoverConfig()
+        self.logic = TakeoverLogic(self.cfg)
+        self.expert_offered = expert_offered
+        self.ready = False
+        self.tick_t: float | None = None
+        self.tick_wall = 0.0
+        self.decided: float | None = None
+        self.last_ok_t = -np.inf
+        self.scene: dict[float, PerceivedScene] = {}
+        self.plan: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+        self.expert: dict[float, tuple[float, float, float]] = {}
+        self.drove: dict[str, int] = {PLANNER: 0, EXPERT: 0, SAFE_STOP: 0}
+        self._unannounced: Takeover | None = None
+
+    @property
+    def history(self) -> list[Takeover]:
+        return self.logic.history
+
+    @property
+    def active(self) -> Takeover | None:
+        return self.logic.active
+
+    def set_ready(self) -> None:
+        self.ready = True
+
+    def planner_ok(self, t: float) -> bool:
+        return self.last_ok_t >= t - self.cfg.planner_ok_window
+
+    # ------------------------------------------------------------------ inputs
+    def new_tick(self, t: float, wall: float) -> Decision | None:
+        """A new tick of sim time t. If a takeover holds control through this tick whatever the planner says
+        (and the expert's command, when one is offered, is here), its command is decided now."""
+        t = round(float(t), 3)
+        if self.tick_t is not None and t <= self.tick_t:
+            return None  # a re-published tick
+        self.tick_t, self.tick_wall, self.decided = t, wall, None
+        for store in (self.scene, self.plan, self.expert):
+            for k in [k for k in store if k < t - 0.5]:
+                del store[k]
+        if self.logic.in_control(t, self.planner_ok(t)) and (not self.expert_offered or t in self.expert):
+            return self._command(t, *self._takeover_command(t))
+        return None
+
+    def offer_scene(self, t: float, scene: PerceivedScene) -> None:
+        self.scene[round(float(t), 3)] = scene
+
+    def offer_plan(self, t: float, path: np.ndarray, speed_profile: np.ndarray) -> None:
+        self.plan[round(float(t), 3)] = (np.asarray(path, np.float64), np.asarray(speed_profile, np.float64))
+
+    def offer_expert(self, t: float, throttle: float, steer: float, brake: float) -> Decision | None:
+        t = round(float(t), 3)
+        self.expert_offered = True
+        self.expert[t] = (float(throttle), float(steer), float(brake))
+        if t == self.tick_t and self.logic.active is not None and self.decided != t:
+            return self._command(t, *self._takeover_command(t))
+        return None
+
+    def offer_planner(self, t: float, throttle: float, steer: float, brake: float,
+                      invalid: str | None = None) -> Decision | None:
+        """The planner's command for tick t (`invalid`: why its plan or scene could not be read, if so)."""
+        t = round(float(t), 3)
+        bad = command_problems(throttle, steer, brake)
+        if t != self.tick_t:  # stale (under a takeover the expert's loop runs ahead of the planner's): alive, though
+            if not bad and self.tick_t is not None and t < self.tick_t:
+                self.last_ok_t = max(self.last_ok_t, t)
+            return None
+        if bad:
+            return self._takeover(t, Cause.INVALID_MESSAGE, "planner command: " + ", ".join(bad))
+        if self.decided == t:  # answered already (a takeover): the planner is alive and valid
+            self.last_ok_t = t
+            return None
+        if self.logic.active is None:
+            if invalid is not None:
+                return self._takeover(t, Cause.INVALID_MESSAGE, invalid, float("nan"))
+            plan, scene = self.plan.get(t), self.scene.get(t)
+            new = self.logic.check_plan(t, scene, *plan) if plan is not None and scene is not None else None
+            ex = self.expert.get(t)
+            if new is None and ex is not None and self.cfg.steer_threshold is not None \
+                    and abs(ex[1] - float(steer)) > self.cfg.steer_threshold:
+                new = self.logic.declare(t, Cause.STEER_DISAGREEMENT, f"expert steers {ex[1]:+.2f}, planner "
+                                         f"{float(steer):+.2f} (threshold {self.cfg.steer_threshold})", float("inf"))
+            if new is not None:
+                self._unannounced = new
+                return self._takeover_now(t)
+        self.last_ok_t = t
+        if self.logic.in_control(t, planner_ok=True):
+            return self._takeover_now(t)
+        return self._command(t, (float(throttle), float(steer), float(brake)), PLANNER)
+
+    def poll(self, wall: float) -> Decision | None:
+        """The watchdog: the expert is late under a takeover (a safe stop for this tick), or the planner missed
+        the deadline (a takeover, once the stack is ready or the planner has answered a tick)."""
+        t = self.tick_t
+        if t is None or self.decided == t:
+            return None
+        waited = wall - self.tick_wall
+        if self.logic.active is not None and self.expert_offered and waited > self.cfg.expert_wait:
+            return self._command(t, self.logic.safe_stop(), SAFE_STOP)
+        if waited > self.cfg.deadline and (self.ready or self.last_ok_t > -np.inf):
+            return self._takeover(t, Cause.MISSED_DEADLINE, f"no planner command {self.cfg.deadline:.2f} s after the tick")
+        return None
+
+    # ------------------------------------------------------------------ decisions
+    def _takeover(self, t: float, cause: Cause, detail: str, ttc: float = float("inf")) -> Decision | None:
+        new = self.logic.declare(t, cause, detail, ttc)
+        if new is not None:
+            self._unannounced = new
+        return self._takeover_now(t)
+
+    def _takeover_now(self, t: float) -> Decision | None:
+        """The takeover's command for tick t if it can be given now (the expert's, or a safe stop when no expert
+        is offered); else only the announcement of a new takeover, if there is one."""
+        if self.decided == t or (self.expert_offered and t not in self.expert):
+            return self._command(t, None, "")
+        return self._command(t, *self._takeover_command(t))
+
+    def _takeover_command(self, t: float) -> tuple[tuple[float, float, float], str]:
+        ex = self.expert.get(t)
+        return (ex, EXPERT) if ex is not None else (self.logic.safe_stop(), SAFE_STOP)
+
+    def _command(self, t: float, cmd: tuple[float, float, float] | None, controller: str) -> Decision | None:
+        ev, self._unannounced = self._unannounced, None
+        if cmd is None:
+            return Decision(t, None, "", ev) if ev is not None else None
+        self.decided = t
+        self.drove[controller] += 1
+        return Decision(t, cmd, controller, ev)
+
+    # ------------------------------------------------------------------ offline (the closed loop)
+    def offline(self, loop, scene: PerceivedScene, controls, plan, expert=None):
+        """One synchronous tick of `loop` (one env): the planner's controls and plan, the expert's command when
+        an expert policy is given (privileged views allowed); returns (executed Controls, [controller])."""
+        from ..sim.world import Controls
+
+        if loop.num_envs != 1:
+            raise ValueError(f"TakeoverGate.offline: one gate per env; this loop has {loop.num_envs}")
+        t = float(loop.t[0])
+        self.ready = True
+        outs = [self.new_tick(t, 0.0)]
+        self.offer_scene(t, scene)
+        path, profile = plan.points(0)
+        if profile is None:  # a plan without a profile keeps its target speed (as the stack's Plan message does)
+            profile = np.full(len(path), float(plan.target_speed[0]))
+        self.offer_plan(t, path, profile)
+        if expert is not None:
+            ec, _ = expert.act(*loop.observe(expert))
+            outs.append(self.offer_expert(t, float(ec.throttle[0]), float(ec.steer[0]), float(ec.brake[0])))
+        outs.append(self.offer_planner(t, float(controls.throttle[0]), float(controls.steer[0]),
+                                       float(controls.brake[0])))
+        if self.decided != t:
+            outs.append(self.poll(np.inf))
+        cmd = next(d for d in outs if d is not None and d.command is not None)
+        th, st, br = cmd.command
+        return Controls(np.array([th]), np.array([st]), np.array([br])), [cmd.controller]
+
+    def records(self) -> list[dict]:
+        return [{"t": tk.t, "cause": tk.cause.name, "detail": tk.detail,
+                 "ttc": tk.ttc if np.isfinite(tk.ttc) else None} for tk in self.history]
+
+    def summary(self, dt: float = 0.05) -> dict:
+        """What the record of a route says about its takeovers: count, causes, seconds driven by whom."""
+        causes: dict[str, int] = {}
+        for tk in self.history:
+            causes[tk.cause.name] = causes.get(tk.cause.name, 0) + 1
+        return {"count": len(self.history), "causes": causes,
+                "seconds": {k: round(v * dt, 3) for k, v in self.drove.items()}, "events": self.records()}

@@ -66,6 +66,7 @@ class PerceptionInput(StackNode):
             return
         route = plan_route(self.g, RouteSpec("ros", "ros_map", self.keypoints))
         self.perceiver = ScenePerceiver(self.g, [route], perception_range=self.range)
+        self.perceiver.warmup()  # compiled kernels loaded before we say we are up: the first tick is on time
         self.get_logger().info(f"route: {route.length:.0f} m")
         self.announce_ready()
 

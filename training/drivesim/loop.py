@@ -1,0 +1,227 @@
+"""The closed loop: route -> scene -> simulator -> perception -> policy -> Bench2Drive scoring, for E envs.
+
+`ClosedLoop` owns the routes, the simulator state, the simulator, the perception views and the route monitor.
+Every place that drives a route goes through it: evaluation (`evaluation/runner.run_route`), the pseudo-simulator
+node's core (`stack/core.PseudoSimCore`), the gym env (`gym_env.DriveVectorEnv`), data collection (expert, noisy
+and DAgger drivers, `dataset/collect`) and rendering (`render.record_route_frames`).
+
+- ``observe(policy)`` gives a policy exactly what it may see: the perceived scene (range + occlusion) for a policy
+  whose class declares ``privileged = False``, the full-range scene plus the simulator's `Truth` for one that
+  declares ``privileged = True`` (the `Policy` protocol; the flag is read from the class, never probed).
+  Each view is computed once per step and shared by every policy that asks for it.
+- ``step(controls)`` advances every env one tick (DT) and scores the transition; it returns ``done`` (E,).
+- ``drive(loop, policy, ...)`` runs one or more policies until every env is done: the policy whose controls are
+  labels (and, unless a `driver` is given, executed), an optional driver (DAgger: its controls are executed,
+  from its own view), an optional perturbation of the executed controls (recovery data) and an optional
+  takeover gate (`stack/takeover.TakeoverGate`, offline: the same rule as the ROS takeover monitor).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from .maps.lanegraph import LaneGraph
+from .metrics.bench2drive import junction_meta
+from .metrics.monitor import RouteMonitor
+from .routes.planner import DenseRoute, plan_route
+from .routes.xml import RouteSpec
+from .sim.perception import PERCEPTION_RANGE, PRIVILEGED_RANGE, PerceivedScene, ScenePerceiver, Truth
+from .sim.scene import route_scene
+from .sim.state import EGO, SimState
+from .sim.world import Controls, Simulator
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What the closed loop (and the ROS planner node) drives with. ``privileged`` is a class attribute: True
+    for a policy that may see the simulator's truth (the expert), False for one that sees only the perceived
+    scene. ``act`` returns the controls of every env and the plan behind them (path in the ego frame, target
+    speed, speed profile); ``status[e]`` says what env e's last plan does and why (renders, debugging)."""
+
+    privileged: ClassVar[bool]
+    E: int
+    status: list[str]
+
+    def act(self, scene: PerceivedScene, truth: Truth | None = None): ...
+
+    def reset(self) -> None: ...
+
+
+def is_privileged(policy) -> bool:
+    """The policy's class-level declaration (the `Policy` protocol); a class without one is refused."""
+    flag = type(policy).__dict__.get("privileged")
+    if flag is None:
+        for base in type(policy).__mro__[1:]:
+            if "privileged" in base.__dict__:
+                flag = base.__dict__["privileged"]
+                break
+    if not isinstance(flag, bool):
+        raise TypeError(f"{type(policy).__name__}: a policy must declare `privileged = True|False` as a class "
+                        "attribute (drivesim.loop.Policy)")
+    return flag
+
+
+class ClosedLoop:
+    """E envs, each driving its own dense route through its own scene (see the module docstring)."""
+
+    def __init__(self, g: LaneGraph, routes: list[DenseRoute], scenarios: list | None = None, seed: int = 0,
+                 max_agents: int = 64, background: bool = True, log_trajectory: bool = True,
+                 state: SimState | None = None):
+        self.map, self.routes = g, list(routes)
+        self.scenarios = list(scenarios) if scenarios is not None else None
+        self.seed, self.max_agents, self.background = seed, max_agents, background
+        self.log_trajectory = log_trajectory
+        self.state: SimState = state if state is not None else route_scene(
+            g, self.routes, max_agents=max_agents, seed=seed, background=background, scenarios=self.scenarios)
+        self.sim = Simulator(g)
+        self.monitor = RouteMonitor(g, self.routes, scenarios=self.scenarios, log_trajectory=log_trajectory)
+        self.lights = self.sim.lights(self.state)
+        self._views: dict[bool, ScenePerceiver] = {}
+        self._seen: dict[bool, tuple[PerceivedScene, Truth | None]] = {}
+        self.steps = 0
+
+    @classmethod
+    def for_route(cls, g: LaneGraph, spec: RouteSpec, seed: int = 0, max_agents: int = 64, background: bool = True,
+                  log_trajectory: bool = True) -> ClosedLoop:
+        """One env driving a route of a route file (its first scenario, as Bench2Drive runs it)."""
+        return cls(g, [plan_route(g, spec)], [spec.scenarios[0] if spec.scenarios else None], seed=seed,
+                   max_agents=max_agents, background=background, log_trajectory=log_trajectory)
+
+    # ------------------------------------------------------------------ what policies see
+    @property
+    def num_envs(self) -> int:
+        return self.state.num_envs
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.state.t
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.monitor.done
+
+    def view(self, privileged: bool) -> ScenePerceiver:
+        """The perceiver of one kind of policy: range + occlusion, or (privileged) everything."""
+        if privileged not in self._views:
+            self._views[privileged] = ScenePerceiver(
+                self.map, self.routes, perception_range=PRIVILEGED_RANGE if privileged else PERCEPTION_RANGE,
+                occlusion=not privileged)
+        return self._views[privileged]
+
+    def perceive(self, privileged: bool = False) -> tuple[PerceivedScene, Truth | None]:
+        """(scene, truth) of this step for a view; truth is None unless privileged. Computed once per step."""
+        if privileged not in self._seen:
+            v = self.view(privileged)
+            scene = v(self.state, self.lights)
+            self._seen[privileged] = (scene, v.truth(self.state, self.lights) if privileged else None)
+        return self._seen[privileged]
+
+    def observe(self, policy) -> tuple[PerceivedScene, Truth | None]:
+        """Exactly what `policy` may see at this step (see the module docstring)."""
+        return self.perceive(is_privileged(policy))
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, controls: Controls) -> np.ndarray:
+        """Advance every env by one tick with `controls` and score the transition; returns done (E,)."""
+        controls.validate()
+        new = self.sim.step(self.state, controls)
+        lights = self.sim.lights(new)
+        done = self.monitor.update(self.state, new, lights)
+        self.state, self.lights = new, lights
+        self._seen.clear()
+        self.steps += 1
+        return done
+
+    def reset_envs(self, mask: np.ndarray, routes: list[DenseRoute], seed: int,
+                   scenarios: list | None = None) -> None:
+        """Autoreset: envs where `mask` is set start again on `routes[e]` (a scene drawn with `seed`); the others
+        carry on untouched. One masked update of the state, the monitor and the perception views."""
+        mask = np.asarray(mask, bool)
+        if not mask.any():
+            return
+        routes = [routes[e] if mask[e] else self.routes[e] for e in range(self.num_envs)]
+        scen = None if scenarios is None and self.scenarios is None else [
+            (scenarios[e] if scenarios is not None else None) if mask[e] else
+            (self.scenarios[e] if self.scenarios is not None else None) for e in range(self.num_envs)]
+        fresh = route_scene(self.map, routes, max_agents=self.max_agents, seed=seed, background=self.background,
+                            scenarios=scen)
+        self.state = self.state.merge_envs(mask, fresh)
+        self.routes, self.scenarios = routes, scen
+        monitor = RouteMonitor(self.map, routes, scenarios=scen, log_trajectory=self.log_trajectory)
+        monitor.carry_over(~mask, self.monitor)
+        self.monitor = monitor
+        old_views = self._views
+        self._views = {}
+        for priv, old in old_views.items():
+            self.view(priv).idx[~mask] = old.idx[~mask]
+        self.lights = self.sim.lights(self.state)
+        self._seen.clear()
+
+    # ------------------------------------------------------------------ results
+    def record(self, e: int, route_id: str, index: int = 0, duration_system: float = 0.0, town: str = "") -> dict:
+        """The Leaderboard 2.0 route record of env e (plus its final position and what Bench2Drive's Traffic_Signs
+        junction credit needs)."""
+        rec = self.monitor.record(e, route_id, index=index, duration_system=duration_system, town=town)
+        rec["meta"]["final_position"] = [float(self.state.x[e, EGO]), float(self.state.y[e, EGO])]
+        rec["meta"].update(junction_meta(self.map, self.routes[e]))
+        return rec
+
+
+@dataclass
+class Step:
+    """What an observer sees at each step, before the simulator steps: the state and light states, the labelling
+    policy's own controls and plan, the controls executed (after a driver, a perturbation or a takeover), and
+    the takeover controller of each env ('' when the policy or driver drives)."""
+
+    state: SimState
+    lights: np.ndarray
+    controls: Controls
+    plan: object
+    policy: object
+    executed: Controls
+    controller: list[str] = field(default_factory=list)
+
+
+def drive(loop: ClosedLoop, policy, *, driver=None, perturb: Callable[[SimState, Controls], Controls] | None = None,
+          observer: Callable[[Step], None] | None = None, gate=None, expert=None,
+          keep_states: bool = False, max_steps: int | None = None) -> dict:
+    """Run `loop` until every env is done (or `max_steps`).
+
+    Per step: `policy` acts on what it may see (its controls and plan are the labels); `driver` (if given) acts
+    on its own view and its controls are executed instead (DAgger); `perturb(state, controls)` changes the
+    executed controls (recovery data); `gate` (a `TakeoverGate`, with `expert` the policy it hands control to,
+    privileged views allowed) checks the executed plan and may take over. Returns {'steps', 'wall_s',
+    'states' (when keep_states), 'takeovers' (the gate's records)}."""
+    t0 = time.perf_counter()
+    states = [loop.state] if keep_states else []
+    steps = 0
+    while not loop.done.all() and (max_steps is None or steps < max_steps):
+        scene, truth = loop.observe(policy)
+        controls, plan = policy.act(scene, truth)
+        executed, acting_plan, acting_scene = controls, plan, scene
+        if driver is not None:
+            acting_scene, dtruth = loop.observe(driver)
+            executed, acting_plan = driver.act(acting_scene, dtruth)
+        if perturb is not None:
+            executed = perturb(loop.state, executed)
+        controller = [""] * loop.num_envs
+        if gate is not None:
+            executed, controller = gate.offline(loop, acting_scene, executed, acting_plan, expert)
+        if observer is not None:
+            observer(Step(loop.state, loop.lights, controls, plan, policy, executed, controller))
+        loop.step(executed)
+        steps += 1
+        if keep_states:
+            states.append(loop.state)
+    out = {"steps": steps, "wall_s": time.perf_counter() - t0, "states": states}
+    if gate is not None:
+        out["takeovers"] = gate.records()
+    return out
+
+
+__all__ = ["ClosedLoop", "Policy", "Step", "drive", "is_privileged"]
