@@ -37,9 +37,9 @@ def drive(g, dense, speed=8.0, objects=(), lights=None, steps=None, policy=None,
     with hand-placed objects [(kind, behavior, x, y, yaw, length, width, speed)], through a RouteMonitor.
     `lights` overrides every traffic light's state. Returns the monitor."""
     from drivesim.metrics.monitor import RouteMonitor
+    from drivesim.scenarios.scene import route_scene
     from drivesim.sim.control import PIDController
     from drivesim.sim.perception import ScenePerceiver
-    from drivesim.sim.scene import route_scene
     from drivesim.sim.world import Controls, Simulator
 
     state = route_scene(g, [dense], max_agents=max_agents, seed=0, background=False)

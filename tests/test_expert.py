@@ -6,9 +6,9 @@ from drivesim.evaluation.runner import run_route
 from drivesim.geometry import obb_overlap
 from drivesim.policies.expert import forecast
 from drivesim.routes.planner import plan_route
-from drivesim.routes.suite import generate_suite
+from drivesim.scenarios.scene import route_scene
+from drivesim.scenarios.suite import generate_suite
 from drivesim.sim.perception import PRIVILEGED_RANGE, ScenePerceiver
-from drivesim.sim.scene import route_scene
 from drivesim.sim.state import EGO, Behavior
 
 

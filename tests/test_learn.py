@@ -6,8 +6,9 @@ import pytest
 import torch
 from drivesim.dataset import CollectConfig, collect, read_episode
 from drivesim.learn.configs import ILConfig, RLConfig, WMConfig
-from drivesim.learn.data import DataConfig, build_samples, episode_samples, extend_path, path_points
-from drivesim.learn.features import POS_SCALE, STEP_DIM, FeatureBuilder, FeatureConfig
+from drivesim.learn.data import DataConfig, build_samples, episode_samples, path_points
+from drivesim.models.features import POS_SCALE, STEP_DIM, FeatureBuilder, FeatureConfig
+from drivesim.models.paths import extend_path
 from drivesim.routes.generate import random_routes
 from drivesim.routes.xml import write_routes
 from drivesim.sim.perception import PerceivedScene
@@ -455,7 +456,7 @@ def test_injected_pedestrians_are_seen_walk_on_and_teach_braking():
     and in a rollout the ego that brakes lets a crossing one pass, the one that keeps 10 m/s hits it (no imitation
     term: the log never met it)."""
     from drivesim.learn.rl import HAZARD_RANGE, ego_rollout, inject_pedestrians, rewards
-    from drivesim.sim.scene import PEDESTRIAN_SIZE
+    from drivesim.scenarios.scene import PEDESTRIAN_SIZE
 
     fcfg, B, N, K = FeatureConfig(), 400, 4, 30
     H, st = fcfg.history, fcfg.history * STEP_DIM

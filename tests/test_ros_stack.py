@@ -209,8 +209,8 @@ def test_frames_are_converted_once_and_round_trip(proc_town):
     from drive_stack import convert
     from drivesim.routes.generate import random_routes
     from drivesim.routes.planner import plan_route
+    from drivesim.scenarios.scene import route_scene
     from drivesim.sim.perception import ROUTE_POINTS, ScenePerceiver
-    from drivesim.sim.scene import route_scene
 
     d = plan_route(proc_town, random_routes(proc_town, 1, seed=2)[0])
     st = route_scene(proc_town, [d], max_agents=16, seed=1)

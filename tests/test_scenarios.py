@@ -7,9 +7,9 @@ from drivesim.routes.generate import random_routes
 from drivesim.routes.planner import plan_route
 from drivesim.routes.xml import ScenarioSpec
 from drivesim.scenarios import SCENARIO_BUILDERS, SIMULATED_TYPES
+from drivesim.scenarios.scene import route_scene
 from drivesim.sim.control import PIDController
 from drivesim.sim.perception import ScenePerceiver
-from drivesim.sim.scene import route_scene
 from drivesim.sim.state import EGO, AgentKind, Behavior
 from drivesim.sim.world import Controls, Simulator
 
@@ -139,7 +139,7 @@ def test_dos_occluded_left_turn_car_hidden_by_the_waiting_truck(proc_town):
     """The ego turns left; a truck waits at the end of the opposite inner lane; the car in the outer lane sets off
     when the ego is 12 m from the junction and drives straight across the ego's turn. The truck hides it for a
     good part of its approach (without the truck it would be seen then)."""
-    from drivesim.routes.suite import generate_suite
+    from drivesim.scenarios.suite import generate_suite
 
     r = generate_suite(proc_town, ["DOSOccludedLeftTurn"], 1, seed=0).routes[0]
     d = plan_route(proc_town, r)
@@ -392,8 +392,8 @@ def test_parking_exit_starts_parked_between_two_cars_and_the_expert_pulls_out(pr
     without a collision; leaving the parking space is not an outside-lanes infraction (the test is off until
     15 m beyond the front car)."""
     from drivesim.evaluation.runner import run_route
-    from drivesim.routes.suite import generate_suite
     from drivesim.scenarios import lanes_test_window
+    from drivesim.scenarios.suite import generate_suite
 
     g = proc_town
     r = generate_suite(g, ["ParkingExit"], 1, seed=0).routes[0]
@@ -509,9 +509,9 @@ def test_route_suite_places_every_simulated_type(proc_town, tmp_path):
     """`routes suite`: N routes per type, written and read back; every route plans and its scenario builds actors
     (the types that cannot be placed on Proc0 are reported, not dropped silently)."""
     from drivesim.routes import parse_routes, write_routes
-    from drivesim.routes.suite import generate_suite
     from drivesim.routes.xml import DOS_TYPES, SCENARIO_TYPES
     from drivesim.scenarios import build_actors
+    from drivesim.scenarios.suite import generate_suite
 
     dos = generate_suite(proc_town, sorted(DOS_TYPES), 1, seed=3)
     assert not dos.missing and len(dos.routes) == len(DOS_TYPES)
@@ -590,8 +590,8 @@ def test_no_agent_drives_through_another(route_id):
 
 @pytest.fixture(scope="module")
 def proc0_suite(proc_town):
-    from drivesim.routes.suite import generate_suite
     from drivesim.routes.xml import KNOWN_TYPES
+    from drivesim.scenarios.suite import generate_suite
 
     return {r.route_id: r for r in generate_suite(proc_town, sorted(KNOWN_TYPES), 2, seed=0).routes}
 

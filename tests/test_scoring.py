@@ -147,7 +147,7 @@ def test_route_deviation_blocked_and_completion(proc_town):
     d = _straight_route(proc_town)
     # drive with the controller but a path that veers off: a route for another place entirely
     from drivesim.metrics.monitor import RouteMonitor
-    from drivesim.sim.scene import route_scene
+    from drivesim.scenarios.scene import route_scene
     from drivesim.sim.world import Controls, Simulator
 
     sim = Simulator(proc_town)

@@ -5,9 +5,9 @@ import pytest
 from drivesim.geometry import carla_to_ros_pose, obb_overlap, ros_to_carla_pose
 from drivesim.routes.generate import random_routes
 from drivesim.routes.planner import plan_route
+from drivesim.scenarios.scene import route_scene, spawn_background
 from drivesim.sim.dynamics import bicycle_step
 from drivesim.sim.events import ego_collisions
-from drivesim.sim.scene import route_scene, spawn_background
 from drivesim.sim.state import EGO
 from drivesim.sim.world import Controls, Simulator
 
@@ -175,7 +175,7 @@ def test_lane_leaders_match_a_loop(proc_town):
 def test_pedestrians_cross_crosswalks_and_cyclists_ride_lanes(proc_town):
     """Background pedestrians walk across a crosswalk once (ending a metre past its far edge, standing);
     background cyclists are lane followers capped at CYCLIST_SPEED."""
-    from drivesim.sim.scene import CYCLIST_SPEED, crosswalk_axes, spawn_pedestrians
+    from drivesim.scenarios.scene import CYCLIST_SPEED, crosswalk_axes, spawn_pedestrians
     from drivesim.sim.state import AgentKind, Behavior
 
     g = proc_town

@@ -14,7 +14,7 @@ from .maps import TownLoader
 from .metrics.monitor import RouteMonitor
 from .routes.generate import random_routes
 from .routes.planner import plan_route
-from .sim.scene import route_scene, spawn_background
+from .scenarios.scene import route_scene, spawn_background
 from .sim.state import Behavior
 from .sim.world import Controls, Simulator
 
@@ -145,7 +145,7 @@ def bench_infer(models: dict[str, str], batch: int = 256, backend: str = "auto",
         variants = [(1, m1)]
         ck = (m1.manifest or {}).get("checkpoint")
         if batch > 1 and ck and Path(ck).exists():
-            from .learn.train import load_model
+            from .models.checkpoint import load_model
             from .models.export import export_onnx
 
             model, _ = load_model(ck)

@@ -201,8 +201,8 @@ def cmd_bench_sim(a) -> int:
 def cmd_routes_suite(a) -> int:
     from .maps import TownLoader
     from .routes import write_routes
-    from .routes.suite import generate_suite
     from .routes.xml import DOS_TYPES, KNOWN_TYPES, SCENARIO_TYPES
+    from .scenarios.suite import generate_suite
 
     g = TownLoader(a.maps_dir).load(a.town)
     groups = {"all": sorted(SCENARIO_TYPES), "dos": sorted(DOS_TYPES), "all+dos": sorted(KNOWN_TYPES)}

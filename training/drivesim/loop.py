@@ -30,8 +30,8 @@ from .metrics.bench2drive import junction_meta
 from .metrics.monitor import RouteMonitor
 from .routes.planner import DenseRoute, plan_route
 from .routes.xml import RouteSpec
+from .scenarios.scene import route_scene
 from .sim.perception import PERCEPTION_RANGE, PRIVILEGED_RANGE, PerceivedScene, ScenePerceiver, Truth
-from .sim.scene import route_scene
 from .sim.state import EGO, SimState
 from .sim.world import Controls, Simulator
 

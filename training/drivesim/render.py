@@ -178,8 +178,9 @@ def event_points(record: dict) -> list[tuple[float, float, str]]:
 
 def record_route_frames(g: LaneGraph, spec, policy: str, seed: int, every: int = 2):
     """Re-drive a route (deterministic) and return (frames at 20/every Hz, the route record, the dense route)."""
-    from .evaluation.runner import run_route
-    from .loop import is_privileged
+    from .loop import ClosedLoop, drive, is_privileged
+    from .metrics.bench2drive import leaderboard_route_id
+    from .policies import make_policy
 
     frames: list[RenderFrame] = []
     steps = [0]
@@ -195,8 +196,10 @@ def record_route_frames(g: LaneGraph, spec, policy: str, seed: int, every: int =
                                       st.plan.path[0].copy(), st.policy.status[0] if is_privileged(st.policy) else ""))
         steps[0] += 1
 
-    ep = run_route(g, spec, policy=policy, seed=seed, observer=observer)
-    events = event_points(ep.record)
+    loop = ClosedLoop.for_route(g, spec, seed=seed)
+    drive(loop, make_policy(policy, 1, g=g), observer=observer)
+    record = loop.record(0, leaderboard_route_id(spec.route_id), town=spec.town)
+    events = event_points(record)
     for f in frames:  # an event stays on the picture from where it happened on
         f.events = [ev for ev in events if np.hypot(ev[0] - f.ego[0], ev[1] - f.ego[1]) < 60.0]
-    return frames, ep.record, ep.route
+    return frames, record, loop.routes[0]

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..maps.lanegraph import LaneGraph
+from ..metrics.bench2drive import leaderboard_route_id
 from ..policies import make_policy
 from ..routes.planner import DenseRoute
 from ..routes.xml import RouteSpec
@@ -19,10 +20,6 @@ def scenario_note(types) -> str | None:
     missing = sorted({t for t in types if t and t not in SIMULATED_TYPES})
     return (f"scenario types not simulated yet (background traffic only): {', '.join(missing)}" if missing else None)
 
-
-
-def leaderboard_route_id(route_id: str, rep: int = 0) -> str:
-    return f"RouteScenario_{route_id}_rep{rep}"
 
 
 @dataclass

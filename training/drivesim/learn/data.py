@@ -39,10 +39,10 @@ import numpy as np
 from ..dataset.b2d import FrameError
 from ..dataset.collect import load_index, read_episode
 from ..maps import TownLoader
+from ..models.features import FeatureBuilder, FeatureConfig
 from ..routes.planner import DenseRoute
 from ..sim.perception import ScenePerceiver
 from ..sim.state import EGO, empty_state
-from .features import FeatureBuilder, FeatureConfig
 
 FORMAT = 4  # 3: counterfactual branch rows (wmb_*); 4: unseen agents of the RL horizon (roll_unseen*)
 SPEED_AT = 4  # [m] (plan_speed index: points are 1 m apart, index 0 = now)
@@ -306,16 +306,3 @@ def _build_one(cfg: DataConfig, fcfg: FeatureConfig, log) -> dict[str, np.ndarra
     log(f"{len(data['speed'])} samples ({len(data['wmb_row'])} counterfactual world-model rows) from {len(parts)} "
         f"episodes -> {cache}")
     return data
-
-
-def extend_path(path: np.ndarray, length: float = 30.0, step: float = 2.0) -> np.ndarray:
-    """The controller's path: the (..., P, 2) planned points from the ego, continued straight along the last
-    segment to `length` metres (the pure-pursuit lookahead reaches 15 m)."""
-    P = path.shape[-2]
-    extra = max(int(np.ceil((length - P * step) / step)), 0)
-    if extra == 0:
-        return path
-    d = path[..., -1, :] - path[..., -2, :]
-    d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-6)
-    k = np.arange(1, extra + 1)[:, None] * step
-    return np.concatenate([path, path[..., -1:, :] + k * d[..., None, :]], -2)

@@ -54,8 +54,8 @@ def reactivity(wm, data: dict, idx: np.ndarray, commit_speed: float = 8.0) -> di
     lane) should advance less when the ego brakes; agents crossing ahead should advance less when it commits."""
     import torch
 
+    from ..models.features import POS_SCALE, STEP_DIM
     from ..models.nets import INPUT_NAMES
-    from .features import POS_SCALE, STEP_DIM
 
     T = wm.ncfg.wm_steps
     b = {k: torch.as_tensor(np.asarray(data[k][idx], np.float32)) for k in INPUT_NAMES}

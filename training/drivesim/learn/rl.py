@@ -56,15 +56,17 @@ import numpy as np
 import torch
 
 from ..geometry import obb_overlap
+from ..models.checkpoint import load_model
+from ..models.features import DIST_CAP, POS_SCALE, SPEED_SCALE, STEP_DIM
 from ..models.nets import INPUT_NAMES, Planner, WorldModel
+from ..models.paths import extend_path
+from ..scenarios.scene import PEDESTRIAN_SIZE
 from ..sim.control import PIDController
 from ..sim.dynamics import DEFAULT_VEHICLE, bicycle_step
-from ..sim.scene import PEDESTRIAN_SIZE
 from ..sim.state import AgentKind
 from .configs import RLConfig
-from .data import ROLL_DT, WM_DT, DataConfig, build_samples, extend_path
-from .features import DIST_CAP, POS_SCALE, SPEED_SCALE, STEP_DIM
-from .train import batch, load_model, split
+from .data import ROLL_DT, WM_DT, DataConfig, build_samples
+from .train import batch, split
 
 OFF_ROUTE = 2.5  # [m] from the route polyline
 CRITICAL_GAP = 3.0  # [m] centre to centre: a start state is critical when a logged agent comes this close

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..models.features import SPEED_SCALE, FeatureConfig
 from ..models.nets import INPUT_NAMES, NetConfig, Planner, WorldModel, kmeans_anchors
 from .configs import ILConfig, TrainConfig, WMConfig
 from .data import WM_DT, DataConfig, build_samples
-from .features import SPEED_SCALE, FeatureConfig
 
 SPEED_CHANGE = 1.0  # [m/s] a speed label this far from the current speed counts as a change
 
@@ -314,14 +314,3 @@ def reacting_agents(data: dict, apart: float = 1.0) -> np.ndarray:
     d = np.linalg.norm(fut - fut[f0], axis=-1) > apart  # (M, N, T)
     moved = (d & m & m[f0]).any(-1)  # (M, N)
     return np.logical_or.reduceat(moved, first, axis=0)[grp]
-
-
-def load_model(path: str | Path):
-    """A Planner or WorldModel from a stage checkpoint."""
-    ck = torch.load(path, weights_only=False)
-    fcfg, ncfg = FeatureConfig(**ck["features"]), NetConfig(**ck["net"])
-    sd = ck["model"]
-    model = Planner(fcfg, ncfg, sd["anchors"].numpy()) if "anchors" in sd else WorldModel(fcfg, ncfg)
-    model.load_state_dict(sd)
-    model.eval()
-    return model, ck

@@ -63,6 +63,11 @@ SAVGOL_WINDOW, SAVGOL_ORDER = 7, 2
 EFFICIENCY_CHECKPOINTS = 20  # every 5 % of the route
 
 
+def leaderboard_route_id(route_id: str, rep: int = 0) -> str:
+    """The Leaderboard 2.0 id of a route's repetition in results.json."""
+    return f"RouteScenario_{route_id}_rep{rep}"
+
+
 def empty_infractions() -> dict[str, list[str]]:
     return {k: [] for k in INFRACTION_KEYS}
 

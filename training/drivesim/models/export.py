@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..learn.features import EGO_DIM, LANE_DIM, FeatureConfig
+from .features import EGO_DIM, LANE_DIM, FeatureConfig
 from .nets import INPUT_NAMES, NetConfig, Planner, WorldModel
 
 OPSET = 17
@@ -95,7 +95,7 @@ def sha256(path: str | Path) -> str:
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str | None = None, batch: int = 1,
                       extra: dict | None = None) -> dict:
     """Export a stage checkpoint's network to out_dir/<planner|world_model>.onnx with manifest.json."""
-    from ..learn.train import load_model
+    from .checkpoint import load_model
 
     model, ck = load_model(ckpt)
     kind = "world_model" if isinstance(model, WorldModel) else "planner"

@@ -1,7 +1,7 @@
 """PerlAD's networks (torch): a scene encoder, the decoupled planner and the prediction world model.
 
 Scale is a config (`NetConfig`): the defaults train on 2 CPU cores in minutes; the same code trains wider and
-deeper models on GPUs. Every network takes the feature tensors of `learn/features.py` by name, with masks as
+deeper models on GPUs. Every network takes the feature tensors of `models/features.py` by name, with masks as
 float32 (1 = present), and has static shapes, so it exports to ONNX as is (models/export.py).
 
 Planner (decoupled): the lateral head scores A path anchors (k-means of the expert's paths, P points 2 m apart)
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..learn.features import EGO_DIM, LANE_DIM, POS_SCALE, SPEED_SCALE, STEP_DIM, FeatureConfig
+from .features import EGO_DIM, LANE_DIM, POS_SCALE, SPEED_SCALE, STEP_DIM, FeatureConfig
 
 INPUT_NAMES = ("ego", "route", "route_mask", "agents", "agents_mask", "lanes", "lanes_mask")
 

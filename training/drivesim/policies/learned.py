@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..learn.data import extend_path
-from ..learn.features import FeatureBuilder, FeatureConfig
+from ..models.features import FeatureBuilder, FeatureConfig
+from ..models.paths import extend_path
 from ..sim.control import PIDController
 from ..sim.perception import PerceivedScene
 from ..sim.world import Controls

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..evaluation.runner import leaderboard_route_id
 from ..loop import ClosedLoop
 from ..maps.lanegraph import LaneGraph
+from ..metrics.bench2drive import leaderboard_route_id
 from ..policies import make_policy
 from ..routes.xml import RouteSpec
 from ..sim.state import DT, SimState

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..maps.lanegraph import LaneGraph
-from .generate import random_route
-from .planner import DenseRoute, plan_route
-from .xml import RouteError, ScenarioSpec
+from ..routes.generate import random_route
+from ..routes.planner import DenseRoute, plan_route
+from ..routes.xml import RouteError, ScenarioSpec
+from .builders import SCENARIO_BUILDERS, build_actors, parking_spot
 
 JUNCTION_TYPES = {
     "BlockedIntersection", "OppositeVehicleRunningRedLight", "OppositeVehicleTakingPriority", "PedestrianCrossing",
@@ -101,7 +102,6 @@ def _suitable(g: LaneGraph, d: DenseRoute, type_: str, i0: int) -> tuple[bool, d
     if type_ == "HighwayCutIn":  # an on-ramp joins at the ego's next junction, into its lane or beside it
         return _on_ramp(g, d, i0)
     if type_ == "ParkingExit":  # the route starts beside a parking space (the trigger is the route's first point)
-        from ..scenarios.builders import parking_spot
 
         return i0 == 0 and parking_spot(g, d, 0, "right") >= 0, extra
     return True, extra
@@ -159,7 +159,6 @@ def _clear_road(g: LaneGraph, d: DenseRoute, i0: int, distance: float, same_dire
 
 def generate_suite(g: LaneGraph, types: list[str], n_per_type: int, seed: int = 0, min_length: float = 250.0,
                    tries: int = 150) -> SuiteReport:
-    from ..scenarios import SCENARIO_BUILDERS, build_actors  # (scenarios build on routes: imported here)
 
     rng = np.random.default_rng(seed)
     routes, missing = [], {}

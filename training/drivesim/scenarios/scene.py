@@ -15,9 +15,10 @@ import numpy as np
 
 from ..maps.lanegraph import LaneGraph
 from ..routes.planner import DenseRoute
-from .dynamics import DEFAULT_VEHICLE
-from .state import EGO, AgentKind, Behavior, SimState, empty_state
-from .traffic import GREEN_TIME, YELLOW_TIME, pick_successor
+from ..sim.dynamics import DEFAULT_VEHICLE
+from ..sim.state import EGO, AgentKind, Behavior, SimState, empty_state
+from ..sim.traffic import GREEN_TIME, YELLOW_TIME, pick_successor
+from .builders import ActorSpec, build_actors, place_scenario
 
 BACKGROUND_SPACING = 35.0  # [m] of lane per background vehicle
 BACKGROUND_RADIUS = 100.0  # [m] around the route
@@ -137,7 +138,6 @@ def route_scene(g: LaneGraph, routes: list[DenseRoute], max_agents: int = 64, se
                 background: bool = True, scenarios: list | None = None) -> SimState:
     """One env per route: ego at the start, the route's scenario actors (scenarios[e]: a ScenarioSpec or None),
     background traffic, random traffic-light phases."""
-    from ..scenarios import ActorSpec, build_actors, place_scenario
 
     E = len(routes)
     state = empty_state(E, max_agents, g.num_lights)
