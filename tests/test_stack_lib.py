@@ -94,8 +94,16 @@ def test_fault_parsing():
     with pytest.raises(ValueError, match="NODE:KIND@T"):
         parse_stack_fault("stall@3")
     assert parse_stack_fault("planner:raise@0") == ("planner", "raise@0")
-    with pytest.raises(ValueError, match="planner.s policy only"):
+    with pytest.raises(ValueError, match="recorder cannot take raise@T; it takes \\['exit', 'stall'\\]"):
         parse_stack_fault("recorder:raise@1")
+    # every node takes exit@T (one mechanism); what a node cannot do is refused, never silently ignored
+    for node in ("pseudo_sim", "perception_input", "planner", "vla_reasoning", "takeover_monitor", "recorder"):
+        assert parse_stack_fault(f"{node}:exit@5.0") == (node, "exit@5.0")
+    for bad in ("takeover_monitor:nan@5", "pseudo_sim:stall@5", "pseudo_sim:nan@1"):
+        with pytest.raises(ValueError, match="cannot take"):
+            parse_stack_fault(bad)
+    with pytest.raises(ValueError, match="unknown node 'planer'"):
+        parse_stack_fault("planer:exit@1")
 
 
 def test_core_applies_only_this_ticks_stamp_once(proc_town):

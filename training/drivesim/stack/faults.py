@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+INJECTED_EXIT = 3  # the exit code of a node that exit@T ended (a launcher tells it from a real failure)
+
 
 class FaultKind(enum.Enum):
     STALL = "stall"
@@ -41,12 +43,28 @@ class Fault:
         return t >= self.at - 1e-9
 
 
+# What each node can be made to do. EXIT works for every node through one mechanism (drive_stack.common.StackNode
+# watches /clock and exits at T); STALL and NAN act on a node's outputs, RAISE on the planner's policy.
+NODE_FAULTS: dict[str, frozenset[FaultKind]] = {
+    "pseudo_sim": frozenset({FaultKind.EXIT}),
+    "perception_input": frozenset({FaultKind.STALL, FaultKind.NAN, FaultKind.EXIT}),
+    "planner": frozenset({FaultKind.STALL, FaultKind.NAN, FaultKind.EXIT, FaultKind.RAISE}),
+    "vla_reasoning": frozenset({FaultKind.STALL, FaultKind.NAN, FaultKind.EXIT}),
+    "takeover_monitor": frozenset({FaultKind.EXIT}),
+    "recorder": frozenset({FaultKind.STALL, FaultKind.EXIT}),
+}
+
+
 def parse_stack_fault(text: str) -> tuple[str, str]:
-    """'planner:stall@12.0' -> ('planner', 'stall@12.0'), validated."""
+    """'planner:stall@12.0' -> ('planner', 'stall@12.0'), validated: the node exists and can take that kind of
+    fault (NODE_FAULTS); anything else is refused, so a fault never silently does nothing."""
     node, sep, spec = text.partition(":")
     if not sep or not node:
         raise ValueError(f"--fault {text!r}: expected NODE:KIND@T, e.g. planner:stall@12.0")
     f = Fault.parse(spec)
-    if f.kind is FaultKind.RAISE and node != "planner":
-        raise ValueError(f"--fault {text!r}: raise@T is injected into the planner's policy only (planner:raise@T)")
+    if node not in NODE_FAULTS:
+        raise ValueError(f"--fault {text!r}: unknown node {node!r}; nodes: {sorted(NODE_FAULTS)}")
+    if f.kind not in NODE_FAULTS[node]:
+        raise ValueError(f"--fault {text!r}: {node} cannot take {f.kind.value}@T; it takes "
+                         f"{sorted(k.value for k in NODE_FAULTS[node])}")
     return node, spec

@@ -7,7 +7,7 @@ import sys
 import traceback
 
 import rclpy
-from drivesim.stack.faults import Fault, FaultKind
+from drivesim.stack.faults import INJECTED_EXIT, Fault, FaultKind
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rclpy.node import Node
@@ -34,6 +34,10 @@ class StackNode(Node):
         self.fault = Fault.parse(self.get_parameter("fault").value)
         self.rejected = 0
         self._ready_pub = None
+        if self.fault is not None and self.fault.kind is FaultKind.EXIT:  # one mechanism for every node
+            from rosgraph_msgs.msg import Clock
+
+            self.create_subscription(Clock, "/clock", lambda m: self.fault_now(m.clock.sec + 1e-9 * m.clock.nanosec), 10)
 
     def run(self) -> None:
         """Spin until shutdown (the pseudo-simulator overrides this with its stepping loop)."""
@@ -65,7 +69,7 @@ class StackNode(Node):
         if self.fault.kind is FaultKind.EXIT:
             self.get_logger().error(f"injected fault: exiting at t={t:.2f}")
             sys.stdout.flush()
-            os._exit(3)
+            os._exit(INJECTED_EXIT)
         return self.fault.kind
 
     def reject(self, what: str) -> None:

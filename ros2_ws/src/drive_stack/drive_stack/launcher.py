@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from drivesim.stack.faults import parse_stack_fault
+from drivesim.stack.faults import INJECTED_EXIT, parse_stack_fault
 
 from .node_table import nodes_for, ready_set
 
@@ -102,6 +102,9 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
                 if name != "pseudo_sim" and name not in exited and p.poll() is not None:
                     exited[name] = p.returncode
                     log(f"node {name} exited with code {p.returncode} (see {out_dir / 'logs' / (name + '.log')})")
+                    if p.returncode not in (0, INJECTED_EXIT):  # it failed (not a fault we injected): stop now
+                        tail = (out_dir / "logs" / f"{name}.log").read_text()[-3000:]
+                        raise RuntimeError(f"node {name} failed with exit code {p.returncode}:\n{tail}")
             time.sleep(0.05)
         if sim.returncode != 0:
             tail = (out_dir / "logs" / "pseudo_sim.log").read_text()[-3000:]
@@ -120,6 +123,8 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
         for f in files:
             f.close()
     summary = json.loads((out_dir / "summary.json").read_text())
+    summary["nodes_died"] = {n: {"exit_code": c, "log": str(out_dir / "logs" / f"{n}.log")} for n, c in exited.items()}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     results = json.loads((out_dir / "results.json").read_text())
     rec = results["_checkpoint"]["records"][0]
     takeovers = sorted((out_dir / "bags").glob("takeover_*/takeover.json")) if (out_dir / "bags").exists() else []
