@@ -23,15 +23,17 @@ $(STAMP): pyproject.toml ros2_ws/src/drive_stack/setup.py
 test: setup
 	$(PY) -m pytest -q tests
 
+# the ROS 2 stack's commands are drive-stack-ros's (the drive_stack package); drive-stack is the library's CLI.
+# Without ../shared the demo says so and skips the Bench2Drive route (its defaults are these same paths).
 demo: setup
-	$(VENV)/bin/drive-stack demo --out results/demo --b2d-routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
+	$(VENV)/bin/drive-stack-ros demo --out results/demo --b2d-routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
 
 # Benchmarks write untracked JSON under results/bench/local/ (gitignored); the committed figures the README quotes,
 # results/bench/{sim,stack,infer}.json, change only when someone copies a run over them on purpose.
 BENCH_OUT ?= results/bench/local
 bench: setup
 	$(VENV)/bin/drive-stack bench sim --json $(BENCH_OUT)/sim.json --routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
-	$(VENV)/bin/drive-stack bench stack --json $(BENCH_OUT)/stack.json --out $(BENCH_OUT)/stack_run
+	$(VENV)/bin/drive-stack-ros bench stack --json $(BENCH_OUT)/stack.json --out $(BENCH_OUT)/stack_run
 	$(VENV)/bin/drive-stack bench infer --json $(BENCH_OUT)/infer.json
 
 lint: setup

@@ -108,6 +108,13 @@ def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path
     assert info["topics"]["/drive_stack/takeover"]["count"] == 1
     # the expert kept driving: the route still ends (not blocked at the takeover point)
     assert res["record"]["scores"]["score_route"] > 50
+    # the record says the expert drove from 5 s on, and that the planner fell silent at about 5 s of sim time
+    own = res["record"]["meta"]["takeovers"]
+    assert own["count"] == 1 and own["causes"] == {"MISSED_DEADLINE": 1}
+    assert own["seconds"]["planner"] == pytest.approx(5.0, abs=0.06) and own["seconds"]["expert"] > 10.0
+    assert own["metres"]["expert"] > own["metres"]["planner"] > 0
+    assert st["nodes_silent"]["planner"]["last_heard_sim_t"] == pytest.approx(5.0, abs=1.0)  # heard every 0.25 s wall
+    assert res["summary"]["takeovers"]["driving_score_routes_without_takeover"] is None  # no score of its own
     segs = sorted((Path(res["out"]) / "bags" / "continuous").glob("seg_*"))
     assert len(segs) >= 2
 

@@ -164,6 +164,17 @@ def test_the_gate_runs_offline_in_the_closed_loop():
     assert tk["count"] == len(gated.takeovers) == 1 and tk["causes"] == {"PREDICTED_COLLISION": 1}
     assert tk["seconds"]["expert"] == pytest.approx(2.0) and tk["seconds"]["safe_stop"] == 0.0
     assert tk["seconds"]["planner"] + tk["seconds"]["expert"] == pytest.approx(gated.steps * 0.05)
+    assert 3.0 < tk["metres"]["expert"] < 20.0  # 2 s braking for the walker (7.9 m measured)
+    assert tk["metres"]["planner"] + tk["metres"]["expert"] == pytest.approx(
+        gated.record["meta"]["route_length"], rel=0.1)  # completed: about the route's length, split between them
+    from drivesim.metrics.bench2drive import summarize
+
+    s = summarize([gated.record, plain.record | {"meta": {**plain.record["meta"], "takeovers": {
+        "count": 0, "causes": {}, "events": [], "seconds": dict.fromkeys(("planner", "expert", "safe_stop"), 0.0),
+        "metres": {"planner": 200.0, "expert": 0.0, "safe_stop": 0.0}}}}])["takeovers"]
+    assert s["takeovers"] == 1 and s["routes_with_takeovers"] == 1 and s["routes_without_takeover"] == 1
+    assert s["driving_score_routes_without_takeover"] == pytest.approx(50.0)  # the policy alone: the expert's 100 is not counted
+    assert 0.5 < s["policy_share_of_distance"] < 1.0
 
 
 def test_a_gate_that_never_triggers_changes_nothing(proc_town):

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from .evaluation.runner import realtime_factor, run_route
+from .loop import ClosedLoop
 from .maps import TownLoader
-from .metrics.monitor import RouteMonitor
 from .routes.generate import random_routes
 from .routes.planner import plan_route
 from .scenarios.scene import route_scene, spawn_background
 from .sim.state import Behavior
-from .sim.world import Controls, Simulator
+from .sim.world import Controls
 
 
 def _batched_loop(g, num_envs: int, max_agents: int, steps: int, seed: int, barrier=None) -> dict:
@@ -28,23 +28,16 @@ def _batched_loop(g, num_envs: int, max_agents: int, steps: int, seed: int, barr
     for e in range(num_envs):  # dense traffic: fill every slot with IDM vehicles
         spawn_background(state, e, g, dense[e].xy, rng, spacing=12.0, radius=400.0)
     n_idm = int((state.valid & (state.behavior == Behavior.IDM)).sum())
-    sim = Simulator(g)
-    monitor = RouteMonitor(g, dense, log_trajectory=False)
+    loop = ClosedLoop(g, dense, state=state, log_trajectory=False)
     controls = Controls(np.full(num_envs, 0.3), np.zeros(num_envs), np.zeros(num_envs))
-    lights = sim.lights(state)
-    state = sim.step(state, controls)  # warm-up
+    loop.step(controls)  # warm-up
     if barrier is not None:
         barrier.wait()  # every process starts timing together
     t0 = time.perf_counter()
-    t_sim = 0.0
+    sim0 = loop.sim_seconds
     for _ in range(steps):
-        a = time.perf_counter()
-        new = sim.step(state, controls)
-        t_sim += time.perf_counter() - a
-        lights = sim.lights(new)
-        monitor.update(state, new, lights)
-        state = new
-    return {"wall": time.perf_counter() - t0, "t_sim": t_sim, "idm_agents": n_idm}
+        loop.step(controls)
+    return {"wall": time.perf_counter() - t0, "t_sim": loop.sim_seconds - sim0, "idm_agents": n_idm}
 
 
 def _worker(args) -> dict:

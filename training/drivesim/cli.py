@@ -1,11 +1,15 @@
-"""``drive-stack``: one CLI for offline work. Every subcommand has --help; JSON outputs are stable."""
+"""``drive-stack``: one CLI for offline work. Every subcommand has --help; JSON outputs are stable.
+
+The ROS 2 stack has its own CLI, ``drive-stack-ros`` (stack run, bench stack, demo), in the ROS package: this library
+never imports it."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import enum
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -105,7 +109,7 @@ def _print_summary(s: dict) -> None:
 def cmd_eval(a) -> int:
     from .evaluation.evaluate import EvalConfig, evaluate, skipped_lines
 
-    cfg = EvalConfig(routes=a.routes, out=a.out, policy=a.policy, maps_dir=a.maps_dir,
+    cfg = EvalConfig(routes=a.routes, out=a.out, policy=a.policy, model=a.model, maps_dir=a.maps_dir,
                      route_ids=a.route_ids.split(",") if a.route_ids else None, workers=a.workers,
                      resume=a.resume, seed=a.seed, route_timeout_s=a.route_timeout, fault=a.fault,
                      render_failures=a.render_failures)
@@ -121,70 +125,118 @@ def cmd_eval(a) -> int:
     return 0
 
 
-def cmd_demo(a) -> int:
-    """The embedded default: the ROS 2 stack in closed loop (real processes over DDS) on a procedural-town route,
-    then on a Bench2Drive route when ../shared is beside the checkout, then the batched library evaluation of
-    a few procedural routes."""
-    from .evaluation.evaluate import EvalConfig, evaluate
+# ---------------------------------------------------------------------------------------------- demo
+ROS_CLI = "drive-stack-ros"  # the CLI of the ROS 2 package (under ros2_ws/src): stack run, bench stack, demo
+B2D_ROUTES = Path("bench2drive") / "bench2drive220.xml"  # under the shared data folder
+B2D_MAPS = Path("carla_maps")
+
+
+def repo_root() -> Path:
+    """The checkout this library runs from (an editable install: <repo>/training/drivesim), else the working
+    directory."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() else Path.cwd()
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedDefaults:
+    """Where the Bench2Drive routes and CARLA maps were found (None: not found) and the places looked at."""
+
+    routes: Path | None
+    maps_dir: Path | None
+    routes_looked: tuple[str, ...]  # every place tried, in order, for the console
+    maps_looked: tuple[str, ...]
+
+    def missing(self) -> str | None:
+        """None when both exist, else one line saying what is missing and where it was looked for."""
+        gone = [f"no Bench2Drive {what} (looked at: {', '.join(looked)})"
+                for what, p, looked in (("routes", self.routes, self.routes_looked),
+                                        ("maps", self.maps_dir, self.maps_looked)) if p is None or not p.exists()]
+        return "; ".join(gone) or None
+
+
+def shared_defaults(routes: str | None = None, maps_dir: str | None = None, root: Path | None = None) -> SharedDefaults:
+    """The Bench2Drive routes file and CARLA maps folder a command uses when its options are not given, as
+    `make demo` passes them. Routes: the option when given (kept even if absent: `missing()` says so), else
+    $DRIVE_STACK_SHARED/bench2drive/bench2drive220.xml, else ../shared/bench2drive/bench2drive220.xml beside
+    the repository root (`root`, default `repo_root()`) when it exists. Maps: the option, else
+    $DRIVE_STACK_MAPS or $CARLA_ROOT's OpenDRIVE folder (`maps.towns.default_maps_dir`), else
+    $DRIVE_STACK_SHARED/carla_maps, else ../shared/carla_maps when it exists. Not found: None."""
+    from .maps.towns import default_maps_dir
+
+    shared = [("$DRIVE_STACK_SHARED/", Path(os.environ["DRIVE_STACK_SHARED"]))] if os.environ.get("DRIVE_STACK_SHARED") else []
+    shared.append(("", (root or repo_root()).resolve().parent / "shared"))
+
+    def pick(given: str | None, option: str, rel: Path, looked: list[str]) -> Path | None:
+        if given:
+            looked.append(f"{option} {given}")
+            return Path(given)
+        for label, base in shared:
+            cand = base / rel
+            looked.append(f"{label}{rel} = {cand}" if label else str(cand))
+            if cand.exists():
+                return cand
+        return None
+
+    routes_looked: list[str] = []
+    maps_looked: list[str] = []
+    found_routes = pick(routes, "--b2d-routes", B2D_ROUTES, routes_looked)
+    env_maps = None if maps_dir else default_maps_dir()
+    if env_maps is not None:
+        maps_looked.append(f"$DRIVE_STACK_MAPS / $CARLA_ROOT: {env_maps}")
+        found_maps = env_maps
+    else:
+        if not maps_dir:
+            maps_looked.append("$DRIVE_STACK_MAPS / $CARLA_ROOT (unset)")
+        found_maps = pick(maps_dir, "--maps-dir", B2D_MAPS, maps_looked)
+    return SharedDefaults(found_routes, found_maps, tuple(routes_looked), tuple(maps_looked))
+
+
+def demo_town(seed: int):
+    """The demo's first line: the procedural town Proc<seed> and its facts. Returns its lane graph."""
     from .maps import TownLoader
-    from .routes import parse_routes, write_routes
+
+    g = TownLoader().load(f"Proc{seed}")
+    print(f"procedural town {g.name}: {g.num_lanes} lanes, {g.lane_length.sum() / 1000:.1f} km of lanes, "
+          f"{g.num_lights} traffic lights, {len(g.stop_id)} stop signs, {len(g.crosswalks())} crosswalks")
+    return g
+
+
+def demo_batched_eval(g, out: Path, n_routes: int, workers: int, policy: str, seed: int) -> dict:
+    """The demo's library part: n_routes random routes on g, evaluated in the batched pseudo-simulator."""
+    from .evaluation.evaluate import EvalConfig, evaluate
+    from .routes import write_routes
     from .routes.generate import random_routes
 
-    out = Path(a.out)
-    town = f"Proc{a.seed}"
-    t0 = time.perf_counter()
-    g = TownLoader().load(town)
-    print(f"procedural town {town}: {g.num_lanes} lanes, {g.lane_length.sum() / 1000:.1f} km of lanes, "
-          f"{g.num_lights} traffic lights, {len(g.stop_id)} stop signs, {len(g.crosswalks())} crosswalks")
-    if not a.no_stack:
-        launcher = _stack_launcher()
-        print(f"\n== ROS 2 stack (6 nodes as processes, Fast DDS on localhost) on a {town} route ==")
-        print_stack_result(launcher.stack_run(None, None, str(out / "stack_proc"), policy=a.policy, seed=a.seed))
-        b2d = Path(a.b2d_routes) if a.b2d_routes else None
-        if b2d and b2d.exists() and a.maps_dir and Path(a.maps_dir).is_dir():
-            loader = TownLoader(a.maps_dir)
-            spec = next((r for r in parse_routes(b2d).routes if loader.available(r.town)), None)
-            if spec is not None:
-                print(f"\n== ROS 2 stack on Bench2Drive route {spec.route_id} ({spec.town}, {spec.scenario_type}) ==")
-                print_stack_result(launcher.stack_run(str(b2d), spec.route_id, str(out / "stack_b2d"),
-                                                      maps_dir=a.maps_dir, policy=a.policy, seed=a.seed))
-        else:
-            print(f"\n(no Bench2Drive routes/maps at {b2d} / {a.maps_dir}: the Bench2Drive stack route is skipped)")
-    print(f"\n== batched pseudo-simulator evaluation: {a.routes} {town} routes, {a.workers} workers ==")
+    print(f"\n== batched pseudo-simulator evaluation: {n_routes} {g.name} routes, {workers} workers ==")
     routes_file = out / "routes.xml"
-    write_routes(random_routes(g, a.routes, seed=a.seed), routes_file)
-    s = evaluate(EvalConfig(routes=str(routes_file), out=str(out / "eval"), policy=a.policy, workers=a.workers,
-                            seed=a.seed))
+    write_routes(random_routes(g, n_routes, seed=seed), routes_file)
+    s = evaluate(EvalConfig(routes=str(routes_file), out=str(out / "eval"), policy=policy, workers=workers, seed=seed))
     _print_summary(s)
+    return s
+
+
+def cmd_demo(a) -> int:
+    """`drive-stack demo --no-stack`: the library part of the demo (the procedural town, then the batched
+    evaluation of a few of its routes). The whole demo runs the ROS 2 stack first: `drive-stack-ros demo`."""
+    if not a.no_stack:
+        return _moved("demo", "demo", " (`drive-stack demo --no-stack` runs only the batched library evaluation)")
+    out = Path(a.out)
+    t0 = time.perf_counter()
+    g = demo_town(a.seed)
+    demo_batched_eval(g, out, a.routes, a.workers, a.policy, a.seed)
     print(f"done in {time.perf_counter() - t0:.1f} s; results in {out}/")
     return 0
 
 
-def cmd_bench_stack(a) -> int:
-    """Per-tick latency (odometry published -> stamped command accepted by the simulator) over a route."""
-    import numpy as np
+def _moved(typed: str, ros_cmd: str, extra: str = "") -> int:
+    print(f"drive-stack: `drive-stack {typed}` runs the ROS 2 stack, which has its own CLI: use "
+          f"`{ROS_CLI} {ros_cmd}`{extra}", file=sys.stderr)
+    return 2
 
-    launcher = _stack_launcher()
-    res = launcher.stack_run(a.routes, a.route_id, a.out, maps_dir=a.maps_dir, seed=a.seed,
-                             node_overrides={"recorder": {"mode": "continuous"}} if a.record else None)
-    lat = np.array(json.loads((Path(res["out"]) / "latency.json").read_text())["latency_ms"])
-    st = res["record"]["meta"]["stack"]
-    out = {
-        "what": ("per-tick latency from pseudo_sim publishing /carla/hero/odometry to the stamped "
-                 "/carla/hero/vehicle_control_cmd arriving back (perception_input -> planner -> takeover_monitor, "
-                 "3 DDS hops, all 6 nodes running as processes), over one route"),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version()},
-        "route": res["record"]["route_id"], "town": res["record"]["meta"]["town"],
-        "ticks": st["ticks"], "missed_ticks": st["missed_ticks"],
-        "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p90": float(np.percentile(lat, 90)),
-        "latency_ms_p99": float(np.percentile(lat, 99)), "latency_ms_max": float(lat.max()),
-        "target_p99_ms": 20.0, "realtime_factor": st["ticks"] * 0.05 / st["wall_s"],
-        "driving_score": res["record"]["scores"]["score_composed"],
-    }
-    _write_json(a.json, out)
-    print(json.dumps(out, indent=2))
-    return 0
+
+def cmd_moved(a) -> int:
+    return _moved(a.moved, a.moved)
 
 
 # ---------------------------------------------------------------------------------------------- bench
@@ -215,43 +267,6 @@ def cmd_routes_suite(a) -> int:
     print(f"{len(rep.routes)} routes for {len(types)} types on {a.town} -> {a.out}")
     for t, why in rep.missing.items():
         print(f"  {t}: {why}")
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------- stack
-def _stack_launcher():
-    try:
-        from drive_stack import launcher
-    except ImportError as e:
-        raise SystemExit(f"drive-stack: the ROS 2 stack is not installed in this environment ({e}); run `make setup` "
-                         "(it installs the ROS 2 wheels, builds the interface packages and the drive_stack package)") from e
-    return launcher
-
-
-def print_stack_result(res: dict) -> None:
-    rec, s = res["record"], res["summary"]
-    st = rec["meta"].get("stack", {})
-    sc = rec["scores"]
-    print(f"route {rec['route_id']} ({rec['meta']['town']}): {rec['status']}, RC {sc['score_route']:.1f}, "
-          f"penalty {sc['score_penalty']:.2f}, DS {sc['score_composed']:.1f}")
-    infr = {k: len(v) for k, v in rec["infractions"].items() if v and k != "min_speed_infractions"}
-    print(f"infractions: {infr or 'none'}")
-    print(f"ticks {st.get('ticks')}, missed {st.get('missed_ticks')}, control latency p50 "
-          f"{st.get('latency_ms_p50', float('nan')):.1f} ms / p99 {st.get('latency_ms_p99', float('nan')):.1f} ms")
-    print(f"takeovers recorded: {len(res['takeovers'])}")
-    for tk in res["takeovers"]:
-        print(f"  t={tk['takeover_time']:.2f} s {tk['cause']} ({tk['detail']}) -> {tk['controller']}; bag {tk['bag']} "
-              f"window [{tk['window'][0]:.1f}, {tk['window'][1]:.1f}] s")
-    print(f"Driving Score {s['driving_score']:.2f} | results: {res['out']}/results.json, summary.json, bags/ "
-          f"({res['wall_s']:.1f} s)")
-
-
-def cmd_stack_run(a) -> int:
-    launcher = _stack_launcher()
-    res = launcher.stack_run(a.routes, a.route_id, a.out, maps_dir=a.maps_dir, policy=a.policy, seed=a.seed,
-                             faults=a.fault, record=a.record, timeout=a.timeout, tick_timeout=a.tick_timeout)
-    print_stack_result(res)
-    _write_json(a.json, res)
     return 0
 
 
@@ -330,26 +345,38 @@ def cmd_bag_info(a) -> int:
 
 # ---------------------------------------------------------------------------------------------- learning
 def dataclass_args(q, cls) -> None:
-    """One --option per dataclass field (lists are left out); `--help` lists every field with its default."""
-    import dataclasses
+    """One --option per leaf field of a config dataclass (`typed.options`: a nested config's fields as
+    --stage.field, e.g. `train pipeline --rl.kl-ref 0.1`; lists are left out), its dest the field's dotted path
+    (what `learn.train.config_from_args` reads). `--help` shows each field's documentation (its `# comment` in
+    the source, `typed.field_docs`), its values (Literal fields) and its default. Options default to None
+    (unset): the config's own default applies."""
+    import types
     import typing
 
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        t = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        flag = "--" + f.name.replace("_", "-")
+    from .typed import options
+
+    fixed = getattr(cls, "SET_BY_PIPELINE", ())  # stage fields a pipeline sets itself: no option (it would refuse it)
+    for o in options(cls):
+        if "." in o.path and o.path.rsplit(".", 1)[1] in fixed:
+            continue
+        t = o.type
+        if typing.get_origin(t) in (typing.Union, types.UnionType):  # X | None -> X
+            rest = [x for x in typing.get_args(t) if x is not type(None)]
+            t = rest[0] if len(rest) == 1 else t
+        shown = "unset" if o.default is None else o.default
+        shown = getattr(shown, "value", shown)  # an Enum's value, as it is typed
+        hlp = f"{o.doc} (default: {shown})".strip().replace("%", "%%")
+        flag = "--" + o.path.replace("_", "-")
         if t is bool:
-            q.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"(default {default})")
-            continue
-        if typing.get_origin(t) is list:
-            continue
-        args = typing.get_args(t)
-        base = next((x for x in args if x is not type(None)), t) if args else t
-        if base not in (int, float, str):
-            continue
-        q.add_argument(flag, dest=f.name, type=base, default=None, help=f"(default {default})")
+            q.add_argument(flag, dest=o.path, action=argparse.BooleanOptionalAction, default=None, help=hlp)
+        elif typing.get_origin(t) is typing.Literal:
+            values = typing.get_args(t)
+            q.add_argument(flag, dest=o.path, type=type(values[0]), choices=values, default=None, help=hlp)
+        elif t in (int, float, str):
+            q.add_argument(flag, dest=o.path, type=t, default=None, help=hlp, metavar=t.__name__.upper())
+        elif isinstance(t, type) and issubclass(t, enum.Enum):
+            values = [m.value for m in t]
+            q.add_argument(flag, dest=o.path, type=type(values[0]), choices=values, default=None, help=hlp)
 
 
 def cmd_train(a) -> int:
@@ -382,10 +409,29 @@ def cmd_train(a) -> int:
     return 0
 
 
+def parse_runs(spec: str) -> dict[str, str]:
+    """`label=eval_out_dir,...` -> {label: dir}. A label given twice is refused (its row would silently show only
+    the last run): the runs of one label are joined with '+' (averaged, e.g. seeds)."""
+    runs: dict[str, str] = {}
+    for item in spec.split(","):
+        label, sep, path = (x.strip() for x in item.partition("="))
+        if not sep or not label or not path:
+            raise ValueError(f"--runs: {item!r} is not label=eval_out_dir")
+        if label in runs:
+            raise ValueError(f"--runs: label {label!r} is given twice ({runs[label]} and {path}); give each run its "
+                             f"own label, or join one label's runs with '+' to average them ({label}={runs[label]}+{path})")
+        runs[label] = path
+    return runs
+
+
 def cmd_eval_table(a) -> int:
     from .evaluation.report import summary_table
 
-    runs = dict(item.split("=", 1) for item in a.runs.split(","))
+    try:
+        runs = parse_runs(a.runs)
+    except ValueError as e:
+        print(f"drive-stack eval-table: error: {e}", file=sys.stderr)
+        return 2
     md = summary_table(runs, a.title)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -421,182 +467,216 @@ def cmd_bench_infer(a) -> int:
 # ---------------------------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
+    from .policies import LEARNED, POLICIES
+
+    policies = ", ".join(POLICIES)
     p = argparse.ArgumentParser(prog="drive-stack", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def maps_arg(q):
-        q.add_argument("--maps-dir", default=None,
-                       help="folder of CARLA OpenDRIVE maps (<Town>.xodr); default $DRIVE_STACK_MAPS or "
-                            "$CARLA_ROOT's OpenDrive folder. Procedural towns (Proc<seed>) need none.")
+        add_maps_arg(q)
 
-    r = sub.add_parser("routes", help="route files: check, generate").add_subparsers(dest="sub", required=True)
+    def policy_arg(q, default, what="the policy that drives"):
+        q.add_argument("--policy", default=default,
+                       help=f"{what}: {policies} (rule: IDM + pure pursuit on the perceived scene; expert: privileged, "
+                            f"sees everything; {', '.join(LEARNED)}: the learned ONNX planners) "
+                            f"(default: %(default)s)")
+
+    r = sub.add_parser("routes", help="route files: check, generate, suite").add_subparsers(
+        dest="sub", required=True, metavar="SUBCOMMAND")
     q = r.add_parser("check", help="parse and densify every route; per-route status JSON")
-    q.add_argument("--routes", required=True)
+    q.add_argument("--routes", required=True, help="route XML file (Bench2Drive/Leaderboard 2.0 schema)")
     maps_arg(q)
-    q.add_argument("--json", help="write the per-route report here")
+    q.add_argument("--json", help="write the per-route report (id, town, status, lengths [m]) here (default: none)")
     q.set_defaults(fn=cmd_routes_check)
     q = r.add_parser("generate", help="random routes on a town (our own route files)")
-    q.add_argument("--town", required=True, help="e.g. Proc0 or Town01")
-    q.add_argument("--n", type=int, default=5)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--min-length", type=float, default=250.0)
-    q.add_argument("--prefix", default="")
-    q.add_argument("--out", required=True)
+    q.add_argument("--town", required=True, help="town name: Proc<seed> (procedural) or a CARLA town in --maps-dir, "
+                   "e.g. Town01")
+    q.add_argument("--n", type=int, default=5, help="number of routes (default: %(default)s)")
+    q.add_argument("--seed", type=int, default=0, help="random seed of the routes' start, turns and end "
+                   "(default: %(default)s)")
+    q.add_argument("--min-length", type=float, default=250.0, help="shortest route [m] (default: %(default)s)")
+    q.add_argument("--prefix", default="", help="route id prefix: ids are PREFIX0, PREFIX1, ... (default: none)")
+    q.add_argument("--out", required=True, help="route XML file to write")
     maps_arg(q)
     q.set_defaults(fn=cmd_routes_generate)
 
     q = r.add_parser("suite", help="N routes per scenario type with the scenario placed where it fits (our own suites)")
-    q.add_argument("--town", required=True, help="e.g. Proc0 or Town04")
-    q.add_argument("--types", default="all", help="comma-separated scenario types, or 'all' (the 44 Bench2Drive types), 'dos' (the occlusion "
-                   "variants) or 'all+dos'")
-    q.add_argument("--n", type=int, default=2, help="routes per type")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--min-length", type=float, default=250.0)
-    q.add_argument("--out", required=True)
+    q.add_argument("--town", required=True, help="town name: Proc<seed> (procedural) or a CARLA town in --maps-dir, "
+                   "e.g. Town04")
+    q.add_argument("--types", default="all", help="comma-separated scenario types, or 'all' (the 44 Bench2Drive "
+                   "types), 'dos' (the occlusion variants) or 'all+dos' (default: %(default)s)")
+    q.add_argument("--n", type=int, default=2, help="routes per type (default: %(default)s)")
+    q.add_argument("--seed", type=int, default=0, help="random seed of the routes and scenario placements "
+                   "(default: %(default)s)")
+    q.add_argument("--min-length", type=float, default=250.0, help="shortest route [m] (default: %(default)s)")
+    q.add_argument("--out", required=True, help="route XML file to write")
     maps_arg(q)
     q.set_defaults(fn=cmd_routes_suite)
 
-    t = sub.add_parser("town", help="procedural towns and map facts").add_subparsers(dest="sub", required=True)
+    t = sub.add_parser("town", help="procedural towns and map facts").add_subparsers(
+        dest="sub", required=True, metavar="SUBCOMMAND")
     q = t.add_parser("generate", help="write procedural town Proc<seed> as OpenDRIVE")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", required=True)
+    q.add_argument("--seed", type=int, default=0, help="the town's seed: Proc<seed>, same seed same bytes "
+                   "(default: %(default)s)")
+    q.add_argument("--out", required=True, help="OpenDRIVE (.xodr) file to write")
     q.set_defaults(fn=cmd_town_generate)
     q = t.add_parser("info", help="load a town and print its lane-graph facts")
-    q.add_argument("--town", required=True)
-    q.add_argument("--json")
+    q.add_argument("--town", required=True, help="town name: Proc<seed> or a CARLA town in --maps-dir, e.g. Town01")
+    q.add_argument("--json", help="write the facts here too (default: none)")
     maps_arg(q)
     q.set_defaults(fn=cmd_town_info)
 
     q = sub.add_parser("eval", help="closed-loop Bench2Drive evaluation in the pseudo-simulator")
-    q.add_argument("--routes", required=True)
+    q.add_argument("--routes", required=True, help="route XML file (Bench2Drive bench2drive220.xml or our own)")
     maps_arg(q)
-    q.add_argument("--policy", default="rule", help="rule, expert (privileged; later: il, perlad)")
-    q.add_argument("--out", required=True)
-    q.add_argument("--route-ids", default=None, help="comma-separated subset")
-    q.add_argument("--workers", type=int, default=1)
-    q.add_argument("--resume", action="store_true", help="continue from OUT/results.json")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--route-timeout", type=float, default=600.0, help="wall-clock seconds before a route is hung")
+    policy_arg(q, "rule")
+    q.add_argument("--model", default=None, help="learned policies: the planner ONNX file to drive with (default: "
+                   "<dir>/<policy>/planner.onnx of $DRIVE_STACK_MODELS, else the committed models/); its path and "
+                   "sha256 are printed and recorded")
+    q.add_argument("--out", required=True, help="output folder: results.json (Leaderboard 2.0 shape), summary.json, "
+                   "report.html")
+    q.add_argument("--route-ids", default=None, help="comma-separated subset of route ids (default: every route)")
+    q.add_argument("--workers", type=int, default=1, help="route worker processes (default: %(default)s)")
+    q.add_argument("--resume", action="store_true", help="continue from OUT/results.json (routes already there are "
+                   "not run again)")
+    q.add_argument("--seed", type=int, default=0, help="seed of background traffic and light phases "
+                   "(default: %(default)s)")
+    q.add_argument("--route-timeout", type=float, default=600.0, help="wall-clock seconds before a route's worker "
+                   "counts as hung (default: %(default)s)")
     q.add_argument("--render-failures", type=int, default=0, metavar="N",
-                   help="render the N worst failing routes (GIF) into OUT/renders and the HTML report")
-    q.add_argument("--fault", default=None, help=argparse.SUPPRESS)
+                   help="render the N worst failing routes (GIF) into OUT/renders and the HTML report "
+                        "(default: %(default)s)")
+    q.add_argument("--fault", default=None, help=argparse.SUPPRESS)  # testing aid: crash|hang|exit:<route_id>
     q.set_defaults(fn=cmd_eval)
 
     q = sub.add_parser("render", help="bird's-eye view of an episode: a dataset episode, or a route driven now")
-    q.add_argument("--episode", default=None, help="a collected episode directory (arrays.npz or anno/*.json.gz)")
-    q.add_argument("--routes", default=None, help="route XML: drive --route-id with --policy and render it")
-    q.add_argument("--route-id", default=None)
-    q.add_argument("--policy", default="expert")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--episode", default=None, help="a collected episode directory (arrays.npz or anno/*.json.gz) (default: none; "
+                   "give it or --routes)")
+    q.add_argument("--routes", default=None, help="route XML: drive --route-id with --policy and render it "
+                   "(default: none; give it or --episode)")
+    q.add_argument("--route-id", default=None, help="the route to drive, with --routes (default: none)")
+    policy_arg(q, "expert", "the policy that drives --route-id")
+    q.add_argument("--seed", type=int, default=0, help="seed of background traffic and light phases when driving "
+                   "a route (default: %(default)s)")
     maps_arg(q)
-    q.add_argument("--out", required=True)
-    q.add_argument("--every", type=int, default=2, help="render every N-th frame")
+    q.add_argument("--out", required=True, help="output folder: PNG frames and episode.gif")
+    q.add_argument("--every", type=int, default=2, help="render every N-th frame (episodes are 10 Hz, a route "
+                   "driven now 20 Hz) (default: %(default)s)")
     q.add_argument("--no-png", action="store_true", help="only the animated GIF")
-    q.add_argument("--size", type=int, default=480, help="pixels per side (80 m across)")
+    q.add_argument("--size", type=int, default=480, help="image side [pixels], 80 m across (default: %(default)s)")
     q.set_defaults(fn=cmd_render)
 
-    q = sub.add_parser("demo", help="the embedded default: the ROS stack on a procedural route (and a Bench2Drive "
-                                    "route when ../shared is there), then a batched evaluation")
-    q.add_argument("--out", default="results/demo")
-    q.add_argument("--b2d-routes", default=None, help="Bench2Drive route XML for the second stack run (optional)")
-    maps_arg(q)
-    q.add_argument("--no-stack", action="store_true", help="only the batched library evaluation")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--routes", type=int, default=4)
-    q.add_argument("--workers", type=int, default=2)
-    q.add_argument("--policy", default="perlad", help="planner policy (default perlad: the committed ONNX planner; rule, expert, il, ...)")
+    q = sub.add_parser("demo", help=f"with --no-stack: the demo's batched library evaluation (the whole demo, "
+                       f"with the ROS 2 stack: {ROS_CLI} demo)")
+    q.add_argument("--no-stack", action="store_true", help=f"run the library part: required here (the stack runs "
+                   f"are {ROS_CLI} demo's)")
+    q.add_argument("--out", default="results/demo", help="output folder (default: %(default)s)")
+    q.add_argument("--seed", type=int, default=0, help="procedural town Proc<seed>, its routes and the evaluation "
+                   "seed (default: %(default)s)")
+    q.add_argument("--routes", type=int, default=4, help="number of routes in the batched evaluation "
+                   "(default: %(default)s)")
+    q.add_argument("--workers", type=int, default=2, help="route worker processes (default: %(default)s)")
+    policy_arg(q, "perlad", "the planner (perlad: the committed ONNX planner)")
     q.set_defaults(fn=cmd_demo)
 
-    st = sub.add_parser("stack", help="the ROS 2 stack").add_subparsers(dest="sub", required=True)
-    q = st.add_parser("run", help="run the node table as processes over DDS on one route (pseudo-simulator)")
-    q.add_argument("--routes", default=None, help="route XML; without it, a random route on procedural town Proc<seed>")
-    q.add_argument("--route-id", default=None)
-    maps_arg(q)
-    q.add_argument("--policy", default="rule")
-    q.add_argument("--out", default="results/stack")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--fault", action="append", default=[], metavar="NODE:KIND@T",
-                   help="inject a fault, e.g. planner:stall@12.0, planner:nan@12.0, planner:exit@12.0, "
-                        "planner:raise@12.0 (repeatable)")
-    q.add_argument("--record", default="takeover", choices=["takeover", "continuous", "both"])
-    q.add_argument("--timeout", type=float, default=900.0, help="wall-clock seconds for the whole run")
-    q.add_argument("--tick-timeout", type=float, default=1.0, help="wall seconds the simulator waits for a command")
-    q.add_argument("--json", help="write the run's result here")
-    q.set_defaults(fn=cmd_stack_run)
+    q = sub.add_parser("stack", help=f"moved: the ROS 2 stack has its own CLI, `{ROS_CLI} stack run`",
+                       add_help=False)
+    q.add_argument("rest", nargs=argparse.REMAINDER, help=f"ignored: use {ROS_CLI}")
+    q.set_defaults(fn=cmd_moved, moved="stack run")
+
     q = sub.add_parser("collect", help="drive a route suite with the expert and write the offline dataset "
                                        "(Bench2Drive anno/*.json.gz + columnar arrays.npz, 10 Hz)")
     q.add_argument("--routes", "--suite", dest="routes", required=True, help="route XML (e.g. from `routes suite`)")
     maps_arg(q)
-    q.add_argument("--out", required=True)
-    q.add_argument("--policy", default="expert")
-    q.add_argument("--workers", type=int, default=1)
-    q.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
-    q.add_argument("--route-ids", default=None)
-    q.add_argument("--max-routes", type=int, default=None)
+    q.add_argument("--out", required=True, help="dataset folder: episodes/<town>_<route>_s<seed>/, index.json")
+    policy_arg(q, "expert", "the policy whose controls are the labels (and that drives, unless --driver)")
+    q.add_argument("--workers", type=int, default=1, help="route worker processes (default: %(default)s)")
+    q.add_argument("--seed", type=int, default=0, help="episode i uses seed + i (default: %(default)s)")
+    q.add_argument("--route-ids", default=None, help="comma-separated subset of route ids (default: every route)")
+    q.add_argument("--max-routes", type=int, default=None, help="collect at most this many routes (default: all)")
     q.add_argument("--no-anno", action="store_true", help="only the columnar copy (no Bench2Drive json.gz frames)")
-    q.add_argument("--steer-noise", type=float, default=0.0, help="std of the executed steering offset in noise events")
-    q.add_argument("--speed-noise", type=float, default=0.0, help="std [m/s] of the executed speed error in noise events")
-    q.add_argument("--noise-rate", type=float, default=0.1, help="noise events per second")
-    q.add_argument("--noise-duration", type=float, default=1.0, help="[s] per noise event")
+    q.add_argument("--steer-noise", type=float, default=0.0, help="std of the executed steering offset in noise "
+                   "events [steer units, -1..1] (default: %(default)s)")
+    q.add_argument("--speed-noise", type=float, default=0.0, help="std of the executed speed error in noise events "
+                   "[m/s] (default: %(default)s)")
+    q.add_argument("--noise-rate", type=float, default=0.1, help="noise events per second [1/s] (default: %(default)s)")
+    q.add_argument("--noise-duration", type=float, default=1.0, help="length of a noise event [s] "
+                   "(default: %(default)s)")
     q.add_argument("--driver", default=None,
-                   help="DAgger: this policy drives (e.g. il) while --policy (the expert) labels every frame")
+                   help="DAgger: this policy drives (e.g. il) while --policy (the expert) labels every frame "
+                        "(default: --policy drives)")
     q.add_argument("--driver-model", default=None,
-                   help="ONNX file of a learned --driver (default: $DRIVE_STACK_MODELS, results/models, models/)")
+                   help="ONNX file of a learned --driver (default: found under $DRIVE_STACK_MODELS, results/models, "
+                        "models/)")
     q.add_argument("--branches", type=int, default=3,
-                   help="counterfactual ego plans per branch point, the world model's reactivity data (0: none)")
-    q.add_argument("--branch-every", type=float, default=1.0, help="[s] between branch points")
+                   help="counterfactual ego plans per branch point, the world model's reactivity data, 0: none "
+                        "(default: %(default)s)")
+    q.add_argument("--branch-every", type=float, default=1.0, help="time between branch points [s] "
+                   "(default: %(default)s)")
     q.set_defaults(fn=cmd_collect)
-    d = sub.add_parser("dataset", help="collected datasets").add_subparsers(dest="sub", required=True)
+    d = sub.add_parser("dataset", help="collected datasets: stats").add_subparsers(
+        dest="sub", required=True, metavar="SUBCOMMAND")
     q = d.add_parser("stats", help="frames, hours, per-scenario-type counts, speed and command histograms")
-    q.add_argument("root")
-    q.add_argument("--json")
+    q.add_argument("root", help="dataset folder (collect --out)")
+    q.add_argument("--json", help="write the statistics here too (default: none)")
     q.set_defaults(fn=cmd_dataset_stats)
-    g = sub.add_parser("bag", help="recorded bags").add_subparsers(dest="sub", required=True)
+    g = sub.add_parser("bag", help="recorded bags: info").add_subparsers(dest="sub", required=True,
+                                                                         metavar="SUBCOMMAND")
     q = g.add_parser("info", help="topics, message counts and time window of a bag (rosbags AnyReader)")
-    q.add_argument("bag")
+    q.add_argument("bag", help="bag folder (metadata.yaml + .mcap), e.g. OUT/bags/takeover_000_t00005.00 of a "
+                   "stack run")
     q.set_defaults(fn=cmd_bag_info)
 
     from .learn.configs import ILConfig, RLConfig, WMConfig
     from .learn.pipeline import PipelineConfig
 
     tr = sub.add_parser("train", help="PerlAD training stages (imitation, world model, RL) and the whole pipeline"
-                        ).add_subparsers(dest="sub", required=True)
+                        ).add_subparsers(dest="sub", required=True, metavar="STAGE")
     for name, cls, hlp in (("il", ILConfig, "imitation of both planner heads on a collected dataset"),
                            ("wm", WMConfig, "the prediction world model (multi-modal, conditioned on the ego plan)"),
                            ("rl", RLConfig, "RL of the longitudinal head in the pseudo-simulator (GRPO or PPO)"),
                            ("pipeline", PipelineConfig, "il -> wm -> perlad -> perlad_logreplay, exported to ONNX")):
-        q = tr.add_parser(name, help=hlp)
+        q = tr.add_parser(name, help=hlp, description=f"{hlp}. Every option is a field of {cls.__name__}; unset "
+                          "options keep the field's default.")
         dataclass_args(q, cls)
         q.set_defaults(fn=cmd_train)
     q = sub.add_parser("eval-table", help="a Markdown table (DS, SR, Efficiency, Comfortness, multi-ability) of "
                        "several evaluations")
-    q.add_argument("--runs", required=True, help="label=eval_out_dir,... (each with its summary.json)")
-    q.add_argument("--title", default="")
-    q.add_argument("--out", default=None, help="write the table here too")
+    q.add_argument("--runs", required=True, help="label=eval_out_dir,... one row per label, in this order (each "
+                   "folder with its summary.json; label=dir1+dir2 averages several runs, e.g. seeds; a label may "
+                   "appear once)")
+    q.add_argument("--title", default="", help="a bold title line above the table (default: none)")
+    q.add_argument("--out", default=None, help="write the table here too (default: only printed)")
     q.set_defaults(fn=cmd_eval_table)
     q = sub.add_parser("export", help="export a training checkpoint to ONNX (static shapes) with its manifest")
-    q.add_argument("--ckpt", required=True)
+    q.add_argument("--ckpt", required=True, help="a stage's checkpoint (OUT/ckpt.pt of train il|wm|rl)")
     q.add_argument("--out", required=True, help="directory: <planner|world_model>.onnx + .manifest.json")
-    q.add_argument("--name", default=None)
-    q.add_argument("--batch", type=int, default=1)
+    q.add_argument("--name", default=None, help="the model's name in the manifest (default: its kind, planner or "
+                   "world_model)")
+    q.add_argument("--batch", type=int, default=1, help="the static batch size of the exported graph "
+                   "(default: %(default)s)")
     q.set_defaults(fn=cmd_export)
 
-    b = sub.add_parser("bench", help="benchmarks (JSON)").add_subparsers(dest="sub", required=True)
+    b = sub.add_parser("bench", help="benchmarks (JSON): infer, sim").add_subparsers(
+        dest="sub", required=True, metavar="SUBCOMMAND")
     q = b.add_parser("infer", help="per-call latency (p50/p99) of the planner and world model, batch 1 and a "
                      "training batch, on the backend the runtime picks")
-    q.add_argument("--json")
+    q.add_argument("--json", help="write the result here too (default: none)")
     q.add_argument("--models", default="perlad:planner,world_model:world_model",
-                   help="name[:kind] list, found as <models dir>/<name>/<kind>.onnx")
-    q.add_argument("--batch", type=int, default=256)
-    q.add_argument("--backend", default="auto", help="auto, tensorrt, ort-cuda or ort-cpu")
-    q.add_argument("--threads", type=int, default=1)
+                   help="name[:kind] list, found as <models dir>/<name>/<kind>.onnx (default: %(default)s)")
+    q.add_argument("--batch", type=int, default=256, help="the training batch size timed beside batch 1 "
+                   "(default: %(default)s)")
+    q.add_argument("--backend", default="auto", help="auto, tensorrt, ort-cuda or ort-cpu (default: %(default)s)")
+    q.add_argument("--threads", type=int, default=1, help="ONNX Runtime CPU threads (default: %(default)s)")
     q.set_defaults(fn=cmd_bench_infer)
     q = b.add_parser("sim", help="agent-steps per second of the batched simulator, and a route's real-time factor")
-    q.add_argument("--json")
-    q.add_argument("--envs", type=int, default=256)
-    q.add_argument("--agents", type=int, default=64)
-    q.add_argument("--steps", type=int, default=100)
-    q.add_argument("--town", default="Proc0")
+    q.add_argument("--json", help="write the result here too (default: none)")
+    q.add_argument("--envs", type=int, default=256, help="environments per batch (default: %(default)s)")
+    q.add_argument("--agents", type=int, default=64, help="agent slots per environment (default: %(default)s)")
+    q.add_argument("--steps", type=int, default=100, help="steps timed, of 0.05 s each (default: %(default)s)")
+    q.add_argument("--town", default="Proc0", help="town of the batched traffic, and of the random single routes "
+                   "(default: %(default)s)")
     q.add_argument("--procs", type=int, default=None,
                    help="processes stepping a batch each at the same time (default: one per CPU)")
     q.add_argument("--routes", default=None,
@@ -604,28 +684,37 @@ def build_parser() -> argparse.ArgumentParser:
                         "for the single-route real-time factor (default, or none there: random routes on --town)")
     maps_arg(q)
     q.set_defaults(fn=cmd_bench_sim)
-    q = b.add_parser("stack", help="control-loop latency of the ROS 2 stack over one route (p50/p99, missed ticks)")
-    q.add_argument("--json")
-    q.add_argument("--routes", default=None, help="route XML (default: a random Proc<seed> route)")
-    q.add_argument("--route-id", default=None)
-    maps_arg(q)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", default="results/bench/stack_run")
-    q.add_argument("--record", action="store_true", help="with the recorder in continuous mode")
-    q.set_defaults(fn=cmd_bench_stack)
+    q = b.add_parser("stack", help=f"moved: the ROS 2 stack's latency is `{ROS_CLI} bench stack`", add_help=False)
+    q.add_argument("rest", nargs=argparse.REMAINDER, help=f"ignored: use {ROS_CLI}")
+    q.set_defaults(fn=cmd_moved, moved="bench stack")
     return p
+
+
+def add_maps_arg(q) -> None:
+    """--maps-dir, as every command that loads CARLA towns takes it."""
+    q.add_argument("--maps-dir", default=None,
+                   help="folder of CARLA OpenDRIVE maps (<Town>.xodr) (default: $DRIVE_STACK_MAPS or $CARLA_ROOT's "
+                        "OpenDRIVE folder). Procedural towns (Proc<seed>) need none.")
+
+
+# commands that run the ROS 2 stack: answered with the command to use, whatever follows them
+MOVED = {("stack",): "stack run", ("bench", "stack"): "bench stack"}
 
 
 def main(argv: list[str] | None = None) -> int:
     from .maps import MapError
-    from .policies import UnknownPolicy
+    from .policies import ModelError, UnknownPolicy
     from .routes import RouteError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for head, cmd in MOVED.items():
+        if tuple(argv[:len(head)]) == head:
+            return _moved(" ".join(head), cmd)
     args = build_parser().parse_args(argv)
     np.seterr(all="ignore")
     try:
         return args.fn(args)
-    except (RouteError, MapError, UnknownPolicy) as e:
+    except (RouteError, MapError, UnknownPolicy, ModelError, FileNotFoundError) as e:
         print(f"drive-stack: error: {e}", file=sys.stderr)
         return 2
 

@@ -44,6 +44,7 @@ class Policy(Protocol):
     speed, speed profile); ``status[e]`` says what env e's last plan does and why (renders, debugging)."""
 
     privileged: ClassVar[bool]
+    model_id: dict | None  # {'path', 'sha256'} of the model file a learned policy runs, else None
     E: int
     status: list[str]
 
@@ -84,6 +85,7 @@ class ClosedLoop:
         self._views: dict[bool, ScenePerceiver] = {}
         self._seen: dict[bool, tuple[PerceivedScene, Truth | None]] = {}
         self.steps = 0
+        self.sim_seconds = 0.0  # wall time spent in Simulator.step (the benchmarks' step-only figure)
 
     @classmethod
     def for_route(cls, g: LaneGraph, spec: RouteSpec, seed: int = 0, max_agents: int = 64, background: bool = True,
@@ -129,7 +131,9 @@ class ClosedLoop:
     def step(self, controls: Controls) -> np.ndarray:
         """Advance every env by one tick with `controls` and score the transition; returns done (E,)."""
         controls.validate()
+        t0 = time.perf_counter()
         new = self.sim.step(self.state, controls)
+        self.sim_seconds += time.perf_counter() - t0
         lights = self.sim.lights(new)
         done = self.monitor.update(self.state, new, lights)
         self.state, self.lights = new, lights
@@ -176,7 +180,7 @@ class ClosedLoop:
 class Step:
     """What an observer sees at each step, before the simulator steps: the state and light states, the labelling
     policy's own controls and plan, the controls executed (after a driver, a perturbation or a takeover), and
-    the takeover controller of each env ('' when the policy or driver drives)."""
+    the controller of each env ('planner' when the policy or driver drives, else 'expert' or 'safe_stop')."""
 
     state: SimState
     lights: np.ndarray
@@ -200,6 +204,8 @@ def drive(loop: ClosedLoop, policy, *, driver=None, perturb: Callable[[SimState,
     t0 = time.perf_counter()
     states = [loop.state] if keep_states else []
     steps = 0
+    who: list[list[str]] = []  # per step, per env: the controller ('planner' unless a gate took over)
+    moved: list[np.ndarray] = []  # per step: how far each ego went [m]
     while not loop.done.all() and (max_steps is None or steps < max_steps):
         scene, truth = loop.observe(policy)
         controls, plan = policy.act(scene, truth)
@@ -209,16 +215,20 @@ def drive(loop: ClosedLoop, policy, *, driver=None, perturb: Callable[[SimState,
             executed, acting_plan = driver.act(acting_scene, dtruth)
         if perturb is not None:
             executed = perturb(loop.state, executed)
-        controller = [""] * loop.num_envs
+        controller = ["planner"] * loop.num_envs
         if gate is not None:
             executed, controller = gate.offline(loop, acting_scene, executed, acting_plan, expert)
         if observer is not None:
             observer(Step(loop.state, loop.lights, controls, plan, policy, executed, controller))
+        x0, y0 = loop.state.x[:, EGO].astype(np.float64), loop.state.y[:, EGO].astype(np.float64)
         loop.step(executed)
+        who.append(controller)
+        moved.append(np.hypot(loop.state.x[:, EGO] - x0, loop.state.y[:, EGO] - y0))
         steps += 1
         if keep_states:
             states.append(loop.state)
-    out = {"steps": steps, "wall_s": time.perf_counter() - t0, "states": states}
+    out = {"steps": steps, "wall_s": time.perf_counter() - t0, "states": states, "controllers": who,
+           "moved": np.asarray(moved).reshape(steps, loop.num_envs)}
     if gate is not None:
         out["takeovers"] = gate.records()
     return out

@@ -176,7 +176,7 @@ def event_points(record: dict) -> list[tuple[float, float, str]]:
             if ev["kind"] != "route_timeout"]
 
 
-def record_route_frames(g: LaneGraph, spec, policy: str, seed: int, every: int = 2):
+def record_route_frames(g: LaneGraph, spec, policy: str, seed: int, every: int = 2, model: str | None = None):
     """Re-drive a route (deterministic) and return (frames at 20/every Hz, the route record, the dense route)."""
     from .loop import ClosedLoop, drive, is_privileged
     from .metrics.bench2drive import leaderboard_route_id
@@ -197,7 +197,7 @@ def record_route_frames(g: LaneGraph, spec, policy: str, seed: int, every: int =
         steps[0] += 1
 
     loop = ClosedLoop.for_route(g, spec, seed=seed)
-    drive(loop, make_policy(policy, 1, g=g), observer=observer)
+    drive(loop, make_policy(policy, 1, g=g, **({"model": model} if model else {})), observer=observer)
     record = loop.record(0, leaderboard_route_id(spec.route_id), town=spec.town)
     events = event_points(record)
     for f in frames:  # an event stays on the picture from where it happened on

@@ -25,7 +25,7 @@ $DS collect --routes "$OUT/suite_train_p2.xml" --out "$OUT/data_p2" --workers 2 
     --steer-noise 0.15 --speed-noise 1.5 --seed 100
 $DS train pipeline --data "$OUT/data_p1,$OUT/data_p2" --out "$OUT/pipeline" --models-out "$OUT/models" \
     --dagger-routes "$OUT/suite_train_p1.xml,$OUT/suite_train_p2.xml" \
-    --il-epochs 12 --wm-epochs 12 --rl-updates 200 --seed "$SEED"
+    --il.epochs 12 --wm.epochs 12 --rl.updates 200 --seed "$SEED"
 # RL is trained under RL_SEEDS (the pipeline's is the first): the second one starts from the same imitation
 # planner, world model and DAgger states; its models go to $OUT/models_t<seed>
 RL_SEEDS=${RL_SEEDS:-"$SEED 1"}

@@ -23,5 +23,7 @@ setup(
     zip_safe=True,
     description="drive-stack ROS 2 nodes",
     license="Apache-2.0",
-    entry_points={"console_scripts": [f"{n} = drive_stack.{n}:main" for n in NODES]},
+    # the nodes, and drive-stack-ros: the commands that run the stack (stack run, bench stack, demo; drive_stack/cli.py)
+    entry_points={"console_scripts": [f"{n} = drive_stack.{n}:main" for n in NODES]
+                  + ["drive-stack-ros = drive_stack.cli:main"]},
 )

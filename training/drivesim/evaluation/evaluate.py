@@ -23,7 +23,7 @@ from ..metrics.bench2drive import (
     global_record,
     summarize,
 )
-from ..policies import UnknownPolicy, check_policy
+from ..policies import UnknownPolicy, check_policy, make_policy
 from ..routes.xml import RouteError, RouteSpec, parse_routes
 from .report import render_failures, write_report
 from .runner import leaderboard_route_id, run_route, scenario_note
@@ -34,6 +34,7 @@ class EvalConfig:
     routes: str
     out: str
     policy: str = "rule"
+    model: str | None = None  # learned policies: the planner ONNX file (default: $DRIVE_STACK_MODELS, then models/)
     maps_dir: str | None = None
     route_ids: list[str] | None = None
     workers: int = 1
@@ -130,7 +131,8 @@ def _worker(conn, spec: RouteSpec, index: int, cfg: EvalConfig) -> None:
         if cfg.fault == f"hang:{spec.route_id}":
             time.sleep(1e6)
         g = TownLoader(cfg.maps_dir).load(spec.town)
-        ep = run_route(g, spec, cfg.policy, seed=cfg.seed, max_agents=cfg.max_agents, index=index)
+        pol = make_policy(cfg.policy, 1, g=g, **({"model": cfg.model} if cfg.model else {}))
+        ep = run_route(g, spec, pol, seed=cfg.seed, max_agents=cfg.max_agents, index=index)
         conn.send(("ok", ep.record))
     except (RouteError, MapError) as e:
         conn.send(("error", str(e)))
@@ -142,7 +144,9 @@ def _worker(conn, spec: RouteSpec, index: int, cfg: EvalConfig) -> None:
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
     """Run the evaluation described by cfg; returns the summary (also written to cfg.out/summary.json)."""
-    check_policy(cfg.policy)  # fail fast on an unknown policy name or a missing model
+    model = check_policy(cfg.policy, cfg.model)  # fail fast: unknown policy, missing model, a file that is no planner
+    if model is not None:
+        log(f"policy {cfg.policy}: model {model['path']} (sha256 {model['sha256'][:16]})")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     rf = parse_routes(cfg.routes)
@@ -236,7 +240,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         time.sleep(0.01)
     checkpoint(True)
     summary = summarize(records, total_routes=total, skipped=skipped, notes=notes)
-    summary.update({"policy": cfg.policy, "routes_file": str(cfg.routes), "seed": cfg.seed})
+    summary.update({"policy": cfg.policy, "model": model, "routes_file": str(cfg.routes), "seed": cfg.seed})
     _atomic_write(out / "summary.json", summary)
     renders = {}
     if cfg.render_failures > 0:

@@ -32,7 +32,9 @@ def render_failures(routes_file: str, maps_dir: str | None, policy: str, seed: i
         if spec is None or not loader.available(spec.town):
             continue
         g = loader.load(spec.town)
-        frames, again, dense = record_route_frames(g, spec, policy, int(rec.get("meta", {}).get("seed", seed)))
+        model = (rec.get("meta", {}).get("model") or {}).get("path")  # the very file the route was driven with
+        frames, again, dense = record_route_frames(g, spec, policy, int(rec.get("meta", {}).get("seed", seed)),
+                                                   model=model)
         d = out / "renders" / rec["route_id"]
         w = render_frames(frames, BevRenderer(g, dense.xy), d, gif=True, png=False, every=2, fps=5.0)
         done[rec["route_id"]] = str(Path(w["gif"]).relative_to(out))

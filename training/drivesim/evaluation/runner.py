@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..maps.lanegraph import LaneGraph
-from ..metrics.bench2drive import leaderboard_route_id
+from ..metrics.bench2drive import leaderboard_route_id, takeover_record
 from ..policies import make_policy
 from ..routes.planner import DenseRoute
 from ..routes.xml import RouteSpec
@@ -52,8 +52,10 @@ def run_route(g: LaneGraph, spec: RouteSpec, policy="rule", seed: int = 0, max_a
     wall = time.perf_counter() - t0
     rec = loop.record(0, leaderboard_route_id(spec.route_id), index=index, duration_system=wall, town=spec.town)
     rec["meta"]["seed"] = seed
+    rec["meta"]["model"] = pol.model_id  # {'path', 'sha256'} of a learned policy's file, None for rule-based ones
     if gate is not None:
-        rec["meta"]["takeovers"] = gate.summary()
+        rec["meta"]["takeovers"] = takeover_record(out["takeovers"], [c[0] for c in out["controllers"]],
+                                                   out["moved"][:, 0], loop.sim.dt)
     ep = Episode(rec, loop.routes[0], out["states"], out["steps"], wall)
     ep.takeovers = out.get("takeovers", [])
     return ep

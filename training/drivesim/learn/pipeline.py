@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from ..typed import check
+from .configs import ILConfig, RLConfig, WMConfig
 
 STAGES = ("il", "wm", "dagger", "perlad", "perlad_logreplay")
 
@@ -29,23 +32,43 @@ class PipelineConfig:
     data: str = "results/dataset"  # collected datasets, comma-separated
     out: str = "results/pipeline"  # stage run directories
     models_out: str = "results/models"  # exported ONNX models, by policy name
-    maps_dir: str | None = None
-    stages: str = ",".join(STAGES)
-    seed: int = 0
-    threads: int = 2
-    workers: int = 2
-    il_epochs: int = 12
-    wm_epochs: int = 12
-    rl_updates: int = 200
-    rl_states: int = 128
-    rl_algo: str = "grpo"
+    maps_dir: str | None = None  # OpenDRIVE folder of the datasets' towns (Proc<seed> towns need none)
+    stages: str = ",".join(STAGES)  # comma-separated, in order: il, wm, dagger, perlad, perlad_logreplay
     dagger_routes: str | None = None  # route suites (comma-separated) the imitation planner drives (stage dagger)
     rl_data: str | None = None  # datasets of RL start states (default: what the dagger stage collected, else data)
-    d_model: int = 64
-    layers: int = 2
-    max_episodes: int | None = None
-    resume: bool = False
+
+    # shared by every stage when set (else each stage's own value, e.g. --il.seed):
+    seed: int | None = None  # training seed of every stage
+    threads: int | None = None  # torch CPU threads of every stage
+    workers: int | None = None  # feature-building processes of every stage (and dagger collection workers)
+    d_model: int | None = None  # network width of every stage (the planner and the world model)
+    layers: int | None = None  # transformer layers of every stage
+    max_episodes: int | None = None  # use at most this many episodes of each dataset
+    resume: bool | None = None  # continue each stage from its last checkpoint
     notes: list[str] = field(default_factory=list)
+
+    # each stage's own settings (`--il.epochs 12`, `--rl.kl-ref 0.03`, ...); data, out, init, world_model and
+    # agents are set by the pipeline
+    il: ILConfig = field(default_factory=lambda: ILConfig(epochs=12))  # the imitation stage
+    wm: WMConfig = field(default_factory=lambda: WMConfig(epochs=12))  # the world-model stage
+    rl: RLConfig = field(default_factory=lambda: RLConfig(updates=200))  # the RL stages (perlad, perlad_logreplay)
+
+    SHARED = ("seed", "threads", "workers", "d_model", "layers", "max_episodes", "resume")
+    SET_BY_PIPELINE = ("data", "out", "init", "world_model", "agents")
+
+    def __post_init__(self):
+        check(self)
+        for name in ("il", "wm", "rl"):
+            stage, default = getattr(self, name), type(getattr(self, name))()
+            for f in self.SET_BY_PIPELINE:
+                if hasattr(stage, f) and getattr(stage, f) != getattr(default, f):
+                    raise ValueError(f"PipelineConfig.{name}.{f}: set by the pipeline (use --data / --out / "
+                                     "--stages); leave it unset")
+
+    def common(self) -> dict:
+        """What the pipeline sets in every stage: its data, maps and the shared fields given."""
+        return {"data": self.data, "maps_dir": self.maps_dir,
+                **{k: getattr(self, k) for k in self.SHARED if getattr(self, k) is not None}}
 
 
 def reactivity(wm, data: dict, idx: np.ndarray, commit_speed: float = 8.0) -> dict:
@@ -197,8 +220,9 @@ def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dic
     dirs, rep = [], {"datasets": []}
     for i, routes in enumerate(r for r in cfg.dagger_routes.split(",") if r):
         d = out / "dagger" / f"data_{i}"
-        idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=cfg.workers,
-                                    seed=cfg.seed + 1000 * (i + 1), b2d=False, driver="il", branches=0,
+        il = replace(cfg.il, **cfg.common())  # the shared workers and seed, as the stages get them
+        idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=il.workers,
+                                    seed=il.seed + 1000 * (i + 1), b2d=False, driver="il", branches=0,
                                     driver_model=str((models / "il" / "planner.onnx").resolve())), log)
         eps = idx["episodes"]
         rep["datasets"].append({"routes": routes, "out": str(d), "episodes": len(eps),
@@ -213,7 +237,6 @@ def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dic
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     from ..models.export import export_checkpoint
-    from .configs import ILConfig, RLConfig, WMConfig
     from .rl import RLStage
     from .train import ILStage, WMStage
 
@@ -225,8 +248,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     bad = sorted(set(stages) - set(STAGES))
     if bad:
         raise ValueError(f"unknown stages {bad}; choose from {', '.join(STAGES)}")
-    common = dict(data=cfg.data, maps_dir=cfg.maps_dir, seed=cfg.seed, threads=cfg.threads, workers=cfg.workers,
-                  d_model=cfg.d_model, layers=cfg.layers, max_episodes=cfg.max_episodes, resume=cfg.resume)
+    common = cfg.common()
     report: dict = {"config": asdict(cfg), "stages": {}}
     if (out / "pipeline.json").exists():  # stages run earlier into this directory keep their entries
         try:
@@ -243,18 +265,17 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
             report["stages"]["dagger"]["wall_s"] = round(time.perf_counter() - t0, 1)
             continue
         if st == "il":
-            m = ILStage(ILConfig(out=str(out / "il"), epochs=cfg.il_epochs, **common), log).run()
+            m = ILStage(replace(cfg.il, out=str(out / "il"), **common), log).run()
             ck = out / "il" / "ckpt.pt"
         elif st == "wm":
             # WMStage.run adds the reactivity report (reactivity_report) to m and to wm/metrics.json
-            m = WMStage(WMConfig(out=str(out / "wm"), epochs=cfg.wm_epochs, **common), log).run()
+            m = WMStage(replace(cfg.wm, out=str(out / "wm"), **common), log).run()
             ck = out / "wm" / "ckpt.pt"
         else:
             agents = "world_model" if st == "perlad" else "log_replay"
             rl_common = {**common, "data": rl_data or cfg.data}
-            m = RLStage(RLConfig(out=str(out / st), init=str(out / "il" / "ckpt.pt"),
-                                 world_model=str(out / "wm" / "ckpt.pt"), agents=agents, updates=cfg.rl_updates,
-                                 states=cfg.rl_states, algo=cfg.rl_algo, **rl_common), log).run()
+            m = RLStage(replace(cfg.rl, out=str(out / st), init=str(out / "il" / "ckpt.pt"),
+                                world_model=str(out / "wm" / "ckpt.pt"), agents=agents, **rl_common), log).run()
             ck = out / st / "ckpt.pt"
         name = "world_model" if st == "wm" else st
         man = export_checkpoint(ck, models / name, name=name, extra={"made_by": made})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,12 @@ SPEED_CHANGE = 1.0  # [m/s] a speed label this far from the current speed counts
 
 
 def config_from_args(cls, argv_ns) -> object:
-    kw = {f.name: getattr(argv_ns, f.name) for f in fields(cls) if getattr(argv_ns, f.name, None) is not None}
-    return cls(**kw)
+    """The config from parsed options whose dest is the field's dotted path (``il.epochs``); unset ones keep
+    their defaults."""
+    from ..typed import build, options
+
+    return build(cls, {o.path: getattr(argv_ns, o.path) for o in options(cls)
+                       if getattr(argv_ns, o.path, None) is not None})
 
 
 def split(data: dict, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -281,9 +281,48 @@ def summarize(records: list[dict], total_routes: int | None = None, skipped: lis
         "infractions_per_km": {k: (v / km if km > 0 else 0.0) for k, v in counts.items()},
         "km_driven": km,
         "failed_routes": [r["route_id"] for r in records if r["status"] in (STATUS_AGENT_CRASHED, STATUS_SIM_CRASHED)],
+        "takeovers": takeover_summary(records),
         "skipped": skipped or [],
         "notes": notes or [],
     }
+
+
+CONTROLLERS = ("planner", "expert", "safe_stop")
+
+
+def takeover_record(events: list[dict], controllers: list[str], moved: np.ndarray, dt: float) -> dict:
+    """A route's ``meta.takeovers``: the takeover events (t, cause, detail, ttc), their count and causes, and how
+    many seconds and metres each controller drove (controllers[k] and moved[k] [m]: who drove tick k, how far
+    the ego went in it)."""
+    causes: dict[str, int] = {}
+    for ev in events:
+        causes[ev["cause"]] = causes.get(ev["cause"], 0) + 1
+    moved = np.asarray(moved, np.float64)
+    who = np.asarray(controllers)
+    return {"count": len(events), "causes": causes, "events": events,
+            "seconds": {c: round(float((who == c).sum()) * dt, 3) for c in CONTROLLERS},
+            "metres": {c: round(float(moved[who == c].sum()), 2) for c in CONTROLLERS}}
+
+
+def takeover_summary(records: list[dict]) -> dict | None:
+    """The policy's own driving apart from the expert's (None when no record says who drove): takeovers, seconds
+    and metres by controller, the policy's share of the distance, and the Driving Score over the routes the
+    policy drove alone (a score earned with the expert's help is never read as the policy's)."""
+    tk = [r["meta"].get("takeovers") for r in records]
+    if not any(t is not None for t in tk):
+        return None
+    alone = [r["scores"]["score_composed"] for r, t in zip(records, tk, strict=True) if t is not None and t["count"] == 0]
+    metres = {c: sum(t["metres"][c] for t in tk if t) for c in CONTROLLERS}
+    total = sum(metres.values())
+    return {"routes_with_takeovers": sum(1 for t in tk if t and t["count"] > 0),
+            "takeovers": sum(t["count"] for t in tk if t),
+            "causes": {k: sum(t["causes"].get(k, 0) for t in tk if t) for k in sorted({c for t in tk if t for c in t["causes"]})},
+            "seconds": {c: round(sum(t["seconds"][c] for t in tk if t), 2) for c in CONTROLLERS},
+            "metres": {c: round(v, 1) for c, v in metres.items()},
+            "policy_share_of_distance": round(metres["planner"] / total, 4) if total > 0 else None,
+            "takeovers_per_km": round(sum(t["count"] for t in tk if t) / (total / 1000.0), 3) if total > 0 else None,
+            "driving_score_routes_without_takeover": _mean(alone) if alone else None,
+            "routes_without_takeover": len(alone)}
 
 
 def global_record(records: list[dict]) -> dict:

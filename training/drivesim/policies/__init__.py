@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .expert import ExpertConfig, ExpertPolicy
-from .learned import LEARNED, LearnedPolicy, find_model
+from .learned import LEARNED, LearnedPolicy, ModelError, find_model, model_id, resolve_model, verify_planner
 from .rule import Plan, RulePolicy
 
 POLICIES = {"rule": RulePolicy, "expert": ExpertPolicy, **{n: LearnedPolicy for n in LEARNED}}
@@ -51,13 +51,18 @@ def warmup(policy) -> None:
     policy.reset()
 
 
-def check_policy(name: str) -> None:
-    """Raise UnknownPolicy / FileNotFoundError now rather than in every route's worker."""
+def check_policy(name: str, model: str | None = None) -> dict | None:
+    """Raise UnknownPolicy / FileNotFoundError / ModelError now rather than in every route's worker; returns the
+    learned policy's model_id (path + sha256), None for the rule-based ones."""
     if name not in POLICIES:
         raise UnknownPolicy(f"unknown policy {name!r}; available: {', '.join(POLICIES)}")
+    if model and name not in LEARNED:
+        raise UnknownPolicy(f"--model is for the learned policies ({', '.join(LEARNED)}), not {name!r}")
     if name in LEARNED:
-        find_model(name)
+        return verify_planner(resolve_model(name, model))
+    return None
 
 
-__all__ = ["ExpertConfig", "ExpertPolicy", "LEARNED", "LearnedPolicy", "POLICIES", "Plan", "RulePolicy", "UnknownPolicy",
-           "check_policy", "find_model", "make_policy", "warmup"]
+__all__ = ["ExpertConfig", "ExpertPolicy", "LEARNED", "LearnedPolicy", "ModelError", "POLICIES", "Plan", "RulePolicy",
+           "UnknownPolicy", "check_policy", "find_model", "make_policy", "model_id", "resolve_model", "verify_planner",
+           "warmup"]

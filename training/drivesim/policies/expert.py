@@ -293,6 +293,7 @@ class ExpertPolicy:
 
     name = "expert"
     privileged = True
+    model_id = None  # no model file (learned policies record theirs)
 
     def __init__(self, num_envs: int, config: ExpertConfig | None = None, controller: ControllerConfig | None = None,
                  dt: float = 0.05, speed_profile: bool = True):

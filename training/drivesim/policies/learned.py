@@ -5,9 +5,12 @@ Runtime CUDA or CPU) -> the best-scored path anchor with its regressed offsets (
 target speed for that path (longitudinal) -> the deployed PID controller. The policy is not privileged: it sees
 only the perceived scene (range + occlusion) and the map.
 
-Which model file: `model=` if given, else ``<dir>/<name>/planner.onnx`` for the first dir of
-$DRIVE_STACK_MODELS, ``results/models`` (what `drive-stack train pipeline` last produced) and the package's
-committed ``models/`` that has it.
+Which model file (`resolve_model`, the one rule every entry point uses): `model=` if given (`--model`), else
+``<dir>/<name>/planner.onnx`` for the first dir of $DRIVE_STACK_MODELS that has it, else the committed
+``models/<name>/planner.onnx``. Nothing is looked up relative to the working directory: a model never changes
+under the user because of where a command runs. `verify_planner` refuses, before anything drives, a file that is
+not a planner (unreadable, truncated, another network, no manifest); `model_id` (path + sha256) is printed and
+recorded by every run.
 """
 
 from __future__ import annotations
@@ -28,9 +31,17 @@ LEARNED = ("il", "perlad", "perlad_logreplay")
 REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
+PLANNER_OUTPUTS = ("anchor_logits", "paths", "speed_logits")
+
+
+class ModelError(ValueError):
+    """A model file that cannot serve the policy (named, with what was expected and what was found)."""
+
+
 def model_dirs() -> list[Path]:
-    dirs = [Path(p) for p in os.environ.get("DRIVE_STACK_MODELS", "").split(os.pathsep) if p]
-    return [*dirs, Path("results/models"), REPO_MODELS]
+    """Where `find_model` looks, in order: $DRIVE_STACK_MODELS (os.pathsep-separated), then the committed models/."""
+    dirs = [Path(p).resolve() for p in os.environ.get("DRIVE_STACK_MODELS", "").split(os.pathsep) if p]
+    return [*dirs, REPO_MODELS]
 
 
 def find_model(name: str, kind: str = "planner") -> Path:
@@ -40,12 +51,63 @@ def find_model(name: str, kind: str = "planner") -> Path:
             return p
     raise FileNotFoundError(f"no {kind} model for policy {name!r}: looked for {name}/{kind}.onnx in "
                             + ", ".join(str(d) for d in model_dirs())
-                            + "; train one with `drive-stack train pipeline` (or set DRIVE_STACK_MODELS)")
+                            + "; train one with `drive-stack train pipeline` and pass --model FILE or set "
+                              "DRIVE_STACK_MODELS to its models folder")
+
+
+def resolve_model(name: str, model: str | Path | None = None) -> Path:
+    """The model file of a learned policy: an explicit `model`, else `find_model` (see the module docstring)."""
+    if model:
+        p = Path(model).resolve()
+        if not p.exists():
+            raise FileNotFoundError(f"--model {model}: no such file")
+        return p
+    return find_model(name).resolve()
+
+
+def model_id(path: str | Path) -> dict:
+    """What a run prints and records about its model: the resolved path and the file's sha256."""
+    import hashlib
+
+    p = Path(path).resolve()
+    return {"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+
+
+def verify_planner(path: str | Path) -> dict:
+    """Open `path` as a planner before anything drives: a readable ONNX graph with the planner's inputs
+    (the feature tensors) and outputs (PLANNER_OUTPUTS) and a manifest with features and speeds. Returns its
+    `model_id`; raises ModelError naming the file, what was expected and what was found."""
+    import onnxruntime as ort
+
+    from ..models.features import Features
+
+    p = Path(path)
+    try:
+        sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
+        raise ModelError(f"{p}: not a readable ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                         "re-export it with `drive-stack export` or pass another --model") from None
+    ins, outs = [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()]
+    if sorted(ins) != sorted(Features.NAMES) or not set(PLANNER_OUTPUTS) <= set(outs):
+        raise ModelError(f"{p}: not a planner: expected inputs {sorted(Features.NAMES)} and outputs "
+                         f"{list(PLANNER_OUTPUTS)}, found inputs {sorted(ins)} and outputs {outs}")
+    man = p.with_name(p.stem + ".manifest.json")
+    if not man.exists():
+        raise ModelError(f"{p}: no manifest {man.name} (features and speeds); export the model with `drive-stack export`")
+    import json
+
+    m = json.loads(man.read_text())
+    n_speeds = sess.get_outputs()[outs.index("speed_logits")].shape[-1]
+    if "features" not in m or len(m.get("speeds_m_s", [])) != n_speeds:
+        raise ModelError(f"{p}: the manifest's speeds ({len(m.get('speeds_m_s', []))}) do not match the model's "
+                         f"speed_logits ({n_speeds}), or it has no features; re-export the model")
+    return model_id(p)
 
 
 class LearnedPolicy:
     privileged = False
     needs_map = True
+    model_id: dict | None = None  # {'path', 'sha256'} of the planner file (set when loaded)
 
     def __init__(self, num_envs: int, g=None, name: str = "il", model: str | None = None, backend: str = "auto",
                  dt: float = 0.05):
@@ -54,7 +116,9 @@ class LearnedPolicy:
         if g is None:
             raise ValueError(f"policy {name!r} needs the map (make_policy(..., g=lane_graph))")
         self.name, self.E, self.dt = name, num_envs, dt
-        self.net = InferenceModel(model or find_model(name), backend)
+        path = resolve_model(name, model)
+        self.model_id = verify_planner(path)
+        self.net = InferenceModel(path, backend)
         self.net.warmup()
         man = self.net.manifest or {}
         if "features" not in man or "speeds_m_s" not in man:

@@ -136,6 +136,7 @@ class RulePolicy:
 
     name = "rule"
     privileged = False
+    model_id = None  # no model file (learned policies record theirs)
 
     def __init__(self, num_envs: int, max_speed: float = 12.0, idm: IDMParams | None = None,
                  controller: ControllerConfig | None = None, dt: float = 0.05, speed_profile: bool = False):

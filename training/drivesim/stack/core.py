@@ -59,6 +59,8 @@ class PseudoSimCore:
         self.missed_ticks = 0
         self.rejected: list[str] = []
         self.ticks = 0
+        self.tick_t: list[float] = []  # sim time of each tick stepped
+        self.moved: list[float] = []  # how far the ego went in each tick [m]
         self.done = False
         self.t0_wall = time.perf_counter()
         # the privileged expert the takeover monitor may hand control to (it sees what the loop shows a
@@ -117,7 +119,10 @@ class PseudoSimCore:
                                      hand_brake=np.array([c.hand_brake]), reverse=np.array([c.reverse]))
             self.applied_stamps.add(self.stamp_key(c.stamp))
             self.pending = None
+        x0, y0, t0 = float(self.state.x[0, 0]), float(self.state.y[0, 0]), self.t
         done = self.loop.step(self.controls)
+        self.tick_t.append(t0)
+        self.moved.append(float(np.hypot(self.state.x[0, 0] - x0, self.state.y[0, 0] - y0)))
         self.ticks += 1
         self.done = bool(done[0])
         return self.done

@@ -13,7 +13,7 @@ A takeover is declared, at the tick of sim time t, when
    tick, counted only once the stack has declared itself ready (models loaded, kernels compiled): a cold start
    is not a takeover;
 4. INVALID_MESSAGE: a plan, scene or command with NaN or out-of-range values;
-5. STEER_DISAGREEMENT (shadow mode, off unless `steer_threshold` is set; TakeAD uses 0.2): the expert's steering
+5. STEER_DISAGREEMENT (shadow mode, off unless `steer_threshold` > 0; TakeAD uses 0.2): the expert's steering
    differs from the planner's by more than the threshold.
 During a takeover (at least `duration` seconds of sim time, TakeAD's 2 s) the controller is the privileged
 expert when the simulator offers one, otherwise a safe stop (full brake, wheels straight). Control returns
@@ -51,7 +51,7 @@ class TakeoverConfig:
     deadline: float = 0.3  # [s wall] after a tick, without a planner command: MISSED_DEADLINE (once ready)
     expert_wait: float = 0.1  # [s wall] under a takeover, how long to wait for the expert before a safe stop
     planner_ok_window: float = 0.151  # [s sim] the planner is healthy if it answered one of the last 3 ticks
-    steer_threshold: float | None = None  # shadow trigger |steer_expert - steer_planner| > this (None: off)
+    steer_threshold: float = 0.0  # shadow trigger: |steer_expert - steer_planner| > this (0: off; TakeAD uses 0.2)
 
     def __post_init__(self):
         for name in ("ttc_threshold", "max_decel", "horizon", "horizon_dt", "duration", "deadline", "expert_wait",
@@ -61,9 +61,9 @@ class TakeoverConfig:
             if not (isinstance(v, int | float) and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
                 raise ValueError(f"TakeoverConfig.{name} = {v!r}: expected a {'non-negative' if zero_ok else 'positive'}"
                                  " number")
-        if self.steer_threshold is not None and not (np.isfinite(self.steer_threshold) and self.steer_threshold > 0):
-            raise ValueError(f"TakeoverConfig.steer_threshold = {self.steer_threshold!r}: expected a positive "
-                             "number or None (off)")
+        if not (np.isfinite(self.steer_threshold) and self.steer_threshold >= 0):
+            raise ValueError(f"TakeoverConfig.steer_threshold = {self.steer_threshold!r}: expected a non-negative "
+                             "number (0: off)")
 
 
 @dataclass
@@ -303,7 +303,7 @@ class TakeoverGate:
             plan, scene = self.plan.get(t), self.scene.get(t)
             new = self.logic.check_plan(t, scene, *plan) if plan is not None and scene is not None else None
             ex = self.expert.get(t)
-            if new is None and ex is not None and self.cfg.steer_threshold is not None \
+            if new is None and ex is not None and self.cfg.steer_threshold > 0 \
                     and abs(ex[1] - float(steer)) > self.cfg.steer_threshold:
                 new = self.logic.declare(t, Cause.STEER_DISAGREEMENT, f"expert steers {ex[1]:+.2f}, planner "
                                          f"{float(steer):+.2f} (threshold {self.cfg.steer_threshold})", float("inf"))
@@ -385,10 +385,3 @@ class TakeoverGate:
         return [{"t": tk.t, "cause": tk.cause.name, "detail": tk.detail,
                  "ttc": tk.ttc if np.isfinite(tk.ttc) else None} for tk in self.history]
 
-    def summary(self, dt: float = 0.05) -> dict:
-        """What the record of a route says about its takeovers: count, causes, seconds driven by whom."""
-        causes: dict[str, int] = {}
-        for tk in self.history:
-            causes[tk.cause.name] = causes.get(tk.cause.name, 0) + 1
-        return {"count": len(self.history), "causes": causes,
-                "seconds": {k: round(v * dt, 3) for k, v in self.drove.items()}, "events": self.records()}

@@ -39,6 +39,30 @@ class StackNode(Node):
 
             self.create_subscription(Clock, "/clock", lambda m: self.fault_now(m.clock.sec + 1e-9 * m.clock.nanosec), 10)
 
+    def declare_params(self, cls):
+        """Declare every field of the node's typed config (drive_stack.params) with its ROS type and description,
+        read the values (params file, overrides) and return the validated config (`fault` is declared already)."""
+        import dataclasses
+        import typing
+
+        from drivesim.typed import field_docs
+        from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+
+        kinds = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+                 float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+        hints, docs, defaults = typing.get_type_hints(cls), field_docs(cls), cls()
+        values = {}
+        for f in dataclasses.fields(cls):
+            default = getattr(defaults, f.name)
+            if f.name != "fault":
+                t = hints[f.name]
+                kind = (ParameterType.PARAMETER_STRING_ARRAY if typing.get_origin(t) is list
+                        else kinds.get(t, ParameterType.PARAMETER_STRING))
+                self.declare_parameter(f.name, default, ParameterDescriptor(description=docs.get(f.name, ""),
+                                                                            type=kind))
+            values[f.name] = self.get_parameter(f.name).value
+        return cls(**values)
+
     def run(self) -> None:
         """Spin until shutdown (the pseudo-simulator overrides this with its stepping loop)."""
         executor = make_executor()
@@ -57,8 +81,9 @@ class StackNode(Node):
 
         if self._ready_pub is None:
             self._ready_pub = self.create_publisher(String, NODE_READY, LATCHED_MANY)
-            # latched, and repeated every second (wall time): a late-matched reader still hears it
-            self.create_timer(1.0, lambda: self._ready_pub.publish(String(data=self.get_name())),
+            # latched, and repeated every 0.25 s (wall time): a late-matched reader still hears it, and the
+            # simulator records a node that falls silent (when it was last heard)
+            self.create_timer(0.25, lambda: self._ready_pub.publish(String(data=self.get_name())),
                               clock=RosClock(clock_type=ClockType.STEADY_TIME))
         self._ready_pub.publish(String(data=self.get_name()))
 

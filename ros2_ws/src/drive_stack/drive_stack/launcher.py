@@ -1,4 +1,5 @@
-"""`drive-stack stack run`: start the node table as separate processes over DDS, without launch_ros.
+"""`drive-stack-ros stack run` (drive_stack/cli.py): start the node table as separate processes over DDS, without
+launch_ros.
 
 Each node runs as `python -m drive_stack.<node> --ros-args --params-file OUT/params/<node>.yaml`, with its log in
 OUT/logs/<node>.log, on a fresh ROS_DOMAIN_ID with discovery limited to localhost (runs never see each other).
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from drivesim.policies import check_policy
 from drivesim.stack.faults import INJECTED_EXIT, parse_stack_fault
 
 from .node_table import nodes_for, ready_set
@@ -52,6 +54,10 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
         shutil.rmtree(out_dir / old, ignore_errors=True)
     for old in ("results.json", "summary.json", "latency.json"):
         (out_dir / old).unlink(missing_ok=True)
+    # the model the planner will load, resolved and checked here (the nodes run in out_dir), and handed to it by path
+    model = check_policy(policy, (node_overrides or {}).get("planner", {}).get("model") or None)
+    if model is not None:
+        log(f"policy {policy}: model {model['path']} (sha256 {model['sha256'][:16]})")
     if routes is None:
         routes, route_id = procedural_route(out_dir, seed)
     elif route_id is None:
@@ -68,7 +74,7 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
         "pseudo_sim": {"routes_file": str(Path(routes).resolve()), "route_id": str(route_id),
                        "maps_dir": str(Path(maps_dir).resolve()) if maps_dir else "", "seed": seed,
                        "out_dir": str(out_dir), "tick_timeout": tick_timeout, "policy_name": policy},
-        "planner": {"policy": policy, "wait_for": ready_set("pseudo")},
+        "planner": {"policy": policy, "wait_for": ready_set("pseudo"), **({"model": model["path"]} if model else {})},
         "recorder": {"out_dir": str(out_dir / "bags"), "mode": record},
     }
     for name, extra in (node_overrides or {}).items():
@@ -123,10 +129,14 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
         for f in files:
             f.close()
     summary = json.loads((out_dir / "summary.json").read_text())
-    summary["nodes_died"] = {n: {"exit_code": c, "log": str(out_dir / "logs" / f"{n}.log")} for n, c in exited.items()}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     results = json.loads((out_dir / "results.json").read_text())
     rec = results["_checkpoint"]["records"][0]
+    silent = rec["meta"].get("stack", {}).get("nodes_silent", {})  # when the simulator last heard each dead node
+    summary["nodes_died"] = {n: {"exit_code": c, "log": str(out_dir / "logs" / f"{n}.log"),
+                                 "last_heard_sim_t": silent.get(n, {}).get("last_heard_sim_t")}
+                             for n, c in exited.items()}
+    summary["model"] = model  # the planner's file and sha256 (learned policies), as `eval` records it
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     takeovers = sorted((out_dir / "bags").glob("takeover_*/takeover.json")) if (out_dir / "bags").exists() else []
     return {"summary": summary, "record": rec, "wall_s": time.perf_counter() - t0, "out": str(out_dir),
             "takeovers": [dict(json.loads(p.read_text()), bag=str(p.parent)) for p in takeovers],

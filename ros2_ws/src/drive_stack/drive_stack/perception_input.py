@@ -15,7 +15,7 @@ from drive_stack_msgs.msg import PerceivedScene
 from drivesim.maps.opendrive import load_xodr_text
 from drivesim.routes.planner import plan_route
 from drivesim.routes.xml import RouteSpec
-from drivesim.sim.perception import PERCEPTION_RANGE, ScenePerceiver
+from drivesim.sim.perception import ScenePerceiver
 from drivesim.stack.bev import bev_raster
 from nav_msgs.msg import Odometry, Path
 from rclpy.serialization import deserialize_message
@@ -26,14 +26,14 @@ from . import convert
 from . import node_table as T
 from .cdr_objects import decode_object_array
 from .common import LATCHED, RELIABLE, StackNode, run
+from .params import PerceptionParams
 
 
 class PerceptionInput(StackNode):
     def __init__(self):
         super().__init__("perception_input")
-        self.max_agents = int(self.declare_parameter("max_agents", 64).value)
-        self.range = float(self.declare_parameter("perception_range", PERCEPTION_RANGE).value)
-        self.bev_every = int(self.declare_parameter("bev_every", 10).value)
+        p = self.declare_params(PerceptionParams)
+        self.max_agents, self.range, self.bev_every = p.max_agents, p.perception_range, p.bev_every
         self.g = None
         self.perceiver = None
         self.keypoints = None

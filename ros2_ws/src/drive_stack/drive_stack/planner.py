@@ -25,15 +25,14 @@ from std_msgs.msg import Bool, String
 from . import convert
 from . import node_table as T
 from .common import LATCHED, LATCHED_MANY, RELIABLE, StackNode, run
+from .params import PlannerParams
 
 
 class Planner(StackNode):
     def __init__(self):
         super().__init__("planner")
-        self.policy_name = self.declare_parameter("policy", "rule").value
-        self.max_agents = int(self.declare_parameter("max_agents", 64).value)
-        self.model = self.declare_parameter("model", "").value
-        self.backend = self.declare_parameter("backend", "auto").value
+        p = self.declare_params(PlannerParams)
+        self.policy_name, self.max_agents, self.model, self.backend = p.policy, p.max_agents, p.model, p.backend
         self.policy = None
         self.light_ids = None
         self.failures = 0
@@ -48,12 +47,13 @@ class Planner(StackNode):
         self.pub_ready = self.create_publisher(Bool, T.HERO_STATUS, LATCHED)
         self.create_subscription(PerceivedScene, T.SCENE, self._on_scene, RELIABLE)
         self.answered: dict[float, tuple[Plan, CarlaEgoVehicleControl]] = {}
-        self.wait_for = set(self.declare_parameter("wait_for", [""]).value) - {""}
+        self.wait_for = set(p.wait_for) - {""}
         self.seen: set[str] = set()
         self.create_subscription(String, T.NODE_READY, self._on_node_ready, LATCHED_MANY)
         self.get_logger().info(f"policy {self.policy_name!r} " + ("loaded" if self.policy else "waits for the map")
                                + f"; waiting for {sorted(self.wait_for) or 'nobody'}")
         self._maybe_ready()
+        self.announce_ready()  # heard once a second by the simulator (a node that falls silent is recorded dead)
 
     def _on_map(self, msg: String) -> None:
         if self.policy is not None:
@@ -62,7 +62,9 @@ class Planner(StackNode):
         self.policy = make_policy(self.policy_name, 1, g=g, model=self.model or None, backend=self.backend)
         warmup(self.policy)
         self.light_ids = g.light_id
-        self.get_logger().info(f"policy {self.policy_name!r} loaded: {self.policy.net.describe()}")
+        mid = self.policy.model_id
+        self.get_logger().info(f"policy {self.policy_name!r} loaded: {mid['path']} (sha256 {mid['sha256'][:16]}), "
+                               f"{self.policy.net.describe()}")
         self._maybe_ready()
 
     def _on_node_ready(self, msg: String) -> None:

@@ -9,6 +9,7 @@ which counts as a missed tick. The route is scored as `drive-stack eval` scores 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -16,10 +17,13 @@ from pathlib import Path
 import numpy as np
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaTrafficLightStatusList
 from derived_object_msgs.msg import ObjectArray
+from drive_stack_msgs.msg import StackStatus, TakeoverEvent
 from drivesim.evaluation.evaluate import write_results
 from drivesim.evaluation.runner import scenario_note
 from drivesim.maps import TownLoader
+from drivesim.metrics.bench2drive import takeover_record
 from drivesim.routes.xml import parse_routes
+from drivesim.sim.state import DT
 from drivesim.stack.core import PseudoSimCore
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
@@ -28,16 +32,16 @@ from std_msgs.msg import Bool, String
 
 from . import convert
 from . import node_table as T
-from .common import LATCHED, RELIABLE, StackNode, make_executor, run
+from .common import EVENTS, LATCHED, LATCHED_MANY, RELIABLE, StackNode, make_executor, run
+from .params import PseudoSimParams
+
+SILENT_AFTER = 2.0  # [s wall] a node whose announcement (every 0.25 s) stops this long is recorded as dead
 
 
 class PseudoSim(StackNode):
     def __init__(self):
         super().__init__("pseudo_sim")
-        p = {k: self.declare_parameter(k, v).value for k, v in {
-            "routes_file": "", "route_id": "", "maps_dir": "", "seed": 0, "out_dir": "results/stack",
-            "tick_timeout": 1.0, "republish_period": 0.25, "start_timeout": 120.0, "offer_expert": True, "expert_policy": "expert",
-            "max_agents": 64, "policy_name": "", "index": 0}.items()}
+        p = dataclasses.asdict(self.declare_params(PseudoSimParams))
         self.p = p
         rf = parse_routes(p["routes_file"])
         spec = next((r for r in rf.routes if r.route_id == str(p["route_id"])), None)
@@ -61,11 +65,29 @@ class PseudoSim(StackNode):
         self.ready = False
         self.create_subscription(Bool, T.HERO_STATUS, self._on_ready, LATCHED)
         self.create_subscription(CarlaEgoVehicleControl, T.CONTROL_CMD, self._on_cmd, RELIABLE)
+        # for the record: the takeovers, who drove each tick, and which nodes stopped announcing themselves
+        self.takeovers: list[dict] = []
+        self.controller: dict[float, str] = {}
+        self.heard: dict[str, tuple[float, float]] = {}  # node -> (wall time, sim time) it was last heard
+        self.create_subscription(TakeoverEvent, T.TAKEOVER, self._on_takeover, EVENTS)
+        self.create_subscription(StackStatus, T.STATUS, self._on_status, RELIABLE)
+        self.create_subscription(String, T.NODE_READY, self._on_node, LATCHED_MANY)
         self.pub_map.publish(String(data=self.xodr))
         self.pub_plan.publish(convert.route_path(spec.keypoints, 0.0))
         self.latency: list[float] = []
         self._published_at = 0.0
         self.get_logger().info(f"route {spec.route_id} on {spec.town}: {self.core.route.length:.0f} m")
+
+    def _on_takeover(self, msg: TakeoverEvent) -> None:
+        self.takeovers.append({"t": round(convert.to_sec(msg.header.stamp), 3), "cause": msg.cause_name,
+                               "detail": msg.detail, "ttc": float(msg.ttc) if np.isfinite(msg.ttc) else None})
+
+    def _on_status(self, msg: StackStatus) -> None:
+        if msg.node == "takeover_monitor" and msg.detail.startswith("controller="):
+            self.controller[round(convert.to_sec(msg.header.stamp), 3)] = msg.detail.partition("=")[2]
+
+    def _on_node(self, msg: String) -> None:
+        self.heard[msg.data] = (time.perf_counter(), self.core.t)
 
     def _on_ready(self, msg: Bool) -> None:
         self.ready = self.ready or bool(msg.data)
@@ -126,7 +148,13 @@ class PseudoSim(StackNode):
         out.mkdir(parents=True, exist_ok=True)
         rec = self.core.record(index=int(self.p["index"]))
         lat = np.array(self.latency) * 1000 if self.latency else np.zeros(1)
+        now = time.perf_counter()
+        rec["meta"]["takeovers"] = takeover_record(
+            sorted(self.takeovers, key=lambda e: e["t"]),
+            [self.controller.get(round(t, 3), "planner") for t in self.core.tick_t], self.core.moved, DT)
         rec["meta"]["stack"] = {"ticks": self.core.ticks, "missed_ticks": self.core.missed_ticks,
+                                "nodes_silent": {n: {"last_heard_sim_t": round(st, 2)} for n, (w, st) in
+                                                 self.heard.items() if now - w > SILENT_AFTER},
                                 "rejected_commands": self.core.rejected[:20], "wall_s": wall,
                                 "latency_ms_p50": float(np.percentile(lat, 50)),
                                 "latency_ms_p99": float(np.percentile(lat, 99))}

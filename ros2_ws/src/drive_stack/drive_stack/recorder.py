@@ -21,6 +21,7 @@ from rosgraph_msgs.msg import Clock
 from . import convert
 from . import node_table as T
 from .common import EVENTS, RELIABLE, StackNode, run
+from .params import RecorderParams
 
 MSG_PACKAGES = ("carla_msgs", "derived_object_msgs", "drive_stack_msgs")
 
@@ -52,13 +53,8 @@ def stack_typestore():
 class Recorder(StackNode):
     def __init__(self):
         super().__init__("recorder")
-        self.mode = self.declare_parameter("mode", "takeover").value
-        if self.mode not in ("takeover", "continuous", "both"):
-            raise ValueError(f"recorder: mode {self.mode!r}: expected takeover, continuous or both")
-        out = Path(self.declare_parameter("out_dir", "results/stack/bags").value)
-        pre = float(self.declare_parameter("pre", 10.0).value)
-        post = float(self.declare_parameter("post", 5.0).value)
-        segment = float(self.declare_parameter("segment", 5.0).value)
+        p = self.declare_params(RecorderParams)  # an unknown mode is refused there, naming the field
+        self.mode, out, pre, post, segment = p.mode, Path(p.out_dir), p.pre, p.post, p.segment
         ts = stack_typestore()
         self.bagger = TakeoverBagger(out, ts, pre, post) if self.mode in ("takeover", "both") else None
         self.segments = SegmentedRecorder(out / "continuous", ts, segment) if self.mode in ("continuous", "both") else None

@@ -17,7 +17,7 @@ import time
 from carla_msgs.msg import CarlaEgoVehicleControl
 from drive_stack_msgs.msg import PerceivedScene, Plan, StackStatus, TakeoverEvent
 from drivesim.sim.perception import ROUTE_POINTS
-from drivesim.stack.takeover import Decision, TakeoverConfig, TakeoverGate, command_problems
+from drivesim.stack.takeover import PLANNER, Decision, TakeoverGate, command_problems
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rosgraph_msgs.msg import Clock
@@ -26,6 +26,7 @@ from std_msgs.msg import Bool
 from . import convert
 from . import node_table as T
 from .common import EVENTS, LATCHED, RELIABLE, StackNode, run
+from .params import TakeoverMonitorParams
 
 
 class TakeoverMonitor(StackNode):
@@ -33,11 +34,9 @@ class TakeoverMonitor(StackNode):
 
     def __init__(self):
         super().__init__("takeover_monitor")
-        d = TakeoverConfig()
-        par = {k: self.declare_parameter(k, getattr(d, k)).value for k in (
-            "ttc_threshold", "max_decel", "horizon", "duration", "deadline", "expert_wait")}
-        self.max_agents = int(self.declare_parameter("max_agents", 64).value)
-        self.gate = TakeoverGate(TakeoverConfig(**{k: float(v) for k, v in par.items()}))
+        p = self.declare_params(TakeoverMonitorParams)
+        self.max_agents = p.max_agents
+        self.gate = TakeoverGate(p.gate())
         self.plan_msgs: dict[float, Plan] = {}
         self.scene_msgs: dict[float, PerceivedScene] = {}
         self.pub_cmd = self.create_publisher(CarlaEgoVehicleControl, T.CONTROL_CMD, RELIABLE)
@@ -99,6 +98,10 @@ class TakeoverMonitor(StackNode):
             self._announce(d.event)
         if d.command is not None:
             self.pub_cmd.publish(convert.control_message(d.t, *d.command))
+            if d.controller != PLANNER:  # who drove this tick, for the simulator's record (a takeover tick)
+                st = StackStatus(node="takeover_monitor", state=StackStatus.TAKEOVER, detail=f"controller={d.controller}")
+                st.header.stamp = convert.ros_time(d.t)
+                self.pub_status.publish(st)
 
     def _announce(self, tk) -> None:
         ev = TakeoverEvent(cause=int(tk.cause), cause_name=tk.cause.name, detail=tk.detail,

@@ -14,13 +14,14 @@ from rclpy.serialization import deserialize_message
 from . import convert
 from . import node_table as T
 from .common import RELIABLE, StackNode, run
+from .params import ReasoningParams
 
 
 class VlaReasoning(StackNode):
     def __init__(self):
         super().__init__("vla_reasoning")
-        self.period = 1.0 / float(self.declare_parameter("rate_hz", 2.0).value)
-        self.max_agents = int(self.declare_parameter("max_agents", 64).value)
+        p = self.declare_params(ReasoningParams)
+        self.period, self.max_agents = 1.0 / p.rate_hz, p.max_agents
         self.last_t = -1e9
         self.pub = self.create_publisher(Reasoning, T.REASONING, RELIABLE)
         # raw: most ticks are skipped by the rate, so only the ones used are deserialized

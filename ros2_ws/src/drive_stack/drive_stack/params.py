@@ -1,0 +1,90 @@
+"""Every node's parameters as one typed config each (no rclpy import): the node declares them from here with
+their ROS types and descriptions (`common.StackNode.declare_params`), config/stack.yaml documents exactly these
+keys (a test checks it), and the values are validated when the config is built (the field named in the error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from drivesim.sim.perception import PERCEPTION_RANGE
+from drivesim.stack.takeover import TakeoverConfig
+from drivesim.typed import check
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    fault: str = ""  # fault injection for tests and demos: KIND@T (stall, nan, exit, raise; see drivesim.stack.faults)
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclass(frozen=True)
+class PseudoSimParams(NodeParams):
+    routes_file: str = ""  # Leaderboard 2.0 / Bench2Drive route XML
+    route_id: str = ""  # the route of that file to drive
+    maps_dir: str = ""  # OpenDRIVE folder (default: $DRIVE_STACK_MAPS or $CARLA_ROOT's); Proc<seed> towns need none
+    seed: int = 0  # scene seed (background traffic, light phases)
+    out_dir: str = "results/stack"  # results.json + summary.json (same shape as drive-stack eval)
+    tick_timeout: float = 1.0  # [s wall] wait for the tick's command, then count a missed tick
+    republish_period: float = 0.25  # [s wall] re-send the tick's messages while waiting (late joiners)
+    start_timeout: float = 120.0  # [s wall] wait for /carla/hero/status
+    offer_expert: bool = True  # publish the privileged expert's command (the takeover monitor hands control to it)
+    expert_policy: str = "expert"  # the policy whose commands are offered as the expert's
+    max_agents: int = 64  # agent slots of the scene (ego included)
+    policy_name: str = ""  # the planner's policy, written into the results (informational)
+    index: int = 0  # the route's index in results.json
+
+
+@dataclass(frozen=True)
+class PerceptionParams(NodeParams):
+    max_agents: int = 64  # agent slots of the perceived scene (ego included)
+    perception_range: float = PERCEPTION_RANGE  # [m] agents farther away are not seen
+    bev_every: int = 10  # publish the BEV raster every N ticks (2 Hz at 20 Hz; 0: never)
+
+
+@dataclass(frozen=True)
+class PlannerParams(NodeParams):
+    policy: str = "rule"  # rule | expert | il | perlad | perlad_logreplay (learned: ONNX planner, needs /carla/map)
+    model: str = ""  # learned policies: an ONNX file instead of <models dir>/<policy>/planner.onnx
+    backend: Literal["auto", "tensorrt", "ort-cuda", "ort-cpu"] = "auto"  # inference backend (auto: TensorRT >
+    # ONNX Runtime CUDA > CPU)
+    wait_for: list[str] = field(default_factory=lambda: [""])  # nodes that must be up before the stack reports ready
+    max_agents: int = 64  # agent slots of the scene (ego included)
+
+
+@dataclass(frozen=True)
+class ReasoningParams(NodeParams):
+    rate_hz: float = 2.0  # [Hz of sim time] reasoning messages per second
+    max_agents: int = 64  # agent slots of the scene (ego included)
+
+
+@dataclass(frozen=True)
+class TakeoverMonitorParams(NodeParams, TakeoverConfig):
+    """The takeover gate's own config (drivesim.stack.takeover.TakeoverConfig) plus what the node needs."""
+
+    max_agents: int = 64  # agent slots of the scene (ego included)
+
+    def __post_init__(self):
+        TakeoverConfig.__post_init__(self)
+        check(self)
+
+    def gate(self) -> TakeoverConfig:
+        return TakeoverConfig(**{f.name: getattr(self, f.name) for f in fields(TakeoverConfig)})
+
+
+@dataclass(frozen=True)
+class RecorderParams(NodeParams):
+    mode: Literal["takeover", "continuous", "both"] = "takeover"  # one bag per takeover, continuous segments, or both
+    out_dir: str = "results/stack/bags"  # where the bags go
+    pre: float = 10.0  # [s sim] recorded before a takeover
+    post: float = 5.0  # [s sim] recorded after it
+    segment: float = 5.0  # [s sim] continuous-mode segment length
+
+
+PARAMS: dict[str, type[NodeParams]] = {
+    "pseudo_sim": PseudoSimParams, "perception_input": PerceptionParams, "planner": PlannerParams,
+    "vla_reasoning": ReasoningParams, "takeover_monitor": TakeoverMonitorParams, "recorder": RecorderParams,
+}
