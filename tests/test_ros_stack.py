@@ -305,3 +305,35 @@ def test_without_an_expert_a_dead_planner_means_a_safe_stop(tmp_path):
     assert speeds[(speeds[:, 0] > 3.0) & (speeds[:, 0] < 4.0), 1].max() > 1.0  # it was driving
     assert np.all(speeds[speeds[:, 0] > 8.0, 1] < 0.05)  # and stands still a few seconds after the takeover
     assert brakes and min(brakes) == 1.0
+
+
+def test_one_fault_mechanism_poisons_every_float_and_stalls_every_publisher():
+    """nan@T sets every float of a message to NaN (nested and arrays too, ints kept); stall@T drops it; before T
+    messages pass untouched; the liveness announcement is never wrapped."""
+    import math
+    from types import SimpleNamespace
+
+    from carla_msgs.msg import CarlaEgoVehicleControl
+    from drive_stack.common import FaultyPublisher, poison
+    from drive_stack_msgs.msg import Plan
+    from drivesim.stack.faults import Fault
+
+    cmd = CarlaEgoVehicleControl(throttle=0.5, steer=0.1, brake=0.0, gear=3)
+    poison(cmd)
+    assert all(math.isnan(v) for v in (cmd.throttle, cmd.steer, cmd.brake)) and cmd.gear == 3
+    sent = []
+    node = SimpleNamespace(sim_t=0.0, fault=Fault.parse("nan@2.0"))
+    pub = FaultyPublisher(node, SimpleNamespace(publish=sent.append))
+    for t in (1.95, 2.0):
+        m = CarlaEgoVehicleControl(throttle=0.5)
+        m.header.stamp.sec, m.header.stamp.nanosec = int(t), int(round((t % 1) * 1e9))
+        pub.publish(m)
+    assert sent[0].throttle == 0.5 and math.isnan(sent[1].throttle)
+    node.fault = Fault.parse("stall@2.0")
+    pub.publish(sent[1])
+    assert len(sent) == 2  # dropped
+    plan = Plan()
+    if "target_speed" in plan.get_fields_and_field_types():
+        plan.target_speed = 3.0
+        poison(plan)
+        assert math.isnan(plan.target_speed)

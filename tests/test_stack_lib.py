@@ -94,12 +94,13 @@ def test_fault_parsing():
     with pytest.raises(ValueError, match="NODE:KIND@T"):
         parse_stack_fault("stall@3")
     assert parse_stack_fault("planner:raise@0") == ("planner", "raise@0")
-    with pytest.raises(ValueError, match="recorder cannot take raise@T; it takes \\['exit', 'stall'\\]"):
+    with pytest.raises(ValueError, match="recorder cannot take raise@T; it takes \\['exit'\\]"):
         parse_stack_fault("recorder:raise@1")
     # every node takes exit@T (one mechanism); what a node cannot do is refused, never silently ignored
     for node in ("pseudo_sim", "perception_input", "planner", "vla_reasoning", "takeover_monitor", "recorder"):
         assert parse_stack_fault(f"{node}:exit@5.0") == (node, "exit@5.0")
-    for bad in ("takeover_monitor:nan@5", "pseudo_sim:stall@5", "pseudo_sim:nan@1"):
+    assert parse_stack_fault("takeover_monitor:stall@5") == ("takeover_monitor", "stall@5")  # every publisher
+    for bad in ("recorder:nan@5", "pseudo_sim:stall@5", "pseudo_sim:nan@1", "vla_reasoning:raise@1"):
         with pytest.raises(ValueError, match="cannot take"):
             parse_stack_fault(bad)
     with pytest.raises(ValueError, match="unknown node 'planer'"):

@@ -43,15 +43,18 @@ class Fault:
         return t >= self.at - 1e-9
 
 
-# What each node can be made to do. EXIT works for every node through one mechanism (drive_stack.common.StackNode
-# watches /clock and exits at T); STALL and NAN act on a node's outputs, RAISE on the planner's policy.
+# What each node can be made to do, all through one mechanism (drive_stack.common.StackNode): it watches /clock
+# and exits at T (EXIT), and wraps every publisher, which from T on publishes nothing (STALL) or NaN in every
+# float (NAN); RAISE makes the planner's policy raise. The simulator (it stands for CARLA) and the recorder (no
+# outputs on the wire) take EXIT only.
+_OUTPUTS = frozenset({FaultKind.STALL, FaultKind.NAN, FaultKind.EXIT})
 NODE_FAULTS: dict[str, frozenset[FaultKind]] = {
     "pseudo_sim": frozenset({FaultKind.EXIT}),
-    "perception_input": frozenset({FaultKind.STALL, FaultKind.NAN, FaultKind.EXIT}),
-    "planner": frozenset({FaultKind.STALL, FaultKind.NAN, FaultKind.EXIT, FaultKind.RAISE}),
-    "vla_reasoning": frozenset({FaultKind.STALL, FaultKind.NAN, FaultKind.EXIT}),
-    "takeover_monitor": frozenset({FaultKind.EXIT}),
-    "recorder": frozenset({FaultKind.STALL, FaultKind.EXIT}),
+    "perception_input": _OUTPUTS,
+    "planner": _OUTPUTS | {FaultKind.RAISE},
+    "vla_reasoning": _OUTPUTS,
+    "takeover_monitor": _OUTPUTS,
+    "recorder": frozenset({FaultKind.EXIT}),
 }
 
 

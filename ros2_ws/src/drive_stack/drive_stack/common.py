@@ -34,10 +34,24 @@ class StackNode(Node):
         self.fault = Fault.parse(self.get_parameter("fault").value)
         self.rejected = 0
         self._ready_pub = None
-        if self.fault is not None and self.fault.kind is FaultKind.EXIT:  # one mechanism for every node
+        self.sim_t = -1.0  # the latest /clock (watched only when a fault is set)
+        if self.fault is not None:  # one mechanism for every node: exit here, stall / nan in every publisher
             from rosgraph_msgs.msg import Clock
 
-            self.create_subscription(Clock, "/clock", lambda m: self.fault_now(m.clock.sec + 1e-9 * m.clock.nanosec), 10)
+            self.create_subscription(Clock, "/clock", self._fault_clock, 10)
+
+    def _fault_clock(self, m) -> None:
+        self.sim_t = max(self.sim_t, m.clock.sec + 1e-9 * m.clock.nanosec)
+        self.fault_now(self.sim_t)
+
+    def create_publisher(self, msg_type, topic, qos, **kw):
+        """Every publisher of a node with a stall or nan fault is wrapped: from T on (the message's stamp, else the
+        latest /clock) it publishes nothing (stall) or its messages with every float set to NaN (nan)."""
+        pub = super().create_publisher(msg_type, topic, qos, **kw)
+        fault = getattr(self, "fault", None)  # rclpy.Node.__init__ creates publishers before ours is set
+        if fault is not None and fault.kind in (FaultKind.STALL, FaultKind.NAN):
+            return FaultyPublisher(self, pub)
+        return pub
 
     def declare_params(self, cls):
         """Declare every field of the node's typed config (drive_stack.params) with its ROS type and description,
@@ -79,8 +93,8 @@ class StackNode(Node):
 
         from .node_table import NODE_READY
 
-        if self._ready_pub is None:
-            self._ready_pub = self.create_publisher(String, NODE_READY, LATCHED_MANY)
+        if self._ready_pub is None:  # a liveness signal, not an output: never stalled by a fault
+            self._ready_pub = Node.create_publisher(self, String, NODE_READY, LATCHED_MANY)
             # latched, and repeated every 0.25 s (wall time): a late-matched reader still hears it, and the
             # simulator records a node that falls silent (when it was last heard)
             self.create_timer(0.25, lambda: self._ready_pub.publish(String(data=self.get_name())),
@@ -88,7 +102,7 @@ class StackNode(Node):
         self._ready_pub.publish(String(data=self.get_name()))
 
     def fault_now(self, t: float) -> FaultKind | None:
-        """The active fault at sim time t (STALL or NAN), exiting the process for EXIT."""
+        """The active fault at sim time t, exiting the process for EXIT."""
         if self.fault is None or not self.fault.active(t):
             return None
         if self.fault.kind is FaultKind.EXIT:
@@ -101,6 +115,44 @@ class StackNode(Node):
         """Log a rejected message (rate-limited) and count it; the node keeps running."""
         self.rejected += 1
         self.get_logger().warning(f"rejected {what}", throttle_duration_sec=1.0)
+
+
+def poison(msg) -> None:
+    """Set every float field of a message (nested messages and float arrays included) to NaN, in place."""
+    import math
+
+    for name, kind in msg.get_fields_and_field_types().items():
+        v = getattr(msg, name)
+        base = kind.split("<")[-1].split("[")[0].rstrip(">")
+        if base in ("float", "double"):
+            if isinstance(v, float):
+                setattr(msg, name, math.nan)
+            elif len(v):
+                setattr(msg, name, [math.nan] * len(v))
+        elif hasattr(v, "get_fields_and_field_types"):
+            poison(v)
+        elif isinstance(v, list) and v and hasattr(v[0], "get_fields_and_field_types"):
+            for item in v:
+                poison(item)
+
+
+class FaultyPublisher:
+    """A publisher under an injected stall or nan fault (see StackNode.create_publisher)."""
+
+    def __init__(self, node: StackNode, pub):
+        self.node, self.pub = node, pub
+
+    def publish(self, msg) -> None:
+        stamp = getattr(getattr(msg, "header", None), "stamp", None)
+        t = stamp.sec + 1e-9 * stamp.nanosec if stamp is not None else self.node.sim_t
+        if not self.node.fault.active(t):
+            self.pub.publish(msg)
+        elif self.node.fault.kind is FaultKind.NAN and not isinstance(msg, bytes | bytearray):
+            poison(msg)
+            self.pub.publish(msg)
+
+    def __getattr__(self, name):
+        return getattr(self.pub, name)
 
 
 def make_executor():

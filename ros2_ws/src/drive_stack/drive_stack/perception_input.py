@@ -94,7 +94,6 @@ class PerceptionInput(StackNode):
             self._perceive(key, box["odom"], box["objects"])
 
     def _perceive(self, t: float, odom, objects) -> None:
-        fault = self.fault_now(t)
         try:
             st = convert.state_from_messages(odom, objects, self.max_agents, self.g.num_lights)
         except convert.InvalidMessage as e:
@@ -102,10 +101,6 @@ class PerceptionInput(StackNode):
             return
         lights = convert.lights_array(getattr(self, "last_lights", CarlaTrafficLightStatusList()), self.g.light_id)
         scene = self.perceiver(st, lights)
-        if fault is not None and fault.value == "stall":
-            return
-        if fault is not None and fault.value == "nan":
-            scene.ego_speed[:] = np.nan
         self.pub_scene.publish(convert.scene_message(scene, t, light_ids=self.g.light_id))
         self.ticks += 1
         if self.bev_every > 0 and self.ticks % self.bev_every == 0:

@@ -20,6 +20,7 @@ from drive_stack_msgs.msg import PerceivedScene, Plan
 from drivesim.maps.opendrive import load_xodr_text
 from drivesim.policies import POLICIES, make_policy, warmup
 from drivesim.sim.perception import ROUTE_POINTS
+from drivesim.stack.faults import FaultKind
 from std_msgs.msg import Bool, String
 
 from . import convert
@@ -80,9 +81,6 @@ class Planner(StackNode):
 
     def _on_scene(self, msg: PerceivedScene) -> None:
         t = round(convert.to_sec(msg.header.stamp), 3)
-        fault = self.fault_now(t)
-        if fault is not None and fault.value == "stall":
-            return
         if self.policy is None:
             self.get_logger().warning("scene before the policy is loaded (no map yet): skipped", throttle_duration_sec=1.0)
             return
@@ -95,8 +93,8 @@ class Planner(StackNode):
                 self.reject(str(e))
                 return
             try:
-                if fault is not None and fault.value == "raise":
-                    raise RuntimeError(f"injected fault at t={t:.2f}")
+                if self.fault is not None and self.fault.kind is FaultKind.RAISE and self.fault.active(t):
+                    raise RuntimeError(f"injected fault at t={t:.2f}")  # a bug in the policy (raise@T)
                 controls, p = self.policy.act(scene)
             except Exception as e:  # noqa: BLE001 - the node stays up: no answer, so the monitor takes over
                 self.get_logger().error(f"policy {self.policy_name!r} failed at t={t:.2f}: {type(e).__name__}: {e}\n"
@@ -106,9 +104,6 @@ class Planner(StackNode):
             target = float(p.target_speed[0])
             throttle, steer, brake = float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0])
             path, profile = p.points(0)
-            if fault is not None and fault.value == "nan":
-                target = throttle = steer = float("nan")
-                profile = None
             plan = convert.plan_message(path, target, t, self.policy_name, profile)
             cmd = convert.control_message(t, throttle, steer, brake)
             self.answered = {t: (plan, cmd)}

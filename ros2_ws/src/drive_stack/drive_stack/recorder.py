@@ -59,7 +59,6 @@ class Recorder(StackNode):
         self.bagger = TakeoverBagger(out, ts, pre, post) if self.mode in ("takeover", "both") else None
         self.segments = SegmentedRecorder(out / "continuous", ts, segment) if self.mode in ("continuous", "both") else None
         self.t_ns = 0
-        self.stalled = False
         self.create_subscription(Clock, T.CLOCK, self._on_clock, 10)
         for topic, msgtype in T.RECORDED.items():
             self.create_subscription(msg_class(msgtype), topic, self._recorder_for(topic, msgtype), RELIABLE, raw=True)
@@ -70,15 +69,12 @@ class Recorder(StackNode):
 
     def _on_clock(self, msg: Clock) -> None:
         self.t_ns = max(self.t_ns, msg.clock.sec * 1_000_000_000 + msg.clock.nanosec)
-        self.stalled = self.fault_now(self.t_ns / 1e9) is not None  # exit@T ends the process here
         if self.bagger is not None:
             for p in self.bagger.flush(self.t_ns):
                 self.get_logger().info(f"takeover bag written: {p}")
 
     def _recorder_for(self, topic: str, msgtype: str):
         def cb(data: bytes) -> None:
-            if self.stalled:
-                return
             rec = Recorded(self.t_ns, topic, msgtype, bytes(data))
             if self.bagger is not None:
                 self.bagger.ring.add(rec)

@@ -38,9 +38,6 @@ class VlaReasoning(StackNode):
 
     def _on_scene(self, msg: PerceivedScene) -> None:
         t = convert.to_sec(msg.header.stamp)
-        fault = self.fault_now(t)
-        if fault is not None and fault.value == "stall":
-            return
         try:
             scene = convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS)
         except convert.InvalidMessage as e:
@@ -48,7 +45,7 @@ class VlaReasoning(StackNode):
             return
         self.last_t = t
         adv = rule_reasoning(scene)
-        out = Reasoning(text=adv.text, advisory=adv.advisory, speed_cap=float("nan") if fault else adv.speed_cap)
+        out = Reasoning(text=adv.text, advisory=adv.advisory, speed_cap=adv.speed_cap)
         out.header.stamp, out.header.frame_id = msg.header.stamp, "hero"
         out.source_stamp = msg.header.stamp
         self.pub.publish(out)
