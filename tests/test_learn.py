@@ -439,6 +439,8 @@ def test_pipeline_dagger_stage_gives_rl_on_policy_start_states(trained, dataset,
     idx = json.loads((out / "dagger" / "data_0" / "index.json").read_text())
     assert idx["config"]["driver"] == "il" and idx["config"]["policy"] == "expert"
     assert idx["config"]["driver_model"] == str((models / "il" / "planner.onnx").resolve())
+    assert idx["models"]["driver"]["path"] == idx["config"]["driver_model"] and len(idx["models"]["driver"]["sha256"]) == 64
+    assert idx["models"]["policy"] is None  # the expert labels: no model file
     rl_cfg = json.loads((out / "perlad_logreplay" / "config.json").read_text())
     assert rl_cfg["data"] == str(out / "dagger" / "data_0")
     assert (models / "perlad_logreplay" / "planner.onnx").exists()

@@ -255,6 +255,14 @@ def _worker(args):
 
 def collect(cfg: CollectConfig, log=print) -> dict:
     """Collect every route of the suite (skipping towns whose map is missing); writes OUT/index.json."""
+    from ..policies import check_policy
+
+    models = {"policy": check_policy(cfg.policy)}  # fail fast on a missing or wrong model; say which file drives
+    if cfg.driver:
+        models["driver"] = check_policy(cfg.driver, cfg.driver_model)
+    for role, m in models.items():
+        if m is not None:
+            log(f"{role} {getattr(cfg, role)}: model {m['path']} (sha256 {m['sha256'][:16]})")
     rf = parse_routes(cfg.routes)
     loader = TownLoader(cfg.maps_dir)
     specs = [s for s in rf.routes if cfg.route_ids is None or s.route_id in cfg.route_ids]
@@ -278,7 +286,7 @@ def collect(cfg: CollectConfig, log=print) -> dict:
         for job in jobs:
             entries.append(_worker(job))
             log(_line(entries[-1], len(entries), len(jobs)))
-    index = {"format_version": FORMAT_VERSION, "frame_dt": FRAME_EVERY * DT, "config": asdict(cfg),
+    index = {"format_version": FORMAT_VERSION, "frame_dt": FRAME_EVERY * DT, "config": asdict(cfg), "models": models,
              "episodes": [e for e in entries if "error" not in e], "failed": [e for e in entries if "error" in e],
              "skipped_towns": missing, "wall_s": round(time.perf_counter() - t0, 1)}
     (out / "index.json").write_text(json.dumps(index, indent=2))
