@@ -55,12 +55,7 @@ class Policy(Protocol):
 
 def is_privileged(policy) -> bool:
     """The policy's class-level declaration (the `Policy` protocol); a class without one is refused."""
-    flag = type(policy).__dict__.get("privileged")
-    if flag is None:
-        for base in type(policy).__mro__[1:]:
-            if "privileged" in base.__dict__:
-                flag = base.__dict__["privileged"]
-                break
+    flag = getattr(type(policy), "privileged", None)  # the class's declaration (inherited ones count)
     if not isinstance(flag, bool):
         raise TypeError(f"{type(policy).__name__}: a policy must declare `privileged = True|False` as a class "
                         "attribute (drivesim.loop.Policy)")
