@@ -277,7 +277,8 @@ def cmd_collect(a) -> int:
                         seed=a.seed, route_ids=a.route_ids.split(",") if a.route_ids else None,
                         max_routes=a.max_routes, b2d=not a.no_anno, steer_noise=a.steer_noise,
                         speed_noise=a.speed_noise, noise_rate=a.noise_rate, noise_duration=a.noise_duration,
-                        driver=a.driver, driver_model=a.driver_model, branches=a.branches,
+                        driver=a.driver, driver_model=a.driver_model, branches=a.branches, takeover=a.takeover,
+                        takeover_steer=a.takeover_steer, takeover_duration=a.takeover_duration,
                         branch_every=a.branch_every)
     idx = collect(cfg)
     frames = sum(e["frames"] for e in idx["episodes"])
@@ -441,12 +442,57 @@ def cmd_eval_table(a) -> int:
 
 
 def cmd_export(a) -> int:
+    if a.tensorrt:
+        return cmd_export_tensorrt(a)
+    if not a.ckpt or not a.out:
+        print("drive-stack export: error: give --ckpt CKPT --out DIR (ONNX export), or --tensorrt MODEL.onnx "
+              "(TensorRT engine)", file=sys.stderr)
+        return 2
     from .models.export import export_checkpoint
 
     man = export_checkpoint(a.ckpt, a.out, name=a.name, batch=a.batch)
     print(json.dumps({k: man[k] for k in ("name", "file", "sha256", "inputs", "outputs", "parity_max_abs_err")},
                      indent=2))
     return 0
+
+
+def cmd_export_tensorrt(a) -> int:
+    """The TensorRT engine of an ONNX file, from the engine cache or built into it (models/engine_cache.py).
+    Without TensorRT or an NVIDIA GPU: one line on stderr, exit 3."""
+    from .models.engine_cache import TensorRTUnavailable, build_cached_engine, tensorrt_environment
+    from .models.runtime import default_engine_cache
+
+    onnx_path = Path(a.tensorrt)
+    if not onnx_path.is_file():
+        print(f"drive-stack export: error: {onnx_path}: no such ONNX file", file=sys.stderr)
+        return 2
+    precision = "int8" if a.int8 else "fp32" if a.fp32 else "fp16"
+    if (precision == "int8") != bool(a.calib):
+        print("drive-stack export: error: --int8 needs --calib DATASET (and --calib only goes with --int8)",
+              file=sys.stderr)
+        return 2
+    cache = Path(a.cache) if a.cache else default_engine_cache()
+    try:
+        tensorrt_environment()  # before any calibration work: fail fast, in one line, where TensorRT cannot run
+        calibration = calibration_from_dataset(a, onnx_path) if precision == "int8" else None
+        res = build_cached_engine(onnx_path, cache, precision, calibration, log=print)
+    except TensorRTUnavailable as e:
+        print(f"drive-stack export: error: {e}", file=sys.stderr)
+        return 3
+    print(f"{onnx_path}: {res.action} {res.path} ({precision}, {len(res.blob)} bytes)"
+          + (f": {res.reason}" if res.reason else ""))
+    return 0
+
+
+def calibration_from_dataset(a, onnx_path: Path) -> list:
+    """INT8 calibration batches: features of the collected dataset's frames (learn.data.build_samples, the same
+    features the planner sees), drawn to the engine's static input shapes. Untested here (needs a GPU)."""
+    from .learn.data import DataConfig, build_samples
+    from .models.engine_cache import calibration_batches, onnx_input_shapes
+
+    samples = build_samples(DataConfig(data=a.calib, maps_dir=a.maps_dir, workers=1), log=print)
+    return calibration_batches(samples, onnx_input_shapes(onnx_path), max_batches=a.calib_batches, seed=0,
+                               aliases={"ego_plan": "ego_future"})
 
 
 def cmd_bench_infer(a) -> int:
@@ -607,8 +653,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DAgger: this policy drives (e.g. il) while --policy (the expert) labels every frame "
                         "(default: --policy drives)")
     q.add_argument("--driver-model", default=None,
-                   help="ONNX file of a learned --driver (default: found under $DRIVE_STACK_MODELS, results/models, "
-                        "models/)")
+                   help="ONNX file of a learned --driver (default: <dir>/<driver>/planner.onnx of $DRIVE_STACK_MODELS, "
+                        "else the committed models/)")
+    q.add_argument("--takeover", action="store_true",
+                   help="shadow mode (TakeAD): the expert (--policy) watches the --driver through the takeover gate "
+                        "and drives when the driver's plan is about to fail or steers away from its own; frames "
+                        "record who drove and the driver's own controls")
+    q.add_argument("--takeover-steer", type=float, default=0.2,
+                   help="steering difference (of the [-1, 1] command) that triggers a takeover; 0: off "
+                        "(default: %(default)s, TakeAD's)")
+    q.add_argument("--takeover-duration", type=float, default=2.0,
+                   help="a takeover lasts at least this long [s of sim time] (default: %(default)s)")
     q.add_argument("--branches", type=int, default=3,
                    help="counterfactual ego plans per branch point, the world model's reactivity data, 0: none "
                         "(default: %(default)s)")
@@ -649,13 +704,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--title", default="", help="a bold title line above the table (default: none)")
     q.add_argument("--out", default=None, help="write the table here too (default: only printed)")
     q.set_defaults(fn=cmd_eval_table)
-    q = sub.add_parser("export", help="export a training checkpoint to ONNX (static shapes) with its manifest")
-    q.add_argument("--ckpt", required=True, help="a stage's checkpoint (OUT/ckpt.pt of train il|wm|rl)")
-    q.add_argument("--out", required=True, help="directory: <planner|world_model>.onnx + .manifest.json")
+    q = sub.add_parser("export", help="export a training checkpoint to ONNX (static shapes) with its manifest, or "
+                       "build an ONNX model's TensorRT engine into the engine cache (--tensorrt)")
+    q.add_argument("--ckpt", default=None, help="a stage's checkpoint (OUT/ckpt.pt of train il|wm|rl) (default: none; "
+                   "give it with --out, or --tensorrt)")
+    q.add_argument("--out", default=None, help="with --ckpt: directory for <planner|world_model>.onnx + "
+                   ".manifest.json (default: none)")
     q.add_argument("--name", default=None, help="the model's name in the manifest (default: its kind, planner or "
                    "world_model)")
     q.add_argument("--batch", type=int, default=1, help="the static batch size of the exported graph "
                    "(default: %(default)s)")
+    q.add_argument("--tensorrt", default=None, metavar="MODEL.onnx",
+                   help="build (or find) this ONNX file's TensorRT engine in --cache, keyed by ONNX sha256 + GPU + "
+                        "TensorRT version + precision; needs TensorRT and an NVIDIA GPU (default: none)")
+    q.add_argument("--cache", default=None, help="engine cache folder (default: $DRIVE_STACK_CACHE/trt, "
+                   "~/.cache/drive-stack/trt without it: where the runtime looks)")
+    prec = q.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="FP16 engine (the default precision, the runtime's)")
+    prec.add_argument("--fp32", action="store_true", help="FP32 engine")
+    prec.add_argument("--int8", action="store_true", help="INT8 engine (FP16 fallback), entropy-calibrated on "
+                      "--calib")
+    q.add_argument("--calib", default=None, metavar="DATASET", help="with --int8: a collected dataset "
+                   "(drive-stack collect --out) whose frames' features calibrate INT8 (default: none)")
+    q.add_argument("--calib-batches", type=int, default=32, help="calibration batches drawn from --calib "
+                   "(default: %(default)s)")
+    maps_arg(q)
     q.set_defaults(fn=cmd_export)
 
     b = sub.add_parser("bench", help="benchmarks (JSON): infer, sim").add_subparsers(

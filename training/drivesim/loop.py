@@ -184,6 +184,14 @@ class Step:
     policy: object
     executed: Controls
     controller: list[str] = field(default_factory=list)
+    acting: Controls | None = None  # the driving policy's own controls (the driver's, else the policy's), before
+    # a perturbation or a takeover changed them
+
+def plan_profile(plan, e: int) -> tuple[np.ndarray, np.ndarray]:
+    """Env e's path and speed profile (a plan without a profile keeps its target speed, as the stack's Plan
+    message does)."""
+    path, profile = plan.points(e)
+    return path, profile if profile is not None else np.full(len(path), float(plan.target_speed[e]))
 
 
 def drive(loop: ClosedLoop, policy, *, driver=None, perturb: Callable[[SimState, Controls], Controls] | None = None,
@@ -193,9 +201,14 @@ def drive(loop: ClosedLoop, policy, *, driver=None, perturb: Callable[[SimState,
 
     Per step: `policy` acts on what it may see (its controls and plan are the labels); `driver` (if given) acts
     on its own view and its controls are executed instead (DAgger); `perturb(state, controls)` changes the
-    executed controls (recovery data); `gate` (a `TakeoverGate`, with `expert` the policy it hands control to,
-    privileged views allowed) checks the executed plan and may take over. Returns {'steps', 'wall_s',
-    'states' (when keep_states), 'takeovers' (the gate's records)}."""
+    executed controls (recovery data); `gate` (a `TakeoverGate`, or one per env) checks the driving policy's
+    plan and may hand the env to `expert` (shadow mode: the expert's command every tick; `expert` may be
+    `policy` itself, the labelling expert, whose controls are then reused) or a safe stop. Returns {'steps',
+    'wall_s', 'states' (when keep_states), 'controllers' and 'moved' per step and env, 'takeovers' (per env, the
+    gate's records)}."""
+    gates = None if gate is None else (list(gate) if isinstance(gate, list | tuple) else [gate])
+    if gates is not None and len(gates) != loop.num_envs:
+        raise ValueError(f"drive: {len(gates)} takeover gates for {loop.num_envs} envs (one per env)")
     t0 = time.perf_counter()
     states = [loop.state] if keep_states else []
     steps = 0
@@ -208,13 +221,25 @@ def drive(loop: ClosedLoop, policy, *, driver=None, perturb: Callable[[SimState,
         if driver is not None:
             acting_scene, dtruth = loop.observe(driver)
             executed, acting_plan = driver.act(acting_scene, dtruth)
+        acting = executed
         if perturb is not None:
             executed = perturb(loop.state, executed)
         controller = ["planner"] * loop.num_envs
-        if gate is not None:
-            executed, controller = gate.offline(loop, acting_scene, executed, acting_plan, expert)
+        if gates is not None:
+            ec = None
+            if expert is not None:
+                ec = controls if expert is policy else expert.act(*loop.observe(expert))[0]
+            cmds = []
+            for e, g in enumerate(gates):
+                path, profile = plan_profile(acting_plan, e)
+                cmd = (float(executed.throttle[e]), float(executed.steer[e]), float(executed.brake[e]))
+                ex = None if ec is None else (float(ec.throttle[e]), float(ec.steer[e]), float(ec.brake[e]))
+                c, controller[e] = g.tick_offline(float(loop.t[e]), acting_scene.env(e), path, profile, cmd, ex)
+                cmds.append(c)
+            th, st, br = (np.array(v, np.float64) for v in zip(*cmds, strict=True))
+            executed = Controls(th, st, br)
         if observer is not None:
-            observer(Step(loop.state, loop.lights, controls, plan, policy, executed, controller))
+            observer(Step(loop.state, loop.lights, controls, plan, policy, executed, controller, acting))
         x0, y0 = loop.state.x[:, EGO].astype(np.float64), loop.state.y[:, EGO].astype(np.float64)
         loop.step(executed)
         who.append(controller)
@@ -224,8 +249,8 @@ def drive(loop: ClosedLoop, policy, *, driver=None, perturb: Callable[[SimState,
             states.append(loop.state)
     out = {"steps": steps, "wall_s": time.perf_counter() - t0, "states": states, "controllers": who,
            "moved": np.asarray(moved).reshape(steps, loop.num_envs)}
-    if gate is not None:
-        out["takeovers"] = gate.records()
+    if gates is not None:
+        out["takeovers"] = [g.records() for g in gates]
     return out
 
 

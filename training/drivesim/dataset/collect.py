@@ -17,6 +17,9 @@ Columnar arrays per episode (F frames, A agent slots, P plan points):
   kind; agents_valid (F, A); agent_ids (A,); plan (F, P, 2) the expert's path in the ego frame;
   plan_speed (F, P) its speed profile; target_speed (F,); lights (F, T) the map's light states;
   route_xy (N, 2), route_command (N,), route_yaw (N,), route_lane (N,) (the dense route, for rebuilding scenes);
+  with `takeover` (shadow mode, TakeAD), controller (F,) who drove the frame (CONTROLLER_CODES: 0 the driver,
+  1 the expert, 2 a safe stop) and policy_ctl (F, 3) the driver's own throttle, steer, brake (the labels stay the
+  expert's), and the episode's takeovers (time, cause, seconds and metres driven) in its index entry;
   with `branches` > 0, counterfactual futures every `branch_every` seconds (sim/branch.py; the world model's
   reactivity data): branch_frame (M,) the frame, branch_speed (M, K) the ego's target speeds, branch_ego
   (M, K, T, 3) its poses, branch_agents (M, K, T, A, 2) and branch_valid (M, K, T, A) the agents', every 0.5 s
@@ -42,6 +45,7 @@ from ..sim.world import Controls
 from .b2d import FAR_DIST, NEAR_DIST, FrameError, frame_to_arrays, make_frame, read_frame, write_frame
 
 FRAME_EVERY = 2  # simulator steps (20 Hz) per recorded frame: 10 Hz
+CONTROLLER_CODES = {"planner": 0, "expert": 1, "safe_stop": 2}  # arrays' `controller` (shadow-mode collection)
 PLAN_POINTS = 30  # plan path points kept per frame (1 m apart)
 FORMAT_VERSION = 2  # 2: route_yaw and route_lane (the learned policies' features need the dense route)
 BRANCH_MAX = 12.0  # [m/s] the fastest branch plan (the planner's top target speed)
@@ -65,6 +69,10 @@ class CollectConfig:
     noise_duration: float = 1.0  # [s]
     driver: str | None = None  # DAgger: this policy drives, `policy` labels (None: `policy` drives)
     driver_model: str | None = None  # the driver's model file (learned drivers; default: the usual lookup)
+    takeover: bool = False  # shadow mode (TakeAD): the labelling expert watches the driver through the takeover
+    # gate and drives for takeover_duration when the driver's plan is about to fail or steers away from its own
+    takeover_steer: float = 0.2  # steering disagreement that triggers a takeover (TakeAD's 0.2; 0: off)
+    takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
     branches: int = 3  # counterfactual ego plans per branch point (0: none): target speeds 0, BRANCH_MAX, random
     branch_every: float = 1.0  # [s] between branch points
     notes: list[str] = field(default_factory=list)
@@ -100,7 +108,7 @@ class EpisodeRecorder:
     anno frames); the labels are the labelling policy's own controls and plan."""
 
     def __init__(self, g, spec: RouteSpec, anno_dir: Path | None, max_agents: int, branches: int = 0,
-                 branch_every: float = 1.0, seed: int = 0):
+                 branch_every: float = 1.0, seed: int = 0, shadow: bool = False):
         self.g, self.spec, self.anno_dir = g, spec, anno_dir
         self.steps = 0
         self.branches = branches
@@ -111,6 +119,8 @@ class EpisodeRecorder:
         self._sim = None
         self.rows: dict[str, list] = {k: [] for k in ("t", "ego", "command", "target", "agents", "agents_valid",
                                                        "plan", "plan_speed", "target_speed", "lights")}
+        if shadow:  # who drove each frame and what the driving policy itself wanted
+            self.rows.update(controller=[], policy_ctl=[])
         self.prev = None
         self.route = None
         self.max_agents = max_agents
@@ -150,6 +160,10 @@ class EpisodeRecorder:
         r["plan_speed"].append(speed)
         r["target_speed"].append(float(plan.target_speed[0]))
         r["lights"].append(lights[0].astype(np.int8) if lights.size else np.zeros(0, np.int8))
+        if "controller" in r:
+            r["controller"].append(CONTROLLER_CODES[st.controller[0]])
+            a = st.acting
+            r["policy_ctl"].append([float(a.throttle[0]), float(a.steer[0]), float(a.brake[0])])
         if self.branches > 0 and (len(r["t"]) - 1) % self.branch_frames == 0:
             self.branch(state, path)
         if self.anno_dir is not None:
@@ -190,7 +204,10 @@ class EpisodeRecorder:
 
     def arrays(self) -> dict[str, np.ndarray]:
         r = self.rows
-        out = {k: np.asarray(v, np.float32) for k, v in r.items() if k not in ("agents_valid", "command", "lights")}
+        out = {k: np.asarray(v, np.float32) for k, v in r.items()
+               if k not in ("agents_valid", "command", "lights", "controller")}
+        if "controller" in r:
+            out["controller"] = np.asarray(r["controller"], np.int8)
         out["agents_valid"] = np.asarray(r["agents_valid"], bool)
         out["command"] = np.asarray(r["command"], np.int8)
         out["lights"] = np.asarray(r["lights"], np.int8)
@@ -224,13 +241,21 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     ep_dir = Path(cfg.out) / "episodes" / name
     anno = ep_dir / "anno"
     anno.mkdir(parents=True, exist_ok=True)
-    rec = EpisodeRecorder(g, spec, anno if cfg.b2d else None, max_agents, cfg.branches, cfg.branch_every, seed)
+    rec = EpisodeRecorder(g, spec, anno if cfg.b2d else None, max_agents, cfg.branches, cfg.branch_every, seed,
+                          shadow=cfg.takeover)
     rec.route = plan_route(g, spec)
     noise = ControlNoise(cfg, seed) if (cfg.steer_noise > 0 or cfg.speed_noise > 0) else None
     driver = make_policy(cfg.driver, 1, g=g, **({"model": cfg.driver_model} if cfg.driver_model else {})) \
         if cfg.driver else None
-    ep = run_route(g, spec, policy=cfg.policy, seed=seed, max_agents=max_agents, observer=rec, driver=driver,
-                   perturb=noise)
+    labeller = make_policy(cfg.policy, 1, g=g)
+    gate = None
+    if cfg.takeover:  # shadow mode: the labelling expert is the one the gate hands the car to
+        from ..stack.takeover import TakeoverConfig, TakeoverGate
+
+        gate = TakeoverGate(TakeoverConfig(steer_threshold=cfg.takeover_steer, duration=cfg.takeover_duration),
+                            expert_offered=True)
+    ep = run_route(g, spec, policy=labeller, seed=seed, max_agents=max_agents, observer=rec, driver=driver,
+                   perturb=noise, gate=gate, expert=labeller if gate is not None else None)
     arrays = rec.arrays()
     tmp = ep_dir / "arrays.tmp.npz"
     np.savez_compressed(tmp, **arrays)
@@ -239,6 +264,8 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
              "seed": seed, "frames": int(len(arrays["t"])), "duration_s": float(len(arrays["t"]) * FRAME_EVERY * DT),
              "driving_score": ep.record["scores"]["score_composed"], "status": ep.record["status"],
              "wall_s": round(time.perf_counter() - t0, 2)}
+    if gate is not None:  # the takeovers: when, why, and how far the expert drove (frames: arrays' controller)
+        entry["takeovers"] = ep.record["meta"]["takeovers"]
     (ep_dir / "meta.json").write_text(json.dumps({**entry, "format_version": FORMAT_VERSION,
                                                   "frame_dt": FRAME_EVERY * DT}, indent=2))
     return entry
@@ -257,6 +284,8 @@ def collect(cfg: CollectConfig, log=print) -> dict:
     """Collect every route of the suite (skipping towns whose map is missing); writes OUT/index.json."""
     from ..policies import check_policy
 
+    if cfg.takeover and not cfg.driver:
+        raise ValueError("collect --takeover: shadow mode needs a --driver (the policy the expert watches)")
     models = {"policy": check_policy(cfg.policy)}  # fail fast on a missing or wrong model; say which file drives
     if cfg.driver:
         models["driver"] = check_policy(cfg.driver, cfg.driver_model)

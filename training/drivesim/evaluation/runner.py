@@ -54,10 +54,10 @@ def run_route(g: LaneGraph, spec: RouteSpec, policy="rule", seed: int = 0, max_a
     rec["meta"]["seed"] = seed
     rec["meta"]["model"] = pol.model_id  # {'path', 'sha256'} of a learned policy's file, None for rule-based ones
     if gate is not None:
-        rec["meta"]["takeovers"] = takeover_record(out["takeovers"], [c[0] for c in out["controllers"]],
+        rec["meta"]["takeovers"] = takeover_record(out["takeovers"][0], [c[0] for c in out["controllers"]],
                                                    out["moved"][:, 0], loop.sim.dt)
     ep = Episode(rec, loop.routes[0], out["states"], out["steps"], wall)
-    ep.takeovers = out.get("takeovers", [])
+    ep.takeovers = out["takeovers"][0] if gate is not None else []
     return ep
 
 

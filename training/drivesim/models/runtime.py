@@ -1,7 +1,8 @@
 """The inference runtime: one ONNX model, the fastest backend this machine has, and it says which.
 
 Order (`backend="auto"`): TensorRT where the `tensorrt` package and an NVIDIA GPU are present (an FP16 engine
-built from the ONNX file, cached under DRIVE_STACK_CACHE/trt by ONNX sha256 + GPU name + TensorRT version);
+built from the ONNX file, cached under DRIVE_STACK_CACHE/trt by ONNX sha256 + GPU name + TensorRT version +
+precision: `engine_cache.py`, where the key, the validity checks and the atomic writes are, tested without a GPU);
 else ONNX Runtime with CUDAExecutionProvider; else ONNX Runtime on the CPU. `backend=` forces one
 ("tensorrt", "ort-cuda", "ort-cpu") and fails with a clear message where it is missing.
 
@@ -12,12 +13,13 @@ buffers live in torch CUDA tensors (the GPU container has CUDA torch); the code 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from .engine_cache import TensorRTUnavailable, build_cached_engine
 
 BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu")
 
@@ -30,8 +32,10 @@ def nvidia_gpu_present() -> bool:
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("DRIVE_STACK_CACHE", Path.home() / ".cache" / "drive_stack")) / "trt"
+def default_engine_cache() -> Path:
+    """Where TensorRT engines are cached: $DRIVE_STACK_CACHE/trt (~/.cache/drive-stack/trt without it)."""
+    return Path(os.environ.get("DRIVE_STACK_CACHE") or Path.home() / ".cache" / "drive-stack") / "trt"
+
 
 
 class _OrtModel:
@@ -61,35 +65,12 @@ class _TrtModel:  # pragma: no cover - needs an NVIDIA GPU and TensorRT (exercis
         if not torch.cuda.is_available():
             raise BackendUnavailable("TensorRT needs CUDA buffers: install a CUDA build of torch")
         self.torch, self.trt = torch, trt
-        logger = trt.Logger(trt.Logger.WARNING)
-        onnx_bytes = path.read_bytes()
-        gpu = torch.cuda.get_device_name(0)
-        key = hashlib.sha256(onnx_bytes + gpu.encode() + trt.__version__.encode() + bytes([fp16])).hexdigest()[:24]
-        cache = _cache_dir() / f"{path.stem}-{key}.engine"
-        runtime = trt.Runtime(logger)
-        engine = None
-        if cache.exists():
-            engine = runtime.deserialize_cuda_engine(cache.read_bytes())
-        if engine is None:
-            builder = trt.Builder(logger)
-            network = builder.create_network(0)
-            parser = trt.OnnxParser(network, logger)
-            if not parser.parse(onnx_bytes):
-                errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-                raise BackendUnavailable(f"{path}: TensorRT could not parse the ONNX file: {errs}")
-            config = builder.create_builder_config()
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
-            if fp16:
-                config.set_flag(trt.BuilderFlag.FP16)
-            blob = builder.build_serialized_network(network, config)
-            if blob is None:
-                raise BackendUnavailable(f"{path}: TensorRT engine build failed")
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_bytes(bytes(blob))
-            tmp.replace(cache)
-            engine = runtime.deserialize_cuda_engine(bytes(blob))
-        self.engine, self.cache = engine, cache
+        try:
+            res = build_cached_engine(path, default_engine_cache(), "fp16" if fp16 else "fp32", log=print)
+        except TensorRTUnavailable as e:
+            raise BackendUnavailable(f"{path}: {e}") from e
+        engine = res.engine
+        self.engine, self.cache = engine, res.path
         self.ctx = engine.create_execution_context()
         self.stream = torch.cuda.Stream()
         self.inputs, self.outputs, self.buffers = {}, [], {}

@@ -15,6 +15,7 @@ policies skip the model (`occlusion=False`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -133,6 +134,11 @@ class PerceivedScene:
     lights: np.ndarray | None = None  # (E, T) LightState of every light of the map (the light status topic)
     agent_ids: np.ndarray | None = None  # (N,) track id of each agent column (the simulator slot)
     t: np.ndarray | None = None  # (E,) [s] simulation time (the message stamp)
+
+    def env(self, e: int) -> PerceivedScene:
+        """Env e as a scene of one env (agent_ids, shared by all envs, stays as it is)."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[e:e + 1] for f in dataclasses.fields(self)
+                                            if f.name != "agent_ids" and getattr(self, f.name) is not None})
 
 
 @dataclass

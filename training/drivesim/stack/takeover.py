@@ -355,31 +355,23 @@ class TakeoverGate:
         return Decision(t, cmd, controller, ev)
 
     # ------------------------------------------------------------------ offline (the closed loop)
-    def offline(self, loop, scene: PerceivedScene, controls, plan, expert=None):
-        """One synchronous tick of `loop` (one env): the planner's controls and plan, the expert's command when
-        an expert policy is given (privileged views allowed); returns (executed Controls, [controller])."""
-        from ..sim.world import Controls
-
-        if loop.num_envs != 1:
-            raise ValueError(f"TakeoverGate.offline: one gate per env; this loop has {loop.num_envs}")
-        t = float(loop.t[0])
+    def tick_offline(self, t: float, scene: PerceivedScene, path: np.ndarray, profile: np.ndarray,
+                     command: tuple[float, float, float], expert: tuple[float, float, float] | None = None
+                     ) -> tuple[tuple[float, float, float], str]:
+        """One synchronous tick of one env (the closed loop, no wall clock): the planner's command and plan, the
+        expert's command when one is offered, the scene (one env). Returns (the command to apply, controller)."""
+        t = round(float(t), 3)
         self.ready = True
         outs = [self.new_tick(t, 0.0)]
         self.offer_scene(t, scene)
-        path, profile = plan.points(0)
-        if profile is None:  # a plan without a profile keeps its target speed (as the stack's Plan message does)
-            profile = np.full(len(path), float(plan.target_speed[0]))
         self.offer_plan(t, path, profile)
         if expert is not None:
-            ec, _ = expert.act(*loop.observe(expert))
-            outs.append(self.offer_expert(t, float(ec.throttle[0]), float(ec.steer[0]), float(ec.brake[0])))
-        outs.append(self.offer_planner(t, float(controls.throttle[0]), float(controls.steer[0]),
-                                       float(controls.brake[0])))
+            outs.append(self.offer_expert(t, *expert))
+        outs.append(self.offer_planner(t, *command))
         if self.decided != t:
             outs.append(self.poll(np.inf))
-        cmd = next(d for d in outs if d is not None and d.command is not None)
-        th, st, br = cmd.command
-        return Controls(np.array([th]), np.array([st]), np.array([br])), [cmd.controller]
+        d = next(d for d in outs if d is not None and d.command is not None)
+        return d.command, d.controller
 
     def records(self) -> list[dict]:
         return [{"t": tk.t, "cause": tk.cause.name, "detail": tk.detail,
