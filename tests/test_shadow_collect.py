@@ -32,3 +32,32 @@ def test_the_expert_takes_over_from_perlad_before_the_pedestrian_and_the_frames_
     assert arr["policy_ctl"].shape == (len(c), 3)
     with pytest.raises(ValueError, match="needs a --driver"):
         collect(CollectConfig(routes=str(B2D), out=str(tmp_path / "x"), takeover=True), log=lambda *_: None)
+
+
+def test_batched_shadow_mode_equals_one_route_at_a_time():
+    """Many routes at once: one gate per env in one batched loop gives each env the takeovers it gets alone."""
+    need_shared()
+    from drivesim.evaluation.runner import run_route
+    from drivesim.loop import ClosedLoop, drive
+    from drivesim.maps import TownLoader
+    from drivesim.policies import make_policy
+    from drivesim.routes.planner import plan_route
+    from drivesim.routes.xml import parse_routes
+    from drivesim.stack.takeover import TakeoverGate
+
+    specs = [r for r in parse_routes(B2D).routes if r.town == "Town01"][:2]
+    specs = sorted(specs, key=lambda r: r.route_id != "24211")  # 24211 (a takeover) and another Town01 route
+    g = TownLoader(MAPS).load("Town01")
+    alone = []
+    for s in specs:
+        ep = run_route(g, s, make_policy("perlad", 1, g=g), seed=0, gate=TakeoverGate(expert_offered=True),
+                       expert=make_policy("expert", 1))
+        alone.append(ep.takeovers)
+    loop = ClosedLoop(g, [plan_route(g, s) for s in specs], [s.scenarios[0] if s.scenarios else None for s in specs],
+                      seed=0)
+    out = drive(loop, make_policy("perlad", 2, g=g), gate=[TakeoverGate(expert_offered=True) for _ in specs],
+                expert=make_policy("expert", 2))
+    assert [len(t) for t in out["takeovers"]] == [len(t) for t in alone] and len(alone[0]) >= 1
+    assert [ev["cause"] for ev in out["takeovers"][0]] == [ev["cause"] for ev in alone[0]]
+    # env 0's scene is drawn first from the same seed, so its takeovers happen at the same ticks
+    assert [ev["t"] for ev in out["takeovers"][0]] == [ev["t"] for ev in alone[0]]
