@@ -401,6 +401,13 @@ def cmd_train(a) -> int:
 
         m = RLStage(config_from_args(RLConfig, a)).run()
         print(json.dumps(m["val"], indent=2))
+    elif a.sub == "takead":
+        from .learn.takead import TakeADConfig, run_takead
+
+        rep = run_takead(config_from_args(TakeADConfig, a))
+        print(json.dumps([{k: r.get(k) for k in ("round", "takeovers", "takeovers_per_km", "disengagement_states",
+                                                 "driving_score_collect", "eval", "onnx")} for r in rep["rounds"]],
+                         indent=2))
     else:
         from .learn.pipeline import PipelineConfig, run_pipeline
 
@@ -685,13 +692,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .learn.configs import ILConfig, RLConfig, WMConfig
     from .learn.pipeline import PipelineConfig
+    from .learn.takead import TakeADConfig
 
     tr = sub.add_parser("train", help="PerlAD training stages (imitation, world model, RL) and the whole pipeline"
                         ).add_subparsers(dest="sub", required=True, metavar="STAGE")
     for name, cls, hlp in (("il", ILConfig, "imitation of both planner heads on a collected dataset"),
                            ("wm", WMConfig, "the prediction world model (multi-modal, conditioned on the ego plan)"),
                            ("rl", RLConfig, "RL of the longitudinal head in the pseudo-simulator (GRPO or PPO)"),
-                           ("pipeline", PipelineConfig, "il -> wm -> perlad -> perlad_logreplay, exported to ONNX")):
+                           ("pipeline", PipelineConfig, "il -> wm -> perlad -> perlad_logreplay, exported to ONNX"),
+                           ("takead", TakeADConfig, "TakeAD rounds: the planner drives, the expert takes over in "
+                            "shadow mode, then DAgger and DPO on the takeovers")):
         q = tr.add_parser(name, help=hlp, description=f"{hlp}. Every option is a field of {cls.__name__}; unset "
                           "options keep the field's default.")
         dataclass_args(q, cls)

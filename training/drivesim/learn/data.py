@@ -44,7 +44,8 @@ from ..routes.planner import DenseRoute
 from ..sim.perception import ScenePerceiver
 from ..sim.state import EGO, empty_state
 
-FORMAT = 4  # 3: counterfactual branch rows (wmb_*); 4: unseen agents of the RL horizon (roll_unseen*)
+FORMAT = 5  # 3: counterfactual branch rows (wmb_*); 4: unseen agents of the RL horizon (roll_unseen*); 5: the
+# frame's controller (shadow-mode collection: 0 the driver, 1 the expert, 2 a safe stop; 0 without one)
 SPEED_AT = 4  # [m] (plan_speed index: points are 1 m apart, index 0 = now)
 PATH_S = np.arange(1, 7) * 2.0  # [m] the lateral head's 6 path points, 2 m apart
 WM_DT = 0.5  # [s] world-model step (2 Hz)
@@ -178,6 +179,7 @@ def episode_samples(ep_dir: str | Path, g, fcfg: FeatureConfig | None = None) ->
                                                       "agents_future_mask", "roll_ego_mask", "roll_agents_mask",
                                                       "roll_unseen_mask")
                          else bool) for k, v in rows.items()}
+    out["controller"] = np.asarray(arr["controller"], np.int8) if "controller" in arr else np.zeros(F, np.int8)
     out.update(branch_samples(arr, slots, N))
     return out
 

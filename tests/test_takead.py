@@ -1,0 +1,104 @@
+"""TakeAD: the DPO loss over the planner's heads (hand-built batches with known answers), the disengagement
+states, and one tiny round end to end (shadow collection -> DAgger -> DPO -> ONNX -> report)."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from drivesim.learn.takead import TakeADConfig, action_logp, disengagement_mask, dpo_loss
+from drivesim.models.export import random_inputs
+from drivesim.models.nets import INPUT_NAMES, NetConfig, Planner
+
+
+def _batch(model, n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = random_inputs(model, n)
+    b = {k: torch.as_tensor(np.asarray(x[k], np.float32)) for k in INPUT_NAMES}
+    # the expert's actions: anchor 1's path exactly, speed 6 m/s (bin 6 of 0..12 in 1 m/s steps)
+    b["path"] = model.anchors[1][None].repeat(n, 1, 1).clone()
+    b["speed"] = torch.full((n,), 6.0)
+    del rng
+    return b
+
+
+def test_action_logp_factorises_over_the_two_heads():
+    logits = torch.log(torch.tensor([[0.25, 0.75]]))
+    speed = torch.log(torch.tensor([[[0.5, 0.5], [0.1, 0.9]]]))
+    lp = action_logp(logits, speed, torch.tensor([1]), torch.tensor([1]))
+    assert float(lp) == pytest.approx(math.log(0.75 * 0.9), abs=1e-6)
+
+
+def test_dpo_starts_at_log2_and_learns_to_prefer_the_experts_action():
+    torch.manual_seed(0)
+    model = Planner(ncfg=NetConfig(d_model=32, layers=1, ff=64))
+    ref = copy.deepcopy(model).eval()
+    b = _batch(model)
+    out = dpo_loss(model, ref, b, beta=0.1)
+    # policy == reference: every margin is 0, so each pair's loss is -log sigma(0) = log 2
+    assert float(out["dpo"]) == pytest.approx(math.log(2), abs=1e-5) and float(out["reward_margin"]) == 0.0
+    assert out["pairs"] > 0
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(30):
+        out = dpo_loss(model, ref, b, beta=0.1)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    after = dpo_loss(model, ref, b, beta=0.1)
+    assert float(after["dpo"]) < 0.6 * math.log(2)  # fell well below log 2
+    assert float(after["preference_acc"]) == 1.0 and float(after["reward_margin"]) > 0.3
+    assert float(after["chosen_logp"]) > float(after["rejected_logp"])
+    assert sum(not torch.equal(v, before[k]) for k, v in model.state_dict().items()) > 10  # parameters moved
+    # a state where the policy's top-1 already is the expert's action is no pair
+    with torch.no_grad():
+        logits, paths, speed_logits = ref(*(b[k] for k in INPUT_NAMES))
+    k = logits.argmax(1)
+    b2 = dict(b, path=ref.anchors[k].clone(), speed=speed_logits[torch.arange(len(k)), k].argmax(-1).float())
+    assert float(dpo_loss(model, ref, b2)["pairs"]) == 0.0
+
+
+def test_disengagement_states_are_the_takeover_and_the_seconds_before_it():
+    ctl = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0], np.int8)
+    ep = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1])
+    m = disengagement_mask(ctl, ep, frame_dt=0.1, pre=0.2)
+    # episode 0: frames 2-3 (0.2 s before), 4-5 (the takeover); episode 1: frame 8 before 9 (not episode 0's 7)
+    assert m.tolist() == [False, False, True, True, True, True, False, False, True, True, False]
+
+
+def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_town):
+    from drivesim.dataset import CollectConfig, collect
+    from drivesim.learn.configs import ILConfig
+    from drivesim.learn.takead import run_takead
+    from drivesim.learn.train import ILStage
+    from drivesim.models.checkpoint import load_model
+    from drivesim.routes.generate import random_routes
+    from drivesim.routes.xml import write_routes
+
+    routes = tmp_path / "routes.xml"
+    write_routes(random_routes(proc_town, 2, seed=5, min_length=150.0), routes)
+    collect(CollectConfig(routes=str(routes), out=str(tmp_path / "ds"), workers=1, b2d=False, branches=0),
+            log=lambda *_: None)
+    ILStage(ILConfig(data=str(tmp_path / "ds"), out=str(tmp_path / "il"), workers=1, d_model=32, layers=1,
+                     epochs=2, batch_size=128, lr=3e-3), log=lambda *_: None).run()
+    init, _ = load_model(tmp_path / "il" / "ckpt.pt")
+    cfg = TakeADConfig(data=str(tmp_path / "ds"), init=str(tmp_path / "il" / "ckpt.pt"), routes=str(routes),
+                       out=str(tmp_path / "takead"), rounds=1, workers=1, dpo_epochs=2, batch_size=128)
+    rep = run_takead(cfg, log=lambda *_: None)
+    (row,) = rep["rounds"]
+    assert row["episodes"] == 2 and row["km"] > 0.2
+    # the tiny planner (2 epochs) drives badly: the expert takes over, and those frames feed DAgger and DPO
+    assert row["takeovers"] > 0 and row["disengagement_states"] >= 20 * row["takeovers"] * 0.5
+    assert row["dpo"]["pairs"] > 0 and np.isfinite(row["dpo"]["dpo"]) and np.isfinite(row["dagger"]["loss"])
+    trained, _ = load_model(tmp_path / "takead" / "round_1" / "ckpt.pt")
+    moved = [k for k, v in trained.state_dict().items() if not torch.equal(v, init.state_dict()[k])]
+    assert len(moved) > 10
+    assert (tmp_path / "takead" / "round_1" / "model" / "planner.onnx").exists()
+    assert json.loads((tmp_path / "takead" / "takead.json").read_text())["rounds"][0]["round"] == 1
+    # resume: the finished round is not run again
+    rep2 = run_takead(TakeADConfig(**{**cfg.__dict__, "resume": True}), log=lambda *_: None)
+    assert rep2["rounds"] == rep["rounds"]
+    with pytest.raises(ValueError, match="needs --routes"):
+        run_takead(TakeADConfig(routes=""), log=lambda *_: None)

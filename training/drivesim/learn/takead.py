@@ -1,0 +1,260 @@
+"""TakeAD: post-training a planner on the takeovers of a privileged expert in shadow mode (`drive-stack train takead`).
+
+Each round r = 1..R:
+1. the current planner (exported to ONNX) drives the training suites in the pseudo-simulator while the expert
+   watches through the takeover gate (`collect --takeover`: predicted collision, low TTC, steering more than
+   `takeover_steer` away from the expert's; the expert drives for `takeover_duration`); every frame is labelled
+   with the expert's plan, and says who drove;
+2. DAgger: `dagger_epochs` of imitation on the data so far (the base dataset and every round's disengagement
+   states: the frames the expert drove and the `pre_takeover` seconds before each takeover);
+3. DPO: `dpo_epochs` of direct preference optimisation on the disengagement states, the expert's action preferred
+   over the policy's own top-1 (`dpo_loss`), against the round's frozen starting policy as the reference;
+4. export to ONNX; the round's takeovers per km (from step 1) and, with `eval_routes`, its closed-loop Driving
+   Score, go into `<out>/takead.json`.
+`ablation` runs DAgger only or DPO only. Rounds resume (`--resume`) from the last finished one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..typed import check
+
+EXPERT = 1  # dataset/collect.CONTROLLER_CODES["expert"]
+
+
+@dataclass
+class TakeADConfig:
+    data: str = "results/dataset"  # the base imitation dataset(s), comma-separated (DAgger aggregates with it)
+    init: str = "results/train/il/ckpt.pt"  # the planner checkpoint round 1 starts from (il or perlad)
+    routes: str = ""  # training route suites (comma-separated) the planner drives each round; never evaluation routes
+    eval_routes: str = ""  # a validation suite evaluated after every round ('' : none)
+    out: str = "results/takead"  # run directory: round_<r>/ (data, ckpt, ONNX, eval), takead.json, tb/
+    maps_dir: str | None = None  # OpenDRIVE folder of the routes' towns (Proc<seed> towns need none)
+    rounds: int = 4  # post-training rounds (the paper saturates after round 4)
+    ablation: Literal["both", "dagger", "dpo"] = "both"  # which updates a round makes
+    pre_takeover: float = 3.0  # [s] frames this long before a takeover are disengagement states too
+    takeover_steer: float = 0.2  # steering difference that makes the expert take over (TakeAD's 0.2; 0: off)
+    takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
+    dagger_epochs: int = 1  # imitation epochs per round over the aggregated data
+    dpo_epochs: int = 10  # DPO epochs per round over the disengagement states
+    beta: float = 0.1  # DPO temperature
+    w_reg: float = 0.1  # weight of the chosen action's imitation loss beside DPO (keeps the chosen path's offsets)
+    lr: float = 1e-4  # AdamW learning rate of both updates
+    batch_size: int = 256  # samples per gradient step
+    workers: int = 2  # collection, feature-building and evaluation processes
+    threads: int = 2  # torch CPU threads
+    seed: int = 0  # collection, sampling and torch seed
+    resume: bool = False  # continue after the last finished round in `out`
+
+    def __post_init__(self):
+        check(self)
+
+
+def action_logp(logits: torch.Tensor, speed_logits: torch.Tensor, anchor: torch.Tensor,
+                speed: torch.Tensor) -> torch.Tensor:
+    """log pi(a | s) of actions a = (path anchor k, target-speed bin v): the planner's two heads factorise it,
+    log pi(a | s) = log p(k | s) + log p(v | s, k). logits (B, A), speed_logits (B, A, S), anchor, speed (B,)."""
+    ar = torch.arange(len(anchor))
+    return F.log_softmax(logits, -1)[ar, anchor] + F.log_softmax(speed_logits[ar, anchor], -1)[ar, speed]
+
+
+def dpo_loss(model, ref, b: dict, beta: float = 0.1, w_reg: float = 0.0) -> dict[str, torch.Tensor]:
+    """Direct preference optimisation over the planner's heads, the expert's action a_c preferred over the
+    policy's own top-1 a_r (the reference policy's argmax anchor and its argmax speed bin):
+
+        L = -E_s[ log sigma( beta * ( [log pi(a_c|s) - log pi_ref(a_c|s)] - [log pi(a_r|s) - log pi_ref(a_r|s)] ) ) ]
+            + w_reg * L1(offsets of a_c's path, the expert's path)
+
+    with log pi(a|s) = log p(anchor|s) + log p(speed bin|s, anchor) (`action_logp`). States where the policy's
+    top-1 already is the expert's action carry no preference and are left out. Logged: the DPO reward margin
+    beta * (delta_c - delta_r), the chosen and rejected log-probabilities, and the preference accuracy (the
+    fraction of pairs the policy ranks right, delta_c > delta_r)."""
+    from ..models.nets import INPUT_NAMES
+    from .train import speed_bin, target_anchor
+
+    x = [b[k] for k in INPUT_NAMES]
+    with torch.no_grad():
+        rl, rpaths, rs = ref(*x)
+        chosen_k = target_anchor(b["path"], ref.anchors)
+        chosen_v = speed_bin(b["speed"], ref.ncfg)
+        rej_k = rl.argmax(1)
+        rej_v = rs[torch.arange(len(rej_k)), rej_k].argmax(-1)
+        pair = (chosen_k != rej_k) | (chosen_v != rej_v)
+    logits, paths, speed_logits = model(*x)
+    # batch is [chosen, rejected]: both actions of every state, scored by the policy and by the reference
+    k = torch.cat([chosen_k, rej_k])
+    v = torch.cat([chosen_v, rej_v])
+    lp = action_logp(torch.cat([logits, logits]), torch.cat([speed_logits, speed_logits]), k, v)
+    with torch.no_grad():
+        lp_ref = action_logp(torch.cat([rl, rl]), torch.cat([rs, rs]), k, v)
+    n = len(chosen_k)
+    delta_c, delta_r = lp[:n] - lp_ref[:n], lp[n:] - lp_ref[n:]
+    margin = beta * (delta_c - delta_r)
+    w = pair.float()
+    npair = w.sum().clamp(min=1.0)
+    l_dpo = -(F.logsigmoid(margin) * w).sum() / npair
+    ar = torch.arange(n)
+    l_reg = F.smooth_l1_loss(paths[ar, chosen_k], b["path"])
+    return {"loss": l_dpo + w_reg * l_reg, "dpo": l_dpo, "reg_l1": l_reg,
+            "reward_margin": (margin.detach() * w).sum() / npair,
+            "chosen_logp": (lp[:n].detach() * w).sum() / npair, "rejected_logp": (lp[n:].detach() * w).sum() / npair,
+            "preference_acc": ((delta_c > delta_r).float().detach() * w).sum() / npair, "pairs": w.sum()}
+
+
+def disengagement_mask(controller: np.ndarray, episode: np.ndarray, frame_dt: float, pre: float) -> np.ndarray:
+    """(S,) the samples the expert drove and those within `pre` seconds before a takeover began (in the same
+    episode; samples are in frame order within an episode)."""
+    expert = controller == EXPERT
+    out = expert.copy()
+    k = int(round(pre / frame_dt))
+    start = expert & ~np.concatenate([[False], expert[:-1]]) | expert & np.concatenate(
+        [[True], episode[1:] != episode[:-1]])
+    for i in np.flatnonzero(start):
+        lo = i
+        while lo > 0 and i - lo < k and episode[lo - 1] == episode[i]:
+            lo -= 1
+        out[lo:i] = True
+    return out
+
+
+def _save(model, path: Path, cfg: TakeADConfig, extra: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "features": asdict(model.fcfg), "net": asdict(model.ncfg),
+                "stage": "takead", "config": asdict(cfg), **extra}, tmp)
+    tmp.replace(path)
+
+
+def _epochs(model, opt, rows: np.ndarray, data: dict, keys, loss_fn, epochs: int, batch_size: int, rng, tb, tag: str,
+            step: int) -> tuple[dict, int]:
+    from .train import batch
+
+    sums, nb = {}, 0
+    for _ in range(epochs):
+        rows = rng.permutation(rows)
+        for i in range(0, len(rows), batch_size):
+            out = loss_fn(batch(data, rows[i:i + batch_size], keys))
+            opt.zero_grad()
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            for k, val in out.items():
+                sums[k] = sums.get(k, 0.0) + float(val.detach())
+                tb.add_scalar(f"{tag}/{k}", float(val.detach()), step)
+            nb += 1
+    return {k: v / max(nb, 1) for k, v in sums.items()}, step
+
+
+def run_takead(cfg: TakeADConfig, log=print) -> dict:
+    """The rounds (see the module docstring). Returns the report written to <out>/takead.json."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from ..dataset import CollectConfig, collect
+    from ..evaluation.evaluate import EvalConfig, evaluate
+    from ..models.checkpoint import load_model
+    from ..models.export import export_checkpoint
+    from ..models.nets import INPUT_NAMES, Planner
+    from .data import DataConfig, build_samples
+    from .train import planner_losses
+
+    if not cfg.routes:
+        raise ValueError("train takead needs --routes: the training suites the planner drives (never evaluation routes)")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+    tb = SummaryWriter(str(out / "tb"))
+    report_path = out / "takead.json"
+    report = json.loads(report_path.read_text()) if cfg.resume and report_path.exists() else {"rounds": []}
+    model, _ = load_model(cfg.init)
+    if not isinstance(model, Planner):
+        raise ValueError(f"{cfg.init}: not a planner checkpoint (a world model?); pass the il or perlad ckpt.pt")
+    ckpt, datasets, step = Path(cfg.init), [], 0
+    keys = (*INPUT_NAMES, "path", "speed")
+    for r in range(1, cfg.rounds + 1):
+        rd = out / f"round_{r}"
+        done = rd / "round.json"
+        if cfg.resume and done.exists():
+            ckpt = rd / "ckpt.pt"
+            datasets.append(str(rd / "data"))
+            log(f"round {r}: done already ({done})")
+            continue
+        t0 = time.perf_counter()
+        rd.mkdir(parents=True, exist_ok=True)
+        # 1. the current planner drives, the expert watches in shadow mode
+        driver = export_checkpoint(ckpt, rd / "driver", name="takead_driver")
+        onnx = str((rd / "driver" / driver["file"]).resolve())
+        idx = collect(CollectConfig(routes=cfg.routes, out=str(rd / "data"), maps_dir=cfg.maps_dir, workers=cfg.workers,
+                                    seed=cfg.seed + 1000 * r, b2d=False, driver="perlad", driver_model=onnx,
+                                    takeover=True, takeover_steer=cfg.takeover_steer,
+                                    takeover_duration=cfg.takeover_duration, branches=0), log)
+        eps = idx["episodes"]
+        takeovers = sum(e["takeovers"]["count"] for e in eps)
+        km = sum(sum(e["takeovers"]["metres"].values()) for e in eps) / 1000.0
+        causes: dict[str, int] = {}
+        for e in eps:
+            for c, n in e["takeovers"]["causes"].items():
+                causes[c] = causes.get(c, 0) + n
+        datasets.append(str(rd / "data"))
+        # 2.-3. DAgger then DPO on the data so far
+        n_base = len(build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers), model.fcfg, log)["speed"])
+        data = build_samples(DataConfig(",".join([cfg.data, *datasets]), cfg.maps_dir, cfg.workers), model.fcfg, log)
+        dis = disengagement_mask(data["controller"], data["episode"], idx["frame_dt"], cfg.pre_takeover)
+        base = np.arange(len(dis)) < n_base  # the base dataset comes first in the concatenation
+        model, _ = load_model(ckpt)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+        row = {"round": r, "episodes": len(eps), "takeovers": takeovers, "km": round(km, 3),
+               "takeovers_per_km": round(takeovers / km, 3) if km > 0 else None, "causes": causes,
+               "disengagement_states": int(dis.sum()), "driving_score_collect": round(float(np.mean(
+                   [e["driving_score"] for e in eps])), 2) if eps else None}
+        if cfg.ablation in ("both", "dagger"):
+            rows = np.flatnonzero(base | dis)
+            row["dagger"], step = _epochs(model, opt, rows, data, keys, lambda b, m=model: planner_losses(m, b),
+                                          cfg.dagger_epochs, cfg.batch_size, rng, tb, "dagger", step)
+        if cfg.ablation in ("both", "dpo") and dis.any():
+            ref = copy.deepcopy(model).eval()
+            for p in ref.parameters():
+                p.requires_grad_(False)
+            rows = np.flatnonzero(dis)
+            row["dpo"], step = _epochs(model, opt, rows, data, keys,
+                                       lambda b, m=model, rf=ref: dpo_loss(m, rf, b, cfg.beta, cfg.w_reg),
+                                       cfg.dpo_epochs, cfg.batch_size, rng, tb, "dpo", step)
+        model.eval()
+        ckpt = rd / "ckpt.pt"
+        _save(model, ckpt, cfg, {"round": r})
+        man = export_checkpoint(ckpt, rd / "model", name="takead")
+        row["onnx"] = str(rd / "model" / man["file"])
+        if cfg.eval_routes:
+            s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(rd / "eval"), policy="perlad", model=row["onnx"],
+                                    maps_dir=cfg.maps_dir, workers=cfg.workers, seed=cfg.seed), log=lambda *_: None)
+            row["eval"] = {k: s[k] for k in ("driving_score", "success_rate", "infractions")}
+        row["wall_s"] = round(time.perf_counter() - t0, 1)
+        for k in ("takeovers_per_km", "driving_score_collect"):
+            if row[k] is not None:
+                tb.add_scalar(f"round/{k}", row[k], r)
+        if "eval" in row:
+            tb.add_scalar("round/eval_driving_score", row["eval"]["driving_score"], r)
+        report["rounds"] = [x for x in report["rounds"] if x["round"] != r] + [row]
+        report_path.write_text(json.dumps(report, indent=2))
+        done.write_text(json.dumps(row, indent=2))
+        log(f"round {r}: {takeovers} takeovers over {km:.2f} km ({row['takeovers_per_km']} per km), "
+            f"{row['disengagement_states']} disengagement states"
+            + (f", eval DS {row['eval']['driving_score']:.2f}" if "eval" in row else "") + f" ({row['wall_s']} s)")
+    tb.close()
+    return report
+
+
+__all__ = ["TakeADConfig", "action_logp", "disengagement_mask", "dpo_loss", "run_takead"]
