@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-$(shell cat pyproject.toml ros2_ws/src/drive_stack/setup
 SHARED ?= ../shared
 export DRIVE_STACK_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint clean image-cpu
 
 setup: $(STAMP)
 	@$(PY) ros2_ws/tools/build_interfaces.py
@@ -36,8 +36,16 @@ bench: setup
 	$(VENV)/bin/drive-stack-ros bench stack --json $(BENCH_OUT)/stack.json --out $(BENCH_OUT)/stack_run
 	$(VENV)/bin/drive-stack bench infer --json $(BENCH_OUT)/infer.json
 
+# ruff on the Python, hadolint on every Dockerfile (any finding, even info, fails the target; an inline `# hadolint ignore=DLxxxx`
+# carries its reason in a comment beside it, tests/test_deploy.py checks that)
 lint: setup
-	$(VENV)/bin/ruff check training tests ros2_ws launch
+	$(VENV)/bin/ruff check training tests ros2_ws launch docker
+	$(VENV)/bin/hadolint docker/Dockerfile.*
+
+# The CPU image (the embedded default) built and run here without a Docker daemon: buildah + podman on a
+# debootstrap'd Debian bookworm base (docker/build_cpu_local.sh; root, network to the package registries).
+image-cpu:
+	bash docker/build_cpu_local.sh
 
 clean:
 	rm -rf $(VENV) .cache results/demo
