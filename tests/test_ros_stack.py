@@ -113,7 +113,8 @@ def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path
     assert own["count"] == 1 and own["causes"] == {"MISSED_DEADLINE": 1}
     assert own["seconds"]["planner"] == pytest.approx(5.0, abs=0.06) and own["seconds"]["expert"] > 10.0
     assert own["metres"]["expert"] > own["metres"]["planner"] > 0
-    assert st["nodes_silent"]["planner"]["last_heard_sim_t"] == pytest.approx(5.0, abs=1.0)  # heard every 0.25 s wall
+    dead = st["nodes_silent"]["planner"]  # a window in sim time: heard until, overdue by (announced every 0.25 s wall)
+    assert dead["last_heard_sim_t"] <= 5.0 <= dead["died_by_sim_t"]
     assert res["summary"]["takeovers"]["driving_score_routes_without_takeover"] is None  # no score of its own
     segs = sorted((Path(res["out"]) / "bags" / "continuous").glob("seg_*"))
     assert len(segs) >= 2

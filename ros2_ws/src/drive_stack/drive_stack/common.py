@@ -13,6 +13,7 @@ from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+ANNOUNCE_PERIOD = 0.25  # [s wall] every node announces itself this often (a silent node is recorded dead)
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)  # route, map, ready flag
 LATCHED_MANY = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
@@ -97,7 +98,7 @@ class StackNode(Node):
             self._ready_pub = Node.create_publisher(self, String, NODE_READY, LATCHED_MANY)
             # latched, and repeated every 0.25 s (wall time): a late-matched reader still hears it, and the
             # simulator records a node that falls silent (when it was last heard)
-            self.create_timer(0.25, lambda: self._ready_pub.publish(String(data=self.get_name())),
+            self.create_timer(ANNOUNCE_PERIOD, lambda: self._ready_pub.publish(String(data=self.get_name())),
                               clock=RosClock(clock_type=ClockType.STEADY_TIME))
         self._ready_pub.publish(String(data=self.get_name()))
 

@@ -133,7 +133,7 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
     rec = results["_checkpoint"]["records"][0]
     silent = rec["meta"].get("stack", {}).get("nodes_silent", {})  # when the simulator last heard each dead node
     summary["nodes_died"] = {n: {"exit_code": c, "log": str(out_dir / "logs" / f"{n}.log"),
-                                 "last_heard_sim_t": silent.get(n, {}).get("last_heard_sim_t")}
+                                 **silent.get(n, {})}
                              for n, c in exited.items()}
     summary["model"] = model  # the planner's file and sha256 (learned policies), as `eval` records it
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

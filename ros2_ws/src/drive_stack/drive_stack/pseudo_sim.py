@@ -32,7 +32,7 @@ from std_msgs.msg import Bool, String
 
 from . import convert
 from . import node_table as T
-from .common import EVENTS, LATCHED, LATCHED_MANY, RELIABLE, StackNode, make_executor, run
+from .common import ANNOUNCE_PERIOD, EVENTS, LATCHED, LATCHED_MANY, RELIABLE, StackNode, make_executor, run
 from .params import PseudoSimParams
 
 SILENT_AFTER = 2.0  # [s wall] a node whose announcement (every 0.25 s) stops this long is recorded as dead
@@ -69,6 +69,7 @@ class PseudoSim(StackNode):
         self.takeovers: list[dict] = []
         self.controller: dict[float, str] = {}
         self.heard: dict[str, tuple[float, float]] = {}  # node -> (wall time, sim time) it was last heard
+        self.tick_wall: list[float] = []
         self.create_subscription(TakeoverEvent, T.TAKEOVER, self._on_takeover, EVENTS)
         self.create_subscription(StackStatus, T.STATUS, self._on_status, RELIABLE)
         self.create_subscription(String, T.NODE_READY, self._on_node, LATCHED_MANY)
@@ -88,6 +89,13 @@ class PseudoSim(StackNode):
 
     def _on_node(self, msg: String) -> None:
         self.heard[msg.data] = (time.perf_counter(), self.core.t)
+
+    def _death_window(self, wall: float, sim_t: float) -> dict:
+        """When a silent node died, in sim time: after it was last heard, and before the first tick stepped two
+        announcement periods (0.25 s wall each) later, when its next announcement was overdue."""
+        k = int(np.searchsorted(np.asarray(self.tick_wall), wall + 2 * ANNOUNCE_PERIOD))
+        upper = self.core.tick_t[k] if k < len(self.core.tick_t) else self.core.t
+        return {"last_heard_sim_t": round(sim_t, 2), "died_by_sim_t": round(upper + DT, 2)}
 
     def _on_ready(self, msg: Bool) -> None:
         self.ready = self.ready or bool(msg.data)
@@ -140,6 +148,7 @@ class PseudoSim(StackNode):
                     last = now
                 self.executor_.spin_once(timeout_sec=0.005)
             self.core.tick()
+            self.tick_wall.append(time.perf_counter())  # when each tick was stepped (a dead node's time window)
         wall = time.perf_counter() - wall0
         self.finish(wall)
 
@@ -153,7 +162,7 @@ class PseudoSim(StackNode):
             sorted(self.takeovers, key=lambda e: e["t"]),
             [self.controller.get(round(t, 3), "planner") for t in self.core.tick_t], self.core.moved, DT)
         rec["meta"]["stack"] = {"ticks": self.core.ticks, "missed_ticks": self.core.missed_ticks,
-                                "nodes_silent": {n: {"last_heard_sim_t": round(st, 2)} for n, (w, st) in
+                                "nodes_silent": {n: self._death_window(w, st) for n, (w, st) in
                                                  self.heard.items() if now - w > SILENT_AFTER},
                                 "rejected_commands": self.core.rejected[:20], "wall_s": wall,
                                 "latency_ms_p50": float(np.percentile(lat, 50)),
