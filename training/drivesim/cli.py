@@ -344,6 +344,18 @@ def cmd_bag_info(a) -> int:
     return 0
 
 
+def cmd_takeover_ingest(a) -> int:
+    from .dataset.ingest import ingest
+    from .stack.bags import BagError
+
+    try:
+        idx = ingest(a.bags, a.out, max_agents=a.max_agents)
+    except BagError as e:
+        print(f"drive-stack: error: {e}", file=sys.stderr)
+        return 2
+    return 0 if idx["episodes"] else 1
+
+
 # ---------------------------------------------------------------------------------------------- learning
 def dataclass_args(q, cls) -> None:
     """One --option per leaf field of a config dataclass (`typed.options`: a nested config's fields as
@@ -689,6 +701,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("bag", help="bag folder (metadata.yaml + .mcap), e.g. OUT/bags/takeover_000_t00005.00 of a "
                    "stack run")
     q.set_defaults(fn=cmd_bag_info)
+    g = sub.add_parser("takeover", help="takeover bags as training data").add_subparsers(
+        dest="sub", required=True, metavar="SUBCOMMAND")
+    q = g.add_parser("ingest", help="turn the stack's takeover bags into a dataset (collect's format: train il|takead "
+                     "--data reads it); labels are the privileged expert's command and plan recorded in the bag")
+    q.add_argument("bags", nargs="+", help="bag folders, or folders holding them (e.g. OUT/bags of `drive-stack-ros "
+                   "stack run`)")
+    q.add_argument("--out", required=True, help="dataset folder (index.json + episodes/); added to if it exists")
+    q.add_argument("--max-agents", type=int, default=64, help="agent slots of the scene, ego included (default 64)")
+    q.set_defaults(fn=cmd_takeover_ingest)
 
     from .learn.configs import ILConfig, RLConfig, WMConfig
     from .learn.pipeline import PipelineConfig

@@ -39,6 +39,7 @@ import numpy as np
 from ..dataset.b2d import FrameError
 from ..dataset.collect import load_index, read_episode
 from ..maps import TownLoader
+from ..maps.opendrive import load_xodr_text
 from ..models.features import FeatureBuilder, FeatureConfig
 from ..routes.planner import DenseRoute
 from ..sim.perception import ScenePerceiver
@@ -249,7 +250,8 @@ def concat_samples(parts: list[dict]) -> dict[str, np.ndarray]:
 def _episode_worker(args):
     ep_dir, town, maps_dir, fcfg = args
     try:
-        g = TownLoader(maps_dir).load(town)
+        xodr = Path(ep_dir) / "map.xodr"  # an ingested bag's episode carries its map (`takeover ingest`)
+        g = load_xodr_text(town, xodr.read_text(), source=str(xodr)) if xodr.exists() else TownLoader(maps_dir).load(town)
         out = episode_samples(ep_dir, g, fcfg)
         return str(ep_dir), out, None
     except Exception as e:  # noqa: BLE001 - one bad episode is reported, the rest still load

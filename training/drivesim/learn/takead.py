@@ -35,7 +35,8 @@ EXPERT = 1  # dataset/collect.CONTROLLER_CODES["expert"]
 @dataclass
 class TakeADConfig:
     data: str = "results/dataset"  # the base imitation dataset(s), comma-separated (DAgger aggregates with it)
-    init: str = "results/train/il/ckpt.pt"  # the planner checkpoint round 1 starts from (il or perlad)
+    init: str = "results/train/il/ckpt.pt"  # the planner round 1 starts from: a ckpt.pt, or an exported
+    # planner.onnx with its manifest (e.g. models/perlad/planner.onnx; see models/checkpoint.planner_from_onnx)
     routes: str = ""  # training route suites (comma-separated) the planner drives each round; never evaluation routes
     eval_routes: str = ""  # a validation suite evaluated after every round ('' : none)
     out: str = "results/takead"  # run directory: round_<r>/ (data, ckpt, ONNX, eval), takead.json, tb/
@@ -57,6 +58,8 @@ class TakeADConfig:
     threads: int = 2  # torch CPU threads
     seed: int = 0  # collection, sampling and torch seed
     resume: bool = False  # continue after the last finished round in `out`
+    measure_final: bool = True  # after the last round, the final policy drives the training suites in shadow
+    # mode once more: its own takeovers per km (each round's figure is that of the policy the round starts from)
 
     def __post_init__(self):
         check(self)
@@ -188,17 +191,10 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         raise ValueError(f"{cfg.init}: not a planner checkpoint (a world model?); pass the il or perlad ckpt.pt")
     ckpt, datasets, step = Path(cfg.init), [], 0
     keys = (*INPUT_NAMES, "path", "speed")
-    for r in range(1, cfg.rounds + 1):
-        rd = out / f"round_{r}"
-        done = rd / "round.json"
-        if cfg.resume and done.exists():
-            ckpt = rd / "ckpt.pt"
-            datasets.append(str(rd / "data"))
-            log(f"round {r}: done already ({done})")
-            continue
-        t0 = time.perf_counter()
-        rd.mkdir(parents=True, exist_ok=True)
-        # 1. the current planner drives, the expert watches in shadow mode
+
+    def _shadow(ckpt: Path, rd: Path, r: int) -> tuple[dict, dict]:
+        """The planner of `ckpt` drives the training suites with the expert in shadow mode: the collection
+        (rd/data) and its takeover figures."""
         driver = export_checkpoint(ckpt, rd / "driver", name="takead_driver")
         onnx = str((rd / "driver" / driver["file"]).resolve())
         idx = collect(CollectConfig(routes=cfg.routes, out=str(rd / "data"), maps_dir=cfg.maps_dir, workers=cfg.workers,
@@ -212,6 +208,40 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         for e in eps:
             for c, n in e["takeovers"]["causes"].items():
                 causes[c] = causes.get(c, 0) + n
+        return idx, {"episodes": len(eps), "takeovers": takeovers, "km": round(km, 3),
+                     "takeovers_per_km": round(takeovers / km, 3) if km > 0 else None, "causes": causes,
+                     "driving_score_collect": round(float(np.mean([e["driving_score"] for e in eps])), 2)
+                     if eps else None}
+
+    def _eval(onnx: str, out_dir: Path) -> dict:
+        s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(out_dir), policy="perlad", model=onnx,
+                                maps_dir=cfg.maps_dir, workers=cfg.workers, seed=cfg.seed), log=lambda *_: None)
+        return {k: s[k] for k in ("driving_score", "success_rate", "infractions")}
+
+    # round 0: the policy it starts from, evaluated the same way (the curves start there)
+    r0 = out / "round_0"
+    if cfg.eval_routes and not (cfg.resume and (r0 / "round.json").exists()):
+        r0.mkdir(parents=True, exist_ok=True)
+        man = export_checkpoint(ckpt, r0 / "model", name="takead_round0")
+        row0 = {"round": 0, "onnx": str(r0 / "model" / man["file"]), "eval": _eval(str(r0 / "model" / man["file"]),
+                                                                                    r0 / "eval")}
+        tb.add_scalar("round/eval_driving_score", row0["eval"]["driving_score"], 0)
+        report["rounds"] = [x for x in report["rounds"] if x["round"] != 0] + [row0]
+        report_path.write_text(json.dumps(report, indent=2))
+        (r0 / "round.json").write_text(json.dumps(row0, indent=2))
+        log(f"round 0 (the starting policy): eval DS {row0['eval']['driving_score']:.2f}")
+    for r in range(1, cfg.rounds + 1):
+        rd = out / f"round_{r}"
+        done = rd / "round.json"
+        if cfg.resume and done.exists():
+            ckpt = rd / "ckpt.pt"
+            datasets.append(str(rd / "data"))
+            log(f"round {r}: done already ({done})")
+            continue
+        t0 = time.perf_counter()
+        rd.mkdir(parents=True, exist_ok=True)
+        # 1. the current planner drives, the expert watches in shadow mode
+        idx, shadow = _shadow(ckpt, rd, r)
         datasets.append(str(rd / "data"))
         # 2.-3. DAgger then DPO on the data so far
         n_base = len(build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers), model.fcfg, log)["speed"])
@@ -221,10 +251,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         model, _ = load_model(ckpt)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-        row = {"round": r, "episodes": len(eps), "takeovers": takeovers, "km": round(km, 3),
-               "takeovers_per_km": round(takeovers / km, 3) if km > 0 else None, "causes": causes,
-               "disengagement_states": int(dis.sum()), "driving_score_collect": round(float(np.mean(
-                   [e["driving_score"] for e in eps])), 2) if eps else None}
+        row = {"round": r, **shadow, "disengagement_states": int(dis.sum())}
         if cfg.ablation in ("both", "dagger"):
             rows = np.flatnonzero(base | dis)
             row["dagger"], step = _epochs(model, opt, rows, data, keys, lambda b, m=model: planner_losses(m, b),
@@ -243,9 +270,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         man = export_checkpoint(ckpt, rd / "model", name="takead")
         row["onnx"] = str(rd / "model" / man["file"])
         if cfg.eval_routes:
-            s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(rd / "eval"), policy="perlad", model=row["onnx"],
-                                    maps_dir=cfg.maps_dir, workers=cfg.workers, seed=cfg.seed), log=lambda *_: None)
-            row["eval"] = {k: s[k] for k in ("driving_score", "success_rate", "infractions")}
+            row["eval"] = _eval(row["onnx"], rd / "eval")
         row["wall_s"] = round(time.perf_counter() - t0, 1)
         for k in ("takeovers_per_km", "driving_score_collect"):
             if row[k] is not None:
@@ -255,9 +280,21 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         report["rounds"] = [x for x in report["rounds"] if x["round"] != r] + [row]
         report_path.write_text(json.dumps(report, indent=2))
         done.write_text(json.dumps(row, indent=2))
-        log(f"round {r}: {takeovers} takeovers over {km:.2f} km ({row['takeovers_per_km']} per km), "
+        log(f"round {r}: {row['takeovers']} takeovers over {row['km']:.2f} km ({row['takeovers_per_km']} per km), "
             f"{row['disengagement_states']} disengagement states"
             + (f", eval DS {row['eval']['driving_score']:.2f}" if "eval" in row else "") + f" ({row['wall_s']} s)")
+    # the final policy's own takeover rate on the training suites (round r's rate is that of round r-1's policy)
+    if cfg.measure_final and cfg.rounds > 0:
+        fin = out / "final"
+        if not (cfg.resume and (fin / "final.json").exists()):
+            _, shadow = _shadow(ckpt, fin, cfg.rounds + 1)
+            report["final"] = {"round": cfg.rounds, **shadow}
+            report_path.write_text(json.dumps(report, indent=2))
+            fin.mkdir(parents=True, exist_ok=True)
+            (fin / "final.json").write_text(json.dumps(report["final"], indent=2))
+            tb.add_scalar("round/takeovers_per_km", shadow["takeovers_per_km"] or 0.0, cfg.rounds + 1)
+            log(f"final policy: {shadow['takeovers']} takeovers over {shadow['km']:.2f} km "
+                f"({shadow['takeovers_per_km']} per km)")
     tb.close()
     return report
 

@@ -4,7 +4,8 @@ Bags are written with the `rosbags` library (rosbag2 version 9, MCAP storage: a 
 a .mcap file, readable by `ros2 bag` and Foxglove). Timestamps are sim time [ns].
 
 - Takeover bags: `pre` seconds before the takeover through `post` seconds after it, every recorded topic,
-  plus `takeover.json` (cause, detail, window). Written in one go when the window has closed (or, at
+  the last message of each latched topic (map, route) at the window's start, plus `takeover.json` (cause,
+  detail, window). Written in one go when the window has closed (or, at
   shutdown, with what there is).
 - Continuous mode: consecutive segment bags of `segment` seconds each. A segment is closed (complete and
   readable) as soon as its time has passed, so a killed recorder loses at most the open segment.
@@ -95,6 +96,7 @@ class TakeoverBagger:
         self.out_dir, self.ts = Path(out_dir), typestore
         self.pre_ns, self.post_ns = int(pre * NS), int(post * NS)
         self.ring = RingBuffer(pre + post + 1.0)
+        self.latched: dict[str, Recorded] = {}  # the last message of each latched topic (map, route)
         self.pending: list[PendingTakeover] = []
         self.written: list[Path] = []
         self.count = 0
@@ -102,6 +104,11 @@ class TakeoverBagger:
     def add(self, rec: Recorded) -> list[Path]:
         self.ring.add(rec)
         return self.flush(rec.t_ns)
+
+    def latch(self, rec: Recorded) -> None:
+        """A message of a latched topic (published once, long before most takeovers): every takeover bag gets
+        the last one, stamped at the window's start, so the bag replays alone."""
+        self.latched[rec.topic] = rec
 
     def takeover(self, t_ns: int, info: dict) -> None:
         self.pending.append(PendingTakeover(self.count, t_ns, info))
@@ -117,7 +124,8 @@ class TakeoverBagger:
                 while path.exists():  # never overwrite a bag
                     path = self.out_dir / f"takeover_{p.index:03d}_t{p.t_ns / NS:08.2f}_{k}"
                     k += 1
-                write_bag(path, self.ring.window(t0, t1), self.ts)
+                carried = [Recorded(t0, r.topic, r.msgtype, r.data) for r in self.latched.values()]
+                write_bag(path, carried + self.ring.window(t0, t1), self.ts)
                 info = dict(p.info, window=[t0 / NS, min(t1, now_ns) / NS], complete=now_ns >= t1,
                             takeover_time=p.t_ns / NS)
                 (path / "takeover.json").write_text(json.dumps(info, indent=2))

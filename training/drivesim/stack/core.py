@@ -66,6 +66,7 @@ class PseudoSimCore:
         # the privileged expert the takeover monitor may hand control to (it sees what the loop shows a
         # privileged policy: the whole state, no perception limits)
         self._expert = make_policy(expert_policy, 1, g=g) if expert_policy else None
+        self.expert_plan = None  # the expert's plan of the last expert_command()
 
     @property
     def state(self) -> SimState:
@@ -100,10 +101,12 @@ class PseudoSimCore:
         return "accepted"
 
     def expert_command(self) -> ControlCommand | None:
-        """What the privileged expert would do at this tick (it sees the whole state)."""
+        """What the privileged expert would do at this tick (it sees the whole state); its plan (path, speed
+        profile, target speed: the labels a takeover's training samples carry) is kept in `expert_plan`."""
         if self._expert is None:
             return None
-        controls, _ = self._expert.act(*self.loop.observe(self._expert))
+        controls, plan = self._expert.act(*self.loop.observe(self._expert))
+        self.expert_plan = plan
         return ControlCommand(self.t, float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0]))
 
     def tick(self) -> bool:

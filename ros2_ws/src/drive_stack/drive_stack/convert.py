@@ -17,24 +17,25 @@ from carla_msgs.msg import (
 from derived_object_msgs.msg import Object, ObjectArray
 from drive_stack_msgs.msg import AgentState, PerceivedScene, Plan
 from drivesim.geometry import carla_to_ros_pose, ros_to_carla_pose
-from drivesim.sim.dynamics import DEFAULT_VEHICLE
 from drivesim.sim.perception import PerceivedScene as LibScene
-from drivesim.sim.state import EGO, AgentKind, Behavior, SimState, empty_state
+from drivesim.sim.state import EGO, AgentKind, SimState
 from drivesim.stack.core import ControlCommand
+from drivesim.stack.wire import (  # noqa: F401 - the wire helpers the nodes use, re-exported
+    CLASS_OF_KIND,
+    KIND_OF_CLASS,
+    InvalidMessage,
+    lights_array,
+    object_rows,
+    path_keypoints,
+    plan_path,
+    plan_profile,
+    quat_yaw,
+    state_from_rows,
+)
+from drivesim.stack.wire import finite as _finite
 from geometry_msgs.msg import Point, PoseStamped, Quaternion
 from nav_msgs.msg import Odometry, Path
 from shape_msgs.msg import SolidPrimitive
-
-CLASS_OF_KIND = {AgentKind.VEHICLE: Object.CLASSIFICATION_CAR, AgentKind.PEDESTRIAN: Object.CLASSIFICATION_PEDESTRIAN,
-                 AgentKind.CYCLIST: Object.CLASSIFICATION_BIKE, AgentKind.STATIC: Object.CLASSIFICATION_BARRIER,
-                 AgentKind.EMERGENCY: Object.CLASSIFICATION_OTHER_VEHICLE}
-KIND_OF_CLASS = {Object.CLASSIFICATION_CAR: AgentKind.VEHICLE, Object.CLASSIFICATION_TRUCK: AgentKind.VEHICLE,
-                 Object.CLASSIFICATION_OTHER_VEHICLE: AgentKind.VEHICLE, Object.CLASSIFICATION_MOTORCYCLE: AgentKind.CYCLIST,
-                 Object.CLASSIFICATION_PEDESTRIAN: AgentKind.PEDESTRIAN, Object.CLASSIFICATION_BIKE: AgentKind.CYCLIST}
-
-
-class InvalidMessage(ValueError):
-    """A message with NaN / out-of-range fields; the text names the message and the fields."""
 
 
 def ros_time(t: float) -> Time:
@@ -48,16 +49,6 @@ def to_sec(stamp: Time) -> float:
 
 def yaw_quat(yaw: float) -> Quaternion:
     return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))
-
-
-def quat_yaw(q: Quaternion) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
-def _finite(name: str, **fields) -> None:
-    bad = [k for k, v in fields.items() if not np.all(np.isfinite(np.asarray(v, dtype=np.float64)))]
-    if bad:
-        raise InvalidMessage(f"{name}: non-finite {', '.join(bad)}")
 
 
 # ----------------------------------------------------------------------------- simulator side (CARLA contract)
@@ -119,12 +110,6 @@ def route_path(keypoints: np.ndarray, t: float, frame: str = "map") -> Path:
     return path
 
 
-def path_keypoints(path: Path) -> np.ndarray:
-    pts = np.array([[p.pose.position.x, -p.pose.position.y, p.pose.position.z] for p in path.poses], np.float64)
-    _finite("/carla/hero/global_plan", poses=pts)
-    return pts.reshape(-1, 3)
-
-
 def control_message(t: float, throttle: float, steer: float, brake: float) -> CarlaEgoVehicleControl:
     c = CarlaEgoVehicleControl(throttle=float(throttle), steer=float(steer), brake=float(brake), hand_brake=False,
                                reverse=False, gear=1, manual_gear_shift=False)
@@ -138,55 +123,12 @@ def control_command(msg: CarlaEgoVehicleControl) -> ControlCommand:
 
 
 # ----------------------------------------------------------------------------- perception side
-def object_rows(objects: ObjectArray) -> np.ndarray:
-    """An ObjectArray as (N, 12) rows in cdr_objects.FIELDS order (the same as decode_object_array gives)."""
-    return np.array([(o.id, o.pose.position.x, o.pose.position.y, o.pose.orientation.x, o.pose.orientation.y,
-                      o.pose.orientation.z, o.pose.orientation.w, o.twist.linear.x, o.twist.linear.y,
-                      *(list(o.shape.dimensions[:2]) + [np.nan, np.nan])[:2], o.classification)
-                     for o in objects.objects], np.float64).reshape(-1, 12)
-
-
-def state_from_messages(odom: Odometry, objects: ObjectArray | np.ndarray, max_agents: int, num_lights: int) -> SimState:
+def state_from_messages(odom: Odometry, objects: ObjectArray | np.ndarray, max_agents: int, num_lights: int,
+                        accel: float = 0.0) -> SimState:
     """A one-env SimState (CARLA frame) rebuilt from the bridge's odometry and objects (an ObjectArray, or its
     rows from cdr_objects.decode_object_array); raises InvalidMessage naming the topic, object and field."""
-    p, q = odom.pose.pose.position, odom.pose.pose.orientation
-    _finite("/carla/hero/odometry", x=p.x, y=p.y, orientation=[q.x, q.y, q.z, q.w], speed=odom.twist.twist.linear.x)
-    st = empty_state(1, max_agents, num_lights)
-    x, y, yaw = ros_to_carla_pose(p.x, p.y, quat_yaw(q))
-    st.x[0, EGO], st.y[0, EGO], st.yaw[0, EGO] = x, y, yaw
-    st.speed[0, EGO] = odom.twist.twist.linear.x
-    st.length[0, EGO], st.width[0, EGO] = DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width
-    st.kind[0, EGO], st.behavior[0, EGO], st.valid[0, EGO] = AgentKind.VEHICLE, Behavior.CONTROLLED, True
     rows = object_rows(objects) if isinstance(objects, ObjectArray) else objects
-    rows = rows[(rows[:, 0] > 0) & (rows[:, 0] < max_agents)]
-    if len(rows):
-        bad = ~np.isfinite(rows[:, 1:11])
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
-            field = ["x", "y", "orientation", "orientation", "orientation", "orientation", "twist", "twist",
-                     "dimensions", "dimensions"][j]
-            raise InvalidMessage(f"/carla/hero/objects[id={int(rows[i, 0])}]: non-finite {field}")
-        slot = rows[:, 0].astype(np.int64)
-        qx, qy, qz, qw = rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6]
-        yaw_ros = np.arctan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))
-        x, y, yaw = ros_to_carla_pose(rows[:, 1], rows[:, 2], yaw_ros)
-        st.x[0, slot], st.y[0, slot], st.yaw[0, slot] = x, y, yaw
-        st.speed[0, slot] = np.hypot(rows[:, 7], rows[:, 8])
-        st.length[0, slot], st.width[0, slot] = rows[:, 9], rows[:, 10]
-        st.kind[0, slot] = [KIND_OF_CLASS.get(int(c), AgentKind.STATIC) for c in rows[:, 11]]
-        st.behavior[0, slot], st.valid[0, slot] = Behavior.STATIC, True
-    return st
-
-
-def lights_array(msg: CarlaTrafficLightStatusList, light_ids: np.ndarray) -> np.ndarray:
-    """(1, T) LightState in the lane graph's light order; lights the message does not mention are OFF."""
-    index = {int(i): k for k, i in enumerate(light_ids)}
-    out = np.full((1, len(light_ids)), 3, np.int8)  # OFF
-    for tl in msg.traffic_lights:
-        k = index.get(int(tl.id))
-        if k is not None:
-            out[0, k] = min(int(tl.state), 3)
-    return out
+    return state_from_rows(odom, rows, max_agents, num_lights, accel=accel)
 
 
 def scene_message(scene: LibScene, t: float, e: int = 0, light_ids: np.ndarray | None = None) -> PerceivedScene:
@@ -271,12 +213,3 @@ def plan_message(path: np.ndarray, target_speed: float, t: float, policy: str,
     m.target_speed = float(target_speed)
     m.policy = policy
     return m
-
-
-def plan_path(m: Plan) -> np.ndarray:
-    return np.array([[p.x, -p.y] for p in m.path], np.float64).reshape(-1, 2)
-
-
-def plan_profile(m: Plan) -> np.ndarray:
-    prof = np.asarray(m.speed_profile, np.float64)
-    return prof if len(prof) == len(m.path) else np.full(len(m.path), m.target_speed, np.float64)

@@ -37,6 +37,7 @@ GLOBAL_PLAN = "/carla/hero/global_plan"
 CONTROL_CMD = "/carla/hero/vehicle_control_cmd"
 HERO_STATUS = "/carla/hero/status"
 EXPERT_CMD = "/drive_stack/expert/vehicle_control_cmd"  # the privileged expert (pseudo-simulator only)
+EXPERT_PLAN = "/drive_stack/expert/plan"  # its plan at each tick: a takeover's training labels (`takeover ingest`)
 SCENE = "/drive_stack/scene"
 BEV = "/drive_stack/bev"
 PLAN = "/drive_stack/plan"
@@ -55,12 +56,19 @@ RECORDED = {
     GLOBAL_PLAN: "nav_msgs/msg/Path",
     CONTROL_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
     PLANNER_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
+    EXPERT_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
+    EXPERT_PLAN: "drive_stack_msgs/msg/Plan",
+    MAP: "std_msgs/msg/String",
     SCENE: "drive_stack_msgs/msg/PerceivedScene",
     PLAN: "drive_stack_msgs/msg/Plan",
     REASONING: "drive_stack_msgs/msg/Reasoning",
     TAKEOVER: "drive_stack_msgs/msg/TakeoverEvent",
     STATUS: "drive_stack_msgs/msg/StackStatus",
 }
+
+# published once, TRANSIENT_LOCAL: the recorder subscribes to them latched and puts the last of each into every
+# takeover bag, so a bag replays (and `takeover ingest` reads it) alone
+LATCHED_TOPICS = (MAP, GLOBAL_PLAN)
 
 
 def ready_set(sim: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaTrafficLightStatusList
 from derived_object_msgs.msg import ObjectArray
-from drive_stack_msgs.msg import StackStatus, TakeoverEvent
+from drive_stack_msgs.msg import Plan, StackStatus, TakeoverEvent
 from drivesim.evaluation.evaluate import write_results
 from drivesim.evaluation.runner import scenario_note
 from drivesim.maps import TownLoader
@@ -60,6 +60,7 @@ class PseudoSim(StackNode):
         self.pub_objects = self.create_publisher(ObjectArray, T.OBJECTS, RELIABLE)
         self.pub_lights = self.create_publisher(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, RELIABLE)
         self.pub_expert = self.create_publisher(CarlaEgoVehicleControl, T.EXPERT_CMD, RELIABLE)
+        self.pub_expert_plan = self.create_publisher(Plan, T.EXPERT_PLAN, RELIABLE)
         self.pub_map = self.create_publisher(String, T.MAP, LATCHED)
         self.pub_plan = self.create_publisher(PathMsg, T.GLOBAL_PLAN, LATCHED)
         self.ready = False
@@ -120,6 +121,10 @@ class PseudoSim(StackNode):
         # the privileged expert's command for this tick, computed while the stack works on its own
         expert = self.core.expert_command()
         if expert is not None:
+            plan = self.core.expert_plan
+            self.pub_expert_plan.publish(convert.plan_message(
+                plan.path[0], float(plan.target_speed[0]), t, "expert",
+                None if plan.speed_profile is None else plan.speed_profile[0]))
             self.pub_expert.publish(convert.control_message(t, expert.throttle, expert.steer, expert.brake))
 
     def run(self) -> None:

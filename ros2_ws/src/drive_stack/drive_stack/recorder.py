@@ -20,7 +20,7 @@ from rosgraph_msgs.msg import Clock
 
 from . import convert
 from . import node_table as T
-from .common import EVENTS, RELIABLE, StackNode, run
+from .common import EVENTS, LATCHED, RELIABLE, StackNode, run
 from .params import RecorderParams
 
 MSG_PACKAGES = ("carla_msgs", "derived_object_msgs", "drive_stack_msgs")
@@ -61,7 +61,9 @@ class Recorder(StackNode):
         self.t_ns = 0
         self.create_subscription(Clock, T.CLOCK, self._on_clock, 10)
         for topic, msgtype in T.RECORDED.items():
-            self.create_subscription(msg_class(msgtype), topic, self._recorder_for(topic, msgtype), RELIABLE, raw=True)
+            latched = topic in T.LATCHED_TOPICS  # published once: a volatile subscription would miss them
+            self.create_subscription(msg_class(msgtype), topic, self._recorder_for(topic, msgtype, latched),
+                                     LATCHED if latched else RELIABLE, raw=True)
         self.create_subscription(TakeoverEvent, T.TAKEOVER, self._on_takeover, EVENTS)
         signal.signal(signal.SIGTERM, _interrupt)  # a launcher's SIGTERM closes the bags like Ctrl-C
         self.get_logger().info(f"recording {len(T.RECORDED)} topics ({self.mode}) into {out}")
@@ -73,11 +75,14 @@ class Recorder(StackNode):
             for p in self.bagger.flush(self.t_ns):
                 self.get_logger().info(f"takeover bag written: {p}")
 
-    def _recorder_for(self, topic: str, msgtype: str):
+    def _recorder_for(self, topic: str, msgtype: str, latched: bool = False):
         def cb(data: bytes) -> None:
             rec = Recorded(self.t_ns, topic, msgtype, bytes(data))
             if self.bagger is not None:
-                self.bagger.ring.add(rec)
+                if latched:
+                    self.bagger.latch(rec)
+                else:
+                    self.bagger.ring.add(rec)
             if self.segments is not None:
                 self.segments.add(rec)
         return cb

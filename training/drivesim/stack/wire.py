@@ -1,0 +1,115 @@
+"""The stack's messages as plain numbers, without rclpy: what the ROS nodes (`drive_stack.convert`) and the bag
+readers (`dataset.ingest`) share, so a scene rebuilt from a bag is the scene the stack's perception rebuilt live.
+
+Everything on the wire is ROS-handed (x forward, y left, yaw counter-clockwise); the library is CARLA-handed
+(`geometry.ros_to_carla_pose`). Messages here are anything with the message's attributes: rclpy's classes or
+the ones rosbags deserialises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..geometry import ros_to_carla_pose
+from ..sim.dynamics import DEFAULT_VEHICLE
+from ..sim.state import EGO, AgentKind, Behavior, SimState, empty_state
+
+# derived_object_msgs/Object CLASSIFICATION_* values
+CLASS_UNKNOWN, CLASS_PEDESTRIAN, CLASS_BIKE, CLASS_CAR, CLASS_TRUCK, CLASS_MOTORCYCLE = 0, 4, 5, 6, 7, 8
+CLASS_OTHER_VEHICLE, CLASS_BARRIER = 9, 10
+CLASS_OF_KIND = {AgentKind.VEHICLE: CLASS_CAR, AgentKind.PEDESTRIAN: CLASS_PEDESTRIAN, AgentKind.CYCLIST: CLASS_BIKE,
+                 AgentKind.STATIC: CLASS_BARRIER, AgentKind.EMERGENCY: CLASS_OTHER_VEHICLE}
+KIND_OF_CLASS = {CLASS_CAR: AgentKind.VEHICLE, CLASS_TRUCK: AgentKind.VEHICLE, CLASS_OTHER_VEHICLE: AgentKind.VEHICLE,
+                 CLASS_MOTORCYCLE: AgentKind.CYCLIST, CLASS_PEDESTRIAN: AgentKind.PEDESTRIAN,
+                 CLASS_BIKE: AgentKind.CYCLIST}
+OBJECT_FIELDS = ("x", "y", "orientation", "orientation", "orientation", "orientation", "twist", "twist",
+                 "dimensions", "dimensions")  # what columns 1..10 of an object row are, for error messages
+LIGHT_OFF = 3
+
+
+class InvalidMessage(ValueError):
+    """A message with a non-finite or out-of-range field; the text names the topic and the field."""
+
+
+def finite(topic: str, **fields) -> None:
+    bad = [k for k, v in fields.items() if not np.all(np.isfinite(np.asarray(v, dtype=np.float64)))]
+    if bad:
+        raise InvalidMessage(f"{topic}: non-finite {', '.join(bad)}")
+
+
+def stamp_sec(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def quat_yaw(q) -> float:
+    return float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
+
+
+def object_rows(objects) -> np.ndarray:
+    """An ObjectArray as (N, 12) rows: id, x, y, qx, qy, qz, qw, vx, vy, length, width, classification (the
+    layout `drive_stack.cdr_objects.decode_object_array` gives)."""
+    return np.array([(o.id, o.pose.position.x, o.pose.position.y, o.pose.orientation.x, o.pose.orientation.y,
+                      o.pose.orientation.z, o.pose.orientation.w, o.twist.linear.x, o.twist.linear.y,
+                      *(list(o.shape.dimensions[:2]) + [np.nan, np.nan])[:2], o.classification)
+                     for o in objects.objects], np.float64).reshape(-1, 12)
+
+
+def state_from_rows(odom, rows: np.ndarray, max_agents: int, num_lights: int, accel: float = 0.0,
+                    topic: str = "/carla/hero/objects") -> SimState:
+    """A one-env SimState (CARLA frame) from the ego's Odometry, its longitudinal acceleration (the vehicle
+    status's; the learned planners read it) and the objects' rows (`object_rows`); an object goes to slot = its id
+    (ids outside 1..max_agents-1 are dropped). Raises InvalidMessage naming the topic, object and field."""
+    p, q = odom.pose.pose.position, odom.pose.pose.orientation
+    finite("/carla/hero/odometry", x=p.x, y=p.y, orientation=[q.x, q.y, q.z, q.w], speed=odom.twist.twist.linear.x)
+    finite("/carla/hero/vehicle_status", acceleration=accel)
+    st = empty_state(1, max_agents, num_lights)
+    x, y, yaw = ros_to_carla_pose(p.x, p.y, quat_yaw(q))
+    st.x[0, EGO], st.y[0, EGO], st.yaw[0, EGO] = x, y, yaw
+    st.speed[0, EGO], st.accel[0, EGO] = odom.twist.twist.linear.x, accel
+    st.length[0, EGO], st.width[0, EGO] = DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width
+    st.kind[0, EGO], st.behavior[0, EGO], st.valid[0, EGO] = AgentKind.VEHICLE, Behavior.CONTROLLED, True
+    rows = rows[(rows[:, 0] > 0) & (rows[:, 0] < max_agents)]
+    if len(rows):
+        bad = ~np.isfinite(rows[:, 1:11])
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise InvalidMessage(f"{topic}[id={int(rows[i, 0])}]: non-finite {OBJECT_FIELDS[j]}")
+        slot = rows[:, 0].astype(np.int64)
+        qx, qy, qz, qw = rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6]
+        yaw_ros = np.arctan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))
+        x, y, yaw = ros_to_carla_pose(rows[:, 1], rows[:, 2], yaw_ros)
+        st.x[0, slot], st.y[0, slot], st.yaw[0, slot] = x, y, yaw
+        st.speed[0, slot] = np.hypot(rows[:, 7], rows[:, 8])
+        st.length[0, slot], st.width[0, slot] = rows[:, 9], rows[:, 10]
+        st.kind[0, slot] = [KIND_OF_CLASS.get(int(c), AgentKind.STATIC) for c in rows[:, 11]]
+        st.behavior[0, slot], st.valid[0, slot] = Behavior.STATIC, True
+    return st
+
+
+def lights_array(msg, light_ids: np.ndarray) -> np.ndarray:
+    """(1, T) LightState in the lane graph's light order from a CarlaTrafficLightStatusList; lights the message
+    does not mention are OFF."""
+    index = {int(i): k for k, i in enumerate(light_ids)}
+    out = np.full((1, len(light_ids)), LIGHT_OFF, np.int8)
+    for tl in msg.traffic_lights if msg is not None else ():
+        k = index.get(int(tl.id))
+        if k is not None:
+            out[0, k] = min(int(tl.state), LIGHT_OFF)
+    return out
+
+
+def path_keypoints(path, topic: str = "/carla/hero/global_plan") -> np.ndarray:
+    """A nav_msgs/Path route as (N, 3) keypoints, CARLA frame."""
+    pts = np.array([[p.pose.position.x, -p.pose.position.y, p.pose.position.z] for p in path.poses], np.float64)
+    finite(topic, poses=pts)
+    return pts.reshape(-1, 3)
+
+
+def plan_path(m) -> np.ndarray:
+    """A drive_stack_msgs/Plan's path (P, 2), CARLA-handed ego frame."""
+    return np.array([[p.x, -p.y] for p in m.path], np.float64).reshape(-1, 2)
+
+
+def plan_profile(m) -> np.ndarray:
+    prof = np.asarray(m.speed_profile, np.float64)
+    return prof if len(prof) == len(m.path) else np.full(len(m.path), m.target_speed, np.float64)
