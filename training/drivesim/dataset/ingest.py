@@ -15,7 +15,9 @@ tick it sent none), and the episode's takeovers in its index entry. The map trav
 chunk (a warning names it; the entry says `truncated`). A bag without the expert's plan (a real car: no
 privileged expert) is refused, naming the topic.
 
-The first `FeatureConfig.history` seconds of a bag's window have partial agent histories, as the first frames of
+Light states are the ones the stack's perception used at the tick (its /drive_stack/scene message; the light
+status topic has no header, so its log time cannot say which tick it belongs to). The first
+`FeatureConfig.history` seconds of a bag's window have partial agent histories, as the first frames of
 a route do offline.
 """
 
@@ -48,6 +50,7 @@ EXPERT_CMD = "/drive_stack/expert/vehicle_control_cmd"
 EXPERT_PLAN = "/drive_stack/expert/plan"
 TAKEOVER = "/drive_stack/takeover"
 STATUS = "/drive_stack/status"
+SCENE = "/drive_stack/scene"
 REQUIRED = (ODOMETRY, VEHICLE_STATUS, OBJECTS, EXPERT_CMD, EXPERT_PLAN, MAP, GLOBAL_PLAN)
 
 
@@ -154,6 +157,7 @@ def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[
     for _, m in msgs.get(STATUS, []):
         if m.node == "takeover_monitor" and m.detail.startswith("controller="):
             who[_key(m.header.stamp)] = m.detail.partition("=")[2]
+    scenes = _by_tick(msgs.get(SCENE, []))  # the light states the stack's perception used at each tick
     lights = sorted(msgs.get(TRAFFIC_LIGHTS, []), key=lambda r: r[0])  # no header: by the time it was logged
     light_t = np.array([t for t, _ in lights], np.int64)
     rec = EpisodeRecorder(g, spec, None, max_agents, shadow=True)
@@ -177,8 +181,12 @@ def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[
         st = wire.state_from_rows(o, wire.object_rows(objects[k]), max_agents, g.num_lights,
                                   accel=status[k].acceleration.linear.x)
         st.t[0] = wire.stamp_sec(o.header.stamp)
-        j = int(np.searchsorted(light_t, int(round(k * DT * NS)), side="right")) - 1
-        lt = wire.lights_array(lights[j][1] if j >= 0 else None, g.light_id)
+        sc = scenes.get(k)
+        if sc is not None and len(sc.light_ids):
+            lt = wire.scene_lights(sc, g.light_id)
+        else:  # no scene of this tick: the light status logged last before it
+            j = int(np.searchsorted(light_t, int(round(k * DT * NS)), side="right")) - 1
+            lt = wire.lights_array(lights[j][1] if j >= 0 else None, g.light_id)
         e, pm = expert[k], eplan[k]
         path = wire.plan_path(pm)
         plan = _Plan(path[None], np.array([pm.target_speed], np.float64), wire.plan_profile(pm)[None])

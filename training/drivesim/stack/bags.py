@@ -117,7 +117,7 @@ class TakeoverBagger:
     def flush(self, now_ns: int, force: bool = False) -> list[Path]:
         done = []
         for p in list(self.pending):
-            if force or now_ns >= p.t_ns + self.post_ns:
+            if force or now_ns > p.t_ns + self.post_ns:  # after the window: late messages of its last tick are in
                 t0, t1 = max(p.t_ns - self.pre_ns, 0), p.t_ns + self.post_ns
                 path = self.out_dir / f"takeover_{p.index:03d}_t{p.t_ns / NS:08.2f}"
                 k = 1

@@ -98,6 +98,17 @@ def lights_array(msg, light_ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def scene_lights(scene, light_ids: np.ndarray) -> np.ndarray:
+    """(1, T) LightState in the lane graph's light order from a PerceivedScene's light_ids / light_states."""
+    index = {int(i): k for k, i in enumerate(light_ids)}
+    out = np.full((1, len(light_ids)), LIGHT_OFF, np.int8)
+    for i, s in zip(scene.light_ids, scene.light_states):
+        k = index.get(int(i))
+        if k is not None:
+            out[0, k] = min(int(s), LIGHT_OFF)
+    return out
+
+
 def path_keypoints(path, topic: str = "/carla/hero/global_plan") -> np.ndarray:
     """A nav_msgs/Path route as (N, 3) keypoints, CARLA frame."""
     pts = np.array([[p.pose.position.x, -p.pose.position.y, p.pose.position.z] for p in path.poses], np.float64)
