@@ -81,11 +81,15 @@ def test_ros_loop_with_the_learned_planner_matches_the_direct_loop(tmp_path):
     direct = run_route(TownLoader().load(spec.town), spec, "perlad", seed=0).record
     ros = res["record"]
     assert ros["meta"]["stack"]["missed_ticks"] == 0
-    assert abs(ros["scores"]["score_route"] - direct["scores"]["score_route"]) <= 2.0
-    assert abs(ros["meta"]["duration_game"] - direct["meta"]["duration_game"]) <= 1.0
+    # the same drive, not a similar one: the perception node reads the tick's light states before its odometry
+    # and the ego's acceleration from the vehicle status (before, the first tick saw every light OFF and zero
+    # acceleration, and this route ended 1-2 m apart)
+    assert ros["scores"] == pytest.approx(direct["scores"], abs=1e-6)
+    # (the simulator node's record counts the tick that ended the route: one tick, 0.05 s, more)
+    assert ros["meta"]["duration_game"] == pytest.approx(direct["meta"]["duration_game"], abs=0.051)
     fx, fy = ros["meta"]["final_position"]
     dx, dy = direct["meta"]["final_position"]
-    assert abs(fx - dx) + abs(fy - dy) < 2.0
+    assert abs(fx - dx) + abs(fy - dy) < 0.2  # that one tick's motion
 
 
 def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path):
