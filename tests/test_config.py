@@ -69,3 +69,25 @@ def test_each_node_section_has_exactly_its_typed_config():
         PARAMS["recorder"](mode="always")
     with pytest.raises(ValueError, match="TakeoverConfig.deadline"):
         PARAMS["takeover_monitor"](deadline=-1.0)
+
+
+def test_stack_run_set_options_are_typed_and_validated():
+    """`drive-stack-ros stack run --set NODE.PARAM=VALUE`: converted to the field's type, checked by the node's
+    config; an unknown node or parameter and a bad value are refused with what was wrong."""
+    from drive_stack.params import parse_set
+
+    got = parse_set(["takeover_monitor.steer_threshold=0.2", "recorder.mode=both", "pseudo_sim.offer_expert=false",
+                     "planner.wait_for=perception_input,recorder", "pseudo_sim.max_agents=32"])
+    assert got == {"takeover_monitor": {"steer_threshold": 0.2}, "recorder": {"mode": "both"},
+                   "pseudo_sim": {"offer_expert": False, "max_agents": 32},
+                   "planner": {"wait_for": ["perception_input", "recorder"]}}
+    with pytest.raises(ValueError, match="unknown node 'monitor'"):
+        parse_set(["monitor.steer_threshold=0.2"])
+    with pytest.raises(ValueError, match="has no parameter 'steer'"):
+        parse_set(["takeover_monitor.steer=0.2"])
+    with pytest.raises(ValueError, match="expected a non-negative number"):
+        parse_set(["takeover_monitor.steer_threshold=-1"])
+    with pytest.raises(ValueError, match="expected one of 'takeover', 'continuous', 'both'"):
+        parse_set(["recorder.mode=always"])
+    with pytest.raises(ValueError, match="expected NODE.PARAM=VALUE"):
+        parse_set(["steer_threshold=0.2"])

@@ -52,8 +52,16 @@ def print_stack_result(res: dict) -> None:
 
 
 def cmd_stack_run(a) -> int:
+    from .params import parse_set
+
+    try:
+        overrides = parse_set(a.set)
+    except ValueError as e:
+        print(f"drive-stack-ros stack run: error: {e}", file=sys.stderr)
+        return 2
     res = _launcher().stack_run(a.routes, a.route_id, a.out, maps_dir=a.maps_dir, policy=a.policy, seed=a.seed,
-                                faults=a.fault, record=a.record, timeout=a.timeout, tick_timeout=a.tick_timeout)
+                                faults=a.fault, record=a.record, timeout=a.timeout, tick_timeout=a.tick_timeout,
+                                node_overrides=overrides)
     print_stack_result(res)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -148,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fault", action="append", default=[], metavar="NODE:KIND@T",
                    help="inject a fault at sim time T [s], e.g. planner:stall@12.0, planner:nan@12.0, "
                         "planner:exit@12.0, planner:raise@12.0 (repeatable; default: none)")
+    q.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="a node parameter (config/stack.yaml), e.g. takeover_monitor.steer_threshold=0.2 (TakeAD's "
+                        "shadow-mode steering trigger) (repeatable; default: none)")
     q.add_argument("--record", default="takeover", choices=["takeover", "continuous", "both"],
                    help="recorder mode: a bag per takeover, 5 s segment bags, or both (default: %(default)s)")
     q.add_argument("--timeout", type=float, default=900.0, help="wall-clock seconds for the whole run "

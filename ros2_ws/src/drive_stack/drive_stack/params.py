@@ -84,6 +84,48 @@ class RecorderParams(NodeParams):
     segment: float = 5.0  # [s sim] continuous-mode segment length
 
 
+def parse_set(items: list[str]) -> dict[str, dict]:
+    """`--set NODE.PARAM=VALUE` options -> {node: {param: value}}, each value converted to the field's type and
+    validated by building the node's config (an unknown node or parameter, or a bad value, raises ValueError
+    naming it)."""
+    import typing
+
+    out: dict[str, dict] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        node, dot, name = key.partition(".")
+        if not eq or not dot:
+            raise ValueError(f"--set {item!r}: expected NODE.PARAM=VALUE, e.g. takeover_monitor.steer_threshold=0.2")
+        if node not in PARAMS:
+            raise ValueError(f"--set {item!r}: unknown node {node!r}; nodes: {', '.join(PARAMS)}")
+        cls = PARAMS[node]
+        hints = typing.get_type_hints(cls)
+        if name not in {f.name for f in fields(cls)}:
+            raise ValueError(f"--set {item!r}: {node} has no parameter {name!r}; its parameters: "
+                             f"{', '.join(f.name for f in fields(cls))}")
+        t = hints[name]
+        try:
+            if t is bool:
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError("expected true or false")
+                v = raw.lower() in ("true", "1")
+            elif t in (int, float):
+                v = t(raw)
+            elif typing.get_origin(t) is list:
+                v = [x for x in raw.split(",")]
+            else:
+                v = raw
+        except ValueError as e:
+            raise ValueError(f"--set {item!r}: {e}") from None
+        out.setdefault(node, {})[name] = v
+    for node, kw in out.items():
+        try:
+            PARAMS[node](**kw)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"--set {node}: {e}") from None
+    return out
+
+
 PARAMS: dict[str, type[NodeParams]] = {
     "pseudo_sim": PseudoSimParams, "perception_input": PerceptionParams, "planner": PlannerParams,
     "vla_reasoning": ReasoningParams, "takeover_monitor": TakeoverMonitorParams, "recorder": RecorderParams,
