@@ -163,6 +163,27 @@ def _epochs(model, opt, rows: np.ndarray, data: dict, keys, loss_fn, epochs: int
     return {k: v / max(nb, 1) for k, v in sums.items()}, step
 
 
+def report_curves(report: dict) -> dict[str, tuple[list[float], list[float]]]:
+    """Per-round series of a takead.json report (x = round): the validation DS (round 0 = the starting policy),
+    takeovers per km of each round's collection (made by the policy the round starts from; the final policy's
+    own after the last round), the DPO reward margin, preference accuracy and log-probabilities."""
+    rows = sorted(report["rounds"], key=lambda r: r["round"])
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    ev = [(r["round"], r["eval"]["driving_score"]) for r in rows if "eval" in r]
+    if ev:
+        out["validation DS"] = ([float(x) for x, _ in ev], [float(y) for _, y in ev])
+    tk = [(r["round"] - 1, r["takeovers_per_km"]) for r in rows if r.get("takeovers_per_km") is not None]
+    if report.get("final", {}).get("takeovers_per_km") is not None:
+        tk.append((report["final"]["round"], report["final"]["takeovers_per_km"]))
+    if tk:
+        out["takeovers per km (policy of round x)"] = ([float(x) for x, _ in tk], [float(y) for _, y in tk])
+    for k in ("reward_margin", "preference_acc", "chosen_logp", "rejected_logp"):
+        pts = [(r["round"], r["dpo"][k]) for r in rows if k in r.get("dpo", {})]
+        if pts:
+            out[f"DPO {k}"] = ([float(x) for x, _ in pts], [float(y) for _, y in pts])
+    return out
+
+
 def run_takead(cfg: TakeADConfig, log=print) -> dict:
     """The rounds (see the module docstring). Returns the report written to <out>/takead.json."""
     from torch.utils.tensorboard import SummaryWriter
@@ -173,6 +194,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
     from ..models.export import export_checkpoint
     from ..models.nets import INPUT_NAMES, Planner
     from .data import DataConfig, build_samples
+    from .pipeline import plot_curves
     from .train import planner_losses
 
     if not cfg.routes:
@@ -280,6 +302,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         report["rounds"] = [x for x in report["rounds"] if x["round"] != r] + [row]
         report_path.write_text(json.dumps(report, indent=2))
         done.write_text(json.dumps(row, indent=2))
+        plot_curves(report_curves(report), out / "curves.png", title=f"TakeAD {out.name}: per round")
         log(f"round {r}: {row['takeovers']} takeovers over {row['km']:.2f} km ({row['takeovers_per_km']} per km), "
             f"{row['disengagement_states']} disengagement states"
             + (f", eval DS {row['eval']['driving_score']:.2f}" if "eval" in row else "") + f" ({row['wall_s']} s)")
@@ -292,6 +315,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
             report_path.write_text(json.dumps(report, indent=2))
             fin.mkdir(parents=True, exist_ok=True)
             (fin / "final.json").write_text(json.dumps(report["final"], indent=2))
+            plot_curves(report_curves(report), out / "curves.png", title=f"TakeAD {out.name}: per round")
             tb.add_scalar("round/takeovers_per_km", shadow["takeovers_per_km"] or 0.0, cfg.rounds + 1)
             log(f"final policy: {shadow['takeovers']} takeovers over {shadow['km']:.2f} km "
                 f"({shadow['takeovers_per_km']} per km)")
@@ -299,4 +323,4 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
     return report
 
 
-__all__ = ["TakeADConfig", "action_logp", "disengagement_mask", "dpo_loss", "run_takead"]
+__all__ = ["TakeADConfig", "action_logp", "disengagement_mask", "dpo_loss", "report_curves", "run_takead"]
