@@ -44,6 +44,9 @@ class TakeADConfig:
     rounds: int = 4  # post-training rounds (the paper saturates after round 4)
     ablation: Literal["both", "dagger", "dpo"] = "both"  # which updates a round makes
     pre_takeover: float = 3.0  # [s] frames this long before a takeover are disengagement states too
+    drop_waiting: bool = False  # leave out disengagement states where the ego stands and the expert keeps it
+    # standing (speed and label under 0.5 m/s): why the expert waits (a stop sign's timer, a walker it predicts)
+    # is not in the policy's view, so imitating it there teaches the policy to stay stopped
     takeover_steer: float = 0.2  # steering difference that makes the expert take over (TakeAD's 0.2; 0: off)
     takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
     dagger_epochs: int = 1  # imitation epochs per round over the aggregated data
@@ -133,6 +136,16 @@ def disengagement_mask(controller: np.ndarray, episode: np.ndarray, frame_dt: fl
             lo -= 1
         out[lo:i] = True
     return out
+
+
+WAITING_SPEED = 0.5  # [m/s]
+
+
+def waiting_mask(data: dict) -> np.ndarray:
+    """(S,) samples where the ego stands (its speed feature) and the expert's speed label keeps it standing."""
+    from ..models.features import SPEED_SCALE
+
+    return (data["ego"][:, 0] * SPEED_SCALE < WAITING_SPEED) & (data["speed"] < WAITING_SPEED)
 
 
 def _save(model, path: Path, cfg: TakeADConfig, extra: dict) -> None:
@@ -269,6 +282,8 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         n_base = len(build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers), model.fcfg, log)["speed"])
         data = build_samples(DataConfig(",".join([cfg.data, *datasets]), cfg.maps_dir, cfg.workers), model.fcfg, log)
         dis = disengagement_mask(data["controller"], data["episode"], idx["frame_dt"], cfg.pre_takeover)
+        if cfg.drop_waiting:
+            dis &= ~waiting_mask(data)
         base = np.arange(len(dis)) < n_base  # the base dataset comes first in the concatenation
         model, _ = load_model(ckpt)
         model.train()
