@@ -1,9 +1,11 @@
 """ros2 launch drive_stack bench2drive.launch.py [sim:=carla|pseudo] [params_file:=...] [policy:=rule]
+                                                [perception:=privileged|sensors] [model:=planner.onnx]
 
-For a ROS 2 install (the Leaderboard 2.0 ROS agent runs `ros2 launch <package> <launch_file>`). The nodes come
-from drive_stack.node_table (the same table `drive-stack stack run` starts here without launch_ros);
-with sim:=pseudo the pseudo-simulator stands in for CARLA + the bridge (then pass its route parameters in
-the params file). Untested here: launch and launch_ros are not installable from PyPI.
+For a ROS 2 install (the Leaderboard 2.0 ROS agent runs `ros2 launch <package> <launch_file> k:=v ...`; in CARLA
+that agent is launch/drive_stack_agent.py, whose get_ros_entrypoint() passes sim, perception, policy and, when
+given, params_file and model). The nodes come from drive_stack.node_table (the same table `drive-stack stack run`
+starts here without launch_ros); with sim:=pseudo the pseudo-simulator stands in for CARLA + the bridge (then pass
+its route parameters in the params file). Untested here: launch and launch_ros are not installable from PyPI.
 """
 
 import os
@@ -21,11 +23,15 @@ def _nodes(context):
     sim = LaunchConfiguration("sim").perform(context)
     params = LaunchConfiguration("params_file").perform(context)
     policy = LaunchConfiguration("policy").perform(context)
+    model = LaunchConfiguration("model").perform(context)
+    # `perception` is read by the stack's perception modes (issue 21 item 2): no node takes it yet
     out = []
     for spec in nodes_for(sim):
         extra = {"use_sim_time": True}
         if spec.name == "planner":
             extra["policy"] = policy
+            if model:
+                extra["model"] = model
         out.append(Node(package="drive_stack", executable=spec.executable, name=spec.name, output="screen",
                         parameters=[params, extra], emulate_tty=True))
     return out
@@ -37,5 +43,12 @@ def generate_launch_description():
         DeclareLaunchArgument("sim", default_value="carla", description="carla (bridge + leaderboard) or pseudo"),
         DeclareLaunchArgument("params_file", default_value=default_params),
         DeclareLaunchArgument("policy", default_value="rule", description="planner policy: rule | expert | il | perlad | perlad_logreplay"),
+        DeclareLaunchArgument("perception", default_value="privileged", choices=["privileged", "sensors"],
+                              description="what the stack perceives from in CARLA: privileged (the bridge's pseudo "
+                                          "sensors: objects, odometry, traffic lights, the OpenDRIVE map) or sensors "
+                                          "(GNSS, IMU, speedometer, the OpenDRIVE map)"),
+        DeclareLaunchArgument("model", default_value="",
+                              description="learned policies: an ONNX planner instead of <models dir>/<policy>/"
+                                          "planner.onnx (the planner's `model` parameter; empty: that default)"),
         OpaqueFunction(function=_nodes),
     ])

@@ -19,6 +19,7 @@ ROUNDS=${ROUNDS:-4}
 TRAIN_SEEDS=${TRAIN_SEEDS:-"0 1"}
 EVAL_SEEDS=${EVAL_SEEDS:-"0"}
 ABLATIONS=${ABLATIONS:-"dagger dpo"}
+EVAL_ROUNDS=${EVAL_ROUNDS:-$(seq -s " " 0 "$ROUNDS")}  # the rounds whose planners the tables evaluate
 EXTRA=${EXTRA:-}  # more `train takead` options, e.g. "--drop-waiting"
 mkdir -p "$OUT"
 # the suites are committed with the table: made only where missing, so a rerun drives the same routes
@@ -37,7 +38,7 @@ sfx() { [ "$1" = 0 ] && echo "" || echo "_s$1"; }
 evaluate() {  # evaluate SUITE ARGS...: every round's planner of every run, under EVAL_SEEDS
   local suite=$1; shift
   for d in "$OUT"/"$START"_*t*/; do
-    for r in $(seq 0 "$ROUNDS"); do
+    for r in $EVAL_ROUNDS; do
       m="$d/round_$r/model/planner.onnx"
       [ -f "$m" ] || continue
       for e in $EVAL_SEEDS; do
@@ -49,7 +50,7 @@ evaluate() {  # evaluate SUITE ARGS...: every round's planner of every run, unde
 }
 runs() {  # runs SUITE -> "rule=...,round 0=a+b,...,round R=a+b,ablation dagger (round R)=..."
   local suite=$1 r d row="rule=$OUT/eval_${suite}_rule"
-  for r in $(seq 0 "$ROUNDS"); do
+  for r in $EVAL_ROUNDS; do
     d=""
     for s in $TRAIN_SEEDS; do for e in $EVAL_SEEDS; do d="${d:+$d+}$OUT/${START}_t$s/eval_${suite}_r$r$(sfx "$e")"; done; done
     row="$row,$START round $r=$d"

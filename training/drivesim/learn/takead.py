@@ -50,12 +50,15 @@ class TakeADConfig:
     takeover_steer: float = 0.2  # steering difference that makes the expert take over (TakeAD's 0.2; 0: off)
     takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
     dagger_epochs: int = 1  # imitation epochs per round over the aggregated data
+    aggregate_base: bool = True  # DAgger over the base data and the disengagement states (false: the latter only;
+    # a planner whose own training data is not at hand, e.g. a committed perlad, is pulled toward the base data's)
     dpo_epochs: int = 2  # DPO epochs per round over the disengagement states (the paper's 10 took the Proc3
     # validation DS from 42.9 to 13.9 without the NLL term and to 32.5 with it; 2 after DAgger: 49.4, DAgger alone 49.7)
     beta: float = 0.1  # DPO temperature
     w_reg: float = 0.1  # weight of the chosen action's path-offset loss beside DPO (keeps the chosen path's offsets)
     w_nll: float = 1.0  # weight of the chosen action's negative log-likelihood beside DPO (keeps its probability up)
-    lr: float = 1e-4  # AdamW learning rate of both updates
+    lr: float = 1e-4  # AdamW learning rate of the DAgger update
+    dpo_lr: float | None = None  # AdamW learning rate of the DPO update (None: lr)
     batch_size: int = 256  # samples per gradient step
     workers: int = 2  # collection, feature-building and evaluation processes
     threads: int = 2  # torch CPU threads
@@ -290,10 +293,11 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
         row = {"round": r, **shadow, "disengagement_states": int(dis.sum())}
         if cfg.ablation in ("both", "dagger"):
-            rows = np.flatnonzero(base | dis)
+            rows = np.flatnonzero((base & cfg.aggregate_base) | dis)
             row["dagger"], step = _epochs(model, opt, rows, data, keys, lambda b, m=model: planner_losses(m, b),
                                           cfg.dagger_epochs, cfg.batch_size, rng, tb, "dagger", step)
         if cfg.ablation in ("both", "dpo") and dis.any():
+            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr if cfg.dpo_lr is None else cfg.dpo_lr)
             ref = copy.deepcopy(model).eval()
             for p in ref.parameters():
                 p.requires_grad_(False)
