@@ -175,7 +175,7 @@ def is_ros_package(mod: str) -> bool:
 def stack_imports() -> dict[str, set[str]]:
     """Top-level modules imported (anywhere, absolute imports) by drive_stack's node modules and launch files."""
     pkg = WS / "src" / "drive_stack"
-    files = sorted((pkg / "drive_stack").glob("*.py")) + sorted((pkg / "launch").glob("*.py"))
+    files = sorted((pkg / "drive_stack").glob("*.py")) + sorted((pkg / "launch").glob("*.launch.py"))  # the LB agent runs in the evaluator
     out: dict[str, set[str]] = {}
     for f in files:
         for n in ast.walk(ast.parse(f.read_text(), str(f))):
