@@ -13,7 +13,7 @@
 set -euo pipefail
 OUT=${1:-results/takead}
 SHARED=${2:-../shared}
-DS=.venv/bin/drive-stack
+DS=${DS:-.venv/bin/drive-stack}
 START=${START:-il}
 ROUNDS=${ROUNDS:-4}
 TRAIN_SEEDS=${TRAIN_SEEDS:-"0 1"}

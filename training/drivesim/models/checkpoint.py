@@ -102,7 +102,7 @@ def planner_from_onnx(path: str | Path, tol: float | None = None):
     for k, v in new.items():
         if tuple(v.shape) != tuple(sd[k].shape):
             raise ValueError(f"{path}: {k} has shape {tuple(v.shape)}, the network wants {tuple(sd[k].shape)}")
-        sd[k] = torch.as_tensor(np.ascontiguousarray(v))
+        sd[k] = torch.as_tensor(np.array(v, copy=True))
     model.load_state_dict(sd)
     model.eval()
     err = parity(model, path)
