@@ -1,10 +1,23 @@
 """The takeover gate without DDS: every transition of `TakeoverGate` (deadline, invalid input, TTC, predicted
-collision, steering disagreement, the expert's wait, hand-back, cold start), and the gate run offline in the
-closed loop."""
+collision, steering disagreement, the expert's wait, hand-back, cold start), the safe stop's minimal-risk
+manoeuvre (jerk-limited braking along the path, escalation to an emergency stop) against the vehicle model, and
+the gate run offline in the closed loop."""
+
+import dataclasses
 
 import numpy as np
 import pytest
-from drivesim.stack.takeover import EXPERT, PLANNER, SAFE_STOP, Cause, TakeoverConfig, TakeoverGate
+from drivesim.sim.dynamics import DEFAULT_VEHICLE, bicycle_step, brake_for_decel
+from drivesim.stack.takeover import (
+    EXPERT,
+    PLANNER,
+    SAFE_STOP,
+    Cause,
+    MrmState,
+    TakeoverConfig,
+    TakeoverGate,
+    mrm_stopping_distance,
+)
 from test_stack_lib import CAR, scene_with
 
 PATH = np.stack([np.arange(1, 30, dtype=float), np.zeros(29)], 1)
@@ -42,7 +55,10 @@ def test_deadline_counts_only_once_ready():
     tick(g, 0.05, wall=200.0, cmd=None)
     assert g.poll(200.29) is None  # within the deadline
     d = g.poll(200.31)
-    assert d.event.cause is Cause.MISSED_DEADLINE and d.command == (0.0, 0.0, 1.0) and d.controller == SAFE_STOP
+    assert d.event.cause is Cause.MISSED_DEADLINE and d.controller == SAFE_STOP
+    # the safe stop's first tick: along the (straight) plan, braking for one tick of the jerk-limited ramp
+    assert d.mrm.state is MrmState.COMFORT and d.mrm.path == "plan" and d.mrm.decel == pytest.approx(5.0 * 0.05)
+    assert d.command == pytest.approx((0.0, 0.0, brake_for_decel(5.0 * 0.05, 8.0)))
     assert g.poll(200.5) is None  # one command per tick
     # a planner command for the decided tick arrives late: alive, but nothing more is sent
     assert g.offer_planner(0.05, *GO) is None and g.last_ok_t == 0.05
@@ -70,6 +86,7 @@ def test_low_ttc_and_predicted_collision():
     g = TakeoverGate()
     (d,) = tick(g, 2.0, scene=scene_with([(x, 0.0, 0.0, 0.0, *CAR)], ego_speed=10.0), speed=10.0)
     assert d.event.cause is Cause.LOW_TTC and d.controller == SAFE_STOP
+    assert d.mrm.state is MrmState.EMERGENCY and d.command[2] == 1.0  # more than a comfortable stop: full brake
     # farther (15 m): TTC 1.5 s is fine, but a plan that keeps 8 m/s into it within the 2 s horizon is not
     g = TakeoverGate(TakeoverConfig(horizon=2.0))
     (d,) = tick(g, 2.0, scene=scene_with([(15.0, 0.0, 0.0, 0.0, *CAR)], ego_speed=8.0), speed=8.0)
@@ -92,7 +109,8 @@ def test_expert_drives_the_takeover_and_a_late_expert_means_a_safe_stop():
     g.new_tick(1.1, 12.0)
     assert g.poll(12.05) is None
     d = g.poll(12.11)
-    assert d.controller == SAFE_STOP and d.command == (0.0, 0.0, 1.0) and d.event is None
+    assert d.controller == SAFE_STOP and d.event is None
+    assert d.mrm.state is MrmState.COMFORT and d.command[0] == 0.0 and 0.0 < d.command[2] < 1.0  # the ramp's start
     assert g.offer_expert(1.1, *ex) is None  # too late for this tick
 
 
@@ -133,6 +151,124 @@ def test_steering_disagreement_is_a_shadow_trigger_when_set():
         TakeoverConfig(steer_threshold=-1.0)
     with pytest.raises(ValueError, match="deadline"):
         TakeoverConfig(deadline=float("nan"))
+
+
+R = 25.0  # [m] radius of the curve (turning towards +y, the ego's right)
+
+
+def arc(length=40.0):
+    """The curve ahead of an ego at (0, 0) heading +x, every metre: (P, 2)."""
+    th = np.arange(1.0, length + 1.0) / R
+    return np.stack([R * np.sin(th), R * (1.0 - np.cos(th))], 1)
+
+
+def test_a_silent_planner_mid_curve_means_a_jerk_limited_stop_along_the_curve():
+    """No expert: the planner drives a 25 m curve at 10 m/s and falls silent. The safe stop keeps steering along
+    the planner's last path (moved by the odometry into each tick's ego frame; the scenes' own route is straight,
+    so the curve can only come from the plan), ramps the wanted deceleration at <= mrm_jerk to mrm_decel, and the
+    vehicle model decelerates as asked; the car ends STOPPED on the curve, held by full brake."""
+    from drivesim.sim.control import PIDController
+
+    cfg = TakeoverConfig(mrm_decel=3.0, mrm_jerk=5.0)
+    g = TakeoverGate(cfg)
+    g.set_ready()
+    pid = PIDController(1)
+    sa = np.arctan(2.0 * np.tan(np.arcsin(DEFAULT_VEHICLE.wheelbase / (2 * R))))  # the curve's wheel angle
+    x, y, yaw, v, steer_angle, acc = 0.0, 0.0, 0.0, 10.0, sa, 0.0
+    world = arc(200.0)
+    out, off = [], []  # per safe-stop tick; the distance off the curve [m] after each tick
+    for k in range(200):
+        t, wall = round(0.05 * k, 3), 100.0 + k
+        pose = np.array([x, y, yaw])
+        c, s = np.cos(yaw), np.sin(yaw)
+        dx, dy = world[:, 0] - x, world[:, 1] - y
+        local = np.stack([dx * c + dy * s, -dx * s + dy * c], 1)
+        local = local[local[:, 0] > 0][:40]  # the plan: the next 40 m of the curve
+        scene = dataclasses.replace(scene_with([], ego_speed=v), ego_pose=pose[None], ego_accel=np.array([acc]))
+        ds = [g.new_tick(t, wall)]  # under a takeover the gate decides at the clock (the last scene it has)
+        g.offer_scene(t, scene)
+        if k < 20:  # the planner drives for 1 s
+            g.offer_plan(t, local, np.full(len(local), 10.0))
+            ds.append(g.offer_planner(t, *(float(u[0]) for u in pid(local[None], 10.0, v))))
+        elif k == 20:
+            ds.append(g.poll(wall + 0.31))  # ... then falls silent: MISSED_DEADLINE
+        (d,) = [d for d in ds if d is not None and d.command is not None]
+        if k >= 20:
+            out.append((t, d.mrm.state, d.mrm.decel, d.mrm.path, *d.command, v))
+            assert d.controller == SAFE_STOP and d.command[0] == 0.0
+        x, y, yaw, v, steer_angle, acc = (float(a) for a in bicycle_step(x, y, yaw, v, steer_angle, *d.command, 0.05))
+        off.append(abs(np.hypot(x, y - R) - R))
+        if k >= 20:
+            out[-1] += (acc,)
+    assert g.history[0].cause is Cause.MISSED_DEADLINE and g.history[0].t == pytest.approx(1.0)
+    states = [o[1] for o in out]
+    comfort = [o for o in out if o[1] is MrmState.COMFORT]
+    assert states[0] is MrmState.COMFORT and states[-1] is MrmState.STOPPED and MrmState.EMERGENCY not in states
+    assert {o[3] for o in out} == {"plan"}
+    # steering along the curve (its wheel angle is sa / max_steer = 0.094), not straight
+    steers = np.array([o[5] for o in comfort])
+    assert np.all(steers > 0.05) and np.all(np.abs(steers - sa / DEFAULT_VEHICLE.max_steer) < 0.03)
+    # on the curve, well into it: no farther off it than the planner's own pure pursuit was (0.43 m inside)
+    assert yaw > 0.5 and max(off[20:]) < off[19] + 0.1 < 0.6
+    # the wanted deceleration: from the car's (cruising: ~0) to mrm_decel at <= mrm_jerk
+    want = np.array([o[2] for o in comfort])
+    assert 0.25 <= want[0] < 0.26 and np.all(np.diff(want) <= cfg.mrm_jerk * 0.05 + 1e-9)
+    assert want.max() == pytest.approx(cfg.mrm_decel) and np.sum(want == cfg.mrm_decel) > 20
+    # ... and the vehicle model's deceleration is the wanted one (brake through its inverse), so its jerk too
+    got = np.array([-o[-1] for o in comfort])
+    np.testing.assert_allclose(got, want, atol=0.02)  # (the speed the brake is computed for is a tick old)
+    assert np.all(np.abs(np.diff(got)) <= cfg.mrm_jerk * 0.05 + 0.02)
+    assert v == 0.0 and out[-1][6] == 1.0  # stands, held with full brake
+    stop_t = next(o[0] for o in out if o[1] is MrmState.STOPPED)
+    v0 = out[0][7]  # the speed at the takeover: a 0.6 s ramp takes 0.9 m/s, 3 m/s^2 the rest down to moving_speed
+    assert stop_t == pytest.approx(1.0 + 0.6 + (v0 - 0.9 - cfg.moving_speed) / 3.0, abs=0.1)
+
+
+def test_a_stopped_obstacle_close_ahead_means_an_emergency_stop_at_once():
+    """At 10 m/s a stopped car 12 m ahead (TTC 1.2 s: no LOW_TTC takeover by itself) when the planner sends NaN:
+    the comfortable stop needs ~19 m, so the safe stop brakes fully at once (EMERGENCY) and holds it until the car
+    stands; 40 m ahead the same takeover is a comfortable stop."""
+    gap = 12.0
+    near = scene_with([(gap + 4.6 / 2 + 4.9 / 2, 0.0, 0.0, 0.0, *CAR)], ego_speed=10.0)
+    assert mrm_stopping_distance(10.0, 0.0, 3.0, 5.0) > gap * 1.5
+    g = TakeoverGate()
+    (d,) = tick(g, 1.0, scene=near, speed=10.0, cmd=(np.nan, 0.0, 0.0))
+    assert d.event.cause is Cause.INVALID_MESSAGE and d.controller == SAFE_STOP
+    assert d.mrm.state is MrmState.EMERGENCY and d.command == pytest.approx((0.0, 0.0, 1.0))
+    assert g.mrm_state is MrmState.EMERGENCY and d.mrm.decel == DEFAULT_VEHICLE.max_brake
+    # the next ticks are decided at the clock, by the last scene (the previous tick's, as the node has it then)
+    (d,) = tick(g, 1.05, scene=scene_with([], ego_speed=6.0), speed=6.0)
+    assert d.mrm.state is MrmState.EMERGENCY and d.command[2] == 1.0
+    (d,) = tick(g, 1.1, scene=scene_with([], ego_speed=0.2), speed=0.0)  # obstacle out of sight: still full brake
+    assert d.mrm.state is MrmState.EMERGENCY and d.command[2] == 1.0
+    (d,) = tick(g, 1.15, scene=scene_with([], ego_speed=0.0), speed=0.0)
+    assert d.mrm.state is MrmState.STOPPED and d.command[2] == 1.0 and g.mrm_state is MrmState.STOPPED
+    far = scene_with([(40.0 + 4.6 / 2 + 4.9 / 2, 0.0, 0.0, 0.0, *CAR)], ego_speed=10.0)
+    g = TakeoverGate()
+    (d,) = tick(g, 1.0, scene=far, speed=10.0, cmd=(np.nan, 0.0, 0.0))
+    assert d.mrm.state is MrmState.COMFORT and d.command[2] < 0.1
+
+
+def test_brake_for_a_deceleration_inverts_the_vehicle_model():
+    """brake_for_decel(a, v) applied to the bicycle model (throttle 0) decelerates at a; below the resistances
+    (rolling + drag) no brake, above full brake's deceleration full brake. The stopping distance of the ramp
+    matches a fine integration."""
+    for v in (0.5, 5.0, 13.9, 30.0):
+        for a in (1.5, 3.0, 6.0, 8.0):
+            b = brake_for_decel(a, v)
+            assert 0.0 < b <= 1.0, (v, a)
+            *_, vn, _, acc = bicycle_step(0.0, 0.0, 0.0, v, 0.0, 0.0, 0.0, b, 0.01)
+            assert float(acc) == pytest.approx(-a, abs=1e-9), (v, a)
+    assert brake_for_decel(0.1, 10.0) == 0.0 and brake_for_decel(20.0, 10.0) == 1.0
+    np.testing.assert_allclose(brake_for_decel(np.array([3.0, 3.0]), np.array([0.0, 10.0])),
+                               [3.0 / 8.0, (3.0 - 0.15 - 0.12) / 8.0])
+    assert mrm_stopping_distance(10.0, 3.0, 3.0, 5.0) == pytest.approx(100.0 / 6.0)
+    for v, a0 in ((10.0, 0.0), (0.5, 0.0), (10.0, 1.5)):
+        dt, s, vk, ak = 1e-4, 0.0, v, a0
+        while vk > 0:
+            ak = min(ak + 5.0 * dt, 3.0)
+            s, vk = s + max(vk - 0.5 * ak * dt, 0.0) * dt, vk - ak * dt
+        assert mrm_stopping_distance(v, a0, 3.0, 5.0) == pytest.approx(s, abs=1e-2), (v, a0)
 
 
 def test_stale_commands_keep_the_planner_alive():

@@ -72,6 +72,20 @@ class PIDController:
                                       c.brake_margin, c.stop_speed]), throttle, steer, brake)
         return throttle, steer, brake
 
+    def steer(self, path_ego: np.ndarray, speed: np.ndarray) -> np.ndarray:
+        """The lateral part alone (pure pursuit to the aim point + PD on it, the arithmetic of `__call__`), for
+        a caller that only steers (the takeover gate's minimal-risk manoeuvre brakes by itself). Updates the
+        derivative's memory as `__call__` does. Returns steer (E,)."""
+        c, veh = self.cfg, self.vehicle
+        path_ego = np.ascontiguousarray(path_ego, np.float64)
+        speed = np.ascontiguousarray(np.broadcast_to(speed, (len(path_ego),)), np.float64)
+        idx = _aim_index(path_ego, speed, c.lookahead_gain, c.lookahead_min, c.lookahead_max)
+        out = np.empty(len(path_ego))
+        for e in range(len(path_ego)):
+            out[e], self.prev_steer[e] = _lateral(path_ego[e, idx[e], 0], path_ego[e, idx[e], 1], self.prev_steer[e],
+                                                  self.dt, veh.wheelbase, veh.max_steer, c.lat_kp, c.lat_kd)
+        return out
+
 
 @njit(cache=True)
 def _aim_index(path, speed, gain, la_min, la_max):  # pragma: no cover (compiled)
@@ -88,18 +102,24 @@ def _aim_index(path, speed, gain, la_min, la_max):  # pragma: no cover (compiled
 
 
 @njit(cache=True)
+def _lateral(ax, ay, prev_pp, dt, wheelbase, max_steer, lat_kp, lat_kd):  # pragma: no cover (compiled)
+    """Pure pursuit to the aim point (ax, ay), delta = atan(2 L sin(alpha) / ld), as a normalised steer, then
+    PD on it. Returns (steer in [-1, 1], the pure-pursuit steer: the derivative's memory for the next tick)."""
+    ld = max(math.hypot(ax, ay), 1e-3)
+    alpha = math.atan2(ay, max(ax, 1e-3))
+    steer_pp = math.atan(2.0 * wheelbase * math.sin(alpha) / ld) / max_steer
+    return min(max(lat_kp * steer_pp + lat_kd * (steer_pp - prev_pp) / dt, -1.0), 1.0), steer_pp
+
+
+@njit(cache=True)
 def _pid(path, target, speed, int_e, prev_e, prev_steer, dt, wheelbase, max_steer, prm, throttle, steer, brake):  # pragma: no cover
     """Pure pursuit + PID (the class docstring) for every env; updates the integrators in place."""
     gain, la_min, la_max, lat_kp, lat_kd, lon_kp, lon_ki, lon_kd, i_lim, max_thr, brake_gain, margin, stop = prm
     idx = _aim_index(path, speed, gain, la_min, la_max)
     for e in range(len(target)):
-        ax, ay = path[e, idx[e], 0], path[e, idx[e], 1]
-        # lateral: pure pursuit  delta = atan(2 L sin(alpha) / ld)
-        ld = max(math.hypot(ax, ay), 1e-3)
-        alpha = math.atan2(ay, max(ax, 1e-3))
-        steer_pp = math.atan(2.0 * wheelbase * math.sin(alpha) / ld) / max_steer
-        steer[e] = min(max(lat_kp * steer_pp + lat_kd * (steer_pp - prev_steer[e]) / dt, -1.0), 1.0)
-        prev_steer[e] = steer_pp
+        # lateral: pure pursuit + PD (`_lateral`)
+        steer[e], prev_steer[e] = _lateral(path[e, idx[e], 0], path[e, idx[e], 1], prev_steer[e], dt, wheelbase,
+                                           max_steer, lat_kp, lat_kd)
         # longitudinal: PID on the speed error; brake when too fast by more than the margin, hold below stop
         err = target[e] - speed[e]
         int_e[e] = min(max(int_e[e] + err * dt, -i_lim), i_lim)

@@ -35,6 +35,16 @@ class VehicleParams:
 DEFAULT_VEHICLE = VehicleParams()
 
 
+def brake_for_decel(decel, speed, params: VehicleParams = DEFAULT_VEHICLE):
+    """The brake command (throttle 0, forward) under which the model decelerates at `decel` [m/s^2] at `speed`
+    [m/s]: the inverse of `decel = brake x MAX_BRAKE + DRAG x v^2 + ROLLING` (`_bicycle`), clipped to [0, 1] (a
+    wanted deceleration below the resistances needs no brake; above full brake's, full brake). Broadcasts."""
+    v = np.abs(np.asarray(speed, np.float64))
+    resist = params.drag * v * v + np.where(v > 0.01, params.rolling, 0.0)
+    out = np.clip((np.asarray(decel, np.float64) - resist) / params.max_brake, 0.0, 1.0)
+    return float(out) if out.ndim == 0 else out
+
+
 def bicycle_step(x, y, yaw, speed, steer_angle, throttle, steer_cmd, brake, dt, params=DEFAULT_VEHICLE,
                  reverse=None, hand_brake=None):
     """One step of the kinematic bicycle. All inputs broadcast (batched). Returns (x, y, yaw, speed, steer, accel).

@@ -16,8 +16,20 @@ A takeover is declared, at the tick of sim time t, when
 5. STEER_DISAGREEMENT (shadow mode, off unless `steer_threshold` > 0; TakeAD uses 0.2): the expert's steering
    differs from the planner's by more than the threshold.
 During a takeover (at least `duration` seconds of sim time, TakeAD's 2 s) the controller is the privileged
-expert when the simulator offers one, otherwise a safe stop (full brake, wheels straight). Control returns
+expert when the simulator offers one, otherwise a safe stop: the minimal-risk manoeuvre (MRM). Control returns
 to the planner once the duration has passed and the planner's last command was valid and on time.
+
+The minimal-risk manoeuvre (`MrmState`, recorded per tick as `TakeoverGate.mrm` and in each `Decision`):
+- COMFORT: the wanted deceleration goes from the car's current one to `mrm_decel` with a jerk of at most
+  `mrm_jerk` and is turned into a brake command through the vehicle model (`sim.dynamics.brake_for_decel`);
+- the steering follows the planner's last valid path (the last plan the gate saw, moved into the current ego
+  frame with the scenes' odometry), else the route ahead in the last scene, else the wheels stay straight, with
+  the deployed controller's lateral part (`sim.control.PIDController.steer`: pure pursuit + PD);
+- EMERGENCY: full brake (steering still along the path) as soon as the time-to-collision with an agent ahead
+  (`ttc_ahead`) leaves less distance than the comfortable stop needs (`mrm_stopping_distance`); it holds until
+  the car stands;
+- STOPPED: below `moving_speed`, full brake holds the car; NONE: the planner or the expert drives.
+Before any readable scene (speed and surroundings unknown) the safe stop is EMERGENCY with the wheels straight.
 """
 
 from __future__ import annotations
@@ -28,8 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import obb_overlap
-from ..sim.dynamics import DEFAULT_VEHICLE
+from ..sim.control import PIDController
+from ..sim.dynamics import DEFAULT_VEHICLE, brake_for_decel
 from ..sim.perception import PerceivedScene
+from ..sim.state import DT
 
 
 class Cause(enum.IntEnum):  # drive_stack_msgs/TakeoverEvent CAUSE_* values
@@ -52,10 +66,13 @@ class TakeoverConfig:
     expert_wait: float = 0.1  # [s wall] under a takeover, how long to wait for the expert before a safe stop
     planner_ok_window: float = 0.151  # [s sim] the planner is healthy if it answered one of the last 3 ticks
     steer_threshold: float = 0.0  # shadow trigger: |steer_expert - steer_planner| > this (0: off; TakeAD uses 0.2)
+    mrm_decel: float = 3.0  # [m/s^2] the safe stop's comfortable deceleration (minimal-risk manoeuvre)
+    mrm_jerk: float = 5.0  # [m/s^3] the safe stop's deceleration changes at most this fast (full brake, when
+    # the time-to-collision needs it, at once)
 
     def __post_init__(self):
         for name in ("ttc_threshold", "max_decel", "horizon", "horizon_dt", "duration", "deadline", "expert_wait",
-                     "planner_ok_window"):
+                     "planner_ok_window", "mrm_decel", "mrm_jerk"):
             v = getattr(self, name)
             zero_ok = name in ("ttc_threshold", "max_decel", "horizon")  # 0 switches that check off
             if not (isinstance(v, int | float) and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
@@ -180,22 +197,67 @@ class TakeoverLogic:
 
     @staticmethod
     def safe_stop() -> tuple[float, float, float]:
-        """(throttle, steer, brake) of the safe stop."""
+        """(throttle, steer, brake) of a stop that knows nothing (no speed, no path): full brake, wheels
+        straight. The gate's safe stop is the minimal-risk manoeuvre (`TakeoverGate`), which knows more."""
         return 0.0, 0.0, 1.0
 
 
 PLANNER, EXPERT, SAFE_STOP = "planner", "expert", "safe_stop"
 
 
+class MrmState(enum.Enum):
+    """The minimal-risk manoeuvre's state (the module docstring)."""
+
+    NONE = "NONE"  # the planner or the expert drives
+    COMFORT = "COMFORT"  # jerk-limited braking at mrm_decel along the path
+    EMERGENCY = "EMERGENCY"  # full brake along the path: the time-to-collision needs it
+    STOPPED = "STOPPED"  # below moving_speed, held with full brake
+
+
+@dataclass(frozen=True)
+class Mrm:
+    """The minimal-risk manoeuvre at one tick: its state, the deceleration it asks for [m/s^2] (full brake's
+    in EMERGENCY, 0 when NONE or STOPPED) and what its steering follows: 'plan' (the planner's last valid path),
+    'route' (the route ahead in the last scene) or 'straight' (neither); '' when NONE."""
+
+    state: MrmState = MrmState.NONE
+    decel: float = 0.0
+    path: str = ""
+
+
+def mrm_stopping_distance(v: float, a0: float, decel: float, jerk: float) -> float:
+    """Distance [m] to stop from speed v [m/s] when the deceleration goes from a0 towards `decel` [m/s^2] at
+    `jerk` [m/s^3] and then stays (a0 above `decel`: counted as `decel` all the way, the longer stop)."""
+    v, a0 = max(float(v), 0.0), min(max(float(a0), 0.0), decel)
+    tau = (decel - a0) / jerk  # the ramp's duration
+    dv = a0 * tau + 0.5 * jerk * tau * tau
+    if dv >= v:  # stands before the ramp ends: a0 T + j T^2 / 2 = v
+        T = (-a0 + np.sqrt(a0 * a0 + 2.0 * jerk * v)) / jerk
+        return float(v * T - 0.5 * a0 * T * T - jerk * T ** 3 / 6.0)
+    ramp = v * tau - 0.5 * a0 * tau * tau - jerk * tau ** 3 / 6.0
+    return float(ramp + (v - dv) ** 2 / (2.0 * decel))
+
+
+def rebase_path(path: np.ndarray, pose_from: np.ndarray, pose_to: np.ndarray) -> np.ndarray:
+    """(P, 2) points in the ego frame of map pose `pose_from` (x, y, yaw) -> the ego frame of `pose_to`."""
+    c, s = np.cos(pose_from[2]), np.sin(pose_from[2])
+    wx = pose_from[0] + path[:, 0] * c - path[:, 1] * s - pose_to[0]
+    wy = pose_from[1] + path[:, 0] * s + path[:, 1] * c - pose_to[1]
+    c, s = np.cos(pose_to[2]), np.sin(pose_to[2])
+    return np.stack([wx * c + wy * s, -wx * s + wy * c], -1)
+
+
 @dataclass
 class Decision:
     """What the gate says at one moment of a tick: the command to apply (None: not yet, e.g. a takeover waits
-    for the expert's command) with who produced it, and a takeover that was just declared (to announce)."""
+    for the expert's command) with who produced it, a takeover that was just declared (to announce), and the
+    minimal-risk manoeuvre's state (NONE unless the safe stop drives)."""
 
     t: float
     command: tuple[float, float, float] | None  # throttle, steer, brake
     controller: str = ""  # PLANNER | EXPERT | SAFE_STOP (with a command)
     event: Takeover | None = None
+    mrm: Mrm = Mrm()
 
 
 def command_problems(throttle: float, steer: float, brake: float) -> list[str]:
@@ -222,8 +284,10 @@ class TakeoverGate:
     not a takeover).
 
     State: the current tick and its wall time, whether it has its command, the planner's last valid on-time
-    command (hand-back needs a healthy planner), the active takeover and the history, and how many ticks each
-    controller drove (`drove`)."""
+    command (hand-back needs a healthy planner), the active takeover and the history, how many ticks each
+    controller drove (`drove`), and the minimal-risk manoeuvre's (`mrm`: the last decided tick's; its ramp, the
+    last valid plan and the last scene it steers and brakes by). Offer scenes and plans also under a takeover:
+    the safe stop uses the newest."""
 
     def __init__(self, cfg: TakeoverConfig | None = None, expert_offered: bool = False):
         self.cfg = cfg or TakeoverConfig()
@@ -239,6 +303,12 @@ class TakeoverGate:
         self.expert: dict[float, tuple[float, float, float]] = {}
         self.drove: dict[str, int] = {PLANNER: 0, EXPERT: 0, SAFE_STOP: 0}
         self._unannounced: Takeover | None = None
+        self.mrm = Mrm()
+        self.last_plan: tuple[float, np.ndarray, np.ndarray | None] | None = None  # t, path, ego pose then
+        self.last_scene: tuple[float, PerceivedScene] | None = None
+        self._mrm_t: float | None = None  # the tick of the last MRM command (its ramp continues from there)
+        self._mrm_decel = 0.0  # the deceleration it asked for then [m/s^2]
+        self._lateral = PIDController(1, dt=DT)  # the deployed controller's lateral part steers the MRM
 
     @property
     def history(self) -> list[Takeover]:
@@ -253,6 +323,10 @@ class TakeoverGate:
 
     def planner_ok(self, t: float) -> bool:
         return self.last_ok_t >= t - self.cfg.planner_ok_window
+
+    @property
+    def mrm_state(self) -> MrmState:
+        return self.mrm.state
 
     # ------------------------------------------------------------------ inputs
     def new_tick(self, t: float, wall: float) -> Decision | None:
@@ -270,10 +344,22 @@ class TakeoverGate:
         return None
 
     def offer_scene(self, t: float, scene: PerceivedScene) -> None:
-        self.scene[round(float(t), 3)] = scene
+        t = round(float(t), 3)
+        self.scene[t] = scene
+        readable = not invalid_fields({"ego_speed": scene.ego_speed, "route": scene.route[0][scene.route_valid[0]]})
+        if readable and (self.last_scene is None or t >= self.last_scene[0]):  # (a NaN scene would brake by NaN)
+            self.last_scene = (t, scene)
+        if self.last_plan is not None and self.last_plan[0] == t and self.last_plan[2] is None:
+            self.last_plan = (t, self.last_plan[1], _pose(scene))
 
     def offer_plan(self, t: float, path: np.ndarray, speed_profile: np.ndarray) -> None:
-        self.plan[round(float(t), 3)] = (np.asarray(path, np.float64), np.asarray(speed_profile, np.float64))
+        t = round(float(t), 3)
+        path = np.asarray(path, np.float64)
+        self.plan[t] = (path, np.asarray(speed_profile, np.float64))
+        if (path.ndim == 2 and len(path) >= 2 and path.shape[1] == 2 and np.isfinite(path).all()
+                and (self.last_plan is None or t >= self.last_plan[0])):
+            scene = self.scene.get(t)
+            self.last_plan = (t, path, None if scene is None else _pose(scene))
 
     def offer_expert(self, t: float, throttle: float, steer: float, brake: float) -> Decision | None:
         t = round(float(t), 3)
@@ -323,7 +409,7 @@ class TakeoverGate:
             return None
         waited = wall - self.tick_wall
         if self.logic.active is not None and self.expert_offered and waited > self.cfg.expert_wait:
-            return self._command(t, self.logic.safe_stop(), SAFE_STOP)
+            return self._command(t, self._safe_stop(t), SAFE_STOP)
         if waited > self.cfg.deadline and (self.ready or self.last_ok_t > -np.inf):
             return self._takeover(t, Cause.MISSED_DEADLINE, f"no planner command {self.cfg.deadline:.2f} s after the tick")
         return None
@@ -344,15 +430,82 @@ class TakeoverGate:
 
     def _takeover_command(self, t: float) -> tuple[tuple[float, float, float], str]:
         ex = self.expert.get(t)
-        return (ex, EXPERT) if ex is not None else (self.logic.safe_stop(), SAFE_STOP)
+        return (ex, EXPERT) if ex is not None else (self._safe_stop(t), SAFE_STOP)
 
     def _command(self, t: float, cmd: tuple[float, float, float] | None, controller: str) -> Decision | None:
         ev, self._unannounced = self._unannounced, None
         if cmd is None:
-            return Decision(t, None, "", ev) if ev is not None else None
+            return Decision(t, None, "", ev, self.mrm) if ev is not None else None
         self.decided = t
         self.drove[controller] += 1
-        return Decision(t, cmd, controller, ev)
+        if controller != SAFE_STOP:  # the planner or the expert drives: no manoeuvre
+            self.mrm, self._mrm_t = Mrm(), None
+        return Decision(t, cmd, controller, ev, self.mrm)
+
+    # ------------------------------------------------------------------ the minimal-risk manoeuvre
+    def _safe_stop(self, t: float) -> tuple[float, float, float]:
+        """The safe stop's command for tick t (the module docstring), from the newest scene (speed, odometry,
+        agents) and the last valid plan; updates `mrm` and the ramp."""
+        cfg = self.cfg
+        scene = self.last_scene[1] if self.last_scene is not None else None
+        v = float(scene.ego_speed[0]) if scene is not None else 0.0
+        starting = self._mrm_t is None
+        if scene is None:  # no scene yet: speed and surroundings unknown, full brake with the wheels straight
+            self.mrm = Mrm(MrmState.EMERGENCY, DEFAULT_VEHICLE.max_brake, "straight")  # (held once scenes come)
+            return self.logic.safe_stop()
+        if starting:  # the ramp starts from the deceleration the car has now
+            acc = scene.ego_accel if scene is not None else None
+            known = acc is not None and np.isfinite(acc[0])
+            self._mrm_decel = min(max(-float(acc[0]), 0.0), DEFAULT_VEHICLE.max_brake) if known else 0.0
+            self._lateral.reset()
+        dt = DT if starting else min(max(t - self._mrm_t, 0.0), 0.5)
+        self._mrm_t = t
+        path, along = self._mrm_path(scene)
+        steer = 0.0
+        if path is not None:
+            if starting:  # the derivative starts from this tick's pure-pursuit angle: no kick from 0
+                self._lateral.steer(path[None], np.array([v]))
+            steer = float(self._lateral.steer(path[None], np.array([v]))[0])
+            steer = steer if np.isfinite(steer) else 0.0
+        if v < cfg.moving_speed:
+            self.mrm, self._mrm_decel = Mrm(MrmState.STOPPED, 0.0, along), 0.0
+            return 0.0, steer, 1.0
+        if self.mrm.state is MrmState.EMERGENCY or self._emergency(scene, v):
+            self.mrm = Mrm(MrmState.EMERGENCY, DEFAULT_VEHICLE.max_brake, along)
+            self._mrm_decel = cfg.mrm_decel  # (held until the car stands)
+            return 0.0, steer, 1.0
+        a = self._mrm_decel + float(np.clip(cfg.mrm_decel - self._mrm_decel, -cfg.mrm_jerk * dt, cfg.mrm_jerk * dt))
+        self.mrm, self._mrm_decel = Mrm(MrmState.COMFORT, a, along), a
+        return 0.0, steer, brake_for_decel(a, v)
+
+    def _emergency(self, scene: PerceivedScene | None, v: float) -> bool:
+        """The comfortable stop needs more distance than the time-to-collision with an agent ahead leaves."""
+        if scene is None or not scene.agents_valid[0].any():
+            return False
+        ttc = ttc_ahead(scene)
+        return bool(np.isfinite(ttc) and mrm_stopping_distance(v, self._mrm_decel, self.cfg.mrm_decel,
+                                                                self.cfg.mrm_jerk) > v * ttc)
+
+    def _mrm_path(self, scene: PerceivedScene | None) -> tuple[np.ndarray | None, str]:
+        """What the safe stop steers along, in the newest scene's ego frame: the last valid plan (moved there by
+        the odometry of its tick and of the scene), else the scene's route ahead, else nothing (straight)."""
+        scene_t = self.last_scene[0] if self.last_scene is not None else None
+        if self.last_plan is not None:
+            tp, path, pose = self.last_plan
+            now = _pose(scene) if scene is not None else None
+            if scene is None or tp == scene_t:
+                here = path
+            elif pose is not None and now is not None:
+                here = rebase_path(path, pose, now)
+            else:
+                here = None  # no odometry to move it by: the route is fresher
+            if here is not None and (here[:, 0] > 0).any():
+                return here, "plan"
+        if scene is not None:
+            route = scene.route[0][scene.route_valid[0]]
+            if len(route) >= 1 and (route[:, 0] > 0).any():
+                return np.asarray(route, np.float64), "route"
+        return None, "straight"
 
     # ------------------------------------------------------------------ offline (the closed loop)
     def tick_offline(self, t: float, scene: PerceivedScene, path: np.ndarray, profile: np.ndarray,
@@ -362,9 +515,9 @@ class TakeoverGate:
         expert's command when one is offered, the scene (one env). Returns (the command to apply, controller)."""
         t = round(float(t), 3)
         self.ready = True
-        outs = [self.new_tick(t, 0.0)]
-        self.offer_scene(t, scene)
+        self.offer_scene(t, scene)  # before the clock: a takeover decided at the clock stops by this tick's scene
         self.offer_plan(t, path, profile)
+        outs = [self.new_tick(t, 0.0)]
         if expert is not None:
             outs.append(self.offer_expert(t, *expert))
         outs.append(self.offer_planner(t, *command))
@@ -377,3 +530,10 @@ class TakeoverGate:
         return [{"t": tk.t, "cause": tk.cause.name, "detail": tk.detail,
                  "ttc": tk.ttc if np.isfinite(tk.ttc) else None} for tk in self.history]
 
+
+def _pose(scene: PerceivedScene) -> np.ndarray | None:
+    """The scene's ego pose in the map frame (x, y, yaw), None if it has none or a non-finite one."""
+    if scene.ego_pose is None:
+        return None
+    pose = np.asarray(scene.ego_pose[0], np.float64)
+    return pose if np.isfinite(pose).all() else None

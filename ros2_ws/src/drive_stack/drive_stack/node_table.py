@@ -46,6 +46,7 @@ REASONING = "/drive_stack/reasoning"
 TAKEOVER = "/drive_stack/takeover"
 STATUS = "/drive_stack/status"
 NODE_READY = "/drive_stack/node_ready"  # std_msgs/String (latched per publisher): a node's name once it is up
+DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray: the takeover monitor's minimal-risk manoeuvre
 
 # what the recorder keeps (topic -> rosbag message type)
 RECORDED = {
@@ -64,6 +65,7 @@ RECORDED = {
     REASONING: "drive_stack_msgs/msg/Reasoning",
     TAKEOVER: "drive_stack_msgs/msg/TakeoverEvent",
     STATUS: "drive_stack_msgs/msg/StackStatus",
+    DIAGNOSTICS: "diagnostic_msgs/msg/DiagnosticArray",
 }
 
 # published once, TRANSIENT_LOCAL: the recorder subscribes to them latched and puts the last of each into every
