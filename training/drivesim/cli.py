@@ -107,13 +107,18 @@ def _print_summary(s: dict) -> None:
 
 
 def cmd_eval(a) -> int:
+    from .evaluation.dispatch import RayMissing
     from .evaluation.evaluate import EvalConfig, evaluate, skipped_lines
 
     cfg = EvalConfig(routes=a.routes, out=a.out, policy=a.policy, model=a.model, maps_dir=a.maps_dir,
                      route_ids=a.route_ids.split(",") if a.route_ids else None, workers=a.workers,
                      resume=a.resume, seed=a.seed, route_timeout_s=a.route_timeout, fault=a.fault,
-                     render_failures=a.render_failures)
-    s = evaluate(cfg)
+                     render_failures=a.render_failures, ray=a.ray, max_retries=a.max_retries)
+    try:
+        s = evaluate(cfg)
+    except RayMissing as e:
+        print(f"drive-stack: error: {e}", file=sys.stderr)
+        return 2
     _print_summary(s)
     print(f"results: {Path(a.out) / 'results.json'}, summary: {Path(a.out) / 'summary.json'}")
     if s["routes_evaluated"] == 0:  # a score over no route is no result: say why and fail
@@ -272,6 +277,7 @@ def cmd_routes_suite(a) -> int:
 
 def cmd_collect(a) -> int:
     from .dataset import CollectConfig, collect
+    from .evaluation.dispatch import RayMissing
 
     cfg = CollectConfig(routes=a.routes, out=a.out, maps_dir=a.maps_dir, policy=a.policy, workers=a.workers,
                         seed=a.seed, route_ids=a.route_ids.split(",") if a.route_ids else None,
@@ -279,8 +285,13 @@ def cmd_collect(a) -> int:
                         speed_noise=a.speed_noise, noise_rate=a.noise_rate, noise_duration=a.noise_duration,
                         driver=a.driver, driver_model=a.driver_model, branches=a.branches, takeover=a.takeover,
                         takeover_steer=a.takeover_steer, takeover_duration=a.takeover_duration,
-                        branch_every=a.branch_every)
-    idx = collect(cfg)
+                        branch_every=a.branch_every, ray=a.ray, max_retries=a.max_retries,
+                        route_timeout_s=a.route_timeout)
+    try:
+        idx = collect(cfg)
+    except RayMissing as e:
+        print(f"drive-stack: error: {e}", file=sys.stderr)
+        return 2
     frames = sum(e["frames"] for e in idx["episodes"])
     print(f"{len(idx['episodes'])} episodes, {frames} frames ({frames * idx['frame_dt'] / 3600:.2f} h), "
           f"{len(idx['failed'])} failed, in {idx['wall_s']:.0f} s; index: {Path(a.out) / 'index.json'}")
@@ -612,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--render-failures", type=int, default=0, metavar="N",
                    help="render the N worst failing routes (GIF) into OUT/renders and the HTML report "
                         "(default: %(default)s)")
+    ray_args(q)
     q.add_argument("--fault", default=None, help=argparse.SUPPRESS)  # testing aid: crash|hang|exit:<route_id>
     q.set_defaults(fn=cmd_eval)
 
@@ -688,6 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     q.add_argument("--branch-every", type=float, default=1.0, help="time between branch points [s] "
                    "(default: %(default)s)")
+    q.add_argument("--route-timeout", type=float, default=None, help="wall-clock seconds before a route's worker "
+                   "counts as hung (default: no limit)")
+    ray_args(q)
     q.set_defaults(fn=cmd_collect)
     d = sub.add_parser("dataset", help="collected datasets: stats").add_subparsers(
         dest="sub", required=True, metavar="SUBCOMMAND")
@@ -792,6 +807,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("rest", nargs=argparse.REMAINDER, help=f"ignored: use {ROS_CLI}")
     q.set_defaults(fn=cmd_moved, moved="bench stack")
     return p
+
+
+def ray_args(q) -> None:
+    """--ray and --max-retries, as eval and collect take them."""
+    q.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the routes as Ray tasks (needs the ray extra): alone, on a Ray started here with "
+                        "--workers CPUs; with `auto`, `HOST:PORT` or `ray://HOST:PORT`, on that running cluster, one "
+                        "route per CPU (default: worker processes here)")
+    q.add_argument("--max-retries", type=int, default=1, metavar="N", help="with --ray: times a route whose worker "
+                   "process or node died is run again before it counts as a simulation crash (default: %(default)s)")
 
 
 def add_maps_arg(q) -> None:

@@ -29,13 +29,14 @@ Columnar arrays per episode (F frames, A agent slots, P plan points):
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..evaluation.dispatch import dispatch, import_ray
 from ..loop import is_privileged
 from ..maps import TownLoader
 from ..routes import parse_routes
@@ -76,6 +77,9 @@ class CollectConfig:
     branches: int = 3  # counterfactual ego plans per branch point (0: none): target speeds 0, BRANCH_MAX, random
     branch_every: float = 1.0  # [s] between branch points
     notes: list[str] = field(default_factory=list)
+    ray: str | None = None  # episodes as Ray tasks: "local" (a Ray of `workers` CPUs), "auto", "host:port", "ray://..."
+    max_retries: int = 1  # Ray: re-runs of a route whose worker process or node died before it counts as failed
+    route_timeout_s: float | None = None  # wall-clock limit per route before its worker counts as hung (None: none)
 
 
 class ControlNoise:
@@ -271,13 +275,36 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     return entry
 
 
-def _worker(args):
-    cfg, spec, seed = args
+def _worker(cfg: CollectConfig, spec: RouteSpec, seed: int) -> dict:
     try:
         return collect_route(cfg, spec, seed)
     except Exception as e:  # noqa: BLE001 - one failing route must not stop the collection
-        return {"episode": episode_name(spec, seed), "route_id": spec.route_id, "town": spec.town,
-                "error": f"{type(e).__name__}: {e}"}
+        return _failed(spec, seed, f"{type(e).__name__}: {e}")
+
+
+def _failed(spec: RouteSpec, seed: int, error: str) -> dict:
+    return {"episode": episode_name(spec, seed), "route_id": spec.route_id, "town": spec.town, "error": error}
+
+
+def _ray_worker(cfg: CollectConfig, spec: RouteSpec, seed: int) -> tuple[dict, dict[str, bytes]]:
+    """A Ray task: the episode is written into a scratch folder of the node that runs it and comes back as its
+    files, so the dataset lands in the driver's --out whatever file systems the nodes have."""
+    with tempfile.TemporaryDirectory(prefix="drive-stack-collect-") as tmp:
+        entry = _worker(replace(cfg, out=tmp), spec, seed)
+        ep = Path(tmp) / "episodes" / entry["episode"]
+        files = {} if "error" in entry else {p.relative_to(ep).as_posix(): p.read_bytes()
+                                             for p in sorted(ep.rglob("*")) if p.is_file()}
+    return entry, files
+
+
+def _write_episode(ep_dir: Path, files: dict[str, bytes]) -> None:
+    """A shipped episode's files under ep_dir; arrays.npz last and atomically (its presence means complete)."""
+    for rel in sorted(files, key=lambda r: r == "arrays.npz"):
+        path = ep_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(files[rel])
+        tmp.replace(path)
 
 
 def collect(cfg: CollectConfig, log=print) -> dict:
@@ -304,17 +331,26 @@ def collect(cfg: CollectConfig, log=print) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(cfg, s, cfg.seed + i) for i, s in enumerate(specs)]
+    if cfg.ray:
+        import_ray()  # fail fast when the ray extra is missing
     t0 = time.perf_counter()
-    entries = []
-    if cfg.workers > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
-            for entry in pool.map(_worker, jobs):
-                entries.append(entry)
-                log(_line(entry, len(entries), len(jobs)))
-    else:
-        for job in jobs:
-            entries.append(_worker(job))
-            log(_line(entries[-1], len(entries), len(jobs)))
+    entries: list = [None] * len(jobs)  # in suite order, whatever order the routes finish in
+    done = 0
+    for o in dispatch(_ray_worker if cfg.ray else _worker, jobs, workers=cfg.workers, ray=cfg.ray,
+                      timeout_s=cfg.route_timeout_s, max_retries=cfg.max_retries,
+                      inline=cfg.route_timeout_s is None):  # one worker, no timeout: in this process, as always
+        _, spec, seed = jobs[o.job]
+        if o.kind != "ok":  # the worker died (after Ray's retries) or hung
+            entry = _failed(spec, seed, f"simulation crashed: {o.message}")
+        elif cfg.ray:
+            entry, files = o.result
+            if files:
+                _write_episode(out / "episodes" / entry["episode"], files)
+        else:
+            entry = o.result
+        entries[o.job] = entry
+        done += 1
+        log(_line(entry, done, len(jobs)))
     index = {"format_version": FORMAT_VERSION, "frame_dt": FRAME_EVERY * DT, "config": asdict(cfg), "models": models,
              "episodes": [e for e in entries if "error" not in e], "failed": [e for e in entries if "error" in e],
              "skipped_towns": missing, "wall_s": round(time.perf_counter() - t0, 1)}

@@ -1,5 +1,5 @@
-"""Evaluate many routes: parallel worker processes, a results checkpoint after every route, resume, and
-isolation (a route whose worker raises, dies or hangs is recorded as failed; the others go on).
+"""Evaluate many routes: parallel worker processes or Ray tasks (dispatch.py), a results checkpoint after every
+route, resume, and isolation (a route whose worker raises, dies or hangs is recorded as failed; the others go on).
 
 Output folder: ``results.json`` (Leaderboard 2.0 results shape, rewritten atomically after every route) and
 ``summary.json`` (Bench2Drive aggregates, routes evaluated / skipped).
@@ -8,7 +8,6 @@ Output folder: ``results.json`` (Leaderboard 2.0 results shape, rewritten atomic
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import time
 import traceback
@@ -25,6 +24,7 @@ from ..metrics.bench2drive import (
 )
 from ..policies import UnknownPolicy, check_policy, make_policy
 from ..routes.xml import RouteError, RouteSpec, parse_routes
+from .dispatch import dispatch, import_ray
 from .report import render_failures, write_report
 from .runner import leaderboard_route_id, run_route, scenario_note
 
@@ -43,7 +43,9 @@ class EvalConfig:
     route_timeout_s: float = 600.0  # wall-clock limit per route before its worker counts as hung
     max_agents: int = 64
     render_failures: int = 0  # re-drive and render (GIF) this many of the worst failing routes into the report
-    fault: str | None = None  # testing aid: "crash:<route_id>", "hang:<route_id>" or "exit:<route_id>"
+    fault: str | None = None  # testing aid: "crash:<route_id>", "hang:<route_id>" or "exit:<route_id>", comma-separated
+    ray: str | None = None  # routes as Ray tasks: "local" (a Ray of `workers` CPUs), "auto", "host:port", "ray://..."
+    max_retries: int = 1  # Ray: re-runs of a route whose worker process or node died before it counts as crashed
 
 
 def _atomic_write(path: Path, obj) -> None:
@@ -96,18 +98,6 @@ def skipped_lines(skipped: list[dict], show_ids: int = 6) -> list[str]:
     return lines
 
 
-def _exit_reason(code: int | None) -> str:
-    """How a worker process ended, in words (a negative exit code is the signal that killed it)."""
-    import signal
-
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
-
-
 def _crash_record(spec: RouteSpec, index: int, status: str, message: str, wall: float) -> dict:
     return {
         "index": index,
@@ -121,25 +111,25 @@ def _crash_record(spec: RouteSpec, index: int, status: str, message: str, wall: 
     }
 
 
-def _worker(conn, spec: RouteSpec, index: int, cfg: EvalConfig) -> None:
-    """Runs in a child process: one route, its record sent back through the pipe."""
+def _run_route(spec: RouteSpec, index: int, cfg: EvalConfig) -> tuple[str, object]:
+    """One route, in its worker (a forked process or a Ray task): ("ok", record), ("error", message) for a route
+    or map that cannot be driven, ("crash", message) when anything else raised."""
     try:
-        if cfg.fault == f"crash:{spec.route_id}":
+        faults = (cfg.fault or "").split(",")
+        if f"crash:{spec.route_id}" in faults:
             raise RuntimeError("injected fault: crash")
-        if cfg.fault == f"exit:{spec.route_id}":
+        if f"exit:{spec.route_id}" in faults:
             os._exit(3)
-        if cfg.fault == f"hang:{spec.route_id}":
+        if f"hang:{spec.route_id}" in faults:
             time.sleep(1e6)
         g = TownLoader(cfg.maps_dir).load(spec.town)
         pol = make_policy(cfg.policy, 1, g=g, **({"model": cfg.model} if cfg.model else {}))
         ep = run_route(g, spec, pol, seed=cfg.seed, max_agents=cfg.max_agents, index=index)
-        conn.send(("ok", ep.record))
+        return ("ok", ep.record)
     except (RouteError, MapError) as e:
-        conn.send(("error", str(e)))
+        return ("error", str(e))
     except Exception as e:  # anything else: the route fails, the evaluation goes on
-        conn.send(("crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"))
-    finally:
-        conn.close()
+        return ("crash", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
@@ -184,60 +174,38 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     note = scenario_note(r.scenario_type for _, r in todo)
     notes = [note] if note else []
 
-    def checkpoint(finished: bool) -> None:
-        _atomic_write(results_path, results_document(records, len(records) + len(pending) + len(running), finished))
+    left = len(todo)  # routes not finished yet (a route refused as "error" leaves the total, as it is not recorded)
 
-    ctx = mp.get_context("fork")
-    running: dict = {}
-    pending = list(todo)
+    def checkpoint(finished: bool) -> None:
+        _atomic_write(results_path, results_document(records, len(records) + left, finished))
+
+    if cfg.ray:
+        import_ray()  # fail fast, before any output, when the ray extra is missing
     checkpoint(False)
-    while pending or running:
-        while pending and len(running) < max(cfg.workers, 1):
-            i, spec = pending.pop(0)
-            parent, child = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_worker, args=(child, spec, i, cfg), daemon=True)
-            p.start()
-            child.close()
-            running[p.pid] = (p, parent, spec, i, time.perf_counter())
-        for pid in list(running):
-            p, conn, spec, i, t0 = running[pid]
-            wall = time.perf_counter() - t0
-            rec = None
-            if conn.poll():
-                try:
-                    kind, payload = conn.recv()
-                except EOFError:
-                    p.join(timeout=5)
-                    kind, payload = "died", f"worker {_exit_reason(p.exitcode)} before sending a result"
-                if kind == "ok":
-                    rec = payload
-                elif kind == "error":
-                    skipped.append({"route_id": spec.route_id, "town": spec.town, "status": "error",
-                                    "message": payload})
-                    log(f"route {spec.route_id}: error: {payload}")
-                else:
-                    status = STATUS_SIM_CRASHED if kind == "died" else STATUS_AGENT_CRASHED
-                    rec = _crash_record(spec, i, status, payload, wall)
-            elif not p.is_alive():
-                rec = _crash_record(spec, i, STATUS_SIM_CRASHED,
-                                    f"worker {_exit_reason(p.exitcode)} before sending a result", wall)
-            elif wall > cfg.route_timeout_s:
-                p.kill()
-                rec = _crash_record(spec, i, STATUS_SIM_CRASHED, f"worker hung: no result after {wall:.0f} s", wall)
+    for o in dispatch(_run_route, [(spec, i, cfg) for i, spec in todo], workers=cfg.workers, ray=cfg.ray,
+                      timeout_s=cfg.route_timeout_s, max_retries=cfg.max_retries):
+        i, spec = todo[o.job]
+        rec = None
+        if o.kind == "ok":
+            kind, payload = o.result
+            if kind == "ok":
+                rec = payload
+            elif kind == "error":
+                skipped.append({"route_id": spec.route_id, "town": spec.town, "status": "error", "message": payload})
+                log(f"route {spec.route_id}: error: {payload}")
             else:
-                continue
-            p.join(timeout=5)
-            conn.close()
-            del running[pid]
-            if rec is not None:
-                records.append(rec)
-                sc = rec["scores"]
-                why = (rec["meta"].get("error") or "").strip().splitlines()
-                log(f"route {spec.route_id} ({spec.town}, {spec.scenario_type}): {rec['status']}, "
-                    f"RC {sc['score_route']:.1f}, penalty {sc['score_penalty']:.2f}, DS {sc['score_composed']:.1f}"
-                    + (f": {why[0]}" if why else ""))
-            checkpoint(False)
-        time.sleep(0.01)
+                rec = _crash_record(spec, i, STATUS_AGENT_CRASHED, payload, o.wall)
+        else:  # the worker died (after Ray's retries) or hung
+            rec = _crash_record(spec, i, STATUS_SIM_CRASHED, o.message, o.wall)
+        left -= 1
+        if rec is not None:
+            records.append(rec)
+            sc = rec["scores"]
+            why = (rec["meta"].get("error") or "").strip().splitlines()
+            log(f"route {spec.route_id} ({spec.town}, {spec.scenario_type}): {rec['status']}, "
+                f"RC {sc['score_route']:.1f}, penalty {sc['score_penalty']:.2f}, DS {sc['score_composed']:.1f}"
+                + (f": {why[0]}" if why else ""))
+        checkpoint(False)
     checkpoint(True)
     summary = summarize(records, total_routes=total, skipped=skipped, notes=notes)
     summary.update({"policy": cfg.policy, "model": model, "routes_file": str(cfg.routes), "seed": cfg.seed})
