@@ -42,7 +42,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("sim", default_value="carla", description="carla (bridge + leaderboard) or pseudo"),
         DeclareLaunchArgument("params_file", default_value=default_params),
-        DeclareLaunchArgument("policy", default_value="rule", description="planner policy: rule | expert | il | perlad | perlad_logreplay"),
+        DeclareLaunchArgument("policy", default_value="rule", description="planner policy: rule | expert | il | perlad | perlad_logreplay | takead"),
         DeclareLaunchArgument("perception", default_value="privileged", choices=["privileged", "sensors"],
                               description="what the stack perceives from in CARLA: privileged (the bridge's pseudo "
                                           "sensors: objects, odometry, traffic lights, the OpenDRIVE map) or sensors "

@@ -460,7 +460,7 @@ def test_dockerfile_conventions(dockerfile):
               "org.opencontainers.image.licenses"):
         assert k in labels
     if dockerfile.name != "Dockerfile.carla-eval":
-        for m in ("il", "perlad", "perlad_logreplay", "world_model"):
+        for m in ("il", "perlad", "perlad_logreplay", "takead", "world_model"):
             assert f'io.drive-stack.model.{m}.sha256="${{MODEL_SHA256_{m.upper()}}}"' in labels
         assert any(w == "RUN" and "models.sh verify" in a for w, a in final)
     for w, a in ins:
@@ -578,7 +578,7 @@ def test_embedded_compose_is_the_cpu_demo_without_carla_or_gpu():
 def test_models_sh_labels_are_the_committed_files(tmp_path):
     args = subprocess.run(["bash", str(DOCKER / "models.sh"), "env"], capture_output=True, text=True, check=True)
     env = dict(line.split("=", 1) for line in args.stdout.split())
-    for m in ("il", "perlad", "perlad_logreplay"):
+    for m in ("il", "perlad", "perlad_logreplay", "takead"):
         assert env[f"MODEL_SHA256_{m.upper()}"] == ec.sha256_bytes((ROOT / "models" / m / "planner.onnx").read_bytes())
     ok = subprocess.run(["bash", str(DOCKER / "models.sh"), "verify", str(ROOT / "models")],
                         env={**os.environ, **env}, capture_output=True, text=True)

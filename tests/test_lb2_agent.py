@@ -264,7 +264,7 @@ def test_policies_are_the_librarys(lb):
 
 BAD_CONFIGS = [
     ("perception=lidar\n", ["perception", "'lidar'", "privileged, sensors"]),
-    ("policy=magic\n", ["policy", "'magic'", "rule, expert, il, perlad, perlad_logreplay"]),
+    ("policy=magic\n", ["policy", "'magic'", "rule, expert, il, perlad, perlad_logreplay, takead"]),
     ("colour=red\n", ["'colour'", "perception, policy, params_file, model"]),
     ('{"perception": "camera"}', ["perception", "privileged, sensors"]),
     ('{"policy": 3}', ["policy", "must be a string"]),

@@ -27,7 +27,7 @@ from ..sim.perception import PerceivedScene
 from ..sim.world import Controls
 from .rule import Plan
 
-LEARNED = ("il", "perlad", "perlad_logreplay")
+LEARNED = ("il", "perlad", "perlad_logreplay", "takead")
 REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
 
 

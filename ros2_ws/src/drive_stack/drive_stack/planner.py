@@ -1,7 +1,7 @@
 """planner: the decoupled planner node. PerceivedScene -> Plan (path + speed) -> PID -> stamped control.
 
 The policy is chosen by name (`policy`, the same names as `drive-stack eval --policy`). The learned ones
-(il, perlad, perlad_logreplay) load their ONNX planner through the inference runtime (TensorRT on a GPU, else
+(il, perlad, perlad_logreplay, takead) load their ONNX planner through the inference runtime (TensorRT on a GPU, else
 ONNX Runtime; `model` and `backend` parameters override the default file and backend) once the map has
 arrived on /carla/map (their features include the lanes). The path and target speed go through the deployed
 PIDController (drivesim.sim.control), and the command is stamped with the scene's tick time, as the
