@@ -18,7 +18,7 @@ START=${START:-il}
 ROUNDS=${ROUNDS:-4}
 TRAIN_SEEDS=${TRAIN_SEEDS:-"0 1"}
 EVAL_SEEDS=${EVAL_SEEDS:-"0"}
-ABLATIONS=${ABLATIONS:-"dagger dpo"}
+ABLATIONS=${ABLATIONS-"dagger dpo"}  # ABLATIONS="" runs none
 EVAL_ROUNDS=${EVAL_ROUNDS:-$(seq -s " " 0 "$ROUNDS")}  # the rounds whose planners the tables evaluate
 EXTRA=${EXTRA:-}  # more `train takead` options, e.g. "--drop-waiting"
 mkdir -p "$OUT"
