@@ -49,7 +49,8 @@ evaluate() {  # evaluate SUITE ARGS...: every round's planner of every run, unde
   done
 }
 runs() {  # runs SUITE -> "rule=...,round 0=a+b,...,round R=a+b,ablation dagger (round R)=..."
-  local suite=$1 r d row="rule=$OUT/eval_${suite}_rule"
+  local suite=$1 r d row
+  row="rule=$OUT/eval_${suite}_rule"
   for r in $EVAL_ROUNDS; do
     d=""
     for s in $TRAIN_SEEDS; do for e in $EVAL_SEEDS; do d="${d:+$d+}$OUT/${START}_t$s/eval_${suite}_r$r$(sfx "$e")"; done; done
