@@ -112,3 +112,17 @@ def test_eval_table_rows_and_seed_means(tmp_path):
     assert rows["a"][:2] == ["60.0", "30.0"] and rows["a"][-1] == "3"
     assert rows["b"][:2] == ["65.0 ± 7.1", "30.0 ± 14.1"] and rows["b"][5] == "30.0" and rows["b"][-1] == "3 x 2 seeds"
     assert rows["c"][0].startswith("(no ")
+
+
+def test_infraction_table_averages_counts_over_a_labels_runs(tmp_path):
+    from drivesim.evaluation.report import INFRACTION_COLUMNS, infraction_table
+
+    for name, ped, veh in (("a", 1, 4), ("b", 3, 0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(
+            {"routes_evaluated": 10, "infractions": {"collisions_pedestrian": ped, "collisions_vehicle": veh}}))
+    md = infraction_table({"p": f"{tmp_path / 'a'}+{tmp_path / 'b'}", "q": str(tmp_path / "nope")}, "t")
+    row = next(line for line in md.splitlines() if line.startswith("| p |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["2.0", "2.0"] and cells[3:1 + len(INFRACTION_COLUMNS)] == ["0.0"] * (len(INFRACTION_COLUMNS) - 2)
+    assert cells[-1] == "10 x 2 seeds" and "| q | (no" in md and md.startswith("**t**")

@@ -456,7 +456,7 @@ def parse_runs(spec: str) -> dict[str, str]:
 
 
 def cmd_eval_table(a) -> int:
-    from .evaluation.report import summary_table
+    from .evaluation.report import infraction_table, summary_table
 
     try:
         runs = parse_runs(a.runs)
@@ -464,6 +464,8 @@ def cmd_eval_table(a) -> int:
         print(f"drive-stack eval-table: error: {e}", file=sys.stderr)
         return 2
     md = summary_table(runs, a.title)
+    if a.infractions:
+        md += "\n" + infraction_table(runs)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(md)
@@ -748,6 +750,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder with its summary.json; label=dir1+dir2 averages several runs, e.g. seeds; a label may "
                    "appear once)")
     q.add_argument("--title", default="", help="a bold title line above the table (default: none)")
+    q.add_argument("--infractions", action="store_true", help="a second table: infraction counts (collisions by "
+                   "kind, red lights, stop signs, lane departures, blocked), averaged over each label's runs")
     q.add_argument("--out", default=None, help="write the table here too (default: only printed)")
     q.set_defaults(fn=cmd_eval_table)
     q = sub.add_parser("export", help="export a training checkpoint to ONNX (static shapes) with its manifest, or "

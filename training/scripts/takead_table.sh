@@ -67,13 +67,13 @@ P5=(--routes "$OUT/suite_p5.xml" --workers 2)
 [ -f "$OUT/eval_p5_rule/summary.json" ] || $DS eval "${P5[@]}" --policy rule --out "$OUT/eval_p5_rule" --seed 0 > /dev/null
 evaluate p5 "${P5[@]}"
 $DS eval-table --title "held-out procedural suite (Proc5, all types), TakeAD from $START, training seeds $TRAIN_SEEDS x eval seeds $EVAL_SEEDS (rule: seed 0)" \
-    --out "$OUT/table_${START}_p5.md" --runs "$(runs p5)"
+    --infractions --out "$OUT/table_${START}_p5.md" --runs "$(runs p5)"
 if [ -f "$SHARED/bench2drive/bench2drive220.xml" ] && [ -d "$SHARED/carla_maps" ]; then
   B2D=(--routes "$SHARED/bench2drive/bench2drive220.xml" --maps-dir "$SHARED/carla_maps" --workers 2)
   [ -f "$OUT/eval_b2d_rule/summary.json" ] || $DS eval "${B2D[@]}" --policy rule --out "$OUT/eval_b2d_rule" --seed 0 > /dev/null
   evaluate b2d "${B2D[@]}"
   $DS eval-table --title "Bench2Drive routes in $SHARED/carla_maps, TakeAD from $START, training seeds $TRAIN_SEEDS x eval seeds $EVAL_SEEDS (rule: seed 0)" \
-      --out "$OUT/table_${START}_b2d.md" --runs "$(runs b2d)"
+      --infractions --out "$OUT/table_${START}_b2d.md" --runs "$(runs b2d)"
 else
   echo "no $SHARED/bench2drive or $SHARED/carla_maps: the Bench2Drive table is skipped"
 fi

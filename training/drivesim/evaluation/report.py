@@ -113,3 +113,26 @@ def summary_table(runs: dict[str, str | Path], title: str = "") -> str:
                      + " | ".join(fmt([a.get(c, {}).get("success_rate") for a in ab]) for c in cols)
                      + f" | {fmt([s.get('multi_ability_mean') for s in ss])} | {routes} |")
     return "\n".join(lines) + "\n"
+
+
+INFRACTION_COLUMNS = ("collisions_pedestrian", "collisions_vehicle", "collisions_layout", "red_light",
+                      "stop_infraction", "outside_route_lanes", "vehicle_blocked")
+
+
+def infraction_table(runs: dict[str, str | Path], title: str = "") -> str:
+    """A Markdown table of infraction counts per evaluation (collisions by kind, red lights, stop signs, lane
+    departures, blocked): {label: eval out dir or dir1+dir2+...} -> the counts, averaged over a label's runs."""
+    head = "| policy | " + " | ".join(INFRACTION_COLUMNS) + " | routes |"
+    lines = ([f"**{title}**", ""] if title else []) + [head, "|" + "---|" * (head.count("|") - 1)]
+    for label, spec in runs.items():
+        files = [(Path(p) if Path(p).suffix == ".json" else Path(p) / "summary.json") for p in str(spec).split("+")]
+        gone = [f for f in files if not f.exists()]
+        if gone:
+            lines.append(f"| {label} | (no {gone[0]}) |")
+            continue
+        ss = [json.loads(f.read_text()) for f in files]
+        cells = [sum(s.get("infractions", {}).get(c, 0) for s in ss) / len(ss) for c in INFRACTION_COLUMNS]
+        routes = f"{ss[0]['routes_evaluated']}" + (f" x {len(ss)} seeds" if len(ss) > 1 else "")
+        lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in cells) + f" | {routes} |")
+    return "\n".join(lines) + "\n"
+
