@@ -35,13 +35,10 @@ def recorded(tmp_path_factory):
     return {"root": root, "ros": res, "offline": idx}
 
 
-def test_topics_agree_with_the_node_table():
+def test_what_ingest_needs_is_recorded():
     from drive_stack import node_table as T
     from drivesim.dataset import ingest as I
 
-    for name in ("ODOMETRY", "VEHICLE_STATUS", "OBJECTS", "TRAFFIC_LIGHTS", "MAP", "GLOBAL_PLAN", "PLANNER_CMD",
-                 "EXPERT_CMD", "EXPERT_PLAN", "TAKEOVER", "STATUS", "SCENE"):
-        assert getattr(I, name) == getattr(T, name), name
     # what ingest needs is recorded, and the latched topics reach every takeover bag
     assert set(I.REQUIRED) <= set(T.RECORDED) and set(T.LATCHED_TOPICS) <= set(T.RECORDED)
 

@@ -36,21 +36,22 @@ from ..sim.state import DT
 from ..sim.world import Controls
 from ..stack import wire
 from ..stack.bags import NS, BagError, _open_bag
+from ..stack.topics import (
+    EXPERT_CMD,
+    EXPERT_PLAN,
+    GLOBAL_PLAN,
+    MAP,
+    OBJECTS,
+    ODOMETRY,
+    PLANNER_CMD,
+    SCENE,
+    STATUS,
+    TAKEOVER,
+    TRAFFIC_LIGHTS,
+    VEHICLE_STATUS,
+)
 from .collect import CONTROLLER_CODES, FORMAT_VERSION, FRAME_EVERY, EpisodeRecorder
 
-# the stack's topics (drive_stack.node_table; tests/test_takeover_ingest.py checks they agree)
-ODOMETRY = "/carla/hero/odometry"
-VEHICLE_STATUS = "/carla/hero/vehicle_status"
-OBJECTS = "/carla/hero/objects"
-TRAFFIC_LIGHTS = "/carla/traffic_lights/status"
-MAP = "/carla/map"
-GLOBAL_PLAN = "/carla/hero/global_plan"
-PLANNER_CMD = "/drive_stack/planner/vehicle_control_cmd"
-EXPERT_CMD = "/drive_stack/expert/vehicle_control_cmd"
-EXPERT_PLAN = "/drive_stack/expert/plan"
-TAKEOVER = "/drive_stack/takeover"
-STATUS = "/drive_stack/status"
-SCENE = "/drive_stack/scene"
 REQUIRED = (ODOMETRY, VEHICLE_STATUS, OBJECTS, EXPERT_CMD, EXPERT_PLAN, MAP, GLOBAL_PLAN)
 
 

@@ -78,6 +78,14 @@ routes evaluated {summary.get('routes_evaluated')}, skipped {summary.get('routes
     return p
 
 
+def _summaries(spec: str | Path) -> tuple[list[dict], Path | None]:
+    """The summaries of a table label's runs ('dir' or 'dir1+dir2+...', each an eval out dir or a summary.json),
+    or ([], the first missing file)."""
+    files = [(Path(p) if Path(p).suffix == ".json" else Path(p) / "summary.json") for p in str(spec).split("+")]
+    gone = next((f for f in files if not f.exists()), None)
+    return ([] if gone else [json.loads(f.read_text()) for f in files]), gone
+
+
 def summary_table(runs: dict[str, str | Path], title: str = "") -> str:
     """A Markdown table of evaluation summaries: {label: eval out dir (or summary.json)} -> DS, SR, Efficiency,
     Comfortness, the five multi-ability success rates, routes. Missing runs are listed as such.
@@ -99,12 +107,10 @@ def summary_table(runs: dict[str, str | Path], title: str = "") -> str:
         return f"{m:.1f}"
 
     for label, spec in runs.items():
-        files = [(Path(p) if Path(p).suffix == ".json" else Path(p) / "summary.json") for p in str(spec).split("+")]
-        gone = [f for f in files if not f.exists()]
+        ss, gone = _summaries(spec)
         if gone:
-            lines.append(f"| {label} | (no {gone[0]}) |")
+            lines.append(f"| {label} | (no {gone}) |")
             continue
-        ss = [json.loads(f.read_text()) for f in files]
         ab = [s.get("multi_ability", {}) for s in ss]
         routes = f"{ss[0]['routes_evaluated']}" + (f" x {len(ss)} seeds" if len(ss) > 1 else "")
         lines.append(f"| {label} | {fmt([s['driving_score'] for s in ss], True)} | "
@@ -125,12 +131,10 @@ def infraction_table(runs: dict[str, str | Path], title: str = "") -> str:
     head = "| policy | " + " | ".join(INFRACTION_COLUMNS) + " | routes |"
     lines = ([f"**{title}**", ""] if title else []) + [head, "|" + "---|" * (head.count("|") - 1)]
     for label, spec in runs.items():
-        files = [(Path(p) if Path(p).suffix == ".json" else Path(p) / "summary.json") for p in str(spec).split("+")]
-        gone = [f for f in files if not f.exists()]
+        ss, gone = _summaries(spec)
         if gone:
-            lines.append(f"| {label} | (no {gone[0]}) |")
+            lines.append(f"| {label} | (no {gone}) |")
             continue
-        ss = [json.loads(f.read_text()) for f in files]
         cells = [sum(s.get("infractions", {}).get(c, 0) for s in ss) / len(ss) for c in INFRACTION_COLUMNS]
         routes = f"{ss[0]['routes_evaluated']}" + (f" x {len(ss)} seeds" if len(ss) > 1 else "")
         lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in cells) + f" | {routes} |")

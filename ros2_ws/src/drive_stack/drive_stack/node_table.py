@@ -7,6 +7,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drivesim.stack.topics import (  # noqa: F401 - the topic names, re-exported for the nodes
+    BEV,
+    CLOCK,
+    CONTROL_CMD,
+    DIAGNOSTICS,
+    EXPERT_CMD,
+    EXPERT_PLAN,
+    GLOBAL_PLAN,
+    HERO_STATUS,
+    MAP,
+    NODE_READY,
+    OBJECTS,
+    ODOMETRY,
+    PLAN,
+    PLANNER_CMD,
+    REASONING,
+    SCENE,
+    STATUS,
+    TAKEOVER,
+    TRAFFIC_LIGHTS,
+    VEHICLE_STATUS,
+)
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -26,27 +49,7 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec("recorder", "recorder", "drive_stack.recorder"),
 )
 
-# Topics of the contract (shared/DESIGN.md) and of the stack.
-CLOCK = "/clock"
-ODOMETRY = "/carla/hero/odometry"
-VEHICLE_STATUS = "/carla/hero/vehicle_status"
-OBJECTS = "/carla/hero/objects"
-TRAFFIC_LIGHTS = "/carla/traffic_lights/status"
-MAP = "/carla/map"
-GLOBAL_PLAN = "/carla/hero/global_plan"
-CONTROL_CMD = "/carla/hero/vehicle_control_cmd"
-HERO_STATUS = "/carla/hero/status"
-EXPERT_CMD = "/drive_stack/expert/vehicle_control_cmd"  # the privileged expert (pseudo-simulator only)
-EXPERT_PLAN = "/drive_stack/expert/plan"  # its plan at each tick: a takeover's training labels (`takeover ingest`)
-SCENE = "/drive_stack/scene"
-BEV = "/drive_stack/bev"
-PLAN = "/drive_stack/plan"
-PLANNER_CMD = "/drive_stack/planner/vehicle_control_cmd"
-REASONING = "/drive_stack/reasoning"
-TAKEOVER = "/drive_stack/takeover"
-STATUS = "/drive_stack/status"
-NODE_READY = "/drive_stack/node_ready"  # std_msgs/String (latched per publisher): a node's name once it is up
-DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray: the takeover monitor's minimal-risk manoeuvre
+# Topics of the contract (shared/DESIGN.md) and of the stack: drivesim/stack/topics.py
 
 # what the recorder keeps (topic -> rosbag message type)
 RECORDED = {

@@ -1,0 +1,23 @@
+"""The stack's ROS topic names: one list for the nodes (`drive_stack.node_table` re-exports them) and the
+library's bag readers (`dataset.ingest`). No imports."""
+
+CLOCK = "/clock"
+ODOMETRY = "/carla/hero/odometry"
+VEHICLE_STATUS = "/carla/hero/vehicle_status"
+OBJECTS = "/carla/hero/objects"
+TRAFFIC_LIGHTS = "/carla/traffic_lights/status"
+MAP = "/carla/map"
+GLOBAL_PLAN = "/carla/hero/global_plan"
+CONTROL_CMD = "/carla/hero/vehicle_control_cmd"
+HERO_STATUS = "/carla/hero/status"
+EXPERT_CMD = "/drive_stack/expert/vehicle_control_cmd"  # the privileged expert (pseudo-simulator only)
+EXPERT_PLAN = "/drive_stack/expert/plan"  # its plan at each tick: a takeover's training labels (`takeover ingest`)
+SCENE = "/drive_stack/scene"
+BEV = "/drive_stack/bev"
+PLAN = "/drive_stack/plan"
+PLANNER_CMD = "/drive_stack/planner/vehicle_control_cmd"
+REASONING = "/drive_stack/reasoning"
+TAKEOVER = "/drive_stack/takeover"
+STATUS = "/drive_stack/status"
+NODE_READY = "/drive_stack/node_ready"  # std_msgs/String (latched per publisher): a node's name once it is up
+DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray: the takeover monitor's minimal-risk manoeuvre
