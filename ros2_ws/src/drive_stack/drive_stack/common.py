@@ -18,6 +18,11 @@ LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=Relia
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)  # route, map, ready flag
 LATCHED_MANY = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)  # one latched message per publisher
+# the readers of many such publishers (the nodes' announcements on one keyless topic): a reader of depth 1 keeps
+# one sample for all writers, so one node's announcements were overwritten by the others' before the executor
+# took them and a live planner was recorded silent (died_by 1.95 s for a planner killed at 5.0 s)
+LATCHED_MANY_READER = QoSProfile(depth=64, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
 # rare events that must reach a reader matched late (a takeover at the first tick can be published before the

@@ -25,7 +25,7 @@ from std_msgs.msg import Bool, String
 
 from . import convert
 from . import node_table as T
-from .common import LATCHED, LATCHED_MANY, RELIABLE, StackNode, run
+from .common import LATCHED, LATCHED_MANY_READER, RELIABLE, StackNode, run
 from .params import PlannerParams
 
 
@@ -50,7 +50,7 @@ class Planner(StackNode):
         self.answered: dict[float, tuple[Plan, CarlaEgoVehicleControl]] = {}
         self.wait_for = set(p.wait_for) - {""}
         self.seen: set[str] = set()
-        self.create_subscription(String, T.NODE_READY, self._on_node_ready, LATCHED_MANY)
+        self.create_subscription(String, T.NODE_READY, self._on_node_ready, LATCHED_MANY_READER)
         self.get_logger().info(f"policy {self.policy_name!r} " + ("loaded" if self.policy else "waits for the map")
                                + f"; waiting for {sorted(self.wait_for) or 'nobody'}")
         self._maybe_ready()

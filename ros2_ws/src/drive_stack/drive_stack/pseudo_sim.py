@@ -32,7 +32,7 @@ from std_msgs.msg import Bool, String
 
 from . import convert
 from . import node_table as T
-from .common import ANNOUNCE_PERIOD, EVENTS, LATCHED, LATCHED_MANY, RELIABLE, StackNode, make_executor, run
+from .common import ANNOUNCE_PERIOD, EVENTS, LATCHED, LATCHED_MANY_READER, RELIABLE, StackNode, make_executor, run
 from .params import PseudoSimParams
 
 SILENT_AFTER = 2.0  # [s wall] a node whose announcement (every 0.25 s) stops this long is recorded as dead
@@ -73,7 +73,7 @@ class PseudoSim(StackNode):
         self.tick_wall: list[float] = []
         self.create_subscription(TakeoverEvent, T.TAKEOVER, self._on_takeover, EVENTS)
         self.create_subscription(StackStatus, T.STATUS, self._on_status, RELIABLE)
-        self.create_subscription(String, T.NODE_READY, self._on_node, LATCHED_MANY)
+        self.create_subscription(String, T.NODE_READY, self._on_node, LATCHED_MANY_READER)
         self.pub_map.publish(String(data=self.xodr))
         self.pub_plan.publish(convert.route_path(spec.keypoints, 0.0))
         self.latency: list[float] = []
