@@ -29,12 +29,13 @@ demo: setup
 	$(VENV)/bin/drive-stack-ros demo --out results/demo --b2d-routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
 
 # Benchmarks write untracked JSON under results/bench/local/ (gitignored); the committed figures the README quotes,
-# results/bench/{sim,stack,infer}.json, change only when someone copies a run over them on purpose.
+# results/bench/{sim,stack,infer,scale}.json, change only when someone copies a run over them on purpose.
 BENCH_OUT ?= results/bench/local
 bench: setup
 	$(VENV)/bin/drive-stack bench sim --json $(BENCH_OUT)/sim.json --routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps
 	$(VENV)/bin/drive-stack-ros bench stack --json $(BENCH_OUT)/stack.json --out $(BENCH_OUT)/stack_run
 	$(VENV)/bin/drive-stack bench infer --json $(BENCH_OUT)/infer.json
+	$(VENV)/bin/drive-stack bench scale --json $(BENCH_OUT)/scale.json --routes $(SHARED)/bench2drive/bench2drive220.xml --maps-dir $(SHARED)/carla_maps --route-ids 24211,24224,24252,24258,24294,24367,24757,24781 --workers 1,2
 
 # ruff on the Python, hadolint on every Dockerfile (any finding, even info, fails the target; an inline `# hadolint ignore=DLxxxx`
 # carries its reason in a comment beside it, tests/test_deploy.py checks that)

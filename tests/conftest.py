@@ -25,6 +25,22 @@ def proc_town():
 
 
 @pytest.fixture(scope="session")
+def learn_dataset(tmp_path_factory, proc_town):
+    """A small collected dataset for the training tests: the expert on 3 random Proc0 routes of >= 150 m
+    (root/ds; tests write their runs beside it, each in its own folder)."""
+    from drivesim.dataset import CollectConfig, collect
+    from drivesim.routes.generate import random_routes
+    from drivesim.routes.xml import write_routes
+
+    root = tmp_path_factory.mktemp("learn")
+    routes = root / "routes.xml"
+    write_routes(random_routes(proc_town, 3, seed=5, min_length=150.0), routes)
+    idx = collect(CollectConfig(routes=str(routes), out=str(root / "ds"), workers=1, b2d=False), log=lambda *_: None)
+    assert len(idx["episodes"]) == 3
+    return root
+
+
+@pytest.fixture(scope="session")
 def town01():
     need_shared()
     from drivesim.maps import TownLoader

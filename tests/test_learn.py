@@ -6,14 +6,12 @@ import copy
 import numpy as np
 import pytest
 import torch
-from drivesim.dataset import CollectConfig, collect, read_episode
+from drivesim.dataset import read_episode
 from drivesim.learn.configs import ILConfig, RLConfig, WMConfig
 from drivesim.learn.data import DataConfig, build_samples, episode_samples, path_points
 from drivesim.models.features import POS_SCALE, STEP_DIM, FeatureBuilder, FeatureConfig
 from drivesim.models.nets import INPUT_NAMES
 from drivesim.models.paths import extend_path
-from drivesim.routes.generate import random_routes
-from drivesim.routes.xml import write_routes
 from drivesim.sim.perception import PerceivedScene
 from drivesim.sim.state import AgentKind
 
@@ -81,13 +79,9 @@ def test_path_points_and_extension():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, proc_town):
-    root = tmp_path_factory.mktemp("learn")
-    routes = root / "routes.xml"
-    write_routes(random_routes(proc_town, 3, seed=5, min_length=150.0), routes)
-    idx = collect(CollectConfig(routes=str(routes), out=str(root / "ds"), workers=1, b2d=False), log=lambda *_: None)
-    assert len(idx["episodes"]) == 3
-    return root
+def dataset(learn_dataset):
+    """The session's small dataset (conftest: 3 expert routes on Proc0, root/ds); stages write beside it."""
+    return learn_dataset
 
 
 def test_samples_targets_follow_the_log(dataset, proc_town):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -169,3 +170,248 @@ def bench_infer(models: dict[str, str], batch: int = 256, backend: str = "auto",
             log(f"{name}: {m1.describe()}: " + ", ".join(f"{k} p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms"
                                                          for k, v in rows.items() if k.startswith("batch")))
     return out
+
+
+# ------------------------------------------------------------------------------------------------ scale
+SCALE_ROUTES = 6  # routes dispatched per backend and worker count, when not given by id
+RAY_OVERHEAD_TARGET = 0.05  # Ray's per-route dispatch overhead, as a fraction of the route's own time
+
+
+def _timed_route(spec, index: int, cfg) -> tuple:
+    """The per-route function `eval` dispatches (`evaluate._run_route`: load the town and policy, drive, score),
+    timed inside its worker: (its result, seconds in the worker, the worker's process id)."""
+    from .evaluation.evaluate import _run_route
+
+    t0 = time.perf_counter()
+    out = _run_route(spec, index, cfg)
+    return out, time.perf_counter() - t0, os.getpid()
+
+
+def scale_routes(routes_file: str | None = None, maps_dir: str | None = None, route_ids: list[str] | None = None,
+                 n: int = SCALE_ROUTES, town: str = "Proc0", min_length: float = 250.0, seed: int = 0):
+    """The routes `bench_scale` dispatches: (specs, source, skipped). From `routes_file`: the routes `route_ids`
+    names, else its first `n` routes (by id) whose towns are in `maps_dir`; without a file: `n` random routes of
+    at least `min_length` m on the procedural `town`."""
+    from .routes.xml import RouteError, parse_routes
+
+    if not routes_file:
+        g = TownLoader(maps_dir).load(town)
+        return (random_routes(g, n, seed=seed + 1, min_length=min_length),
+                f"{n} random routes (>= {min_length:g} m, seed {seed + 1}) on {town}", [])
+    loader = TownLoader(maps_dir)
+    rf = parse_routes(routes_file)
+    specs = sorted(rf.routes, key=lambda r: int(r.route_id) if r.route_id.isdigit() else r.route_id)
+    if route_ids:
+        wanted = [str(r) for r in route_ids]
+        unknown = sorted(set(wanted) - {r.route_id for r in specs})
+        if unknown:
+            raise RouteError(f"{routes_file}: route ids not in the file: {', '.join(unknown)}")
+        specs = [r for r in specs if r.route_id in wanted]
+    skipped = [{"route_id": r.route_id, "town": r.town, "message": loader.missing_reason(r.town)}
+               for r in specs if not loader.available(r.town)]
+    specs = [r for r in specs if loader.available(r.town)]
+    if not route_ids:
+        specs, skipped = specs[:n], []
+    if not specs:
+        raise RouteError(f"{routes_file}: no route whose town is in {maps_dir}")
+    return specs, f"routes {', '.join(r.route_id for r in specs)} of {routes_file} (maps: {maps_dir})", skipped
+
+
+def _scale_run(specs, cfg, backend: str, workers: int, ray: str | None, log) -> tuple[dict, dict]:
+    """Every route once through `dispatch` on one backend and worker count: (totals and per-route times, the
+    routes' records as results.json holds them, by route id, less the wall-clock meta.duration_system)."""
+    from .evaluation.dispatch import dispatch
+
+    rows: list = [None] * len(specs)
+    records: dict = {}
+    seen: set = set()  # worker processes that have run a route (Ray reuses them; a forked worker runs one)
+    t0 = time.perf_counter()
+    for o in dispatch(_timed_route, [(spec, i, cfg) for i, spec in enumerate(specs)], workers=workers, ray=ray,
+                      timeout_s=cfg.route_timeout_s, max_retries=cfg.max_retries):
+        spec = specs[o.job]
+        row = {"route_id": spec.route_id, "town": spec.town, "outcome": o.kind, "wall_s": o.wall}
+        if o.kind == "ok":
+            (kind, payload), worker_s, pid = o.result
+            row["worker_s"], row["warm_worker"] = worker_s, pid in seen  # warm: its process ran a route before
+            seen.add(pid)
+            if kind == "ok":
+                rec = json.loads(json.dumps(payload))  # what results.json holds
+                row["route_s"] = rec["meta"]["duration_system"]
+                row["status"], row["driving_score"] = rec["status"], rec["scores"]["score_composed"]
+                rec["meta"].pop("duration_system", None)  # the wall-clock field: not compared
+                records[spec.route_id] = rec
+            else:
+                row["status"], row["error"] = kind, str(payload).splitlines()[0]
+        else:
+            row["status"], row["error"] = o.kind, o.message
+        if "route_s" in row:
+            row["setup_s"] = row["worker_s"] - row["route_s"]  # the town and policy, loaded in the worker
+            row["dispatch_s"] = row["wall_s"] - row["worker_s"]  # handing over, scheduling, result transfer
+            row["dispatch_fraction"] = row["dispatch_s"] / max(row["route_s"], 1e-9)
+        rows[o.job] = row
+    wall = time.perf_counter() - t0
+    timed = [r for r in rows if "route_s" in r]
+    out = {"backend": backend, "workers": workers, "wall_s": wall, "routes_per_s": len(specs) / wall,
+           "routes_ok": len(timed)}
+    if timed:
+        out.update({"route_s_median": float(np.median([r["route_s"] for r in timed])),
+                    "route_wall_s_median": float(np.median([r["wall_s"] for r in timed])),
+                    "dispatch_s_median": float(np.median([r["dispatch_s"] for r in timed])),
+                    "dispatch_fraction_median": float(np.median([r["dispatch_fraction"] for r in timed]))})
+        warm = [r for r in timed if r["warm_worker"]]
+        if warm and len(warm) < len(timed):  # Ray: a worker process's first route also waits for it to start
+            steady = float(np.median([r["dispatch_s"] for r in warm]))
+            out.update({"dispatch_s_median_warm": steady,
+                        "dispatch_fraction_median_warm": float(np.median([r["dispatch_fraction"] for r in warm])),
+                        "worker_start_s": [r["dispatch_s"] - steady for r in timed if not r["warm_worker"]]})
+    out["routes"] = rows
+    log(f"{backend} x{workers}: {len(specs)} routes in {wall:.2f} s ({out['routes_per_s']:.2f} routes/s), median "
+        f"per route: drive {out.get('route_s_median', 0):.3f} s, wall {out.get('route_wall_s_median', 0):.3f} s, "
+        f"dispatch {out.get('dispatch_s_median', 0) * 1e3:.1f} ms")
+    return out, records
+
+
+def bench_scale(routes_file: str | None = None, maps_dir: str | None = None, route_ids: list[str] | None = None,
+                n_routes: int = SCALE_ROUTES, workers: list[int] | None = None, policy: str = "rule",
+                model: str | None = None, ray: str | None = "local", town: str = "Proc0",
+                min_length: float = 250.0, seed: int = 0, log=print) -> dict:
+    """Routes per second against the worker count, for `eval --workers N` (forked worker processes) and
+    `eval --ray` (Ray tasks), and the per-route overhead Ray adds. The same routes (`scale_routes`) run once per
+    backend and count through `evaluation.dispatch` with the function `eval` dispatches, timed inside the worker
+    too. ray: "local" starts a Ray with each count of CPUs (its start timed apart: a one-off, not per route); an
+    address joins that cluster once (one route per cluster CPU); None: local workers only."""
+    from .evaluation.dispatch import LOCAL, RayMissing, import_ray, ray_init
+    from .evaluation.evaluate import EvalConfig
+    from .policies import check_policy
+
+    check_policy(policy, model)
+    specs, source, skipped = scale_routes(routes_file, maps_dir, route_ids, n_routes, town, min_length, seed)
+    if workers is None:
+        cap = min(os.cpu_count() or 1, len(specs))
+        workers = sorted({1} | {2 ** k for k in range(1, 8) if 2 ** k <= cap} | {cap})
+    cfg = EvalConfig(routes=str(routes_file or ""), out="", policy=policy, model=model, maps_dir=maps_dir, seed=seed)
+    ray_mod, ray_skipped = None, None
+    if ray:
+        try:
+            ray_mod = import_ray()
+        except RayMissing as e:
+            ray_skipped = f"ray rows skipped: {e}"
+            log(ray_skipped)
+    else:
+        ray_skipped = "ray rows skipped: --no-ray"
+    log(f"{len(specs)} routes ({source}), policy {policy}, workers {','.join(map(str, workers))}"
+        + ("" if ray_mod is None else f", and Ray ({'a local Ray per count' if ray == LOCAL else ray})"))
+
+    runs, recs = [], []
+
+    def ray_run(w: int | None) -> None:
+        t0 = time.perf_counter()
+        own = ray_init(ray, w or 1)
+        init_s = time.perf_counter() - t0
+        try:
+            cpus = int(ray_mod.cluster_resources().get("CPU", 0))
+            run, rec = _scale_run(specs, cfg, "ray", w if ray == LOCAL else cpus, ray, log)
+        finally:
+            t1 = time.perf_counter()
+            if own:
+                ray_mod.shutdown()
+            shutdown_s = time.perf_counter() - t1
+        run.update({"ray_init_s": init_s, "ray_shutdown_s": shutdown_s, "ray_cluster_cpus": cpus,
+                    "routes_per_s_with_init": len(specs) / (run["wall_s"] + init_s)})
+        log(f"ray x{run['workers']}: Ray started in {init_s:.2f} s (one-off, not in routes/s)")
+        runs.append(run)
+        recs.append(rec)
+
+    for w in workers:
+        run, rec = _scale_run(specs, cfg, "workers", w, None, log)
+        runs.append(run)
+        recs.append(rec)
+        if ray_mod is not None and ray == LOCAL:
+            ray_run(w)
+    if ray_mod is not None and ray != LOCAL:
+        ray_run(None)
+
+    statuses = [[x["status"] for x in r["routes"]] for r in runs]
+    identical = all(r == recs[0] for r in recs[1:]) and all(st == statuses[0] for st in statuses[1:])
+    by = {(r["backend"], r["workers"]): r for r in runs}
+    overhead = None
+    rays = [r for r in runs if r["backend"] == "ray" and "dispatch_fraction_median" in r]
+    if rays:
+        timed = [x for r in rays for x in r["routes"] if "dispatch_fraction" in x]
+        warm = [x for x in timed if x["warm_worker"]]
+        basis = warm or timed  # the per-route cost: routes on a Ray worker process that had started already
+        median = float(np.median([x["dispatch_fraction"] for x in basis]))
+        added = []  # per route: Ray's wall beyond the drive, less the local workers' at the same count
+        for r in rays:
+            loc = by.get(("workers", r["workers"]))
+            if loc is None:
+                continue
+            for a, b in zip(r["routes"], loc["routes"]):
+                if "route_s" in a and "route_s" in b and b["route_s"] > 0:
+                    added.append(((a["wall_s"] - a["route_s"]) - (b["wall_s"] - b["route_s"])) / b["route_s"])
+        local = [x for r in runs if r["backend"] == "workers" for x in r["routes"] if "route_s" in x]
+        overhead = {
+            "how": ("per route: dispatch_s = the dispatch wall (handed to the worker -> result back, Outcome.wall) "
+                    "- worker_s (the per-route function timed inside its worker: town + policy load and the drive), "
+                    "as a fraction of route_s, the drive itself (meta.duration_system). fraction_median: the median "
+                    "over the Ray routes of every count that ran on a Ray worker process which had run a route "
+                    "before (basis 'warm_workers'; 'all_routes' when there were none): the per-route cost. A Ray "
+                    "worker process's first route also waits for the process to start and import drive-stack: "
+                    "worker_start_s (its dispatch_s less the warm median), a one-off per worker like ray_init_s, "
+                    "outside fraction_median but inside routes_per_s. added_vs_workers_fraction_median: per route, "
+                    "Ray's (wall - route_s) less the local workers' (wall - route_s) at the same count, over "
+                    "route_s, every route (negative: Ray saved time)"),
+            "basis": "warm_workers" if warm else "all_routes",
+            "fraction_median": median,
+            "fraction_max": float(np.max([x["dispatch_fraction"] for x in basis])),
+            "dispatch_ms_median": 1e3 * float(np.median([x["dispatch_s"] for x in basis])),
+            "route_s_median": float(np.median([x["route_s"] for x in basis])),
+            "fraction_median_all_routes": float(np.median([x["dispatch_fraction"] for x in timed])),
+            "added_vs_workers_fraction_median": float(np.median(added)) if added else None,
+            "workers_dispatch_fraction_median": (float(np.median([x["dispatch_fraction"] for x in local]))
+                                                 if local else None),
+            "workers_route_s_median": float(np.median([x["route_s"] for x in local])) if local else None,
+            "ray_init_s": {str(r["workers"]): r["ray_init_s"] for r in rays},
+            "worker_start_s": {str(r["workers"]): r.get("worker_start_s", []) for r in rays},
+            "target_fraction": RAY_OVERHEAD_TARGET,
+            "meets_target": bool(median < RAY_OVERHEAD_TARGET),
+        }
+        log(f"Ray per-route overhead: median {100 * median:.1f} % of a route's drive "
+            f"({overhead['dispatch_ms_median']:.1f} ms of {overhead['route_s_median']:.3f} s, {overhead['basis']}; "
+            f"target < {100 * RAY_OVERHEAD_TARGET:.0f} %: {'met' if overhead['meets_target'] else 'NOT met'}); "
+            f"results identical across runs: {identical}")
+    elif runs:
+        log(f"results identical across runs: {identical}")
+    scaling = {}
+    for backend in ("workers", "ray"):
+        rows = {str(r["workers"]): r["routes_per_s"] for r in runs if r["backend"] == backend}
+        if rows:
+            base = rows.get("1") or next(iter(rows.values()))
+            scaling[backend] = {"routes_per_s": rows, "speedup_vs_1": {k: v / base for k, v in rows.items()}}
+    try:
+        import ray as _r
+        ray_version = _r.__version__
+    except ImportError:
+        ray_version = None
+    return {
+        "what": ("routes per second against worker count: the same routes through evaluation.dispatch with the "
+                 "function `eval` dispatches (town + policy load, closed-loop drive with background traffic and "
+                 "the route's scenario, every Bench2Drive criterion), once per backend and count: `--workers N` "
+                 "(a forked process per route, N at a time) and `--ray` (a Ray task per route, one CPU each; a "
+                 "local Ray of N CPUs started per count, its start timed apart as ray_init_s, not in routes_per_s). "
+                 "Per route: wall_s (dispatch: handed over -> result back), worker_s (inside the worker), route_s "
+                 "(the drive). ray_overhead: Ray's per-route dispatch overhead against the route's time"),
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version(), "numpy": np.__version__, "ray": ray_version},
+        "routes": {"source": source, "count": len(specs), "policy": policy, "seed": seed,
+                   "ids": [{"route_id": r.route_id, "town": r.town, "scenario_type": r.scenario_type} for r in specs],
+                   "skipped": skipped},
+        "workers": workers,
+        "ray": ray if ray_mod is not None else None,
+        "ray_skipped": ray_skipped,
+        "scaling": scaling,
+        "ray_overhead": overhead,
+        "results_identical": identical,
+        "target": f"Ray's per-route overhead under {100 * RAY_OVERHEAD_TARGET:.0f} % of a route's time",
+        "runs": runs,
+    }

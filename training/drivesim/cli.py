@@ -255,6 +255,27 @@ def cmd_bench_sim(a) -> int:
     return 0
 
 
+def cmd_bench_scale(a) -> int:
+    from .bench import bench_scale
+
+    try:
+        workers = [int(w) for w in a.workers.split(",") if w.strip()] if a.workers else None
+    except ValueError:
+        print(f"drive-stack: error: --workers wants comma-separated counts, not {a.workers!r}", file=sys.stderr)
+        return 2
+    if workers is not None and (not workers or min(workers) < 1):
+        print(f"drive-stack: error: --workers wants counts of at least 1, not {a.workers!r}", file=sys.stderr)
+        return 2
+    res = bench_scale(routes_file=a.routes, maps_dir=a.maps_dir,
+                      route_ids=a.route_ids.split(",") if a.route_ids else None, n_routes=a.routes_n,
+                      workers=workers, policy=a.policy, model=a.model, ray=None if a.no_ray else a.ray,
+                      town=a.town, min_length=a.route_length, seed=a.seed,
+                      log=lambda m: print(m, file=sys.stderr, flush=True))
+    _write_json(a.json, res)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 def cmd_routes_suite(a) -> int:
     from .maps import TownLoader
     from .routes import write_routes
@@ -406,18 +427,19 @@ def dataclass_args(q, cls) -> None:
 def cmd_train(a) -> int:
     from .learn.train import config_from_args
 
-    if a.sub == "il":
-        from .learn.configs import ILConfig
-        from .learn.train import ILStage
+    if a.sub in ("il", "wm"):  # under torchrun: data-parallel (learn/dist.py); process 0 prints
+        from .learn import dist
+        from .learn.configs import ILConfig, WMConfig
+        from .learn.train import ILStage, WMStage
 
-        m = ILStage(config_from_args(ILConfig, a)).run()
-        print(json.dumps(m["final_val"], indent=2))
-    elif a.sub == "wm":
-        from .learn.configs import WMConfig
-        from .learn.train import WMStage
-
-        m = WMStage(config_from_args(WMConfig, a)).run()
-        print(json.dumps(m["final_val"], indent=2))
+        stage, cls = (ILStage, ILConfig) if a.sub == "il" else (WMStage, WMConfig)
+        try:
+            st = stage(config_from_args(cls, a))
+            m = st.run()
+        finally:
+            dist.teardown()
+        if st.dist.main:
+            print(json.dumps(m["final_val"], indent=2))
     elif a.sub == "rl":
         from .learn.configs import RLConfig
         from .learn.rl import RLStage
@@ -781,7 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     maps_arg(q)
     q.set_defaults(fn=cmd_export)
 
-    b = sub.add_parser("bench", help="benchmarks (JSON): infer, sim").add_subparsers(
+    b = sub.add_parser("bench", help="benchmarks (JSON): infer, sim, scale").add_subparsers(
         dest="sub", required=True, metavar="SUBCOMMAND")
     q = b.add_parser("infer", help="per-call latency (p50/p99) of the planner and world model, batch 1 and a "
                      "training batch, on the backend the runtime picks")
@@ -807,6 +829,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "for the single-route real-time factor (default, or none there: random routes on --town)")
     maps_arg(q)
     q.set_defaults(fn=cmd_bench_sim)
+    q = b.add_parser("scale", help="routes per second against worker count for --workers and --ray, and the "
+                     "per-route overhead Ray adds")
+    q.add_argument("--json", help="write the result here too (default: none)")
+    q.add_argument("--routes", default=None, help="route XML (e.g. Bench2Drive's bench2drive220.xml): its "
+                   "--route-ids, else its first --routes-n routes (by id) whose towns are in --maps-dir "
+                   "(default: --routes-n random routes on --town)")
+    q.add_argument("--route-ids", default=None, help="comma-separated route ids of --routes (default: see --routes)")
+    q.add_argument("--routes-n", type=int, default=6, metavar="N", help="routes, when not given by id "
+                   "(default: %(default)s)")
+    q.add_argument("--town", default="Proc0", help="town of the random routes without --routes "
+                   "(default: %(default)s)")
+    q.add_argument("--route-length", type=float, default=250.0, metavar="M", help="minimum length of the random "
+                   "routes [m] (default: %(default)s)")
+    q.add_argument("--workers", default=None, metavar="N,N,...", help="worker counts, comma-separated, each timed "
+                   "on both backends (default: 1, 2, 4, ... up to the CPUs or the routes, whichever is fewer)")
+    policy_arg(q, "rule")
+    q.add_argument("--model", default=None, help="learned policies: the planner ONNX file (default: the deployed "
+                   "one)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the routes' traffic and random routes "
+                   "(default: %(default)s)")
+    q.add_argument("--ray", nargs="?", const="local", default="local", metavar="ADDRESS",
+                   help="the Ray rows: a Ray started here per worker count with that many CPUs (default), or "
+                        "`auto`, `HOST:PORT`, `ray://HOST:PORT`: that running cluster, once, one route per CPU. "
+                        "Without the ray extra the Ray rows are skipped, and the JSON says so")
+    q.add_argument("--no-ray", action="store_true", help="local worker processes only")
+    maps_arg(q)
+    q.set_defaults(fn=cmd_bench_scale)
     q = b.add_parser("stack", help=f"moved: the ROS 2 stack's latency is `{ROS_CLI} bench stack`", add_help=False)
     q.add_argument("rest", nargs=argparse.REMAINDER, help=f"ignored: use {ROS_CLI}")
     q.set_defaults(fn=cmd_moved, moved="bench stack")
@@ -835,6 +884,7 @@ MOVED = {("stack",): "stack run", ("bench", "stack"): "bench stack"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .evaluation.dispatch import RayMissing
     from .maps import MapError
     from .policies import ModelError, UnknownPolicy
     from .routes import RouteError
@@ -847,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     np.seterr(all="ignore")
     try:
         return args.fn(args)
-    except (RouteError, MapError, UnknownPolicy, ModelError, FileNotFoundError) as e:
+    except (RouteError, MapError, UnknownPolicy, ModelError, FileNotFoundError, RayMissing) as e:
         print(f"drive-stack: error: {e}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,8 @@ class TrainConfig:
     seed: int = 0  # torch and sampling seed
     val_fraction: float = 0.1  # of episodes, held out
     threads: int = 2  # torch CPU threads
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # where il/wm train (under torchrun with cuda: one GPU per
+    # process, cuda:LOCAL_RANK, NCCL; on cpu: gloo); rl and takead run on the CPU
     workers: int = 2  # feature-building processes
     max_episodes: int | None = None  # use at most this many episodes of the dataset
     resume: bool = False  # continue from the run directory's last checkpoint
@@ -87,3 +89,6 @@ class RLConfig(TrainConfig):
     ttc_horizon: float = 1.5  # [s] constant-velocity projection from the rollout's last step (rl.ttc_conflict)
     w_progress: float = 10.0  # weight of the normalised progress reward
     w_imitation: float = 1.0  # weight of the negative L2 to the logged future
+    ray: str | None = None  # roll out on Ray actors: `local` (a Ray started here), `auto`, `HOST:PORT` or
+    # `ray://HOST:PORT` (a running cluster); unset: in this process. The update is the same either way
+    rollout_actors: int = 2  # Ray actors (one CPU each) an update's states are split over (with --ray)

@@ -253,6 +253,118 @@ def rewards(cfg: RLConfig, b: dict, poses: np.ndarray, speeds: np.ndarray, agent
             "distance_m": dist}
 
 
+class Rollouts:
+    """The rollouts of one update, given the sampled actions: every state's path followed at each of its G target
+    speeds for `horizon` steps (ego_rollout), the other agents from the world model conditioned on that rollout's
+    plan or from the log (`logged` per state), and the reward terms. It needs no policy (the learner samples the
+    actions), so it runs where the learner is or, the same code, in Ray actors (`RayRollouts`)."""
+
+    def __init__(self, cfg: RLConfig, fcfg, ncfg, wm: WorldModel | None):
+        self.cfg, self.fcfg, self.ncfg, self.wm = cfg, fcfg, ncfg, wm
+
+    def __call__(self, b: dict, path: np.ndarray, act: np.ndarray, logged: np.ndarray) -> dict[str, np.ndarray]:
+        """b: the states' batch (tensors, B rows); path (B, Q, 2); act (B, G) speed bins; logged (B,) bool.
+        Returns the reward terms (B, G)."""
+        cfg, fcfg = self.cfg, self.fcfg
+        B, G = act.shape
+        speeds = self.ncfg.speeds()[act].reshape(-1)
+        ctl_path = np.repeat(extend_path(path.astype(np.float64)), G, 0)
+        v0 = np.repeat(b["ego"][:, 0].numpy() * SPEED_SCALE, G)
+        K = cfg.horizon
+        wm_steps = self.ncfg.wm_steps
+        steps = max(K, int(round(wm_steps * WM_DT / ROLL_DT)))
+        poses, sp = ego_rollout(ctl_path, speeds, v0, steps)
+        N = fcfg.num_agents
+        now = (fcfg.history - 1) * STEP_DIM
+        feats = b["agents"].numpy()
+        size = np.stack([feats[..., fcfg.history * STEP_DIM] * 5.0, feats[..., fcfg.history * STEP_DIM + 1] * 2.0], -1)
+        log_agents = np.repeat(b["roll_agents"].numpy()[:, :, :K], G, 0)
+        lmask = np.repeat(b["roll_agents_mask"].numpy()[:, :, :K] > 0, G, 0)
+        if self.wm is not None:
+            every = int(round(WM_DT / ROLL_DT))
+            plan = torch.as_tensor(poses[:, every - 1::every][:, :wm_steps], dtype=torch.float32)
+            with torch.no_grad():
+                rep = [torch.repeat_interleave(b[k], G, 0) for k in INPUT_NAMES]
+                traj, ml = self.wm(*rep, plan)
+            top = traj[torch.arange(len(traj))[:, None], torch.arange(N)[None], ml.argmax(-1)].numpy()  # (E, N, T, 2)
+            start = np.repeat(feats[..., now:now + 2] * POS_SCALE, G, 0)
+            xy = interpolate_agents(start, top, WM_DT, K, ROLL_DT)
+            d = np.diff(np.concatenate([start[:, :, None], xy], 2), axis=2)
+            yaw0 = np.repeat(np.arctan2(feats[..., now + 3], feats[..., now + 2]), G, 0)
+            moving = np.linalg.norm(d, axis=-1) > 0.05
+            yaw = np.where(moving, np.arctan2(d[..., 1], d[..., 0]), yaw0[:, :, None])
+            sz = np.repeat(size, G, 0)
+            pred_agents = np.concatenate([xy, yaw[..., None], np.broadcast_to(sz[:, :, None], (*xy.shape[:3], 2))], -1)
+            pmask = np.repeat(b["agents_mask"].numpy() > 0, G, 0)[:, :, None].repeat(K, 2)
+            use_log_e = np.repeat(logged, G)
+            agents = np.where(use_log_e[:, None, None, None], log_agents, pred_agents)
+            amask = np.where(use_log_e[:, None, None], lmask, pmask)
+        else:
+            agents, amask = log_agents, lmask
+        if "hazard_slot" in b:  # an injected pedestrian keeps its scripted walk under the world model too
+            hs = np.repeat(b["hazard_slot"].numpy(), G)
+            e = np.flatnonzero(hs >= 0)
+            agents[e, hs[e]], amask[e, hs[e]] = log_agents[e, hs[e]], lmask[e, hs[e]]
+        kind = np.repeat(b["agent_kind"].numpy().astype(int), G, 0)
+        if cfg.unseen_agents:  # the log's unseen agents, replayed in every rollout
+            agents = np.concatenate([agents, np.repeat(b["roll_unseen"].numpy()[:, :, :K], G, 0)], 1)
+            amask = np.concatenate([amask, np.repeat(b["roll_unseen_mask"].numpy()[:, :, :K] > 0, G, 0)], 1)
+            kind = np.concatenate([kind, np.repeat(b["unseen_kind"].numpy().astype(int), G, 0)], 1)
+        r = rewards(cfg, b, poses[:, :K], sp[:, :K], agents, amask, kind, G, seen=N)
+        return {k: v.reshape(B, G) for k, v in r.items()}
+
+    def close(self) -> None:
+        pass
+
+
+class RolloutActor:
+    """A Ray actor (one CPU): the world model, loaded once, and `Rollouts` over the chunks of states it is sent."""
+
+    def __init__(self, cfg: RLConfig, fcfg, ncfg, wm_state: dict | None):
+        torch.set_num_threads(1)
+        wm = None
+        if wm_state is not None:
+            wm = WorldModel(fcfg, ncfg).eval()
+            wm.load_state_dict(wm_state)
+        self.sim = Rollouts(cfg, fcfg, ncfg, wm)
+
+    def run(self, b, path, act, logged):
+        return self.sim(b, path, act, logged)
+
+
+class RayRollouts:
+    """`Rollouts` spread over `n` Ray actors (one CPU each, on any node of the cluster): an update's states go
+    in n contiguous chunks, the reward terms come back in order. The learner samples every action, so the update
+    is the in-process one (tests/test_ray.py). An actor whose process or node dies is restarted and its chunk
+    re-run (`max_restarts`, `max_task_retries`): a chunk's rollouts depend only on what it is sent."""
+
+    def __init__(self, cfg: RLConfig, fcfg, ncfg, wm: WorldModel | None, address: str, n: int, log=print):
+        from ..evaluation.dispatch import import_ray, ray_init
+
+        self.ray = ray = import_ray()
+        self.own = ray_init(address, n)
+        state = ray.put({k: v.cpu() for k, v in wm.state_dict().items()}) if wm is not None else None
+        cls = ray.remote(RolloutActor).options(num_cpus=1, max_restarts=2, max_task_retries=2)
+        self.actors = [cls.remote(cfg, fcfg, ncfg, state) for _ in range(max(n, 1))]
+        log(f"rl rollouts on {len(self.actors)} Ray actors ({address}; cluster CPUs: "
+            f"{int(ray.cluster_resources().get('CPU', 0))})")
+
+    def __call__(self, b: dict, path: np.ndarray, act: np.ndarray, logged: np.ndarray) -> dict[str, np.ndarray]:
+        B = len(act)
+        cuts = np.linspace(0, B, min(len(self.actors), B) + 1).round().astype(int)
+        refs = [a.run.remote({k: v[i:j] for k, v in b.items()}, path[i:j], act[i:j], logged[i:j])
+                for a, i, j in zip(self.actors, cuts[:-1], cuts[1:])]
+        parts = self.ray.get(refs)
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors = []
+        if self.own:
+            self.ray.shutdown()
+
+
 class RLStage:
     name = "rl"
 
@@ -267,6 +379,9 @@ class RLStage:
             raise ValueError(f"--agents {cfg.agents!r}: use world_model or log_replay")
         if cfg.algo not in ("grpo", "ppo"):
             raise ValueError(f"--algo {cfg.algo!r}: use grpo or ppo")
+        if cfg.device == "cuda":
+            raise ValueError("--device cuda: rl runs on the CPU (its rollouts are numpy; the networks are small); "
+                             "use --device cpu")
         model, ck = load_model(cfg.init)
         if not isinstance(model, Planner):
             raise ValueError(f"--init {cfg.init}: not a planner checkpoint (stage {ck.get('stage')})")
@@ -278,6 +393,8 @@ class RLStage:
             if not isinstance(wm, WorldModel):
                 raise ValueError(f"--world-model {cfg.world_model}: not a world-model checkpoint")
             self.wm = wm
+        self.sim = (RayRollouts(cfg, self.fcfg, self.ncfg, self.wm, cfg.ray, cfg.rollout_actors, log) if cfg.ray
+                    else Rollouts(cfg, self.fcfg, self.ncfg, self.wm))
         # only the longitudinal head learns; the encoder and the lateral head stay as imitation left them
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -320,7 +437,8 @@ class RLStage:
                 "roll_unseen", "roll_unseen_mask", "unseen_kind")
 
     def rollout(self, b: dict, p_logged: float, greedy: bool = False):
-        """Sample speeds and roll out. Returns (z, paths, actions (B, G), reward terms (B, G))."""
+        """Sample speeds (here, with the policy) and roll them out (`self.sim`: here, or on Ray actors).
+        Returns (scene, paths, actions (B, G), their log-probabilities, reward terms (B, G), rollout steps/s)."""
         cfg, G = self.cfg, self.cfg.group
         inputs = [b[k] for k in INPUT_NAMES]
         with torch.no_grad():
@@ -335,53 +453,12 @@ class RLStage:
                    else torch.distributions.Categorical(logits=sl).sample((G,)).T)  # (B, G)
             logp_old = torch.log_softmax(sl, -1).gather(1, act)
             self._ref_logp = torch.log_softmax(self.ref.speed_logits(tok, mask, path[:, None])[:, 0], -1)
-        speeds = self.ncfg.speeds()[act.numpy()].reshape(-1)
-        ctl_path = np.repeat(extend_path(path.numpy().astype(np.float64)), G, 0)
-        v0 = np.repeat(b["ego"][:, 0].numpy() * SPEED_SCALE, G)
-        K = cfg.horizon
-        wm_steps = self.ncfg.wm_steps
-        steps = max(K, int(round(wm_steps * WM_DT / ROLL_DT)))
+        # the states whose agents are the log's this update (the curriculum; always where the path is)
+        logged = (use_log.numpy() | (self.rng.random(B) < p_logged)) if self.wm is not None else np.ones(B, bool)
         t0 = time.perf_counter()
-        poses, sp = ego_rollout(ctl_path, speeds, v0, steps)
-        N = self.fcfg.num_agents
-        now = (self.fcfg.history - 1) * STEP_DIM
-        feats = b["agents"].numpy()
-        size = np.stack([feats[..., self.fcfg.history * STEP_DIM] * 5.0, feats[..., self.fcfg.history * STEP_DIM + 1] * 2.0], -1)
-        logged = np.repeat(b["roll_agents"].numpy()[:, :, :K], G, 0)
-        lmask = np.repeat(b["roll_agents_mask"].numpy()[:, :, :K] > 0, G, 0)
-        if self.wm is not None:
-            every = int(round(WM_DT / ROLL_DT))
-            plan = torch.as_tensor(poses[:, every - 1::every][:, :wm_steps], dtype=torch.float32)
-            with torch.no_grad():
-                rep = [torch.repeat_interleave(x, G, 0) for x in inputs]
-                traj, ml = self.wm(*rep, plan)
-            top = traj[torch.arange(len(traj))[:, None], torch.arange(N)[None], ml.argmax(-1)].numpy()  # (E, N, T, 2)
-            start = np.repeat(feats[..., now:now + 2] * POS_SCALE, G, 0)
-            xy = interpolate_agents(start, top, WM_DT, K, ROLL_DT)
-            d = np.diff(np.concatenate([start[:, :, None], xy], 2), axis=2)
-            yaw0 = np.repeat(np.arctan2(feats[..., now + 3], feats[..., now + 2]), G, 0)
-            moving = np.linalg.norm(d, axis=-1) > 0.05
-            yaw = np.where(moving, np.arctan2(d[..., 1], d[..., 0]), yaw0[:, :, None])
-            sz = np.repeat(size, G, 0)
-            pred_agents = np.concatenate([xy, yaw[..., None], np.broadcast_to(sz[:, :, None], (*xy.shape[:3], 2))], -1)
-            pmask = np.repeat(b["agents_mask"].numpy() > 0, G, 0)[:, :, None].repeat(K, 2)
-            use_log_e = np.repeat(use_log.numpy() | (self.rng.random(B) < p_logged), G)
-            agents = np.where(use_log_e[:, None, None, None], logged, pred_agents)
-            amask = np.where(use_log_e[:, None, None], lmask, pmask)
-        else:
-            agents, amask = logged, lmask
-        if "hazard_slot" in b:  # an injected pedestrian keeps its scripted walk under the world model too
-            hs = np.repeat(b["hazard_slot"].numpy(), G)
-            e = np.flatnonzero(hs >= 0)
-            agents[e, hs[e]], amask[e, hs[e]] = logged[e, hs[e]], lmask[e, hs[e]]
-        kind = np.repeat(b["agent_kind"].numpy().astype(int), G, 0)
-        if cfg.unseen_agents:  # the log's unseen agents, replayed in every rollout
-            agents = np.concatenate([agents, np.repeat(b["roll_unseen"].numpy()[:, :, :K], G, 0)], 1)
-            amask = np.concatenate([amask, np.repeat(b["roll_unseen_mask"].numpy()[:, :, :K] > 0, G, 0)], 1)
-            kind = np.concatenate([kind, np.repeat(b["unseen_kind"].numpy().astype(int), G, 0)], 1)
-        r = rewards(cfg, b, poses[:, :K], sp[:, :K], agents, amask, kind, G, seen=N)
-        sps = len(poses) * K / max(time.perf_counter() - t0, 1e-9)
-        return (tok, mask), path, act, logp_old, {k: v.reshape(B, G) for k, v in r.items()}, sps
+        r = self.sim({k: v for k, v in b.items() if k != "path"}, path.numpy(), act.numpy(), logged)
+        sps = B * G * cfg.horizon / max(time.perf_counter() - t0, 1e-9)
+        return (tok, mask), path, act, logp_old, r, sps
 
     def loss(self, scene, path, act, logp_old, adv):
         sl = self.model.speed_logits(*scene, path[:, None])[:, 0]
@@ -408,6 +485,12 @@ class RLStage:
         tmp.replace(self.out / "ckpt.pt")
 
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            self.sim.close()  # Ray actors (and a Ray this stage started) go with the run
+
+    def _run(self) -> dict:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
@@ -474,4 +557,4 @@ class RLStage:
         return {k: float(v.mean()) for k, v in r.items()}
 
 
-__all__ = ["RLConfig", "RLStage", "ego_rollout", "rewards"]
+__all__ = ["RLConfig", "RLStage", "RayRollouts", "RolloutActor", "Rollouts", "ego_rollout", "rewards"]

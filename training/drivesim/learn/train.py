@@ -3,6 +3,8 @@ head (`rl`, learn/rl.py). One command each (`drive-stack train il|wm|rl`), a dat
 the command's options, tqdm progress, TensorBoard scalars (<out>/tb), a checkpoint per epoch (<out>/ckpt.pt;
 `--resume` continues from it), metrics (<out>/metrics.json) and the exported ONNX (<out>/*.onnx + manifest.json).
 Seeds are fixed (torch, numpy); with torch's deterministic CPU kernels the same config gives the same model.
+Under torchrun the supervised stages train data-parallel (learn/dist.py): ``torchrun --nproc-per-node N -m
+drivesim.cli train il ...`` follows the loss trajectory of one process with the same global batch.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tqdm import tqdm
 
 from ..models.features import SPEED_SCALE, FeatureConfig
 from ..models.nets import INPUT_NAMES, NetConfig, Planner, WorldModel, kmeans_anchors
+from . import dist
 from .configs import ILConfig, TrainConfig, WMConfig
 from .data import WM_DT, DataConfig, build_samples
 
@@ -44,8 +47,8 @@ def split(data: dict, val_fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
-def batch(data: dict, idx: np.ndarray, keys) -> dict[str, torch.Tensor]:
-    return {k: torch.as_tensor(np.asarray(data[k][idx], np.float32)) for k in keys}
+def batch(data: dict, idx: np.ndarray, keys, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.asarray(data[k][idx], np.float32), device=device) for k in keys}
 
 
 def speed_bin(speed: torch.Tensor, ncfg: NetConfig) -> torch.Tensor:
@@ -57,24 +60,30 @@ def target_anchor(paths: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return ((paths[:, None] - anchors[None]) ** 2).sum(-1).mean(-1).argmin(1)
 
 
-def planner_losses(model: Planner, b: dict, cfg: ILConfig | None = None) -> dict[str, torch.Tensor]:
-    logits, paths, speed_logits = model(*(b[k] for k in INPUT_NAMES))
+def planner_losses(model: Planner, b: dict, cfg: ILConfig | None = None, fwd=None) -> dict[str, torch.Tensor]:
+    """The imitation losses of a batch. fwd: what computes the forward pass (the DDP wrapper under torchrun;
+    default the model). Every mean is a global-batch one (dist.mean)."""
+    logits, paths, speed_logits = (fwd or model)(*(b[k] for k in INPUT_NAMES))
     tgt = target_anchor(b["path"], model.anchors)
-    ar = torch.arange(len(tgt))
-    l_anchor = F.cross_entropy(logits, tgt)
-    l_path = F.smooth_l1_loss(paths[ar, tgt], b["path"])
+    B = len(tgt)
+    ar = torch.arange(B, device=tgt.device)
+    l_anchor = dist.mean(F.cross_entropy(logits, tgt, reduction="sum"), B)
+    sel = paths[ar, tgt]
+    l_path = dist.mean(F.smooth_l1_loss(sel, b["path"], reduction="sum"), sel.numel())
     sb = speed_bin(b["speed"], model.ncfg)
     # frames where the expert's speed departs from the current one (braking for a lead, starting at a green
     # light) weigh more: otherwise "keep your speed" explains most labels (the copycat problem)
     change = (b["speed"] - b["ego"][:, 0] * SPEED_SCALE).abs() > SPEED_CHANGE
     wt = 1.0 + (cfg.w_speed_change if cfg else 2.0) * change.float()
-    l_speed = (F.cross_entropy(speed_logits[ar, tgt], sb, reduction="none") * wt).sum() / wt.sum()
+    l_speed = dist.mean((F.cross_entropy(speed_logits[ar, tgt], sb, reduction="none") * wt).sum(), wt.sum())
     w = cfg or ILConfig()
     with torch.no_grad():
-        ade = (paths[ar, logits.argmax(1)] - b["path"]).norm(dim=-1).mean()
-        speeds = torch.as_tensor(model.ncfg.speeds(), dtype=torch.float32)
-        sp_err = (speeds[speed_logits[ar, logits.argmax(1)].argmax(-1)] - b["speed"].clamp(0, model.ncfg.max_speed)).abs().mean()
-        acc = (speed_logits[ar, tgt].argmax(-1) == sb).float().mean()
+        err = (paths[ar, logits.argmax(1)] - b["path"]).norm(dim=-1)
+        ade = dist.mean(err.sum(), err.numel())
+        speeds = torch.as_tensor(model.ncfg.speeds(), dtype=torch.float32, device=tgt.device)
+        sp_err = dist.mean((speeds[speed_logits[ar, logits.argmax(1)].argmax(-1)]
+                            - b["speed"].clamp(0, model.ncfg.max_speed)).abs().sum(), B)
+        acc = dist.mean((speed_logits[ar, tgt].argmax(-1) == sb).float().sum(), B)
     return {"loss": w.w_anchor * l_anchor + w.w_path * l_path + w.w_speed * l_speed, "anchor_ce": l_anchor,
             "path_l1": l_path, "speed_ce": l_speed, "path_ade_m": ade, "speed_err_m_s": sp_err, "speed_acc": acc}
 
@@ -84,11 +93,13 @@ def group_best_mode(ade: torch.Tensor, group: torch.Tensor | None = None) -> tor
     summed over the rows of the row's group (one frame under several ego plans takes one mode per agent)."""
     if group is None:
         return ade.argmin(-1)
-    return torch.zeros(int(group.max()) + 1, *ade.shape[1:]).index_add_(0, group, ade).argmin(-1)[group]
+    return torch.zeros(int(group.max()) + 1, *ade.shape[1:], device=ade.device).index_add_(0, group, ade).argmin(-1)[group]
 
 
-def wm_losses(model: WorldModel, b: dict, cfg: WMConfig | None = None) -> dict[str, torch.Tensor]:
-    traj, mode_logits = model(*(b[k] for k in INPUT_NAMES), b["ego_future"])
+def wm_losses(model: WorldModel, b: dict, cfg: WMConfig | None = None, fwd=None) -> dict[str, torch.Tensor]:
+    """The world model's losses of a batch (fwd as in planner_losses). The branch metrics (cf_) come when the
+    batch says which rows are branches (is_branch)."""
+    traj, mode_logits = (fwd or model)(*(b[k] for k in INPUT_NAMES), b["ego_future"])
     gt, m = b["agents_future"], b["agents_future_mask"]  # (B, N, T, 2), (B, N, T)
     err = (traj - gt[:, :, None]).norm(dim=-1)  # (B, N, K, T)
     cnt = m.sum(-1).clamp(min=1)[:, :, None]
@@ -97,31 +108,34 @@ def wm_losses(model: WorldModel, b: dict, cfg: WMConfig | None = None) -> dict[s
     best = group_best_mode(ade, b.get("group"))  # (B, N)
     sel = torch.gather(traj, 2, best[:, :, None, None, None].expand(-1, -1, 1, *traj.shape[-2:]))[:, :, 0]
     wm = m * b["agent_weight"][:, :, None] if "agent_weight" in b else m  # reacting agents weigh more
-    reg = (F.smooth_l1_loss(sel, gt, reduction="none").sum(-1) * wm).sum() / wm.sum().clamp(min=1)
-    ce = F.cross_entropy(mode_logits[has], best[has]) if has.any() else reg * 0
+    reg = dist.mean((F.smooth_l1_loss(sel, gt, reduction="none").sum(-1) * wm).sum(), wm.sum())
+    # an empty selection sums to 0 and keeps the mode head in the graph (DDP wants every parameter used)
+    ce = dist.mean(F.cross_entropy(mode_logits[has], best[has], reduction="sum"), has.sum())
     w = cfg or WMConfig()
     out = {"loss": reg + w.w_mode * ce, "reg": reg, "mode_ce": ce}
     with torch.no_grad():
         full = m.all(-1)  # agents seen over the whole horizon: minFDE at T
-        cf = b.get("is_branch", torch.zeros(len(m), dtype=torch.bool))[:, None]
-        for name, sel_rows in (("", ~cf), ("cf_", cf)):
+        cf = b.get("is_branch", torch.zeros(len(m), dtype=torch.bool, device=m.device))[:, None]
+        for name, sel_rows in (("", ~cf), ("cf_", cf)) if "is_branch" in b else (("", ~cf),):
             h, f = has & sel_rows, full & sel_rows
-            if name and not h.any():
-                continue
-            out[f"{name}minADE_m"] = ade.min(-1).values[h].mean() if h.any() else reg * 0
-            out[f"{name}minFDE_m"] = err[..., -1].min(-1).values[f].mean() if f.any() else reg * 0
+            out[f"{name}minADE_m"] = dist.mean(ade.min(-1).values[h].sum(), h.sum())
+            out[f"{name}minFDE_m"] = dist.mean(err[..., -1].min(-1).values[f].sum(), f.sum())
     return out
 
 
 class Stage:
     """The loop shared by the supervised stages: epochs over shuffled batches, validation, TensorBoard,
-    checkpoints, resume."""
+    checkpoints, resume; data-parallel under torchrun (learn/dist.py: every process takes its share of each
+    global batch, process 0 alone logs and writes)."""
 
     name = "stage"
     keys: tuple[str, ...] = ()
 
     def __init__(self, cfg: TrainConfig, log=print):
-        self.cfg, self.log = cfg, log
+        self.cfg = cfg
+        self.dist = dist.setup(cfg.device)
+        self.log = log if self.dist.main else (lambda *_: None)
+        log = self.log
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
@@ -129,10 +143,16 @@ class Stage:
         torch.set_num_threads(cfg.threads)
         self.fcfg = FeatureConfig()
         self.ncfg = cfg.net()
-        self.data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes), self.fcfg, log)
+        with dist.main_first():  # process 0 builds the sample cache, the others read it
+            self.data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes), self.fcfg,
+                                      log)
         self.tr, self.va = split(self.data, cfg.val_fraction, cfg.seed)
         self.prepare()
-        self.model = self.make_model()
+        self.model = self.make_model().to(self.dist.device)
+        self._ddp = dist.wrap(self.model) if self.dist.on else None
+        if self.dist.on:
+            log(f"{self.name}: data-parallel over {self.dist.world} processes ({self.dist.device.type}), "
+                f"{cfg.batch_size} samples per global batch")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # warm-up then cosine decay over this config's steps (a resumed run with more epochs stretches it)
         self.total_steps = cfg.epochs * max(1, int(np.ceil(len(self.tr) / cfg.batch_size)))
@@ -143,6 +163,11 @@ class Stage:
         if cfg.resume and (self.out / "ckpt.pt").exists():
             self.load(self.out / "ckpt.pt")
             log(f"resumed from {self.out / 'ckpt.pt'} at epoch {self.epoch}")
+
+    @property
+    def fwd(self):
+        """What computes the forward pass: the DDP wrapper under torchrun, else the model itself."""
+        return self._ddp if self._ddp is not None else self.model
 
     def make_model(self):
         raise NotImplementedError
@@ -155,17 +180,19 @@ class Stage:
 
     def fetch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         """The batch of the given training rows."""
-        return batch(self.data, idx, self.keys)
+        return batch(self.data, idx, self.keys, self.dist.device)
 
     def save(self) -> None:
+        if not self.dist.main:  # one checkpoint, written by process 0
+            return
         tmp = self.out / "ckpt.tmp.pt"
-        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+        torch.save({"model": {k: v.cpu() for k, v in self.model.state_dict().items()}, "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                     "epoch": self.epoch, "step": self.step, "history": self.history, "config": asdict(self.cfg),
                     "net": asdict(self.ncfg), "features": asdict(self.fcfg), "stage": self.name}, tmp)
         tmp.replace(self.out / "ckpt.pt")
 
     def load(self, path: Path) -> None:
-        ck = torch.load(path, weights_only=False)
+        ck = torch.load(path, weights_only=False, map_location=self.dist.device)
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
@@ -178,9 +205,9 @@ class Stage:
         with torch.no_grad():
             for i in range(0, len(self.va), 1024):
                 idx = self.va[i:i + 1024]
-                out = self.losses(self.fetch(idx))
+                out = dist.reduce_values(self.losses(self.fetch(dist.shard(idx))))
                 for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+                    sums[k] = sums.get(k, 0.0) + v * len(idx)
                     n[k] = n.get(k, 0) + len(idx)
         self.model.train()
         return {k: v / max(n[k], 1) for k, v in sums.items()}
@@ -188,10 +215,11 @@ class Stage:
     def run(self) -> dict:
         from torch.utils.tensorboard import SummaryWriter
 
-        cfg = self.cfg
-        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        tb = SummaryWriter(str(self.out / "tb"))
-        rng = np.random.default_rng(cfg.seed + self.epoch)
+        cfg, main = self.cfg, self.dist.main
+        if main:
+            (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        tb = SummaryWriter(str(self.out / "tb")) if main else None
+        rng = np.random.default_rng(cfg.seed + self.epoch)  # the same order in every process
         self.model.train()
         self.log(f"{self.name}: {len(self.tr)} train / {len(self.va)} val samples, "
                  f"{sum(p.numel() for p in self.model.parameters())} parameters")
@@ -199,29 +227,33 @@ class Stage:
             t0 = time.perf_counter()
             perm = rng.permutation(self.tr)
             bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"{self.name} epoch {self.epoch + 1}/{cfg.epochs}",
-                       leave=False, mininterval=1.0, disable=None)
+                       leave=False, mininterval=1.0, disable=None if main else True)
             run_sum, nb = {}, 0
             for i in bar:
-                out = self.losses(self.fetch(perm[i:i + cfg.batch_size]))
+                out = self.losses(self.fetch(dist.shard(perm[i:i + cfg.batch_size])))
                 self.opt.zero_grad()
-                out["loss"].backward()
+                out["loss"].backward()  # under DDP: the gradients averaged over the processes
                 gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
                 self.opt.step()
                 self.sched.step()
                 self.step += 1
-                for k, v in out.items():
-                    run_sum[k] = run_sum.get(k, 0.0) + float(v.detach())
-                    tb.add_scalar(f"train/{k}", float(v.detach()), self.step)
-                tb.add_scalar("train/grad_norm", float(gn), self.step)
-                tb.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
+                vals = dist.reduce_values(out)
+                for k, v in vals.items():
+                    run_sum[k] = run_sum.get(k, 0.0) + v
+                if tb:
+                    for k, v in vals.items():
+                        tb.add_scalar(f"train/{k}", v, self.step)
+                    tb.add_scalar("train/grad_norm", float(gn), self.step)
+                    tb.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
                 nb += 1
-                bar.set_postfix(loss=f"{out['loss'].item():.3f}")
+                bar.set_postfix(loss=f"{vals['loss']:.3f}")
             self.epoch += 1
             dt = time.perf_counter() - t0
             val = self.evaluate() if len(self.va) else {}
-            for k, v in val.items():
-                tb.add_scalar(f"val/{k}", v, self.step)
-            tb.add_scalar("train/samples_per_s", len(perm) / dt, self.step)
+            if tb:
+                for k, v in val.items():
+                    tb.add_scalar(f"val/{k}", v, self.step)
+                tb.add_scalar("train/samples_per_s", len(perm) / dt, self.step)
             row = {"epoch": self.epoch, "train": {k: v / max(nb, 1) for k, v in run_sum.items()}, "val": val,
                    "samples_per_s": round(len(perm) / dt, 1)}
             self.history.append(row)
@@ -229,9 +261,11 @@ class Stage:
                      + "".join(f", val {k} {v:.3f}" for k, v in val.items() if k != "loss")
                      + f" ({row['samples_per_s']:.0f} samples/s)")
             self.save()
-        tb.close()
+        if tb:
+            tb.close()
         metrics = {"stage": self.name, "history": self.history, "final_val": self.history[-1]["val"] if self.history else {}}
-        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if main:
+            (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
 
 
@@ -244,7 +278,7 @@ class ILStage(Stage):
         return Planner(self.fcfg, self.ncfg, anchors)
 
     def losses(self, b):
-        return planner_losses(self.model, b, self.cfg)
+        return planner_losses(self.model, b, self.cfg, self.fwd)
 
 
 class WMStage(Stage):
@@ -275,14 +309,18 @@ class WMStage(Stage):
         n = hi - lo
         br = np.repeat(lo - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(n.sum())  # every frame's branch rows
         rows = np.concatenate([idx, brow[br]])
-        out = batch(self.data, rows, INPUT_NAMES)
+        dev = self.dist.device
+        out = batch(self.data, rows, INPUT_NAMES, dev)
         for k in ("ego_future", "agents_future", "agents_future_mask"):
-            out[k] = torch.as_tensor(np.concatenate([self.data[k][idx], self.data[f"wmb_{k}"][br]]).astype(np.float32))
+            out[k] = torch.as_tensor(np.concatenate([self.data[k][idx], self.data[f"wmb_{k}"][br]]).astype(np.float32),
+                                     device=dev)
         w = np.ones((len(rows), self.fcfg.num_agents), np.float32)
         w[len(idx):] += self.cfg.w_react * self.react[br]
-        out["agent_weight"] = torch.as_tensor(w)
-        out["group"] = torch.as_tensor(np.concatenate([np.arange(len(idx)), np.repeat(np.arange(len(idx)), n)]))
-        out["is_branch"] = torch.as_tensor(np.arange(len(rows)) >= len(idx))
+        out["agent_weight"] = torch.as_tensor(w, device=dev)
+        out["group"] = torch.as_tensor(np.concatenate([np.arange(len(idx)), np.repeat(np.arange(len(idx)), n)]),
+                                       device=dev)
+        if len(brow):  # the dataset has branches: the cf_ metrics come too
+            out["is_branch"] = torch.as_tensor(np.arange(len(rows)) >= len(idx), device=dev)
         return out
 
     def make_model(self):
@@ -296,7 +334,9 @@ class WMStage(Stage):
         from .pipeline import reactivity_report
 
         metrics = super().run()
-        self.model.eval()
+        if not self.dist.main:
+            return metrics
+        self.model.cpu().eval()  # the report builds its batches on the CPU
         metrics["reactivity"] = reactivity_report(self.model, self.data, self.va)
         self.model.train()
         self.log(f"world-model reactivity: {json.dumps(metrics['reactivity'])}")
@@ -304,7 +344,7 @@ class WMStage(Stage):
         return metrics
 
     def losses(self, b):
-        return wm_losses(self.model, b, self.cfg)
+        return wm_losses(self.model, b, self.cfg, self.fwd)
 
 
 def reacting_agents(data: dict, apart: float = 1.0) -> np.ndarray:

@@ -93,7 +93,7 @@ class SceneEncoder(nn.Module):
         lane = self.lane(self.lane_pt(lanes).max(dim=2).values)
         tok = torch.cat([(self.ego(ego) + self.token_type[0])[:, None], (self.route(r) + self.token_type[1])[:, None],
                          self.agent(agents) + self.token_type[2], lane + self.token_type[3]], 1)
-        mask = torch.cat([torch.ones(B, 2, dtype=ego.dtype), agents_mask, lanes_mask], 1)
+        mask = torch.cat([torch.ones(B, 2, dtype=ego.dtype, device=ego.device), agents_mask, lanes_mask], 1)
         for b in self.blocks:
             tok = b(tok, mask)
         return self.norm(tok), mask
