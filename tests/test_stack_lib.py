@@ -121,8 +121,10 @@ def test_core_applies_only_this_ticks_stamp_once(proc_town):
     assert core.missed_ticks == 0 and core.t == pytest.approx(0.05)
     v1 = float(core.state.speed[0, 0])
     assert core.offer_command(ControlCommand(0.0, 1.0, 0.0, 0.0)) == "stale"  # an old stamp is never applied
-    core.tick()  # nothing arrived for t = 0.05: held controls, a missed tick
-    assert core.missed_ticks == 1 and float(core.state.speed[0, 0]) > v1
+    core.tick()  # nothing arrived for t = 0.05: a missed tick, the Leaderboard's all-zero control (it coasts)
+    assert core.missed_ticks == 1 and 0.0 < float(core.state.speed[0, 0]) < v1
+    c = core.controls
+    assert (float(c.throttle[0]), float(c.steer[0]), float(c.brake[0])) == (0.0, 0.0, 0.0)
     assert len(core.rejected) == 2
     exp = core.expert_command()
     assert exp is not None and exp.stamp == pytest.approx(core.t) and not exp.problems()

@@ -4,8 +4,8 @@ the offline collection (`collect --takeover`), so `train il|takead --data` reads
 A takeover bag (the recorder's `takeover_*` folders, or continuous `seg_*` ones) holds, for its window, the
 simulator's topics (odometry, vehicle status, objects, traffic lights), what the stack decided (the planner's
 and the executed commands, who drove each tick) and, with the pseudo-simulator's privileged expert offered, the
-expert's command and plan at every tick: the labels. The map (/carla/map, OpenDRIVE) and the route
-(/carla/hero/global_plan) are latched; the recorder puts them into every takeover bag.
+expert's command and plan at every tick: the labels. The map (/carla/world_info, OpenDRIVE) and the route
+(/carla/hero/global_plan, CarlaRoute) are latched; the recorder puts them into every takeover bag.
 
 Each bag becomes one episode: frames at 10 Hz (every second tick, on the ticks the offline recorder keeps), the
 scene rebuilt exactly as the stack's perception node rebuilds it (`stack.wire`), the expert's controls and plan
@@ -40,7 +40,6 @@ from ..stack.topics import (
     EXPERT_CMD,
     EXPERT_PLAN,
     GLOBAL_PLAN,
-    MAP,
     OBJECTS,
     ODOMETRY,
     PLANNER_CMD,
@@ -49,10 +48,11 @@ from ..stack.topics import (
     TAKEOVER,
     TRAFFIC_LIGHTS,
     VEHICLE_STATUS,
+    WORLD_INFO,
 )
 from .collect import CONTROLLER_CODES, FORMAT_VERSION, FRAME_EVERY, EpisodeRecorder
 
-REQUIRED = (ODOMETRY, VEHICLE_STATUS, OBJECTS, EXPERT_CMD, EXPERT_PLAN, MAP, GLOBAL_PLAN)
+REQUIRED = (ODOMETRY, VEHICLE_STATUS, OBJECTS, EXPERT_CMD, EXPERT_PLAN, WORLD_INFO, GLOBAL_PLAN)
 
 
 class IngestError(ValueError):
@@ -142,14 +142,15 @@ def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[
         hint = {EXPERT_PLAN: "the labels come from the privileged expert, which only the pseudo-simulator offers "
                              "(pseudo_sim offer_expert:=true)",
                 EXPERT_CMD: "the labels come from the privileged expert (pseudo_sim offer_expert:=true)",
-                MAP: "takeover bags carry the latched map since the recorder keeps it; record the bag again",
+                WORLD_INFO: "takeover bags carry the latched map since the recorder keeps it; record the bag again",
                 GLOBAL_PLAN: "takeover bags carry the latched route since the recorder keeps it; record the bag again"}
         raise IngestError(f"{bag}: no {', '.join(missing)} in this bag; " + "; ".join(
             hint.get(t, "record it with `drive-stack-ros stack run`") for t in missing))
-    xodr = msgs[MAP][-1][1].data
-    town = _xodr_name(xodr) or "bag_map"
-    g = load_xodr_text(town, xodr, source=f"{bag} {MAP}")
-    keypoints = wire.path_keypoints(msgs[GLOBAL_PLAN][-1][1])
+    info = msgs[WORLD_INFO][-1][1]
+    xodr = info.opendrive
+    town = info.map_name or _xodr_name(xodr) or "bag_map"
+    g = load_xodr_text(town, xodr, source=f"{bag} {WORLD_INFO}")
+    keypoints = wire.route_keypoints(msgs[GLOBAL_PLAN][-1][1], f"{bag} {GLOBAL_PLAN}")
     spec = RouteSpec(bag.name, town, keypoints, source=str(bag))
     odom, objects = _by_tick(msgs[ODOMETRY]), _by_tick(msgs[OBJECTS])
     status, expert, eplan = _by_tick(msgs[VEHICLE_STATUS]), _by_tick(msgs[EXPERT_CMD]), _by_tick(msgs[EXPERT_PLAN])

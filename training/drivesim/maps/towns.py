@@ -57,7 +57,7 @@ class TownLoader:
         return f"map {town}.xodr not found in {self.maps_dir}"
 
     def xodr_text(self, town: str) -> str:
-        """The town's OpenDRIVE text (what /carla/map carries)."""
+        """The town's OpenDRIVE text (what /carla/world_info carries)."""
         m = PROCEDURAL.match(town)
         if m:
             from .procedural import generate_town_xodr

@@ -4,7 +4,8 @@ The ROS node (`drive_stack.pseudo_sim`) publishes `observation()` as the carla-r
 commands to `offer_command()`, and calls `tick()` when the command for the current tick arrived or its
 timeout expired. The Leaderboard's rule is kept: a command is applied only if its stamp equals the current
 tick's sim time (within 1 ms) and it is not a repeat of an already applied stamp. A tick with no applied
-command is a *missed tick*: the previous controls are held (CARLA keeps the last applied control).
+command is a *missed tick*: the Leaderboard then applies `carla.VehicleControl()`, throttle, steer and brake 0
+(ros_base_agent.run_step after 1.0 s of wall time; stack/leaderboard.py ZERO_CONTROL): the car coasts.
 """
 
 from __future__ import annotations
@@ -110,12 +111,13 @@ class PseudoSimCore:
         return ControlCommand(self.t, float(controls.throttle[0]), float(controls.steer[0]), float(controls.brake[0]))
 
     def tick(self) -> bool:
-        """Advance one step with the pending command (or, if none arrived, the held controls: a missed tick).
-        Returns done."""
+        """Advance one step with the pending command (or, if none arrived, the Leaderboard's all-zero control: a
+        missed tick). Returns done."""
         if self.done:
             return True
         if self.pending is None:
             self.missed_ticks += 1
+            self.controls = Controls.zeros(1)
         else:
             c = self.pending
             self.controls = Controls(np.array([c.throttle]), np.array([c.steer]), np.array([c.brake]),

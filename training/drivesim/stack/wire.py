@@ -109,11 +109,17 @@ def scene_lights(scene, light_ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def path_keypoints(path, topic: str = "/carla/hero/global_plan") -> np.ndarray:
-    """A nav_msgs/Path route as (N, 3) keypoints, CARLA frame."""
-    pts = np.array([[p.pose.position.x, -p.pose.position.y, p.pose.position.z] for p in path.poses], np.float64)
+def route_keypoints(route, topic: str = "/carla/hero/global_plan") -> np.ndarray:
+    """A carla_msgs/CarlaRoute (the Leaderboard's downsampled global plan) as (N, 3) route keypoints, CARLA frame:
+    the pose positions only (upstream's orientations are wrong: stack/leaderboard.py). Raises InvalidMessage
+    naming the topic for non-finite positions or fewer than 2 poses."""
+    from .leaderboard import route_keypoints as keypoints
+
+    pts = np.array([[p.position.x, p.position.y, p.position.z] for p in route.poses], np.float64).reshape(-1, 3)
     finite(topic, poses=pts)
-    return pts.reshape(-1, 3)
+    if len(pts) < 2:
+        raise InvalidMessage(f"{topic}: {len(pts)} pose(s); a route needs at least 2")
+    return keypoints(pts)
 
 
 def plan_path(m) -> np.ndarray:

@@ -16,6 +16,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 ANNOUNCE_PERIOD = 0.25  # [s wall] every node announces itself this often (a silent node is recorded dead)
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)  # route, map, ready flag
+WORLD_INFO_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)  # the bridge's /carla/world_info writer
 LATCHED_MANY = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)  # one latched message per publisher
 # the readers of many such publishers (the nodes' announcements on one keyless topic): a reader of depth 1 keeps

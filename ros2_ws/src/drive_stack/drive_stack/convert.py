@@ -11,14 +11,18 @@ from builtin_interfaces.msg import Time
 from carla_msgs.msg import (
     CarlaEgoVehicleControl,
     CarlaEgoVehicleStatus,
+    CarlaGnssRoute,
+    CarlaRoute,
     CarlaTrafficLightStatus,
     CarlaTrafficLightStatusList,
+    CarlaWorldInfo,
 )
 from derived_object_msgs.msg import Object, ObjectArray
 from drive_stack_msgs.msg import AgentState, PerceivedScene, Plan
 from drivesim.geometry import carla_to_ros_pose, ros_to_carla_pose
 from drivesim.sim.perception import PerceivedScene as LibScene
 from drivesim.sim.state import EGO, AgentKind, SimState
+from drivesim.stack import leaderboard
 from drivesim.stack.core import ControlCommand
 from drivesim.stack.wire import (  # noqa: F401 - the wire helpers the nodes use, re-exported
     CLASS_OF_KIND,
@@ -26,15 +30,15 @@ from drivesim.stack.wire import (  # noqa: F401 - the wire helpers the nodes use
     InvalidMessage,
     lights_array,
     object_rows,
-    path_keypoints,
     plan_path,
     plan_profile,
     quat_yaw,
+    route_keypoints,
     state_from_rows,
 )
 from drivesim.stack.wire import finite as _finite
-from geometry_msgs.msg import Point, PoseStamped, Quaternion
-from nav_msgs.msg import Odometry, Path
+from geometry_msgs.msg import Point, Pose, Quaternion
+from nav_msgs.msg import Odometry
 from shape_msgs.msg import SolidPrimitive
 
 
@@ -98,16 +102,22 @@ def lights_message(light_ids: np.ndarray, states: np.ndarray) -> CarlaTrafficLig
     return msg
 
 
-def route_path(keypoints: np.ndarray, t: float, frame: str = "map") -> Path:
-    path = Path()
-    path.header.stamp, path.header.frame_id = ros_time(t), frame
-    for k in keypoints:
-        ps = PoseStamped()
-        ps.header = path.header
-        x, y, _ = carla_to_ros_pose(float(k[0]), float(k[1]), 0.0)
-        ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = float(x), float(y), float(k[2])
-        path.poses.append(ps)
-    return path
+def global_plan_messages(dense) -> tuple[CarlaRoute, CarlaGnssRoute]:
+    """What the Leaderboard publishes for a dense route (stack/leaderboard.py): CarlaRoute (downsampled, its
+    quirks kept: empty header, orientations from degrees read as radians, the first pose 0.5 m up) and
+    CarlaGnssRoute (coordinates empty, road options filled: upstream's bug)."""
+    poses, options = leaderboard.global_plan(dense.xy, dense.yaw, dense.command)
+    route, gnss = CarlaRoute(), CarlaGnssRoute()
+    for x, y, z, qx, qy, qz, qw in poses:
+        route.poses.append(Pose(position=Point(x=float(x), y=float(y), z=float(z)),
+                                orientation=Quaternion(x=float(qx), y=float(qy), z=float(qz), w=float(qw))))
+    route.road_options = [int(o) for o in options]
+    gnss.road_options = list(route.road_options)
+    return route, gnss
+
+
+def world_info(name: str, xodr: str) -> CarlaWorldInfo:
+    return CarlaWorldInfo(map_name=name, opendrive=xodr)
 
 
 def control_message(t: float, throttle: float, steer: float, brake: float) -> CarlaEgoVehicleControl:

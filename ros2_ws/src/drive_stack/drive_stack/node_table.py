@@ -15,8 +15,8 @@ from drivesim.stack.topics import (  # noqa: F401 - the topic names, re-exported
     EXPERT_CMD,
     EXPERT_PLAN,
     GLOBAL_PLAN,
+    GLOBAL_PLAN_GNSS,
     HERO_STATUS,
-    MAP,
     NODE_READY,
     OBJECTS,
     ODOMETRY,
@@ -28,6 +28,7 @@ from drivesim.stack.topics import (  # noqa: F401 - the topic names, re-exported
     TAKEOVER,
     TRAFFIC_LIGHTS,
     VEHICLE_STATUS,
+    WORLD_INFO,
 )
 
 
@@ -57,12 +58,12 @@ RECORDED = {
     VEHICLE_STATUS: "carla_msgs/msg/CarlaEgoVehicleStatus",
     OBJECTS: "derived_object_msgs/msg/ObjectArray",
     TRAFFIC_LIGHTS: "carla_msgs/msg/CarlaTrafficLightStatusList",
-    GLOBAL_PLAN: "nav_msgs/msg/Path",
+    GLOBAL_PLAN: "carla_msgs/msg/CarlaRoute",
     CONTROL_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
     PLANNER_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
     EXPERT_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
     EXPERT_PLAN: "drive_stack_msgs/msg/Plan",
-    MAP: "std_msgs/msg/String",
+    WORLD_INFO: "carla_msgs/msg/CarlaWorldInfo",
     SCENE: "drive_stack_msgs/msg/PerceivedScene",
     PLAN: "drive_stack_msgs/msg/Plan",
     REASONING: "drive_stack_msgs/msg/Reasoning",
@@ -73,7 +74,7 @@ RECORDED = {
 
 # published once, TRANSIENT_LOCAL: the recorder subscribes to them latched and puts the last of each into every
 # takeover bag, so a bag replays (and `takeover ingest` reads it) alone
-LATCHED_TOPICS = (MAP, GLOBAL_PLAN)
+LATCHED_TOPICS = (WORLD_INFO, GLOBAL_PLAN)
 
 
 def ready_set(sim: str) -> list[str]:

@@ -47,7 +47,7 @@ class PerceptionParams(NodeParams):
 
 @dataclass(frozen=True)
 class PlannerParams(NodeParams):
-    policy: str = "rule"  # rule | expert | il | perlad | perlad_logreplay | takead (learned: ONNX planner, needs /carla/map)
+    policy: str = "rule"  # rule | expert | il | perlad | perlad_logreplay | takead (learned: ONNX planner, needs /carla/world_info)
     model: str = ""  # learned policies: an ONNX file instead of <models dir>/<policy>/planner.onnx
     backend: Literal["auto", "tensorrt", "ort-cuda", "ort-cpu"] = "auto"  # inference backend (auto: TensorRT >
     # ONNX Runtime CUDA > CPU)

@@ -1,27 +1,30 @@
 """perception_input: CARLA-side topics -> the perceived vector scene (ego frame) and a BEV raster.
 
-Waits for /carla/map (OpenDRIVE, latched) and /carla/hero/global_plan (latched), then for every tick whose
-odometry, vehicle status (the ego's acceleration, a planner input) and objects (same stamp) have arrived, with the
-latest traffic-light status (no header: read before them), runs the library's ScenePerceiver
-(range-limited visibility) and publishes /drive_stack/scene; every `bev_every` ticks also /drive_stack/bev.
-Messages with NaN or out-of-range fields are rejected and logged; the node keeps running.
+Reports itself up once it has the map (/carla/world_info, the bridge's CarlaWorldInfo, latched) and has warmed
+its kernels: the stack must say it is up on /carla/hero/status *before* the Leaderboard sends the route (it
+publishes the route only then). The route (/carla/hero/global_plan, CarlaRoute, latched: a handful of poses,
+densified again over the map) comes after; then for every tick whose odometry, vehicle status (the ego's
+acceleration, a planner input) and objects (same stamp) have arrived, with the latest traffic-light status (no
+header: read before them), it runs the library's ScenePerceiver (range-limited visibility) and publishes
+/drive_stack/scene; every `bev_every` ticks also /drive_stack/bev. Messages with NaN or out-of-range fields are
+rejected and logged; the node keeps running.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from carla_msgs.msg import CarlaEgoVehicleStatus, CarlaTrafficLightStatusList
+from carla_msgs.msg import CarlaEgoVehicleStatus, CarlaRoute, CarlaTrafficLightStatusList, CarlaWorldInfo
 from derived_object_msgs.msg import ObjectArray
 from drive_stack_msgs.msg import PerceivedScene
 from drivesim.maps.opendrive import load_xodr_text
+from drivesim.routes.generate import random_route
 from drivesim.routes.planner import plan_route
 from drivesim.routes.xml import RouteSpec
 from drivesim.sim.perception import ScenePerceiver
 from drivesim.stack.bev import bev_raster
-from nav_msgs.msg import Odometry, Path
+from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 
 from . import convert
 from . import node_table as T
@@ -42,8 +45,8 @@ class PerceptionInput(StackNode):
         self.ticks = 0
         self.pub_scene = self.create_publisher(PerceivedScene, T.SCENE, RELIABLE)
         self.pub_bev = self.create_publisher(Image, T.BEV, 5)
-        self.create_subscription(String, T.MAP, self._on_map, LATCHED)
-        self.create_subscription(Path, T.GLOBAL_PLAN, self._on_plan, LATCHED)
+        self.create_subscription(CarlaWorldInfo, T.WORLD_INFO, self._on_map, LATCHED)
+        self.create_subscription(CarlaRoute, T.GLOBAL_PLAN, self._on_plan, LATCHED)
         # the lights first: the executor serves ready subscriptions in the order they were created, and a tick's
         # scene is made when its odometry and objects are in, so the tick's light states must be read before
         # them (lights created last read OFF at the first tick: the learned planner steered 0.08 instead of 0.015)
@@ -53,27 +56,34 @@ class PerceptionInput(StackNode):
         # raw + cdr_objects: ~15x faster than rclpy's deserializer for this message
         self.create_subscription(ObjectArray, T.OBJECTS, self._on_objects_raw, RELIABLE, raw=True)
 
-    def _on_map(self, msg: String) -> None:
-        self.g = load_xodr_text("ros_map", msg.data, source=T.MAP)
-        self.get_logger().info(f"map: {self.g.num_lanes} lanes")
+    def _on_map(self, msg: CarlaWorldInfo) -> None:
+        if self.g is not None:
+            return
+        self.g = load_xodr_text(msg.map_name or "ros_map", msg.opendrive, source=T.WORLD_INFO)
+        self.get_logger().info(f"map {msg.map_name!r}: {self.g.num_lanes} lanes")
+        try:  # compiled kernels loaded (on a route of our own) before we say we are up: the first tick is on time
+            warm = plan_route(self.g, random_route(self.g, np.random.default_rng(0), "warmup", 30.0))
+            ScenePerceiver(self.g, [warm], perception_range=self.range).warmup()
+        except Exception as e:  # noqa: BLE001 - a map without a 30 m lane: the first tick pays for the kernels
+            self.get_logger().warning(f"kernel warm-up skipped: {type(e).__name__}: {e}")
+        self.announce_ready()  # the planner reports the stack up; the Leaderboard then sends the route
         self._setup_route()
 
-    def _on_plan(self, msg: Path) -> None:
+    def _on_plan(self, msg: CarlaRoute) -> None:
         try:
-            self.keypoints = convert.path_keypoints(msg)
+            self.keypoints = convert.route_keypoints(msg)
         except convert.InvalidMessage as e:
             self.reject(str(e))
             return
         self._setup_route()
 
     def _setup_route(self) -> None:
-        if self.g is None or self.keypoints is None or len(self.keypoints) < 2:
+        if self.g is None or self.keypoints is None:
             return
-        route = plan_route(self.g, RouteSpec("ros", "ros_map", self.keypoints))
+        route = plan_route(self.g, RouteSpec("ros", self.g.name, self.keypoints))
         self.perceiver = ScenePerceiver(self.g, [route], perception_range=self.range)
-        self.perceiver.warmup()  # compiled kernels loaded before we say we are up: the first tick is on time
-        self.get_logger().info(f"route: {route.length:.0f} m")
-        self.announce_ready()
+        self.get_logger().info(f"route: {len(self.keypoints)} poses -> {route.length:.0f} m")
+        self._flush()  # ticks that came before the route
 
     def _on_objects_raw(self, data: bytes) -> None:
         try:

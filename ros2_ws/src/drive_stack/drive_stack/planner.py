@@ -3,7 +3,7 @@
 The policy is chosen by name (`policy`, the same names as `drive-stack eval --policy`). The learned ones
 (il, perlad, perlad_logreplay, takead) load their ONNX planner through the inference runtime (TensorRT on a GPU, else
 ONNX Runtime; `model` and `backend` parameters override the default file and backend) once the map has
-arrived on /carla/map (their features include the lanes). The path and target speed go through the deployed
+arrived on /carla/world_info (their features include the lanes). The path and target speed go through the deployed
 PIDController (drivesim.sim.control), and the command is stamped with the scene's tick time, as the
 Leaderboard requires. Publishes /carla/hero/status = true (latched) once the policy is loaded and warmed up
 (one `act` on a synthetic scene: compiled kernels and models loaded before the first tick).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import traceback
 
-from carla_msgs.msg import CarlaEgoVehicleControl
+from carla_msgs.msg import CarlaEgoVehicleControl, CarlaWorldInfo
 from drive_stack_msgs.msg import PerceivedScene, Plan
 from drivesim.maps.opendrive import load_xodr_text
 from drivesim.policies import POLICIES, make_policy, warmup
@@ -42,7 +42,7 @@ class Planner(StackNode):
             self.policy = make_policy(self.policy_name, 1, **kw)
             warmup(self.policy)
         else:
-            self.create_subscription(String, T.MAP, self._on_map, LATCHED)
+            self.create_subscription(CarlaWorldInfo, T.WORLD_INFO, self._on_map, LATCHED)
         self.pub_plan = self.create_publisher(Plan, T.PLAN, RELIABLE)
         self.pub_cmd = self.create_publisher(CarlaEgoVehicleControl, T.PLANNER_CMD, RELIABLE)
         self.pub_ready = self.create_publisher(Bool, T.HERO_STATUS, LATCHED)
@@ -56,10 +56,10 @@ class Planner(StackNode):
         self._maybe_ready()
         self.announce_ready()  # heard once a second by the simulator (a node that falls silent is recorded dead)
 
-    def _on_map(self, msg: String) -> None:
+    def _on_map(self, msg: CarlaWorldInfo) -> None:
         if self.policy is not None:
             return
-        g = load_xodr_text("ros_map", msg.data, source=T.MAP)
+        g = load_xodr_text(msg.map_name or "ros_map", msg.opendrive, source=T.WORLD_INFO)
         self.policy = make_policy(self.policy_name, 1, g=g, model=self.model or None, backend=self.backend)
         warmup(self.policy)
         self.light_ids = g.light_id

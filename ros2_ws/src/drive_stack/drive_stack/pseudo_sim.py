@@ -1,10 +1,14 @@
 """pseudo_sim: the pseudo-simulator standing in for CARLA + carla-ros-bridge + the Leaderboard 2.0 ROS agent.
 
-Publishes exactly the CARLA-side contract (/clock, /carla/hero/odometry, vehicle_status, objects,
-/carla/traffic_lights/status, /carla/map and /carla/hero/global_plan latched), waits for /carla/hero/status,
-then steps synchronously: the tick's messages go out, the command stamped with the tick's time is applied
-(the Leaderboard's rule), and the next tick follows when it arrived, or after `tick_timeout` seconds (wall),
-which counts as a missed tick. The route is scored as `drive-stack eval` scores it, into the same files.
+In the Leaderboard 2.0 ROS agent's order (../shared/carla_lb2/CONTRACT.md section 2; stack/leaderboard.py): the
+bridge's /carla/world_info (map name + OpenDRIVE, latched) first; then it waits for the stack's
+/carla/hero/status (TRANSIENT_LOCAL) and only then publishes the route, once, latched: /carla/hero/global_plan
+(carla_msgs/CarlaRoute, downsampled, upstream's quirks kept) and /carla/hero/global_plan_gnss. Then it steps
+synchronously: the tick's messages go out (/clock, /carla/hero/odometry, vehicle_status, objects,
+/carla/traffic_lights/status), the command stamped with the tick's time is applied (the Leaderboard's rule),
+and the next tick follows when it arrived, or after `tick_timeout` seconds (wall, 1.0 as upstream), a missed
+tick, which gets the Leaderboard's all-zero control. The route is scored as `drive-stack eval` scores it, into
+the same files.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaTrafficLightStatusList
+from carla_msgs.msg import (
+    CarlaEgoVehicleControl,
+    CarlaEgoVehicleStatus,
+    CarlaGnssRoute,
+    CarlaRoute,
+    CarlaTrafficLightStatusList,
+    CarlaWorldInfo,
+)
 from derived_object_msgs.msg import ObjectArray
 from drive_stack_msgs.msg import Plan, StackStatus, TakeoverEvent
 from drivesim.evaluation.evaluate import write_results
@@ -26,13 +37,22 @@ from drivesim.routes.xml import parse_routes
 from drivesim.sim.state import DT
 from drivesim.stack.core import PseudoSimCore
 from nav_msgs.msg import Odometry
-from nav_msgs.msg import Path as PathMsg
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Bool, String
 
 from . import convert
 from . import node_table as T
-from .common import ANNOUNCE_PERIOD, EVENTS, LATCHED, LATCHED_MANY_READER, RELIABLE, StackNode, make_executor, run
+from .common import (
+    ANNOUNCE_PERIOD,
+    EVENTS,
+    LATCHED,
+    LATCHED_MANY_READER,
+    RELIABLE,
+    WORLD_INFO_QOS,
+    StackNode,
+    make_executor,
+    run,
+)
 from .params import PseudoSimParams
 
 SILENT_AFTER = 2.0  # [s wall] a node whose announcement (every 0.25 s) stops this long is recorded as dead
@@ -61,8 +81,9 @@ class PseudoSim(StackNode):
         self.pub_lights = self.create_publisher(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, RELIABLE)
         self.pub_expert = self.create_publisher(CarlaEgoVehicleControl, T.EXPERT_CMD, RELIABLE)
         self.pub_expert_plan = self.create_publisher(Plan, T.EXPERT_PLAN, RELIABLE)
-        self.pub_map = self.create_publisher(String, T.MAP, LATCHED)
-        self.pub_plan = self.create_publisher(PathMsg, T.GLOBAL_PLAN, LATCHED)
+        self.pub_world = self.create_publisher(CarlaWorldInfo, T.WORLD_INFO, WORLD_INFO_QOS)
+        self.pub_plan = self.create_publisher(CarlaRoute, T.GLOBAL_PLAN, LATCHED)
+        self.pub_plan_gnss = self.create_publisher(CarlaGnssRoute, T.GLOBAL_PLAN_GNSS, LATCHED)
         self.ready = False
         self.create_subscription(Bool, T.HERO_STATUS, self._on_ready, LATCHED)
         self.create_subscription(CarlaEgoVehicleControl, T.CONTROL_CMD, self._on_cmd, RELIABLE)
@@ -74,8 +95,7 @@ class PseudoSim(StackNode):
         self.create_subscription(TakeoverEvent, T.TAKEOVER, self._on_takeover, EVENTS)
         self.create_subscription(StackStatus, T.STATUS, self._on_status, RELIABLE)
         self.create_subscription(String, T.NODE_READY, self._on_node, LATCHED_MANY_READER)
-        self.pub_map.publish(String(data=self.xodr))
-        self.pub_plan.publish(convert.route_path(spec.keypoints, 0.0))
+        self.pub_world.publish(convert.world_info(spec.town, self.xodr))  # the bridge's, before the stack is up
         self.latency: list[float] = []
         self._published_at = 0.0
         self.get_logger().info(f"route {spec.route_id} on {spec.town}: {self.core.route.length:.0f} m")
@@ -136,13 +156,15 @@ class PseudoSim(StackNode):
             self.executor_.spin_once(timeout_sec=0.05)
             if time.perf_counter() > t_end:
                 raise TimeoutError(f"no stack reported ready on {T.HERO_STATUS} within {p['start_timeout']} s")
-        self.get_logger().info("stack ready: starting the route")
+        route, gnss = convert.global_plan_messages(self.core.route)  # only now, as the Leaderboard does
+        self.pub_plan.publish(route)
+        self.pub_plan_gnss.publish(gnss)
+        self.get_logger().info(f"stack ready: route published ({len(route.poses)} poses), starting")
         wall0 = time.perf_counter()
+        limit = float(p["tick_timeout"])  # every tick, the first too (upstream has no grace)
         while not self.core.done:
             self.publish_tick()
             start = last = time.perf_counter()
-            # the first tick waits as long as the start does (the stack may still be loading its map and route)
-            limit = float(p["start_timeout"]) if self.core.ticks == 0 else float(p["tick_timeout"])
             while self.core.pending is None:
                 now = time.perf_counter()
                 if now - start >= limit:
