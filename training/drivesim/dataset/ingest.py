@@ -36,6 +36,7 @@ from ..sim.state import DT
 from ..sim.world import Controls
 from ..stack import wire
 from ..stack.bags import NS, BagError, _open_bag
+from ..stack.leaderboard import route_from_plan
 from ..stack.topics import (
     EXPERT_CMD,
     EXPERT_PLAN,
@@ -131,7 +132,6 @@ def _by_tick(msgs: list) -> dict[int, object]:
 def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[dict, dict, str]:
     """(arrays, index entry, the map's OpenDRIVE text) of one takeover bag. Raises IngestError or BagError."""
     from ..maps.opendrive import load_xodr_text
-    from ..routes.planner import plan_route
     from ..routes.xml import RouteSpec
 
     bag = Path(bag)
@@ -150,7 +150,13 @@ def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[
     xodr = info.opendrive
     town = info.map_name or _xodr_name(xodr) or "bag_map"
     g = load_xodr_text(town, xodr, source=f"{bag} {WORLD_INFO}")
-    keypoints = wire.route_keypoints(msgs[GLOBAL_PLAN][-1][1], f"{bag} {GLOBAL_PLAN}")
+    route = route_from_plan(g, wire.route_positions(msgs[GLOBAL_PLAN][-1][1], f"{bag} {GLOBAL_PLAN}"),
+                            bag.name, f"{bag} {GLOBAL_PLAN}")
+    # the dense route as keypoints 2 m apart (as route files have them), so plan_route gives it back anywhere
+    step = max(int(round(2.0 / max(float(np.median(np.diff(route.cum_s))), 1e-6))), 1)
+    keypoints = np.column_stack([route.xy[::step], np.zeros(len(route.xy[::step]))])
+    if len(route.xy) and not np.allclose(keypoints[-1, :2], route.xy[-1]):
+        keypoints = np.vstack([keypoints, [*route.xy[-1], 0.0]])
     spec = RouteSpec(bag.name, town, keypoints, source=str(bag))
     odom, objects = _by_tick(msgs[ODOMETRY]), _by_tick(msgs[OBJECTS])
     status, expert, eplan = _by_tick(msgs[VEHICLE_STATUS]), _by_tick(msgs[EXPERT_CMD]), _by_tick(msgs[EXPERT_PLAN])
@@ -163,7 +169,7 @@ def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[
     lights = sorted(msgs.get(TRAFFIC_LIGHTS, []), key=lambda r: r[0])  # no header: by the time it was logged
     light_t = np.array([t for t, _ in lights], np.int64)
     rec = EpisodeRecorder(g, spec, None, max_agents, shadow=True)
-    rec.route = plan_route(g, spec)
+    rec.route = route
     ticks = sorted(odom)
     skipped, controllers, moved, prev = [], [], [], None
     for k in ticks:

@@ -42,13 +42,15 @@ class DenseRoute:
         return len(self.xy)
 
 
-def _path_search(g: LaneGraph, a: int, sa: float, b: int, sb: float, budget: float) -> list[tuple[int, str]] | None:
-    """Dijkstra from (lane a, s=sa) to lane b. Returns [(lane, how_entered)] with how in {start, succ, left, right}.
+def _path_search(g: LaneGraph, a: int, sa: float, b: int, sb: float, budget: float,
+                 with_cost: bool = False):
+    """Dijkstra from (lane a, s=sa) to lane b. Returns [(lane, how_entered)] with how in {start, succ, left, right}
+    (with_cost: (that, the cost to reach (b, sb)); None when there is no path within `budget`.
 
     Successor edges cost the length left on the lane being left; lane changes cost LANE_CHANGE_COST.
     """
     if a == b and sb >= sa - 0.5:
-        return [(a, "start")]
+        return ([(a, "start")], max(sb - sa, 0.0)) if with_cost else [(a, "start")]
 
     def moves(u: int, d: float, here: float):
         for v in g.lane_succ[u]:
@@ -76,7 +78,7 @@ def _path_search(g: LaneGraph, a: int, sa: float, b: int, sb: float, budget: flo
                 path.append((w, prev[w][1]))
                 w = prev[w][0]
             path.append((a, "start"))
-            return path[::-1]
+            return (path[::-1], d + sb) if with_cost else path[::-1]
         for v, how, nd in moves(u, d, 0.0):
             if nd < dist.get(v, np.inf):
                 dist[v], prev[v] = nd, (u, how)
@@ -103,8 +105,57 @@ def _lane_s_of(g: LaneGraph, lane: int, xy: np.ndarray) -> float:
     return float(g.pt_s[g.lane_start[lane] + i])
 
 
-def plan_route(g: LaneGraph, route: RouteSpec, spacing: float = 1.0) -> DenseRoute:
-    """Densify a route's keypoints along the lane graph. Raises RouteError naming the route and keypoint."""
+def sparse_lanes(g: LaneGraph, kp: np.ndarray, where: str = "route") -> tuple[np.ndarray, np.ndarray]:
+    """Directions of travel at keypoints far apart (the Leaderboard's downsampled CarlaRoute: up to 200 m between
+    poses, turns between them, its orientations unusable), where the chord to the next keypoint may point
+    anywhere: each keypoint's candidates are the lanes through it (any direction), and the chosen sequence is
+    the one whose lane paths from keypoint to keypoint are shortest in all (dynamic programming; at a junction
+    entry, where every connector starts at the same point with the same heading, the one that leads on to the
+    next keypoint). Returns the chosen lanes (K,) and the keypoints' positions s along them (K,), for
+    `plan_route(..., lanes=)`."""
+    kp = np.asarray(kp, np.float64)[:, :2]
+    cands = []
+    for k, p in enumerate(kp):
+        d, idx = g.tree.query(p, k=min(32, len(g.pt_xy)))
+        c, seen = [], set()
+        for di, pi in zip(np.atleast_1d(d), np.atleast_1d(idx), strict=True):
+            lane = int(g.pt_lane[pi])
+            if lane not in seen and di <= max(0.6 * g.lane_width[lane], 1.0):  # the poses are lane centres
+                seen.add(lane)
+                c.append((lane, float(g.pt_s[pi]), float(g.pt_yaw[pi])))
+        if not c:
+            raise RouteError(f"{where}: keypoint {k} at ({p[0]:.1f}, {p[1]:.1f}) is on no lane of {g.name}")
+        cands.append(c)
+    cost = [np.zeros(len(cands[0]))]
+    back = []
+    for k in range(1, len(kp)):
+        budget = 5.0 * float(np.linalg.norm(kp[k] - kp[k - 1])) + 300.0
+        ck, bk = np.full(len(cands[k]), np.inf), np.full(len(cands[k]), -1)
+        for j, (b, sb, _) in enumerate(cands[k]):
+            for i, (a, sa, _) in enumerate(cands[k - 1]):
+                if not np.isfinite(cost[-1][i]):
+                    continue
+                r = _path_search(g, a, sa, b, sb, budget, with_cost=True)
+                if r is not None and cost[-1][i] + r[1] < ck[j]:
+                    ck[j], bk[j] = cost[-1][i] + r[1], i
+        if not np.isfinite(ck).any():
+            raise RouteError(f"{where}: no lane path from keypoint {k - 1} to keypoint {k} on {g.name}")
+        cost.append(ck)
+        back.append(bk)
+    j = int(np.argmin(cost[-1]))
+    lanes, ss = np.zeros(len(kp), np.int64), np.zeros(len(kp))
+    for k in range(len(kp) - 1, -1, -1):
+        lanes[k], ss[k] = cands[k][j][0], cands[k][j][1]
+        if k:
+            j = int(back[k - 1][j])
+    return lanes, ss
+
+
+def plan_route(g: LaneGraph, route: RouteSpec, spacing: float = 1.0,
+               lanes: tuple[np.ndarray, np.ndarray] | None = None) -> DenseRoute:
+    """Densify a route's keypoints along the lane graph. Raises RouteError naming the route and keypoint.
+    lanes: each keypoint's lane and position along it (`sparse_lanes`, for keypoints far apart); default: the
+    nearest lane in the direction of the next keypoint (right for the dense keypoints of route files)."""
     kp = route.keypoints[:, :2].astype(np.float64)
     where = f"{route.source or 'route file'}: route {route.route_id} ({route.town})"
     # headings of the keypoints (direction of travel) help pick the right-direction lane
@@ -117,8 +168,12 @@ def plan_route(g: LaneGraph, route: RouteSpec, spacing: float = 1.0) -> DenseRou
             f"{where}: keypoint {i} at ({kp[i, 0]:.1f}, {kp[i, 1]:.1f}) is {dist[i]:.1f} m from any lane of "
             f"{g.name} (limit {MAX_KEYPOINT_OFFSET} m); is the route on this town?"
         )
-    lanes = g.pt_lane[pi].astype(int)
-    ss = g.pt_s[pi].astype(float)
+    if lanes is not None:
+        given = lanes
+        lanes, ss = np.asarray(given[0], int).copy(), np.asarray(given[1], float).copy()
+    else:
+        lanes = g.pt_lane[pi].astype(int)
+        ss = g.pt_s[pi].astype(float)
 
     # pieces: (lane, s0, s1, lane-change command leaving this piece or None)
     pieces: list[list] = []

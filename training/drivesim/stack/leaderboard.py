@@ -9,8 +9,9 @@ the pseudo-simulator emulates it and the stack reads what it sends.
   the route's first transform in place), orientations from `transforms3d.euler.euler2quat(roll, -pitch, -yaw)`
   fed with *degrees* (upstream's quirk: wrong unless the angles are 0; a consumer must not read them), an empty
   header; and `CarlaGnssRoute` with its coordinates empty and the road options filled (upstream's bug).
-- A stack gets a route back from those poses (`route_keypoints`): their positions, CARLA-handed, densified again
-  over the map (what the Leaderboard's own GlobalRoutePlanner did with the route file's keypoints).
+- A stack gets a route back from those poses (`route_from_plan`): their positions, CARLA-handed, densified again
+  over the map (what the Leaderboard's own GlobalRoutePlanner did with the route file's keypoints), the direction
+  of travel at each pose chosen as the one whose lane paths are shortest (`routes.planner.sparse_lanes`).
 - A tick without a valid command within COMMAND_TIMEOUT seconds of wall time gets `carla.VehicleControl()`:
   throttle, steer and brake 0 (`ZERO_CONTROL`; the car coasts), not the previous command.
 """
@@ -79,6 +80,18 @@ def global_plan(xy: np.ndarray, yaw: np.ndarray, options: np.ndarray, z: np.ndar
     return poses, np.asarray(options, np.int8)[idx]
 
 
+def route_from_plan(g, positions: np.ndarray, name: str = "global_plan", source: str = "/carla/hero/global_plan"):
+    """The dense route a stack drives, from the CarlaRoute's pose positions (K, 3) ROS-handed: the keypoints
+    densified over the map, each keypoint's direction of travel chosen by `routes.planner.sparse_lanes` (the
+    poses are up to 200 m apart with turns between them; their orientations are unusable)."""
+    from ..routes.planner import plan_route, sparse_lanes
+    from ..routes.xml import RouteSpec
+
+    kp = route_keypoints(positions)
+    spec = RouteSpec(name, g.name, kp, source=source)
+    return plan_route(g, spec, lanes=sparse_lanes(g, kp, f"{source}: route {name} ({g.name})"))
+
+
 def route_keypoints(positions: np.ndarray) -> np.ndarray:
     """A CarlaRoute's pose positions (K, 3) ROS-handed -> route keypoints (K, 3), CARLA-handed, for
     `routes.planner.plan_route` (orientations are not read: upstream's are wrong)."""
@@ -87,4 +100,4 @@ def route_keypoints(positions: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["COMMAND_TIMEOUT", "SAMPLE_FACTOR", "ZERO_CONTROL", "downsample_route", "euler2quat_sxyz", "global_plan",
-           "route_keypoints"]
+           "route_from_plan", "route_keypoints"]

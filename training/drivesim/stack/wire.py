@@ -109,17 +109,15 @@ def scene_lights(scene, light_ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def route_keypoints(route, topic: str = "/carla/hero/global_plan") -> np.ndarray:
-    """A carla_msgs/CarlaRoute (the Leaderboard's downsampled global plan) as (N, 3) route keypoints, CARLA frame:
-    the pose positions only (upstream's orientations are wrong: stack/leaderboard.py). Raises InvalidMessage
-    naming the topic for non-finite positions or fewer than 2 poses."""
-    from .leaderboard import route_keypoints as keypoints
-
+def route_positions(route, topic: str = "/carla/hero/global_plan") -> np.ndarray:
+    """A carla_msgs/CarlaRoute's (the Leaderboard's downsampled global plan) pose positions (N, 3), ROS-handed, for
+    `stack.leaderboard.route_from_plan` (upstream's orientations are wrong: not read). Raises InvalidMessage naming
+    the topic for non-finite positions or fewer than 2 poses."""
     pts = np.array([[p.position.x, p.position.y, p.position.z] for p in route.poses], np.float64).reshape(-1, 3)
     finite(topic, poses=pts)
     if len(pts) < 2:
         raise InvalidMessage(f"{topic}: {len(pts)} pose(s); a route needs at least 2")
-    return keypoints(pts)
+    return pts
 
 
 def plan_path(m) -> np.ndarray:

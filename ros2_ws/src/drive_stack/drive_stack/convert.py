@@ -33,7 +33,7 @@ from drivesim.stack.wire import (  # noqa: F401 - the wire helpers the nodes use
     plan_path,
     plan_profile,
     quat_yaw,
-    route_keypoints,
+    route_positions,
     state_from_rows,
 )
 from drivesim.stack.wire import finite as _finite

@@ -19,9 +19,10 @@ from drive_stack_msgs.msg import PerceivedScene
 from drivesim.maps.opendrive import load_xodr_text
 from drivesim.routes.generate import random_route
 from drivesim.routes.planner import plan_route
-from drivesim.routes.xml import RouteSpec
+from drivesim.routes.xml import RouteError
 from drivesim.sim.perception import ScenePerceiver
 from drivesim.stack.bev import bev_raster
+from drivesim.stack.leaderboard import route_from_plan
 from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
@@ -40,7 +41,7 @@ class PerceptionInput(StackNode):
         self.max_agents, self.range, self.bev_every = p.max_agents, p.perception_range, p.bev_every
         self.g = None
         self.perceiver = None
-        self.keypoints = None
+        self.plan = None  # the CarlaRoute's pose positions
         self.inbox: dict[float, dict] = {}
         self.ticks = 0
         self.pub_scene = self.create_publisher(PerceivedScene, T.SCENE, RELIABLE)
@@ -71,18 +72,22 @@ class PerceptionInput(StackNode):
 
     def _on_plan(self, msg: CarlaRoute) -> None:
         try:
-            self.keypoints = convert.route_keypoints(msg)
+            self.plan = convert.route_positions(msg, T.GLOBAL_PLAN)
         except convert.InvalidMessage as e:
             self.reject(str(e))
             return
         self._setup_route()
 
     def _setup_route(self) -> None:
-        if self.g is None or self.keypoints is None:
+        if self.g is None or self.plan is None:
             return
-        route = plan_route(self.g, RouteSpec("ros", self.g.name, self.keypoints))
+        try:
+            route = route_from_plan(self.g, self.plan)
+        except RouteError as e:  # poses off the map or not joined by any lane path: say which, keep running
+            self.reject(f"{T.GLOBAL_PLAN}: {e}")
+            return
         self.perceiver = ScenePerceiver(self.g, [route], perception_range=self.range)
-        self.get_logger().info(f"route: {len(self.keypoints)} poses -> {route.length:.0f} m")
+        self.get_logger().info(f"route: {len(self.plan)} poses -> {route.length:.0f} m")
         self._flush()  # ticks that came before the route
 
     def _on_objects_raw(self, data: bytes) -> None:
