@@ -77,6 +77,31 @@ def test_the_stack_rebuilds_the_route_from_the_downsampled_plan(proc_town):
             assert back.length == pytest.approx(dense.length, abs=1.0) and d.max() < 0.1, (r.route_id, d.max())
 
 
+def test_actor_ids_and_slots():
+    from drivesim.stack.actors import FIRST_ACTOR_ID, ActorIds, SlotMap, light_actor_ids
+
+    a = ActorIds(5)
+    ids = a.update(np.array([True, True, False, True, False]))
+    assert ids.tolist() == [FIRST_ACTOR_ID, FIRST_ACTOR_ID + 1, 0, FIRST_ACTOR_ID + 2, 0]
+    ids = a.update(np.array([True, False, True, True, False]))  # slot 1 left, slot 2 appeared: a new id
+    assert ids.tolist() == [FIRST_ACTOR_ID, 0, FIRST_ACTOR_ID + 3, FIRST_ACTOR_ID + 2, 0]
+    ids = a.update(np.array([True, True, True, True, False]))  # slot 1 taken again: not its old id
+    assert ids[1] == FIRST_ACTOR_ID + 4
+    lid = light_actor_ids(6, seed=1)
+    assert sorted(lid.tolist()) == list(range(30, 36)) and lid.tolist() != sorted(lid.tolist())
+
+    m = SlotMap(4)  # 3 slots for others
+    assert m.assign(np.array([900, 500, 700]), np.array([30.0, 10.0, 20.0])).tolist() == [3, 1, 2]  # nearest first
+    # 500 stays in slot 1 wherever it is in the list; 900 is gone (its slot freed), 800 is new and nearer than 700
+    out = m.assign(np.array([700, 800, 500, 400]), np.array([25.0, 5.0, 12.0, 90.0]))
+    assert out.tolist() == [2, 3, 1, -1]  # 400: farthest, no slot left
+    # a freed slot is reused last: 800 leaves, then a new one takes a slot never used or freed longest ago
+    m2 = SlotMap(5)
+    m2.assign(np.array([1, 2]), np.array([1.0, 2.0]))  # slots 1, 2
+    m2.assign(np.array([2]), np.array([2.0]))  # 1 leaves: slot 1 freed now
+    assert m2.assign(np.array([2, 3]), np.array([2.0, 3.0])).tolist() == [2, 3]  # 3 takes slot 3 (never used), not 1
+
+
 # ------------------------------------------------------------------------------------------------ over ROS
 def _pseudo_sim(tmp: Path, routes: Path, route_id: str, **params) -> subprocess.Popen:
     values = {"routes_file": str(routes), "route_id": route_id, "out_dir": str(tmp / "out"), "start_timeout": 60.0,
@@ -101,9 +126,19 @@ def ros_domain(monkeypatch):
 def test_leaderboard_order_route_quirks_and_zero_control(proc_town, tmp_path, ros_domain):
     pytest.importorskip("rclpy")
     import rclpy
-    from carla_msgs.msg import CarlaEgoVehicleControl, CarlaGnssRoute, CarlaRoute, CarlaWorldInfo
+    from carla_msgs.msg import (
+        CarlaEgoVehicleControl,
+        CarlaGnssRoute,
+        CarlaRoute,
+        CarlaTrafficLightInfoList,
+        CarlaTrafficLightStatusList,
+        CarlaWorldInfo,
+    )
+    from derived_object_msgs.msg import ObjectArray
     from drive_stack import node_table as T
     from drive_stack.common import LATCHED, RELIABLE
+    from drivesim.stack.actors import FIRST_ACTOR_ID
+    from drivesim.stack.wire import light_index
     from nav_msgs.msg import Odometry
     from rosgraph_msgs.msg import Clock
     from std_msgs.msg import Bool
@@ -114,12 +149,16 @@ def test_leaderboard_order_route_quirks_and_zero_control(proc_town, tmp_path, ro
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("fake_stack", context=ctx)
-    got: dict[str, list] = {"world": [], "route": [], "gnss": [], "clock": [], "odom": []}
+    got: dict[str, list] = {"world": [], "route": [], "gnss": [], "clock": [], "odom": [], "objects": [],
+                            "info": [], "lights": []}
     node.create_subscription(CarlaWorldInfo, T.WORLD_INFO, got["world"].append, LATCHED)
     node.create_subscription(CarlaRoute, T.GLOBAL_PLAN, got["route"].append, LATCHED)
     node.create_subscription(CarlaGnssRoute, T.GLOBAL_PLAN_GNSS, got["gnss"].append, LATCHED)
     node.create_subscription(Clock, T.CLOCK, got["clock"].append, 10)
     node.create_subscription(Odometry, T.ODOMETRY, got["odom"].append, RELIABLE)
+    node.create_subscription(ObjectArray, T.OBJECTS, got["objects"].append, RELIABLE)
+    node.create_subscription(CarlaTrafficLightInfoList, T.TRAFFIC_LIGHTS_INFO, got["info"].append, LATCHED)
+    node.create_subscription(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, got["lights"].append, LATCHED)
     cmd = node.create_publisher(CarlaEgoVehicleControl, T.CONTROL_CMD, RELIABLE)
     status = node.create_publisher(Bool, T.HERO_STATUS, LATCHED)
 
@@ -171,6 +210,16 @@ def test_leaderboard_order_route_quirks_and_zero_control(proc_town, tmp_path, ro
         # coasts (with the last command held it would keep accelerating)
         assert time.monotonic() - t_last >= 0.3 * 5
         assert sp[last] > 1.0 and len(after) >= 5 and all(b < a for a, b in zip(after, after[1:])), (sp[last], after)
+        # objects carry CARLA actor ids; the light actors match the map's lights through the info's trigger volumes;
+        # the status went out when it changed, not every tick (the first one read from the start: latched)
+        assert all(o.id >= FIRST_ACTOR_ID for m in got["objects"] for o in m.objects) and got["objects"][0].objects
+        assert len(got["info"]) == 1 and got["lights"]
+        idx = light_index(got["info"][0], proc_town.light_pos)
+        assert sorted(idx.values()) == list(range(proc_town.num_lights))
+        assert set(idx) == {tl.id for tl in got["lights"][0].traffic_lights}
+        changes = [m for a, m in zip(got["lights"], got["lights"][1:])
+                   if [t.state for t in a.traffic_lights] != [t.state for t in m.traffic_lights]]
+        assert len(got["lights"]) == 1 + len(changes) < len(ticks()), (len(got["lights"]), len(ticks()))
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -228,11 +228,22 @@ def test_frames_are_converted_once_and_round_trip(proc_town):
     st = route_scene(proc_town, [d], max_agents=16, seed=1)
     odom, _ = convert.ego_messages(st, 0.0)
     assert odom.pose.pose.position.y == pytest.approx(-float(st.y[0, 0]))
-    back = convert.state_from_messages(odom, convert.objects_message(st, 0.0), 16, proc_town.num_lights)
-    v = st.valid[0]
+    from drivesim.stack.actors import ActorIds, SlotMap
+
+    ids = ActorIds(16).update(st.valid[0])
+    msg = convert.objects_message(st, 0.0, ids)
+    assert sorted(o.id for o in msg.objects) == sorted(ids[1:][st.valid[0, 1:]].tolist()) and min(ids[ids > 0]) >= 181
+    slots = SlotMap(16)
+    back = convert.state_from_messages(odom, msg, 16, proc_town.num_lights, slots=slots)
+    # actor ids to slots: each actor's slot is the one the stack's SlotMap gave it; the ego stays slot 0
+    slot_of = {int(ids[a]): a for a in range(1, 16) if st.valid[0, a]}
+    pairs = [(slots.slot_of[i], a) for i, a in slot_of.items()]
+    b, a = np.array(pairs).T
+    assert back.valid[0, b].all() and back.valid[0].sum() == st.valid[0].sum()
     for f in ("x", "y", "speed", "length", "width"):
-        np.testing.assert_allclose(getattr(back, f)[0][v], getattr(st, f)[0][v], atol=1e-4)
-    dyaw = np.angle(np.exp(1j * (back.yaw[0][v] - st.yaw[0][v])))
+        np.testing.assert_allclose(getattr(back, f)[0][b], getattr(st, f)[0][a], atol=1e-4)
+        np.testing.assert_allclose(getattr(back, f)[0][0], getattr(st, f)[0][0], atol=1e-4)
+    dyaw = np.angle(np.exp(1j * (back.yaw[0][b] - st.yaw[0][a])))
     assert np.abs(dyaw).max() < 1e-4
     scene = ScenePerceiver(proc_town, [d])(st, np.zeros((1, proc_town.num_lights), np.int8))
     m = convert.scene_message(scene, 0.0)

@@ -35,6 +35,7 @@ from ..metrics.bench2drive import takeover_record
 from ..sim.state import DT
 from ..sim.world import Controls
 from ..stack import wire
+from ..stack.actors import SlotMap
 from ..stack.bags import NS, BagError, _open_bag
 from ..stack.leaderboard import route_from_plan
 from ..stack.topics import (
@@ -48,6 +49,7 @@ from ..stack.topics import (
     STATUS,
     TAKEOVER,
     TRAFFIC_LIGHTS,
+    TRAFFIC_LIGHTS_INFO,
     VEHICLE_STATUS,
     WORLD_INFO,
 )
@@ -168,6 +170,9 @@ def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[
     scenes = _by_tick(msgs.get(SCENE, []))  # the light states the stack's perception used at each tick
     lights = sorted(msgs.get(TRAFFIC_LIGHTS, []), key=lambda r: r[0])  # no header: by the time it was logged
     light_t = np.array([t for t, _ in lights], np.int64)
+    info = msgs.get(TRAFFIC_LIGHTS_INFO, [])
+    light_map = wire.light_index(info[-1][1], g.light_pos) if info else {}  # light actor id -> the map's light
+    slots = SlotMap(max_agents)  # actor ids -> slots, kept over the bag's ticks as the stack's perception keeps it
     rec = EpisodeRecorder(g, spec, None, max_agents, shadow=True)
     rec.route = route
     ticks = sorted(odom)
@@ -187,14 +192,14 @@ def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[
             skipped.append(k)
             continue
         st = wire.state_from_rows(o, wire.object_rows(objects[k]), max_agents, g.num_lights,
-                                  accel=status[k].acceleration.linear.x)
+                                  accel=status[k].acceleration.linear.x, slots=slots)
         st.t[0] = wire.stamp_sec(o.header.stamp)
         sc = scenes.get(k)
         if sc is not None and len(sc.light_ids):
             lt = wire.scene_lights(sc, g.light_id)
         else:  # no scene of this tick: the light status logged last before it
             j = int(np.searchsorted(light_t, int(round(k * DT * NS)), side="right")) - 1
-            lt = wire.lights_array(lights[j][1] if j >= 0 else None, g.light_id)
+            lt = wire.lights_array(lights[j][1] if j >= 0 else None, light_map, g.num_lights)
         e, pm = expert[k], eplan[k]
         path = wire.plan_path(pm)
         plan = _Plan(path[None], np.array([pm.target_speed], np.float64), wire.plan_profile(pm)[None])

@@ -96,7 +96,7 @@ class TakeoverBagger:
         self.out_dir, self.ts = Path(out_dir), typestore
         self.pre_ns, self.post_ns = int(pre * NS), int(post * NS)
         self.ring = RingBuffer(pre + post + 1.0)
-        self.latched: dict[str, Recorded] = {}  # the last message of each latched topic (map, route)
+        self.latched: dict[str, list[Recorded]] = {}  # every message of each latched topic (map, route, lights)
         self.pending: list[PendingTakeover] = []
         self.written: list[Path] = []
         self.count = 0
@@ -105,10 +105,25 @@ class TakeoverBagger:
         self.ring.add(rec)
         return self.flush(rec.t_ns)
 
+    LATCHED_KEEP = 10_000  # messages kept per latched topic (published once, or on change)
+
     def latch(self, rec: Recorded) -> None:
-        """A message of a latched topic (published once, long before most takeovers): every takeover bag gets
-        the last one, stamped at the window's start, so the bag replays alone."""
-        self.latched[rec.topic] = rec
+        """A message of a latched topic (published once, or only on change: map, route, light info and status,
+        often long before a takeover): every takeover bag gets the last one before its window, stamped at the
+        window's start, and those inside the window as they came, so the bag replays alone."""
+        hist = self.latched.setdefault(rec.topic, [])
+        hist.append(rec)
+        del hist[: -self.LATCHED_KEEP]
+
+    def carried(self, t0: int, t1: int) -> list[Recorded]:
+        """The latched topics' messages a window [t0, t1] carries."""
+        out = []
+        for hist in self.latched.values():
+            before = [r for r in hist if r.t_ns <= t0]
+            first = before[-1] if before else hist[0]
+            out.append(Recorded(t0, first.topic, first.msgtype, first.data))
+            out += [r for r in hist if t0 < r.t_ns <= t1 and r is not first]
+        return out
 
     def takeover(self, t_ns: int, info: dict) -> None:
         self.pending.append(PendingTakeover(self.count, t_ns, info))
@@ -124,8 +139,7 @@ class TakeoverBagger:
                 while path.exists():  # never overwrite a bag
                     path = self.out_dir / f"takeover_{p.index:03d}_t{p.t_ns / NS:08.2f}_{k}"
                     k += 1
-                carried = [Recorded(t0, r.topic, r.msgtype, r.data) for r in self.latched.values()]
-                write_bag(path, carried + self.ring.window(t0, t1), self.ts)
+                write_bag(path, sorted(self.carried(t0, t1) + self.ring.window(t0, t1), key=lambda r: r.t_ns), self.ts)
                 info = dict(p.info, window=[t0 / NS, min(t1, now_ns) / NS], complete=now_ns >= t1,
                             takeover_time=p.t_ns / NS)
                 (path / "takeover.json").write_text(json.dumps(info, indent=2))

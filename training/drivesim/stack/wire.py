@@ -55,10 +55,13 @@ def object_rows(objects) -> np.ndarray:
 
 
 def state_from_rows(odom, rows: np.ndarray, max_agents: int, num_lights: int, accel: float = 0.0,
-                    topic: str = "/carla/hero/objects") -> SimState:
+                    topic: str = "/carla/hero/objects", slots=None) -> SimState:
     """A one-env SimState (CARLA frame) from the ego's Odometry, its longitudinal acceleration (the vehicle
-    status's; the learned planners read it) and the objects' rows (`object_rows`); an object goes to slot = its id
-    (ids outside 1..max_agents-1 are dropped). Raises InvalidMessage naming the topic, object and field."""
+    status's; the learned planners read it) and the objects' rows (`object_rows`; ids are CARLA actor ids). Each
+    object goes to the slot `slots` (a `stack.actors.SlotMap`, kept across ticks so an actor keeps its slot)
+    gives it: the max_agents-1 nearest ones. Raises InvalidMessage naming the topic, object and field."""
+    from .actors import SlotMap
+
     p, q = odom.pose.pose.position, odom.pose.pose.orientation
     finite("/carla/hero/odometry", x=p.x, y=p.y, orientation=[q.x, q.y, q.z, q.w], speed=odom.twist.twist.linear.x)
     finite("/carla/hero/vehicle_status", acceleration=accel)
@@ -68,13 +71,14 @@ def state_from_rows(odom, rows: np.ndarray, max_agents: int, num_lights: int, ac
     st.speed[0, EGO], st.accel[0, EGO] = odom.twist.twist.linear.x, accel
     st.length[0, EGO], st.width[0, EGO] = DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width
     st.kind[0, EGO], st.behavior[0, EGO], st.valid[0, EGO] = AgentKind.VEHICLE, Behavior.CONTROLLED, True
-    rows = rows[(rows[:, 0] > 0) & (rows[:, 0] < max_agents)]
+    bad = ~np.isfinite(rows[:, 1:11])
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise InvalidMessage(f"{topic}[id={int(rows[i, 0])}]: non-finite {OBJECT_FIELDS[j]}")
+    slots = slots if slots is not None else SlotMap(max_agents)
+    slot = slots.assign(rows[:, 0].astype(np.int64), np.hypot(rows[:, 1] - p.x, rows[:, 2] - p.y))
+    rows, slot = rows[slot > 0], slot[slot > 0]
     if len(rows):
-        bad = ~np.isfinite(rows[:, 1:11])
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
-            raise InvalidMessage(f"{topic}[id={int(rows[i, 0])}]: non-finite {OBJECT_FIELDS[j]}")
-        slot = rows[:, 0].astype(np.int64)
         qx, qy, qz, qw = rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6]
         yaw_ros = np.arctan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))
         x, y, yaw = ros_to_carla_pose(rows[:, 1], rows[:, 2], yaw_ros)
@@ -86,11 +90,36 @@ def state_from_rows(odom, rows: np.ndarray, max_agents: int, num_lights: int, ac
     return st
 
 
-def lights_array(msg, light_ids: np.ndarray) -> np.ndarray:
-    """(1, T) LightState in the lane graph's light order from a CarlaTrafficLightStatusList; lights the message
-    does not mention are OFF."""
-    index = {int(i): k for k, i in enumerate(light_ids)}
-    out = np.full((1, len(light_ids)), LIGHT_OFF, np.int8)
+LIGHT_MATCH = 12.0  # [m] a light actor's trigger volume within this of a light's stop line is that light
+
+
+def light_index(info, light_pos: np.ndarray, topic: str = "/carla/traffic_lights/info") -> dict[int, int]:
+    """CARLA traffic-light actor id -> index of the lane graph's light (its stop line nearest the actor's trigger
+    volume, within LIGHT_MATCH m), from a CarlaTrafficLightInfoList: trigger_volume.center is relative to the
+    actor's transform (ROS-handed; the bridge negates CARLA's y). Actors near no light of the map are left out."""
+    out: dict[int, int] = {}
+    if not len(light_pos):
+        return out
+    for tl in info.traffic_lights:
+        p, q, c = tl.transform.position, tl.transform.orientation, tl.trigger_volume.center
+        finite(topic, **{f"id={tl.id}.transform": [p.x, p.y], f"id={tl.id}.trigger_volume.center": [c.x, c.y]})
+        yaw = quat_yaw(q)
+        wx = p.x + c.x * np.cos(yaw) - c.y * np.sin(yaw)
+        wy = p.y + c.x * np.sin(yaw) + c.y * np.cos(yaw)
+        d = np.hypot(light_pos[:, 0] - wx, light_pos[:, 1] + wy)  # CARLA-handed map: y = -ROS y
+        k = int(np.argmin(d))
+        if d[k] <= LIGHT_MATCH:
+            out[int(tl.id)] = k
+    return out
+
+
+def lights_array(msg, index, n: int | None = None) -> np.ndarray:
+    """(1, T) LightState in the lane graph's light order from a CarlaTrafficLightStatusList. index: actor id ->
+    light index (`light_index`, with n the map's light count), or the lane graph's light ids (an array: ids are
+    the lights' own). Lights the message does not mention are OFF."""
+    if not isinstance(index, dict):
+        n, index = len(index), {int(i): k for k, i in enumerate(index)}
+    out = np.full((1, n), LIGHT_OFF, np.int8)
     for tl in msg.traffic_lights if msg is not None else ():
         k = index.get(int(tl.id))
         if k is not None:

@@ -13,6 +13,8 @@ from carla_msgs.msg import (
     CarlaEgoVehicleStatus,
     CarlaGnssRoute,
     CarlaRoute,
+    CarlaTrafficLightInfo,
+    CarlaTrafficLightInfoList,
     CarlaTrafficLightStatus,
     CarlaTrafficLightStatusList,
     CarlaWorldInfo,
@@ -23,11 +25,13 @@ from drivesim.geometry import carla_to_ros_pose, ros_to_carla_pose
 from drivesim.sim.perception import PerceivedScene as LibScene
 from drivesim.sim.state import EGO, AgentKind, SimState
 from drivesim.stack import leaderboard
+from drivesim.stack.actors import FIRST_ACTOR_ID
 from drivesim.stack.core import ControlCommand
 from drivesim.stack.wire import (  # noqa: F401 - the wire helpers the nodes use, re-exported
     CLASS_OF_KIND,
     KIND_OF_CLASS,
     InvalidMessage,
+    light_index,
     lights_array,
     object_rows,
     plan_path,
@@ -72,7 +76,9 @@ def ego_messages(state: SimState, t: float, frame: str = "map") -> tuple[Odometr
     return odom, status
 
 
-def objects_message(state: SimState, t: float, frame: str = "map") -> ObjectArray:
+def objects_message(state: SimState, t: float, ids: np.ndarray | None = None, frame: str = "map") -> ObjectArray:
+    """The bridge's objects: every valid agent but the ego, its id the CARLA actor id (`ids` per slot, from
+    stack.actors.ActorIds; default FIRST_ACTOR_ID + slot)."""
     arr = ObjectArray()
     arr.header.stamp, arr.header.frame_id = ros_time(t), frame
     for a in np.flatnonzero(state.valid[0]):
@@ -80,7 +86,7 @@ def objects_message(state: SimState, t: float, frame: str = "map") -> ObjectArra
             continue
         o = Object()
         o.header = arr.header
-        o.id = int(a)
+        o.id = int(ids[a]) if ids is not None else FIRST_ACTOR_ID + int(a)
         o.detection_level = Object.OBJECT_TRACKED
         o.object_classified = True
         x, y, yaw = carla_to_ros_pose(float(state.x[0, a]), float(state.y[0, a]), float(state.yaw[0, a]))
@@ -96,9 +102,24 @@ def objects_message(state: SimState, t: float, frame: str = "map") -> ObjectArra
     return arr
 
 
-def lights_message(light_ids: np.ndarray, states: np.ndarray) -> CarlaTrafficLightStatusList:
+def lights_message(actor_ids: np.ndarray, states: np.ndarray) -> CarlaTrafficLightStatusList:
+    """The bridge's light status list (no header), by actor id."""
     msg = CarlaTrafficLightStatusList()
-    msg.traffic_lights = [CarlaTrafficLightStatus(id=int(i), state=int(s)) for i, s in zip(light_ids, states)]
+    msg.traffic_lights = [CarlaTrafficLightStatus(id=int(i), state=int(s)) for i, s in zip(actor_ids, states)]
+    return msg
+
+
+def lights_info_message(light_pos: np.ndarray, actor_ids: np.ndarray, lane_width: float = 3.5) -> CarlaTrafficLightInfoList:
+    """The bridge's light info list (no header): per light actor, its transform (here at the stop line it governs,
+    ROS-handed) and its trigger volume (centre relative to the transform, size 2 x extent)."""
+    msg = CarlaTrafficLightInfoList()
+    for (x, y), i in zip(light_pos, actor_ids):
+        info = CarlaTrafficLightInfo(id=int(i))
+        info.transform.position = Point(x=float(x), y=float(-y), z=0.0)
+        info.transform.orientation = Quaternion(w=1.0)
+        info.trigger_volume.center.x, info.trigger_volume.center.y, info.trigger_volume.center.z = 0.0, 0.0, 1.0
+        info.trigger_volume.size.x, info.trigger_volume.size.y, info.trigger_volume.size.z = 2.0, float(lane_width), 2.0
+        msg.traffic_lights.append(info)
     return msg
 
 
@@ -134,11 +155,12 @@ def control_command(msg: CarlaEgoVehicleControl) -> ControlCommand:
 
 # ----------------------------------------------------------------------------- perception side
 def state_from_messages(odom: Odometry, objects: ObjectArray | np.ndarray, max_agents: int, num_lights: int,
-                        accel: float = 0.0) -> SimState:
+                        accel: float = 0.0, slots=None) -> SimState:
     """A one-env SimState (CARLA frame) rebuilt from the bridge's odometry and objects (an ObjectArray, or its
-    rows from cdr_objects.decode_object_array); raises InvalidMessage naming the topic, object and field."""
+    rows from cdr_objects.decode_object_array; actor ids to slots by `slots`, a stack.actors.SlotMap kept across
+    ticks); raises InvalidMessage naming the topic, object and field."""
     rows = object_rows(objects) if isinstance(objects, ObjectArray) else objects
-    return state_from_rows(odom, rows, max_agents, num_lights, accel=accel)
+    return state_from_rows(odom, rows, max_agents, num_lights, accel=accel, slots=slots)
 
 
 def scene_message(scene: LibScene, t: float, e: int = 0, light_ids: np.ndarray | None = None) -> PerceivedScene:

@@ -27,6 +27,7 @@ from drivesim.stack.topics import (  # noqa: F401 - the topic names, re-exported
     STATUS,
     TAKEOVER,
     TRAFFIC_LIGHTS,
+    TRAFFIC_LIGHTS_INFO,
     VEHICLE_STATUS,
     WORLD_INFO,
 )
@@ -58,6 +59,7 @@ RECORDED = {
     VEHICLE_STATUS: "carla_msgs/msg/CarlaEgoVehicleStatus",
     OBJECTS: "derived_object_msgs/msg/ObjectArray",
     TRAFFIC_LIGHTS: "carla_msgs/msg/CarlaTrafficLightStatusList",
+    TRAFFIC_LIGHTS_INFO: "carla_msgs/msg/CarlaTrafficLightInfoList",
     GLOBAL_PLAN: "carla_msgs/msg/CarlaRoute",
     CONTROL_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
     PLANNER_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
@@ -72,9 +74,10 @@ RECORDED = {
     DIAGNOSTICS: "diagnostic_msgs/msg/DiagnosticArray",
 }
 
-# published once, TRANSIENT_LOCAL: the recorder subscribes to them latched and puts the last of each into every
-# takeover bag, so a bag replays (and `takeover ingest` reads it) alone
-LATCHED_TOPICS = (WORLD_INFO, GLOBAL_PLAN)
+# published once or only on change, TRANSIENT_LOCAL: the recorder subscribes to them latched and puts the last of
+# each before a takeover's window (and those inside it) into its bag, so a bag replays (and `takeover ingest` reads
+# it) alone
+LATCHED_TOPICS = (WORLD_INFO, GLOBAL_PLAN, TRAFFIC_LIGHTS, TRAFFIC_LIGHTS_INFO)
 
 
 def ready_set(sim: str) -> list[str]:

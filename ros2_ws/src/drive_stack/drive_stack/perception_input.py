@@ -13,7 +13,13 @@ rejected and logged; the node keeps running.
 from __future__ import annotations
 
 import numpy as np
-from carla_msgs.msg import CarlaEgoVehicleStatus, CarlaRoute, CarlaTrafficLightStatusList, CarlaWorldInfo
+from carla_msgs.msg import (
+    CarlaEgoVehicleStatus,
+    CarlaRoute,
+    CarlaTrafficLightInfoList,
+    CarlaTrafficLightStatusList,
+    CarlaWorldInfo,
+)
 from derived_object_msgs.msg import ObjectArray
 from drive_stack_msgs.msg import PerceivedScene
 from drivesim.maps.opendrive import load_xodr_text
@@ -21,6 +27,7 @@ from drivesim.routes.generate import random_route
 from drivesim.routes.planner import plan_route
 from drivesim.routes.xml import RouteError
 from drivesim.sim.perception import ScenePerceiver
+from drivesim.stack.actors import SlotMap
 from drivesim.stack.bev import bev_raster
 from drivesim.stack.leaderboard import route_from_plan
 from nav_msgs.msg import Odometry
@@ -43,6 +50,9 @@ class PerceptionInput(StackNode):
         self.perceiver = None
         self.plan = None  # the CarlaRoute's pose positions
         self.inbox: dict[float, dict] = {}
+        self.slots = SlotMap(self.max_agents)  # CARLA actor ids -> agent slots, stable while an actor stays
+        self.light_info = None
+        self.light_map: dict[int, int] | None = None  # light actor id -> the map's light index
         self.ticks = 0
         self.pub_scene = self.create_publisher(PerceivedScene, T.SCENE, RELIABLE)
         self.pub_bev = self.create_publisher(Image, T.BEV, 5)
@@ -51,7 +61,10 @@ class PerceptionInput(StackNode):
         # the lights first: the executor serves ready subscriptions in the order they were created, and a tick's
         # scene is made when its odometry and objects are in, so the tick's light states must be read before
         # them (lights created last read OFF at the first tick: the learned planner steered 0.08 instead of 0.015)
-        self.create_subscription(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, lambda m: self._on("lights", m), RELIABLE)
+        # light status: latched and sent only on change (the bridge's pseudo sensor); by actor id, which the info's
+        # trigger volumes map to the map's lights
+        self.create_subscription(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, lambda m: self._on("lights", m), LATCHED)
+        self.create_subscription(CarlaTrafficLightInfoList, T.TRAFFIC_LIGHTS_INFO, self._on_light_info, LATCHED)
         self.create_subscription(Odometry, T.ODOMETRY, lambda m: self._on("odom", m), RELIABLE)
         self.create_subscription(CarlaEgoVehicleStatus, T.VEHICLE_STATUS, lambda m: self._on("status", m), RELIABLE)
         # raw + cdr_objects: ~15x faster than rclpy's deserializer for this message
@@ -67,8 +80,25 @@ class PerceptionInput(StackNode):
             ScenePerceiver(self.g, [warm], perception_range=self.range).warmup()
         except Exception as e:  # noqa: BLE001 - a map without a 30 m lane: the first tick pays for the kernels
             self.get_logger().warning(f"kernel warm-up skipped: {type(e).__name__}: {e}")
+        self._match_lights()
         self.announce_ready()  # the planner reports the stack up; the Leaderboard then sends the route
         self._setup_route()
+
+    def _on_light_info(self, msg: CarlaTrafficLightInfoList) -> None:
+        self.light_info = msg
+        self._match_lights()
+        self._flush()
+
+    def _match_lights(self) -> None:
+        if self.g is None or self.light_info is None:
+            return
+        try:
+            self.light_map = convert.light_index(self.light_info, self.g.light_pos, T.TRAFFIC_LIGHTS_INFO)
+        except convert.InvalidMessage as e:
+            self.reject(str(e))
+            return
+        self.get_logger().info(f"traffic lights: {len(self.light_map)} of {len(self.light_info.traffic_lights)} "
+                               f"actors matched to the map's {self.g.num_lights} lights")
 
     def _on_plan(self, msg: CarlaRoute) -> None:
         try:
@@ -112,7 +142,8 @@ class PerceptionInput(StackNode):
     def _flush(self) -> None:
         """Perceive the newest tick whose odometry and objects are in (older ones are dropped), once the map,
         the route and (on a map with traffic lights) the light states are known."""
-        if self.perceiver is None or (self.g.num_lights > 0 and not hasattr(self, "last_lights")):
+        if self.perceiver is None or (self.g.num_lights > 0 and (self.light_map is None
+                                                                  or not hasattr(self, "last_lights"))):
             return
         ready = [k for k, box in self.inbox.items() if {"odom", "status", "objects"} <= box.keys()]
         if not ready:
@@ -126,11 +157,12 @@ class PerceptionInput(StackNode):
     def _perceive(self, t: float, odom, status, objects) -> None:
         try:
             st = convert.state_from_messages(odom, objects, self.max_agents, self.g.num_lights,
-                                             accel=status.acceleration.linear.x)
+                                             accel=status.acceleration.linear.x, slots=self.slots)
         except convert.InvalidMessage as e:
             self.reject(str(e))
             return
-        lights = convert.lights_array(getattr(self, "last_lights", CarlaTrafficLightStatusList()), self.g.light_id)
+        lights = convert.lights_array(getattr(self, "last_lights", CarlaTrafficLightStatusList()), self.light_map or {},
+                                      self.g.num_lights)
         scene = self.perceiver(st, lights)
         self.pub_scene.publish(convert.scene_message(scene, t, light_ids=self.g.light_id))
         self.ticks += 1

@@ -24,6 +24,7 @@ from carla_msgs.msg import (
     CarlaEgoVehicleStatus,
     CarlaGnssRoute,
     CarlaRoute,
+    CarlaTrafficLightInfoList,
     CarlaTrafficLightStatusList,
     CarlaWorldInfo,
 )
@@ -35,6 +36,7 @@ from drivesim.maps import TownLoader
 from drivesim.metrics.bench2drive import takeover_record
 from drivesim.routes.xml import parse_routes
 from drivesim.sim.state import DT
+from drivesim.stack.actors import ActorIds, light_actor_ids
 from drivesim.stack.core import PseudoSimCore
 from nav_msgs.msg import Odometry
 from rosgraph_msgs.msg import Clock
@@ -78,7 +80,12 @@ class PseudoSim(StackNode):
         self.pub_odom = self.create_publisher(Odometry, T.ODOMETRY, RELIABLE)
         self.pub_status = self.create_publisher(CarlaEgoVehicleStatus, T.VEHICLE_STATUS, RELIABLE)
         self.pub_objects = self.create_publisher(ObjectArray, T.OBJECTS, RELIABLE)
-        self.pub_lights = self.create_publisher(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, RELIABLE)
+        # the bridge's traffic-light pseudo sensor: info and status TRANSIENT_LOCAL, each sent only when it changes
+        self.pub_lights = self.create_publisher(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, WORLD_INFO_QOS)
+        self.pub_lights_info = self.create_publisher(CarlaTrafficLightInfoList, T.TRAFFIC_LIGHTS_INFO, WORLD_INFO_QOS)
+        self.actor_ids = ActorIds(int(p["max_agents"]))  # CARLA actor ids: objects get new ones as they appear
+        self.light_actor_ids = light_actor_ids(self.g.num_lights, int(p["seed"]))
+        self._lights_sent: np.ndarray | None = None
         self.pub_expert = self.create_publisher(CarlaEgoVehicleControl, T.EXPERT_CMD, RELIABLE)
         self.pub_expert_plan = self.create_publisher(Plan, T.EXPERT_PLAN, RELIABLE)
         self.pub_world = self.create_publisher(CarlaWorldInfo, T.WORLD_INFO, WORLD_INFO_QOS)
@@ -96,8 +103,10 @@ class PseudoSim(StackNode):
         self.create_subscription(StackStatus, T.STATUS, self._on_status, RELIABLE)
         self.create_subscription(String, T.NODE_READY, self._on_node, LATCHED_MANY_READER)
         self.pub_world.publish(convert.world_info(spec.town, self.xodr))  # the bridge's, before the stack is up
+        self.pub_lights_info.publish(convert.lights_info_message(self.g.light_pos, self.light_actor_ids))
         self.latency: list[float] = []
         self._published_at = 0.0
+        self._published_t: float | None = None
         self.get_logger().info(f"route {spec.route_id} on {spec.town}: {self.core.route.length:.0f} m")
 
     def _on_takeover(self, msg: TakeoverEvent) -> None:
@@ -132,8 +141,14 @@ class PseudoSim(StackNode):
         t = self.core.t
         st = self.core.state
         self.pub_clock.publish(Clock(clock=convert.ros_time(t)))
-        self.pub_objects.publish(convert.objects_message(st, t))
-        self.pub_lights.publish(convert.lights_message(self.g.light_id, self.core.lights[0]))
+        if self._published_t != t:  # a new tick (not a re-send): the actors that appeared get their ids
+            self._ids = self.actor_ids.update(st.valid[0])
+            self._published_t = t
+        self.pub_objects.publish(convert.objects_message(st, t, self._ids))
+        states = np.asarray(self.core.lights[0])
+        if self._lights_sent is None or not np.array_equal(states, self._lights_sent):  # on change only
+            self.pub_lights.publish(convert.lights_message(self.light_actor_ids, states))
+            self._lights_sent = states.copy()
         odom, status = convert.ego_messages(st, t)
         self.pub_status.publish(status)
         self._published_at = time.perf_counter()
