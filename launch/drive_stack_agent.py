@@ -44,15 +44,19 @@ its name (aw:292-304, r2a:84-105), so the bridge publishes it on /carla/hero/<id
     /carla/hero/gnss    sensor_msgs/NavSatFix        every tick                                              (sensors)
     /carla/hero/imu     sensor_msgs/Imu              every tick                                              (sensors)
 
-GNSS and IMU sit at the hero's origin (no lever arm to undo). In `privileged` mode the stack itself spawns the
+GNSS and IMU sit at the hero's origin (no lever arm to undo). The stack reads the map from the bridge's
+/carla/world_info (carla_msgs/CarlaWorldInfo: the same OpenDRIVE, TRANSIENT_LOCAL, there from the bridge's start, so
+the stack can say it is up before the first tick); the map sensor is declared because using the map puts the run
+on the MAP track. In `privileged` mode the stack itself spawns the
 bridge's pseudo sensors through the same /carla/spawn_object service (not declared here: `sensors()` may only
 name the Leaderboard's allowed types, aw:44, 91-93): sensor.pseudo.objects id `objects` and sensor.pseudo.odom id
 `odometry` on the hero (/carla/hero/objects derived_object_msgs/ObjectArray, /carla/hero/odometry
 nav_msgs/Odometry) and sensor.pseudo.traffic_lights id `traffic_lights` on the world
-(/carla/traffic_lights/{info,status}); that part of the stack is tracked in issue 21. Always there: /clock, the
-route on /carla/hero/global_plan (carla_msgs/CarlaRoute, TRANSIENT_LOCAL, r2a:70-71); the stack publishes
-/carla/hero/status (std_msgs/Bool, TRANSIENT_LOCAL) once it is up and one stamped
-/carla/hero/vehicle_control_cmd per tick (rba:174-243).
+(/carla/traffic_lights/{info,status}, by actor id, TRANSIENT_LOCAL, on change only); spawning them from the stack is
+tracked in issue 21. Always there: /clock, the route on /carla/hero/global_plan (carla_msgs/CarlaRoute,
+TRANSIENT_LOCAL, r2a:70-71, sent only after the stack said it is up); the stack publishes /carla/hero/status
+(std_msgs/Bool, TRANSIENT_LOCAL) once it has the map and one stamped /carla/hero/vehicle_control_cmd per tick
+(rba:174-243).
 """
 
 import json

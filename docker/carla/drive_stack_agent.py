@@ -10,11 +10,10 @@ status, the OpenDRIVE map), which `sensors()` may not declare (the Leaderboard a
 IMU, speedometer, map: shared/carla_lb2/CONTRACT.md sec. 5-6): they are spawned through the same
 /carla/spawn_object service when the Leaderboard spawns the declared speedometer. So this is a privileged research
 setup, not a valid Leaderboard submission. Topics: /carla/hero/odometry, /carla/hero/objects (on the hero),
-/carla/traffic_lights/status and /carla/map (on the world), as the stack's node table names them.
-
-Known gap (the stack's, not this file's): /carla/hero/global_plan is carla_msgs/CarlaRoute here, while the stack's
-perception_input reads nav_msgs/Path there (what its pseudo-simulator publishes). Until it takes CarlaRoute the stack
-gets no route from the Leaderboard and does not drive. Untested: no CARLA server here.
+/carla/traffic_lights/{info,status} (on the world), as the stack's node table names them; the map comes from the
+bridge's /carla/world_info and the route from the Leaderboard's /carla/hero/global_plan (carla_msgs/CarlaRoute),
+which the stack reads as its pseudo-simulator sends them (drivesim/stack/leaderboard.py). Untested: no CARLA server
+here.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ PRIVILEGED = (
     ("sensor.pseudo.odom", "odometry", True),  # /carla/hero/odometry
     ("sensor.pseudo.objects", "objects", True),  # /carla/hero/objects
     ("sensor.pseudo.traffic_lights", "traffic_lights", False),  # /carla/traffic_lights/{info,status}
-    ("sensor.pseudo.opendrive_map", "map", False),  # /carla/map
 )
 
 
