@@ -226,7 +226,7 @@ def test_frames_are_converted_once_and_round_trip(proc_town):
 
     d = plan_route(proc_town, random_routes(proc_town, 1, seed=2)[0])
     st = route_scene(proc_town, [d], max_agents=16, seed=1)
-    odom, _ = convert.ego_messages(st, 0.0)
+    odom = convert.ego_odometry(st, 0.0)
     assert odom.pose.pose.position.y == pytest.approx(-float(st.y[0, 0]))
     from drivesim.stack.actors import ActorIds, SlotMap
 

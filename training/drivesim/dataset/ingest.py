@@ -2,7 +2,7 @@
 the offline collection (`collect --takeover`), so `train il|takead --data` reads them like any dataset.
 
 A takeover bag (the recorder's `takeover_*` folders, or continuous `seg_*` ones) holds, for its window, the
-simulator's topics (odometry, vehicle status, objects, traffic lights), what the stack decided (the planner's
+simulator's topics (odometry, objects, traffic lights), what the stack decided (the planner's
 and the executed commands, who drove each tick) and, with the pseudo-simulator's privileged expert offered, the
 expert's command and plan at every tick: the labels. The map (/carla/world_info, OpenDRIVE) and the route
 (/carla/hero/global_plan, CarlaRoute) are latched; the recorder puts them into every takeover bag.
@@ -50,12 +50,11 @@ from ..stack.topics import (
     TAKEOVER,
     TRAFFIC_LIGHTS,
     TRAFFIC_LIGHTS_INFO,
-    VEHICLE_STATUS,
     WORLD_INFO,
 )
 from .collect import CONTROLLER_CODES, FORMAT_VERSION, FRAME_EVERY, EpisodeRecorder
 
-REQUIRED = (ODOMETRY, VEHICLE_STATUS, OBJECTS, EXPERT_CMD, EXPERT_PLAN, WORLD_INFO, GLOBAL_PLAN)
+REQUIRED = (ODOMETRY, OBJECTS, EXPERT_CMD, EXPERT_PLAN, WORLD_INFO, GLOBAL_PLAN)
 
 
 class IngestError(ValueError):
@@ -161,7 +160,7 @@ def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[
         keypoints = np.vstack([keypoints, [*route.xy[-1], 0.0]])
     spec = RouteSpec(bag.name, town, keypoints, source=str(bag))
     odom, objects = _by_tick(msgs[ODOMETRY]), _by_tick(msgs[OBJECTS])
-    status, expert, eplan = _by_tick(msgs[VEHICLE_STATUS]), _by_tick(msgs[EXPERT_CMD]), _by_tick(msgs[EXPERT_PLAN])
+    expert, eplan = _by_tick(msgs[EXPERT_CMD]), _by_tick(msgs[EXPERT_PLAN])
     planner = _by_tick(msgs.get(PLANNER_CMD, []))
     who = {}
     for _, m in msgs.get(STATUS, []):
@@ -188,13 +187,17 @@ def episode_from_bag(bag: str | Path, max_agents: int = 64, warn=None) -> tuple[
         if k not in objects or k not in expert or k not in eplan:
             skipped.append(k)
             continue
-        if k not in status:
-            skipped.append(k)
-            continue
-        st = wire.state_from_rows(o, wire.object_rows(objects[k]), max_agents, g.num_lights,
-                                  accel=status[k].acceleration.linear.x, slots=slots)
-        st.t[0] = wire.stamp_sec(o.header.stamp)
         sc = scenes.get(k)
+        # the ego's acceleration: what the stack's perception used (its scene of the tick), else from the speeds
+        if sc is not None:
+            accel = float(sc.ego_accel)
+        elif k - 1 in odom:
+            accel = (o.twist.twist.linear.x - odom[k - 1].twist.twist.linear.x) / DT
+        else:
+            accel = 0.0
+        st = wire.state_from_rows(o, wire.object_rows(objects[k]), max_agents, g.num_lights, accel=accel,
+                                  slots=slots)
+        st.t[0] = wire.stamp_sec(o.header.stamp)
         if sc is not None and len(sc.light_ids):
             lt = wire.scene_lights(sc, g.light_id)
         else:  # no scene of this tick: the light status logged last before it

@@ -3,7 +3,6 @@ library's bag readers (`dataset.ingest`). No imports."""
 
 CLOCK = "/clock"
 ODOMETRY = "/carla/hero/odometry"
-VEHICLE_STATUS = "/carla/hero/vehicle_status"
 OBJECTS = "/carla/hero/objects"
 TRAFFIC_LIGHTS = "/carla/traffic_lights/status"  # CarlaTrafficLightStatusList by actor id: latched, on change only
 TRAFFIC_LIGHTS_INFO = "/carla/traffic_lights/info"  # CarlaTrafficLightInfoList (actor transforms, trigger volumes)

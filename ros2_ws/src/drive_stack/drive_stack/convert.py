@@ -10,7 +10,6 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from carla_msgs.msg import (
     CarlaEgoVehicleControl,
-    CarlaEgoVehicleStatus,
     CarlaGnssRoute,
     CarlaRoute,
     CarlaTrafficLightInfo,
@@ -30,6 +29,7 @@ from drivesim.stack.core import ControlCommand
 from drivesim.stack.wire import (  # noqa: F401 - the wire helpers the nodes use, re-exported
     CLASS_OF_KIND,
     KIND_OF_CLASS,
+    EgoAccel,
     InvalidMessage,
     light_index,
     lights_array,
@@ -60,7 +60,9 @@ def yaw_quat(yaw: float) -> Quaternion:
 
 
 # ----------------------------------------------------------------------------- simulator side (CARLA contract)
-def ego_messages(state: SimState, t: float, frame: str = "map") -> tuple[Odometry, CarlaEgoVehicleStatus]:
+def ego_odometry(state: SimState, t: float, frame: str = "map") -> Odometry:
+    """The bridge's odometry pseudo sensor: pose in the map, twist in the vehicle frame. (No vehicle status: the
+    bridge publishes none for the Leaderboard's hero.)"""
     x, y, yaw = carla_to_ros_pose(float(state.x[0, EGO]), float(state.y[0, EGO]), float(state.yaw[0, EGO]))
     v = float(state.speed[0, EGO])
     odom = Odometry()
@@ -68,12 +70,7 @@ def ego_messages(state: SimState, t: float, frame: str = "map") -> tuple[Odometr
     odom.pose.pose.position.x, odom.pose.pose.position.y = float(x), float(y)
     odom.pose.pose.orientation = yaw_quat(float(yaw))
     odom.twist.twist.linear.x = v  # body frame
-    status = CarlaEgoVehicleStatus()
-    status.header = odom.header
-    status.velocity = v
-    status.acceleration.linear.x = float(state.accel[0, EGO])
-    status.orientation = odom.pose.pose.orientation
-    return odom, status
+    return odom
 
 
 def objects_message(state: SimState, t: float, ids: np.ndarray | None = None, frame: str = "map") -> ObjectArray:

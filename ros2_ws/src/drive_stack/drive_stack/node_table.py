@@ -28,7 +28,6 @@ from drivesim.stack.topics import (  # noqa: F401 - the topic names, re-exported
     TAKEOVER,
     TRAFFIC_LIGHTS,
     TRAFFIC_LIGHTS_INFO,
-    VEHICLE_STATUS,
     WORLD_INFO,
 )
 
@@ -56,7 +55,6 @@ NODES: tuple[NodeSpec, ...] = (
 # what the recorder keeps (topic -> rosbag message type)
 RECORDED = {
     ODOMETRY: "nav_msgs/msg/Odometry",
-    VEHICLE_STATUS: "carla_msgs/msg/CarlaEgoVehicleStatus",
     OBJECTS: "derived_object_msgs/msg/ObjectArray",
     TRAFFIC_LIGHTS: "carla_msgs/msg/CarlaTrafficLightStatusList",
     TRAFFIC_LIGHTS_INFO: "carla_msgs/msg/CarlaTrafficLightInfoList",

@@ -4,7 +4,7 @@ In the Leaderboard 2.0 ROS agent's order (../shared/carla_lb2/CONTRACT.md sectio
 bridge's /carla/world_info (map name + OpenDRIVE, latched) first; then it waits for the stack's
 /carla/hero/status (TRANSIENT_LOCAL) and only then publishes the route, once, latched: /carla/hero/global_plan
 (carla_msgs/CarlaRoute, downsampled, upstream's quirks kept) and /carla/hero/global_plan_gnss. Then it steps
-synchronously: the tick's messages go out (/clock, /carla/hero/odometry, vehicle_status, objects,
+synchronously: the tick's messages go out (/clock, /carla/hero/odometry, objects,
 /carla/traffic_lights/status), the command stamped with the tick's time is applied (the Leaderboard's rule),
 and the next tick follows when it arrived, or after `tick_timeout` seconds (wall, 1.0 as upstream), a missed
 tick, which gets the Leaderboard's all-zero control. The route is scored as `drive-stack eval` scores it, into
@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from carla_msgs.msg import (
     CarlaEgoVehicleControl,
-    CarlaEgoVehicleStatus,
     CarlaGnssRoute,
     CarlaRoute,
     CarlaTrafficLightInfoList,
@@ -78,7 +77,6 @@ class PseudoSim(StackNode):
                                   expert_policy=p["expert_policy"] if p["offer_expert"] else None)
         self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)
         self.pub_odom = self.create_publisher(Odometry, T.ODOMETRY, RELIABLE)
-        self.pub_status = self.create_publisher(CarlaEgoVehicleStatus, T.VEHICLE_STATUS, RELIABLE)
         self.pub_objects = self.create_publisher(ObjectArray, T.OBJECTS, RELIABLE)
         # the bridge's traffic-light pseudo sensor: info and status TRANSIENT_LOCAL, each sent only when it changes
         self.pub_lights = self.create_publisher(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, WORLD_INFO_QOS)
@@ -149,8 +147,7 @@ class PseudoSim(StackNode):
         if self._lights_sent is None or not np.array_equal(states, self._lights_sent):  # on change only
             self.pub_lights.publish(convert.lights_message(self.light_actor_ids, states))
             self._lights_sent = states.copy()
-        odom, status = convert.ego_messages(st, t)
-        self.pub_status.publish(status)
+        odom = convert.ego_odometry(st, t)
         self._published_at = time.perf_counter()
         self.pub_odom.publish(odom)
         # the privileged expert's command for this tick, computed while the stack works on its own
