@@ -6,6 +6,7 @@ gets the all-zero control (the car coasts, it does not keep the last throttle)."
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -103,16 +104,20 @@ def test_actor_ids_and_slots():
 
 
 # ------------------------------------------------------------------------------------------------ over ROS
-def _pseudo_sim(tmp: Path, routes: Path, route_id: str, **params) -> subprocess.Popen:
-    values = {"routes_file": str(routes), "route_id": route_id, "out_dir": str(tmp / "out"), "start_timeout": 60.0,
-              "offer_expert": False, **params}
-    pfile = tmp / "pseudo_sim.yaml"
-    pfile.write_text(json.dumps({"/pseudo_sim": {"ros__parameters": values}}))
+def _node(tmp: Path, name: str, **values) -> subprocess.Popen:
+    """One of the stack's nodes (drive_stack.<name>) in a subprocess with these parameters; log in tmp/<name>.log."""
+    pfile = tmp / f"{name}.yaml"
+    pfile.write_text(json.dumps({f"/{name}": {"ros__parameters": values}}))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
            "AMENT_PREFIX_PATH": os.pathsep.join(x for x in (sys.prefix, os.environ.get("AMENT_PREFIX_PATH", "")) if x)}
-    return subprocess.Popen([sys.executable, "-m", "drive_stack.pseudo_sim", "--ros-args", "--params-file", str(pfile),
-                             "-r", "__node:=pseudo_sim"], stdout=open(tmp / "pseudo_sim.log", "w"),  # noqa: SIM115
+    return subprocess.Popen([sys.executable, "-m", f"drive_stack.{name}", "--ros-args", "--params-file", str(pfile),
+                             "-r", f"__node:={name}"], stdout=open(tmp / f"{name}.log", "w"),  # noqa: SIM115
                             stderr=subprocess.STDOUT, env=env)
+
+
+def _pseudo_sim(tmp: Path, routes: Path, route_id: str, **params) -> subprocess.Popen:
+    return _node(tmp, "pseudo_sim", **{"routes_file": str(routes), "route_id": route_id, "out_dir": str(tmp / "out"),
+                                       "start_timeout": 60.0, "offer_expert": False, **params})
 
 
 @pytest.fixture
@@ -226,3 +231,50 @@ def test_leaderboard_order_route_quirks_and_zero_control(proc_town, tmp_path, ro
         ctx.try_shutdown()
         sim.terminate()
         sim.wait(10)
+
+
+def test_sighup_closes_the_recorders_bags(proc_town, tmp_path, ros_domain):
+    """The Leaderboard stops the stack with pexpect's terminate(): SIGHUP first. The recorder closes its bags and
+    exits 0: the continuous segment it had open is written and readable, up to the last tick it got."""
+    pytest.importorskip("rclpy")
+    import rclpy
+    from drive_stack import node_table as T
+    from drive_stack.common import LATCHED
+    from drivesim.stack.bags import read_bag
+    from rosgraph_msgs.msg import Clock
+    from std_msgs.msg import Bool
+
+    spec = random_routes(proc_town, 1, seed=4, min_length=300.0)[0]
+    write_routes([spec], tmp_path / "routes.xml")
+    rec = _node(tmp_path, "recorder", mode="continuous", out_dir=str(tmp_path / "bags"), segment=2.0)
+    sim = _pseudo_sim(tmp_path, tmp_path / "routes.xml", spec.route_id, tick_timeout=0.02)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("fake_stack", context=ctx)
+    clock: list = []
+    node.create_subscription(Clock, T.CLOCK, clock.append, 10)
+    status = node.create_publisher(Bool, T.HERO_STATUS, LATCHED)
+    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    try:
+        status.publish(Bool(data=True))  # up; then no command ever: every tick times out after 0.02 s
+        t0 = time.monotonic()
+        while (not clock or clock[-1].clock.sec < 3) and time.monotonic() - t0 < 60:
+            executor.spin_once(timeout_sec=0.05)
+        assert clock and clock[-1].clock.sec >= 3, (tmp_path / "pseudo_sim.log").read_text()[-2000:]
+        rec.send_signal(signal.SIGHUP)
+        assert rec.wait(20) == 0, (tmp_path / "recorder.log").read_text()[-3000:]
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        ctx.try_shutdown()
+        for p in (sim, rec):
+            if p.poll() is None:
+                p.kill()
+            p.wait(10)
+    log = (tmp_path / "recorder.log").read_text()
+    written = json.loads([ln for ln in log.splitlines() if ln.startswith('{"recorder_bags"')][-1])["recorder_bags"]
+    segs = sorted((tmp_path / "bags" / "continuous").glob("seg_*"))
+    assert [str(p) for p in segs] == sorted(written) and len(segs) >= 2
+    last = read_bag(segs[-1])  # the one open at the hang-up: closed, complete
+    assert last["topics"]["/carla/hero/odometry"]["count"] > 0 and last["end"] >= 2.9  # (the first segment: 0-2 s)

@@ -171,11 +171,20 @@ def make_executor():
     return SingleThreadedExecutor()
 
 
+def _hangup(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def run(node_cls, args=None) -> None:
-    """Init, spin, shutdown; an exception is logged with its traceback and the exit code is non-zero."""
+    """Init, spin, shutdown; an exception is logged with its traceback and the exit code is non-zero. SIGHUP (the
+    Leaderboard stops the stack through pexpect, whose terminate() sends SIGHUP first, rba:98-104) stops a node as
+    Ctrl-C does: it closes what it holds (the recorder its bags) and exits 0."""
+    import signal
+
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
+    signal.signal(signal.SIGHUP, _hangup)
     node = None
     code = 0
     try:
