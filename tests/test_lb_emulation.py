@@ -278,3 +278,13 @@ def test_sighup_closes_the_recorders_bags(proc_town, tmp_path, ros_domain):
     assert [str(p) for p in segs] == sorted(written) and len(segs) >= 2
     last = read_bag(segs[-1])  # the one open at the hang-up: closed, complete
     assert last["topics"]["/carla/hero/odometry"]["count"] > 0 and last["end"] >= 2.9  # (the first segment: 0-2 s)
+    # each topic with the QoS its publisher offers (latched ones replay latched) and its type's RIHS01 hash
+    import yaml
+
+    meta = yaml.safe_load((segs[0] / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    topics = {t["topic_metadata"]["name"]: t["topic_metadata"] for t in meta["topics_with_message_count"]}
+    assert {T.WORLD_INFO, T.ODOMETRY, T.TRAFFIC_LIGHTS} <= set(topics)
+    for name, tm in topics.items():
+        (qos,) = tm["offered_qos_profiles"]
+        assert qos["durability"] == ("transient_local" if name in T.LATCHED_TOPICS else "volatile"), name
+        assert qos["reliability"] == "reliable" and tm["type_description_hash"].startswith("RIHS01_"), name

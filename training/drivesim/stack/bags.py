@@ -65,8 +65,23 @@ class RingBuffer:
         return sorted(r for r in self.items if t0_ns <= r.t_ns <= t1_ns)
 
 
-def write_bag(path: Path, records: list[Recorded], typestore) -> Path:
-    """Write records (any order) to a new rosbag2/MCAP bag folder at `path`. Returns the path."""
+def offered_qos(latched: bool):
+    """The QoS a topic's publisher offers, as a bag records it (`ros2 bag play` replays with it): RELIABLE,
+    KEEP_LAST, TRANSIENT_LOCAL for the latched topics (map, route, light info and status; depth 10, the bridge's),
+    VOLATILE (depth 20) for the rest."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    never = QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF)
+    return Qos(history=QosHistory.KEEP_LAST, depth=10 if latched else 20, reliability=QosReliability.RELIABLE,
+               durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE, deadline=never,
+               lifespan=never, liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=never,
+               avoid_ros_namespace_conventions=False)
+
+
+def write_bag(path: Path, records: list[Recorded], typestore, latched: tuple[str, ...] = ()) -> Path:
+    """Write records (any order) to a new rosbag2/MCAP bag folder at `path`, each topic with the QoS its publisher
+    offers (`offered_qos`; `latched`: the TRANSIENT_LOCAL topics) and its type's RIHS01 hash (from the typestore).
+    Returns the path."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     path = Path(path)
@@ -77,7 +92,8 @@ def write_bag(path: Path, records: list[Recorded], typestore) -> Path:
         conns = {}
         for r in sorted(records):
             if r.topic not in conns:
-                conns[r.topic] = w.add_connection(r.topic, r.msgtype, typestore=typestore)
+                conns[r.topic] = w.add_connection(r.topic, r.msgtype, typestore=typestore,
+                                                  offered_qos_profiles=[offered_qos(r.topic in latched)])
             w.write(conns[r.topic], r.t_ns, r.data)
     return path
 
@@ -92,8 +108,8 @@ class PendingTakeover:
 class TakeoverBagger:
     """Collects takeovers and writes each one's window [t - pre, t + post] once it has closed."""
 
-    def __init__(self, out_dir: Path, typestore, pre: float = 10.0, post: float = 5.0):
-        self.out_dir, self.ts = Path(out_dir), typestore
+    def __init__(self, out_dir: Path, typestore, pre: float = 10.0, post: float = 5.0, latched: tuple[str, ...] = ()):
+        self.out_dir, self.ts, self.latched_topics = Path(out_dir), typestore, tuple(latched)
         self.pre_ns, self.post_ns = int(pre * NS), int(post * NS)
         self.ring = RingBuffer(pre + post + 1.0)
         self.latched: dict[str, list[Recorded]] = {}  # every message of each latched topic (map, route, lights)
@@ -139,7 +155,8 @@ class TakeoverBagger:
                 while path.exists():  # never overwrite a bag
                     path = self.out_dir / f"takeover_{p.index:03d}_t{p.t_ns / NS:08.2f}_{k}"
                     k += 1
-                write_bag(path, sorted(self.carried(t0, t1) + self.ring.window(t0, t1), key=lambda r: r.t_ns), self.ts)
+                write_bag(path, sorted(self.carried(t0, t1) + self.ring.window(t0, t1), key=lambda r: r.t_ns), self.ts,
+                          self.latched_topics)
                 info = dict(p.info, window=[t0 / NS, min(t1, now_ns) / NS], complete=now_ns >= t1,
                             takeover_time=p.t_ns / NS)
                 (path / "takeover.json").write_text(json.dumps(info, indent=2))
@@ -152,8 +169,9 @@ class TakeoverBagger:
 class SegmentedRecorder:
     """Continuous recording into consecutive segment bags (seg_00000, seg_00001, ...) of `segment` seconds."""
 
-    def __init__(self, out_dir: Path, typestore, segment: float = 5.0):
+    def __init__(self, out_dir: Path, typestore, segment: float = 5.0, latched: tuple[str, ...] = ()):
         self.out_dir, self.ts, self.seg_ns = Path(out_dir), typestore, int(segment * NS)
+        self.latched_topics = tuple(latched)
         self.buf: list[Recorded] = []
         self.seg_start: int | None = None
         self.written: list[Path] = []
@@ -172,7 +190,7 @@ class SegmentedRecorder:
         if not self.buf:
             return None
         path = self.out_dir / f"seg_{len(self.written):05d}"
-        write_bag(path, self.buf, self.ts)
+        write_bag(path, self.buf, self.ts, self.latched_topics)
         self.buf = []
         self.written.append(path)
         return path

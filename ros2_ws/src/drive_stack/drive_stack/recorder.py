@@ -56,8 +56,10 @@ class Recorder(StackNode):
         p = self.declare_params(RecorderParams)  # an unknown mode is refused there, naming the field
         self.mode, out, pre, post, segment = p.mode, Path(p.out_dir), p.pre, p.post, p.segment
         ts = stack_typestore()
-        self.bagger = TakeoverBagger(out, ts, pre, post) if self.mode in ("takeover", "both") else None
-        self.segments = SegmentedRecorder(out / "continuous", ts, segment) if self.mode in ("continuous", "both") else None
+        lt = T.LATCHED_TOPICS
+        self.bagger = TakeoverBagger(out, ts, pre, post, lt) if self.mode in ("takeover", "both") else None
+        self.segments = (SegmentedRecorder(out / "continuous", ts, segment, lt) if self.mode in ("continuous", "both")
+                         else None)
         self.t_ns = 0
         self.create_subscription(Clock, T.CLOCK, self._on_clock, 10)
         for topic, msgtype in T.RECORDED.items():
