@@ -122,6 +122,17 @@ def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path
     assert res["summary"]["takeovers"]["driving_score_routes_without_takeover"] is None  # no score of its own
     segs = sorted((Path(res["out"]) / "bags" / "continuous").glob("seg_*"))
     assert len(segs) >= 2
+    # the views in the bag: the perceived agents with their track ids, the plan, and the takeover's cause after it
+    from drivesim.dataset.ingest import read_messages
+
+    msgs, _ = read_messages(Path(tk["bag"]), warn=lambda *_: None)
+    arrays = [m for _, m in msgs["/drive_stack/markers"]]
+    assert len(arrays) >= 95  # 10 Hz over the window [0, 10 s], the planner's silence included
+    ns = {mk.ns for a in arrays for mk in a.markers}
+    assert {"ego", "agents", "agent_ids", "route", "plan", "takeover", "expert_plan"} <= ns
+    texts = [mk.text for a in arrays for mk in a.markers if mk.ns == "takeover"]
+    assert texts and all(t == "TAKEOVER: MISSED_DEADLINE -> expert" for t in texts)
+    assert all(a.markers[0].action == 3 for a in arrays)  # DELETEALL first: no stale agent stays drawn
 
 
 def test_nan_from_the_planner_is_rejected_and_the_stack_keeps_going(tmp_path):

@@ -7,7 +7,7 @@ from glob import glob
 
 from setuptools import setup
 
-NODES = ["pseudo_sim", "perception_input", "planner", "vla_reasoning", "takeover_monitor", "recorder"]
+NODES = ["pseudo_sim", "perception_input", "planner", "vla_reasoning", "takeover_monitor", "recorder", "views"]
 
 setup(
     name="drive_stack",
@@ -16,7 +16,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/drive_stack"]),
         ("share/drive_stack", ["package.xml"]),
-        ("share/drive_stack/config", glob("config/*.yaml")),
+        ("share/drive_stack/config", glob("config/*.yaml") + glob("config/*.json")),
         ("share/drive_stack/launch", glob("launch/*.launch.py")),
     ],
     install_requires=["setuptools"],

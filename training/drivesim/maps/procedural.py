@@ -30,10 +30,30 @@ HIGHWAY_KMH = 90
 RAMP_KMH = 60
 
 
+def _sequential_sums() -> None:
+    """Python 3.12's ``sum`` of floats is compensated (exact-ish) where 3.10/3.11 add in order. scenariogeneration's
+    junction creator sizes a connecting road's lanes with ``sum`` of its geometries' lengths while ``create_road``
+    sizes the road with ``+=``: on 3.12 the two differ in the last bit, every connecting road gets a trailing lane
+    section ~1e-14 m long, and CARLA's parser refuses the map (``s <= road->GetLength()``). Adding in order there,
+    as before 3.12, keeps the xodr byte-identical on every Python version."""
+    import sys
+
+    if sys.version_info < (3, 12):
+        return
+    from functools import reduce
+    from operator import add
+
+    from scenariogeneration.xodr import junction_creator
+
+    if "sum" not in vars(junction_creator):
+        junction_creator.sum = lambda it, start=0: reduce(add, it, start)
+
+
 def generate_town_xodr(seed: int, nx: int = 3, ny: int = 3) -> str:
     """OpenDRIVE text of procedural town ``Proc<seed>``."""
     from scenariogeneration import xodr
 
+    _sequential_sums()
     rng = np.random.default_rng(seed)
     arterial_row = int(rng.integers(0, ny))
     control = rng.choice(["signal", "stop", "none"], size=(nx, ny), p=[0.5, 0.3, 0.2])

@@ -16,6 +16,7 @@ EXPERT_PLAN = "/drive_stack/expert/plan"  # its plan at each tick: a takeover's 
 SCENE = "/drive_stack/scene"
 BEV = "/drive_stack/bev"
 PLAN = "/drive_stack/plan"
+MARKERS = "/drive_stack/markers"  # visualization_msgs/MarkerArray (frame map): the views node, for RViz / Foxglove
 PLANNER_CMD = "/drive_stack/planner/vehicle_control_cmd"
 REASONING = "/drive_stack/reasoning"
 TAKEOVER = "/drive_stack/takeover"

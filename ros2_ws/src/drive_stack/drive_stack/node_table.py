@@ -17,6 +17,7 @@ from drivesim.stack.topics import (  # noqa: F401 - the topic names, re-exported
     GLOBAL_PLAN,
     GLOBAL_PLAN_GNSS,
     HERO_STATUS,
+    MARKERS,
     NODE_READY,
     OBJECTS,
     ODOMETRY,
@@ -47,6 +48,7 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec("planner", "planner", "drive_stack.planner"),
     NodeSpec("vla_reasoning", "vla_reasoning", "drive_stack.vla_reasoning"),
     NodeSpec("takeover_monitor", "takeover_monitor", "drive_stack.takeover_monitor"),
+    NodeSpec("views", "views", "drive_stack.views"),
     NodeSpec("recorder", "recorder", "drive_stack.recorder"),
 )
 
@@ -70,6 +72,7 @@ RECORDED = {
     TAKEOVER: "drive_stack_msgs/msg/TakeoverEvent",
     STATUS: "drive_stack_msgs/msg/StackStatus",
     DIAGNOSTICS: "diagnostic_msgs/msg/DiagnosticArray",
+    MARKERS: "visualization_msgs/msg/MarkerArray",
 }
 
 # published once or only on change, TRANSIENT_LOCAL: the recorder subscribes to them latched and puts the last of

@@ -62,6 +62,11 @@ class ReasoningParams(NodeParams):
 
 
 @dataclass(frozen=True)
+class ViewsParams(NodeParams):
+    every: int = 2  # markers for every N-th scene (10 Hz at 20 Hz ticks)
+
+
+@dataclass(frozen=True)
 class TakeoverMonitorParams(NodeParams, TakeoverConfig):
     """The takeover gate's own config (drivesim.stack.takeover.TakeoverConfig) plus what the node needs."""
 
@@ -129,4 +134,5 @@ def parse_set(items: list[str]) -> dict[str, dict]:
 PARAMS: dict[str, type[NodeParams]] = {
     "pseudo_sim": PseudoSimParams, "perception_input": PerceptionParams, "planner": PlannerParams,
     "vla_reasoning": ReasoningParams, "takeover_monitor": TakeoverMonitorParams, "recorder": RecorderParams,
+    "views": ViewsParams,
 }
