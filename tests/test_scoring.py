@@ -175,3 +175,37 @@ def test_route_deviation_blocked_and_completion(proc_town):
     full = drive(proc_town, d, speed=8.0)
     rec = full.record(0, "r")
     assert rec["scores"]["score_route"] == 100.0 and rec["status"] in ("Perfect", "Completed")
+
+
+@pytest.mark.parametrize("gap, expected", [(50.0, 4.545), (70.0, None)])
+def test_average_ttc_counts_ticks_on_a_collision_course(proc_town, gap, expected):
+    """The ego at 10 m/s towards a standing car `gap` metres ahead on a straight road: a constant-velocity TTC of
+    (gap - 4.55) / 10 s (discs of radius width/2 + length/4 = 2.275 m each). At 50 m that is 4.545 s, inside the 5 s
+    horizon: one tick, avg_ttc 4.545; at 70 m (6.545 s) no tick counts and avg_ttc is None."""
+    import dataclasses
+
+    from drivesim.metrics.monitor import AVG_TTC_HORIZON, RouteMonitor
+    from drivesim.scenarios.scene import route_scene
+
+    d = _straight_route(proc_town)
+    k = int(np.searchsorted(d.cum_s, gap))
+    st = route_scene(proc_town, [d], max_agents=4, seed=0, background=False)
+    st.speed[0, 0], st.length[0, 0], st.width[0, 0] = 10.0, 4.9, 2.1
+    st.kind[0, 1], st.behavior[0, 1], st.valid[0, 1] = AgentKind.VEHICLE, Behavior.STATIC, True
+    st.x[0, 1], st.y[0, 1], st.yaw[0, 1] = d.xy[k, 0], d.xy[k, 1], d.yaw[k]
+    st.length[0, 1], st.width[0, 1], st.speed[0, 1] = 4.9, 2.1, 0.0
+    gap_true = float(d.cum_s[k])
+    mon = RouteMonitor(proc_town, [d])
+    mon.update(dataclasses.replace(st), st, np.zeros((1, proc_town.num_lights), np.int8))
+    rec = mon.record(0, "r")
+    ttc = (gap_true - 4.55) / 10.0
+    if expected is None:
+        assert ttc > AVG_TTC_HORIZON and rec["meta"]["avg_ttc"] is None and rec["meta"]["ttc_ticks"] == 0
+    else:
+        assert rec["meta"]["ttc_ticks"] == 1 and rec["meta"]["avg_ttc"] == pytest.approx(ttc, abs=1e-3)
+        assert ttc == pytest.approx(expected, abs=0.11)
+    # a run's average weighs every such tick the same
+    recs = [{**rec, "meta": {**rec["meta"], "avg_ttc": a, "ttc_ticks": n}} for a, n in ((2.0, 1), (4.0, 3), (None, 0))]
+    s = summarize(recs)
+    assert s["average_ttc"] == pytest.approx(3.5) and s["ttc_ticks"] == 4
+    assert summarize(recs[2:])["average_ttc"] is None

@@ -280,6 +280,12 @@ def summarize(records: list[dict], total_routes: int | None = None, skipped: lis
         "infractions": counts,
         "infractions_per_km": {k: (v / km if km > 0 else 0.0) for k, v in counts.items()},
         "km_driven": km,
+        # the average TTC (metrics.monitor AVG_TTC_HORIZON): over every tick of every route on a collision course
+        "average_ttc": (sum(r["meta"].get("avg_ttc") * r["meta"]["ttc_ticks"] for r in records
+                            if r["meta"].get("avg_ttc") is not None)
+                        / max(sum(r["meta"].get("ttc_ticks", 0) for r in records), 1)
+                        if any(r["meta"].get("ttc_ticks") for r in records) else None),
+        "ttc_ticks": int(sum(r["meta"].get("ttc_ticks", 0) for r in records)),
         "failed_routes": [r["route_id"] for r in records if r["status"] in (STATUS_AGENT_CRASHED, STATUS_SIM_CRASHED)],
         "takeovers": takeover_summary(records),
         "skipped": skipped or [],

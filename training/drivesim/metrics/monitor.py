@@ -58,6 +58,13 @@ YIELD_TIME = 5.0  # [s] blocked this long (in total) = failure to yield (one inf
 _EMERGENCY, _VEHICLE, _IDM, _REPLAY = KIND.EMERGENCY, KIND.VEHICLE, BEH.IDM, BEH.REPLAY  # ints for the kernels
 
 
+# The average time to collision (TakeVLA's safety-margin measure): over the ticks on which some agent is on a
+# collision course with the ego within AVG_TTC_HORIZON seconds (constant velocities, sim.events.time_to_collision),
+# the mean of that TTC. Per route in meta (`avg_ttc`, None without such a tick; `ttc_ticks`), over a run in
+# summary.json (`average_ttc`: every such tick of every route weighs the same). Higher: more margin kept.
+AVG_TTC_HORIZON = 5.0  # [s]
+
+
 def pad_routes(routes: list[DenseRoute]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(E, N, 2) points, (E, N, 2) unit directions, (E, N) completion %, (E,) lengths; padded by repeating the end."""
     E, N = len(routes), max(len(r) for r in routes)
@@ -138,6 +145,8 @@ class RouteMonitor:
         self.stop_done = np.zeros((E, len(g.stop_id)), bool)
         self.last_red = np.full(E, -1)
         self.min_ttc = np.full(E, np.inf)
+        self.ttc_sum = np.zeros(E)  # the average TTC's sum and ticks (AVG_TTC_HORIZON)
+        self.ttc_ticks = np.zeros(E, np.int64)
         self.ev_blocked_t = np.zeros(E)
         self.yielded = np.zeros(E, bool)  # a failure to yield was registered (one per route)
         self.steps = np.zeros(E, np.int64)
@@ -147,7 +156,8 @@ class RouteMonitor:
         self._traj: list[tuple] = []
 
     PER_ENV = ("idx", "rc", "completed", "done", "outside_dist", "blocked_t", "last_coll_actor", "last_coll_t",
-               "stop_inside", "stop_done", "last_red", "min_ttc", "ev_blocked_t", "yielded", "steps")
+               "stop_inside", "stop_done", "last_red", "min_ttc", "ttc_sum", "ttc_ticks", "ev_blocked_t", "yielded",
+               "steps")
     """Every per-env state array (first axis = env): what `carry_over` moves and what a masked reset touches."""
 
     def carry_over(self, keep: np.ndarray, old: RouteMonitor) -> None:
@@ -226,11 +236,15 @@ class RouteMonitor:
         off, wrong = ego_lane_status(state, g)
         flags = np.zeros((5, E), np.bool_)  # reach, dev, blocked, tout, yield
         tspeed, cnt = np.zeros(E), np.zeros(E, np.int64)
+        ttc = time_to_collision(state)
+        course = active & (ttc <= AVG_TTC_HORIZON)  # ticks on a collision course: the average TTC's
+        self.ttc_sum += np.where(course, ttc, 0.0)
+        self.ttc_ticks += course
         _criteria(active, ex, ey, prev.x, prev.y, t, self.dt, self.idx, self.route_pct, self.route_xy, self.route_n,
                   self.route_len, self.rc, self.completed, off, wrong, self.wrong_ok, self.lanes_ok,
                   self.outside_dist, dmin, self.blocked_t, self.timeout, state.x, state.y, state.yaw, state.speed,
                   state.desired_speed, state.valid, state.kind, state.behavior, self.ev_blocked_t,
-                  time_to_collision(state), self.min_ttc, flags, tspeed, cnt)
+                  ttc, self.min_ttc, flags, tspeed, cnt)
         reach, dev, blocked, tout, yielded = flags
         if flags[1:].any():
             for e in np.flatnonzero(dev):
@@ -281,7 +295,9 @@ class RouteMonitor:
         meta = {"route_length": float(self.length[e]), "duration_game": float(self.steps[e] * self.dt),
                 "duration_system": float(duration_system), "town": town,
                 "scenario_type": self.scenario_types[e], "min_ttc": float(self.min_ttc[e]) if np.isfinite(
-                    self.min_ttc[e]) else None, "efficiency": None, "comfort": None, "comfort_chunks": 0,
+                    self.min_ttc[e]) else None,
+                "avg_ttc": float(self.ttc_sum[e] / self.ttc_ticks[e]) if self.ttc_ticks[e] else None,
+                "ttc_ticks": int(self.ttc_ticks[e]), "efficiency": None, "comfort": None, "comfort_chunks": 0,
                 "events": [ev.row() for ev in self.env_events(e)]}
         if self._traj:
             cols = [np.array([row[i][e] for row in self._traj]) for i in range(8)]
