@@ -52,8 +52,9 @@ bridge's pseudo sensors through the same /carla/spawn_object service (not declar
 name the Leaderboard's allowed types, aw:44, 91-93): sensor.pseudo.objects id `objects` and sensor.pseudo.odom id
 `odometry` on the hero (/carla/hero/objects derived_object_msgs/ObjectArray, /carla/hero/odometry
 nav_msgs/Odometry) and sensor.pseudo.traffic_lights id `traffic_lights` on the world
-(/carla/traffic_lights/{info,status}, by actor id, TRANSIENT_LOCAL, on change only); spawning them from the stack is
-tracked in issue 21. Always there: /clock, the route on /carla/hero/global_plan (carla_msgs/CarlaRoute,
+(/carla/traffic_lights/{info,status}, by actor id, TRANSIENT_LOCAL, on change only): this agent spawns them
+(`spawn_object`: when the Leaderboard spawns its first sensor on the hero, with the hero's actor id it names) and
+destroys them at the end. A privileged research setup, not a valid Leaderboard submission. Always there: /clock, the route on /carla/hero/global_plan (carla_msgs/CarlaRoute,
 TRANSIENT_LOCAL, r2a:70-71, sent only after the stack said it is up); the stack publishes /carla/hero/status
 (std_msgs/Bool, TRANSIENT_LOCAL) once it has the map and one stamped /carla/hero/vehicle_control_cmd per tick
 (rba:174-243).
@@ -95,6 +96,15 @@ SENSORS = {
     "privileged": (OPENDRIVE_MAP, SPEEDOMETER),
     "sensors": (GNSS, IMU, SPEEDOMETER, OPENDRIVE_MAP),
 }
+
+# perception=privileged: the bridge's pseudo sensors the stack perceives from (type, id = the topic's last part, on
+# the hero? else on the world), spawned through /carla/spawn_object with the hero's actor id that the Leaderboard's
+# own first sensor spawn names (aw:292-304); topics as the stack's node table names them
+PRIVILEGED = (
+    ("sensor.pseudo.odom", "odometry", True),  # /carla/hero/odometry
+    ("sensor.pseudo.objects", "objects", True),  # /carla/hero/objects
+    ("sensor.pseudo.traffic_lights", "traffic_lights", False),  # /carla/traffic_lights/{info,status}
+)
 
 
 def get_entry_point():
@@ -203,6 +213,7 @@ class DriveStackAgent(ROS2Agent):
         # (rba:156-160), and setup() comes only after the stack is up (ev:294-296, r2a:75)
         self._config_path = config_path_from_evaluator()
         self._config = load_config(self._config_path)
+        self._privileged = []  # actor ids of the pseudo sensors spawned for perception=privileged
         super().__init__(carla_host, carla_port, debug)
         self.track = track_for(self.sensors())  # aa:39 set SENSORS
 
@@ -219,6 +230,25 @@ class DriveStackAgent(ROS2Agent):
 
     def sensors(self):
         return [dict(spec) for spec in SENSORS[self._config["perception"]]]
+
+    def spawn_object(self, type_, id_, transform, attributes, attach_to=0):
+        """The Leaderboard spawns each declared sensor through here, attached to the hero (aw:292-304); with
+        perception=privileged, the first such call also spawns the bridge's pseudo sensors (PRIVILEGED) on the
+        same hero, at the same mount (all at the hero's origin)."""
+        uid = super().spawn_object(type_, id_, transform, attributes, attach_to)
+        if self._config["perception"] == "privileged" and attach_to and not self._privileged:
+            for ptype, pid, on_hero in PRIVILEGED:
+                self._privileged.append(super().spawn_object(ptype, pid, transform, {}, attach_to if on_hero else 0))
+        return uid
+
+    def destroy(self):
+        for uid in self._privileged:  # best effort: the bridge also removes them with the hero
+            try:
+                self.destroy_object(uid)
+            except Exception:  # noqa: BLE001 - upstream's destroy_object may raise; the hero's end removes them
+                pass
+        self._privileged = []
+        super().destroy()
 
     def get_ros_entrypoint(self):
         # rba:74-83 turns parameters into `k:=v` with str.format: every value here is already a string

@@ -65,6 +65,19 @@ class ROS2Agent(AutonomousAgent):
 
     def get_ros_entrypoint(self):
         raise NotImplementedError
+
+    # upstream ros2_agent.py:80-105 calls /carla/spawn_object, /carla/destroy_object: recorded here
+    def spawn_object(self, type_, id_, transform, attributes, attach_to=0):
+        calls = self.__dict__.setdefault("spawned", [])
+        calls.append((type_, id_, transform, dict(attributes), attach_to))
+        return (10000 if ".pseudo." in type_ else 300) + len(calls)
+
+    def destroy_object(self, uid):
+        self.__dict__.setdefault("destroyed", []).append(uid)
+        return True
+
+    def destroy(self):
+        self.base_destroyed = True
 ''',
 }
 
@@ -342,3 +355,35 @@ def test_agent_module_is_python37_and_stdlib_only():
 
 def test_launch_file_copies_identical():
     assert LAUNCH_PKG_COPY.read_bytes() == LAUNCH.read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["privileged", "sensors"])
+def test_privileged_mode_spawns_the_pseudo_sensors_on_the_hero(lb, monkeypatch, tmp_path, mode):
+    """The Leaderboard spawns the declared sensors on the hero (aw:292-304: attach_to = the hero's actor id); in
+    privileged mode the agent's first such spawn also spawns the bridge's odometry and objects pseudo sensors on
+    the hero and the traffic-light one on the world, named so that the bridge publishes them where the stack's
+    node table listens; destroy() removes them. The sensors mode spawns nothing of its own."""
+    from drive_stack import node_table as T
+
+    agent = make_agent(lb, monkeypatch, write_config(tmp_path, f"perception={mode}\n"))
+    hero, mount = 181, object()
+    for s in agent.sensors():  # as the Leaderboard's wrapper does, in order
+        agent.spawn_object(s["type"], s["id"], mount, {"reading_frequency": 20}, attach_to=hero)
+    own = [c for c in agent.spawned if ".pseudo." in c[0]]
+    if mode == "sensors":
+        assert own == [] and agent._privileged == []
+        return
+    assert [(t, i, a) for t, i, _, _, a in own] == [("sensor.pseudo.odom", "odometry", hero),
+                                                   ("sensor.pseudo.objects", "objects", hero),
+                                                   ("sensor.pseudo.traffic_lights", "traffic_lights", 0)]
+    assert all(tr is mount and attrs == {} for _, _, tr, attrs, _ in own)  # no attributes: the bridge reads none
+    # spawned right after the first declared sensor, once
+    assert agent.spawned.index(own[0]) == 1 and len(own) == 3
+    # the bridge names hero-attached actors /carla/hero/<id>, world-attached ones /carla/<id> (CONTRACT.md sec. 6)
+    assert {f"/carla/hero/{i}" for _, i, on_hero in lb.PRIVILEGED if on_hero} == {T.ODOMETRY, T.OBJECTS}
+    assert f"/carla/{lb.PRIVILEGED[2][1]}/status" == T.TRAFFIC_LIGHTS
+    assert f"/carla/{lb.PRIVILEGED[2][1]}/info" == T.TRAFFIC_LIGHTS_INFO
+    ids = list(agent._privileged)
+    agent.destroy()
+    assert agent.destroyed == ids and agent.base_destroyed and agent._privileged == []
+
