@@ -288,3 +288,84 @@ def test_sighup_closes_the_recorders_bags(proc_town, tmp_path, ros_domain):
         (qos,) = tm["offered_qos_profiles"]
         assert qos["durability"] == ("transient_local" if name in T.LATCHED_TOPICS else "volatile"), name
         assert qos["reliability"] == "reliable" and tm["type_description_hash"].startswith("RIHS01_"), name
+
+
+def test_privileged_tables_agree():
+    """The pseudo-simulator spawns on its own what the drive-stack Leaderboard agent spawns for
+    perception=privileged: the same types, ids and parents."""
+    import ast
+
+    from drive_stack.pseudo_sim import PRIVILEGED
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "launch" / "drive_stack_agent.py").read_text())
+    agent = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and any(getattr(t, "id", "") == "PRIVILEGED" for t in n.targets))
+    assert tuple(agent) == PRIVILEGED
+
+
+def test_spawn_object_as_the_bridge_serves_it(proc_town, tmp_path, ros_domain):
+    """With spawn_privileged off, the pseudo-simulator publishes no odometry, objects or lights until someone
+    spawns the pseudo sensors through /carla/spawn_object (the Leaderboard agent does, on the hero whose actor id
+    it knows): ids from 10000, topics /carla/hero/<id> and /carla/<id>/{info,status}; a bad parent is refused with
+    id -1 and the reason; /carla/destroy_object stops a sensor."""
+    pytest.importorskip("rclpy")
+    import rclpy
+    from carla_msgs.msg import CarlaTrafficLightInfoList
+    from carla_msgs.srv import DestroyObject, SpawnObject
+    from drive_stack import node_table as T
+    from drive_stack.common import LATCHED, RELIABLE
+    from drivesim.stack.actors import FIRST_ACTOR_ID
+    from nav_msgs.msg import Odometry
+    from std_msgs.msg import Bool
+
+    spec = random_routes(proc_town, 1, seed=4, min_length=300.0)[0]
+    write_routes([spec], tmp_path / "routes.xml")
+    sim = _pseudo_sim(tmp_path, tmp_path / "routes.xml", spec.route_id, tick_timeout=0.05, spawn_privileged=False)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("fake_leaderboard", context=ctx)
+    odom, info = [], []
+    node.create_subscription(Odometry, T.ODOMETRY, odom.append, RELIABLE)
+    node.create_subscription(CarlaTrafficLightInfoList, T.TRAFFIC_LIGHTS_INFO, info.append, LATCHED)
+    status = node.create_publisher(Bool, T.HERO_STATUS, LATCHED)
+    spawn, destroy = node.create_client(SpawnObject, "/carla/spawn_object"), node.create_client(DestroyObject,
+                                                                                                 "/carla/destroy_object")
+    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+
+    def call(client, req):
+        fut = client.call_async(req)
+        executor.spin_until_future_complete(fut, timeout_sec=20)
+        assert fut.done(), (tmp_path / "pseudo_sim.log").read_text()[-2000:]
+        return fut.result()
+
+    def spin(seconds):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            executor.spin_once(timeout_sec=0.05)
+
+    try:
+        assert spawn.wait_for_service(timeout_sec=60) and destroy.wait_for_service(timeout_sec=5)
+        status.publish(Bool(data=True))
+        spin(1.0)  # ticking (every 0.05 s, no command), but nothing spawned: no odometry
+        assert odom == [] and info == []
+        bad = call(spawn, SpawnObject.Request(type="sensor.pseudo.odom", id="odometry", attach_to=999))
+        assert bad.id == -1 and "no such actor" in bad.error_string
+        res = call(spawn, SpawnObject.Request(type="sensor.pseudo.odom", id="odometry", attach_to=FIRST_ACTOR_ID))
+        lights = call(spawn, SpawnObject.Request(type="sensor.pseudo.traffic_lights", id="traffic_lights", attach_to=0))
+        assert res.id >= 10000 and lights.id == res.id + 1 and res.error_string == ""
+        spin(1.0)
+        assert len(odom) > 5 and odom[-1].child_frame_id == "hero" and len(info) == 1
+        assert len(info[0].traffic_lights) == proc_town.num_lights
+        assert call(destroy, DestroyObject.Request(id=res.id)).success
+        spin(0.3)
+        n = len(odom)
+        spin(1.0)
+        assert len(odom) == n  # destroyed: no more odometry
+        assert not call(destroy, DestroyObject.Request(id=res.id)).success  # already gone
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        ctx.try_shutdown()
+        sim.terminate()
+        sim.wait(10)

@@ -32,6 +32,8 @@ class PseudoSimParams(NodeParams):
     republish_period: float = 0.25  # [s wall] re-send the tick's messages while waiting (late joiners)
     start_timeout: float = 120.0  # [s wall] wait for /carla/hero/status
     offer_expert: bool = True  # publish the privileged expert's command (the takeover monitor hands control to it)
+    spawn_privileged: bool = True  # spawn the odometry, objects and traffic-light pseudo sensors itself, as the
+    # drive-stack Leaderboard agent does for perception=privileged (off: only what comes through /carla/spawn_object)
     expert_policy: str = "expert"  # the policy whose commands are offered as the expert's
     max_agents: int = 64  # agent slots of the scene (ego included)
     policy_name: str = ""  # the planner's policy, written into the results (informational)

@@ -27,6 +27,7 @@ from carla_msgs.msg import (
     CarlaTrafficLightStatusList,
     CarlaWorldInfo,
 )
+from carla_msgs.srv import DestroyObject, SpawnObject
 from derived_object_msgs.msg import ObjectArray
 from drive_stack_msgs.msg import Plan, StackStatus, TakeoverEvent
 from drivesim.evaluation.evaluate import write_results
@@ -56,6 +57,13 @@ from .common import (
 )
 from .params import PseudoSimParams
 
+SPAWN_SERVICE, DESTROY_SERVICE = "/carla/spawn_object", "/carla/destroy_object"  # the bridge's services
+PSEUDO_FIRST_ID = 10000  # the bridge numbers pseudo actors from here (actor_factory.py:80, 158-178)
+PSEUDO_TYPES = ("sensor.pseudo.odom", "sensor.pseudo.objects", "sensor.pseudo.traffic_lights")
+# what the drive-stack Leaderboard agent spawns for perception=privileged (launch/drive_stack_agent.py PRIVILEGED;
+# tests/test_lb_emulation.py checks the two agree): type, id, on the hero
+PRIVILEGED = (("sensor.pseudo.odom", "odometry", True), ("sensor.pseudo.objects", "objects", True),
+              ("sensor.pseudo.traffic_lights", "traffic_lights", False))
 SILENT_AFTER = 2.0  # [s wall] a node whose announcement (every 0.25 s) stops this long is recorded as dead
 
 
@@ -76,14 +84,19 @@ class PseudoSim(StackNode):
         self.core = PseudoSimCore(self.g, spec, seed=int(p["seed"]), max_agents=int(p["max_agents"]),
                                   expert_policy=p["expert_policy"] if p["offer_expert"] else None)
         self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)
-        self.pub_odom = self.create_publisher(Odometry, T.ODOMETRY, RELIABLE)
-        self.pub_objects = self.create_publisher(ObjectArray, T.OBJECTS, RELIABLE)
-        # the bridge's traffic-light pseudo sensor: info and status TRANSIENT_LOCAL, each sent only when it changes
-        self.pub_lights = self.create_publisher(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, WORLD_INFO_QOS)
-        self.pub_lights_info = self.create_publisher(CarlaTrafficLightInfoList, T.TRAFFIC_LIGHTS_INFO, WORLD_INFO_QOS)
         self.actor_ids = ActorIds(int(p["max_agents"]))  # CARLA actor ids: objects get new ones as they appear
+        self._ids = self.actor_ids.update(self.core.state.valid[0])
+        self.hero_id = int(self._ids[0])
         self.light_actor_ids = light_actor_ids(self.g.num_lights, int(p["seed"]))
-        self._lights_sent: np.ndarray | None = None
+        # the bridge's pseudo sensors, spawned through /carla/spawn_object (as the bridge serves it): actor id ->
+        # (type, publishers); the drive-stack agent's privileged ones are spawned here unless spawn_privileged is off
+        self.sensors: dict[int, tuple[str, dict]] = {}
+        self._next_pseudo = PSEUDO_FIRST_ID
+        self.create_service(SpawnObject, SPAWN_SERVICE, self._on_spawn)
+        self.create_service(DestroyObject, DESTROY_SERVICE, self._on_destroy)
+        if p["spawn_privileged"]:
+            for ptype, pid, on_hero in PRIVILEGED:
+                self.spawn(ptype, pid, self.hero_id if on_hero else 0)
         self.pub_expert = self.create_publisher(CarlaEgoVehicleControl, T.EXPERT_CMD, RELIABLE)
         self.pub_expert_plan = self.create_publisher(Plan, T.EXPERT_PLAN, RELIABLE)
         self.pub_world = self.create_publisher(CarlaWorldInfo, T.WORLD_INFO, WORLD_INFO_QOS)
@@ -101,7 +114,6 @@ class PseudoSim(StackNode):
         self.create_subscription(StackStatus, T.STATUS, self._on_status, RELIABLE)
         self.create_subscription(String, T.NODE_READY, self._on_node, LATCHED_MANY_READER)
         self.pub_world.publish(convert.world_info(spec.town, self.xodr))  # the bridge's, before the stack is up
-        self.pub_lights_info.publish(convert.lights_info_message(self.g.light_pos, self.light_actor_ids))
         self.latency: list[float] = []
         self._published_at = 0.0
         self._published_t: float | None = None
@@ -142,14 +154,18 @@ class PseudoSim(StackNode):
         if self._published_t != t:  # a new tick (not a re-send): the actors that appeared get their ids
             self._ids = self.actor_ids.update(st.valid[0])
             self._published_t = t
-        self.pub_objects.publish(convert.objects_message(st, t, self._ids))
         states = np.asarray(self.core.lights[0])
-        if self._lights_sent is None or not np.array_equal(states, self._lights_sent):  # on change only
-            self.pub_lights.publish(convert.lights_message(self.light_actor_ids, states))
-            self._lights_sent = states.copy()
-        odom = convert.ego_odometry(st, t)
+        for kind, pubs in list(self.sensors.values()):
+            if kind == "sensor.pseudo.objects":
+                pubs["data"].publish(convert.objects_message(st, t, self._ids))
+            elif kind == "sensor.pseudo.traffic_lights":
+                if pubs.get("sent") is None or not np.array_equal(states, pubs["sent"]):  # on change only
+                    pubs["status"].publish(convert.lights_message(self.light_actor_ids, states))
+                    pubs["sent"] = states.copy()
         self._published_at = time.perf_counter()
-        self.pub_odom.publish(odom)
+        for kind, pubs in list(self.sensors.values()):
+            if kind == "sensor.pseudo.odom":
+                pubs["data"].publish(convert.ego_odometry(st, t))
         # the privileged expert's command for this tick, computed while the stack works on its own
         expert = self.core.expert_command()
         if expert is not None:
@@ -158,6 +174,44 @@ class PseudoSim(StackNode):
                 plan.path[0], float(plan.target_speed[0]), t, "expert",
                 None if plan.speed_profile is None else plan.speed_profile[0]))
             self.pub_expert.publish(convert.control_message(t, expert.throttle, expert.steer, expert.brake))
+
+    # ---------------------------------------------------------------- the bridge's /carla/spawn_object
+    def spawn(self, kind: str, name: str, attach_to: int) -> tuple[int, str]:
+        """Spawn a pseudo sensor as the bridge does (actor_factory.py: ids from 10000 for pseudo actors; topic
+        /carla/hero/<name> on the hero, /carla/<name> on the world). Returns (id, '') or (-1, why)."""
+        if kind not in PSEUDO_TYPES:
+            return -1, (f"{kind}: the pseudo-simulator spawns only the bridge's pseudo sensors "
+                        f"{', '.join(sorted(PSEUDO_TYPES))}")
+        if attach_to not in (0, self.hero_id):
+            return -1, f"attach_to {attach_to}: no such actor (the hero is {self.hero_id}, 0 is the world)"
+        if kind in ("sensor.pseudo.odom", "sensor.pseudo.objects") and attach_to != self.hero_id:
+            return -1, f"{kind} needs a parent vehicle (attach_to the hero, {self.hero_id})"
+        base = f"/carla/hero/{name}" if attach_to else f"/carla/{name}"
+        if kind == "sensor.pseudo.odom":
+            pubs = {"data": self.create_publisher(Odometry, base, RELIABLE)}
+        elif kind == "sensor.pseudo.objects":
+            pubs = {"data": self.create_publisher(ObjectArray, base, RELIABLE)}
+        else:  # traffic lights: info and status TRANSIENT_LOCAL, each sent only when it changes
+            pubs = {"status": self.create_publisher(CarlaTrafficLightStatusList, f"{base}/status", WORLD_INFO_QOS),
+                    "info": self.create_publisher(CarlaTrafficLightInfoList, f"{base}/info", WORLD_INFO_QOS)}
+            pubs["info"].publish(convert.lights_info_message(self.g.light_pos, self.light_actor_ids))
+        uid = self._next_pseudo
+        self._next_pseudo += 1
+        self.sensors[uid] = (kind, pubs)
+        self.get_logger().info(f"spawned {kind} {name!r} (id {uid}) on {'the hero' if attach_to else 'the world'}: {base}")
+        return uid, ""
+
+    def _on_spawn(self, req, res):
+        res.id, res.error_string = self.spawn(req.type, req.id, int(req.attach_to))
+        return res
+
+    def _on_destroy(self, req, res):
+        entry = self.sensors.pop(int(req.id), None)
+        if entry is not None:
+            for pub in (v for v in entry[1].values() if hasattr(v, "publish")):
+                self.destroy_publisher(pub)
+        res.success = entry is not None
+        return res
 
     def run(self) -> None:
         p = self.p
