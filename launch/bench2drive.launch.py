@@ -24,10 +24,12 @@ def _nodes(context):
     params = LaunchConfiguration("params_file").perform(context)
     policy = LaunchConfiguration("policy").perform(context)
     model = LaunchConfiguration("model").perform(context)
-    # `perception` is read by the stack's perception modes (issue 21 item 2): no node takes it yet
+    perception = LaunchConfiguration("perception").perform(context)
     out = []
     for spec in nodes_for(sim):
         extra = {"use_sim_time": True}
+        if spec.name in ("perception_input", "pseudo_sim"):  # what the stack perceives from, and what is spawned
+            extra["perception"] = perception
         if spec.name == "planner":
             extra["policy"] = policy
             if model:

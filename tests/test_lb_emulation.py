@@ -304,7 +304,7 @@ def test_privileged_tables_agree():
 
 
 def test_spawn_object_as_the_bridge_serves_it(proc_town, tmp_path, ros_domain):
-    """With spawn_privileged off, the pseudo-simulator publishes no odometry, objects or lights until someone
+    """With perception none, the pseudo-simulator publishes no odometry, objects or lights until someone
     spawns the pseudo sensors through /carla/spawn_object (the Leaderboard agent does, on the hero whose actor id
     it knows): ids from 10000, topics /carla/hero/<id> and /carla/<id>/{info,status}; a bad parent is refused with
     id -1 and the reason; /carla/destroy_object stops a sensor."""
@@ -320,7 +320,7 @@ def test_spawn_object_as_the_bridge_serves_it(proc_town, tmp_path, ros_domain):
 
     spec = random_routes(proc_town, 1, seed=4, min_length=300.0)[0]
     write_routes([spec], tmp_path / "routes.xml")
-    sim = _pseudo_sim(tmp_path, tmp_path / "routes.xml", spec.route_id, tick_timeout=0.05, spawn_privileged=False)
+    sim = _pseudo_sim(tmp_path, tmp_path / "routes.xml", spec.route_id, tick_timeout=0.05, perception="none")
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("fake_leaderboard", context=ctx)

@@ -92,6 +92,39 @@ def test_ros_loop_with_the_learned_planner_matches_the_direct_loop(tmp_path):
     assert abs(fx - dx) + abs(fy - dy) < 0.2  # that one tick's motion
 
 
+@pytest.mark.parametrize("where", ["proc", "b2d"])
+def test_sensors_perception_drives_as_the_direct_loop(tmp_path, where):
+    """perception=sensors: the ego from GNSS (through the map's geoReference) + IMU + speedometer, objects and lights
+    from the detector topics (the pseudo-simulator's ideal detector), PerlAD's planner: the same scores as the
+    library loop, on a procedural route and on a Bench2Drive route of ../shared."""
+    from drivesim.evaluation.runner import run_route
+    from drivesim.maps import TownLoader
+    from drivesim.routes.xml import parse_routes
+
+    if where == "proc":
+        res = _run(tmp_path, "sensors", policy="perlad", node_overrides=QUIET_MONITOR, perception="sensors")
+        spec = parse_routes(Path(res["out"]) / "routes.xml").routes[0]
+        g = TownLoader().load(spec.town)
+    else:
+        from conftest import B2D, MAPS, need_shared
+        from drive_stack.launcher import stack_run
+
+        need_shared()
+        spec = next(r for r in parse_routes(B2D).routes if r.route_id == "24211")
+        res = stack_run(str(B2D), "24211", str(tmp_path / "b2d"), maps_dir=str(MAPS), policy="perlad", timeout=300,
+                        node_overrides=QUIET_MONITOR, perception="sensors")
+        g = TownLoader(MAPS).load(spec.town)
+    logs = Path(res["out"]) / "logs"
+    assert "sensor sensor.other.gnss" in (logs / "pseudo_sim.log").read_text()
+    direct = run_route(g, spec, "perlad", seed=0).record
+    ros = res["record"]
+    assert ros["meta"]["stack"]["missed_ticks"] == 0
+    assert ros["scores"] == pytest.approx(direct["scores"], abs=1e-6)
+    fx, fy = ros["meta"]["final_position"]
+    dx, dy = direct["meta"]["final_position"]
+    assert abs(fx - dx) + abs(fy - dy) < 0.2
+
+
 def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path):
     """planner:exit@5: the monitor misses the planner's deadline at t = 5.0 s, takes over (the simulator offers
     the privileged expert) within the tick, no tick is missed, and the recorder cuts a bag [t - 10, t + 5]."""

@@ -10,6 +10,15 @@ WORLD_INFO = "/carla/world_info"  # carla_msgs/CarlaWorldInfo (map name + OpenDR
 GLOBAL_PLAN = "/carla/hero/global_plan"  # carla_msgs/CarlaRoute: the Leaderboard, latched, after /carla/hero/status
 GLOBAL_PLAN_GNSS = "/carla/hero/global_plan_gnss"  # carla_msgs/CarlaGnssRoute (upstream leaves its coordinates empty)
 CONTROL_CMD = "/carla/hero/vehicle_control_cmd"
+# perception=sensors: the Leaderboard-allowed sensors the agent declares (the bridge names them /carla/hero/<id>)
+GNSS = "/carla/hero/gnss"  # sensor_msgs/NavSatFix
+IMU = "/carla/hero/imu"  # sensor_msgs/Imu (orientation: the hero's, ROS-handed)
+SPEEDOMETER = "/carla/hero/speed"  # carla_msgs/CarlaSpeedometer (signed speed)
+# ... and a detector the user provides (the pseudo-simulator's `ideal` one stands in): what it detects, in the
+# pseudo sensors' types and frames
+DETECTED_OBJECTS = "/drive_stack/detector/objects"  # derived_object_msgs/ObjectArray, frame map, track ids
+DETECTED_LIGHTS = "/drive_stack/detector/traffic_lights/status"  # CarlaTrafficLightStatusList, latched, on change
+DETECTED_LIGHTS_INFO = "/drive_stack/detector/traffic_lights/info"  # CarlaTrafficLightInfoList: where each light is
 HERO_STATUS = "/carla/hero/status"
 EXPERT_CMD = "/drive_stack/expert/vehicle_control_cmd"  # the privileged expert (pseudo-simulator only)
 EXPERT_PLAN = "/drive_stack/expert/plan"  # its plan at each tick: a takeover's training labels (`takeover ingest`)

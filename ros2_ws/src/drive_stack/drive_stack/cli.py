@@ -61,7 +61,7 @@ def cmd_stack_run(a) -> int:
         return 2
     res = _launcher().stack_run(a.routes, a.route_id, a.out, maps_dir=a.maps_dir, policy=a.policy, seed=a.seed,
                                 faults=a.fault, record=a.record, timeout=a.timeout, tick_timeout=a.tick_timeout,
-                                node_overrides=overrides)
+                                node_overrides=overrides, perception=a.perception)
     print_stack_result(res)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     q.add_argument("--tick-timeout", type=float, default=1.0, help="wall-clock seconds the simulator waits for a "
                    "tick's command before the tick counts as missed (default: %(default)s)")
+    q.add_argument("--perception", default="privileged", choices=["privileged", "sensors"],
+                   help="what the stack perceives from: privileged (the bridge's odometry, objects and traffic-light "
+                        "pseudo sensors) or sensors (GNSS + IMU + speedometer for the ego; objects and lights from "
+                        "the detector topics, which the pseudo-simulator's ideal detector fills) (default: %(default)s)")
     q.add_argument("--json", help="write the run's result here too (default: none)")
     q.set_defaults(fn=cmd_stack_run)
 

@@ -12,6 +12,7 @@ from carla_msgs.msg import (
     CarlaEgoVehicleControl,
     CarlaGnssRoute,
     CarlaRoute,
+    CarlaSpeedometer,
     CarlaTrafficLightInfo,
     CarlaTrafficLightInfoList,
     CarlaTrafficLightStatus,
@@ -43,6 +44,7 @@ from drivesim.stack.wire import (  # noqa: F401 - the wire helpers the nodes use
 from drivesim.stack.wire import finite as _finite
 from geometry_msgs.msg import Point, Pose, Quaternion
 from nav_msgs.msg import Odometry
+from sensor_msgs.msg import Imu, NavSatFix
 from shape_msgs.msg import SolidPrimitive
 
 
@@ -70,6 +72,45 @@ def ego_odometry(state: SimState, t: float, frame: str = "map") -> Odometry:
     odom.pose.pose.position.x, odom.pose.pose.position.y = float(x), float(y)
     odom.pose.pose.orientation = yaw_quat(float(yaw))
     odom.twist.twist.linear.x = v  # body frame
+    return odom
+
+
+def speedometer_message(state: SimState, t: float, frame: str = "hero/speed") -> CarlaSpeedometer:
+    """The bridge's speedometer pseudo sensor: the hero's signed speed (velocity . forward)."""
+    m = CarlaSpeedometer(speed=float(state.speed[0, EGO]))
+    m.header.stamp, m.header.frame_id = ros_time(t), frame
+    return m
+
+
+def gnss_message(state: SimState, t: float, ref: tuple[float, float], frame: str = "hero/gnss") -> NavSatFix:
+    """A GNSS sensor at the hero's origin: latitude / longitude from the map's geoReference, as CARLA computes
+    them (stack.leaderboard.location_to_gps)."""
+    lat, lon = leaderboard.location_to_gps(float(state.x[0, EGO]), float(state.y[0, EGO]), ref)
+    m = NavSatFix(latitude=float(lat), longitude=float(lon), altitude=0.0)
+    m.header.stamp, m.header.frame_id = ros_time(t), frame
+    return m
+
+
+def imu_message(state: SimState, t: float, frame: str = "hero/imu") -> Imu:
+    """An IMU at the hero's origin (the bridge's imu.py): orientation ROS-handed (yaw negated), the longitudinal
+    acceleration and the yaw rate are not emulated beyond the acceleration along x (gravity on z)."""
+    _, _, yaw = carla_to_ros_pose(0.0, 0.0, float(state.yaw[0, EGO]))
+    m = Imu(orientation=yaw_quat(float(yaw)))
+    m.linear_acceleration.x, m.linear_acceleration.z = float(state.accel[0, EGO]), 9.81
+    m.header.stamp, m.header.frame_id = ros_time(t), frame
+    return m
+
+
+def ego_from_sensors(gnss: NavSatFix, imu: Imu, speed: CarlaSpeedometer, ref: tuple[float, float]) -> Odometry:
+    """perception=sensors: the ego's pose and speed from GNSS (position), IMU (orientation) and speedometer, as an
+    Odometry (map frame, ROS-handed) for the same code path as the privileged one. Raises InvalidMessage."""
+    _finite("/carla/hero/gnss", latitude=gnss.latitude, longitude=gnss.longitude)
+    x, y = leaderboard.gps_to_location(gnss.latitude, gnss.longitude, ref)
+    odom = Odometry()
+    odom.header.stamp, odom.header.frame_id = gnss.header.stamp, "map"
+    odom.pose.pose.position.x, odom.pose.pose.position.y = float(x), float(-y)
+    odom.pose.pose.orientation = imu.orientation
+    odom.twist.twist.linear.x = float(speed.speed)
     return odom
 
 

@@ -47,7 +47,8 @@ def procedural_route(out: Path, seed: int) -> tuple[str, str]:
 
 def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str | None = None, policy: str = "rule",
               seed: int = 0, faults: list[str] | None = None, record: str = "takeover", timeout: float = 900.0,
-              tick_timeout: float = 1.0, node_overrides: dict | None = None, log=print) -> dict:
+              tick_timeout: float = 1.0, node_overrides: dict | None = None, perception: str = "privileged",
+              log=print) -> dict:
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in ("bags", "logs", "params"):  # the run owns its folder: nothing of an earlier run is mistaken for ours
@@ -73,7 +74,9 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
     values = {
         "pseudo_sim": {"routes_file": str(Path(routes).resolve()), "route_id": str(route_id),
                        "maps_dir": str(Path(maps_dir).resolve()) if maps_dir else "", "seed": seed,
-                       "out_dir": str(out_dir), "tick_timeout": tick_timeout, "policy_name": policy},
+                       "out_dir": str(out_dir), "tick_timeout": tick_timeout, "policy_name": policy,
+                       "perception": perception},
+        "perception_input": {"perception": perception},
         "planner": {"policy": policy, "wait_for": ready_set("pseudo"), **({"model": model["path"]} if model else {})},
         "recorder": {"out_dir": str(out_dir / "bags"), "mode": record},
     }

@@ -11,12 +11,17 @@ from drivesim.stack.topics import (  # noqa: F401 - the topic names, re-exported
     BEV,
     CLOCK,
     CONTROL_CMD,
+    DETECTED_LIGHTS,
+    DETECTED_LIGHTS_INFO,
+    DETECTED_OBJECTS,
     DIAGNOSTICS,
     EXPERT_CMD,
     EXPERT_PLAN,
     GLOBAL_PLAN,
     GLOBAL_PLAN_GNSS,
+    GNSS,
     HERO_STATUS,
+    IMU,
     MARKERS,
     NODE_READY,
     OBJECTS,
@@ -25,6 +30,7 @@ from drivesim.stack.topics import (  # noqa: F401 - the topic names, re-exported
     PLANNER_CMD,
     REASONING,
     SCENE,
+    SPEEDOMETER,
     STATUS,
     TAKEOVER,
     TRAFFIC_LIGHTS,
@@ -60,6 +66,12 @@ RECORDED = {
     OBJECTS: "derived_object_msgs/msg/ObjectArray",
     TRAFFIC_LIGHTS: "carla_msgs/msg/CarlaTrafficLightStatusList",
     TRAFFIC_LIGHTS_INFO: "carla_msgs/msg/CarlaTrafficLightInfoList",
+    GNSS: "sensor_msgs/msg/NavSatFix",
+    IMU: "sensor_msgs/msg/Imu",
+    SPEEDOMETER: "carla_msgs/msg/CarlaSpeedometer",
+    DETECTED_OBJECTS: "derived_object_msgs/msg/ObjectArray",
+    DETECTED_LIGHTS: "carla_msgs/msg/CarlaTrafficLightStatusList",
+    DETECTED_LIGHTS_INFO: "carla_msgs/msg/CarlaTrafficLightInfoList",
     GLOBAL_PLAN: "carla_msgs/msg/CarlaRoute",
     CONTROL_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
     PLANNER_CMD: "carla_msgs/msg/CarlaEgoVehicleControl",
@@ -78,7 +90,7 @@ RECORDED = {
 # published once or only on change, TRANSIENT_LOCAL: the recorder subscribes to them latched and puts the last of
 # each before a takeover's window (and those inside it) into its bag, so a bag replays (and `takeover ingest` reads
 # it) alone
-LATCHED_TOPICS = (WORLD_INFO, GLOBAL_PLAN, TRAFFIC_LIGHTS, TRAFFIC_LIGHTS_INFO)
+LATCHED_TOPICS = (WORLD_INFO, GLOBAL_PLAN, TRAFFIC_LIGHTS, TRAFFIC_LIGHTS_INFO, DETECTED_LIGHTS, DETECTED_LIGHTS_INFO)
 
 
 def ready_set(sim: str) -> list[str]:

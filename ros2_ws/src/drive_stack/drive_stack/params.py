@@ -32,8 +32,10 @@ class PseudoSimParams(NodeParams):
     republish_period: float = 0.25  # [s wall] re-send the tick's messages while waiting (late joiners)
     start_timeout: float = 120.0  # [s wall] wait for /carla/hero/status
     offer_expert: bool = True  # publish the privileged expert's command (the takeover monitor hands control to it)
-    spawn_privileged: bool = True  # spawn the odometry, objects and traffic-light pseudo sensors itself, as the
-    # drive-stack Leaderboard agent does for perception=privileged (off: only what comes through /carla/spawn_object)
+    perception: Literal["privileged", "sensors", "none"] = "privileged"  # what the pseudo-simulator spawns as the Leaderboard and the drive-stack agent
+    # would: privileged (map, speedometer; odometry, objects, lights pseudo sensors), sensors (GNSS, IMU,
+    # speedometer, map; objects and lights from an ideal detector on /drive_stack/detector/*), none (only what comes
+    # through /carla/spawn_object)
     expert_policy: str = "expert"  # the policy whose commands are offered as the expert's
     max_agents: int = 64  # agent slots of the scene (ego included)
     policy_name: str = ""  # the planner's policy, written into the results (informational)
@@ -45,6 +47,9 @@ class PerceptionParams(NodeParams):
     max_agents: int = 64  # agent slots of the perceived scene (ego included)
     perception_range: float = PERCEPTION_RANGE  # [m] agents farther away are not seen
     bev_every: int = 10  # publish the BEV raster every N ticks (2 Hz at 20 Hz; 0: never)
+    perception: Literal["privileged", "sensors"] = "privileged"  # privileged: the bridge's odometry, objects and
+    # light pseudo sensors; sensors: the ego from GNSS + IMU + speedometer, objects and lights from the detector
+    # topics (/drive_stack/detector/*)
 
 
 @dataclass(frozen=True)

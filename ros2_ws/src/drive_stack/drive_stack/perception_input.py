@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from carla_msgs.msg import (
     CarlaRoute,
+    CarlaSpeedometer,
     CarlaTrafficLightInfoList,
     CarlaTrafficLightStatusList,
     CarlaWorldInfo,
@@ -28,10 +29,10 @@ from drivesim.routes.xml import RouteError
 from drivesim.sim.perception import ScenePerceiver
 from drivesim.stack.actors import SlotMap
 from drivesim.stack.bev import bev_raster
-from drivesim.stack.leaderboard import route_from_plan
+from drivesim.stack.leaderboard import geo_reference, route_from_plan
 from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, Imu, NavSatFix
 
 from . import convert
 from . import node_table as T
@@ -61,18 +62,30 @@ class PerceptionInput(StackNode):
         # the lights first: the executor serves ready subscriptions in the order they were created, and a tick's
         # scene is made when its odometry and objects are in, so the tick's light states must be read before
         # them (lights created last read OFF at the first tick: the learned planner steered 0.08 instead of 0.015)
-        # light status: latched and sent only on change (the bridge's pseudo sensor); by actor id, which the info's
-        # trigger volumes map to the map's lights
-        self.create_subscription(CarlaTrafficLightStatusList, T.TRAFFIC_LIGHTS, lambda m: self._on("lights", m), LATCHED)
-        self.create_subscription(CarlaTrafficLightInfoList, T.TRAFFIC_LIGHTS_INFO, self._on_light_info, LATCHED)
-        self.create_subscription(Odometry, T.ODOMETRY, lambda m: self._on("odom", m), RELIABLE)
+        # light status: latched and sent only on change (the bridge's pseudo sensor, or the detector); by actor id,
+        # which the info's trigger volumes map to the map's lights
+        self.mode = p.perception
+        sensors = self.mode == "sensors"
+        lights, info, objects = ((T.DETECTED_LIGHTS, T.DETECTED_LIGHTS_INFO, T.DETECTED_OBJECTS) if sensors
+                                 else (T.TRAFFIC_LIGHTS, T.TRAFFIC_LIGHTS_INFO, T.OBJECTS))
+        self.create_subscription(CarlaTrafficLightStatusList, lights, lambda m: self._on("lights", m), LATCHED)
+        self.create_subscription(CarlaTrafficLightInfoList, info, self._on_light_info, LATCHED)
+        if sensors:  # the ego from the Leaderboard-allowed sensors (the map's geoReference turns GNSS into metres)
+            self.need = {"gnss", "imu", "speed", "objects"}
+            self.create_subscription(NavSatFix, T.GNSS, lambda m: self._on("gnss", m), RELIABLE)
+            self.create_subscription(Imu, T.IMU, lambda m: self._on("imu", m), RELIABLE)
+            self.create_subscription(CarlaSpeedometer, T.SPEEDOMETER, lambda m: self._on("speed", m), RELIABLE)
+        else:
+            self.need = {"odom", "objects"}
+            self.create_subscription(Odometry, T.ODOMETRY, lambda m: self._on("odom", m), RELIABLE)
         # raw + cdr_objects: ~15x faster than rclpy's deserializer for this message
-        self.create_subscription(ObjectArray, T.OBJECTS, self._on_objects_raw, RELIABLE, raw=True)
+        self.create_subscription(ObjectArray, objects, self._on_objects_raw, RELIABLE, raw=True)
 
     def _on_map(self, msg: CarlaWorldInfo) -> None:
         if self.g is not None:
             return
         self.g = load_xodr_text(msg.map_name or "ros_map", msg.opendrive, source=T.WORLD_INFO)
+        self.geo = geo_reference(msg.opendrive)  # perception=sensors: GNSS -> map metres
         self.get_logger().info(f"map {msg.map_name!r}: {self.g.num_lanes} lanes")
         try:  # compiled kernels loaded (on a route of our own) before we say we are up: the first tick is on time
             warm = plan_route(self.g, random_route(self.g, np.random.default_rng(0), "warmup", 30.0))
@@ -144,14 +157,22 @@ class PerceptionInput(StackNode):
         if self.perceiver is None or (self.g.num_lights > 0 and (self.light_map is None
                                                                   or not hasattr(self, "last_lights"))):
             return
-        ready = [k for k, box in self.inbox.items() if {"odom", "objects"} <= box.keys()]
+        ready = [k for k, box in self.inbox.items() if self.need <= box.keys()]
         if not ready:
             return
         key = max(ready)
         box = self.inbox.pop(key)
         for k in [k for k in self.inbox if k < key]:
             del self.inbox[k]
-        self._perceive(key, box["odom"], box["objects"])
+        if self.mode == "sensors":
+            try:
+                odom = convert.ego_from_sensors(box["gnss"], box["imu"], box["speed"], self.geo)
+            except convert.InvalidMessage as e:
+                self.reject(str(e))
+                return
+        else:
+            odom = box["odom"]
+        self._perceive(key, odom, box["objects"])
 
     def _perceive(self, t: float, odom, objects) -> None:
         try:

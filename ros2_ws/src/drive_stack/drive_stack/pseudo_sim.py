@@ -23,6 +23,7 @@ from carla_msgs.msg import (
     CarlaEgoVehicleControl,
     CarlaGnssRoute,
     CarlaRoute,
+    CarlaSpeedometer,
     CarlaTrafficLightInfoList,
     CarlaTrafficLightStatusList,
     CarlaWorldInfo,
@@ -38,8 +39,10 @@ from drivesim.routes.xml import parse_routes
 from drivesim.sim.state import DT
 from drivesim.stack.actors import ActorIds, light_actor_ids
 from drivesim.stack.core import PseudoSimCore
+from drivesim.stack.leaderboard import geo_reference
 from nav_msgs.msg import Odometry
 from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Imu, NavSatFix
 from std_msgs.msg import Bool, String
 
 from . import convert
@@ -59,11 +62,21 @@ from .params import PseudoSimParams
 
 SPAWN_SERVICE, DESTROY_SERVICE = "/carla/spawn_object", "/carla/destroy_object"  # the bridge's services
 PSEUDO_FIRST_ID = 10000  # the bridge numbers pseudo actors from here (actor_factory.py:80, 158-178)
-PSEUDO_TYPES = ("sensor.pseudo.odom", "sensor.pseudo.objects", "sensor.pseudo.traffic_lights")
+PSEUDO_TYPES = ("sensor.pseudo.odom", "sensor.pseudo.objects", "sensor.pseudo.traffic_lights",
+                "sensor.pseudo.speedometer", "sensor.pseudo.opendrive_map")
+REAL_TYPES = ("sensor.other.gnss", "sensor.other.imu")  # real CARLA sensors: actor ids like any actor's
+# the Leaderboard's wrapper spawns these two as the bridge's pseudo sensors (aw:279-290)
+LB_TO_BRIDGE = {"sensor.speedometer": "sensor.pseudo.speedometer", "sensor.opendrive_map": "sensor.pseudo.opendrive_map"}
 # what the drive-stack Leaderboard agent spawns for perception=privileged (launch/drive_stack_agent.py PRIVILEGED;
 # tests/test_lb_emulation.py checks the two agree): type, id, on the hero
 PRIVILEGED = (("sensor.pseudo.odom", "odometry", True), ("sensor.pseudo.objects", "objects", True),
               ("sensor.pseudo.traffic_lights", "traffic_lights", False))
+# the sensors the agent declares (launch/drive_stack_agent.py SENSORS), as the Leaderboard spawns them on the hero
+DECLARED = {"privileged": (("sensor.opendrive_map", "map"), ("sensor.speedometer", "speed")),
+            "sensors": (("sensor.other.gnss", "gnss"), ("sensor.other.imu", "imu"), ("sensor.speedometer", "speed"),
+                        ("sensor.opendrive_map", "map"))}
+IDEAL_DETECTOR = (("sensor.pseudo.objects", T.DETECTED_OBJECTS), ("sensor.pseudo.traffic_lights",
+                                                                   T.DETECTED_LIGHTS.rsplit("/", 1)[0]))
 SILENT_AFTER = 2.0  # [s wall] a node whose announcement (every 0.25 s) stops this long is recorded as dead
 
 
@@ -94,9 +107,19 @@ class PseudoSim(StackNode):
         self._next_pseudo = PSEUDO_FIRST_ID
         self.create_service(SpawnObject, SPAWN_SERVICE, self._on_spawn)
         self.create_service(DestroyObject, DESTROY_SERVICE, self._on_destroy)
-        if p["spawn_privileged"]:
+        self.geo = geo_reference(self.xodr)  # the GNSS sensor's reference (the map's geoReference)
+        mode = p["perception"]
+        if mode not in ("privileged", "sensors", "none"):
+            raise ValueError(f"perception {mode!r}: expected privileged, sensors or none")
+        if mode != "none":  # the Leaderboard spawns the agent's declared sensors; the agent (privileged) its own
+            for kind, name in DECLARED[mode]:
+                self.spawn(LB_TO_BRIDGE.get(kind, kind), name, self.hero_id)
+        if mode == "privileged":
             for ptype, pid, on_hero in PRIVILEGED:
                 self.spawn(ptype, pid, self.hero_id if on_hero else 0)
+        elif mode == "sensors":  # objects and lights from a detector the user provides: here an ideal one
+            for kind, topic in IDEAL_DETECTOR:
+                self.add_sensor(kind, topic, -1)
         self.pub_expert = self.create_publisher(CarlaEgoVehicleControl, T.EXPERT_CMD, RELIABLE)
         self.pub_expert_plan = self.create_publisher(Plan, T.EXPERT_PLAN, RELIABLE)
         self.pub_world = self.create_publisher(CarlaWorldInfo, T.WORLD_INFO, WORLD_INFO_QOS)
@@ -163,9 +186,15 @@ class PseudoSim(StackNode):
                     pubs["status"].publish(convert.lights_message(self.light_actor_ids, states))
                     pubs["sent"] = states.copy()
         self._published_at = time.perf_counter()
-        for kind, pubs in list(self.sensors.values()):
+        for kind, pubs in list(self.sensors.values()):  # the ego's state last: the stack perceives on it
             if kind == "sensor.pseudo.odom":
                 pubs["data"].publish(convert.ego_odometry(st, t))
+            elif kind == "sensor.pseudo.speedometer":
+                pubs["data"].publish(convert.speedometer_message(st, t, pubs["frame"]))
+            elif kind == "sensor.other.gnss":
+                pubs["data"].publish(convert.gnss_message(st, t, self.geo, pubs["frame"]))
+            elif kind == "sensor.other.imu":
+                pubs["data"].publish(convert.imu_message(st, t, pubs["frame"]))
         # the privileged expert's command for this tick, computed while the stack works on its own
         expert = self.core.expert_command()
         if expert is not None:
@@ -177,29 +206,51 @@ class PseudoSim(StackNode):
 
     # ---------------------------------------------------------------- the bridge's /carla/spawn_object
     def spawn(self, kind: str, name: str, attach_to: int) -> tuple[int, str]:
-        """Spawn a pseudo sensor as the bridge does (actor_factory.py: ids from 10000 for pseudo actors; topic
-        /carla/hero/<name> on the hero, /carla/<name> on the world). Returns (id, '') or (-1, why)."""
-        if kind not in PSEUDO_TYPES:
-            return -1, (f"{kind}: the pseudo-simulator spawns only the bridge's pseudo sensors "
-                        f"{', '.join(sorted(PSEUDO_TYPES))}")
+        """Spawn a sensor as the bridge does (actor_factory.py: ids from 10000 for pseudo actors, CARLA actor ids for
+        real sensors; topic /carla/hero/<name> on the hero, /carla/<name> on the world). Returns (id, '') or
+        (-1, why)."""
+        kind = LB_TO_BRIDGE.get(kind, kind)
+        if kind not in PSEUDO_TYPES + REAL_TYPES:
+            return -1, (f"{kind}: the pseudo-simulator spawns the bridge's pseudo sensors and GNSS / IMU only "
+                        f"({', '.join(PSEUDO_TYPES + REAL_TYPES)})")
         if attach_to not in (0, self.hero_id):
             return -1, f"attach_to {attach_to}: no such actor (the hero is {self.hero_id}, 0 is the world)"
-        if kind in ("sensor.pseudo.odom", "sensor.pseudo.objects") and attach_to != self.hero_id:
+        if kind not in ("sensor.pseudo.traffic_lights", "sensor.pseudo.opendrive_map") and attach_to != self.hero_id:
             return -1, f"{kind} needs a parent vehicle (attach_to the hero, {self.hero_id})"
-        base = f"/carla/hero/{name}" if attach_to else f"/carla/{name}"
+        if kind in REAL_TYPES:
+            uid = int(self.actor_ids.next)
+            self.actor_ids.next += 1
+        else:
+            uid = self._next_pseudo
+            self._next_pseudo += 1
+        self.add_sensor(kind, f"/carla/hero/{name}" if attach_to else f"/carla/{name}", uid)
+        return uid, ""
+
+    def add_sensor(self, kind: str, base: str, uid: int) -> None:
+        """A sensor publishing on `base` (the pseudo sensors' and the ideal detector's topics and types)."""
+        frame = base.removeprefix("/carla/")
         if kind == "sensor.pseudo.odom":
             pubs = {"data": self.create_publisher(Odometry, base, RELIABLE)}
         elif kind == "sensor.pseudo.objects":
             pubs = {"data": self.create_publisher(ObjectArray, base, RELIABLE)}
-        else:  # traffic lights: info and status TRANSIENT_LOCAL, each sent only when it changes
+        elif kind == "sensor.pseudo.traffic_lights":  # info and status TRANSIENT_LOCAL, each sent only on change
             pubs = {"status": self.create_publisher(CarlaTrafficLightStatusList, f"{base}/status", WORLD_INFO_QOS),
                     "info": self.create_publisher(CarlaTrafficLightInfoList, f"{base}/info", WORLD_INFO_QOS)}
             pubs["info"].publish(convert.lights_info_message(self.g.light_pos, self.light_actor_ids))
-        uid = self._next_pseudo
-        self._next_pseudo += 1
+        elif kind == "sensor.pseudo.opendrive_map":  # once, latched (opendrive_sensor.py)
+            pubs = {"map": self.create_publisher(String, base, WORLD_INFO_QOS)}
+            pubs["map"].publish(String(data=self.xodr))
+        elif kind == "sensor.pseudo.speedometer":
+            pubs = {"data": self.create_publisher(CarlaSpeedometer, base, 10)}
+        elif kind == "sensor.other.gnss":
+            pubs = {"data": self.create_publisher(NavSatFix, base, 10)}
+        else:  # sensor.other.imu
+            pubs = {"data": self.create_publisher(Imu, base, 10)}
+        pubs["frame"] = frame
+        if uid < 0:
+            uid = -1 - len([k for k in self.sensors if k < 0])  # the ideal detector: not an actor
         self.sensors[uid] = (kind, pubs)
-        self.get_logger().info(f"spawned {kind} {name!r} (id {uid}) on {'the hero' if attach_to else 'the world'}: {base}")
-        return uid, ""
+        self.get_logger().info(f"sensor {kind} (id {uid}): {base}")
 
     def _on_spawn(self, req, res):
         res.id, res.error_string = self.spawn(req.type, req.id, int(req.attach_to))
