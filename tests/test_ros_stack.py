@@ -92,17 +92,18 @@ def test_ros_loop_with_the_learned_planner_matches_the_direct_loop(tmp_path):
     assert abs(fx - dx) + abs(fy - dy) < 0.2  # that one tick's motion
 
 
-@pytest.mark.parametrize("where", ["proc", "b2d"])
-def test_sensors_perception_drives_as_the_direct_loop(tmp_path, where):
+@pytest.mark.parametrize("perception, where", [("sensors", "proc"), ("sensors", "b2d"), ("privileged", "b2d")])
+def test_both_perception_modes_drive_as_the_direct_loop(tmp_path, perception, where):
     """perception=sensors: the ego from GNSS (through the map's geoReference) + IMU + speedometer, objects and lights
-    from the detector topics (the pseudo-simulator's ideal detector), PerlAD's planner: the same scores as the
-    library loop, on a procedural route and on a Bench2Drive route of ../shared."""
+    from the detector topics (the pseudo-simulator's ideal detector); privileged: from the bridge's pseudo sensors
+    (a procedural route in privileged mode: test_ros_loop_with_the_learned_planner_matches_the_direct_loop).
+    PerlAD's planner: the same scores as the library loop, on a procedural route and on Bench2Drive route 24211."""
     from drivesim.evaluation.runner import run_route
     from drivesim.maps import TownLoader
     from drivesim.routes.xml import parse_routes
 
     if where == "proc":
-        res = _run(tmp_path, "sensors", policy="perlad", node_overrides=QUIET_MONITOR, perception="sensors")
+        res = _run(tmp_path, "sensors", policy="perlad", node_overrides=QUIET_MONITOR, perception=perception)
         spec = parse_routes(Path(res["out"]) / "routes.xml").routes[0]
         g = TownLoader().load(spec.town)
     else:
@@ -112,10 +113,12 @@ def test_sensors_perception_drives_as_the_direct_loop(tmp_path, where):
         need_shared()
         spec = next(r for r in parse_routes(B2D).routes if r.route_id == "24211")
         res = stack_run(str(B2D), "24211", str(tmp_path / "b2d"), maps_dir=str(MAPS), policy="perlad", timeout=300,
-                        node_overrides=QUIET_MONITOR, perception="sensors")
+                        node_overrides=QUIET_MONITOR, perception=perception)
         g = TownLoader(MAPS).load(spec.town)
     logs = Path(res["out"]) / "logs"
-    assert "sensor sensor.other.gnss" in (logs / "pseudo_sim.log").read_text()
+    spawned = (logs / "pseudo_sim.log").read_text()
+    assert ("sensor sensor.other.gnss" in spawned) == (perception == "sensors")
+    assert ("sensor sensor.pseudo.odom" in spawned) == (perception == "privileged")
     direct = run_route(g, spec, "perlad", seed=0).record
     ros = res["record"]
     assert ros["meta"]["stack"]["missed_ticks"] == 0

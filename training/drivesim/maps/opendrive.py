@@ -39,6 +39,17 @@ def cache_dir() -> Path:
     return Path(root) / "maps"
 
 
+def carla_version() -> str:
+    """The installed carla client's version: the lane graph it builds differs between 0.9.15 and 0.9.16 (crosswalk
+    outlines, Town04's painted stop markings), so cache entries are kept per version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("carla")
+    except PackageNotFoundError:
+        return "none"
+
+
 def xodr_hash(text: str) -> str:
     return hashlib.sha256((LOADER_VERSION + text).encode()).hexdigest()[:20]
 
@@ -391,7 +402,7 @@ def map_timeout_s() -> float:
 
 
 def _verdict_path(h: str) -> Path:
-    return cache_dir() / f"failed-{h}.json"
+    return cache_dir() / f"failed-{h}-carla{carla_version()}.json"
 
 
 class MapTimeout(MapError):
@@ -469,10 +480,10 @@ def _child_build(name: str, xodr: str, out: str, source: str, err: str, check: s
 def load_xodr_text(name: str, text: str, source: str | None = None, use_cache: bool = True) -> LaneGraph:
     """The lane graph of an OpenDRIVE text, cached per text hash under DRIVE_STACK_CACHE. A cache miss builds it
     in a child process (build_lane_graph_isolated); a map that crashes or refuses to build is remembered by its
-    hash (`failed-<hash>.json`), so later loads raise the same MapError at once."""
+    hash (`failed-<hash>-carla<version>.json`), so later loads raise the same MapError at once."""
     source = source or name
     h = xodr_hash(text)
-    cached = cache_dir() / f"{name}-{h}.npz"
+    cached = cache_dir() / f"{name}-{h}-carla{carla_version()}.npz"
     if use_cache and cached.exists():
         try:
             return LaneGraph.load(cached)

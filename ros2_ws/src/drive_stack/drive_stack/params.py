@@ -29,7 +29,8 @@ class PseudoSimParams(NodeParams):
     seed: int = 0  # scene seed (background traffic, light phases)
     out_dir: str = "results/stack"  # results.json + summary.json (same shape as drive-stack eval)
     tick_timeout: float = 1.0  # [s wall] wait for the tick's command, then count a missed tick
-    republish_period: float = 0.25  # [s wall] re-send the tick's messages while waiting (late joiners)
+    republish_period: float = 0.0  # [s wall] re-send the tick's messages while waiting (0: never, as the bridge,
+    # which publishes each tick once; > 0 only to debug a stack that joins late)
     start_timeout: float = 120.0  # [s wall] wait for /carla/hero/status
     offer_expert: bool = True  # publish the privileged expert's command (the takeover monitor hands control to it)
     perception: Literal["privileged", "sensors", "none"] = "privileged"  # what the pseudo-simulator spawns as the Leaderboard and the drive-stack agent

@@ -287,7 +287,7 @@ class PseudoSim(StackNode):
                 if now - start >= limit:
                     self.get_logger().warning(f"missed tick at t={self.core.t:.2f}: no command in {limit} s")
                     break
-                if now - last >= float(p["republish_period"]):  # a late joiner still gets this tick
+                if 0 < float(p["republish_period"]) <= now - last:  # (debugging) a late joiner still gets this tick
                     self.publish_tick()
                     last = now
                 self.executor_.spin_once(timeout_sec=0.005)
