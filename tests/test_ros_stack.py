@@ -116,6 +116,7 @@ def test_both_perception_modes_drive_as_the_direct_loop(tmp_path, perception, wh
                         node_overrides=QUIET_MONITOR, perception=perception)
         g = TownLoader(MAPS).load(spec.town)
     logs = Path(res["out"]) / "logs"
+    assert res["summary"]["perception"] == perception and res["record"]["meta"]["perception"] == perception
     spawned = (logs / "pseudo_sim.log").read_text()
     assert ("sensor sensor.other.gnss" in spawned) == (perception == "sensors")
     assert ("sensor sensor.pseudo.odom" in spawned) == (perception == "privileged")

@@ -208,7 +208,9 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         checkpoint(False)
     checkpoint(True)
     summary = summarize(records, total_routes=total, skipped=skipped, notes=notes)
-    summary.update({"policy": cfg.policy, "model": model, "routes_file": str(cfg.routes), "seed": cfg.seed})
+    # the library loop perceives the simulator's ground truth (range + occlusion), the stack's privileged mode
+    summary.update({"policy": cfg.policy, "model": model, "routes_file": str(cfg.routes), "seed": cfg.seed,
+                    "perception": "privileged"})
     _atomic_write(out / "summary.json", summary)
     renders = {}
     if cfg.render_failures > 0:

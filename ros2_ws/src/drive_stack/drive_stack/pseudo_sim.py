@@ -305,6 +305,7 @@ class PseudoSim(StackNode):
         rec["meta"]["takeovers"] = takeover_record(
             sorted(self.takeovers, key=lambda e: e["t"]),
             [self.controller.get(round(t, 3), "planner") for t in self.core.tick_t], self.core.moved, DT)
+        rec["meta"]["perception"] = self.p["perception"]  # what the stack perceived from (privileged | sensors)
         rec["meta"]["stack"] = {"ticks": self.core.ticks, "missed_ticks": self.core.missed_ticks,
                                 "nodes_silent": {n: self._death_window(w, st) for n, (w, st) in
                                                  self.heard.items() if now - w > SILENT_AFTER},
@@ -314,7 +315,7 @@ class PseudoSim(StackNode):
         note = scenario_note([self.spec.scenario_type])
         summary = write_results(out, [rec], total_routes=1, skipped=[], notes=[note] if note else [],
                                 extra={"policy": self.p["policy_name"] or "stack", "routes_file": self.p["routes_file"],
-                                       "seed": int(self.p["seed"]), "via": "ros"})
+                                       "seed": int(self.p["seed"]), "via": "ros", "perception": self.p["perception"]})
         (out / "latency.json").write_text(json.dumps({"latency_ms": lat.tolist()}))
         sc = rec["scores"]
         self.get_logger().info(f"route {self.spec.route_id}: {rec['status']}, DS {sc['score_composed']:.1f}, "
