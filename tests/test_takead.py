@@ -86,7 +86,7 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
     init, _ = load_model(tmp_path / "il" / "ckpt.pt")
     cfg = TakeADConfig(data=str(tmp_path / "ds"), init=str(tmp_path / "il" / "ckpt.pt"), routes=str(routes),
                        out=str(tmp_path / "takead"), rounds=1, workers=1, dpo_epochs=2, batch_size=128,
-                       eval_routes=str(routes))
+                       eval_routes=str(routes), dagger_scope="latest", kl_initial=0.1)
     rep = run_takead(cfg, log=lambda *_: None)
     row0, row = sorted(rep["rounds"], key=lambda r: r["round"])
     assert row0["round"] == 0 and 0 <= row0["eval"]["driving_score"] <= 100  # the starting policy, evaluated
@@ -98,6 +98,7 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
     # the tiny planner (2 epochs) drives badly: the expert takes over, and those frames feed DAgger and DPO
     assert row["takeovers"] > 0 and row["disengagement_states"] >= 20 * row["takeovers"] * 0.5
     assert row["dpo"]["pairs"] > 0 and np.isfinite(row["dpo"]["dpo"]) and np.isfinite(row["dagger"]["loss"])
+    assert row["dagger"]["kl_initial"] >= 0 and row["dpo"]["kl_initial"] > 0  # the anchor to the start was on
     trained, _ = load_model(tmp_path / "takead" / "round_1" / "ckpt.pt")
     moved = [k for k, v in trained.state_dict().items() if not torch.equal(v, init.state_dict()[k])]
     assert len(moved) > 10
@@ -137,3 +138,41 @@ def test_a_committed_planner_onnx_loads_back_into_torch(tmp_path):
         load_model(lone)
     with pytest.raises(ValueError, match="only planners load from ONNX"):
         load_model(find_model("world_model", kind="world_model"))
+
+
+def test_policy_kl_is_the_joint_kl_and_anchors_training():
+    """policy_kl is the exact KL of the joint (anchor, speed) distribution; with_anchor adds it to a loss, and
+    with its weight an update stays nearer the starting policy than without."""
+    from drivesim.learn.takead import policy_kl, with_anchor
+
+    p_k, q_k = torch.tensor([[0.25, 0.75]]), torch.tensor([[0.5, 0.5]])
+    p_v = torch.tensor([[[0.5, 0.5], [0.1, 0.9]]])
+    q_v = torch.tensor([[[0.5, 0.5], [0.5, 0.5]]])
+    kl = policy_kl(p_k.log(), p_v.log(), q_k.log(), q_v.log())
+    joint_p, joint_q = (p_k[0, :, None] * p_v[0]).flatten(), (q_k[0, :, None] * q_v[0]).flatten()
+    assert float(kl) == pytest.approx(float((joint_p * (joint_p / joint_q).log()).sum()), abs=1e-6)
+    assert float(policy_kl(p_k.log(), p_v.log(), p_k.log(), p_v.log())) == pytest.approx(0.0, abs=1e-7)
+
+    torch.manual_seed(0)
+    start = Planner(ncfg=NetConfig(d_model=32, layers=1, ff=64)).eval()
+    b = _batch(start)
+
+    def drift(weight):
+        model = copy.deepcopy(start)
+        ref = copy.deepcopy(start).eval()
+        fn = with_anchor(lambda bb: dpo_loss(model, ref, bb, beta=0.1), model, start, weight)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for _ in range(20):
+            out = fn(b)
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+        assert ("kl_initial" in out) == (weight > 0)
+        with torch.no_grad():
+            x = [b[k] for k in INPUT_NAMES]
+            a, _, s = model(*x)
+            r, _, rs = start(*x)
+            return float(policy_kl(a, s, r, rs))
+
+    free, anchored = drift(0.0), drift(10.0)
+    assert free > 0.05 and anchored < 0.5 * free, (free, anchored)

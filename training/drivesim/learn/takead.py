@@ -50,6 +50,10 @@ class TakeADConfig:
     takeover_steer: float = 0.2  # steering difference that makes the expert take over (TakeAD's 0.2; 0: off)
     takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
     dagger_epochs: int = 1  # imitation epochs per round over the aggregated data
+    dagger_scope: Literal["all", "latest"] = "all"  # the disengagement states DAgger and DPO train on: every round's
+    # so far (DAgger's aggregation), or only this round's collection (each round corrects the current policy only)
+    kl_initial: float = 0.0  # weight of KL(pi || pi_0) to the starting policy beside DAgger's and DPO's losses, on
+    # every batch (GRPO's reference-policy anchor): keeps the rounds from drifting away from what the start does well
     aggregate_base: bool = True  # DAgger over the base data and the disengagement states (false: the latter only;
     # a planner whose own training data is not at hand, e.g. a committed perlad, is pulled toward the base data's)
     dpo_epochs: int = 2  # DPO epochs per round over the disengagement states (the paper's 10 took the Proc3
@@ -123,6 +127,39 @@ def dpo_loss(model, ref, b: dict, beta: float = 0.1, w_reg: float = 0.0, w_nll: 
             "reward_margin": (margin.detach() * w).sum() / npair,
             "chosen_logp": (lp[:n].detach() * w).sum() / npair, "rejected_logp": (lp[n:].detach() * w).sum() / npair,
             "preference_acc": ((delta_c > delta_r).float().detach() * w).sum() / npair, "pairs": w.sum()}
+
+
+def policy_kl(logits: torch.Tensor, speed_logits: torch.Tensor, ref_logits: torch.Tensor,
+              ref_speed_logits: torch.Tensor) -> torch.Tensor:
+    """Mean KL(pi || pi_ref) of the planner's joint action distribution over (path anchor k, speed bin v), exactly
+    from its factorisation: KL(p_k || q_k) + sum_k p_k KL(p_v|k || q_v|k). logits (B, A), speed logits (B, A, S)."""
+    lp, lq = F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1)
+    p = lp.exp()
+    kl_k = (p * (lp - lq)).sum(-1)
+    lpv, lqv = F.log_softmax(speed_logits, -1), F.log_softmax(ref_speed_logits, -1)
+    kl_v = (lpv.exp() * (lpv - lqv)).sum(-1)  # (B, A)
+    return (kl_k + (p * kl_v).sum(-1)).mean()
+
+
+def with_anchor(loss_fn, model, initial, weight: float):
+    """loss_fn's losses with `weight` x KL(pi || pi_initial) added (logged as kl_initial); loss_fn itself when
+    weight is 0."""
+    if weight <= 0:
+        return loss_fn
+    from ..models.nets import INPUT_NAMES
+
+    def fn(b):
+        out = loss_fn(b)
+        x = [b[k] for k in INPUT_NAMES]
+        logits, _, speed_logits = model(*x)
+        with torch.no_grad():
+            rl, _, rs = initial(*x)
+        kl = policy_kl(logits, speed_logits, rl, rs)
+        out["loss"] = out["loss"] + weight * kl
+        out["kl_initial"] = kl.detach()
+        return out
+
+    return fn
 
 
 def disengagement_mask(controller: np.ndarray, episode: np.ndarray, frame_dt: float, pre: float) -> np.ndarray:
@@ -227,6 +264,9 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
     model, _ = load_model(cfg.init)
     if not isinstance(model, Planner):
         raise ValueError(f"{cfg.init}: not a planner checkpoint (a world model?); pass the il or perlad ckpt.pt")
+    initial = copy.deepcopy(model).eval()  # pi_0, the anchor of kl_initial
+    for p_ in initial.parameters():
+        p_.requires_grad_(False)
     ckpt, datasets, step = Path(cfg.init), [], 0
     keys = (*INPUT_NAMES, "path", "speed")
 
@@ -287,6 +327,9 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         dis = disengagement_mask(data["controller"], data["episode"], idx["frame_dt"], cfg.pre_takeover)
         if cfg.drop_waiting:
             dis &= ~waiting_mask(data)
+        if cfg.dagger_scope == "latest":  # this round's collection comes last in the concatenation
+            n_new = len(build_samples(DataConfig(str(rd / "data"), cfg.maps_dir, cfg.workers), model.fcfg, log)["speed"])
+            dis &= np.arange(len(dis)) >= len(dis) - n_new
         base = np.arange(len(dis)) < n_base  # the base dataset comes first in the concatenation
         model, _ = load_model(ckpt)
         model.train()
@@ -294,7 +337,9 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         row = {"round": r, **shadow, "disengagement_states": int(dis.sum())}
         if cfg.ablation in ("both", "dagger"):
             rows = np.flatnonzero((base & cfg.aggregate_base) | dis)
-            row["dagger"], step = _epochs(model, opt, rows, data, keys, lambda b, m=model: planner_losses(m, b),
+            row["dagger"], step = _epochs(model, opt, rows, data, keys,
+                                          with_anchor(lambda b, m=model: planner_losses(m, b), model, initial,
+                                                      cfg.kl_initial),
                                           cfg.dagger_epochs, cfg.batch_size, rng, tb, "dagger", step)
         if cfg.ablation in ("both", "dpo") and dis.any():
             opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr if cfg.dpo_lr is None else cfg.dpo_lr)
@@ -303,7 +348,9 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
                 p.requires_grad_(False)
             rows = np.flatnonzero(dis)
             row["dpo"], step = _epochs(model, opt, rows, data, keys,
-                                       lambda b, m=model, rf=ref: dpo_loss(m, rf, b, cfg.beta, cfg.w_reg, cfg.w_nll),
+                                       with_anchor(lambda b, m=model, rf=ref: dpo_loss(m, rf, b, cfg.beta, cfg.w_reg,
+                                                                                       cfg.w_nll),
+                                                   model, initial, cfg.kl_initial),
                                        cfg.dpo_epochs, cfg.batch_size, rng, tb, "dpo", step)
         model.eval()
         ckpt = rd / "ckpt.pt"
@@ -342,4 +389,5 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
     return report
 
 
-__all__ = ["TakeADConfig", "action_logp", "disengagement_mask", "dpo_loss", "report_curves", "run_takead"]
+__all__ = ["TakeADConfig", "action_logp", "disengagement_mask", "dpo_loss", "policy_kl", "report_curves", "run_takead",
+           "with_anchor"]
