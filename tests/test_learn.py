@@ -338,6 +338,9 @@ def test_rl_moves_only_the_longitudinal_head(trained, dataset, algo):
     h = m["history"]
     assert len(h) == 4 and all(np.isfinite(r["loss"]) and r["entropy"] > 0 for r in h)
     assert {"reward/collision", "reward/progress", "reward/ttc", "approx_kl", "rollout_steps_per_s"} <= set(h[0])
+    # the greedy policy on the fixed held-out states, at every eval_every-th update and the last (4 < 10: the last)
+    assert "heldout/total" not in h[0] and {"heldout/total", "heldout/collided"} <= set(h[-1])
+    assert h[-1]["heldout/total"] == pytest.approx(m["val"]["total"])  # the same states, the same policy
     if algo == "grpo":  # the same with the unseen agents replayed, critical start states and injected
         # pedestrians; a horizon too long
         st = RLStage(_tiny(RLConfig, dataset, name="rl_unseen", init=cfg.init, world_model=cfg.world_model,

@@ -89,6 +89,9 @@ class RLConfig(TrainConfig):
     ttc_horizon: float = 1.5  # [s] constant-velocity projection from the rollout's last step (rl.ttc_conflict)
     w_progress: float = 10.0  # weight of the normalised progress reward
     w_imitation: float = 1.0  # weight of the negative L2 to the logged future
+    eval_every: int = 10  # every N updates, the greedy policy on held-out start states (fixed; `heldout/*` in the
+    # history and the curves): whether the policy itself gets better, not only its sampled rollouts (0: off)
+    eval_states: int = 512  # held-out start states of that evaluation (the validation episodes')
     ray: str | None = None  # roll out on Ray actors: `local` (a Ray started here), `auto`, `HOST:PORT` or
     # `ray://HOST:PORT` (a running cluster); unset: in this process. The update is the same either way
     rollout_actors: int = 2  # Ray actors (one CPU each) an update's states are split over (with --ray)

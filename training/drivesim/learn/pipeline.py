@@ -159,8 +159,22 @@ def reactivity_report(wm, data: dict, val_idx: np.ndarray, seed: int = 0) -> dic
     return rep
 
 
+def smooth(ys: list[float], window: int) -> list[float]:
+    """Centred moving average over `window` points (shorter at the ends), NaN-aware."""
+    y = np.asarray(ys, np.float64)
+    ok = np.isfinite(y)
+    k = np.ones(window)
+    num = np.convolve(np.where(ok, y, 0.0), k, "same")
+    den = np.convolve(ok.astype(float), k, "same")
+    return list(np.where(den > 0, num / np.maximum(den, 1), np.nan))
+
+
+SMOOTH_ABOVE = 30  # series longer than this are drawn raw (faint) with a moving average (1/10 of their length) on top
+
+
 def plot_curves(series: dict[str, tuple[list[float], list[float]]], out: str | Path, title: str = "") -> Path:
-    """A small multi-panel line plot (one panel per series) with PIL; no plotting library needed."""
+    """A small multi-panel line plot (one panel per series) with PIL; no plotting library needed. A series of
+    more than SMOOTH_ABOVE points shows its raw values faint behind their moving average."""
     from PIL import Image, ImageDraw
 
     n = max(len(series), 1)
@@ -180,9 +194,15 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], out: str | P
         x0, x1, y0, y1 = min(xs), max(xs), min(ys_f), max(ys_f)
         if y1 - y0 < 1e-9:
             y0, y1 = y0 - 1, y1 + 1
-        pts = [(ox + pad + (x - x0) / max(x1 - x0, 1e-9) * (W - pad - 10), oy + H - 25 - (y - y0) / (y1 - y0) * (H - 45))
-               for x, y in zip(xs, ys) if np.isfinite(y)]
-        d.line(pts, fill=(30, 90, 200), width=2)
+        def to_px(xv, yv, ox=ox, oy=oy, x0=x0, x1=x1, y0=y0, y1=y1):
+            return [(ox + pad + (x - x0) / max(x1 - x0, 1e-9) * (W - pad - 10),
+                     oy + H - 25 - (y - y0) / (y1 - y0) * (H - 45)) for x, y in zip(xv, yv) if np.isfinite(y)]
+
+        if len(xs) > SMOOTH_ABOVE:
+            d.line(to_px(xs, ys), fill=(190, 205, 235), width=1)  # raw, faint
+            d.line(to_px(xs, smooth(ys, max(len(xs) // 10, 3))), fill=(30, 90, 200), width=2)
+        else:
+            d.line(to_px(xs, ys), fill=(30, 90, 200), width=2)
         d.text((ox + 2, oy + 18), f"{y1:.3g}", fill="black")
         d.text((ox + 2, oy + H - 32), f"{y0:.3g}", fill="black")
         d.text((ox + W - 60, oy + H - 22), f"{x1:.0f}", fill="black")
@@ -198,7 +218,12 @@ def stage_curves(metrics: dict) -> dict[str, tuple[list[float], list[float]]]:
         x = [r["update"] for r in h]
         keys = ["reward/total", "reward/collided", "reward/progress", "reward/ttc", "entropy", "approx_kl",
                 "speed_mean_m_s"]
-        return {k: (x, [r[k] for r in h]) for k in keys if h and k in h[0]}
+        out = {k: (x, [r[k] for r in h]) for k in keys if h and k in h[0]}
+        for k in ("heldout/total", "heldout/collided", "heldout/progress", "heldout/ttc"):  # every eval_every
+            pts = [(r["update"], r[k]) for r in h if k in r]
+            if pts:
+                out[f"{k} (greedy, held-out states)"] = ([p[0] for p in pts], [p[1] for p in pts])
+        return out
     x = [r["epoch"] for r in h]
     out = {"train loss": (x, [r["train"]["loss"] for r in h])}
     if h and h[0]["val"]:

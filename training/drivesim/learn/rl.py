@@ -524,6 +524,8 @@ class RLStage:
                    "approx_kl": kl.item(), "kl_ref": self._kl_ref, "rollout_steps_per_s": sps, "update_s": time.perf_counter() - t0,
                    "speed_mean_m_s": float(self.ncfg.speeds()[act.numpy()].mean()),
                    **{f"reward/{k}": float(v.mean()) for k, v in r.items()}}
+            if cfg.eval_every > 0 and (self.update % cfg.eval_every == 0 or self.update == cfg.updates):
+                row.update({f"heldout/{k}": v for k, v in self.validate(cfg.eval_states).items()})
             self.history.append(row)
             for k, v in row.items():
                 if k != "update":
@@ -543,17 +545,18 @@ class RLStage:
         return metrics
 
     def validate(self, n: int = 512) -> dict:
-        """Greedy speeds on held-out states, predicted paths and agents: mean reward terms."""
+        """Greedy speeds on held-out states (the same `n` every time, from the validation episodes), predicted
+        paths and agents: mean reward terms. Draws nothing from the training's random stream."""
         if not len(self.va):
             return {}
         idx = np.random.default_rng(123).choice(self.va, size=min(n, len(self.va)), replace=False)
         b = batch(self.data, idx, self.keys())
-        saved = self.cfg.group
-        self.cfg.group = 1
+        saved, saved_rng = self.cfg.group, self.rng
+        self.cfg.group, self.rng = 1, np.random.default_rng(124)
         try:
             _, _, _, _, r, _ = self.rollout(b, 0.0, greedy=True)
         finally:
-            self.cfg.group = saved
+            self.cfg.group, self.rng = saved, saved_rng
         return {k: float(v.mean()) for k, v in r.items()}
 
 
