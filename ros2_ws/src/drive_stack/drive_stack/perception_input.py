@@ -3,11 +3,13 @@
 Reports itself up once it has the map (/carla/world_info, the bridge's CarlaWorldInfo, latched) and has warmed
 its kernels: the stack must say it is up on /carla/hero/status *before* the Leaderboard sends the route (it
 publishes the route only then). The route (/carla/hero/global_plan, CarlaRoute, latched: a handful of poses,
-densified again over the map) comes after; then for every tick whose odometry, vehicle status (the ego's
-acceleration, a planner input) and objects (same stamp) have arrived, with the latest traffic-light status (no
-header: read before them), it runs the library's ScenePerceiver (range-limited visibility) and publishes
-/drive_stack/scene; every `bev_every` ticks also /drive_stack/bev. Messages with NaN or out-of-range fields are
-rejected and logged; the node keeps running.
+densified again over the map) comes after; then for every tick whose ego state and objects (same stamp) have
+arrived, with the latest traffic-light status (latched, sent on change; no header), it runs the library's
+ScenePerceiver (range-limited visibility) and publishes /drive_stack/scene; every `bev_every` ticks also
+/drive_stack/bev. `perception`: privileged (ego from /carla/hero/odometry, objects and lights from the bridge's
+pseudo sensors) or sensors (ego from GNSS + IMU + speedometer, objects and lights from /drive_stack/detector/*).
+The ego's acceleration (a planner input) comes from consecutive speeds: the Leaderboard's hero has no vehicle
+status. Messages with NaN or out-of-range fields are rejected and logged; the node keeps running.
 """
 
 from __future__ import annotations
