@@ -238,13 +238,16 @@ def branch_samples(arr: dict, slots: list, N: int) -> dict[str, np.ndarray]:
 
 
 def concat_samples(parts: list[dict]) -> dict[str, np.ndarray]:
-    """Samples of several episodes or datasets in one table (wmb_row re-pointed at the concatenated rows)."""
-    out, n = {k: [] for k in parts[0]}, 0
-    for p in parts:
-        for k in out:
-            out[k].append(p[k] + n if k == "wmb_row" else p[k])
-        n += len(p["speed"])
-    return {k: np.concatenate(v) for k, v in out.items()}
+    """Samples of several episodes or datasets in one table (wmb_row re-pointed at the concatenated rows). Empties
+    the parts key by key as it goes, so memory peaks at the table plus one key of the parts, not twice the table
+    (about 32 kB a sample: six CARLA towns and two procedural suites, 390k samples, needed 25 GB before)."""
+    offsets = np.cumsum([0] + [len(p["speed"]) for p in parts[:-1]])
+    out = {}
+    for k in list(parts[0]):
+        out[k] = np.concatenate([p[k] + off if k == "wmb_row" else p[k] for p, off in zip(parts, offsets, strict=True)])
+        for p in parts:
+            del p[k]
+    return out
 
 
 def _episode_worker(args):
