@@ -28,7 +28,11 @@ def recorded(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ingest")
     res = stack_run(str(B2D), ROUTE, str(root / "ros"), maps_dir=str(MAPS), seed=0, timeout=300, policy="perlad",
-                    record="takeover", node_overrides={"takeover_monitor": {"steer_threshold": 0.2}})
+                    record="takeover",
+                    # planner_ok_window 1 s: the hand-back after the 2 s needs the planner to have answered a recent
+                    # tick; under a takeover the simulator runs ahead of a lagging planner (2 cores, 7 nodes), and
+                    # with the default 3 ticks the takeover once ended a tick later than offline (CI, 1 in ~10)
+                    node_overrides={"takeover_monitor": {"steer_threshold": 0.2, "planner_ok_window": 1.0}})
     idx = collect(CollectConfig(routes=str(B2D), out=str(root / "offline"), maps_dir=str(MAPS), route_ids=[ROUTE],
                                 workers=1, b2d=False, driver="perlad", takeover=True, takeover_steer=0.2, branches=0),
                   log=lambda *_: None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from drive_stack_msgs.msg import PerceivedScene, Plan, StackStatus, TakeoverEvent
 from drivesim.stack.views import plan_markers, scene_markers, takeover_marker
 from geometry_msgs.msg import Point
+from rclpy.serialization import deserialize_message
 from visualization_msgs.msg import Marker, MarkerArray
 
 from . import convert
@@ -42,7 +43,8 @@ class Views(StackNode):
         self.controller: dict[float, str] = {}
         self.takeover: tuple[float, str, str] | None = None
         self.count = 0
-        self.create_subscription(PerceivedScene, T.SCENE, self._on_scene, RELIABLE)
+        # raw: only every `every`-th scene is deserialized (the others cost the node nothing)
+        self.create_subscription(PerceivedScene, T.SCENE, self._on_scene_raw, RELIABLE, raw=True)
         self.create_subscription(Plan, T.PLAN, self._on_plan, RELIABLE)
         self.create_subscription(Plan, T.EXPERT_PLAN, self._on_expert, RELIABLE)
         self.create_subscription(StackStatus, T.STATUS, self._on_status, RELIABLE)
@@ -53,12 +55,13 @@ class Views(StackNode):
     def _t(stamp) -> float:
         return round(convert.to_sec(stamp), 3)
 
-    def _on_scene(self, msg: PerceivedScene) -> None:
+    def _on_scene_raw(self, data: bytes) -> None:
         for t, old in list(self.scenes.items()):  # a scene no plan answered (the planner is silent): drawn without
             self.draw(old, None)
             del self.scenes[t]
         self.count += 1
         if self.count % self.every == 0:
+            msg = deserialize_message(data, PerceivedScene)
             self.scenes = {self._t(msg.header.stamp): msg}  # drawn when the tick's plan comes
 
     def _on_expert(self, msg: Plan) -> None:
