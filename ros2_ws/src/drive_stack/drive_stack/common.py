@@ -25,6 +25,11 @@ LATCHED_MANY = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=
 # took them and a live planner was recorded silent (died_by 1.95 s for a planner killed at 5.0 s)
 LATCHED_MANY_READER = QoSProfile(depth=64, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# the simulator's record of who drove each tick (the monitor's status per takeover tick): every message kept until
+# read. Its loop serves the tick's command first, so during a long takeover these queue up; with KEEP_LAST 20 the
+# first ticks' were overwritten and a 40 s takeover was recorded 0.1 s short (CI, test_planner_killed...)
+RECORD_ALL = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
 RELIABLE = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
 # rare events that must reach a reader matched late (a takeover at the first tick can be published before the

@@ -29,6 +29,8 @@ class PseudoSimParams(NodeParams):
     seed: int = 0  # scene seed (background traffic, light phases)
     out_dir: str = "results/stack"  # results.json + summary.json (same shape as drive-stack eval)
     tick_timeout: float = 1.0  # [s wall] wait for the tick's command, then count a missed tick
+    setup_time: float = 1.0  # [s wall] between the route and the first tick, as the Leaderboard spends it on the
+    # agent's setup() and spawning its sensors through the bridge (a stack's readers match the simulator's writers)
     republish_period: float = 0.0  # [s wall] re-send the tick's messages while waiting (0: never, as the bridge,
     # which publishes each tick once; > 0 only to debug a stack that joins late)
     start_timeout: float = 120.0  # [s wall] wait for /carla/hero/status
