@@ -40,7 +40,9 @@ def _run(tmp_path, name, **kw):
     return stack_run(None, None, str(tmp_path / name), seed=kw.pop("seed", 0), timeout=300, **kw)
 
 
-QUIET_MONITOR = {"takeover_monitor": {"ttc_threshold": 0.0, "horizon": 0.0}}  # only deadline / invalid checks
+# only deadline / invalid checks; the deadline 0.6 s of wall time (default 0.3; still under the simulator's 1.0 s):
+# on 2 cores running the 7 nodes and the tests, a live planner once took more than 0.3 s (CI: a spurious takeover)
+QUIET_MONITOR = {"takeover_monitor": {"ttc_threshold": 0.0, "horizon": 0.0, "deadline": 0.6}}
 
 
 def test_ros_loop_matches_the_direct_loop(tmp_path):

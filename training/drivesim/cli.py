@@ -436,8 +436,10 @@ def cmd_train(a) -> int:
         try:
             st = stage(config_from_args(cls, a))
             m = st.run()
-        finally:
-            dist.teardown()
+        except BaseException:
+            dist.teardown(sync=False)
+            raise
+        dist.teardown()
         if st.dist.main:
             print(json.dumps(m["final_val"], indent=2))
     elif a.sub == "rl":

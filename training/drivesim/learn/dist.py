@@ -71,12 +71,17 @@ def setup(device: str = "cpu") -> Dist:
     return _CURRENT
 
 
-def teardown() -> None:
+def teardown(sync: bool = True) -> None:
+    """Leave the process group. sync: wait for every process first (process 0 still writing its report while
+    another destroyed the group made gloo abort that one: "terminate called without an active exception");
+    after an error, leave at once."""
     global _CURRENT
     if _CURRENT.on:
         import torch.distributed as td
 
         if td.is_initialized():
+            if sync:
+                td.barrier()
             td.destroy_process_group()
     _CURRENT = Dist()
 
