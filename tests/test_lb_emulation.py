@@ -120,6 +120,17 @@ def _pseudo_sim(tmp: Path, routes: Path, route_id: str, **params) -> subprocess.
                                        "start_timeout": 60.0, "offer_expert": False, **params})
 
 
+def _close(executor, node, ctx, *procs, kill: bool = False) -> None:
+    """End a test's own ROS node and its context, then the node processes it ran (terminated, or killed)."""
+    executor.shutdown()
+    node.destroy_node()
+    ctx.try_shutdown()
+    for p in procs:
+        if p.poll() is None:
+            p.kill() if kill else p.terminate()
+        p.wait(10)
+
+
 @pytest.fixture
 def ros_domain(monkeypatch):
     domain = str(random.SystemRandom().randint(101, 200))
@@ -226,11 +237,7 @@ def test_leaderboard_order_route_quirks_and_zero_control(proc_town, tmp_path, ro
                    if [t.state for t in a.traffic_lights] != [t.state for t in m.traffic_lights]]
         assert len(got["lights"]) == 1 + len(changes) < len(ticks()), (len(got["lights"]), len(ticks()))
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        ctx.try_shutdown()
-        sim.terminate()
-        sim.wait(10)
+        _close(executor, node, ctx, sim)
 
 
 def test_sighup_closes_the_recorders_bags(proc_town, tmp_path, ros_domain):
@@ -265,13 +272,7 @@ def test_sighup_closes_the_recorders_bags(proc_town, tmp_path, ros_domain):
         rec.send_signal(signal.SIGHUP)
         assert rec.wait(20) == 0, (tmp_path / "recorder.log").read_text()[-3000:]
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        ctx.try_shutdown()
-        for p in (sim, rec):
-            if p.poll() is None:
-                p.kill()
-            p.wait(10)
+        _close(executor, node, ctx, sim, rec, kill=True)
     log = (tmp_path / "recorder.log").read_text()
     written = json.loads([ln for ln in log.splitlines() if ln.startswith('{"recorder_bags"')][-1])["recorder_bags"]
     segs = sorted((tmp_path / "bags" / "continuous").glob("seg_*"))
@@ -364,8 +365,4 @@ def test_spawn_object_as_the_bridge_serves_it(proc_town, tmp_path, ros_domain):
         assert len(odom) == n  # destroyed: no more odometry
         assert not call(destroy, DestroyObject.Request(id=res.id)).success  # already gone
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        ctx.try_shutdown()
-        sim.terminate()
-        sim.wait(10)
+        _close(executor, node, ctx, sim)
