@@ -281,6 +281,7 @@ class PseudoSim(StackNode):
         t_setup = time.perf_counter() + float(p["setup_time"])  # the Leaderboard's setup() and sensor spawning
         while time.perf_counter() < t_setup:
             self.executor_.spin_once(timeout_sec=0.01)
+        self.wait_for_readers(t_setup + float(p["setup_time"]) + 5.0)
         wall0 = time.perf_counter()
         limit = float(p["tick_timeout"])  # every tick, the first too (upstream has no grace)
         while not self.core.done:
@@ -299,6 +300,22 @@ class PseudoSim(StackNode):
             self.tick_wall.append(time.perf_counter())  # when each tick was stepped (a dead node's time window)
         wall = time.perf_counter() - wall0
         self.finish(wall)
+
+    def wait_for_readers(self, deadline: float) -> None:
+        """Until `deadline` (wall), wait for every per-tick topic (the clock, each spawned sensor's data) to have a
+        matched reader: a reader that DDS discovery matches after the first tick would lose that tick's message
+        (volatile QoS), and the stack would miss tick 0 (seen once on 2 loaded cores). A topic no one reads is
+        named in a warning and the route starts anyway."""
+        def unmatched() -> list[str]:
+            pubs = [self.pub_clock] + [ps["data"] for _, ps in self.sensors.values() if "data" in ps]
+            return [pub.topic_name for pub in pubs if pub.get_subscription_count() == 0]
+
+        waiting = unmatched()
+        while waiting and time.perf_counter() < deadline:
+            self.executor_.spin_once(timeout_sec=0.01)
+            waiting = unmatched()
+        if waiting:
+            self.get_logger().warning(f"starting with no reader on {', '.join(waiting)}")
 
     def finish(self, wall: float) -> None:
         t_end = time.perf_counter() + 0.5  # the record's messages still queued (who drove the last ticks, takeovers)
