@@ -455,6 +455,12 @@ def cmd_train(a) -> int:
         print(json.dumps([{k: r.get(k) for k in ("round", "takeovers", "takeovers_per_km", "disengagement_states",
                                                  "driving_score_collect", "eval", "onnx")} for r in rep["rounds"]],
                          indent=2))
+    elif a.sub == "takevla":
+        from .learn.vla import VLAConfig, run_vla
+
+        rep = run_vla(config_from_args(VLAConfig, a))
+        print(json.dumps({"final_val": rep["metrics"]["final_val"], "model": rep["model"], "eval": rep.get("eval")},
+                         indent=2))
     else:
         from .learn.pipeline import PipelineConfig, run_pipeline
 
@@ -581,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     def policy_arg(q, default, what="the policy that drives"):
         q.add_argument("--policy", default=default,
                        help=f"{what}: {policies} (rule: IDM + pure pursuit on the perceived scene; expert: privileged, "
-                            f"sees everything; {', '.join(LEARNED)}: the learned ONNX planners) "
+                            f"sees everything; {', '.join(LEARNED)}: the learned ONNX planners; takevla: the "
+                            f"vision-language-action model) "
                             f"(default: %(default)s)")
 
     r = sub.add_parser("routes", help="route files: check, generate, suite").add_subparsers(
@@ -755,6 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .learn.configs import ILConfig, RLConfig, WMConfig
     from .learn.pipeline import PipelineConfig
     from .learn.takead import TakeADConfig
+    from .learn.vla import VLAConfig
 
     tr = sub.add_parser("train", help="PerlAD training stages (imitation, world model, RL) and the whole pipeline"
                         ).add_subparsers(dest="sub", required=True, metavar="STAGE")
@@ -763,7 +771,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("rl", RLConfig, "RL of the longitudinal head in the pseudo-simulator (GRPO or PPO)"),
                            ("pipeline", PipelineConfig, "il -> wm -> perlad -> perlad_logreplay, exported to ONNX"),
                            ("takead", TakeADConfig, "TakeAD rounds: the planner drives, the expert takes over in "
-                            "shadow mode, then DAgger and DPO on the takeovers")):
+                            "shadow mode, then DAgger and DPO on the takeovers"),
+                           ("takevla", VLAConfig, "TakeVLA (BEV raster + instruction -> commentary + path + speed) "
+                            "from scratch, with pre-takeover language supervision from shadow-mode takeovers")):
         q = tr.add_parser(name, help=hlp, description=f"{hlp}. Every option is a field of {cls.__name__}; unset "
                           "options keep the field's default.")
         dataclass_args(q, cls)

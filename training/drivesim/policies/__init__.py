@@ -5,8 +5,10 @@ from __future__ import annotations
 from .expert import ExpertConfig, ExpertPolicy
 from .learned import LEARNED, LearnedPolicy, ModelError, find_model, model_id, resolve_model, verify_planner
 from .rule import Plan, RulePolicy
+from .vla import VLAPolicy, resolve_vla, verify_vla
 
-POLICIES = {"rule": RulePolicy, "expert": ExpertPolicy, **{n: LearnedPolicy for n in LEARNED}}
+POLICIES = {"rule": RulePolicy, "expert": ExpertPolicy, **{n: LearnedPolicy for n in LEARNED}, "takevla": VLAPolicy}
+MODEL_POLICIES = (*LEARNED, "takevla")  # the policies that load an ONNX model (--model)
 PLANNED: dict[str, str] = {}
 
 
@@ -56,13 +58,15 @@ def check_policy(name: str, model: str | None = None) -> dict | None:
     learned policy's model_id (path + sha256), None for the rule-based ones."""
     if name not in POLICIES:
         raise UnknownPolicy(f"unknown policy {name!r}; available: {', '.join(POLICIES)}")
-    if model and name not in LEARNED:
-        raise UnknownPolicy(f"--model is for the learned policies ({', '.join(LEARNED)}), not {name!r}")
+    if model and name not in MODEL_POLICIES:
+        raise UnknownPolicy(f"--model is for the learned policies ({', '.join(MODEL_POLICIES)}), not {name!r}")
+    if name == "takevla":
+        return verify_vla(resolve_vla(model, name))
     if name in LEARNED:
         return verify_planner(resolve_model(name, model))
     return None
 
 
-__all__ = ["ExpertConfig", "ExpertPolicy", "LEARNED", "LearnedPolicy", "ModelError", "POLICIES", "Plan", "RulePolicy",
-           "UnknownPolicy", "check_policy", "find_model", "make_policy", "model_id", "resolve_model", "verify_planner",
-           "warmup"]
+__all__ = ["ExpertConfig", "ExpertPolicy", "LEARNED", "LearnedPolicy", "MODEL_POLICIES", "ModelError", "POLICIES",
+           "Plan", "RulePolicy", "UnknownPolicy", "VLAPolicy", "check_policy", "find_model", "make_policy", "model_id",
+           "resolve_model", "resolve_vla", "verify_planner", "verify_vla", "warmup"]

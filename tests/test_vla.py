@@ -1,0 +1,203 @@
+"""TakeVLA: the tokenizer, the commentary labels and the raster on hand-built scenes, the pre-takeover rows, and
+training -> ONNX export -> closed-loop driving and commentary."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from drivesim.maps.lanegraph import Command
+from drivesim.models.features import COMMANDS, DIST_CAP, EGO_DIM, POS_SCALE, SPEED_SCALE, STEP_DIM, FeatureConfig
+from drivesim.vla.language import (
+    EOS,
+    MAX_LEN,
+    PAD,
+    UNK,
+    TokenError,
+    advisory,
+    commentary,
+    decode,
+    encode,
+    precaution,
+    prompts,
+)
+
+H = FeatureConfig().history
+N, T, U, K = 4, 6, 2, 30
+
+
+def _sample(ego_speed=5.0, plan_speed=5.0, path_y=0.0):
+    """One training-table row: an empty straight road, the expert's path straight ahead (or offset by path_y m at
+    its end), the logged ego moving straight at ego_speed."""
+    ego = np.zeros(EGO_DIM, np.float32)
+    ego[0] = ego_speed / SPEED_SCALE
+    ego[3] = ego[7] = 1.0  # no light, no stop sign (the cap)
+    ego[9 + COMMANDS.index(Command.LANEFOLLOW)] = 1
+    route = np.zeros((20, 4), np.float32)
+    route[:, 0] = np.arange(20) * 2.0 / POS_SCALE
+    route[:, 2] = 1
+    path = np.stack([np.arange(1, 7) * 2.0, np.linspace(0, path_y, 6)], -1).astype(np.float32)
+    ef = np.zeros((T, 3), np.float32)
+    ef[:, 0] = ego_speed * 0.5 * np.arange(1, T + 1)
+    return {"ego": ego, "agents": np.zeros((N, H * STEP_DIM + 7), np.float32), "agents_mask": np.zeros(N, bool),
+            "route": route, "route_mask": np.ones(20, bool), "path": path, "speed": np.float32(plan_speed),
+            "ego_future": ef, "ego_future_mask": np.ones(T, bool), "agents_future": np.zeros((N, T, 2), np.float32),
+            "agents_future_mask": np.zeros((N, T), bool), "roll_unseen_mask": np.zeros((U, K), bool),
+            "unseen_kind": np.full(U, -1.0, np.float32)}
+
+
+def _agent(s, j, x, y, kind, yaw=0.0, length=4.5, width=1.9):
+    a = np.zeros(H * STEP_DIM + 7, np.float32)
+    for h in range(H):
+        a[h * STEP_DIM: (h + 1) * STEP_DIM] = [x / POS_SCALE, y / POS_SCALE, np.cos(yaw), np.sin(yaw), 0, 1]
+    a[H * STEP_DIM: H * STEP_DIM + 2] = [length / 5.0, width / 2.0]
+    a[H * STEP_DIM + 2 + kind] = 1
+    s["agents"][j], s["agents_mask"][j] = a, True
+
+
+def _table(rows):
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def test_tokenizer_round_trip_pads_and_refuses_too_long():
+    ids = encode("i stop for the red light .")
+    assert ids.shape == (MAX_LEN,) and ids[0] == 1 and ids[8] == EOS and (ids[9:] == PAD).all()
+    assert decode(ids) == "i stop for the red light ."
+    assert encode("i stop for the giraffe")[5] == UNK
+    with pytest.raises(TokenError, match="tokens >"):
+        encode(" ".join(["i"] * MAX_LEN))
+    ego = np.zeros((2, EGO_DIM), np.float32)
+    ego[0, 9 + COMMANDS.index(Command.LEFT)] = 1  # the second row has no command: follow the lane
+    p = prompts(ego)
+    assert decode(np.r_[1, p[0]]) == "turn left at the junction" and decode(np.r_[1, p[1]]) == "follow the lane"
+
+
+def test_commentary_of_hand_built_scenes():
+    red = _sample(ego_speed=5.0, plan_speed=0.0)
+    red["ego"][3], red["ego"][4] = 20.0 / DIST_CAP, 1  # a red light 20 m ahead
+    ped = _sample(ego_speed=6.0, plan_speed=2.0)  # a pedestrian 12 m ahead, 5 m right, walking into the ego's path
+    _agent(ped, 0, 12.0, 5.0, 1, width=0.6, length=0.6)
+    ped["agents_future"][0] = np.stack([np.full(T, 9.0), np.linspace(4.0, -1.0, T)], -1)
+    ped["agents_future_mask"][0] = True
+    lead = _sample(ego_speed=5.0, plan_speed=5.0)
+    _agent(lead, 0, 15.0, 0.3, 0)
+    clear = _sample(ego_speed=3.0, plan_speed=8.0)
+    clear["roll_unseen_mask"][1, 10], clear["unseen_kind"][1] = True, 1  # a pedestrian hidden now, near later
+    around = _sample(ego_speed=4.0, plan_speed=4.0, path_y=-2.0)  # the expert's path 2 m left of the route
+    _agent(around, 0, 10.0, 0.0, 3, length=1.0, width=1.0)
+    hold = _sample(ego_speed=0.0, plan_speed=0.0)
+    hold["ego"][7], hold["ego"][8] = 5.0 / DIST_CAP, 1  # a stop sign 5 m ahead
+    txt = commentary(_table([red, ped, lead, clear, around, hold]), history=H)
+    assert txt == ["i stop for the red light .",
+                   "i slow down to yield to the crossing pedestrian .",
+                   "i keep my speed behind the vehicle ahead .",
+                   "i speed up : the road is clear . watch for a hidden pedestrian .",
+                   "i keep my speed and steer around to the left behind the obstacle ahead .",
+                   "i stay stopped for the stop sign ."]
+    assert all(decode(encode(t)) == t for t in txt)  # every word is in the vocabulary
+    t = _table([ped, around])
+    assert precaution("PREDICTED_COLLISION", t, 0, H) == "careful : i must brake early for the pedestrian ahead ."
+    assert precaution("STEER_DISAGREEMENT", t, 1, H) == "careful : i must steer left ."
+    assert advisory("i stop for the red light .", 0.0) == ("stop", 0.0)
+    assert advisory("careful : i must brake early .", 3.0) == ("slow_down", 3.0)
+    assert advisory("i speed up : the road is clear .", 8.0) == ("proceed", -1.0)
+
+
+def test_raster_puts_a_hand_built_scene_where_it_is():
+    from drivesim.vla.raster import CHANNELS, EGO_ROW, RES, SIZE, raster
+
+    s = _sample()
+    _agent(s, 0, 15.0, 0.0, 0)  # a car 15 m ahead
+    _agent(s, 1, 6.0, -4.5, 1, length=0.6, width=0.6)  # a pedestrian 6 m ahead, 4.5 m left
+    lanes = np.zeros((1, 16, 10, 10), np.float32)
+    lanes[0, 0, :, 0] = np.linspace(-10, 30, 10) / POS_SCALE  # a lane under the ego, its light red
+    lanes[0, 0, :, 2], lanes[0, 0, :, 7] = 1, 1
+    f = {"route": s["route"][None], "route_mask": s["route_mask"][None], "agents": s["agents"][None],
+         "agents_mask": s["agents_mask"][None], "lanes": lanes, "lanes_mask": np.r_[1, np.zeros(15)][None]}
+    img = raster(f, H)
+    assert img.shape == (1, len(CHANNELS), SIZE, SIZE)
+    ch = {c: img[0, i] for i, c in enumerate(CHANNELS)}
+    row = lambda x: int(np.floor(EGO_ROW - x / RES))  # noqa: E731
+    col = lambda y: int(np.floor(SIZE / 2 + y / RES))  # noqa: E731
+    assert ch["vehicles"][row(15.0), col(0.0)] == 1 and ch["vehicles"][row(15.0), col(3.0)] == 0
+    ys, xs = np.nonzero(ch["vehicles"])
+    assert (ys.max() - ys.min() + 1) * RES == pytest.approx(4.5, abs=1.0)  # 4.5 m long, along x (up)
+    assert ch["vulnerable"][row(6.0), col(-4.5)] == 1 and ch["vulnerable"].sum() <= 4
+    assert ch["route"][row(10.0), col(0.0)] == 1 and ch["route"][EGO_ROW + 2].sum() == 0  # ahead only
+    assert ch["lanes"][row(20.0), col(0.0)] == 1 and ch["stop_lanes"][row(20.0), col(0.0)] == 1
+    assert ch["obstacles"].sum() == 0 and ch["history"][row(15.0), col(0.0)] == 1
+
+
+def test_takeover_rows_pick_the_takeovers_and_the_seconds_before():
+    from drivesim.learn.vla import takeover_rows
+
+    ctl = np.array([0] * 40 + [1] * 20 + [0] * 10 + [0] * 30 + [1] * 5, np.int8)  # episode 0: 70 frames, 1: 35
+    ep = np.r_[np.zeros(70, int), np.ones(35, int)]
+    fr = np.r_[np.arange(70), np.arange(35)]
+    data = {"controller": ctl, "episode": ep, "frame": fr}
+    index = {"episodes": [{"takeovers": {"events": [{"t": 4.0, "cause": "PREDICTED_COLLISION"}]}},
+                          {"takeovers": {"events": [{"t": 1.0, "cause": "LOW_TTC"}, {"t": 3.0, "cause": "STEER_DISAGREEMENT"}]}}]}
+    rows, causes = takeover_rows(data, index, "pre", 1.0)
+    pre0, post0 = set(range(30, 40)), set(range(40, 60))
+    pre1, post1 = set(range(90, 100)), set(range(100, 105))  # episode 1's takeover at its frame 30: t = 3.0
+    assert set(rows.tolist()) == pre0 | post0 | pre1 | post1
+    assert {causes[r] for r in pre0} == {"PREDICTED_COLLISION"} and {causes[r] for r in pre1} == {"STEER_DISAGREEMENT"}
+    assert set(causes) == pre0 | pre1
+    rows_plain, c_plain = takeover_rows(data, index, "pre_plain", 1.0)
+    assert set(rows_plain.tolist()) == set(rows.tolist()) and c_plain == {}
+    assert set(takeover_rows(data, index, "post", 1.0)[0].tolist()) == post0 | post1
+    assert len(takeover_rows(data, index, "none", 1.0)[0]) == 0
+
+
+def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, proc_town):
+    """Base data (the expert) + a shadow-mode collection (the committed perlad drives, the expert takes over): training
+    moves the weights and lowers the loss, the pre-takeover frames carry precautionary commentary, the ONNX graphs
+    match torch, and `--policy takevla` drives a route and explains itself in the vocabulary's words."""
+    from drivesim.dataset import CollectConfig, collect
+    from drivesim.learn.vla import VLAConfig, make_stage, run_vla
+    from drivesim.policies import ModelError, check_policy, find_model, make_policy
+    from drivesim.routes.generate import random_routes
+    from drivesim.routes.xml import write_routes
+    from drivesim.sim.perception import ScenePerceiver
+
+    routes = tmp_path / "routes.xml"
+    write_routes(random_routes(proc_town, 2, seed=8, min_length=150.0), routes)
+    idx = collect(CollectConfig(routes=str(routes), out=str(tmp_path / "shadow"), workers=1, b2d=False, driver="perlad",
+                                takeover=True, takeover_steer=0.05), log=lambda *_: None)
+    assert sum((e.get("takeovers") or {}).get("count", 0) for e in idx["episodes"]) > 0
+    cfg = VLAConfig(data=str(learn_dataset / "ds"), out=str(tmp_path / "vla"), workers=1, d_model=32, layers=1,
+                    epochs=3, batch_size=64, lr=3e-3, takeover_data=str(tmp_path / "shadow"), pre_takeover=2.0)
+    stage = make_stage(cfg, log=lambda *_: None)
+    init = {k: v.clone() for k, v in stage.model.state_dict().items()}
+    counts = dict(json.loads((tmp_path / "vla" / "commentary_counts.json").read_text()))
+    assert any(t.startswith("careful : ") for t in counts)  # the pre-takeover frames' precaution
+    m = stage.run()
+    hist = m["history"]
+    assert hist[-1]["train"]["loss"] < hist[0]["train"]["loss"] and hist[-1]["val"]["text"] < hist[0]["val"]["text"]
+    moved = [k for k, v in stage.model.state_dict().items() if not torch.equal(v, init[k])]
+    assert len(moved) > 20
+    rep = run_vla(VLAConfig(**{**cfg.__dict__, "resume": True, "eval_routes": str(routes)}), log=lambda *_: None)
+    man = json.loads((tmp_path / "vla" / "model" / "vla.manifest.json").read_text())
+    assert max(man["parity_max_abs_err"].values()) < 1e-3 and man["kind"] == "vla"
+    assert 0 <= rep["eval"]["driving_score"] <= 100
+    onnx = str(tmp_path / "vla" / "model" / "vla.onnx")
+    assert check_policy("takevla", onnx)["sha256"] == man["sha256"]
+    with pytest.raises(ModelError, match="no manifest vla_text.manifest.json"):
+        check_policy("takevla", str(tmp_path / "vla" / "model" / "vla_text.onnx"))
+    with pytest.raises(ModelError, match="kind 'planner', not a TakeVLA export"):
+        check_policy("takevla", str(find_model("perlad")))
+    # drive a few ticks on a scene and explain: words of the vocabulary, an advisory consistent with the words
+    from drivesim.dataset.collect import read_episode
+    from drivesim.learn.data import _frame_state, dense_route
+
+    pol = make_policy("takevla", 1, g=proc_town, model=onnx)
+    ep = sorted((learn_dataset / "ds" / "episodes").iterdir())[0]
+    arr = read_episode(ep)
+    per = ScenePerceiver(proc_town, [dense_route(arr)])
+    for f in range(0, 30, 10):
+        st = _frame_state(arr, f, proc_town.num_lights)
+        scene = per(st, np.zeros((1, proc_town.num_lights), np.int8))
+        ctl, plan = pol.act(scene)
+        assert np.isfinite([ctl.throttle[0], ctl.steer[0], ctl.brake[0]]).all()
+        adv = pol.explain(0)
+        assert adv.text and "<unk>" not in adv.text and adv.advisory in ("stop", "slow_down", "proceed")
