@@ -172,6 +172,57 @@ def bench_infer(models: dict[str, str], batch: int = 256, backend: str = "auto",
     return out
 
 
+def bench_vla(model: str | None = None, town: str = "Proc0", routes: int = 3, seed: int = 0, backend: str = "auto",
+              every: int = 10, log=None) -> dict:
+    """The `vla_reasoning` node's call with TakeVLA, on real scenes: `routes` random routes of `town` driven by the
+    expert; every `every` steps (10: 2 Hz, the node's rate) the perceived scene goes through what the node runs
+    (features, raster, the action graph, greedy commentary with the text graph). Per call: wall time (p50 / p99 /
+    max), text-graph calls; the target is p99 < 50 ms on the CPU."""
+    import time as _t
+
+    from .policies import make_policy
+    from .sim.perception import ScenePerceiver
+
+    g = TownLoader().load(town)
+    node = make_policy("takevla", 1, g=g, model=model, backend=backend)
+    lat, act_ms, tokens = [], [], []
+    texts: dict[str, int] = {}
+    for spec in random_routes(g, routes, seed=seed + 11, min_length=200.0):
+        node.reset()
+        per = ScenePerceiver(g, [plan_route(g, spec)])
+        steps = [0]
+
+        def observe(st, per=per, steps=steps):
+            steps[0] += 1
+            if (steps[0] - 1) % every:
+                return
+            scene = per(st.state, st.lights)
+            t0 = _t.perf_counter()
+            node.plan(scene)
+            t1 = _t.perf_counter()
+            last = node.last[0]
+            text, calls = node.rt.commentary(last["memory"], last["memory_mask"])
+            lat.append((_t.perf_counter() - t0) * 1e3)
+            act_ms.append((t1 - t0) * 1e3)
+            tokens.append(calls)
+            texts[text] = texts.get(text, 0) + 1
+
+        run_route(g, spec, "expert", seed=seed, observer=observe)
+    lat, act_ms = np.array(lat), np.array(act_ms)
+    out = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+           "model": node.model_id, "backend": node.net.backend, "calls": len(lat),
+           "call_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p99": round(float(np.percentile(lat, 99)), 2),
+                       "max": round(float(lat.max()), 2)},
+           "features_raster_action_ms_p50": round(float(np.percentile(act_ms, 50)), 2),
+           "text_graph_calls_mean": round(float(np.mean(tokens)), 1), "target": "p99 < 50 ms a call on this CPU",
+           "commentaries": dict(sorted(texts.items(), key=lambda kv: -kv[1])[:10])}
+    if log:
+        log(f"takevla reasoning call ({out['backend']}): p50 {out['call_ms']['p50']} ms, p99 {out['call_ms']['p99']} "
+            f"ms, max {out['call_ms']['max']} ms over {out['calls']} calls ({out['text_graph_calls_mean']} text-graph "
+            "calls each)")
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ scale
 SCALE_ROUTES = 6  # routes dispatched per backend and worker count, when not given by id
 RAY_OVERHEAD_TARGET = 0.05  # Ray's per-route dispatch overhead, as a fraction of the route's own time

@@ -567,6 +567,16 @@ def cmd_bench_infer(a) -> int:
         models[f"{name}/{kind}"] = str(find_model(name, kind))
     res = bench_infer(models, batch=a.batch, backend=a.backend, threads=a.threads, log=print)
     res["target"] = "planner p99 < 5 ms at batch 1 on this CPU"
+    if a.vla:
+        from .bench import bench_vla
+        from .policies import resolve_vla
+
+        try:
+            path = resolve_vla(a.vla if a.vla.endswith(".onnx") else None, "takevla")
+        except FileNotFoundError as e:
+            print(f"takevla reasoning not timed: {e}")
+        else:
+            res["takevla_reasoning"] = bench_vla(str(path), backend=a.backend, log=print)
     _write_json(a.json, res)
     print(json.dumps(res, indent=2))
     return 0
@@ -826,6 +836,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     q.add_argument("--backend", default="auto", help="auto, tensorrt, ort-cuda or ort-cpu (default: %(default)s)")
     q.add_argument("--threads", type=int, default=1, help="ONNX Runtime CPU threads (default: %(default)s)")
+    q.add_argument("--vla", default="takevla", help="also time the vla_reasoning node's TakeVLA call on real scenes "
+                   "(features, raster, action graph, commentary): takevla (the usual lookup) or a vla.onnx; '' to "
+                   "skip (default: %(default)s)")
     q.set_defaults(fn=cmd_bench_infer)
     q = b.add_parser("sim", help="agent-steps per second of the batched simulator, and a route's real-time factor")
     q.add_argument("--json", help="write the result here too (default: none)")

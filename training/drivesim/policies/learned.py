@@ -25,7 +25,7 @@ from ..models.paths import extend_path
 from ..sim.control import PIDController
 from ..sim.perception import PerceivedScene
 from ..sim.world import Controls
-from .rule import Plan
+from .rule import Plan, capped
 
 LEARNED = ("il", "perlad", "perlad_logreplay", "takead")
 REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
@@ -154,6 +154,7 @@ class LearnedPolicy:
 
     def act(self, scene: PerceivedScene, truth=None) -> tuple[Controls, Plan]:
         path, target, _ = self.plan(scene)
+        target = capped(self, target)
         ctl_path = extend_path(path)
         throttle, steer, brake = self.ctl(ctl_path, target, scene.ego_speed)
         return Controls(throttle, steer, brake), Plan(ctl_path, target, np.repeat(target[:, None], ctl_path.shape[1], 1))

@@ -48,6 +48,16 @@ class Plan:
         return np.asarray(self.path[e])[keep], prof
 
 
+def capped(policy, target: np.ndarray) -> np.ndarray:
+    """The target speed under the policy's advisory speed cap (`policy.speed_cap`, (E,) [m/s], inf or negative =
+    none: what the planner node sets from the reasoning node's advisory when it honours it)."""
+    cap = getattr(policy, "speed_cap", None)
+    if cap is None:
+        return target
+    cap = np.asarray(cap, np.float64)
+    return np.where(cap >= 0, np.minimum(target, cap), target)
+
+
 def idm_speed_profile(path: np.ndarray, v: np.ndarray, v0: np.ndarray, gap: np.ndarray, dv_lead: np.ndarray,
                       p: IDMParams, horizon: float = PROFILE_HORIZON, dt: float = PROFILE_DT) -> np.ndarray:
     """Roll IDM forward in time (the obstacle keeps its speed: lead_v = v - dv at t=0) and read the speed off
@@ -180,5 +190,6 @@ class RulePolicy:
 
     def act(self, scene: PerceivedScene, truth=None) -> tuple[Controls, Plan]:
         plan = self.plan(scene)
+        plan.target_speed = capped(self, plan.target_speed)
         throttle, steer, brake = self.controller(plan.path, plan.target_speed, scene.ego_speed)
         return Controls(throttle, steer, brake), plan

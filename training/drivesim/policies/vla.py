@@ -25,7 +25,7 @@ from ..sim.control import PIDController
 from ..sim.perception import PerceivedScene
 from ..sim.world import Controls
 from .learned import ModelError, find_model, model_id
-from .rule import Plan
+from .rule import Plan, capped
 
 ACTION_INPUTS = ("raster", "ego", "prompt")
 ACTION_OUTPUTS = ("path", "speed_logits", "memory", "memory_mask")
@@ -155,6 +155,7 @@ class VLAPolicy:
 
     def act(self, scene: PerceivedScene, truth=None) -> tuple[Controls, Plan]:
         path, target = self.plan(scene)
+        target = capped(self, target)
         ctl_path = extend_path(path)
         throttle, steer, brake = self.ctl(ctl_path, target, scene.ego_speed)
         return Controls(throttle, steer, brake), Plan(ctl_path, target, np.repeat(target[:, None], ctl_path.shape[1], 1))

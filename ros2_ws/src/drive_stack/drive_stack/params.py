@@ -57,18 +57,23 @@ class PerceptionParams(NodeParams):
 
 @dataclass(frozen=True)
 class PlannerParams(NodeParams):
-    policy: str = "rule"  # rule | expert | il | perlad | perlad_logreplay | takead (learned: ONNX planner, needs /carla/world_info)
+    policy: str = "rule"  # rule | expert | il | perlad | perlad_logreplay | takead | takevla (learned: ONNX, needs /carla/world_info)
     model: str = ""  # learned policies: an ONNX file instead of <models dir>/<policy>/planner.onnx
     backend: Literal["auto", "tensorrt", "ort-cuda", "ort-cpu"] = "auto"  # inference backend (auto: TensorRT >
     # ONNX Runtime CUDA > CPU)
     wait_for: list[str] = field(default_factory=lambda: [""])  # nodes that must be up before the stack reports ready
     max_agents: int = 64  # agent slots of the scene (ego included)
+    honour_advisory: bool = False  # cap the target speed by the reasoning node's advisory (/drive_stack/reasoning)
+    advisory_ttl: float = 1.0  # [s sim time] an advisory older than this (by its scene's stamp) no longer caps
 
 
 @dataclass(frozen=True)
 class ReasoningParams(NodeParams):
     rate_hz: float = 2.0  # [Hz of sim time] reasoning messages per second
     max_agents: int = 64  # agent slots of the scene (ego included)
+    model: str = "rule"  # rule (the rule reasoner) | takevla (TakeVLA's ONNX commentary; needs /carla/world_info)
+    model_file: str = ""  # takevla: a vla.onnx instead of <models dir>/takevla/vla.onnx
+    backend: Literal["auto", "tensorrt", "ort-cuda", "ort-cpu"] = "auto"  # inference backend for takevla
 
 
 @dataclass(frozen=True)

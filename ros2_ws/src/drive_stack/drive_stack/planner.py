@@ -1,11 +1,12 @@
 """planner: the decoupled planner node. PerceivedScene -> Plan (path + speed) -> PID -> stamped control.
 
 The policy is chosen by name (`policy`, the same names as `drive-stack eval --policy`). The learned ones
-(il, perlad, perlad_logreplay, takead) load their ONNX planner through the inference runtime (TensorRT on a GPU, else
+(il, perlad, perlad_logreplay, takead; takevla: TakeVLA's action graph) load their ONNX model through the inference runtime (TensorRT on a GPU, else
 ONNX Runtime; `model` and `backend` parameters override the default file and backend) once the map has
 arrived on /carla/world_info (their features include the lanes). The path and target speed go through the deployed
 PIDController (drivesim.sim.control), and the command is stamped with the scene's tick time, as the
-Leaderboard requires. Publishes /carla/hero/status = true (latched) once the policy is loaded and warmed up
+Leaderboard requires. With `honour_advisory:=true` the target speed is capped by the newest advisory of
+/drive_stack/reasoning (vla_reasoning: the rule reasoner or TakeVLA) not older than `advisory_ttl`. Publishes /carla/hero/status = true (latched) once the policy is loaded and warmed up
 (one `act` on a synthetic scene: compiled kernels and models loaded before the first tick).
 A policy that raises is logged with its traceback and the tick goes unanswered: the node stays up and the
 takeover monitor's deadline hands the tick to the expert.
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import traceback
 
+import numpy as np
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaWorldInfo
-from drive_stack_msgs.msg import PerceivedScene, Plan
+from drive_stack_msgs.msg import PerceivedScene, Plan, Reasoning
 from drivesim.maps.opendrive import load_xodr_text
 from drivesim.policies import POLICIES, make_policy, warmup
 from drivesim.sim.perception import ROUTE_POINTS
@@ -47,6 +49,10 @@ class Planner(StackNode):
         self.pub_cmd = self.create_publisher(CarlaEgoVehicleControl, T.PLANNER_CMD, RELIABLE)
         self.pub_ready = self.create_publisher(Bool, T.HERO_STATUS, LATCHED)
         self.create_subscription(PerceivedScene, T.SCENE, self._on_scene, RELIABLE)
+        self.honour, self.advisory_ttl = p.honour_advisory, p.advisory_ttl
+        self.advice: tuple[float, float, str] | None = None  # (its scene's time, speed cap, model)
+        if self.honour:
+            self.create_subscription(Reasoning, T.REASONING, self._on_reasoning, RELIABLE)
         self.answered: dict[float, tuple[Plan, CarlaEgoVehicleControl]] = {}
         self.wait_for = set(p.wait_for) - {""}
         self.seen: set[str] = set()
@@ -67,6 +73,19 @@ class Planner(StackNode):
         self.get_logger().info(f"policy {self.policy_name!r} loaded: {mid['path']} (sha256 {mid['sha256'][:16]}), "
                                f"{self.policy.net.describe()}")
         self._maybe_ready()
+
+    def _on_reasoning(self, msg: Reasoning) -> None:
+        cap = float(msg.speed_cap)
+        if cap != cap:  # NaN
+            self.reject(f"{T.REASONING}: speed_cap is nan ({msg.model})")
+            return
+        self.advice = (convert.to_sec(msg.source_stamp), cap, msg.model)
+
+    def _speed_cap(self, t: float) -> float:
+        """The advisory's cap for tick t (negative: none): the newest advisory, if not older than advisory_ttl."""
+        if not self.honour or self.advice is None or t - self.advice[0] > self.advisory_ttl:
+            return -1.0
+        return self.advice[1]
 
     def _on_node_ready(self, msg: String) -> None:
         if msg.data not in self.seen:
@@ -95,6 +114,11 @@ class Planner(StackNode):
             try:
                 if self.fault is not None and self.fault.kind is FaultKind.RAISE and self.fault.active(t):
                     raise RuntimeError(f"injected fault at t={t:.2f}")  # a bug in the policy (raise@T)
+                cap = self._speed_cap(t)
+                self.policy.speed_cap = np.array([cap])
+                if cap >= 0:
+                    self.get_logger().info(f"honouring the advisory of {self.advice[2]}: speed cap {cap:.1f} m/s",
+                                           throttle_duration_sec=2.0)
                 controls, p = self.policy.act(scene)
             except Exception as e:  # noqa: BLE001 - the node stays up: no answer, so the monitor takes over
                 self.get_logger().error(f"policy {self.policy_name!r} failed at t={t:.2f}: {type(e).__name__}: {e}\n"

@@ -1,19 +1,30 @@
 """vla_reasoning: at `rate_hz` (default 2 Hz of sim time) turns the latest scene into reasoning text and an
-advisory (speed cap) on /drive_stack/reasoning. The rule-based reasoner stands in for the VLA model behind
-the same interface until the model lands."""
+advisory (speed cap) on /drive_stack/reasoning, each message naming the model that produced it (`model` field).
+
+`model:=rule` (default): the rule reasoner (drivesim.stack.reasoner). `model:=takevla`: TakeVLA's exported ONNX
+graphs through the inference runtime (TensorRT on a GPU, else ONNX Runtime; `model_file` and `backend` override):
+once the map has arrived on /carla/world_info (its features include the lanes), every reasoning tick builds the
+features and the raster, runs the action graph and decodes the commentary greedily (drivesim.policies.vla); the
+advisory comes from the commentary and the model's chosen speed. The node reports up only once the model is
+loaded and warm. Each call's wall time is logged at the end (p50 / p99 / max), the figure `bench infer` measures.
+"""
 
 from __future__ import annotations
 
 import struct
+import time
 
+import numpy as np
+from carla_msgs.msg import CarlaWorldInfo
 from drive_stack_msgs.msg import PerceivedScene, Reasoning
+from drivesim.maps.opendrive import load_xodr_text
 from drivesim.sim.perception import ROUTE_POINTS
 from drivesim.stack.reasoner import rule_reasoning
 from rclpy.serialization import deserialize_message
 
 from . import convert
 from . import node_table as T
-from .common import RELIABLE, StackNode, run
+from .common import LATCHED, RELIABLE, StackNode, run
 from .params import ReasoningParams
 
 
@@ -22,11 +33,36 @@ class VlaReasoning(StackNode):
         super().__init__("vla_reasoning")
         p = self.declare_params(ReasoningParams)
         self.period, self.max_agents = 1.0 / p.rate_hz, p.max_agents
+        self.kind, self.model_file, self.backend = p.model, p.model_file, p.backend
+        if self.kind not in ("rule", "takevla"):
+            raise ValueError(f"vla_reasoning model {self.kind!r}: use rule or takevla")
+        self.policy = None
+        self.light_ids = None
+        self.model_name = "rule"
         self.last_t = -1e9
+        self.call_ms: list[float] = []
         self.pub = self.create_publisher(Reasoning, T.REASONING, RELIABLE)
         # raw: most ticks are skipped by the rate, so only the ones used are deserialized
         self.create_subscription(PerceivedScene, T.SCENE, self._on_raw, RELIABLE, raw=True)
-        self.tick = 0
+        if self.kind == "rule":
+            self.announce_ready()
+        else:
+            self.create_subscription(CarlaWorldInfo, T.WORLD_INFO, self._on_map, LATCHED)
+            self.get_logger().info("TakeVLA waits for the map")
+
+    def _on_map(self, msg: CarlaWorldInfo) -> None:
+        if self.policy is not None:
+            return
+        from drivesim.policies import make_policy, warmup
+
+        g = load_xodr_text(msg.map_name or "ros_map", msg.opendrive, source=T.WORLD_INFO)
+        self.policy = make_policy("takevla", 1, g=g, model=self.model_file or None, backend=self.backend)
+        warmup(self.policy)
+        self.light_ids = g.light_id
+        mid = self.policy.model_id
+        self.model_name = f"takevla {mid['sha256'][:16]}"
+        self.get_logger().info(f"TakeVLA loaded: {mid['path']} (sha256 {mid['sha256'][:16]}), "
+                               f"{self.policy.net.describe()}")
         self.announce_ready()
 
     def _on_raw(self, data: bytes) -> None:
@@ -38,17 +74,31 @@ class VlaReasoning(StackNode):
 
     def _on_scene(self, msg: PerceivedScene) -> None:
         t = convert.to_sec(msg.header.stamp)
+        if self.kind == "takevla" and self.policy is None:
+            return  # no map yet (the stack is not up either)
         try:
-            scene = convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS)
+            scene = convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS, light_ids=self.light_ids)
         except convert.InvalidMessage as e:
             self.reject(str(e))
             return
         self.last_t = t
-        adv = rule_reasoning(scene)
-        out = Reasoning(text=adv.text, advisory=adv.advisory, speed_cap=adv.speed_cap)
+        t0 = time.perf_counter()
+        if self.policy is None:
+            adv = rule_reasoning(scene)
+        else:
+            self.policy.plan(scene)
+            adv = self.policy.explain(0)
+        self.call_ms.append((time.perf_counter() - t0) * 1000)
+        out = Reasoning(text=adv.text, advisory=adv.advisory, speed_cap=float(adv.speed_cap), model=self.model_name)
         out.header.stamp, out.header.frame_id = msg.header.stamp, "hero"
         out.source_stamp = msg.header.stamp
         self.pub.publish(out)
+
+    def close(self) -> None:
+        if self.call_ms:
+            ms = np.asarray(self.call_ms)
+            self.get_logger().info(f"{len(ms)} reasoning calls ({self.model_name}): p50 {np.percentile(ms, 50):.1f} ms, "
+                                   f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms")
 
 
 def main(args=None) -> None:
