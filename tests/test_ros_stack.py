@@ -436,3 +436,70 @@ def test_one_fault_mechanism_poisons_every_float_and_stalls_every_publisher():
         plan.target_speed = 3.0
         poison(plan)
         assert math.isnan(plan.target_speed)
+
+
+def _topic_messages(out: Path, topics: tuple[str, ...]) -> dict[str, list]:
+    """(stamp [s], message) of each topic in the run's continuous bag, by topic."""
+    from drivesim.stack.bags import NS
+    from rosbags.highlevel import AnyReader
+
+    got: dict[str, list] = {t: [] for t in topics}
+    with AnyReader(sorted((out / "bags" / "continuous").glob("seg_*"))) as r:
+        for c, _, raw in r.messages(connections=[c for c in r.connections if c.topic in topics]):
+            msg = r.deserialize(raw, c.msgtype)
+            got[c.topic].append((msg.header.stamp.sec + msg.header.stamp.nanosec / NS, msg))
+    return got
+
+
+def test_takevla_drives_and_explains_itself_in_the_stack(tmp_path):
+    """policy:=takevla: the planner node drives TakeVLA's action graph (the committed models/takevla) and scores as
+    the library loop does; vla_reasoning model:=takevla publishes TakeVLA's own commentary at 2 Hz, every message
+    naming the model (policy name + the ONNX sha256 prefix), its words from the vocabulary, its advisory one of
+    the three."""
+    from drivesim.evaluation.runner import run_route
+    from drivesim.maps import TownLoader
+    from drivesim.policies import verify_vla
+    from drivesim.policies.learned import find_model
+    from drivesim.routes.xml import parse_routes
+    from drivesim.vla.language import INDEX
+
+    mid = verify_vla(find_model("takevla", "vla"))
+    res = _run(tmp_path, "vla", policy="takevla", record="continuous",
+               node_overrides={**QUIET_MONITOR, "vla_reasoning": {"model": "takevla"}})
+    out = Path(res["out"])
+    spec = parse_routes(out / "routes.xml").routes[0]
+    direct = run_route(TownLoader().load(spec.town), spec, "takevla", seed=0).record
+    assert res["record"]["meta"]["stack"]["missed_ticks"] == 0
+    assert res["record"]["scores"] == pytest.approx(direct["scores"], abs=1e-6)
+    msgs = _topic_messages(out, ("/drive_stack/reasoning",))["/drive_stack/reasoning"]
+    duration = res["record"]["meta"]["duration_game"]
+    assert len(msgs) >= 2 * duration - 3  # 2 Hz of sim time
+    assert {m.model for _, m in msgs} == {f"takevla {mid['sha256'][:16]}"}
+    assert all(m.text and all(w in INDEX for w in m.text.split()) for _, m in msgs)
+    assert {m.advisory for _, m in msgs} <= {"stop", "slow_down", "proceed"}
+    log = (out / "logs" / "vla_reasoning.log").read_text()
+    assert "TakeVLA loaded" in log and "reasoning calls (takevla" in log
+
+
+def test_the_planner_honours_the_reasoning_advisory(tmp_path):
+    """planner honour_advisory:=true: every plan's target speed is at most the speed cap of the newest advisory
+    (the rule reasoner's, named `rule`) not older than advisory_ttl; without it the planner ignores the advisory."""
+    import numpy as np
+
+    res = _run(tmp_path, "adv", record="continuous",
+               node_overrides={**QUIET_MONITOR, "planner": {"honour_advisory": True}})
+    out = Path(res["out"])
+    got = _topic_messages(out, ("/drive_stack/reasoning", "/drive_stack/plan"))
+    adv = sorted((t, m.speed_cap, m.model) for t, m in got["/drive_stack/reasoning"])
+    assert adv and {a[2] for a in adv} == {"rule"} and any(a[1] >= 0 for a in adv)
+    capped = 0
+    for t, plan in got["/drive_stack/plan"]:
+        # the planner uses the newest advisory it has: the one 2 ticks old surely, a newer one maybe (executors' order)
+        sure = [a for a in adv if a[0] <= t - 0.1 + 1e-6]
+        maybe = [a for a in adv if t - 0.1 + 1e-6 < a[0] <= t + 1e-6]
+        if sure and sure[-1][1] >= 0 and t - sure[-1][0] <= 1.0 - 0.1:
+            allowed = max(c if c >= 0 else np.inf for _, c, _ in [sure[-1], *maybe])
+            assert plan.target_speed <= allowed + 1e-4, (t, plan.target_speed, sure[-1], maybe)
+            capped += int(np.isfinite(allowed))
+    assert capped > 10
+    assert "honouring the advisory of rule" in (out / "logs" / "planner.log").read_text()
