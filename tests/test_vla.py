@@ -149,24 +149,33 @@ def test_takeover_rows_pick_the_takeovers_and_the_seconds_before():
     assert len(takeover_rows(data, index, "none", 1.0)[0]) == 0
 
 
-def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, proc_town):
+@pytest.fixture(scope="module")
+def shadow_data(tmp_path_factory, proc_town):
+    """A shadow-mode collection: the committed perlad drives 2 random Proc0 routes, the expert takes over when
+    it steers more than 0.05 away (root/shadow, root/routes.xml)."""
+    from drivesim.dataset import CollectConfig, collect
+    from drivesim.routes.generate import random_routes
+    from drivesim.routes.xml import write_routes
+
+    root = tmp_path_factory.mktemp("shadow")
+    write_routes(random_routes(proc_town, 2, seed=8, min_length=150.0), root / "routes.xml")
+    idx = collect(CollectConfig(routes=str(root / "routes.xml"), out=str(root / "shadow"), workers=1, b2d=False,
+                                driver="perlad", takeover=True, takeover_steer=0.05), log=lambda *_: None)
+    assert sum((e.get("takeovers") or {}).get("count", 0) for e in idx["episodes"]) > 0
+    return root
+
+
+def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, proc_town, shadow_data):
     """Base data (the expert) + a shadow-mode collection (the committed perlad drives, the expert takes over): training
     moves the weights and lowers the loss, the pre-takeover frames carry precautionary commentary, the ONNX graphs
     match torch, and `--policy takevla` drives a route and explains itself in the vocabulary's words."""
-    from drivesim.dataset import CollectConfig, collect
     from drivesim.learn.vla import VLAConfig, make_stage, run_vla
     from drivesim.policies import ModelError, check_policy, find_model, make_policy
-    from drivesim.routes.generate import random_routes
-    from drivesim.routes.xml import write_routes
     from drivesim.sim.perception import ScenePerceiver
 
-    routes = tmp_path / "routes.xml"
-    write_routes(random_routes(proc_town, 2, seed=8, min_length=150.0), routes)
-    idx = collect(CollectConfig(routes=str(routes), out=str(tmp_path / "shadow"), workers=1, b2d=False, driver="perlad",
-                                takeover=True, takeover_steer=0.05), log=lambda *_: None)
-    assert sum((e.get("takeovers") or {}).get("count", 0) for e in idx["episodes"]) > 0
+    routes, shadow = shadow_data / "routes.xml", shadow_data / "shadow"
     cfg = VLAConfig(data=str(learn_dataset / "ds"), out=str(tmp_path / "vla"), workers=1, d_model=32, layers=1,
-                    epochs=3, batch_size=64, lr=3e-3, takeover_data=str(tmp_path / "shadow"), pre_takeover=2.0)
+                    epochs=3, batch_size=64, lr=3e-3, takeover_data=str(shadow), pre_takeover=2.0)
     stage = make_stage(cfg, log=lambda *_: None)
     init = {k: v.clone() for k, v in stage.model.state_dict().items()}
     counts = dict(json.loads((tmp_path / "vla" / "commentary_counts.json").read_text()))
@@ -201,3 +210,76 @@ def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, pro
         assert np.isfinite([ctl.throttle[0], ctl.steer[0], ctl.brake[0]]).all()
         adv = pol.explain(0)
         assert adv.text and "<unk>" not in adv.text and adv.advisory in ("stop", "slow_down", "proceed")
+
+
+def _scenario(agent_x=12.0, agent_speed=0.0, agent_y=0.0, kind=0, expert_speed=0.0):
+    """One dreaming scenario (the table's keys): the ego at 8 m/s on a straight road, one agent ahead at agent_x
+    moving along +y at agent_speed (its log, 10 Hz), the expert's plan straight ahead at expert_speed."""
+    s = _sample(ego_speed=8.0, plan_speed=expert_speed)
+    size = (0.6, 0.6) if kind == 1 else (4.5, 1.9)
+    _agent(s, 0, agent_x, agent_y, kind, length=size[0], width=size[1])
+    t = np.arange(1, K + 1) * 0.1
+    ra = np.zeros((N, K, 5), np.float32)
+    ra[0] = np.stack([np.full(K, agent_x), agent_y + agent_speed * t, np.zeros(K), np.full(K, size[0]),
+                      np.full(K, size[1])], -1)
+    rm = np.zeros((N, K), bool)
+    rm[0] = True
+    s.update(roll_agents=ra, roll_agents_mask=rm, agent_kind=np.r_[kind, -np.ones(N - 1)].astype(np.float32),
+             roll_unseen=np.zeros((U, K, 5), np.float32), lanes=np.zeros((16, 10, 10), np.float32),
+             lanes_mask=np.zeros(16, bool))
+    return s
+
+
+def test_dreaming_rollouts_score_against_the_expert_and_collisions():
+    """2 s at 5 Hz: the expert's own plan scores L2 0; driving on at 8 m/s into a car standing 12 m ahead collides
+    (the vehicle penalty); a perturbation keeps identity rows as recorded, moves what the policy sees with the
+    agent, and a time shift moves the replay."""
+    from drivesim.vla.dreaming import DreamSettings, perturb, rollout
+
+    s = DreamSettings()
+    sc = _table([_scenario()])
+    path = sc["path"]
+    r = rollout(sc, np.concatenate([path, path]), np.array([0.0, 8.0]), s)
+    assert r["expert"].shape == (1, 10, 3)
+    assert r["l2"][0] == pytest.approx(0.0, abs=1e-9) and r["collided"][0] == 0
+    assert r["collided"][1] == 1 and r["collision"][1] == s.collision_vehicle and r["l2"][1] > 3.0
+    assert r["total"][0] > r["total"][1]
+    # a pedestrian crossing at 3 m/s from 6 m left, 10 m ahead: the ego at 8 m/s passes first; 0.5 s earlier, it hits
+    cross = _table([_scenario(agent_x=10.0, agent_y=-6.0, agent_speed=3.0, kind=1, expert_speed=8.0)])
+    rng = np.random.default_rng(0)
+    same = perturb(cross, rng, s, H, identity=np.array([True]))
+    assert all(np.array_equal(same[k], cross[k]) for k in cross) and same["time_shift"][0] == 0
+    moved = perturb(cross, rng, DreamSettings(time_shift=0.0, position=1.0, speed_scale=0.0), H)
+    d = moved["roll_agents"][0, 0, 0, :2] - cross["roll_agents"][0, 0, 0, :2]
+    assert np.abs(d).max() > 0 and np.allclose(moved["agents"][0, 0, :2] * POS_SCALE - cross["agents"][0, 0, :2] * POS_SCALE, d, atol=1e-5)
+    early = dict(cross, time_shift=np.array([5]))
+    hits = [rollout(x, cross["path"], np.array([8.0]), s)["collided"][0] for x in (cross, early)]
+    assert hits == [0.0, 1.0]  # the ego passes before the walker reaches its lane; 0.5 s earlier it is there
+
+
+def test_scenario_dreaming_runs_grpo_on_the_takeover_scenarios(tmp_path, learn_dataset, shadow_data):
+    """train dreaming from a TakeVLA checkpoint on a shadow-mode collection: the scenarios are the takeovers and
+    the seconds before them, GRPO moves the action heads (the KL to the start grows from 0), the held-out curve
+    is logged, resume continues, and the result exports and loads as --policy takevla."""
+    from drivesim.learn.dreaming import DreamConfig, Dreaming, run_dreaming
+    from drivesim.learn.vla import VLAConfig, make_stage
+    from drivesim.policies import check_policy
+
+    shadow = shadow_data / "shadow"
+    make_stage(VLAConfig(data=str(learn_dataset / "ds"), out=str(tmp_path / "vla"), workers=1, d_model=32, layers=1,
+                         epochs=1, batch_size=64, supervision="none"), log=lambda *_: None).run()
+    cfg = DreamConfig(init=str(tmp_path / "vla" / "ckpt.pt"), takeover_data=str(shadow),
+                      out=str(tmp_path / "dream"), updates=6, states=16, group=4, eval_every=3, workers=1, lr=1e-3)
+    d = Dreaming(cfg, log=lambda *_: None)
+    assert len(d.tr) > 16 and d.heldout["time_shift"].shape == (len(d.heldout["speed"]),)
+    init = {k: v.clone() for k, v in d.model.state_dict().items()}
+    res = d.run()
+    steps = [h for h in res["history"] if "train" in h]
+    assert len(steps) == 6 and steps[0]["train"]["kl_speed"] == pytest.approx(0.0, abs=1e-6)
+    assert steps[-1]["train"]["kl_speed"] > 0 and all(np.isfinite(h["train"]["loss"]) for h in steps)
+    assert [h["update"] for h in res["history"] if "heldout" in h] == [0, 3, 6]
+    moved = [k for k, v in d.model.state_dict().items() if not torch.equal(v, init[k])]
+    assert any(k.startswith("speed_head") for k in moved) and any(k.startswith("path_head") for k in moved)
+    rep = run_dreaming(DreamConfig(**{**cfg.__dict__, "updates": 8, "resume": True}), log=lambda *_: None)
+    assert [h["update"] for h in rep["history"] if "train" in h][-2:] == [7, 8]
+    assert check_policy("takevla", rep["model"])["path"] == rep["model"]

@@ -461,6 +461,11 @@ def cmd_train(a) -> int:
         rep = run_vla(config_from_args(VLAConfig, a))
         print(json.dumps({"final_val": rep["metrics"]["final_val"], "model": rep["model"], "eval": rep.get("eval")},
                          indent=2))
+    elif a.sub == "dreaming":
+        from .learn.dreaming import DreamConfig, run_dreaming
+
+        rep = run_dreaming(config_from_args(DreamConfig, a))
+        print(json.dumps({k: rep.get(k) for k in ("first_heldout", "last_heldout", "model", "eval")}, indent=2))
     else:
         from .learn.pipeline import PipelineConfig, run_pipeline
 
@@ -770,6 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(fn=cmd_takeover_ingest)
 
     from .learn.configs import ILConfig, RLConfig, WMConfig
+    from .learn.dreaming import DreamConfig
     from .learn.pipeline import PipelineConfig
     from .learn.takead import TakeADConfig
     from .learn.vla import VLAConfig
@@ -783,7 +789,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("takead", TakeADConfig, "TakeAD rounds: the planner drives, the expert takes over in "
                             "shadow mode, then DAgger and DPO on the takeovers"),
                            ("takevla", VLAConfig, "TakeVLA (BEV raster + instruction -> commentary + path + speed) "
-                            "from scratch, with pre-takeover language supervision from shadow-mode takeovers")):
+                            "from scratch, with pre-takeover language supervision from shadow-mode takeovers"),
+                           ("dreaming", DreamConfig, "TakeVLA's Scenario Dreaming: GRPO in takeover scenarios rebuilt "
+                            "in the pseudo-simulator (2 s at 5 Hz, perturbed variants)")):
         q = tr.add_parser(name, help=hlp, description=f"{hlp}. Every option is a field of {cls.__name__}; unset "
                           "options keep the field's default.")
         dataclass_args(q, cls)

@@ -1,0 +1,279 @@
+"""`drive-stack train dreaming`: TakeVLA's Scenario Dreaming, GRPO in reconstructed takeover scenarios.
+
+Scenarios (vla/dreaming.py): the takeover starts and the `pre_takeover` seconds before them of shadow-mode
+collections (`--takeover-data`: `collect --takeover`, `train takead` rounds, `takeover ingest` of bags), each
+drawn as recorded or perturbed (agents' timing, positions, speeds; `perturbed` of the variants).
+Policy: TakeVLA's action heads as a stochastic policy: the target speed ~ Categorical(softmax(speed_logits /
+temperature)), the path ~ N(mu, sigma^2 I) around the predicted points; log pi(a | s) = log p(speed bin) +
+sum_i -||path_i - mu_i||^2 / (2 sigma^2) (+ a constant).
+GRPO: per scenario a group of `group` sampled actions, rolled out 2 s at 5 Hz (bicycle + deployed PID, agents
+replaying their log); reward = -(discounted mean L2 to the expert's trajectory) + collision term; advantages
+standardised within each group, A = (R - mean_g) / (std_g + eps); loss = -mean(A log pi(a | s)) + kl x KL(pi ||
+pi_ref) to the starting model (exact for the speed distribution, ||mu - mu_ref||^2 / (2 sigma^2) for the path)
++ w_text x the commentary's cross-entropy on the same scenarios (the language head keeps what it learned).
+Every `eval_every` updates: the greedy action on fixed held-out scenarios (other episodes, fixed perturbations):
+mean reward, L2 and collision rate (TensorBoard heldout/*, OUT/dreaming.json). Resume from OUT/ckpt.pt; the
+result is exported to OUT/model (vla.onnx + vla_text.onnx) and, with `eval_routes`, evaluated in closed loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..typed import check
+
+
+@dataclass
+class DreamConfig:
+    init: str = "results/train/takevla/ckpt.pt"  # the TakeVLA checkpoint to start from (train takevla's OUT/ckpt.pt)
+    takeover_data: str = ""  # shadow-mode collections with takeovers (comma-separated)
+    out: str = "results/train/dreaming"  # run directory
+    maps_dir: str | None = None  # OpenDRIVE folder of the collections' towns (Proc<seed> towns need none)
+    pre_takeover: float = 3.0  # [s] the window before each takeover whose frames are scenarios too
+    updates: int = 200  # GRPO updates
+    states: int = 32  # scenarios per update
+    group: int = 8  # sampled actions per scenario
+    perturbed: float = 0.75  # fraction of drawn scenarios that are perturbed variants (the rest as recorded)
+    temperature: float = 1.0  # of the speed distribution when sampling
+    sigma: float = 0.5  # [m] the path's Gaussian exploration (per point and axis)
+    lr: float = 1e-4  # AdamW learning rate
+    kl: float = 0.1  # weight of KL(pi || pi_ref) to the starting model
+    w_text: float = 0.1  # weight of the commentary cross-entropy (keeps the language head)
+    gamma: float = 0.9  # discount of the L2 term per rollout step (5 Hz)
+    horizon: float = 2.0  # [s] rollout length
+    collision: float = -10.0  # reward of an at-fault collision with a vehicle (pedestrian x1.5, static x0.5)
+    time_shift: float = 0.5  # [s] perturbation: agents' replay offset, +-
+    position: float = 1.0  # [m] perturbation: each agent's offset, +-
+    speed_scale: float = 0.2  # perturbation: each agent's motion scale, 1 +-
+    val_fraction: float = 0.1  # of the episodes, their scenarios held out (heldout/* curves)
+    eval_every: int = 20  # updates between held-out evaluations (0: only at the end)
+    eval_routes: str = ""  # after training: closed-loop evaluation of the exported model (never a reported set)
+    eval_seed: int = 0
+    seed: int = 0
+    threads: int = 2  # torch CPU threads
+    workers: int = 2  # feature-building processes
+    resume: bool = False  # continue from OUT/ckpt.pt
+
+    def __post_init__(self):
+        check(self)
+        if self.group < 2:
+            raise ValueError(f"group {self.group}: GRPO needs at least 2 actions per scenario")
+
+    def settings(self):
+        from ..vla.dreaming import DreamSettings
+
+        return DreamSettings(horizon=self.horizon, gamma=self.gamma, collision_vehicle=self.collision,
+                             collision_pedestrian=1.5 * self.collision, collision_static=0.5 * self.collision,
+                             time_shift=self.time_shift, position=self.position, speed_scale=self.speed_scale)
+
+
+def load_scenarios(cfg: DreamConfig, fcfg, log=print) -> dict[str, np.ndarray]:
+    """The scenario rows of every takeover collection (takeover starts and their pre-windows), with their
+    commentary tokens (the precaution on pre-window rows) and prompts."""
+    from ..dataset.collect import load_index
+    from ..vla.dreaming import SCENARIO_KEYS
+    from ..vla.language import commentary, encode, precaution, prompts
+    from .data import DataConfig, build_samples, concat_samples
+    from .vla import takeover_rows
+
+    parts = []
+    for root in [r for r in cfg.takeover_data.split(",") if r]:
+        d = build_samples(DataConfig(root, cfg.maps_dir, cfg.workers), fcfg, log)
+        rows, causes = takeover_rows(d, load_index(Path(root)), "pre", cfg.pre_takeover)
+        ctl = d["controller"].astype(int)
+        ep = d["episode"]
+        first = np.r_[True, (ctl[:-1] == 0) | (ep[1:] != ep[:-1])] & (ctl != 0)  # a takeover's first frame
+        rows = np.array([r for r in rows if r in causes or first[r]], np.int64)
+        sub = {k: d[k][rows] for k in (*SCENARIO_KEYS, "episode", "ego_future", "ego_future_mask", "agents_future",
+                                        "agents_future_mask")}
+        text = commentary(sub)
+        for i, r in enumerate(rows):
+            if int(r) in causes:
+                text[i] = precaution(causes[int(r)], sub, i) + " " + text[i]
+        sub["text"] = np.stack([encode(t) for t in text])
+        if parts:
+            sub["episode"] = sub["episode"] + max(int(p["episode"].max()) for p in parts) + 1
+        parts.append(sub)
+    if not parts:
+        raise ValueError("no --takeover-data: Scenario Dreaming rebuilds takeover scenarios from shadow-mode "
+                         "collections (collect --takeover, train takead rounds, takeover ingest)")
+    sc = concat_samples(parts) if len(parts) > 1 else parts[0]
+    sc["prompt"] = prompts(sc["ego"]).astype(np.float32)
+    return sc
+
+
+class Dreaming:
+    def __init__(self, cfg: DreamConfig, log=print):
+        from ..models.features import FeatureConfig
+        from ..models.vla import TakeVLA, VLANetConfig
+        from .train import split
+
+        self.cfg, self.log = cfg, log
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        ck = torch.load(cfg.init, weights_only=False, map_location="cpu")
+        self.init_ck = ck
+        self.fcfg = FeatureConfig(**ck["features"])
+        self.ncfg = VLANetConfig(**ck["net"])
+        self.model, self.ref = TakeVLA(self.ncfg), TakeVLA(self.ncfg)
+        self.model.load_state_dict(ck["model"])
+        self.ref.load_state_dict(ck["model"])
+        self.ref.eval()
+        for p in self.ref.parameters():
+            p.requires_grad_(False)
+        self.speeds = torch.as_tensor(self.ncfg.speeds(), dtype=torch.float32)
+        self.s = cfg.settings()
+        self.sc = load_scenarios(cfg, self.fcfg, log)
+        self.tr, self.va = split(self.sc, cfg.val_fraction, cfg.seed)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr)
+        self.update, self.history = 0, []
+        rng = np.random.default_rng(cfg.seed + 99)  # the fixed held-out scenarios: half as recorded, half perturbed
+        va = self.va[:256] if len(self.va) else self.tr[:64]
+        self.heldout = self._perturbed(va, rng, np.arange(len(va)) % 2 == 0)
+        if cfg.resume and (self.out / "ckpt.pt").exists():
+            ck = torch.load(self.out / "ckpt.pt", weights_only=False)
+            self.model.load_state_dict(ck["model"])
+            self.opt.load_state_dict(ck["opt"])
+            self.update, self.history = ck["update"], ck["history"]
+            log(f"resumed from {self.out / 'ckpt.pt'} at update {self.update}")
+
+    def _perturbed(self, idx: np.ndarray, rng: np.random.Generator, identity: np.ndarray) -> dict:
+        from ..vla.dreaming import perturb
+
+        sc = {k: v[idx] for k, v in self.sc.items()}
+        return perturb(sc, rng, self.s, self.fcfg.history, identity)
+
+    def _inputs(self, sc: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from ..vla.raster import raster
+
+        img = raster({k: sc[k] for k in ("route", "route_mask", "agents", "agents_mask", "lanes", "lanes_mask")},
+                     self.fcfg.history)
+        return (torch.from_numpy(img), torch.as_tensor(sc["ego"], dtype=torch.float32),
+                torch.as_tensor(sc["prompt"], dtype=torch.float32))
+
+    def _heads(self, model, x):
+        path, logits, mem, mask = model.encode(*x)
+        return path, F.log_softmax(logits / self.cfg.temperature, -1), mem, mask
+
+    def evaluate(self) -> dict[str, float]:
+        """The greedy action on the held-out scenarios."""
+        from ..vla.dreaming import rollout
+
+        self.model.eval()
+        with torch.no_grad():
+            path, logp, _, _ = self._heads(self.model, self._inputs(self.heldout))
+        self.model.train()
+        r = rollout(self.heldout, path.numpy(), self.speeds[logp.argmax(-1)].numpy(), self.s)
+        return {"reward": float(r["total"].mean()), "l2_m": float(r["l2"].mean()),
+                "collision_rate": float(r["collided"].mean())}
+
+    def step(self, rng: np.random.Generator) -> dict[str, float]:
+        from ..vla.dreaming import rollout
+        from ..vla.language import PAD
+
+        c, G = self.cfg, self.cfg.group
+        idx = rng.choice(self.tr, size=min(c.states, len(self.tr)), replace=False)
+        sc = self._perturbed(idx, rng, rng.random(len(idx)) >= c.perturbed)
+        x = self._inputs(sc)
+        path, logp, mem, mask = self._heads(self.model, x)
+        with torch.no_grad():  # the group's actions
+            bins = torch.multinomial(logp.exp().repeat_interleave(G, 0), 1)[:, 0]
+            noise = torch.randn(len(bins), *path.shape[1:]) * c.sigma
+            a_path = path.detach().repeat_interleave(G, 0) + noise
+            ref_path, ref_logp, _, _ = self._heads(self.ref, x)
+        r = rollout(sc, a_path.numpy(), self.speeds[bins].numpy(), self.s)
+        R = torch.as_tensor(r["total"], dtype=torch.float32).view(-1, G)
+        adv = ((R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + 1e-6)).view(-1)
+        lp = logp.repeat_interleave(G, 0).gather(1, bins[:, None])[:, 0]
+        lp = lp - ((a_path - path.repeat_interleave(G, 0)) ** 2).sum((1, 2)) / (2 * c.sigma ** 2)
+        pg = -(adv * lp).mean()
+        kl_speed = (logp.exp() * (logp - ref_logp)).sum(-1).mean()
+        kl_path = ((path - ref_path) ** 2).sum((1, 2)).mean() / (2 * c.sigma ** 2)
+        tokens = torch.as_tensor(sc["text"])
+        logits = self.model.text_logits(mem, mask, tokens[:, :-1])
+        keep = tokens[:, 1:] != PAD
+        l_text = F.cross_entropy(logits[keep], tokens[:, 1:][keep])
+        loss = pg + c.kl * (kl_speed + kl_path) + c.w_text * l_text
+        self.opt.zero_grad()
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.opt.step()
+        ent = -(logp.exp() * logp).sum(-1).mean()
+        return {"loss": float(loss.detach()), "reward": float(R.mean()), "l2_m": float(r["l2"].mean()),
+                "collision_rate": float(r["collided"].mean()), "kl_speed": float(kl_speed), "kl_path": float(kl_path),
+                "text": float(l_text), "entropy": float(ent), "grad_norm": float(gn)}
+
+    def save(self) -> None:
+        tmp = self.out / "ckpt.tmp.pt"
+        torch.save({**{k: v for k, v in self.init_ck.items() if k not in ("model", "opt", "sched")},
+                    "model": self.model.state_dict(), "opt": self.opt.state_dict(), "update": self.update,
+                    "history": self.history, "dream_config": asdict(self.cfg), "stage": "dreaming"}, tmp)
+        tmp.replace(self.out / "ckpt.pt")
+
+    def run(self) -> dict:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        c = self.cfg
+        (self.out / "config.json").write_text(json.dumps(asdict(c), indent=2))
+        tb = SummaryWriter(str(self.out / "tb"))
+        self.log(f"dreaming: {len(self.tr)} scenarios ({len(self.va)} held out), {c.states} x {c.group} rollouts "
+                 f"per update, from {c.init}")
+        if self.update == 0:
+            h = self.evaluate()
+            self.history.append({"update": 0, "heldout": h})
+            for k, v in h.items():
+                tb.add_scalar(f"heldout/{k}", v, 0)
+        bar = tqdm(range(self.update, c.updates), desc="dreaming", mininterval=1.0, initial=self.update, total=c.updates)
+        t0 = time.perf_counter()
+        for u in bar:
+            rng = np.random.default_rng(c.seed * 100003 + u)  # the same draws on resume
+            m = self.step(rng)
+            self.update = u + 1
+            for k, v in m.items():
+                tb.add_scalar(f"train/{k}", v, self.update)
+            bar.set_postfix(reward=f"{m['reward']:.2f}", coll=f"{m['collision_rate']:.2f}")
+            row = {"update": self.update, "train": m}
+            if (c.eval_every and self.update % c.eval_every == 0) or self.update == c.updates:
+                row["heldout"] = self.evaluate()
+                for k, v in row["heldout"].items():
+                    tb.add_scalar(f"heldout/{k}", v, self.update)
+                self.log(f"update {self.update}: held-out reward {row['heldout']['reward']:.3f}, L2 "
+                         f"{row['heldout']['l2_m']:.2f} m, collisions {row['heldout']['collision_rate']:.3f}")
+                self.save()
+            self.history.append(row)
+        tb.close()
+        self.save()
+        return {"history": self.history, "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def run_dreaming(cfg: DreamConfig, log=print) -> dict:
+    from .vla import export_vla
+
+    d = Dreaming(cfg, log)
+    res = d.run()
+    out = Path(cfg.out)
+    man = export_vla(out / "ckpt.pt", out / "model")
+    log(f"exported {out / 'model' / 'vla.onnx'} (sha256 {man['sha256'][:16]})")
+    rep = {"config": asdict(cfg), "history": res["history"], "model": str(out / "model" / "vla.onnx"),
+           "first_heldout": res["history"][0].get("heldout"), "last_heldout": res["history"][-1].get("heldout")}
+    if cfg.eval_routes:
+        from ..evaluation.evaluate import EvalConfig, evaluate
+
+        s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(out / "eval"), policy="takevla",
+                                model=str(out / "model" / "vla.onnx"), maps_dir=cfg.maps_dir, seed=cfg.eval_seed,
+                                workers=cfg.workers), log=log)
+        rep["eval"] = {k: s.get(k) for k in ("driving_score", "route_completion", "infraction_penalty",
+                                              "success_rate", "infractions", "average_ttc")}
+        log(f"dreaming eval DS {s['driving_score']:.2f} on {cfg.eval_routes}")
+    (out / "dreaming.json").write_text(json.dumps(rep, indent=2, default=str))
+    return rep
