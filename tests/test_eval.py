@@ -101,6 +101,7 @@ def test_eval_table_rows_and_seed_means(tmp_path):
         d.mkdir()
         (d / "summary.json").write_text(json.dumps({"driving_score": ds, "success_rate": sr, "efficiency": 100.0,
                                                     "comfortness": 50.0, "routes_evaluated": 3,
+                                                    "average_ttc": ds / 20.0,
                                                     "multi_ability": {"Merging": {"success_rate": sr}},
                                                     "multi_ability_mean": sr}))
         return str(d)
@@ -110,7 +111,8 @@ def test_eval_table_rows_and_seed_means(tmp_path):
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md.splitlines()
             if line.startswith("| ") and not line.startswith("| policy")}
     assert rows["a"][:2] == ["60.0", "30.0"] and rows["a"][-1] == "3"
-    assert rows["b"][:2] == ["65.0 ± 7.1", "30.0 ± 14.1"] and rows["b"][5] == "30.0" and rows["b"][-1] == "3 x 2 seeds"
+    assert rows["b"][:2] == ["65.0 ± 7.1", "30.0 ± 14.1"] and rows["b"][6] == "30.0" and rows["b"][-1] == "3 x 2 seeds"
+    assert rows["a"][4] == "3.00" and rows["b"][4] == "3.25 ± 0.35"  # average TTC [s], two decimals
     assert rows["c"][0].startswith("(no ")
 
 

@@ -88,23 +88,24 @@ def _summaries(spec: str | Path) -> tuple[list[dict], Path | None]:
 
 def summary_table(runs: dict[str, str | Path], title: str = "") -> str:
     """A Markdown table of evaluation summaries: {label: eval out dir (or summary.json)} -> DS, SR, Efficiency,
-    Comfortness, the five multi-ability success rates, routes. Missing runs are listed as such.
+    Comfortness, average TTC [s] (metrics/monitor.py; n/a in summaries older than it), the five multi-ability
+    success rates, routes. Missing runs are listed as such.
 
     A label may name several runs joined by '+' (the same policy under several seeds): its row holds their
     means, DS and SR as mean +- standard deviation, and the routes column says how many runs."""
     cols = ["Overtaking", "Merging", "Emergency_Brake", "Give_Way", "Traffic_Signs"]
-    head = "| policy | DS | SR % | Efficiency | Comfortness | " + " | ".join(cols) + " | ability mean | routes |"
+    head = "| policy | DS | SR % | Efficiency | Comfortness | avg TTC s | " + " | ".join(cols) + " | ability mean | routes |"
     lines = [f"**{title}**", "", head, "|" + "---|" * (head.count("|") - 1)] if title else [head, "|" + "---|" * (head.count("|") - 1)]
 
-    def fmt(vals: list, spread: bool = False) -> str:
+    def fmt(vals: list, spread: bool = False, digits: int = 1) -> str:
         vals = [v for v in vals if v is not None]
         if not vals:
             return "n/a"
         m = sum(vals) / len(vals)
         if spread and len(vals) > 1:
             sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
-            return f"{m:.1f} ± {sd:.1f}"
-        return f"{m:.1f}"
+            return f"{m:.{digits}f} ± {sd:.{digits}f}"
+        return f"{m:.{digits}f}"
 
     for label, spec in runs.items():
         ss, gone = _summaries(spec)
@@ -115,7 +116,7 @@ def summary_table(runs: dict[str, str | Path], title: str = "") -> str:
         routes = f"{ss[0]['routes_evaluated']}" + (f" x {len(ss)} seeds" if len(ss) > 1 else "")
         lines.append(f"| {label} | {fmt([s['driving_score'] for s in ss], True)} | "
                      f"{fmt([s['success_rate'] for s in ss], True)} | {fmt([s.get('efficiency') for s in ss])} | "
-                     f"{fmt([s.get('comfortness') for s in ss])} | "
+                     f"{fmt([s.get('comfortness') for s in ss])} | {fmt([s.get('average_ttc') for s in ss], True, 2)} | "
                      + " | ".join(fmt([a.get(c, {}).get("success_rate") for a in ab]) for c in cols)
                      + f" | {fmt([s.get('multi_ability_mean') for s in ss])} | {routes} |")
     return "\n".join(lines) + "\n"

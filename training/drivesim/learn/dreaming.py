@@ -208,9 +208,10 @@ class Dreaming:
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.opt.step()
         ent = -(logp.exp() * logp).sum(-1).mean()
-        return {"loss": float(loss.detach()), "reward": float(R.mean()), "l2_m": float(r["l2"].mean()),
-                "collision_rate": float(r["collided"].mean()), "kl_speed": float(kl_speed), "kl_path": float(kl_path),
-                "text": float(l_text), "entropy": float(ent), "grad_norm": float(gn)}
+        val = lambda x: float(x.detach())  # noqa: E731
+        return {"loss": val(loss), "reward": float(R.mean()), "l2_m": float(r["l2"].mean()),
+                "collision_rate": float(r["collided"].mean()), "kl_speed": val(kl_speed), "kl_path": val(kl_path),
+                "text": val(l_text), "entropy": val(ent), "grad_norm": float(gn)}
 
     def save(self) -> None:
         tmp = self.out / "ckpt.tmp.pt"

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Issue 20: TakeVLA, from scratch, and what pre-takeover language supervision and Scenario Dreaming add.
+#   1. data: the expert on the training suites (the committed planners' data: Proc1 + Proc2) and shadow-mode
+#      takeovers (the committed perlad drives the Proc2 suite, the expert takes over: TakeAD's collection);
+#   2. SFT variants on the same data and budget, chosen on the Proc3 validation suite (never a reported set):
+#      none (no takeover data), post (the takeovers only, TakeAD-style), pre (+ the PRE seconds before each
+#      takeover with precautionary commentary), pre_plain (the same frames, plain commentary);
+#   3. Scenario Dreaming (GRPO) from the pre model;
+#   4. the chosen models on the held-out procedural suite (Proc5) and the Bench2Drive routes of ../shared, over
+#      evaluation seeds, with average TTC; tables to OUT/*.md.
+# Usage: [EPOCHS=3] [UPDATES=200] [VARIANTS="none post pre"] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
+#        training/scripts/takevla_table.sh [OUT]          (2-core machine: about 90 minutes with the defaults)
+set -euo pipefail
+OUT=${1:-results/takevla}
+DS=${DS:-.venv/bin/drive-stack}
+EPOCHS=${EPOCHS:-3}
+UPDATES=${UPDATES:-200}
+PRE=${PRE:-3.0}
+VARIANTS=${VARIANTS:-none post pre}
+EVAL_SEEDS=${EVAL_SEEDS:-0 1}
+SHARED=${SHARED:-../shared}
+P=results/perlad
+T=results/takead
+mkdir -p "$OUT"
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/timings.log"; }
+
+# 1. data (collected once; reused if there)
+if [ -z "${BASE:-}" ]; then
+  for s in p1 p2; do
+    [ -f "$OUT/data_$s/index.json" ] || $DS collect --routes "$P/suite_train_$s.xml" --out "$OUT/data_$s" --workers 2 --no-anno
+  done
+  BASE="$OUT/data_p1,$OUT/data_p2"
+fi
+if [ -z "${TK:-}" ]; then
+  [ -f "$OUT/shadow_p2/index.json" ] || $DS collect --routes "$T/suite_p2.xml" --out "$OUT/shadow_p2" --workers 2 \
+      --no-anno --branches 0 --driver perlad --takeover --seed 1000
+  TK="$OUT/shadow_p2"
+fi
+stamp "data ready: base $BASE; takeovers $TK"
+
+# 2. SFT variants (validation: Proc3)
+for v in $VARIANTS; do
+  $DS train takevla --data "$BASE" --takeover-data "$TK" --supervision "$v" --pre-takeover "$PRE" --epochs "$EPOCHS" \
+      --out "$OUT/sft_$v" --eval-routes "$T/suite_p3.xml" --resume > "$OUT/sft_$v.log" 2>&1
+  stamp "sft $v: $(grep -o 'takevla eval DS [0-9.]*' "$OUT/sft_$v.log" | tail -1)"
+done
+
+# 3. Scenario Dreaming from the pre-takeover model
+if [ -f "$OUT/sft_pre/ckpt.pt" ] && [ "$UPDATES" -gt 0 ]; then
+  $DS train dreaming --init "$OUT/sft_pre/ckpt.pt" --takeover-data "$TK" --pre-takeover "$PRE" --updates "$UPDATES" \
+      --out "$OUT/dream" --eval-routes "$T/suite_p3.xml" --resume > "$OUT/dream.log" 2>&1
+  stamp "dreaming: $(grep -o 'dreaming eval DS [0-9.]*' "$OUT/dream.log" | tail -1)"
+fi
+
+# 4. held-out: Proc5 and the Bench2Drive routes (skipped with a message without ../shared)
+models=()
+for v in $VARIANTS; do models+=("sft_$v=$OUT/sft_$v/model/vla.onnx"); done
+[ -f "$OUT/dream/model/vla.onnx" ] && models+=("dream=$OUT/dream/model/vla.onnx")
+sets=("p5|$T/suite_p5.xml|")
+if [ -f "$SHARED/bench2drive/bench2drive220.xml" ]; then
+  sets+=("b2d|$SHARED/bench2drive/bench2drive220.xml|--maps-dir $SHARED/carla_maps")
+else
+  echo "no $SHARED/bench2drive: the Bench2Drive table is skipped"
+fi
+for set in "${sets[@]}"; do
+  IFS='|' read -r name routes extra <<< "$set"
+  runs=""
+  for m in "${models[@]}"; do
+    label=${m%%=*}; file=${m#*=}
+    dirs=""
+    for s in $EVAL_SEEDS; do
+      d="$OUT/eval_${name}_${label}_s$s"
+      # shellcheck disable=SC2086
+      [ -f "$d/summary.json" ] || $DS eval --routes "$routes" $extra --policy takevla --model "$file" --seed "$s" \
+          --workers 2 --out "$d" > "$d.log" 2>&1
+      dirs="${dirs:+$dirs+}$d"
+    done
+    runs="${runs:+$runs,}$label=$dirs"
+  done
+  $DS eval-table --runs "$runs" --infractions --title "TakeVLA on $name, eval seeds $EVAL_SEEDS" --out "$OUT/table_$name.md"
+  stamp "table $name"
+done
