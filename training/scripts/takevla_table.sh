@@ -8,7 +8,8 @@
 #   3. Scenario Dreaming (GRPO) from the pre model;
 #   4. the chosen models on the held-out procedural suite (Proc5) and the Bench2Drive routes of ../shared, over
 #      evaluation seeds, with average TTC; tables to OUT/*.md.
-# Usage: [EPOCHS=3] [UPDATES=200] [VARIANTS="none post pre"] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
+# Usage: [EPOCHS=3] [UPDATES=200] [VARIANTS="none post pre"] [HELD="none post pre dream": the models evaluated on
+#        the held-out sets] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
 #        training/scripts/takevla_table.sh [OUT]          (2-core machine: about 90 minutes with the defaults)
 set -euo pipefail
 OUT=${1:-results/takevla}
@@ -27,9 +28,10 @@ stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/timings.log"; }
 
 # 1. data (collected once; reused if there)
 if [ -z "${BASE:-}" ]; then
-  for s in p1 p2; do
-    [ -f "$OUT/data_$s/index.json" ] || $DS collect --routes "$P/suite_train_$s.xml" --out "$OUT/data_$s" --workers 2 --no-anno
-  done
+  # as training/scripts/perlad_table.sh collects them (Proc2 with recovery noise)
+  [ -f "$OUT/data_p1/index.json" ] || $DS collect --routes "$P/suite_train_p1.xml" --out "$OUT/data_p1" --workers 2 --no-anno
+  [ -f "$OUT/data_p2/index.json" ] || $DS collect --routes "$P/suite_train_p2.xml" --out "$OUT/data_p2" --workers 2 \
+      --no-anno --steer-noise 0.15 --speed-noise 1.5 --seed 100
   BASE="$OUT/data_p1,$OUT/data_p2"
 fi
 if [ -z "${TK:-}" ]; then
@@ -55,8 +57,10 @@ fi
 
 # 4. held-out: Proc5 and the Bench2Drive routes (skipped with a message without ../shared)
 models=()
-for v in $VARIANTS; do models+=("sft_$v=$OUT/sft_$v/model/vla.onnx"); done
-[ -f "$OUT/dream/model/vla.onnx" ] && models+=("dream=$OUT/dream/model/vla.onnx")
+for v in ${HELD:-$VARIANTS dream}; do
+  f="$OUT/sft_$v/model/vla.onnx"; [ "$v" = dream ] && f="$OUT/dream/model/vla.onnx"
+  [ -f "$f" ] && models+=("$v=$f")
+done
 sets=("p5|$T/suite_p5.xml|")
 if [ -f "$SHARED/bench2drive/bench2drive220.xml" ]; then
   sets+=("b2d|$SHARED/bench2drive/bench2drive220.xml|--maps-dir $SHARED/carla_maps")
