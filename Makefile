@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml ros2_ws/src/drive_stack/setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,ros,ray]'
+	$(PY) -m pip install -q -e '.[dev,ros,ray,vla]'
 	$(PY) -m pip install -q --no-deps -e ros2_ws/src/drive_stack
 	@rm -f $(VENV)/.setup-*
 	@touch $(STAMP)

@@ -478,7 +478,7 @@ def test_takevla_drives_and_explains_itself_in_the_stack(tmp_path):
     assert all(m.text and all(w in INDEX for w in m.text.split()) for _, m in msgs)
     assert {m.advisory for _, m in msgs} <= {"stop", "slow_down", "proceed"}
     log = (out / "logs" / "vla_reasoning.log").read_text()
-    assert "TakeVLA loaded" in log and "reasoning calls (takevla" in log
+    assert f"reasoner loaded: takevla {mid['sha256'][:16]}" in log and "reasoning calls (takevla" in log
 
 
 def test_the_planner_honours_the_reasoning_advisory(tmp_path):

@@ -283,3 +283,78 @@ def test_scenario_dreaming_runs_grpo_on_the_takeover_scenarios(tmp_path, learn_d
     rep = run_dreaming(DreamConfig(**{**cfg.__dict__, "updates": 8, "resume": True}), log=lambda *_: None)
     assert [h["update"] for h in rep["history"] if "train" in h][-2:] == [7, 8]
     assert check_policy("takevla", rep["model"])["path"] == rep["model"]
+
+
+def _tiny_vlm(folder):
+    """A LLaVA-style vision-language model with random weights, a word-level tokenizer and a CLIP image processor,
+    saved with save_pretrained (nothing downloaded): what the `hf` reasoner loads from a user's folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "<image>", *"instruction: say what you do next and why. i stop slow "
+             "down keep my speed for the red light turn left right at junction. follow lane. go straight".split()]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    ftok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", additional_special_tokens=["<image>"])
+    proc = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                             crop_size={"height": 32, "width": 32}),
+                          tokenizer=ftok, patch_size=8, vision_feature_select_strategy="default",
+                          num_additional_image_tokens=1)
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                       image_size=32, patch_size=8, projection_dim=32),
+        text_config=LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                                bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        image_token_index=vocab["<image>"], vision_feature_select_strategy="default", vision_feature_layer=-1)
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(cfg).save_pretrained(folder)
+    proc.save_pretrained(folder)
+    return set(vocab)
+
+
+def test_hf_reasoner_runs_a_local_vision_language_model(tmp_path, proc_town):
+    """The `hf` reasoner: a local transformers VLM (a tiny random LLaVA built here) sees the scene's BEV raster as
+    an image and the route instruction in its prompt; it generates words of its own vocabulary, and the advisory
+    follows the words. A folder that is no model is refused by name."""
+    pytest.importorskip("transformers", reason="transformers not installed: make setup installs the vla extra")
+    from drivesim.evaluation.runner import run_route
+    from drivesim.routes.generate import random_routes
+    from drivesim.routes.planner import plan_route
+    from drivesim.sim.perception import ScenePerceiver
+    from drivesim.vla.reasoners import ReasonerError, advisory_from_words, make_reasoner, raster_image
+
+    assert advisory_from_words("I stop for the red light.", 8.0) == ("stop", 0.0)
+    assert advisory_from_words("slow down, a walker", 8.0) == ("slow_down", 6.0)
+    assert advisory_from_words("keep my speed", 8.0) == ("proceed", -1.0)
+    img = raster_image(np.ones((7, 64, 64), np.float32))
+    assert img.size == (256, 256) and img.mode == "RGB"
+    words = _tiny_vlm(tmp_path / "vlm")
+    r = make_reasoner("hf", proc_town, str(tmp_path / "vlm"))
+    assert r.name == "hf vlm" and r.needs_map
+
+    spec = random_routes(proc_town, 1, seed=3, min_length=100.0)[0]
+    per = ScenePerceiver(proc_town, [plan_route(proc_town, spec)])
+    got = []
+
+    def observe(st):
+        if len(got) < 2 and int(round(float(st.state.t[0]) / 0.05)) % 20 == 0:
+            got.append(r.reason(per(st.state, st.lights)))
+
+    run_route(proc_town, spec, "rule", observer=observe)
+    assert len(got) == 2
+    for adv in got:
+        assert adv.text and set(adv.text.split()) <= words
+        assert adv.advisory == advisory_from_words(adv.text, 0.0)[0]
+    with pytest.raises(ReasonerError, match="no config.json"):
+        make_reasoner("hf", proc_town, str(tmp_path))

@@ -71,8 +71,8 @@ class PlannerParams(NodeParams):
 class ReasoningParams(NodeParams):
     rate_hz: float = 2.0  # [Hz of sim time] reasoning messages per second
     max_agents: int = 64  # agent slots of the scene (ego included)
-    model: str = "rule"  # rule (the rule reasoner) | takevla (TakeVLA's ONNX commentary; needs /carla/world_info)
-    model_file: str = ""  # takevla: a vla.onnx instead of <models dir>/takevla/vla.onnx
+    model: str = "rule"  # rule | takevla (TakeVLA's ONNX commentary) | hf (a local Hugging Face VLM); learned: need the map
+    model_file: str = ""  # takevla: a vla.onnx instead of <models dir>/takevla/vla.onnx; hf: the model's folder
     backend: Literal["auto", "tensorrt", "ort-cuda", "ort-cpu"] = "auto"  # inference backend for takevla
 
 

@@ -1,12 +1,13 @@
 """vla_reasoning: at `rate_hz` (default 2 Hz of sim time) turns the latest scene into reasoning text and an
 advisory (speed cap) on /drive_stack/reasoning, each message naming the model that produced it (`model` field).
 
-`model:=rule` (default): the rule reasoner (drivesim.stack.reasoner). `model:=takevla`: TakeVLA's exported ONNX
-graphs through the inference runtime (TensorRT on a GPU, else ONNX Runtime; `model_file` and `backend` override):
-once the map has arrived on /carla/world_info (its features include the lanes), every reasoning tick builds the
-features and the raster, runs the action graph and decodes the commentary greedily (drivesim.policies.vla); the
-advisory comes from the commentary and the model's chosen speed. The node reports up only once the model is
-loaded and warm. Each call's wall time is logged at the end (p50 / p99 / max), the figure `bench infer` measures.
+`model` picks the reasoner (drivesim.vla.reasoners): `rule` (default, the rule reasoner); `takevla` (TakeVLA's
+exported ONNX graphs through the inference runtime, TensorRT on a GPU else ONNX Runtime; `model_file` and
+`backend` override: features, raster, the action graph, greedy commentary); `hf` (a pretrained vision-language
+model from the local folder `model_file`, Hugging Face transformers, on the GPU when there is one). The learned
+ones wait for the map on /carla/world_info (their features include the lanes); the node reports up only once its
+reasoner is loaded and warm. Each call's wall time is logged at the end (p50 / p99 / max), the figure `bench
+infer` measures for takevla.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from carla_msgs.msg import CarlaWorldInfo
 from drive_stack_msgs.msg import PerceivedScene, Reasoning
 from drivesim.maps.opendrive import load_xodr_text
 from drivesim.sim.perception import ROUTE_POINTS
-from drivesim.stack.reasoner import rule_reasoning
+from drivesim.vla.reasoners import REASONERS, make_reasoner
 from rclpy.serialization import deserialize_message
 
 from . import convert
@@ -34,35 +35,29 @@ class VlaReasoning(StackNode):
         p = self.declare_params(ReasoningParams)
         self.period, self.max_agents = 1.0 / p.rate_hz, p.max_agents
         self.kind, self.model_file, self.backend = p.model, p.model_file, p.backend
-        if self.kind not in ("rule", "takevla"):
-            raise ValueError(f"vla_reasoning model {self.kind!r}: use rule or takevla")
-        self.policy = None
+        if self.kind not in REASONERS:
+            raise ValueError(f"vla_reasoning model {self.kind!r}: use one of {', '.join(REASONERS)}")
+        self.reasoner = None
         self.light_ids = None
-        self.model_name = "rule"
         self.last_t = -1e9
         self.call_ms: list[float] = []
         self.pub = self.create_publisher(Reasoning, T.REASONING, RELIABLE)
         # raw: most ticks are skipped by the rate, so only the ones used are deserialized
         self.create_subscription(PerceivedScene, T.SCENE, self._on_raw, RELIABLE, raw=True)
         if self.kind == "rule":
+            self.reasoner = make_reasoner("rule")
             self.announce_ready()
         else:
             self.create_subscription(CarlaWorldInfo, T.WORLD_INFO, self._on_map, LATCHED)
-            self.get_logger().info("TakeVLA waits for the map")
+            self.get_logger().info(f"reasoner {self.kind!r} waits for the map")
 
     def _on_map(self, msg: CarlaWorldInfo) -> None:
-        if self.policy is not None:
+        if self.reasoner is not None:
             return
-        from drivesim.policies import make_policy, warmup
-
         g = load_xodr_text(msg.map_name or "ros_map", msg.opendrive, source=T.WORLD_INFO)
-        self.policy = make_policy("takevla", 1, g=g, model=self.model_file or None, backend=self.backend)
-        warmup(self.policy)
+        self.reasoner = make_reasoner(self.kind, g, self.model_file or None, self.backend)
         self.light_ids = g.light_id
-        mid = self.policy.model_id
-        self.model_name = f"takevla {mid['sha256'][:16]}"
-        self.get_logger().info(f"TakeVLA loaded: {mid['path']} (sha256 {mid['sha256'][:16]}), "
-                               f"{self.policy.net.describe()}")
+        self.get_logger().info(f"reasoner loaded: {self.reasoner.name} ({self.reasoner.describe})")
         self.announce_ready()
 
     def _on_raw(self, data: bytes) -> None:
@@ -74,7 +69,7 @@ class VlaReasoning(StackNode):
 
     def _on_scene(self, msg: PerceivedScene) -> None:
         t = convert.to_sec(msg.header.stamp)
-        if self.kind == "takevla" and self.policy is None:
+        if self.reasoner is None:
             return  # no map yet (the stack is not up either)
         try:
             scene = convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS, light_ids=self.light_ids)
@@ -83,13 +78,9 @@ class VlaReasoning(StackNode):
             return
         self.last_t = t
         t0 = time.perf_counter()
-        if self.policy is None:
-            adv = rule_reasoning(scene)
-        else:
-            self.policy.plan(scene)
-            adv = self.policy.explain(0)
+        adv = self.reasoner.reason(scene)
         self.call_ms.append((time.perf_counter() - t0) * 1000)
-        out = Reasoning(text=adv.text, advisory=adv.advisory, speed_cap=float(adv.speed_cap), model=self.model_name)
+        out = Reasoning(text=adv.text, advisory=adv.advisory, speed_cap=float(adv.speed_cap), model=self.reasoner.name)
         out.header.stamp, out.header.frame_id = msg.header.stamp, "hero"
         out.source_stamp = msg.header.stamp
         self.pub.publish(out)
@@ -97,7 +88,8 @@ class VlaReasoning(StackNode):
     def close(self) -> None:
         if self.call_ms:
             ms = np.asarray(self.call_ms)
-            self.get_logger().info(f"{len(ms)} reasoning calls ({self.model_name}): p50 {np.percentile(ms, 50):.1f} ms, "
+            name = self.reasoner.name if self.reasoner is not None else self.kind
+            self.get_logger().info(f"{len(ms)} reasoning calls ({name}): p50 {np.percentile(ms, 50):.1f} ms, "
                                    f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms")
 
 
