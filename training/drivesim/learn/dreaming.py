@@ -3,13 +3,15 @@
 Scenarios (vla/dreaming.py): the takeover starts and the `pre_takeover` seconds before them of shadow-mode
 collections (`--takeover-data`: `collect --takeover`, `train takead` rounds, `takeover ingest` of bags), each
 drawn as recorded or perturbed (agents' timing, positions, speeds; `perturbed` of the variants).
-Policy: TakeVLA's action heads as a stochastic policy: the target speed ~ Categorical(softmax(speed_logits /
-temperature)), the path ~ N(mu, sigma^2 I) around the predicted points; log pi(a | s) = log p(speed bin) +
-sum_i -||path_i - mu_i||^2 / (2 sigma^2) (+ a constant).
+Policy: TakeVLA's action heads as a stochastic policy: a path anchor ~ Categorical(softmax(anchor_logits / T)),
+the path ~ N(mu_anchor, sigma^2 I) around that anchor's predicted points, the target speed ~
+Categorical(softmax(speed_logits / T)); log pi(a | s) = log p(anchor) + log p(speed bin) - sum_i ||path_i -
+mu_anchor,i||^2 / (2 sigma^2) (+ a constant).
 GRPO: per scenario a group of `group` sampled actions, rolled out 2 s at 5 Hz (bicycle + deployed PID, agents
 replaying their log); reward = -(discounted mean L2 to the expert's trajectory) + collision term; advantages
 standardised within each group, A = (R - mean_g) / (std_g + eps); loss = -mean(A log pi(a | s)) + kl x KL(pi ||
-pi_ref) to the starting model (exact for the speed distribution, ||mu - mu_ref||^2 / (2 sigma^2) for the path)
+pi_ref) to the starting model (exact for the anchor and speed distributions; for the paths, each anchor's
+||mu - mu_ref||^2 / (2 sigma^2) weighted by its probability)
 + w_text x the commentary's cross-entropy on the same scenarios (the language head keeps what it learned).
 Every `eval_every` updates: the greedy action on fixed held-out scenarios (other episodes, fixed perturbations):
 mean reward, L2 and collision rate (TensorBoard heldout/*, OUT/dreaming.json). Resume from OUT/ckpt.pt; the
@@ -124,7 +126,8 @@ class Dreaming:
         self.init_ck = ck
         self.fcfg = FeatureConfig(**ck["features"])
         self.ncfg = VLANetConfig(**ck["net"])
-        self.model, self.ref = TakeVLA(self.ncfg), TakeVLA(self.ncfg)
+        anchors = ck["model"]["anchors"].numpy()
+        self.model, self.ref = TakeVLA(self.ncfg, anchors), TakeVLA(self.ncfg, anchors)
         self.model.load_state_dict(ck["model"])
         self.ref.load_state_dict(ck["model"])
         self.ref.eval()
@@ -160,9 +163,11 @@ class Dreaming:
         return (torch.from_numpy(img), torch.as_tensor(sc["ego"], dtype=torch.float32),
                 torch.as_tensor(sc["prompt"], dtype=torch.float32))
 
-    def _heads(self, model, x):
-        path, logits, mem, mask = model.encode(*x)
-        return path, F.log_softmax(logits / self.cfg.temperature, -1), mem, mask
+    def _heads(self, model, x) -> dict[str, torch.Tensor]:
+        h = model.heads(*x)
+        h["logp_speed"] = F.log_softmax(h["speed_logits"] / self.cfg.temperature, -1)
+        h["logp_anchor"] = F.log_softmax(h["anchor_logits"] / self.cfg.temperature, -1)
+        return h
 
     def evaluate(self) -> dict[str, float]:
         """The greedy action on the held-out scenarios."""
@@ -170,9 +175,9 @@ class Dreaming:
 
         self.model.eval()
         with torch.no_grad():
-            path, logp, _, _ = self._heads(self.model, self._inputs(self.heldout))
+            h = self._heads(self.model, self._inputs(self.heldout))
         self.model.train()
-        r = rollout(self.heldout, path.numpy(), self.speeds[logp.argmax(-1)].numpy(), self.s)
+        r = rollout(self.heldout, h["path"].numpy(), self.speeds[h["logp_speed"].argmax(-1)].numpy(), self.s)
         return {"reward": float(r["total"].mean()), "l2_m": float(r["l2"].mean()),
                 "collision_rate": float(r["collided"].mean())}
 
@@ -184,33 +189,42 @@ class Dreaming:
         idx = rng.choice(self.tr, size=min(c.states, len(self.tr)), replace=False)
         sc = self._perturbed(idx, rng, rng.random(len(idx)) >= c.perturbed)
         x = self._inputs(sc)
-        path, logp, mem, mask = self._heads(self.model, x)
-        with torch.no_grad():  # the group's actions
-            bins = torch.multinomial(logp.exp().repeat_interleave(G, 0), 1)[:, 0]
-            noise = torch.randn(len(bins), *path.shape[1:]) * c.sigma
-            a_path = path.detach().repeat_interleave(G, 0) + noise
-            ref_path, ref_logp, _, _ = self._heads(self.ref, x)
+        h = self._heads(self.model, x)
+        rep = lambda t: t.repeat_interleave(G, 0)  # noqa: E731
+        with torch.no_grad():  # the group's actions: an anchor, its path with Gaussian noise, a speed bin
+            anchor = torch.multinomial(rep(h["logp_anchor"].exp()), 1)[:, 0]
+            bins = torch.multinomial(rep(h["logp_speed"].exp()), 1)[:, 0]
+            ar = torch.arange(len(anchor))
+            mu = rep(h["paths"])[ar, anchor]
+            a_path = mu + torch.randn_like(mu) * c.sigma
+            ref = self._heads(self.ref, x)
         r = rollout(sc, a_path.numpy(), self.speeds[bins].numpy(), self.s)
         R = torch.as_tensor(r["total"], dtype=torch.float32).view(-1, G)
         adv = ((R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + 1e-6)).view(-1)
-        lp = logp.repeat_interleave(G, 0).gather(1, bins[:, None])[:, 0]
-        lp = lp - ((a_path - path.repeat_interleave(G, 0)) ** 2).sum((1, 2)) / (2 * c.sigma ** 2)
+        # log pi(a | s) = log p(anchor) + log p(speed bin) - ||path - mu_anchor||^2 / (2 sigma^2) (+ const)
+        lp = (rep(h["logp_anchor"]).gather(1, anchor[:, None])[:, 0] + rep(h["logp_speed"]).gather(1, bins[:, None])[:, 0]
+              - ((a_path - rep(h["paths"])[ar, anchor]) ** 2).sum((1, 2)) / (2 * c.sigma ** 2))
         pg = -(adv * lp).mean()
-        kl_speed = (logp.exp() * (logp - ref_logp)).sum(-1).mean()
-        kl_path = ((path - ref_path) ** 2).sum((1, 2)).mean() / (2 * c.sigma ** 2)
+        kl_speed = (h["logp_speed"].exp() * (h["logp_speed"] - ref["logp_speed"])).sum(-1).mean()
+        kl_anchor = (h["logp_anchor"].exp() * (h["logp_anchor"] - ref["logp_anchor"])).sum(-1).mean()
+        # the path: the Gaussians' KL for each anchor, weighted by the anchor's probability
+        kl_path = (h["logp_anchor"].exp().detach() * ((h["paths"] - ref["paths"]) ** 2).sum((2, 3))).sum(-1).mean() / (
+            2 * c.sigma ** 2)
+        mem, mask = h["memory"], h["memory_mask"]
         tokens = torch.as_tensor(sc["text"])
         logits = self.model.text_logits(mem, mask, tokens[:, :-1])
         keep = tokens[:, 1:] != PAD
         l_text = F.cross_entropy(logits[keep], tokens[:, 1:][keep])
-        loss = pg + c.kl * (kl_speed + kl_path) + c.w_text * l_text
+        loss = pg + c.kl * (kl_speed + kl_anchor + kl_path) + c.w_text * l_text
         self.opt.zero_grad()
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.opt.step()
-        ent = -(logp.exp() * logp).sum(-1).mean()
+        ent = -(h["logp_speed"].exp() * h["logp_speed"]).sum(-1).mean()
         val = lambda x: float(x.detach())  # noqa: E731
         return {"loss": val(loss), "reward": float(R.mean()), "l2_m": float(r["l2"].mean()),
-                "collision_rate": float(r["collided"].mean()), "kl_speed": val(kl_speed), "kl_path": val(kl_path),
+                "collision_rate": float(r["collided"].mean()), "kl_speed": val(kl_speed), "kl_anchor": val(kl_anchor),
+                "kl_path": val(kl_path),
                 "text": val(l_text), "entropy": val(ent), "grad_norm": float(gn)}
 
     def save(self) -> None:

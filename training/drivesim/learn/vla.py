@@ -42,8 +42,9 @@ class VLAConfig(TrainConfig):
     supervision: Literal["pre", "pre_plain", "post", "none"] = "pre"  # what of the takeover data trains (module doc)
     pre_takeover: float = 3.0  # [s] the window before each takeover that gets precautionary commentary
     takeover_repeat: int = 1  # each selected takeover-data frame counts this many times per epoch
-    w_path: float = 1.0  # weight of the path regression loss (smooth L1, metres)
+    w_path: float = 1.0  # weight of the path losses (anchor classification + the anchor's smooth L1, metres)
     w_speed: float = 1.0  # weight of the target-speed classification loss
+    w_speed_change: float = 2.0  # extra weight of speed labels that differ from the current speed by > 1 m/s
     w_text: float = 0.5  # weight of the commentary loss (token cross-entropy)
     eval_routes: str = ""  # after training: evaluate the exported model on these routes (never a reported set)
     eval_seed: int = 0  # the evaluation's seed
@@ -141,7 +142,9 @@ def make_stage(cfg: VLAConfig, log=print):
             self._pad = PAD
 
         def make_model(self):
-            return TakeVLA(self.ncfg)
+            from ..models.nets import kmeans_anchors
+
+            return TakeVLA(self.ncfg, kmeans_anchors(self.data["path"][self.tr], self.ncfg.num_anchors, seed=self.cfg.seed))
 
         def fetch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
             idx = np.sort(np.asarray(idx))
@@ -154,22 +157,36 @@ def make_stage(cfg: VLAConfig, log=print):
             return out
 
         def losses(self, b):
-            path, speed_logits, logits = self.fwd(b["raster"], b["ego"], b["prompt"], b["text"][:, :-1])
+            """Anchor CE (the nearest anchor), smooth L1 of that anchor's path, target-speed CE with the frames
+            whose expert speed departs from the current one weighted 1 + w_speed_change (the copycat problem: the
+            ego's speed is an input, and "keep it" explains most labels), commentary CE."""
+            from ..models.features import SPEED_SCALE
+            from .train import SPEED_CHANGE, target_anchor
+
+            c = self.cfg
+            h = self.fwd(b["raster"], b["ego"], b["prompt"], b["text"][:, :-1])
             tgt = b["text"][:, 1:]
             keep = tgt != self._pad
+            logits = h["text_logits"]
             l_text = F.cross_entropy(logits[keep], tgt[keep])
+            a = target_anchor(b["path"], self.model.anchors)
+            ar = torch.arange(len(a), device=a.device)
+            l_anchor = F.cross_entropy(h["anchor_logits"], a)
+            l_path = F.smooth_l1_loss(h["paths"][ar, a], b["path"])
             sb = speed_bin(b["speed"], self.ncfg)
-            l_speed = F.cross_entropy(speed_logits, sb)
-            l_path = F.smooth_l1_loss(path, b["path"])
-            c = self.cfg
-            loss = c.w_path * l_path + c.w_speed * l_speed + c.w_text * l_text
+            change = (b["speed"] - b["ego"][:, 0] * SPEED_SCALE).abs() > SPEED_CHANGE
+            wt = 1.0 + c.w_speed_change * change.float()
+            l_speed = (F.cross_entropy(h["speed_logits"], sb, reduction="none") * wt).sum() / wt.sum()
+            loss = c.w_path * (l_anchor + l_path) + c.w_speed * l_speed + c.w_text * l_text
             with torch.no_grad():
                 tok_acc = (logits.argmax(-1)[keep] == tgt[keep]).float().mean()
                 seq_ok = ((logits.argmax(-1) == tgt) | ~keep).all(1).float().mean()
-                ade = (path - b["path"]).norm(dim=-1).mean()
-                sacc = (speed_logits.argmax(-1) == sb).float().mean()
-            return {"loss": loss, "path": l_path, "speed": l_speed, "text": l_text, "token_acc": tok_acc,
-                    "commentary_exact": seq_ok, "path_ade_m": ade, "speed_acc": sacc}
+                ade = (h["path"] - b["path"]).norm(dim=-1).mean()
+                sacc = (h["speed_logits"].argmax(-1) == sb).float().mean()
+                sacc_change = ((h["speed_logits"].argmax(-1) == sb) & change).float().sum() / change.sum().clamp(min=1)
+            return {"loss": loss, "anchor": l_anchor, "path": l_path, "speed": l_speed, "text": l_text,
+                    "token_acc": tok_acc, "commentary_exact": seq_ok, "path_ade_m": ade, "speed_acc": sacc,
+                    "speed_acc_changing": sacc_change}
 
     return _VLAStage(cfg, log)
 
@@ -189,7 +206,7 @@ def export_vla(ckpt: str | Path, out_dir: str | Path, name: str = "takevla") -> 
 
     ck = torch.load(ckpt, weights_only=False, map_location="cpu")
     ncfg = VLANetConfig(**ck["net"])
-    model = TakeVLA(ncfg)
+    model = TakeVLA(ncfg, ck["model"]["anchors"].numpy())
     model.load_state_dict(ck["model"])
     model.eval()
     out = Path(out_dir)

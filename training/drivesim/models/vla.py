@@ -5,8 +5,11 @@ Inputs: `raster` (B, C, H, W), the bird's-eye-view image of the perceived scene 
 speed); `prompt` (B, PROMPT_LEN) int64, the route instruction's tokens (vla/language.py).
 Encoder: a strided convolution and 4 x 4 patches turn the raster into (H/8 x W/8) vision tokens; with one ego token, the prompt's token
 embeddings and P + 1 learned action queries they pass through pre-norm self-attention layers (pads masked).
-Action: the P path queries regress the path points [m, ego frame] (SimLingo's path waypoints), the speed query
-scores S target speeds (0..max_speed) (its speed: what the deployed PID follows along the path).
+Action: path points [m, ego frame] (SimLingo's path waypoints) as a mixture: an anchor query scores A path anchors
+(k-means of the expert's paths, fixed at training start) and the P path queries regress each anchor's offsets;
+`path` is the best-scored anchor's path (a regressed mean path averages the modes: around an obstacle on the left
+or the right it drove straight into it); the speed query scores S target speeds (0..max_speed), what the deployed
+PID follows along the path.
 Language: a causal transformer decoder over the commentary tokens, cross-attending to the encoder's tokens
 (static shapes: the tokens are padded to MAX_LEN; `greedy` is the torch reference of the runtime's decoding).
 """
@@ -33,6 +36,7 @@ class VLANetConfig:
     dec_layers: int = 2
     ff: int = 128
     path_points: int = 6  # P (2 m apart, as the planner's)
+    num_anchors: int = 6  # A path anchors
     num_speeds: int = 13  # S, evenly 0..max_speed
     max_speed: float = 12.0  # [m/s]
     vocab: int = len(VOCAB)
@@ -75,10 +79,12 @@ class CrossDecoderBlock(nn.Module):
 
 
 class TakeVLA(nn.Module):
-    def __init__(self, cfg: VLANetConfig | None = None):
+    def __init__(self, cfg: VLANetConfig | None = None, anchors: np.ndarray | None = None):
         super().__init__()
         self.cfg = c = cfg or VLANetConfig()
         d = c.d_model
+        a = np.zeros((c.num_anchors, c.path_points, 2), np.float32) if anchors is None else anchors
+        self.register_buffer("anchors", torch.as_tensor(np.asarray(a, np.float32)))
         # a light stem, then 4 x 4 patches (ViT-style): 8 x 8 vision tokens of a 64 x 64 raster
         self.vision = nn.Sequential(nn.Conv2d(c.channels, 16, 3, 2, 1), nn.GELU(), nn.Conv2d(16, d, 4, 4))
         n_vis = (c.size // 8) ** 2
@@ -86,18 +92,20 @@ class TakeVLA(nn.Module):
         self.ego = mlp(EGO_DIM, d, d)
         self.tok = nn.Embedding(c.vocab, d)
         self.prompt_pos = nn.Parameter(torch.randn(c.prompt_len, d) * 0.02)
-        self.queries = nn.Parameter(torch.randn(c.path_points + 1, d) * 0.02)
+        self.queries = nn.Parameter(torch.randn(c.path_points + 2, d) * 0.02)  # P path, anchor, speed
         self.enc = nn.ModuleList([Attention(d, c.heads, c.ff) for _ in range(c.enc_layers)])
         self.enc_norm = nn.LayerNorm(d)
-        self.path_head = mlp(d, d, 2)
+        self.path_head = mlp(d, d, 2 * c.num_anchors)  # each path point's offset for every anchor
+        self.anchor_head = mlp(d, d, c.num_anchors)
         self.speed_head = mlp(d, d, c.num_speeds)
         self.text_pos = nn.Parameter(torch.randn(c.max_len, d) * 0.02)
         self.dec = nn.ModuleList([CrossDecoderBlock(d, c.heads, c.ff) for _ in range(c.dec_layers)])
         self.dec_norm = nn.LayerNorm(d)
         self.lm_head = nn.Linear(d, c.vocab)
 
-    def encode(self, raster: torch.Tensor, ego: torch.Tensor, prompt: torch.Tensor):
-        """-> path (B, P, 2) [m], speed_logits (B, S), memory (B, T, d), memory_mask (B, T) float."""
+    def heads(self, raster: torch.Tensor, ego: torch.Tensor, prompt: torch.Tensor) -> dict[str, torch.Tensor]:
+        """anchor_logits (B, A), paths (B, A, P, 2) [m], path (B, P, 2) (the best anchor's), speed_logits (B, S),
+        memory (B, T, d), memory_mask (B, T) float."""
         c = self.cfg
         B = raster.shape[0]
         prompt = prompt.long()  # (the ONNX graphs take every input as float32)
@@ -112,10 +120,19 @@ class TakeVLA(nn.Module):
         for blk in self.enc:
             x = blk(x, mask)
         x = self.enc_norm(x)
-        P = c.path_points
-        path = self.path_head(x[:, -(P + 1):-1]) * 10.0
-        speed_logits = self.speed_head(x[:, -1])
-        return path, speed_logits, x, mask
+        P, A = c.path_points, c.num_anchors
+        off = self.path_head(x[:, -(P + 2):-2]).reshape(B, P, A, 2).transpose(1, 2) * 2.0
+        paths = self.anchors + off
+        logits = self.anchor_head(x[:, -2])
+        best = logits.argmax(-1)
+        path = paths[torch.arange(B, device=raster.device), best]
+        return {"anchor_logits": logits, "paths": paths, "path": path, "speed_logits": self.speed_head(x[:, -1]),
+                "memory": x, "memory_mask": mask}
+
+    def encode(self, raster: torch.Tensor, ego: torch.Tensor, prompt: torch.Tensor):
+        """-> path (B, P, 2) [m], speed_logits (B, S), memory (B, T, d), memory_mask (B, T) float."""
+        h = self.heads(raster, ego, prompt)
+        return h["path"], h["speed_logits"], h["memory"], h["memory_mask"]
 
     def text_logits(self, memory: torch.Tensor, memory_mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """(B, L, vocab): the next-token logits after each of the (B, L) tokens (teacher forcing)."""
@@ -137,8 +154,10 @@ class TakeVLA(nn.Module):
         return tokens
 
     def forward(self, raster, ego, prompt, tokens):
-        path, speed_logits, mem, mask = self.encode(raster, ego, prompt)
-        return path, speed_logits, self.text_logits(mem, mask, tokens)
+        """Training: the heads (see `heads`) and `text_logits` after each of `tokens` (teacher forcing)."""
+        h = self.heads(raster, ego, prompt)
+        h["text_logits"] = self.text_logits(h["memory"], h["memory_mask"], tokens)
+        return h
 
 
 class ActionGraph(nn.Module):

@@ -3,7 +3,7 @@ tensors the planner sees (models/features.py), so the raster is identical in tra
 the ROS nodes (which rebuild the features from the scene message).
 
 Ego-centred, x forward = up, y right = right (CARLA-handed ego frame); SIZE x SIZE pixels of RES metres, the ego at
-row EGO_ROW (36 m ahead, 12 m behind), column SIZE / 2. Channels (1 where present, 0 elsewhere):
+row EGO_ROW (40.5 m ahead, 7.5 m behind), column SIZE / 2. Channels (1 where present, 0 elsewhere):
   0 lanes: lane centrelines; 1 route: the route ahead; 2 vehicles (emergency vehicles too), 3 pedestrians and
   cyclists, 4 static obstacles: filled boxes at their current pose; 5 stop lanes: the centrelines of lanes whose
   light is red or yellow; 6 history: the agents' centres at their earlier history steps (how they move).
@@ -17,7 +17,7 @@ from ..models.features import POS_SCALE, STEP_DIM
 
 SIZE = 64  # [px]
 RES = 0.75  # [m / px]
-EGO_ROW = 48
+EGO_ROW = 54
 CHANNELS = ("lanes", "route", "vehicles", "vulnerable", "obstacles", "stop_lanes", "history")
 KIND_CHANNEL = np.array([2, 3, 3, 4, 2])  # AgentKind -> channel
 _BOX_U, _BOX_V = np.meshgrid(np.linspace(-0.5, 0.5, 9), np.linspace(-0.5, 0.5, 5))
