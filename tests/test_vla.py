@@ -98,6 +98,15 @@ def test_commentary_of_hand_built_scenes():
     t = _table([ped, around])
     assert precaution("PREDICTED_COLLISION", t, 0, H) == "careful : i must brake early for the pedestrian ahead ."
     assert precaution("STEER_DISAGREEMENT", t, 1, H) == "careful : i must steer left ."
+    from drivesim.vla.language import language_metrics, parse_commentary
+
+    pre = "careful : i must brake early for the pedestrian ahead . " + txt[3]
+    assert parse_commentary(pre) == {"precaution": "careful : i must brake early for the pedestrian ahead",
+                                     "decision": "i speed up", "reason": "the road is clear", "hazard": "pedestrian"}
+    assert parse_commentary(txt[4])["decision"] == "i keep my speed and steer around to the left"
+    m = language_metrics([txt[0], "i slow down .", pre], [txt[0], txt[1], txt[3]])
+    assert m["decision_acc"] == 1.0 and m["reason_acc"] == pytest.approx(2 / 3, abs=1e-3) and m["exact"] == pytest.approx(1 / 3, abs=1e-3)
+    assert m["hazard_recall"] == 1.0 and m["hazard_precision"] == 1.0 and m["precaution_acc"] is None
     assert advisory("i stop for the red light .", 0.0) == ("stop", 0.0)
     assert advisory("careful : i must brake early .", 3.0) == ("slow_down", 3.0)
     assert advisory("i speed up : the road is clear .", 8.0) == ("proceed", -1.0)
@@ -169,7 +178,7 @@ def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, pro
     """Base data (the expert) + a shadow-mode collection (the committed perlad drives, the expert takes over): training
     moves the weights and lowers the loss, the pre-takeover frames carry precautionary commentary, the ONNX graphs
     match torch, and `--policy takevla` drives a route and explains itself in the vocabulary's words."""
-    from drivesim.learn.vla import VLAConfig, make_stage, run_vla
+    from drivesim.learn.vla import VLAConfig, language_eval, make_stage, run_vla
     from drivesim.policies import ModelError, check_policy, find_model, make_policy
     from drivesim.sim.perception import ScenePerceiver
 
@@ -191,6 +200,9 @@ def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, pro
     assert 0 <= rep["eval"]["driving_score"] <= 100
     onnx = str(tmp_path / "vla" / "model" / "vla.onnx")
     assert check_policy("takevla", onnx)["sha256"] == man["sha256"]
+    lm = language_eval(onnx, str(learn_dataset / "ds"), max_frames=30, workers=1, log=lambda *_: None)
+    assert lm["frames"] == 30 and all(0 <= lm[k] <= 1 for k in ("decision_acc", "reason_acc", "exact", "advisory_acc"))
+    assert lm["decision_acc"] > 0.3  # trained on these very frames (3 tiny epochs): it says what the expert does
     with pytest.raises(ModelError, match="no manifest vla_text.manifest.json"):
         check_policy("takevla", str(tmp_path / "vla" / "model" / "vla_text.onnx"))
     with pytest.raises(ModelError, match="kind 'planner', not a TakeVLA export"):

@@ -508,6 +508,16 @@ def cmd_eval_table(a) -> int:
     return 0
 
 
+def cmd_eval_language(a) -> int:
+    from .learn.vla import language_eval
+    from .policies import resolve_vla
+
+    m = language_eval(resolve_vla(a.model or None), a.data, a.maps_dir, a.max_frames, workers=a.workers)
+    _write_json(a.json, m)
+    print(json.dumps(m, indent=2))
+    return 0
+
+
 def cmd_export(a) -> int:
     if a.tensorrt:
         return cmd_export_tensorrt(a)
@@ -806,6 +816,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "kind, red lights, stop signs, lane departures, blocked), averaged over each label's runs")
     q.add_argument("--out", default=None, help="write the table here too (default: only printed)")
     q.set_defaults(fn=cmd_eval_table)
+    q = sub.add_parser("eval-language", help="TakeVLA's commentary against its labels on a collected dataset "
+                       "(decision, reason, hazard, precaution, advisory accuracy; greedy decoding as deployed)")
+    q.add_argument("--data", required=True, help="a collected dataset (the expert on held-out routes: "
+                   "drive-stack collect --no-anno)")
+    q.add_argument("--model", default="", help="a vla.onnx (default: the usual lookup of takevla)")
+    q.add_argument("--max-frames", type=int, default=2000, help="frames drawn evenly (default: %(default)s)")
+    q.add_argument("--workers", type=int, default=2, help="feature-building processes (default: %(default)s)")
+    q.add_argument("--json", help="write the result here too (default: none)")
+    maps_arg(q)
+    q.set_defaults(fn=cmd_eval_language)
     q = sub.add_parser("export", help="export a training checkpoint to ONNX (static shapes) with its manifest, or "
                        "build an ONNX model's TensorRT engine into the engine cache (--tensorrt)")
     q.add_argument("--ckpt", default=None, help="a stage's checkpoint (OUT/ckpt.pt of train il|wm|rl) (default: none; "

@@ -272,3 +272,39 @@ def run_vla(cfg: VLAConfig, log=print) -> dict:
         log(f"takevla eval DS {s['driving_score']:.2f} on {cfg.eval_routes}")
     (out / "takevla.json").write_text(json.dumps(rep, indent=2, default=str))
     return rep
+
+
+def language_eval(model: str | Path, data: str, maps_dir: str | None = None, max_frames: int = 2000, seed: int = 0,
+                  workers: int = 2, log=print) -> dict:
+    """The language metrics (vla/language.language_metrics) of an exported TakeVLA on a collected dataset (the
+    expert on held-out routes; never training data): for up to `max_frames` frames drawn evenly, the commentary
+    the deployed graphs decode greedily against the label the same frame would get. Also the decision's advisory
+    against the label's."""
+    from ..models.features import FeatureConfig
+    from ..policies.vla import VLARuntime
+    from ..vla.language import advisory, commentary, language_metrics, prompts
+    from ..vla.raster import raster
+    from .data import DataConfig, build_samples
+
+    rt = VLARuntime(model, "ort-cpu")
+    fcfg = FeatureConfig(**rt.manifest["features"])
+    d = build_samples(DataConfig(data, maps_dir, workers), fcfg, log)
+    n = len(d["speed"])
+    idx = np.unique(np.linspace(0, n - 1, min(max_frames, n)).astype(int))
+    sub = {k: v[idx] for k, v in d.items() if not k.startswith("wmb_")}
+    labels = commentary(sub, fcfg.history)
+    img = raster({k: sub[k] for k in FEATURE_KEYS}, fcfg.history)
+    prm = prompts(sub["ego"]).astype(np.float32)
+    preds, adv_ok = [], []
+    for i in range(len(idx)):
+        out = rt.action({"raster": img[i:i + 1], "ego": sub["ego"][i:i + 1].astype(np.float32), "prompt": prm[i:i + 1]})
+        text, _ = rt.commentary(out["memory"], out["memory_mask"])
+        preds.append(text)
+        v = float(rt.speeds[int(np.argmax(out["speed_logits"][0]))])
+        adv_ok.append(advisory(text, v)[0] == advisory(labels[i], float(sub["speed"][i]))[0])
+    m = language_metrics(preds, labels)
+    m["advisory_acc"] = round(float(np.mean(adv_ok)), 4) if adv_ok else None
+    m["model"] = str(model)
+    m["data"] = str(data)
+    m["examples"] = [{"label": labels[i], "predicted": preds[i]} for i in range(0, len(preds), max(len(preds) // 8, 1))][:8]
+    return m

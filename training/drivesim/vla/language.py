@@ -196,3 +196,54 @@ def advisory(text: str, speed: float) -> tuple[str, float]:
     if text.startswith(("i slow down", "careful")):
         return "slow_down", max(float(speed), 0.0)
     return "proceed", -1.0
+
+
+_ACTIONS = ("i stay stopped", "i stop", "i slow down", "i speed up", "i keep my speed")
+
+
+def parse_commentary(text: str) -> dict[str, str]:
+    """A commentary's parts (the grammar of `commentary` / `precaution`): precaution ('' or its clause), decision
+    (the action, with the lateral part), reason ('' if none), hazard ('' or the hidden agent's kind). Text outside
+    the grammar parses to what it can: an unknown decision is ''."""
+    t = " ".join(text.split())
+    out = {"precaution": "", "decision": "", "reason": "", "hazard": ""}
+    if t.startswith("careful :"):
+        head, _, t = t.partition(" . ")
+        out["precaution"] = head
+    first, _, rest = t.partition(" . ")
+    first = first.removesuffix(" .")
+    act = next((a for a in _ACTIONS if first.startswith(a)), "")
+    if act:
+        tail = first[len(act):].strip()
+        lateral = ""
+        for side in ("left", "right"):
+            s = f"and steer around to the {side}"
+            if tail.startswith(s):
+                lateral, tail = " " + s, tail[len(s):].strip()
+        out["decision"] = act + lateral
+        out["reason"] = tail.removeprefix(": ").strip()
+    if "watch for a hidden" in rest:
+        out["hazard"] = rest.split("watch for a hidden", 1)[1].split(".")[0].strip()
+    return out
+
+
+def language_metrics(predicted: list[str], labels: list[str]) -> dict[str, float]:
+    """Agreement of predicted commentaries with their labels: decision (the action and lateral part), reason
+    (what it stops / slows / yields for), hazard (the hidden agent named, on the frames whose label names one:
+    recall; and on the frames whose prediction names one: precision), precaution (on the frames whose label has
+    one), exact match. Fractions in [0, 1]; None where no frame counts."""
+    P = [parse_commentary(p) for p in predicted]
+    L = [parse_commentary(x) for x in labels]
+
+    def frac(pairs):
+        pairs = list(pairs)
+        return round(sum(pairs) / len(pairs), 4) if pairs else None
+
+    return {"frames": len(L),
+            "decision_acc": frac(p["decision"] == q["decision"] for p, q in zip(P, L, strict=True)),
+            "reason_acc": frac(p["reason"] == q["reason"] for p, q in zip(P, L, strict=True)),
+            "hazard_recall": frac(p["hazard"] == q["hazard"] for p, q in zip(P, L, strict=True) if q["hazard"]),
+            "hazard_precision": frac(p["hazard"] == q["hazard"] for p, q in zip(P, L, strict=True) if p["hazard"]),
+            "precaution_acc": frac(p["precaution"] == q["precaution"] for p, q in zip(P, L, strict=True)
+                                   if q["precaution"]),
+            "exact": frac(" ".join(p.split()) == " ".join(q.split()) for p, q in zip(predicted, labels, strict=True))}
