@@ -477,6 +477,20 @@ def test_takevla_drives_and_explains_itself_in_the_stack(tmp_path):
     assert {m.model for _, m in msgs} == {f"takevla {mid['sha256'][:16]}"}
     assert all(m.text and all(w in INDEX for w in m.text.split()) for _, m in msgs)
     assert {m.advisory for _, m in msgs} <= {"stop", "slow_down", "proceed"}
+    # `drive-stack bag timeline`: the reasoning in stamp order, each line naming the model
+    import contextlib
+    import io
+
+    from drivesim.cli import main as cli_main
+
+    buf = io.StringIO()
+    seg = sorted((out / "bags" / "continuous").glob("seg_*"))[0]
+    with contextlib.redirect_stdout(buf):
+        assert cli_main(["bag", "timeline", str(seg)]) == 0
+    lines = buf.getvalue().splitlines()
+    assert lines and all(f"[takevla {mid['sha256'][:16]}]" in line for line in lines)
+    stamps = [float(line.split()[0]) for line in lines]
+    assert stamps == sorted(stamps) and stamps[0] == pytest.approx(0.0, abs=0.01)
     log = (out / "logs" / "vla_reasoning.log").read_text()
     assert f"reasoner loaded: takevla {mid['sha256'][:16]}" in log and "reasoning calls (takevla" in log
 

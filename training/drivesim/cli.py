@@ -376,6 +376,44 @@ def cmd_bag_info(a) -> int:
     return 0
 
 
+TIMELINE_TOPICS = "/drive_stack/takeover,/drive_stack/reasoning"
+
+
+def timeline_line(topic: str, msg) -> str:
+    """One message as a timeline line: its stamp [s], topic and the fields a reader wants."""
+    from .stack.wire import stamp_sec
+
+    t = stamp_sec(msg.header.stamp) if hasattr(msg, "header") else float("nan")
+    if msg.__msgtype__.endswith("/Reasoning"):
+        cap = f", cap {msg.speed_cap:.1f} m/s" if msg.speed_cap >= 0 else ""
+        what = f"[{msg.model}] {msg.advisory}{cap}: {msg.text}"
+    elif msg.__msgtype__.endswith("/TakeoverEvent"):
+        what = f"TAKEOVER {msg.cause_name} ({msg.detail}) -> {msg.controller} for {msg.duration:.1f} s"
+    else:
+        what = msg.__msgtype__
+    return f"{t:8.2f}  {topic:<26} {what}"
+
+
+def cmd_bag_timeline(a) -> int:
+    from .dataset.ingest import read_messages
+    from .stack.bags import BagError
+
+    try:
+        msgs, _ = read_messages(Path(a.bag), warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    except BagError as e:
+        print(f"drive-stack: error: {e}", file=sys.stderr)
+        return 2
+    topics = [t for t in a.topics.split(",") if t]
+    rows = sorted((timeline_line(t, m) for t in topics for _, m in msgs.get(t, [])),
+                  key=lambda line: float(line.split()[0]))
+    for r in rows:
+        print(r)
+    missing = [t for t in topics if t not in msgs]
+    if missing:
+        print(f"(not in this bag: {', '.join(missing)})", file=sys.stderr)
+    return 0
+
+
 def cmd_takeover_ingest(a) -> int:
     from .dataset.ingest import ingest
     from .stack.bags import BagError
@@ -768,12 +806,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("root", help="dataset folder (collect --out)")
     q.add_argument("--json", help="write the statistics here too (default: none)")
     q.set_defaults(fn=cmd_dataset_stats)
-    g = sub.add_parser("bag", help="recorded bags: info").add_subparsers(dest="sub", required=True,
+    g = sub.add_parser("bag", help="recorded bags: info, timeline").add_subparsers(dest="sub", required=True,
                                                                          metavar="SUBCOMMAND")
     q = g.add_parser("info", help="topics, message counts and time window of a bag (rosbags AnyReader)")
     q.add_argument("bag", help="bag folder (metadata.yaml + .mcap), e.g. OUT/bags/takeover_000_t00005.00 of a "
                    "stack run")
     q.set_defaults(fn=cmd_bag_info)
+    q = g.add_parser("timeline", help="the reasoning (model, advisory, text) and the takeover events of a bag, in "
+                     "stamp order")
+    q.add_argument("bag", help="bag folder (a takeover or continuous bag of `drive-stack-ros stack run`)")
+    q.add_argument("--topics", default=TIMELINE_TOPICS, help="comma-separated (default: %(default)s)")
+    q.set_defaults(fn=cmd_bag_timeline)
     g = sub.add_parser("takeover", help="takeover bags as training data").add_subparsers(
         dest="sub", required=True, metavar="SUBCOMMAND")
     q = g.add_parser("ingest", help="turn the stack's takeover bags into a dataset (collect's format: train il|takead "

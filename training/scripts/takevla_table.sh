@@ -7,7 +7,8 @@
 #      takeover with precautionary commentary), pre_plain (the same frames, plain commentary);
 #   3. Scenario Dreaming (GRPO) from the pre model;
 #   4. the chosen models on the held-out procedural suite (Proc5) and the Bench2Drive routes of ../shared, over
-#      evaluation seeds, with average TTC; tables to OUT/*.md.
+#      evaluation seeds, with average TTC; tables to OUT/*.md;
+#   5. language metrics (decision, reason, hazard, advisory) on the expert's collections of those routes.
 # Usage: [EPOCHS=3] [UPDATES=200] [VARIANTS="none post pre"] [HELD="none post pre dream": the models evaluated on
 #        the held-out sets] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
 #        training/scripts/takevla_table.sh [OUT]          (2-core machine: about 90 minutes with the defaults)
@@ -84,4 +85,19 @@ for set in "${sets[@]}"; do
   done
   $DS eval-table --runs "$runs" --infractions --title "TakeVLA on $name, eval seeds $EVAL_SEEDS" --out "$OUT/table_$name.md"
   stamp "table $name"
+done
+
+# 5. language metrics on the expert's held-out collections (evaluation only: the same routes as the tables)
+for set in "${sets[@]}"; do
+  IFS='|' read -r name routes extra <<< "$set"
+  # shellcheck disable=SC2086
+  [ -f "$OUT/expert_$name/index.json" ] || $DS collect --routes "$routes" $extra --out "$OUT/expert_$name" --workers 2 \
+      --no-anno --branches 0 > "$OUT/expert_$name.log" 2>&1
+  for m in "${models[@]}"; do
+    label=${m%%=*}; file=${m#*=}
+    # shellcheck disable=SC2086
+    [ -f "$OUT/language_${name}_$label.json" ] || $DS eval-language --data "$OUT/expert_$name" $extra --model "$file" \
+        --json "$OUT/language_${name}_$label.json" > /dev/null
+  done
+  stamp "language $name"
 done
