@@ -1,5 +1,6 @@
 """ros2 launch drive_stack bench2drive.launch.py [sim:=carla|pseudo] [params_file:=...] [policy:=rule]
                                                 [perception:=privileged|sensors] [model:=planner.onnx]
+                                                [reasoning:=rule|takevla|hf] [reasoning_model:=...]
 
 For a ROS 2 install (the Leaderboard 2.0 ROS agent runs `ros2 launch <package> <launch_file> k:=v ...`; in CARLA
 that agent is launch/drive_stack_agent.py, whose get_ros_entrypoint() passes sim, perception, policy and, when
@@ -25,6 +26,8 @@ def _nodes(context):
     policy = LaunchConfiguration("policy").perform(context)
     model = LaunchConfiguration("model").perform(context)
     perception = LaunchConfiguration("perception").perform(context)
+    reasoning = LaunchConfiguration("reasoning").perform(context)
+    reasoning_model = LaunchConfiguration("reasoning_model").perform(context)
     out = []
     for spec in nodes_for(sim):
         extra = {"use_sim_time": True}
@@ -34,6 +37,10 @@ def _nodes(context):
             extra["policy"] = policy
             if model:
                 extra["model"] = model
+        if spec.name == "vla_reasoning":
+            extra["model"] = reasoning
+            if reasoning_model:
+                extra["model_file"] = reasoning_model
         out.append(Node(package="drive_stack", executable=spec.executable, name=spec.name, output="screen",
                         parameters=[params, extra], emulate_tty=True))
     return out
@@ -44,7 +51,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("sim", default_value="carla", description="carla (bridge + leaderboard) or pseudo"),
         DeclareLaunchArgument("params_file", default_value=default_params),
-        DeclareLaunchArgument("policy", default_value="rule", description="planner policy: rule | expert | il | perlad | perlad_logreplay | takead"),
+        DeclareLaunchArgument("policy", default_value="rule", description="planner policy: rule | expert | il | perlad | perlad_logreplay | takead | takevla"),
         DeclareLaunchArgument("perception", default_value="privileged", choices=["privileged", "sensors"],
                               description="what the stack perceives from in CARLA: privileged (the bridge's pseudo "
                                           "sensors: objects, odometry, traffic lights, the OpenDRIVE map) or sensors "
@@ -52,5 +59,11 @@ def generate_launch_description():
         DeclareLaunchArgument("model", default_value="",
                               description="learned policies: an ONNX planner instead of <models dir>/<policy>/"
                                           "planner.onnx (the planner's `model` parameter; empty: that default)"),
+        DeclareLaunchArgument("reasoning", default_value="rule", choices=["rule", "takevla", "hf"],
+                              description="the vla_reasoning node's reasoner: rule, takevla (TakeVLA's ONNX graphs) or "
+                                          "hf (a local Hugging Face vision-language model folder: reasoning_model)"),
+        DeclareLaunchArgument("reasoning_model", default_value="",
+                              description="takevla: a vla.onnx instead of <models dir>/takevla/vla.onnx; hf: the "
+                                          "model's folder (the node's `model_file` parameter)"),
         OpaqueFunction(function=_nodes),
     ])
