@@ -1,4 +1,4 @@
-"""Rule-based reasoning: what the VLA node says about a scene until the learned VLA lands (same interface).
+"""Rule-based reasoning: the vla_reasoning node's default reasoner (`model:=rule`; vla/reasoners.py has the others).
 
 Input: a single-env PerceivedScene (ego frame, CARLA handedness). Output: text that names the facts that
 matter for the next seconds (lead agent, crossing pedestrians, light/stop sign ahead, route command) and an
