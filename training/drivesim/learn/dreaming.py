@@ -271,12 +271,27 @@ class Dreaming:
         return {"history": self.history, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
+def dreaming_curves(history: list[dict], png: str | Path) -> Path:
+    """OUT/curves.png: the training reward, collision rate and KL (raw faint, moving average), and the held-out
+    reward, L2 and collision rate of the greedy action."""
+    from .pipeline import plot_curves
+
+    tr = [h for h in history if "train" in h]
+    ho = [h for h in history if "heldout" in h]
+    series = {f"train {k}": ([h["update"] for h in tr], [h["train"][k] for h in tr])
+              for k in ("reward", "collision_rate", "kl_speed")}
+    series.update({f"held-out {k}": ([h["update"] for h in ho], [h["heldout"][k] for h in ho])
+                   for k in ("reward", "l2_m", "collision_rate")})
+    return plot_curves(series, png, "Scenario Dreaming (GRPO)")
+
+
 def run_dreaming(cfg: DreamConfig, log=print) -> dict:
     from .vla import export_vla
 
     d = Dreaming(cfg, log)
     res = d.run()
     out = Path(cfg.out)
+    dreaming_curves(res["history"], out / "curves.png")
     man = export_vla(out / "ckpt.pt", out / "model")
     log(f"exported {out / 'model' / 'vla.onnx'} (sha256 {man['sha256'][:16]})")
     rep = {"config": asdict(cfg), "history": res["history"], "model": str(out / "model" / "vla.onnx"),
