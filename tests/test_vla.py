@@ -292,6 +292,7 @@ def test_scenario_dreaming_runs_grpo_on_the_takeover_scenarios(tmp_path, learn_d
     assert [h["update"] for h in res["history"] if "heldout" in h] == [0, 3, 6]
     moved = [k for k, v in d.model.state_dict().items() if not torch.equal(v, init[k])]
     assert any(k.startswith("speed_head") for k in moved) and any(k.startswith("path_head") for k in moved)
+    assert not [k for k in moved if k.startswith(("dec.", "lm_head."))]  # w_text 0: the language decoder is frozen
     rep = run_dreaming(DreamConfig(**{**cfg.__dict__, "updates": 8, "resume": True}), log=lambda *_: None)
     assert [h["update"] for h in rep["history"] if "train" in h][-2:] == [7, 8]
     assert check_policy("takevla", rep["model"])["path"] == rep["model"]
