@@ -8,15 +8,26 @@
 #   docker/models.sh verify DIR       in a build: every MODEL_SHA256_<NAME> variable must be set and equal the
 #                                     sha256 of DIR/<name>/<kind>.onnx; exits 1 naming the first mismatch
 #
-# <NAME> is the model folder upper-cased (perlad_logreplay -> PERLAD_LOGREPLAY).
+# <NAME> is the model folder upper-cased (perlad_logreplay -> PERLAD_LOGREPLAY); a folder with several graphs names
+# its first (sorted) by the folder and the others <FOLDER>_<STEM> (takevla/vla.onnx -> TAKEVLA, takevla/vla_text.onnx
+# -> TAKEVLA_VLA_TEXT).
 set -euo pipefail
+
+name_of() {
+  local f="$1" d first n
+  d="$(dirname "$f")"
+  n="$(basename "$d" | tr '[:lower:]' '[:upper:]')"
+  first="$(find "$d" -maxdepth 1 -name '*.onnx' | sort | head -n 1)"
+  [ "$f" = "$first" ] || n="${n}_$(basename "$f" .onnx | tr '[:lower:]' '[:upper:]')"
+  echo "$n"
+}
 
 cmd="${1:-}"
 case "$cmd" in
   args|env)
     repo="${2:-$(cd "$(dirname "$0")/.." && pwd)}"
     for f in "$repo"/models/*/*.onnx; do
-      name="$(basename "$(dirname "$f")" | tr '[:lower:]' '[:upper:]')"
+      name="$(name_of "$f")"
       sha="$(sha256sum "$f" | cut -d' ' -f1)"
       if [ "$cmd" = args ]; then printf -- '--build-arg MODEL_SHA256_%s=%s ' "$name" "$sha"; else echo "MODEL_SHA256_$name=$sha"; fi
     done
@@ -26,7 +37,7 @@ case "$cmd" in
     dir="${2:?usage: models.sh verify DIR}"
     n=0
     for f in "$dir"/*/*.onnx; do
-      name="$(basename "$(dirname "$f")" | tr '[:lower:]' '[:upper:]')"
+      name="$(name_of "$f")"
       var="MODEL_SHA256_$name"
       want="${!var:-}"
       got="$(sha256sum "$f" | cut -d' ' -f1)"

@@ -23,7 +23,7 @@ Config file (`--agent-config`; none: all defaults): a JSON object, or `key=value
 starting with `#` are skipped; no quoting: the value is the rest of the line, stripped). Keys:
 
     perception   privileged (default) | sensors: what the stack perceives from (the topics below)
-    policy       the planner's policy: rule | expert | il | perlad (default) | perlad_logreplay | takead
+    policy       the planner's policy: rule | expert | il | perlad (default) | perlad_logreplay | takead | takevla
     params_file  optional: a drive_stack params YAML (default: the package's config/stack.yaml)
     model        optional: an ONNX planner instead of the policy's default planner.onnx
 
@@ -72,7 +72,7 @@ LAUNCH_FILE = "bench2drive.launch.py"
 CONFIG_ENV = "DRIVE_STACK_AGENT_CONFIG"
 
 PERCEPTION_MODES = ("privileged", "sensors")
-POLICIES = ("rule", "expert", "il", "perlad", "perlad_logreplay", "takead")  # drivesim.policies.POLICIES (a test checks)
+POLICIES = ("rule", "expert", "il", "perlad", "perlad_logreplay", "takead", "takevla")  # drivesim.policies.POLICIES (a test checks)
 PATH_KEYS = ("params_file", "model")
 DEFAULTS = {"perception": "privileged", "policy": "perlad", "params_file": "", "model": ""}
 CHOICES = {"perception": PERCEPTION_MODES, "policy": POLICIES}

@@ -246,7 +246,7 @@ def test_dreaming_rollouts_score_against_the_expert_and_collisions():
     """2 s at 5 Hz: the expert's own plan scores L2 0; driving on at 8 m/s into a car standing 12 m ahead collides
     (the vehicle penalty); a perturbation keeps identity rows as recorded, moves what the policy sees with the
     agent, and a time shift moves the replay."""
-    from drivesim.vla.dreaming import DreamSettings, perturb, rollout
+    from drivesim.learn.dream_rollout import DreamSettings, perturb, rollout
 
     s = DreamSettings()
     sc = _table([_scenario()])
@@ -345,7 +345,7 @@ def test_hf_reasoner_runs_a_local_vision_language_model(tmp_path, proc_town):
     from drivesim.routes.generate import random_routes
     from drivesim.routes.planner import plan_route
     from drivesim.sim.perception import ScenePerceiver
-    from drivesim.vla.reasoners import ReasonerError, advisory_from_words, make_reasoner, raster_image
+    from drivesim.stack.reasoners import ReasonerError, advisory_from_words, make_reasoner, raster_image
 
     assert advisory_from_words("I stop for the red light.", 8.0) == ("stop", 0.0)
     assert advisory_from_words("slow down, a walker", 8.0) == ("slow_down", 6.0)

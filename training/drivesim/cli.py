@@ -376,7 +376,6 @@ def cmd_bag_info(a) -> int:
     return 0
 
 
-TIMELINE_TOPICS = "/drive_stack/takeover,/drive_stack/reasoning"
 
 
 def timeline_line(topic: str, msg) -> str:
@@ -815,7 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = g.add_parser("timeline", help="the reasoning (model, advisory, text) and the takeover events of a bag, in "
                      "stamp order")
     q.add_argument("bag", help="bag folder (a takeover or continuous bag of `drive-stack-ros stack run`)")
-    q.add_argument("--topics", default=TIMELINE_TOPICS, help="comma-separated (default: %(default)s)")
+    from .stack.topics import REASONING, TAKEOVER
+
+    q.add_argument("--topics", default=f"{TAKEOVER},{REASONING}", help="comma-separated (default: %(default)s)")
     q.set_defaults(fn=cmd_bag_timeline)
     g = sub.add_parser("takeover", help="takeover bags as training data").add_subparsers(
         dest="sub", required=True, metavar="SUBCOMMAND")

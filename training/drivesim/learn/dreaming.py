@@ -1,6 +1,6 @@
 """`drive-stack train dreaming`: TakeVLA's Scenario Dreaming, GRPO in reconstructed takeover scenarios.
 
-Scenarios (vla/dreaming.py): the takeover starts and the `pre_takeover` seconds before them of shadow-mode
+Scenarios (learn/dream_rollout.py): the takeover starts and the `pre_takeover` seconds before them of shadow-mode
 collections (`--takeover-data`: `collect --takeover`, `train takead` rounds, `takeover ingest` of bags), each
 drawn as recorded or perturbed (agents' timing, positions, speeds; `perturbed` of the variants).
 Policy: TakeVLA's action heads as a stochastic policy: a path anchor ~ Categorical(softmax(anchor_logits / T)),
@@ -60,8 +60,8 @@ class DreamConfig:
     val_fraction: float = 0.1  # of the episodes, their scenarios held out (heldout/* curves)
     eval_every: int = 20  # updates between held-out evaluations (0: only at the end)
     eval_routes: str = ""  # after training: closed-loop evaluation of the exported model (never a reported set)
-    eval_seed: int = 0
-    seed: int = 0
+    eval_seed: int = 0  # the closed-loop evaluation's seed
+    seed: int = 0  # torch and sampling seed (the scenario draws of every update follow from it: resume repeats them)
     threads: int = 2  # torch CPU threads
     workers: int = 2  # feature-building processes
     resume: bool = False  # continue from OUT/ckpt.pt
@@ -72,7 +72,7 @@ class DreamConfig:
             raise ValueError(f"group {self.group}: GRPO needs at least 2 actions per scenario")
 
     def settings(self):
-        from ..vla.dreaming import DreamSettings
+        from .dream_rollout import DreamSettings
 
         return DreamSettings(horizon=self.horizon, gamma=self.gamma, collision_vehicle=self.collision,
                              collision_pedestrian=1.5 * self.collision, collision_static=0.5 * self.collision,
@@ -83,9 +83,9 @@ def load_scenarios(cfg: DreamConfig, fcfg, log=print) -> dict[str, np.ndarray]:
     """The scenario rows of every takeover collection (takeover starts and their pre-windows), with their
     commentary tokens (the precaution on pre-window rows) and prompts."""
     from ..dataset.collect import load_index
-    from ..vla.dreaming import SCENARIO_KEYS
     from ..vla.language import commentary, encode, precaution, prompts
     from .data import DataConfig, build_samples, concat_samples
+    from .dream_rollout import SCENARIO_KEYS
     from .vla import takeover_rows
 
     parts = []
@@ -117,7 +117,7 @@ def load_scenarios(cfg: DreamConfig, fcfg, log=print) -> dict[str, np.ndarray]:
 class Dreaming:
     def __init__(self, cfg: DreamConfig, log=print):
         from ..models.features import FeatureConfig
-        from ..models.vla import TakeVLA, VLANetConfig
+        from ..vla.net import TakeVLA, VLANetConfig
         from .train import split
 
         self.cfg, self.log = cfg, log
@@ -157,7 +157,7 @@ class Dreaming:
             log(f"resumed from {self.out / 'ckpt.pt'} at update {self.update}")
 
     def _perturbed(self, idx: np.ndarray, rng: np.random.Generator, identity: np.ndarray) -> dict:
-        from ..vla.dreaming import perturb
+        from .dream_rollout import perturb
 
         sc = {k: v[idx] for k, v in self.sc.items()}
         return perturb(sc, rng, self.s, self.fcfg.history, identity)
@@ -178,7 +178,7 @@ class Dreaming:
 
     def evaluate(self) -> dict[str, float]:
         """The greedy action on the held-out scenarios."""
-        from ..vla.dreaming import rollout
+        from .dream_rollout import rollout
 
         self.model.eval()
         with torch.no_grad():
@@ -189,8 +189,8 @@ class Dreaming:
                 "collision_rate": float(r["collided"].mean())}
 
     def step(self, rng: np.random.Generator) -> dict[str, float]:
-        from ..vla.dreaming import rollout
         from ..vla.language import PAD
+        from .dream_rollout import rollout
 
         c, G = self.cfg, self.cfg.group
         idx = rng.choice(self.tr, size=min(c.states, len(self.tr)), replace=False)

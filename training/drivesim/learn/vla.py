@@ -47,7 +47,7 @@ class VLAConfig(TrainConfig):
     w_speed_change: float = 2.0  # extra weight of speed labels that differ from the current speed by > 1 m/s
     w_text: float = 0.5  # weight of the commentary loss (token cross-entropy)
     eval_routes: str = ""  # after training: evaluate the exported model on these routes (never a reported set)
-    eval_seed: int = 0  # the evaluation's seed
+    eval_seed: int = 0  # the closed-loop evaluation's seed
 
     def __post_init__(self):
         check(self)
@@ -55,7 +55,7 @@ class VLAConfig(TrainConfig):
             raise ValueError(f"pre_takeover {self.pre_takeover}: a window in seconds, >= 0")
 
     def net(self):
-        from ..models.vla import VLANetConfig
+        from ..vla.net import VLANetConfig
 
         return VLANetConfig(d_model=self.d_model, enc_layers=self.layers, dec_layers=self.layers, ff=2 * self.d_model)
 
@@ -99,8 +99,8 @@ def make_stage(cfg: VLAConfig, log=print):
     from collections import Counter
 
     from ..dataset.collect import load_index
-    from ..models.vla import TakeVLA
     from ..vla.language import PAD, commentary, encode, precaution, prompts
+    from ..vla.net import TakeVLA
     from ..vla.raster import raster
     from .data import DataConfig, build_samples, concat_samples
     from .train import Stage, speed_bin, split
@@ -200,9 +200,9 @@ def export_vla(ckpt: str | Path, out_dir: str | Path, name: str = "takevla") -> 
     import onnxruntime as ort
 
     from ..models.export import OPSET, sha256
-    from ..models.vla import ActionGraph, TakeVLA, TextGraph, VLANetConfig
     from ..vla import raster as R
     from ..vla.language import BOS, MAX_LEN, PROMPT_LEN, VOCAB
+    from ..vla.net import ActionGraph, TakeVLA, TextGraph, VLANetConfig
 
     ck = torch.load(ckpt, weights_only=False, map_location="cpu")
     ncfg = VLANetConfig(**ck["net"])

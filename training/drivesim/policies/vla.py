@@ -162,8 +162,7 @@ class VLAPolicy:
 
     def explain(self, e: int = 0):
         """The commentary of env e's last step, as an Advice (text, advisory, speed cap); None before a step."""
-        from ..stack.reasoner import Advice
-        from ..vla.language import advisory
+        from ..vla.language import Advice, advisory
 
         last = self.last[e]
         if last is None:

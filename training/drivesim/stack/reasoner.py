@@ -1,4 +1,4 @@
-"""Rule-based reasoning: the vla_reasoning node's default reasoner (`model:=rule`; vla/reasoners.py has the others).
+"""Rule-based reasoning: the vla_reasoning node's default reasoner (`model:=rule`; stack/reasoners.py has the others).
 
 Input: a single-env PerceivedScene (ego frame, CARLA handedness). Output: text that names the facts that
 matter for the next seconds (lead agent, crossing pedestrians, light/stop sign ahead, route command) and an
@@ -7,13 +7,12 @@ advisory with a speed cap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..maps.lanegraph import Command
 from ..sim.perception import PerceivedScene
 from ..sim.state import AgentKind, LightState
+from ..vla.language import Advice
 
 KIND_NAMES = {AgentKind.VEHICLE: "vehicle", AgentKind.PEDESTRIAN: "pedestrian", AgentKind.CYCLIST: "cyclist",
               AgentKind.STATIC: "obstacle", AgentKind.EMERGENCY: "emergency vehicle"}
@@ -21,11 +20,6 @@ CORRIDOR = 2.5  # [m] half width of the lane corridor ahead
 NEAR = 25.0  # [m]
 
 
-@dataclass
-class Advice:
-    text: str
-    advisory: str  # proceed | slow_down | stop
-    speed_cap: float  # [m/s], negative = none
 
 
 def rule_reasoning(scene: PerceivedScene, e: int = 0) -> Advice:

@@ -19,6 +19,8 @@ predicted collision or a low TTC, "careful : i must steer left ." for a steering
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..maps.lanegraph import Command
@@ -49,6 +51,15 @@ CONFLICT = 3.0  # [m] an agent's logged future this close to the ego's logged fu
 
 class TokenError(ValueError):
     pass
+
+
+@dataclass
+class Advice:
+    """What a reasoner says about a scene (the Reasoning message's fields)."""
+
+    text: str
+    advisory: str  # proceed | slow_down | stop
+    speed_cap: float  # [m/s], negative = none
 
 
 def encode(text: str, length: int = MAX_LEN, bos: bool = True) -> np.ndarray:

@@ -1,7 +1,7 @@
 """vla_reasoning: at `rate_hz` (default 2 Hz of sim time) turns the latest scene into reasoning text and an
 advisory (speed cap) on /drive_stack/reasoning, each message naming the model that produced it (`model` field).
 
-`model` picks the reasoner (drivesim.vla.reasoners): `rule` (default, the rule reasoner); `takevla` (TakeVLA's
+`model` picks the reasoner (drivesim.stack.reasoners): `rule` (default, the rule reasoner); `takevla` (TakeVLA's
 exported ONNX graphs through the inference runtime, TensorRT on a GPU else ONNX Runtime; `model_file` and
 `backend` override: features, raster, the action graph, greedy commentary); `hf` (a pretrained vision-language
 model from the local folder `model_file`, Hugging Face transformers, on the GPU when there is one). The learned
@@ -20,7 +20,7 @@ from carla_msgs.msg import CarlaWorldInfo
 from drive_stack_msgs.msg import PerceivedScene, Reasoning
 from drivesim.maps.opendrive import load_xodr_text
 from drivesim.sim.perception import ROUTE_POINTS
-from drivesim.vla.reasoners import REASONERS, make_reasoner
+from drivesim.stack.reasoners import REASONERS, make_reasoner
 from rclpy.serialization import deserialize_message
 
 from . import convert

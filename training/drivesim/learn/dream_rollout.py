@@ -97,7 +97,7 @@ def _replay(sc: dict[str, np.ndarray], s: DreamSettings) -> tuple[np.ndarray, np
 
 def ego_trajectory(paths: np.ndarray, target: np.ndarray, v0: np.ndarray, s: DreamSettings) -> np.ndarray:
     """(E, K, 3) ego poses at the rollout's steps: the deployed PID along `paths` (E, P, 2) at `target` (E,)."""
-    from ..learn.rl import ego_rollout
+    from .rl import ego_rollout
 
     sub = int(round(1.0 / (s.rate * CONTROL_DT)))
     poses, _ = ego_rollout(extend_path(np.asarray(paths, np.float64)), np.asarray(target, np.float64),

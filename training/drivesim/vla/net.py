@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..vla.language import BOS, MAX_LEN, PAD, PROMPT_LEN, VOCAB
-from ..vla.raster import CHANNELS, SIZE
-from .features import EGO_DIM
-from .nets import Attention, mlp
+from ..models.features import EGO_DIM
+from ..models.nets import Attention, mlp
+from .language import BOS, MAX_LEN, PAD, PROMPT_LEN, VOCAB
+from .raster import CHANNELS, SIZE
 
 
 @dataclass(frozen=True)

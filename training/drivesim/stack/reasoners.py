@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..stack.reasoner import Advice, rule_reasoning
+from .reasoner import Advice, rule_reasoning
 
 REASONERS = ("rule", "takevla", "hf")
 # raster channel -> RGB (vla/raster.py CHANNELS order): lanes grey, route green, vehicles blue, vulnerable red,
@@ -128,8 +128,8 @@ class HFReasoner:
 
     def reason(self, scene) -> Advice:
         from ..models.features import SPEED_SCALE
-        from .language import instruction
-        from .raster import raster
+        from ..vla.language import instruction
+        from ..vla.raster import raster
 
         t = scene.t if scene.t is not None else np.full(1, self.steps * 0.5)
         inputs = self.features(scene, t).inputs()
