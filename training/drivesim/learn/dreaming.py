@@ -296,7 +296,7 @@ def dreaming_curves(history: list[dict], png: str | Path) -> Path:
 
 
 def run_dreaming(cfg: DreamConfig, log=print) -> dict:
-    from .vla import export_vla
+    from .vla import evaluate_vla, export_vla
 
     d = Dreaming(cfg, log)
     res = d.run()
@@ -307,13 +307,6 @@ def run_dreaming(cfg: DreamConfig, log=print) -> dict:
     rep = {"config": asdict(cfg), "history": res["history"], "model": str(out / "model" / "vla.onnx"),
            "first_heldout": res["history"][0].get("heldout"), "last_heldout": res["history"][-1].get("heldout")}
     if cfg.eval_routes:
-        from ..evaluation.evaluate import EvalConfig, evaluate
-
-        s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(out / "eval"), policy="takevla",
-                                model=str(out / "model" / "vla.onnx"), maps_dir=cfg.maps_dir, seed=cfg.eval_seed,
-                                workers=cfg.workers), log=log)
-        rep["eval"] = {k: s.get(k) for k in ("driving_score", "route_completion", "infraction_penalty",
-                                              "success_rate", "infractions", "average_ttc")}
-        log(f"dreaming eval DS {s['driving_score']:.2f} on {cfg.eval_routes}")
+        rep["eval"] = evaluate_vla(out, cfg, "dreaming", log)
     (out / "dreaming.json").write_text(json.dumps(rep, indent=2, default=str))
     return rep

@@ -253,6 +253,18 @@ def export_vla(ckpt: str | Path, out_dir: str | Path, name: str = "takevla") -> 
     return manifest
 
 
+def evaluate_vla(out: Path, cfg, what: str, log=print) -> dict:
+    """Closed-loop evaluation of OUT/model/vla.onnx on cfg.eval_routes (into OUT/eval): the summary's headline."""
+    from ..evaluation.evaluate import EvalConfig, evaluate
+
+    s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(out / "eval"), policy="takevla",
+                            model=str(out / "model" / "vla.onnx"), maps_dir=cfg.maps_dir, seed=cfg.eval_seed,
+                            workers=cfg.workers), log=log)
+    log(f"{what} eval DS {s['driving_score']:.2f} on {cfg.eval_routes}")
+    return {k: s.get(k) for k in ("driving_score", "route_completion", "infraction_penalty", "success_rate",
+                                  "infractions", "average_ttc")}
+
+
 def run_vla(cfg: VLAConfig, log=print) -> dict:
     """Train, export to OUT/model, evaluate on cfg.eval_routes if given; returns the report (OUT/takevla.json)."""
     stage = make_stage(cfg, log)
@@ -262,14 +274,7 @@ def run_vla(cfg: VLAConfig, log=print) -> dict:
     log(f"exported {out / 'model' / 'vla.onnx'} (sha256 {man['sha256'][:16]}), parity {man['parity_max_abs_err']}")
     rep = {"config": asdict(cfg), "metrics": metrics, "model": str(out / "model" / "vla.onnx"), "sha256": man["sha256"]}
     if cfg.eval_routes:
-        from ..evaluation.evaluate import EvalConfig, evaluate
-
-        s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(out / "eval"), policy="takevla",
-                                model=str(out / "model" / "vla.onnx"), maps_dir=cfg.maps_dir, seed=cfg.eval_seed,
-                                workers=cfg.workers), log=log)
-        rep["eval"] = {k: s.get(k) for k in ("driving_score", "route_completion", "infraction_penalty",
-                                              "success_rate", "infractions", "average_ttc")}
-        log(f"takevla eval DS {s['driving_score']:.2f} on {cfg.eval_routes}")
+        rep["eval"] = evaluate_vla(out, cfg, "takevla", log)
     (out / "takevla.json").write_text(json.dumps(rep, indent=2, default=str))
     return rep
 
