@@ -10,8 +10,11 @@
 #      evaluation seeds, with average TTC; tables to OUT/*.md;
 #   5. language metrics (decision, reason, hazard, advisory) on the expert's collections of those routes.
 # Usage: [EPOCHS=3] [UPDATES=200] [VARIANTS="none post pre"] [HELD="none post pre dream": the models evaluated on
-#        the held-out sets] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
+#        the held-out sets] [TRAIN_SEEDS="0"] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
+#        [DREAM_EXTRA="--lr 3e-5 --kl 1.0": train dreaming options] [TABLE=table: the tables' file stem]
 #        training/scripts/takevla_table.sh [OUT]          (2-core machine: about 90 minutes with the defaults)
+# Training seed 0 writes OUT/sft_<variant> and OUT/dream, seed s > 0 OUT/sft_<variant>_t<s> and OUT/dream_t<s>; a
+# table row is a variant's runs over every training and evaluation seed.
 set -euo pipefail
 OUT=${1:-results/takevla}
 DS=${DS:-.venv/bin/drive-stack}
@@ -20,6 +23,9 @@ UPDATES=${UPDATES:-200}
 PRE=${PRE:-3.0}
 VARIANTS=${VARIANTS:-none post pre}
 EVAL_SEEDS=${EVAL_SEEDS:-0 1}
+TRAIN_SEEDS=${TRAIN_SEEDS:-0}
+DREAM_EXTRA=${DREAM_EXTRA:-}
+TABLE=${TABLE:-table}
 SHARED=${SHARED:-../shared}
 P=results/perlad
 T=results/takead
@@ -42,25 +48,31 @@ if [ -z "${TK:-}" ]; then
 fi
 stamp "data ready: base $BASE; takeovers $TK"
 
-# 2. SFT variants (validation: Proc3)
-for v in $VARIANTS; do
-  $DS train takevla --data "$BASE" --takeover-data "$TK" --supervision "$v" --pre-takeover "$PRE" --epochs "$EPOCHS" \
-      --out "$OUT/sft_$v" --eval-routes "$T/suite_p3.xml" --resume > "$OUT/sft_$v.log" 2>&1
-  stamp "sft $v: $(grep -o 'takevla eval DS [0-9.]*' "$OUT/sft_$v.log" | tail -1)"
+# 2. SFT variants (validation: Proc3), 3. Scenario Dreaming from the pre-takeover model; per training seed
+sfx() { [ "$1" = 0 ] && echo "" || echo "_t$1"; }
+for t in $TRAIN_SEEDS; do
+  for v in $VARIANTS; do
+    [ -f "$OUT/sft_$v$(sfx "$t")/takevla.json" ] || $DS train takevla --data "$BASE" --takeover-data "$TK" --supervision "$v" --pre-takeover "$PRE" \
+        --epochs "$EPOCHS" --seed "$t" --out "$OUT/sft_$v$(sfx "$t")" --eval-routes "$T/suite_p3.xml" --resume \
+        > "$OUT/sft_$v$(sfx "$t").log" 2>&1
+    stamp "sft $v seed $t: $(grep -o 'takevla eval DS [0-9.]*' "$OUT/sft_$v$(sfx "$t").log" | tail -1)"
+  done
+  if [ -f "$OUT/sft_pre$(sfx "$t")/ckpt.pt" ] && [ "$UPDATES" -gt 0 ]; then
+    # shellcheck disable=SC2086
+    [ -f "$OUT/dream$(sfx "$t")/dreaming.json" ] || $DS train dreaming --init "$OUT/sft_pre$(sfx "$t")/ckpt.pt" --takeover-data "$TK" --pre-takeover "$PRE" \
+        --updates "$UPDATES" --seed "$t" $DREAM_EXTRA --out "$OUT/dream$(sfx "$t")" --eval-routes "$T/suite_p3.xml" \
+        --resume > "$OUT/dream$(sfx "$t").log" 2>&1
+    stamp "dreaming seed $t: $(grep -o 'dreaming eval DS [0-9.]*' "$OUT/dream$(sfx "$t").log" | tail -1)"
+  fi
 done
 
-# 3. Scenario Dreaming from the pre-takeover model
-if [ -f "$OUT/sft_pre/ckpt.pt" ] && [ "$UPDATES" -gt 0 ]; then
-  $DS train dreaming --init "$OUT/sft_pre/ckpt.pt" --takeover-data "$TK" --pre-takeover "$PRE" --updates "$UPDATES" \
-      --out "$OUT/dream" --eval-routes "$T/suite_p3.xml" --resume > "$OUT/dream.log" 2>&1
-  stamp "dreaming: $(grep -o 'dreaming eval DS [0-9.]*' "$OUT/dream.log" | tail -1)"
-fi
-
 # 4. held-out: Proc5 and the Bench2Drive routes (skipped with a message without ../shared)
-models=()
+models=()   # label=file, one per variant and training seed
 for v in ${HELD:-$VARIANTS dream}; do
-  f="$OUT/sft_$v/model/vla.onnx"; [ "$v" = dream ] && f="$OUT/dream/model/vla.onnx"
-  [ -f "$f" ] && models+=("$v=$f")
+  for t in $TRAIN_SEEDS; do
+    f="$OUT/sft_$v$(sfx "$t")/model/vla.onnx"; [ "$v" = dream ] && f="$OUT/dream$(sfx "$t")/model/vla.onnx"
+    [ -f "$f" ] && models+=("$v$(sfx "$t")=$f")
+  done
 done
 sets=("p5|$T/suite_p5.xml|")
 if [ -f "$SHARED/bench2drive/bench2drive220.xml" ]; then
@@ -70,20 +82,24 @@ else
 fi
 for set in "${sets[@]}"; do
   IFS='|' read -r name routes extra <<< "$set"
-  runs=""
+  declare -A dirs=()
+  order=()
   for m in "${models[@]}"; do
-    label=${m%%=*}; file=${m#*=}
-    dirs=""
+    label=${m%%=*}; file=${m#*=}; row=${label%_t[0-9]*}
+    [ -n "${dirs[$row]:-}" ] || order+=("$row")
     for s in $EVAL_SEEDS; do
       d="$OUT/eval_${name}_${label}_s$s"
       # shellcheck disable=SC2086
       [ -f "$d/summary.json" ] || $DS eval --routes "$routes" $extra --policy takevla --model "$file" --seed "$s" \
           --workers 2 --out "$d" > "$d.log" 2>&1
-      dirs="${dirs:+$dirs+}$d"
+      dirs[$row]="${dirs[$row]:+${dirs[$row]}+}$d"
     done
-    runs="${runs:+$runs,}$label=$dirs"
   done
-  $DS eval-table --runs "$runs" --infractions --title "TakeVLA on $name, eval seeds $EVAL_SEEDS" --out "$OUT/table_$name.md"
+  runs=""
+  for row in "${order[@]}"; do runs="${runs:+$runs,}$row=${dirs[$row]}"; done
+  $DS eval-table --runs "$runs" --infractions \
+      --title "TakeVLA on $name, training seeds $TRAIN_SEEDS x eval seeds $EVAL_SEEDS" --out "$OUT/${TABLE}_$name.md"
+  unset dirs
   stamp "table $name"
 done
 
@@ -95,6 +111,7 @@ for set in "${sets[@]}"; do
       --no-anno --branches 0 > "$OUT/expert_$name.log" 2>&1
   for m in "${models[@]}"; do
     label=${m%%=*}; file=${m#*=}
+    [ "$label" = "${label%_t[0-9]*}" ] || continue   # training seed 0's models
     # shellcheck disable=SC2086
     [ -f "$OUT/language_${name}_$label.json" ] || $DS eval-language --data "$OUT/expert_$name" $extra --model "$file" \
         --json "$OUT/language_${name}_$label.json" > /dev/null
