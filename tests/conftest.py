@@ -25,6 +25,22 @@ def proc_town():
 
 
 @pytest.fixture(scope="session")
+def shadow_data(tmp_path_factory, proc_town):
+    """A shadow-mode collection: the committed perlad drives 2 random Proc0 routes, the expert takes over when
+    it steers more than 0.05 away (root/shadow, root/routes.xml)."""
+    from drivesim.dataset import CollectConfig, collect
+    from drivesim.routes.generate import random_routes
+    from drivesim.routes.xml import write_routes
+
+    root = tmp_path_factory.mktemp("shadow")
+    write_routes(random_routes(proc_town, 2, seed=8, min_length=150.0), root / "routes.xml")
+    idx = collect(CollectConfig(routes=str(root / "routes.xml"), out=str(root / "shadow"), workers=1, b2d=False,
+                                driver="perlad", takeover=True, takeover_steer=0.05), log=lambda *_: None)
+    assert sum((e.get("takeovers") or {}).get("count", 0) for e in idx["episodes"]) > 0
+    return root
+
+
+@pytest.fixture(scope="session")
 def learn_dataset(tmp_path_factory, proc_town):
     """A small collected dataset for the training tests: the expert on 3 random Proc0 routes of >= 150 m
     (root/ds; tests write their runs beside it, each in its own folder)."""

@@ -187,6 +187,34 @@ def test_rl_rollouts_on_ray_actors_give_the_in_process_update(learn_dataset, run
     assert r.returncode == 2 and "--ray needs the ray extra" in r.stderr, r.stderr[-2000:]
 
 
+def test_dreaming_rollouts_on_ray_actors_give_the_in_process_update(learn_dataset, shadow_data, run_cli, tmp_path):
+    """`train dreaming --ray local --rollout-actors 2`: the learner samples each group's actions, two Ray actors
+    roll out halves of the scenarios (learn/dream_rollout.rollout): the same rewards, KLs, held-out curve and
+    weights as the in-process rollouts with the same seeds."""
+    from drivesim.learn.vla import VLAConfig, make_stage
+
+    make_stage(VLAConfig(data=str(learn_dataset / "ds"), out=str(tmp_path / "vla"), workers=1, d_model=32, layers=1,
+                         epochs=1, batch_size=64, threads=1, supervision="none"), log=lambda *_: None).run()
+    args = ["train", "dreaming", "--init", str(tmp_path / "vla" / "ckpt.pt"), "--takeover-data",
+            str(shadow_data / "shadow"), "--updates", "3", "--states", "16", "--group", "4", "--eval-every", "3",
+            "--workers", "1", "--threads", "1", "--lr", "1e-3"]
+    here = run_cli(*args, "--out", str(tmp_path / "here"))
+    assert here.returncode == 0, here.stderr[-3000:]
+    ray = run_cli(*args, "--out", str(tmp_path / "ray"), "--ray", "local", "--rollout-actors", "2")
+    assert ray.returncode == 0, ray.stderr[-3000:]
+    assert "dreaming rollouts on 2 Ray actors (local" in ray.stdout + ray.stderr
+    h1, h2 = (json.loads((tmp_path / d / "dreaming.json").read_text())["history"] for d in ("here", "ray"))
+    assert [h["update"] for h in h1] == [h["update"] for h in h2] == [0, 1, 2, 3]
+    for a, b in zip(h1, h2):
+        for part in ("train", "heldout"):
+            assert (part in a) == (part in b)
+            for k, v in a.get(part, {}).items():
+                assert b[part][k] == pytest.approx(v, rel=1e-6, abs=1e-7), (a["update"], part, k)
+    assert any(h.get("train", {}).get("kl_speed", 0) > 0 for h in h1)  # the update moved the policy
+    w1, w2 = (torch.load(tmp_path / d / "ckpt.pt", weights_only=False)["model"] for d in ("here", "ray"))
+    assert all(torch.allclose(w1[k], w2[k], rtol=0, atol=1e-7) for k in w1)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

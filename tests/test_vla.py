@@ -158,22 +158,6 @@ def test_takeover_rows_pick_the_takeovers_and_the_seconds_before():
     assert len(takeover_rows(data, index, "none", 1.0)[0]) == 0
 
 
-@pytest.fixture(scope="module")
-def shadow_data(tmp_path_factory, proc_town):
-    """A shadow-mode collection: the committed perlad drives 2 random Proc0 routes, the expert takes over when
-    it steers more than 0.05 away (root/shadow, root/routes.xml)."""
-    from drivesim.dataset import CollectConfig, collect
-    from drivesim.routes.generate import random_routes
-    from drivesim.routes.xml import write_routes
-
-    root = tmp_path_factory.mktemp("shadow")
-    write_routes(random_routes(proc_town, 2, seed=8, min_length=150.0), root / "routes.xml")
-    idx = collect(CollectConfig(routes=str(root / "routes.xml"), out=str(root / "shadow"), workers=1, b2d=False,
-                                driver="perlad", takeover=True, takeover_steer=0.05), log=lambda *_: None)
-    assert sum((e.get("takeovers") or {}).get("count", 0) for e in idx["episodes"]) > 0
-    return root
-
-
 def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, proc_town, shadow_data):
     """Base data (the expert) + a shadow-mode collection (the committed perlad drives, the expert takes over): training
     moves the weights and lowers the loss, the pre-takeover frames carry precautionary commentary, the ONNX graphs

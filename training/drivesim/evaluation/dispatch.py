@@ -10,6 +10,9 @@ Either way a route ends as one `Outcome`: ``ok`` (the function returned: its val
 failed), ``died`` (the worker ended without a result: killed, exited, its node lost, after Ray's retries) or
 ``hung`` (no result after ``timeout_s``: the worker is killed, ``ray.cancel(force=True)`` on Ray). The caller
 records and checkpoints each as it comes, so both backends leave the same files.
+
+`RayChunks` is the same idea for the learners' rollouts (RL, Scenario Dreaming): a batch function run by Ray actors
+on contiguous chunks of the rows, the results concatenated in order.
 """
 
 from __future__ import annotations
@@ -205,4 +208,46 @@ def _ray_dispatch(fn: Callable, jobs: Sequence[tuple], workers: int, address: st
             ray.shutdown()
 
 
-__all__ = ["LOCAL", "RAY_MISSING", "Outcome", "RayMissing", "dispatch", "exit_reason", "import_ray", "ray_init"]
+class _ChunkActor:
+    """A Ray actor (one CPU) holding the batch function `make(*args)` built once (a world model loaded once)."""
+
+    def __init__(self, make: Callable, args: tuple):
+        self.fn = make(*args)
+
+    def run(self, *xs):
+        return self.fn(*xs)
+
+
+class RayChunks:
+    """A batch function spread over `n` Ray actors (one CPU each, on any node of the cluster). Each call's rows go in
+    n contiguous chunks (`part(i, j)` gives the function's arguments for rows i..j), the actors' dicts of arrays
+    come back in order and are concatenated along axis 0. The function must depend only on what it is sent (the
+    learner samples every action), so the result is the in-process one. An actor whose process or node dies is
+    restarted and its chunk re-run (`max_restarts`, `max_task_retries`)."""
+
+    def __init__(self, make: Callable, args: tuple, address: str, n: int, log=print, what: str = "rollouts"):
+        self.ray = ray = import_ray()
+        self.own = ray_init(address, n)
+        ref = ray.put(args)  # once for all actors (a world model's weights)
+        cls = ray.remote(_ChunkActor).options(num_cpus=1, max_restarts=2, max_task_retries=2)
+        self.actors = [cls.remote(make, ref) for _ in range(max(n, 1))]
+        log(f"{what} on {len(self.actors)} Ray actors ({address}; cluster CPUs: "
+            f"{int(ray.cluster_resources().get('CPU', 0))})")
+
+    def map(self, rows: int, part: Callable[[int, int], tuple]) -> dict:
+        import numpy as np
+
+        cuts = np.linspace(0, rows, min(len(self.actors), rows) + 1).round().astype(int)
+        refs = [a.run.remote(*part(int(i), int(j))) for a, i, j in zip(self.actors, cuts[:-1], cuts[1:])]
+        parts = self.ray.get(refs)
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors = []
+        if self.own:
+            self.ray.shutdown()
+
+
+__all__ = ["LOCAL", "RAY_MISSING", "Outcome", "RayChunks", "RayMissing", "dispatch", "exit_reason", "import_ray", "ray_init"]

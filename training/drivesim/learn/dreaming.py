@@ -64,6 +64,9 @@ class DreamConfig:
     seed: int = 0  # torch and sampling seed (the scenario draws of every update follow from it: resume repeats them)
     threads: int = 2  # torch CPU threads
     workers: int = 2  # feature-building processes
+    ray: str | None = None  # roll out on Ray actors: `local` (a Ray started here), `auto`, `HOST:PORT` or
+    # `ray://HOST:PORT` (a running cluster); unset: in this process. The update is the same either way
+    rollout_actors: int = 2  # Ray actors (one CPU each) an update's scenarios are split over (with --ray)
     resume: bool = False  # continue from OUT/ckpt.pt
 
     def __post_init__(self):
@@ -114,6 +117,15 @@ def load_scenarios(cfg: DreamConfig, fcfg, log=print) -> dict[str, np.ndarray]:
     return sc
 
 
+def _actor_rollout(s):
+    """On a Ray actor: the scenarios' rollout function (learn/dream_rollout.rollout) with the run's settings."""
+    from functools import partial
+
+    from .dream_rollout import rollout
+
+    return partial(rollout, s=s)
+
+
 class Dreaming:
     def __init__(self, cfg: DreamConfig, log=print):
         from ..models.features import FeatureConfig
@@ -146,6 +158,11 @@ class Dreaming:
                     p.requires_grad_(False)
         self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr)
         self.update, self.history = 0, []
+        self.chunks = None  # Ray actors for the rollouts (cfg.ray), else this process
+        if cfg.ray:
+            from ..evaluation.dispatch import RayChunks
+
+            self.chunks = RayChunks(_actor_rollout, (self.s,), cfg.ray, cfg.rollout_actors, log, "dreaming rollouts")
         rng = np.random.default_rng(cfg.seed + 99)  # the fixed held-out scenarios: half as recorded, half perturbed
         va = self.va[:256] if len(self.va) else self.tr[:64]
         self.heldout = self._perturbed(va, rng, np.arange(len(va)) % 2 == 0)
@@ -161,6 +178,16 @@ class Dreaming:
 
         sc = {k: v[idx] for k, v in self.sc.items()}
         return perturb(sc, rng, self.s, self.fcfg.history, identity)
+
+    def _rollout(self, sc: dict, paths: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+        """learn/dream_rollout.rollout here or, chunked by scenario, on the Ray actors (the same numbers)."""
+        from .dream_rollout import rollout
+
+        if self.chunks is None:
+            return rollout(sc, paths, target, self.s)
+        G = len(paths) // len(sc["speed"])
+        return self.chunks.map(len(sc["speed"]), lambda i, j: ({k: v[i:j] for k, v in sc.items()},
+                                                               paths[i * G:j * G], target[i * G:j * G]))
 
     def _inputs(self, sc: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from ..vla.raster import raster
@@ -178,19 +205,16 @@ class Dreaming:
 
     def evaluate(self) -> dict[str, float]:
         """The greedy action on the held-out scenarios."""
-        from .dream_rollout import rollout
-
         self.model.eval()
         with torch.no_grad():
             h = self._heads(self.model, self._inputs(self.heldout))
         self.model.train()
-        r = rollout(self.heldout, h["path"].numpy(), self.speeds[h["logp_speed"].argmax(-1)].numpy(), self.s)
+        r = self._rollout(self.heldout, h["path"].numpy(), self.speeds[h["logp_speed"].argmax(-1)].numpy())
         return {"reward": float(r["total"].mean()), "l2_m": float(r["l2"].mean()),
                 "collision_rate": float(r["collided"].mean())}
 
     def step(self, rng: np.random.Generator) -> dict[str, float]:
         from ..vla.language import PAD
-        from .dream_rollout import rollout
 
         c, G = self.cfg, self.cfg.group
         idx = rng.choice(self.tr, size=min(c.states, len(self.tr)), replace=False)
@@ -205,7 +229,7 @@ class Dreaming:
             mu = rep(h["paths"])[ar, anchor]
             a_path = mu + torch.randn_like(mu) * c.sigma
             ref = self._heads(self.ref, x)
-        r = rollout(sc, a_path.numpy(), self.speeds[bins].numpy(), self.s)
+        r = self._rollout(sc, a_path.numpy(), self.speeds[bins].numpy())
         R = torch.as_tensor(r["total"], dtype=torch.float32).view(-1, G)
         adv = ((R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + 1e-6)).view(-1)
         # log pi(a | s) = log p(anchor) + log p(speed bin) - ||path - mu_anchor||^2 / (2 sigma^2) (+ const)
@@ -278,6 +302,8 @@ class Dreaming:
             self.history.append(row)
         tb.close()
         self.save()
+        if self.chunks is not None:
+            self.chunks.close()  # the actors (and a Ray this run started) go with the run
         return {"history": self.history, "wall_s": round(time.perf_counter() - t0, 1)}
 
 

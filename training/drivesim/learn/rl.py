@@ -317,52 +317,33 @@ class Rollouts:
         pass
 
 
-class RolloutActor:
-    """A Ray actor (one CPU): the world model, loaded once, and `Rollouts` over the chunks of states it is sent."""
-
-    def __init__(self, cfg: RLConfig, fcfg, ncfg, wm_state: dict | None):
-        torch.set_num_threads(1)
-        wm = None
-        if wm_state is not None:
-            wm = WorldModel(fcfg, ncfg).eval()
-            wm.load_state_dict(wm_state)
-        self.sim = Rollouts(cfg, fcfg, ncfg, wm)
-
-    def run(self, b, path, act, logged):
-        return self.sim(b, path, act, logged)
+def _actor_rollouts(cfg: RLConfig, fcfg, ncfg, wm_state: dict | None) -> Rollouts:
+    """On a Ray actor (one CPU): the world model, loaded once, and `Rollouts` over the chunks it is sent."""
+    torch.set_num_threads(1)
+    wm = None
+    if wm_state is not None:
+        wm = WorldModel(fcfg, ncfg).eval()
+        wm.load_state_dict(wm_state)
+    return Rollouts(cfg, fcfg, ncfg, wm)
 
 
 class RayRollouts:
-    """`Rollouts` spread over `n` Ray actors (one CPU each, on any node of the cluster): an update's states go
-    in n contiguous chunks, the reward terms come back in order. The learner samples every action, so the update
-    is the in-process one (tests/test_ray.py). An actor whose process or node dies is restarted and its chunk
-    re-run (`max_restarts`, `max_task_retries`): a chunk's rollouts depend only on what it is sent."""
+    """`Rollouts` spread over `n` Ray actors (evaluation/dispatch.RayChunks): an update's states go in n contiguous
+    chunks, the reward terms come back in order. The learner samples every action, so the update is the
+    in-process one (tests/test_ray.py)."""
 
     def __init__(self, cfg: RLConfig, fcfg, ncfg, wm: WorldModel | None, address: str, n: int, log=print):
-        from ..evaluation.dispatch import import_ray, ray_init
+        from ..evaluation.dispatch import RayChunks
 
-        self.ray = ray = import_ray()
-        self.own = ray_init(address, n)
-        state = ray.put({k: v.cpu() for k, v in wm.state_dict().items()}) if wm is not None else None
-        cls = ray.remote(RolloutActor).options(num_cpus=1, max_restarts=2, max_task_retries=2)
-        self.actors = [cls.remote(cfg, fcfg, ncfg, state) for _ in range(max(n, 1))]
-        log(f"rl rollouts on {len(self.actors)} Ray actors ({address}; cluster CPUs: "
-            f"{int(ray.cluster_resources().get('CPU', 0))})")
+        state = {k: v.cpu() for k, v in wm.state_dict().items()} if wm is not None else None
+        self.chunks = RayChunks(_actor_rollouts, (cfg, fcfg, ncfg, state), address, n, log, "rl rollouts")
 
     def __call__(self, b: dict, path: np.ndarray, act: np.ndarray, logged: np.ndarray) -> dict[str, np.ndarray]:
-        B = len(act)
-        cuts = np.linspace(0, B, min(len(self.actors), B) + 1).round().astype(int)
-        refs = [a.run.remote({k: v[i:j] for k, v in b.items()}, path[i:j], act[i:j], logged[i:j])
-                for a, i, j in zip(self.actors, cuts[:-1], cuts[1:])]
-        parts = self.ray.get(refs)
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self.chunks.map(len(act), lambda i, j: ({k: v[i:j] for k, v in b.items()}, path[i:j], act[i:j],
+                                                       logged[i:j]))
 
     def close(self) -> None:
-        for a in self.actors:
-            self.ray.kill(a)
-        self.actors = []
-        if self.own:
-            self.ray.shutdown()
+        self.chunks.close()
 
 
 class RLStage:
@@ -560,4 +541,4 @@ class RLStage:
         return {k: float(v.mean()) for k, v in r.items()}
 
 
-__all__ = ["RLConfig", "RLStage", "RayRollouts", "RolloutActor", "Rollouts", "ego_rollout", "rewards"]
+__all__ = ["RLConfig", "RLStage", "RayRollouts", "Rollouts", "ego_rollout", "rewards"]
