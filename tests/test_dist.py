@@ -80,3 +80,13 @@ def test_shard_and_global_mean_outside_torchrun():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             dist.resolve_device("cuda")
+
+
+def test_two_processes_follow_one_in_takevla(learn_dataset, tmp_path):
+    """TakeVLA on the same loop: path (anchor + offsets), weighted speed bins and commentary tokens are global means
+    (every token of the global batch counts once), so 2 processes follow 1; process 0 alone exports."""
+    m1, m2, out = train_both("takevla", learn_dataset / "ds", tmp_path,
+                             ["--batch-size", "100", "--epochs", "2", "--supervision", "none"])
+    assert m1["history"][-1]["train"]["loss"] < m1["history"][0]["train"]["loss"]
+    assert out.count("takevla epoch 2:") == 1 and out.count("exported") == 1
+    assert (tmp_path / "two" / "model" / "vla.onnx").exists()

@@ -464,21 +464,27 @@ def dataclass_args(q, cls) -> None:
 def cmd_train(a) -> int:
     from .learn.train import config_from_args
 
-    if a.sub in ("il", "wm"):  # under torchrun: data-parallel (learn/dist.py); process 0 prints
+    if a.sub in ("il", "wm", "takevla"):  # under torchrun: data-parallel (learn/dist.py); process 0 prints
         from .learn import dist
         from .learn.configs import ILConfig, WMConfig
         from .learn.train import ILStage, WMStage
+        from .learn.vla import VLAConfig, finish_vla, make_stage
 
-        stage, cls = (ILStage, ILConfig) if a.sub == "il" else (WMStage, WMConfig)
+        cls, stage = {"il": (ILConfig, ILStage), "wm": (WMConfig, WMStage), "takevla": (VLAConfig, make_stage)}[a.sub]
         try:
-            st = stage(config_from_args(cls, a))
+            cfg = config_from_args(cls, a)
+            st = stage(cfg)
             m = st.run()
         except BaseException:
             dist.teardown(sync=False)
             raise
         dist.teardown()
-        if st.dist.main:
-            print(json.dumps(m["final_val"], indent=2))
+        if not st.dist.main:
+            return 0
+        if a.sub == "takevla":  # process 0 alone exports and evaluates, after the group is gone
+            rep = finish_vla(cfg, m)
+            m = {"final_val": rep["metrics"]["final_val"], "model": rep["model"], "eval": rep.get("eval")}
+        print(json.dumps(m if a.sub == "takevla" else m["final_val"], indent=2))
     elif a.sub == "rl":
         from .learn.configs import RLConfig
         from .learn.rl import RLStage
@@ -491,12 +497,6 @@ def cmd_train(a) -> int:
         rep = run_takead(config_from_args(TakeADConfig, a))
         print(json.dumps([{k: r.get(k) for k in ("round", "takeovers", "takeovers_per_km", "disengagement_states",
                                                  "driving_score_collect", "eval", "onnx")} for r in rep["rounds"]],
-                         indent=2))
-    elif a.sub == "takevla":
-        from .learn.vla import VLAConfig, run_vla
-
-        rep = run_vla(config_from_args(VLAConfig, a))
-        print(json.dumps({"final_val": rep["metrics"]["final_val"], "model": rep["model"], "eval": rep.get("eval")},
                          indent=2))
     elif a.sub == "dreaming":
         from .learn.dreaming import DreamConfig, run_dreaming

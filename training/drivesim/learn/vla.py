@@ -159,8 +159,10 @@ def make_stage(cfg: VLAConfig, log=print):
         def losses(self, b):
             """Anchor CE (the nearest anchor), smooth L1 of that anchor's path, target-speed CE with the frames
             whose expert speed departs from the current one weighted 1 + w_speed_change (the copycat problem: the
-            ego's speed is an input, and "keep it" explains most labels), commentary CE."""
+            ego's speed is an input, and "keep it" explains most labels), commentary CE over the tokens. Every mean
+            is a global-batch one (dist.mean: each token and frame of the global batch counts once under torchrun)."""
             from ..models.features import SPEED_SCALE
+            from . import dist
             from .train import SPEED_CHANGE, target_anchor
 
             c = self.cfg
@@ -168,22 +170,27 @@ def make_stage(cfg: VLAConfig, log=print):
             tgt = b["text"][:, 1:]
             keep = tgt != self._pad
             logits = h["text_logits"]
-            l_text = F.cross_entropy(logits[keep], tgt[keep])
+            n_tok = keep.sum()
+            l_text = dist.mean(F.cross_entropy(logits[keep], tgt[keep], reduction="sum"), n_tok)
             a = target_anchor(b["path"], self.model.anchors)
-            ar = torch.arange(len(a), device=a.device)
-            l_anchor = F.cross_entropy(h["anchor_logits"], a)
-            l_path = F.smooth_l1_loss(h["paths"][ar, a], b["path"])
+            B = len(a)
+            ar = torch.arange(B, device=a.device)
+            l_anchor = dist.mean(F.cross_entropy(h["anchor_logits"], a, reduction="sum"), B)
+            sel = h["paths"][ar, a]
+            l_path = dist.mean(F.smooth_l1_loss(sel, b["path"], reduction="sum"), sel.numel())
             sb = speed_bin(b["speed"], self.ncfg)
             change = (b["speed"] - b["ego"][:, 0] * SPEED_SCALE).abs() > SPEED_CHANGE
             wt = 1.0 + c.w_speed_change * change.float()
-            l_speed = (F.cross_entropy(h["speed_logits"], sb, reduction="none") * wt).sum() / wt.sum()
+            l_speed = dist.mean((F.cross_entropy(h["speed_logits"], sb, reduction="none") * wt).sum(), wt.sum())
             loss = c.w_path * (l_anchor + l_path) + c.w_speed * l_speed + c.w_text * l_text
             with torch.no_grad():
-                tok_acc = (logits.argmax(-1)[keep] == tgt[keep]).float().mean()
-                seq_ok = ((logits.argmax(-1) == tgt) | ~keep).all(1).float().mean()
-                ade = (h["path"] - b["path"]).norm(dim=-1).mean()
-                sacc = (h["speed_logits"].argmax(-1) == sb).float().mean()
-                sacc_change = ((h["speed_logits"].argmax(-1) == sb) & change).float().sum() / change.sum().clamp(min=1)
+                pred = logits.argmax(-1)
+                tok_acc = dist.mean((pred[keep] == tgt[keep]).float().sum(), n_tok)
+                seq_ok = dist.mean(((pred == tgt) | ~keep).all(1).float().sum(), B)
+                ade = dist.mean((h["path"] - b["path"]).norm(dim=-1).sum(), B * b["path"].shape[1])
+                hit = h["speed_logits"].argmax(-1) == sb
+                sacc = dist.mean(hit.float().sum(), B)
+                sacc_change = dist.mean((hit & change).float().sum(), change.sum())
             return {"loss": loss, "anchor": l_anchor, "path": l_path, "speed": l_speed, "text": l_text,
                     "token_acc": tok_acc, "commentary_exact": seq_ok, "path_ade_m": ade, "speed_acc": sacc,
                     "speed_acc_changing": sacc_change}
@@ -266,9 +273,14 @@ def evaluate_vla(out: Path, cfg, what: str, log=print) -> dict:
 
 
 def run_vla(cfg: VLAConfig, log=print) -> dict:
-    """Train, export to OUT/model, evaluate on cfg.eval_routes if given; returns the report (OUT/takevla.json)."""
-    stage = make_stage(cfg, log)
-    metrics = stage.run()
+    """Train, export to OUT/model, evaluate on cfg.eval_routes if given; returns the report (OUT/takevla.json).
+    Under torchrun every process trains (data-parallel) and process 0 alone exports and evaluates (cli.cmd_train
+    calls `finish_vla` itself after the processes leave the group)."""
+    return finish_vla(cfg, make_stage(cfg, log).run(), log)
+
+
+def finish_vla(cfg: VLAConfig, metrics: dict, log=print) -> dict:
+    """After training: export OUT/ckpt.pt to OUT/model, evaluate on cfg.eval_routes, write OUT/takevla.json."""
     out = Path(cfg.out)
     man = export_vla(out / "ckpt.pt", out / "model")
     log(f"exported {out / 'model' / 'vla.onnx'} (sha256 {man['sha256'][:16]}), parity {man['parity_max_abs_err']}")
