@@ -624,3 +624,24 @@ def test_the_leaderboard_side_watcher_waits_then_sees_a_silent_node():
     assert watch.silent_nodes(heard, 104.0) == []
     heard.update({n: 104.0 for n in watch.EXPECTED if n != "planner"})
     assert watch.silent_nodes(heard, 106.0) == ["planner"]
+
+
+def test_distro_installs_carry_the_ros_extras_non_ros_packages():
+    """Where ROS comes from a distro and the stack runs (the bare-metal Bench2Drive recipe of the README, the GPU and
+    Jetson images: a ROS base image and the ros2_ws packages),
+    the `ros` extra cannot be installed (its ros-* wheels would shadow the distro's), so its other packages
+    (rosbags, mcap: the recorder imports them at start) must be installed by name, with the extra's pins."""
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ros"]
+    own = [r for r in extra if not re.match(r"(ros-|catkin-pkg)", r)]
+    assert {re.split(r"[<>=\[]", r)[0] for r in own} == {"rosbags", "mcap"}
+    readme = (root / "README.md").read_text()
+    recipe = readme[readme.index("### With Bench2Drive's leaderboard"):readme.index("### The stack")]
+    for where, text in [("README recipe", recipe), *((f.name, f.read_text()) for f in
+                                                     (root / "docker").glob("Dockerfile.*")
+                                                     if "/opt/ros/" in f.read_text() and "ros2_ws" in f.read_text())]:
+        for r in own:
+            assert f'"{r}"' in text, f"{where} does not install {r} (the ros extra's pin)"
