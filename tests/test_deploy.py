@@ -632,6 +632,7 @@ def test_distro_installs_carry_the_ros_extras_non_ros_packages():
     the `ros` extra cannot be installed (its ros-* wheels would shadow the distro's), so its other packages
     (rosbags, mcap: the recorder imports them at start) must be installed by name, with the extra's pins."""
     import re
+
     import tomllib
 
     root = Path(__file__).resolve().parents[1]

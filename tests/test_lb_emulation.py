@@ -78,6 +78,44 @@ def test_the_stack_rebuilds_the_route_from_the_downsampled_plan(proc_town):
             assert back.length == pytest.approx(dense.length, abs=1.0) and d.max() < 0.1, (r.route_id, d.max())
 
 
+def _info(rows):
+    """A CarlaTrafficLightInfoList-shaped object (ROS-handed values, as the bridge sends): rows of (id, x, y, yaw,
+    trigger centre x, y)."""
+    from types import SimpleNamespace as NS
+
+    return NS(traffic_lights=[NS(id=i, transform=NS(position=NS(x=x, y=y, z=0.0), orientation=NS(
+        x=0.0, y=0.0, z=float(np.sin(yaw / 2)), w=float(np.cos(yaw / 2)))), trigger_volume=NS(center=NS(x=cx, y=cy)))
+        for i, x, y, yaw, cx, cy in rows])
+
+
+def test_light_trigger_volumes_read_as_carla_transforms_them():
+    """A light pole at CARLA (10, 5), yaw 90 deg, trigger volume at (3, -1) in its frame: CARLA's
+    transform.transform puts the volume at (10 + 1, 5 + 3) = (11, 8). The bridge sends it ROS-handed (y, yaw and
+    the centre's y negated); the stack reads (11, 8) back. The town's emulated light info (poles at the roadside,
+    turned across the road, trigger volumes over their stop lines) reads back onto every light's stop line."""
+    from drivesim.maps import TownLoader
+    from drivesim.stack.actors import light_actor_ids, light_actor_poses
+    from drivesim.stack.wire import light_index, trigger_centres
+
+    ids, xy = trigger_centres(_info([(42, 10.0, -5.0, -np.pi / 2, 3.0, 1.0)]))
+    assert ids.tolist() == [42] and np.allclose(xy, [[11.0, 8.0]], atol=1e-9)
+    for g in (TownLoader().load("Proc0"), TownLoader().load("Proc3")):
+        pole, yaw, centre, size = light_actor_poses(g)
+        aid = light_actor_ids(g.num_lights, 3)
+        info = _info([(int(aid[k]), pole[k, 0], -pole[k, 1], -yaw[k], centre[k, 0], -centre[k, 1])
+                      for k in range(g.num_lights)])
+        _, back = trigger_centres(info)
+        assert np.allclose(back, g.light_pos, atol=1e-6)
+        off = np.hypot(*(pole - g.light_pos).T)
+        assert off.min() > 2.0 and np.ptp(yaw) > 1.0  # poles off the road, turned every which way
+        assert light_index(info, g.light_pos) == {int(aid[k]): k for k in range(g.num_lights)}
+        # read without the rotation (a plain offset), the stack would miss or confuse lights
+        flat = _info([(int(aid[k]), pole[k, 0], -pole[k, 1], 0.0, centre[k, 0], -centre[k, 1])
+                      for k in range(g.num_lights)])
+        assert np.hypot(*(trigger_centres(flat)[1] - g.light_pos).T).max() > 3.0
+        assert (size[:, 1] >= 2.0).all()
+
+
 def test_actor_ids_and_slots():
     from drivesim.stack.actors import FIRST_ACTOR_ID, ActorIds, SlotMap, light_actor_ids
 

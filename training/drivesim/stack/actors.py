@@ -43,6 +43,36 @@ def light_actor_ids(n: int, seed: int = 0) -> np.ndarray:
     return FIRST_LIGHT_ID + np.random.default_rng(seed).permutation(n).astype(np.int64)
 
 
+POLE_OFFSET = 2.0  # [m] a light pole's distance beyond the outer end of the stop lines it governs
+
+
+def light_actor_poses(g) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where CARLA puts a town's traffic-light actors, for /carla/traffic_lights/info (CARLA-handed, metres and
+    radians): the actor (the pole) stands at the roadside, POLE_OFFSET beyond the outer end of the stop lines it
+    governs, turned across the road; its trigger volume covers those stop lines, its centre given in the actor's
+    frame (CARLA's `trigger_volume.location` is relative to the actor's transform, rotation included).
+    Returns pole (T, 2), yaw (T,), trigger centre in the actor's frame (T, 2), trigger size (T, 2) = 2 x extent."""
+    T = len(g.light_id)
+    pole, yaw = np.asarray(g.light_pos, np.float64).copy(), np.zeros(T)
+    centre, size = np.zeros((T, 2)), np.tile([2.0, 3.5], (T, 1))
+    for k in range(T):
+        sl = np.flatnonzero(g.stopline_light == k)
+        if not len(sl):
+            continue
+        pts = np.concatenate([g.stopline_p0[sl], g.stopline_p1[sl]])
+        u = g.stopline_p1[sl[0]] - g.stopline_p0[sl[0]]
+        u = u / max(float(np.hypot(*u)), 1e-9)  # across the approach
+        mid = np.asarray(g.light_pos[k], np.float64)
+        reach = float(np.max((pts - mid) @ u))  # the stop lines' outer end, from their mean
+        pole[k] = mid + u * (reach + POLE_OFFSET)
+        yaw[k] = float(np.arctan2(u[1], u[0]))
+        d = mid - pole[k]
+        c, s = np.cos(yaw[k]), np.sin(yaw[k])
+        centre[k] = (c * d[0] + s * d[1], -s * d[0] + c * d[1])
+        size[k] = (2.0, max(2.0 * float(np.max(np.abs((pts - mid) @ u))), 2.0))
+    return pole, yaw, centre, size
+
+
 class SlotMap:
     """Actor id -> agent slot (1..slots-1; slot 0 is the ego) of the stack's state."""
 

@@ -109,23 +109,34 @@ def state_from_rows(odom, rows: np.ndarray, max_agents: int, num_lights: int, ac
 LIGHT_MATCH = 12.0  # [m] a light actor's trigger volume within this of a light's stop line is that light
 
 
-def light_index(info, light_pos: np.ndarray, topic: str = "/carla/traffic_lights/info") -> dict[int, int]:
-    """CARLA traffic-light actor id -> index of the lane graph's light (its stop line nearest the actor's trigger
-    volume, within LIGHT_MATCH m), from a CarlaTrafficLightInfoList: trigger_volume.center is relative to the
-    actor's transform (ROS-handed; the bridge negates CARLA's y). Actors near no light of the map are left out."""
-    out: dict[int, int] = {}
-    if not len(light_pos):
-        return out
+def trigger_centres(info, topic: str = "/carla/traffic_lights/info") -> tuple[np.ndarray, np.ndarray]:
+    """Actor ids (N,) and the world positions (N, 2) of their trigger volumes' centres, CARLA-handed, from a
+    CarlaTrafficLightInfoList: as CARLA's `actor_transform.transform(trigger_volume.location)`, in the bridge's
+    ROS-handed values (it negates y and yaw, so the rotation is done in the ROS frame and y negated after)."""
+    ids, xy = [], []
     for tl in info.traffic_lights:
         p, q, c = tl.transform.position, tl.transform.orientation, tl.trigger_volume.center
         finite(topic, **{f"id={tl.id}.transform": [p.x, p.y], f"id={tl.id}.trigger_volume.center": [c.x, c.y]})
         yaw = quat_yaw(q)
         wx = p.x + c.x * np.cos(yaw) - c.y * np.sin(yaw)
         wy = p.y + c.x * np.sin(yaw) + c.y * np.cos(yaw)
-        d = np.hypot(light_pos[:, 0] - wx, light_pos[:, 1] + wy)  # CARLA-handed map: y = -ROS y
+        ids.append(int(tl.id))
+        xy.append((wx, -wy))
+    return np.asarray(ids, np.int64), np.asarray(xy, np.float64).reshape(-1, 2)
+
+
+def light_index(info, light_pos: np.ndarray, topic: str = "/carla/traffic_lights/info") -> dict[int, int]:
+    """CARLA traffic-light actor id -> index of the lane graph's light (its stop line nearest the actor's trigger
+    volume, within LIGHT_MATCH m; `trigger_centres`). Actors near no light of the map are left out."""
+    out: dict[int, int] = {}
+    if not len(light_pos):
+        return out
+    ids, xy = trigger_centres(info, topic)
+    for i, (wx, wy) in zip(ids, xy):
+        d = np.hypot(light_pos[:, 0] - wx, light_pos[:, 1] - wy)
         k = int(np.argmin(d))
         if d[k] <= LIGHT_MATCH:
-            out[int(tl.id)] = k
+            out[int(i)] = k
     return out
 
 

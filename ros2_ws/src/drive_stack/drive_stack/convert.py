@@ -25,7 +25,7 @@ from drivesim.geometry import carla_to_ros_pose, ros_to_carla_pose
 from drivesim.sim.perception import PerceivedScene as LibScene
 from drivesim.sim.state import EGO, AgentKind, SimState
 from drivesim.stack import leaderboard
-from drivesim.stack.actors import FIRST_ACTOR_ID
+from drivesim.stack.actors import FIRST_ACTOR_ID, light_actor_poses
 from drivesim.stack.core import ControlCommand
 from drivesim.stack.wire import (  # noqa: F401 - the wire helpers the nodes use, re-exported
     CLASS_OF_KIND,
@@ -147,16 +147,21 @@ def lights_message(actor_ids: np.ndarray, states: np.ndarray) -> CarlaTrafficLig
     return msg
 
 
-def lights_info_message(light_pos: np.ndarray, actor_ids: np.ndarray, lane_width: float = 3.5) -> CarlaTrafficLightInfoList:
-    """The bridge's light info list (no header): per light actor, its transform (here at the stop line it governs,
-    ROS-handed) and its trigger volume (centre relative to the transform, size 2 x extent)."""
+def lights_info_message(g, actor_ids: np.ndarray) -> CarlaTrafficLightInfoList:
+    """The bridge's light info list (no header): per light actor, its transform (the pole at the roadside, turned
+    across the road: stack/actors.light_actor_poses) and its trigger volume over the stop lines it governs (centre
+    relative to the transform, rotation included; size 2 x extent), ROS-handed as the bridge sends them (y and yaw
+    negated)."""
+    pole, yaw, centre, size = light_actor_poses(g)
     msg = CarlaTrafficLightInfoList()
-    for (x, y), i in zip(light_pos, actor_ids):
+    for k, i in enumerate(actor_ids):
         info = CarlaTrafficLightInfo(id=int(i))
-        info.transform.position = Point(x=float(x), y=float(-y), z=0.0)
-        info.transform.orientation = Quaternion(w=1.0)
-        info.trigger_volume.center.x, info.trigger_volume.center.y, info.trigger_volume.center.z = 0.0, 0.0, 1.0
-        info.trigger_volume.size.x, info.trigger_volume.size.y, info.trigger_volume.size.z = 2.0, float(lane_width), 2.0
+        info.transform.position = Point(x=float(pole[k, 0]), y=float(-pole[k, 1]), z=0.0)
+        info.transform.orientation = yaw_quat(float(-yaw[k]))
+        info.trigger_volume.center.x, info.trigger_volume.center.y = float(centre[k, 0]), float(-centre[k, 1])
+        info.trigger_volume.center.z = 1.0
+        info.trigger_volume.size.x, info.trigger_volume.size.y = float(size[k, 0]), float(size[k, 1])
+        info.trigger_volume.size.z = 2.0
         msg.traffic_lights.append(info)
     return msg
 

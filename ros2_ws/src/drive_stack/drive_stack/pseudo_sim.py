@@ -237,7 +237,7 @@ class PseudoSim(StackNode):
         elif kind == "sensor.pseudo.traffic_lights":  # info and status TRANSIENT_LOCAL, each sent only on change
             pubs = {"status": self.create_publisher(CarlaTrafficLightStatusList, f"{base}/status", WORLD_INFO_QOS),
                     "info": self.create_publisher(CarlaTrafficLightInfoList, f"{base}/info", WORLD_INFO_QOS)}
-            pubs["info"].publish(convert.lights_info_message(self.g.light_pos, self.light_actor_ids))
+            pubs["info"].publish(convert.lights_info_message(self.g, self.light_actor_ids))
         elif kind == "sensor.pseudo.opendrive_map":  # once, latched (opendrive_sensor.py)
             pubs = {"map": self.create_publisher(String, base, WORLD_INFO_QOS)}
             pubs["map"].publish(String(data=self.xodr))
