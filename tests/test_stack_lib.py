@@ -3,6 +3,7 @@ bags (ring buffer, takeover windows, segments readable after a kill)."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +156,61 @@ def test_takeover_bag_has_the_asked_window(tmp_path):
     assert info["topics"]["/a"]["count"] == 61  # [3.0, 6.0] at 20 Hz
     meta = json.loads((written[0] / "takeover.json").read_text())
     assert meta["cause"] == "MISSED_DEADLINE" and meta["window"] == [3.0, 6.0] and meta["complete"]
+
+
+def test_late_stamped_messages_and_latched_ones_reach_the_takeover_bag(tmp_path):
+    """The recorder stamps a message with its header stamp (bags.Stamper), so a message of the window's last tick
+    that arrives after the clock moved on is still in the window (the bag is written `grace` after the window);
+    the latched topics' messages sent long before the window (the map at 0.5 s) are carried at its start, and
+    one that changed inside it (the route at 4.0 s) as it came: the bag replays alone."""
+    from drivesim.stack.bags import Stamper
+
+    ts = make_typestore()
+    stamp = Stamper(ts)
+    PS = "geometry_msgs/msg/PointStamped"
+    Time, Header, Point = (ts.types[f"{t}"] for t in ("builtin_interfaces/msg/Time", "std_msgs/msg/Header",
+                                                     "geometry_msgs/msg/Point"))
+
+    def odom(t: float) -> bytes:  # a stamped message of tick t
+        sec = int(t)
+        msg = ts.types[PS](header=Header(stamp=Time(sec=sec, nanosec=int(round((t - sec) * NS))), frame_id="map"),
+                           point=Point(x=t, y=0.0, z=0.0))
+        return bytes(ts.serialize_cdr(msg, PS))
+
+    assert stamp(PS, odom(6.0), int(6.1 * NS)) == 6 * NS  # the header's stamp
+    assert stamp("std_msgs/msg/String", _string_cdr("x", ts), int(6.1 * NS)) == int(6.1 * NS)  # no header
+    assert stamp(PS, odom(0.0), int(6.1 * NS)) == int(6.1 * NS)  # an empty stamp
+    assert stamp(PS, odom(60.0), int(6.1 * NS)) == int(6.1 * NS)  # a broken clock
+
+    bagger = TakeoverBagger(tmp_path, ts, pre=2.0, post=1.0, latched=("/map", "/route"), grace=0.5)
+    bagger.latch(Recorded(int(0.5 * NS), "/map", "std_msgs/msg/String", _string_cdr("map", ts)))
+    bagger.latch(Recorded(int(0.5 * NS), "/route", "std_msgs/msg/String", _string_cdr("route 1", ts)))
+    written = []
+    for k in range(200):
+        now = int(round(k * 0.05 * NS))  # the recorder's clock
+        if k == 100:
+            bagger.takeover(now, {"cause": "STEER_DIVERGENCE"})
+        if k == 80:
+            bagger.latch(Recorded(now, "/route", "std_msgs/msg/String", _string_cdr("route 2", ts)))
+        if k >= 1:  # each tick's odometry is received one tick late, after the clock moved on
+            prev = (k - 1) * 0.05
+            written += [*bagger.flush(now)]
+            bagger.ring.add(Recorded(stamp(PS, odom(prev), now), "/odom",
+                                     PS, odom(prev)))
+    assert len(written) == 1
+    got = _messages(written[0], ts)
+    msgs = [(t, topic) for t, topic, _ in got]
+    odo = [(t, ts.deserialize_cdr(raw, PS).point.x) for t, topic, raw in got if topic == "/odom"]
+    # every tick of [3.0, 6.0] at its own time (by receipt, 6.0 came at 6.05 and 2.95 at 3.0)
+    assert len(odo) == 61 and all(t == pytest.approx(x) for t, x in odo) and odo[-1][1] == pytest.approx(6.0)
+    assert [(t, topic) for t, topic in msgs if topic != "/odom"] == [(3.0, "/map"), (3.0, "/route"), (4.0, "/route")]
+
+
+def _messages(bag, ts):
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([Path(bag)], default_typestore=ts) as r:
+        return [(round(t / NS, 3), c.topic, raw) for c, t, raw in r.messages()]
 
 
 def test_segments_survive_a_killed_recorder(tmp_path):

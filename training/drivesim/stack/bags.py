@@ -1,7 +1,8 @@
 """Recording: a ring buffer of serialized (CDR) messages, takeover windows and rosbag2 bags in MCAP.
 
 Bags are written with the `rosbags` library (rosbag2 version 9, MCAP storage: a folder with metadata.yaml and
-a .mcap file, readable by `ros2 bag` and Foxglove). Timestamps are sim time [ns].
+a .mcap file, readable by `ros2 bag` and Foxglove). Timestamps are sim time [ns]: a message's header stamp where it
+has one (`Stamper`), else the clock when it was received.
 
 - Takeover bags: `pre` seconds before the takeover through `post` seconds after it, every recorded topic,
   the last message of each latched topic (map, route) at the window's start, plus `takeover.json` (cause,
@@ -38,6 +39,38 @@ def make_typestore(msg_dirs: list[Path] | None = None):
     if pending:
         ts.register(pending)
     return ts
+
+
+class Stamper:
+    """A recorded message's time: its header stamp where its type begins with a std_msgs/Header (read from the CDR
+    bytes: 4 bytes of encapsulation, then the stamp's int32 sec and uint32 nanosec), else the receipt time. A message
+    of tick t that arrives after the clock moved on still belongs to tick t (a takeover window's edge frame), and
+    every topic of one tick sorts together. A zero stamp (upstream's empty route header) or one more than
+    `tolerance` seconds from the receipt time (a node with a broken clock) falls back to the receipt time."""
+
+    def __init__(self, typestore, tolerance: float = 5.0):
+        self.ts, self.tol_ns = typestore, int(tolerance * NS)
+        self.stamped: dict[str, bool] = {}
+
+    def has_header(self, msgtype: str) -> bool:
+        if msgtype not in self.stamped:
+            try:
+                first = self.ts.fielddefs[msgtype][1][0]
+                self.stamped[msgtype] = first[1][1] == "std_msgs/msg/Header"
+            except (KeyError, IndexError, TypeError):
+                self.stamped[msgtype] = False
+        return self.stamped[msgtype]
+
+    def __call__(self, msgtype: str, data: bytes, receipt_ns: int) -> int:
+        if len(data) < 12 or not self.has_header(msgtype):
+            return receipt_ns
+        order = "little" if data[1] & 1 else "big"  # encapsulation: CDR_BE 0x0000, CDR_LE 0x0001
+        sec = int.from_bytes(data[4:8], order, signed=True)
+        nsec = int.from_bytes(data[8:12], order)
+        t = sec * NS + nsec
+        if t <= 0 or nsec >= NS or abs(t - receipt_ns) > self.tol_ns:
+            return receipt_ns
+        return t
 
 
 @dataclass(order=True)
@@ -108,10 +141,13 @@ class PendingTakeover:
 class TakeoverBagger:
     """Collects takeovers and writes each one's window [t - pre, t + post] once it has closed."""
 
-    def __init__(self, out_dir: Path, typestore, pre: float = 10.0, post: float = 5.0, latched: tuple[str, ...] = ()):
+    def __init__(self, out_dir: Path, typestore, pre: float = 10.0, post: float = 5.0, latched: tuple[str, ...] = (),
+                 grace: float = 0.5):
         self.out_dir, self.ts, self.latched_topics = Path(out_dir), typestore, tuple(latched)
         self.pre_ns, self.post_ns = int(pre * NS), int(post * NS)
-        self.ring = RingBuffer(pre + post + 1.0)
+        self.grace_ns = int(grace * NS)  # [sim s] a window is written this long after it closed: late messages of
+        # its last ticks (stamped inside it, received after) are in
+        self.ring = RingBuffer(pre + post + grace + 1.0)
         self.latched: dict[str, list[Recorded]] = {}  # every message of each latched topic (map, route, lights)
         self.pending: list[PendingTakeover] = []
         self.written: list[Path] = []
@@ -148,7 +184,7 @@ class TakeoverBagger:
     def flush(self, now_ns: int, force: bool = False) -> list[Path]:
         done = []
         for p in list(self.pending):
-            if force or now_ns > p.t_ns + self.post_ns:  # after the window: late messages of its last tick are in
+            if force or now_ns > p.t_ns + self.post_ns + self.grace_ns:
                 t0, t1 = max(p.t_ns - self.pre_ns, 0), p.t_ns + self.post_ns
                 path = self.out_dir / f"takeover_{p.index:03d}_t{p.t_ns / NS:08.2f}"
                 k = 1

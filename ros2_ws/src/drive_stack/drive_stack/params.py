@@ -101,6 +101,8 @@ class RecorderParams(NodeParams):
     out_dir: str = "results/stack/bags"  # where the bags go
     pre: float = 10.0  # [s sim] recorded before a takeover
     post: float = 5.0  # [s sim] recorded after it
+    grace: float = 0.5  # [s sim] a takeover bag is written this long after its window closed (late messages of its
+    # last ticks, stamped inside the window, are in)
     segment: float = 5.0  # [s sim] continuous-mode segment length
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from drive_stack_msgs.msg import TakeoverEvent
-from drivesim.stack.bags import Recorded, SegmentedRecorder, TakeoverBagger, make_typestore
+from drivesim.stack.bags import Recorded, SegmentedRecorder, Stamper, TakeoverBagger, make_typestore
 from rosgraph_msgs.msg import Clock
 
 from . import convert
@@ -56,8 +56,9 @@ class Recorder(StackNode):
         p = self.declare_params(RecorderParams)  # an unknown mode is refused there, naming the field
         self.mode, out, pre, post, segment = p.mode, Path(p.out_dir), p.pre, p.post, p.segment
         ts = stack_typestore()
+        self.stamp = Stamper(ts)  # header stamps: a tick's late messages stay in that tick
         lt = T.LATCHED_TOPICS
-        self.bagger = TakeoverBagger(out, ts, pre, post, lt) if self.mode in ("takeover", "both") else None
+        self.bagger = TakeoverBagger(out, ts, pre, post, lt, p.grace) if self.mode in ("takeover", "both") else None
         self.segments = (SegmentedRecorder(out / "continuous", ts, segment, lt) if self.mode in ("continuous", "both")
                          else None)
         self.t_ns = 0
@@ -79,7 +80,8 @@ class Recorder(StackNode):
 
     def _recorder_for(self, topic: str, msgtype: str, latched: bool = False):
         def cb(data: bytes) -> None:
-            rec = Recorded(self.t_ns, topic, msgtype, bytes(data))
+            data = bytes(data)
+            rec = Recorded(self.stamp(msgtype, data, self.t_ns), topic, msgtype, data)
             if self.bagger is not None:
                 if latched:
                     self.bagger.latch(rec)
