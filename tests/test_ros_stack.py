@@ -103,10 +103,13 @@ def test_ros_loop_with_the_learned_planner_matches_the_direct_loop(tmp_path):
 
 @pytest.mark.parametrize("perception, where", [("sensors", "proc"), ("sensors", "b2d"), ("privileged", "b2d")])
 def test_both_perception_modes_drive_as_the_direct_loop(tmp_path, perception, where):
-    """perception=sensors: the ego from GNSS (through the map's geoReference) + IMU + speedometer, objects and lights
-    from the detector topics (the pseudo-simulator's ideal detector); privileged: from the bridge's pseudo sensors
-    (a procedural route in privileged mode: test_ros_loop_with_the_learned_planner_matches_the_direct_loop).
-    PerlAD's planner: the same scores as the library loop, on a procedural route and on Bench2Drive route 24211."""
+    """perception=sensors: the ego from GNSS (the Leaderboard's noise, through the map's geoReference) + IMU +
+    speedometer, filtered; objects and lights from the detector topics (the pseudo-simulator's ideal detector);
+    privileged: from the bridge's pseudo sensors (a procedural route in privileged mode:
+    test_ros_loop_with_the_learned_planner_matches_the_direct_loop). PerlAD's planner: the same scores as the library
+    loop in the same perception mode (the same noise draws, the same filter), on a procedural route and on
+    Bench2Drive route 24211."""
+    from drivesim.sim.localization import geo_reference
     from drivesim.evaluation.runner import run_route
     from drivesim.maps import TownLoader
     from drivesim.routes.xml import parse_routes
@@ -114,7 +117,7 @@ def test_both_perception_modes_drive_as_the_direct_loop(tmp_path, perception, wh
     if where == "proc":
         res = _run(tmp_path, "sensors", policy="perlad", node_overrides=QUIET_MONITOR, perception=perception)
         spec = parse_routes(Path(res["out"]) / "routes.xml").routes[0]
-        g = TownLoader().load(spec.town)
+        loader = TownLoader()
     else:
         from conftest import B2D, MAPS, need_shared
         from drive_stack.launcher import stack_run
@@ -123,13 +126,16 @@ def test_both_perception_modes_drive_as_the_direct_loop(tmp_path, perception, wh
         spec = next(r for r in parse_routes(B2D).routes if r.route_id == "24211")
         res = stack_run(str(B2D), "24211", str(tmp_path / "b2d"), maps_dir=str(MAPS), policy="perlad", timeout=300,
                         node_overrides=QUIET_MONITOR, perception=perception, tick_timeout=TICK_TIMEOUT)
-        g = TownLoader(MAPS).load(spec.town)
+        loader = TownLoader(MAPS)
+    g = loader.load(spec.town)
     logs = Path(res["out"]) / "logs"
     assert res["summary"]["perception"] == perception and res["record"]["meta"]["perception"] == perception
     spawned = (logs / "pseudo_sim.log").read_text()
     assert ("sensor sensor.other.gnss" in spawned) == (perception == "sensors")
     assert ("sensor sensor.pseudo.odom" in spawned) == (perception == "privileged")
-    direct = run_route(g, spec, "perlad", seed=0).record
+    sensed = {"perception": "sensors", "geo_ref": geo_reference(loader.xodr_text(spec.town))}
+    direct = run_route(g, spec, "perlad", seed=0, **(sensed if perception == "sensors" else {})).record
+    assert direct["meta"]["perception"] == perception
     ros = res["record"]
     assert ros["meta"]["stack"]["missed_ticks"] == 0
     assert ros["scores"] == pytest.approx(direct["scores"], abs=1e-6)

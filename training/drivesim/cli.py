@@ -113,7 +113,8 @@ def cmd_eval(a) -> int:
     cfg = EvalConfig(routes=a.routes, out=a.out, policy=a.policy, model=a.model, maps_dir=a.maps_dir,
                      route_ids=a.route_ids.split(",") if a.route_ids else None, workers=a.workers,
                      resume=a.resume, seed=a.seed, route_timeout_s=a.route_timeout, fault=a.fault,
-                     render_failures=a.render_failures, ray=a.ray, max_retries=a.max_retries)
+                     render_failures=a.render_failures, ray=a.ray, max_retries=a.max_retries,
+                     perception=a.perception, gnss_noise=a.gnss_noise)
     try:
         s = evaluate(cfg)
     except RayMissing as e:
@@ -718,6 +719,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--render-failures", type=int, default=0, metavar="N",
                    help="render the N worst failing routes (GIF) into OUT/renders and the HTML report "
                         "(default: %(default)s)")
+    q.add_argument("--perception", choices=("privileged", "sensors"), default="privileged",
+                   help="how a non-privileged policy localises: privileged (the simulator's pose, the bridge's "
+                        "odometry) or sensors (GNSS with the Leaderboard's noise + IMU + speedometer, filtered, as "
+                        "the stack's perception:=sensors) (default: %(default)s)")
+    q.add_argument("--gnss-noise", type=float, default=None, metavar="DEG",
+                   help="--perception sensors: the GNSS noise standard deviation in degrees (default: the "
+                        "Leaderboard's 5e-6, about 0.56 m; 0: none)")
     ray_args(q)
     q.add_argument("--fault", default=None, help=argparse.SUPPRESS)  # testing aid: crash|hang|exit:<route_id>
     q.set_defaults(fn=cmd_eval)

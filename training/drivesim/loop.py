@@ -67,7 +67,8 @@ class ClosedLoop:
 
     def __init__(self, g: LaneGraph, routes: list[DenseRoute], scenarios: list | None = None, seed: int = 0,
                  max_agents: int = 64, background: bool = True, log_trajectory: bool = True,
-                 state: SimState | None = None):
+                 state: SimState | None = None, perception: str = "privileged", geo_ref: tuple | None = None,
+                 gnss_noise: float | None = None):
         self.map, self.routes = g, list(routes)
         self.scenarios = list(scenarios) if scenarios is not None else None
         self.seed, self.max_agents, self.background = seed, max_agents, background
@@ -81,13 +82,46 @@ class ClosedLoop:
         self._seen: dict[bool, tuple[PerceivedScene, Truth | None]] = {}
         self.steps = 0
         self.sim_seconds = 0.0  # wall time spent in Simulator.step (the benchmarks' step-only figure)
+        # perception "sensors": a non-privileged policy's ego position is the GNSS fix (CARLA's noise) filtered with
+        # the IMU's heading and the speedometer, as the stack's perception_input has it (sim/localization.py);
+        # "privileged": the simulator's pose (the bridge's odometry pseudo sensor)
+        if perception not in ("privileged", "sensors"):
+            raise ValueError(f"perception {perception!r}: expected privileged or sensors")
+        self.perception = perception
+        self.gnss = self.gnss_filter = self.ego_estimate = None
+        if perception == "sensors":
+            from .sim.localization import GNSS_NOISE_DEG, GnssFilter, GnssSensor, noise_metres
+
+            if geo_ref is None:
+                raise ValueError("perception sensors needs the map's geoReference (geo_ref: sim.localization."
+                                 "geo_reference of the town's OpenDRIVE)")
+            noise = GNSS_NOISE_DEG if gnss_noise is None else float(gnss_noise)
+            self.gnss = GnssSensor(geo_ref, self.num_envs, seed, noise)
+            self.gnss_filter = GnssFilter(self.num_envs, noise_metres(geo_ref, noise))
+            self._localize(0.0)
 
     @classmethod
     def for_route(cls, g: LaneGraph, spec: RouteSpec, seed: int = 0, max_agents: int = 64, background: bool = True,
-                  log_trajectory: bool = True) -> ClosedLoop:
-        """One env driving a route of a route file (its first scenario, as Bench2Drive runs it)."""
+                  log_trajectory: bool = True, **perception) -> ClosedLoop:
+        """One env driving a route of a route file (its first scenario, as Bench2Drive runs it). perception: the
+        `perception`, `geo_ref`, `gnss_noise` options."""
         return cls(g, [plan_route(g, spec)], [spec.scenarios[0] if spec.scenarios else None], seed=seed,
-                   max_agents=max_agents, background=background, log_trajectory=log_trajectory)
+                   max_agents=max_agents, background=background, log_trajectory=log_trajectory, **perception)
+
+    def _localize(self, dt: float, envs: np.ndarray | None = None) -> None:
+        """perception sensors: this tick's GNSS fixes and the filter's ego positions (`ego_estimate`, (E, 2))."""
+        st = self.state
+        self.gnss.read(st.x[:, EGO], st.y[:, EGO], envs)
+        self.ego_estimate = self.gnss_filter.update(self.gnss.xy, st.speed[:, EGO], st.yaw[:, EGO], dt, envs)
+
+    def localized(self) -> SimState:
+        """The state a non-privileged policy perceives from: the ego at its estimated position (sensors), else the
+        simulator's."""
+        if self.ego_estimate is None:
+            return self.state
+        x, y = self.state.x.copy(), self.state.y.copy()
+        x[:, EGO], y[:, EGO] = self.ego_estimate[:, 0], self.ego_estimate[:, 1]
+        return self.state.replace(x=x, y=y)
 
     # ------------------------------------------------------------------ what policies see
     @property
@@ -114,7 +148,7 @@ class ClosedLoop:
         """(scene, truth) of this step for a view; truth is None unless privileged. Computed once per step."""
         if privileged not in self._seen:
             v = self.view(privileged)
-            scene = v(self.state, self.lights)
+            scene = v(self.state if privileged else self.localized(), self.lights)
             self._seen[privileged] = (scene, v.truth(self.state, self.lights) if privileged else None)
         return self._seen[privileged]
 
@@ -132,6 +166,8 @@ class ClosedLoop:
         lights = self.sim.lights(new)
         done = self.monitor.update(self.state, new, lights)
         self.state, self.lights = new, lights
+        if self.gnss is not None:
+            self._localize(self.sim.dt)
         self._seen.clear()
         self.steps += 1
         return done
@@ -159,6 +195,9 @@ class ClosedLoop:
         for priv, old in old_views.items():
             self.view(priv).idx[~mask] = old.idx[~mask]
         self.lights = self.sim.lights(self.state)
+        if self.gnss is not None:  # the fresh envs' filters start again from their first fix
+            self.gnss_filter.reset(mask)
+            self._localize(self.sim.dt, mask)
         self._seen.clear()
 
     # ------------------------------------------------------------------ results
@@ -167,6 +206,7 @@ class ClosedLoop:
         junction credit needs)."""
         rec = self.monitor.record(e, route_id, index=index, duration_system=duration_system, town=town)
         rec["meta"]["final_position"] = [float(self.state.x[e, EGO]), float(self.state.y[e, EGO])]
+        rec["meta"]["perception"] = self.perception
         rec["meta"].update(junction_meta(self.map, self.routes[e]))
         return rec
 

@@ -46,6 +46,9 @@ class EvalConfig:
     fault: str | None = None  # testing aid: "crash:<route_id>", "hang:<route_id>" or "exit:<route_id>", comma-separated
     ray: str | None = None  # routes as Ray tasks: "local" (a Ray of `workers` CPUs), "auto", "host:port", "ray://..."
     max_retries: int = 1  # Ray: re-runs of a route whose worker process or node died before it counts as crashed
+    perception: str = "privileged"  # privileged: the simulator's ego pose; sensors: GNSS (CARLA's noise) + IMU +
+    # speedometer, filtered (sim/localization.py), as the stack's perception:=sensors
+    gnss_noise: float | None = None  # [deg] sensors: the GNSS noise (default the Leaderboard's 5e-6; 0: none)
 
 
 def _atomic_write(path: Path, obj) -> None:
@@ -122,9 +125,15 @@ def _run_route(spec: RouteSpec, index: int, cfg: EvalConfig) -> tuple[str, objec
             os._exit(3)
         if f"hang:{spec.route_id}" in faults:
             time.sleep(1e6)
-        g = TownLoader(cfg.maps_dir).load(spec.town)
+        loader = TownLoader(cfg.maps_dir)
+        g = loader.load(spec.town)
         pol = make_policy(cfg.policy, 1, g=g, **({"model": cfg.model} if cfg.model else {}))
-        ep = run_route(g, spec, pol, seed=cfg.seed, max_agents=cfg.max_agents, index=index)
+        perception = {"perception": cfg.perception}
+        if cfg.perception == "sensors":
+            from ..sim.localization import geo_reference
+
+            perception.update(geo_ref=geo_reference(loader.xodr_text(spec.town)), gnss_noise=cfg.gnss_noise)
+        ep = run_route(g, spec, pol, seed=cfg.seed, max_agents=cfg.max_agents, index=index, **perception)
         return ("ok", ep.record)
     except (RouteError, MapError) as e:
         return ("error", str(e))
@@ -208,9 +217,9 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         checkpoint(False)
     checkpoint(True)
     summary = summarize(records, total_routes=total, skipped=skipped, notes=notes)
-    # the library loop perceives the simulator's ground truth (range + occlusion), the stack's privileged mode
+    # what a non-privileged policy localised with: the simulator's pose (privileged) or GNSS + IMU + speedometer
     summary.update({"policy": cfg.policy, "model": model, "routes_file": str(cfg.routes), "seed": cfg.seed,
-                    "perception": "privileged"})
+                    "perception": cfg.perception})
     _atomic_write(out / "summary.json", summary)
     renders = {}
     if cfg.render_failures > 0:

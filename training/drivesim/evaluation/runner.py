@@ -36,16 +36,17 @@ class Episode:
 
 def run_route(g: LaneGraph, spec: RouteSpec, policy="rule", seed: int = 0, max_agents: int = 64,
               background: bool = True, keep_states: bool = False, index: int = 0, observer=None,
-              driver=None, perturb=None, gate=None, expert=None) -> Episode:
+              driver=None, perturb=None, gate=None, expert=None, **perception) -> Episode:
     """Drive one route to its end (completion, deviation, blocked or timeout) in the closed loop and score it.
 
     policy: a policy name (`make_policy`) or a `Policy`; observer(Step): called every step before the simulator
     steps (the dataset writer, renders); driver / perturb / gate / expert: see `loop.drive` (DAgger, recovery
-    noise, offline takeovers)."""
+    noise, offline takeovers); perception: ClosedLoop's `perception`, `geo_ref`, `gnss_noise` (what a non-privileged
+    policy localises with)."""
     from ..loop import ClosedLoop, drive
 
     t0 = time.perf_counter()
-    loop = ClosedLoop.for_route(g, spec, seed=seed, max_agents=max_agents, background=background)
+    loop = ClosedLoop.for_route(g, spec, seed=seed, max_agents=max_agents, background=background, **perception)
     pol = make_policy(policy, 1, g=g) if isinstance(policy, str) else policy
     out = drive(loop, pol, driver=driver, perturb=perturb, observer=observer, gate=gate, expert=expert,
                 keep_states=keep_states)

@@ -50,9 +50,12 @@ class PseudoSimCore:
     """State, simulator and Bench2Drive monitor for one route; the tick protocol of the Leaderboard."""
 
     def __init__(self, g: LaneGraph, spec: RouteSpec, seed: int = 0, max_agents: int = 64,
-                 expert_policy: str | None = "expert"):
+                 expert_policy: str | None = "expert", geo_ref: tuple | None = None, gnss_noise: float | None = None):
         self.map, self.spec, self.seed = g, spec, seed
-        self.loop = ClosedLoop.for_route(g, spec, seed=seed, max_agents=max_agents)
+        # with the map's geoReference: the loop's GNSS draws each tick's fix as the library loop in perception
+        # `sensors` does (sim/localization.py), for the GNSS sensor to publish (`gnss_fix`)
+        gnss = {} if geo_ref is None else {"perception": "sensors", "geo_ref": geo_ref, "gnss_noise": gnss_noise}
+        self.loop = ClosedLoop.for_route(g, spec, seed=seed, max_agents=max_agents, **gnss)
         self.route = self.loop.routes[0]
         self.controls = Controls.zeros(1)
         self.applied_stamps: set[int] = set()

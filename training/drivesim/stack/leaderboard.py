@@ -104,42 +104,4 @@ __all__ = ["COMMAND_TIMEOUT", "SAMPLE_FACTOR", "ZERO_CONTROL", "downsample_route
 
 
 # ------------------------------------------------------------------------------------------------ GNSS
-EARTH_RADIUS_EQUA = 6378137.0  # [m] route_manipulation._location_to_gps (and CARLA's own GNSS)
-
-
-def geo_reference(xodr: str) -> tuple[float, float]:
-    """(lat_0, lon_0) of an OpenDRIVE header's geoReference (`+lat_0=.. +lon_0=..`), as
-    route_manipulation._get_latlon_ref reads it; 42.0, 2.0 when absent (its defaults)."""
-    import re
-
-    m = re.search(r"<geoReference>(.*?)</geoReference>", xodr, re.S)
-    lat, lon = 42.0, 2.0
-    if m:
-        for item in m.group(1).replace("<![CDATA[", " ").replace("]]>", " ").split():
-            if item.startswith("+lat_0="):
-                lat = float(item.split("=", 1)[1])
-            elif item.startswith("+lon_0="):
-                lon = float(item.split("=", 1)[1])
-    return lat, lon
-
-
-def location_to_gps(x, y, ref: tuple[float, float]):
-    """CARLA location (x, y) [m] -> (latitude, longitude) [deg], as CARLA's GNSS and the Leaderboard compute it."""
-    lat_ref, lon_ref = ref
-    scale = np.cos(np.radians(lat_ref))
-    mx = scale * lon_ref * np.pi * EARTH_RADIUS_EQUA / 180.0 + np.asarray(x, np.float64)
-    my = scale * EARTH_RADIUS_EQUA * np.log(np.tan((90.0 + lat_ref) * np.pi / 360.0)) - np.asarray(y, np.float64)
-    lon = mx * 180.0 / (np.pi * EARTH_RADIUS_EQUA * scale)
-    lat = 360.0 * np.arctan(np.exp(my / (EARTH_RADIUS_EQUA * scale))) / np.pi - 90.0
-    return lat, lon
-
-
-def gps_to_location(lat, lon, ref: tuple[float, float]):
-    """The inverse of `location_to_gps`: (latitude, longitude) [deg] -> CARLA (x, y) [m]."""
-    lat_ref, lon_ref = ref
-    scale = np.cos(np.radians(lat_ref))
-    mx0 = scale * lon_ref * np.pi * EARTH_RADIUS_EQUA / 180.0
-    my0 = scale * EARTH_RADIUS_EQUA * np.log(np.tan((90.0 + lat_ref) * np.pi / 360.0))
-    mx = np.asarray(lon, np.float64) * np.pi * EARTH_RADIUS_EQUA * scale / 180.0
-    my = EARTH_RADIUS_EQUA * scale * np.log(np.tan((90.0 + np.asarray(lat, np.float64)) * np.pi / 360.0))
-    return mx - mx0, -(my - my0)
+from ..sim.localization import EARTH_RADIUS_EQUA, geo_reference, gps_to_location, location_to_gps  # noqa: E402,F401 - here since upstream computes them for the route

@@ -82,10 +82,9 @@ def speedometer_message(state: SimState, t: float, frame: str = "hero/speed") ->
     return m
 
 
-def gnss_message(state: SimState, t: float, ref: tuple[float, float], frame: str = "hero/gnss") -> NavSatFix:
-    """A GNSS sensor at the hero's origin: latitude / longitude from the map's geoReference, as CARLA computes
-    them (stack.leaderboard.location_to_gps)."""
-    lat, lon = leaderboard.location_to_gps(float(state.x[0, EGO]), float(state.y[0, EGO]), ref)
+def gnss_message(lat: float, lon: float, t: float, frame: str = "hero/gnss") -> NavSatFix:
+    """A GNSS sensor at the hero's origin: a fix (sim.localization.GnssSensor: the map's geoReference and CARLA's
+    noise)."""
     m = NavSatFix(latitude=float(lat), longitude=float(lon), altitude=0.0)
     m.header.stamp, m.header.frame_id = ros_time(t), frame
     return m

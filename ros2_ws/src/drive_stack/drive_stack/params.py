@@ -40,6 +40,7 @@ class PseudoSimParams(NodeParams):
     # speedometer, map; objects and lights from an ideal detector on /drive_stack/detector/*), none (only what comes
     # through /carla/spawn_object)
     expert_policy: str = "expert"  # the policy whose commands are offered as the expert's
+    gnss_noise: float = 5e-6  # [deg] the GNSS sensor's noise (the Leaderboard's noise_{lat,lon}_stddev; 0: none)
     max_agents: int = 64  # agent slots of the scene (ego included)
     policy_name: str = ""  # the planner's policy, written into the results (informational)
     index: int = 0  # the route's index in results.json
@@ -53,6 +54,8 @@ class PerceptionParams(NodeParams):
     perception: Literal["privileged", "sensors"] = "privileged"  # privileged: the bridge's odometry, objects and
     # light pseudo sensors; sensors: the ego from GNSS + IMU + speedometer, objects and lights from the detector
     # topics (/drive_stack/detector/*)
+    gnss_noise: float = 5e-6  # [deg] sensors: the GNSS noise the position filter assumes (the Leaderboard's; 0: the
+    # fixes as they come)
 
 
 @dataclass(frozen=True)

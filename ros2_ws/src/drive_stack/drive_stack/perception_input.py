@@ -28,6 +28,7 @@ from drivesim.maps.opendrive import load_xodr_text
 from drivesim.routes.generate import random_route
 from drivesim.routes.planner import plan_route
 from drivesim.routes.xml import RouteError
+from drivesim.sim.localization import GnssFilter, noise_metres
 from drivesim.sim.perception import ScenePerceiver
 from drivesim.stack.actors import SlotMap
 from drivesim.stack.bev import bev_raster
@@ -67,6 +68,7 @@ class PerceptionInput(StackNode):
         # light status: latched and sent only on change (the bridge's pseudo sensor, or the detector); by actor id,
         # which the info's trigger volumes map to the map's lights
         self.mode = p.perception
+        self.gnss_noise = float(p.gnss_noise)
         sensors = self.mode == "sensors"
         lights, info, objects = ((T.DETECTED_LIGHTS, T.DETECTED_LIGHTS_INFO, T.DETECTED_OBJECTS) if sensors
                                  else (T.TRAFFIC_LIGHTS, T.TRAFFIC_LIGHTS_INFO, T.OBJECTS))
@@ -88,6 +90,9 @@ class PerceptionInput(StackNode):
             return
         self.g = load_xodr_text(msg.map_name or "ros_map", msg.opendrive, source=T.WORLD_INFO)
         self.geo = geo_reference(msg.opendrive)  # perception=sensors: GNSS -> map metres
+        # the position filter (sim/localization.py; the library loop's --perception sensors runs the same one)
+        self.gnss_filter = GnssFilter(1, noise_metres(self.geo, self.gnss_noise))
+        self.gnss_t: float | None = None
         self.get_logger().info(f"map {msg.map_name!r}: {self.g.num_lanes} lanes")
         try:  # compiled kernels loaded (on a route of our own) before we say we are up: the first tick is on time
             warm = plan_route(self.g, random_route(self.g, np.random.default_rng(0), "warmup", 30.0))
@@ -172,6 +177,12 @@ class PerceptionInput(StackNode):
             except convert.InvalidMessage as e:
                 self.reject(str(e))
                 return
+            # the fix filtered with the IMU's heading and the speedometer (CARLA frame: y and yaw negated)
+            p = odom.pose.pose.position
+            dt = 0.0 if self.gnss_t is None else key - self.gnss_t
+            est = self.gnss_filter.update(np.array([[p.x, -p.y]]), np.array([odom.twist.twist.linear.x]),
+                                          np.array([-convert.quat_yaw(odom.pose.pose.orientation)]), dt)
+            p.x, p.y, self.gnss_t = float(est[0, 0]), float(-est[0, 1]), key
         else:
             odom = box["odom"]
         self._perceive(key, odom, box["objects"])

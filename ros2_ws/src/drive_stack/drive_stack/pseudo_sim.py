@@ -96,7 +96,8 @@ class PseudoSim(StackNode):
         self.xodr = loader.xodr_text(spec.town)
         self.spec = spec
         self.core = PseudoSimCore(self.g, spec, seed=int(p["seed"]), max_agents=int(p["max_agents"]),
-                                  expert_policy=p["expert_policy"] if p["offer_expert"] else None)
+                                  expert_policy=p["expert_policy"] if p["offer_expert"] else None,
+                                  geo_ref=geo_reference(self.xodr), gnss_noise=float(p["gnss_noise"]))
         self.pub_clock = self.create_publisher(Clock, T.CLOCK, 10)
         self.actor_ids = ActorIds(int(p["max_agents"]))  # CARLA actor ids: objects get new ones as they appear
         self._ids = self.actor_ids.update(self.core.state.valid[0])
@@ -108,7 +109,6 @@ class PseudoSim(StackNode):
         self._next_pseudo = PSEUDO_FIRST_ID
         self.create_service(SpawnObject, SPAWN_SERVICE, self._on_spawn)
         self.create_service(DestroyObject, DESTROY_SERVICE, self._on_destroy)
-        self.geo = geo_reference(self.xodr)  # the GNSS sensor's reference (the map's geoReference)
         mode = p["perception"]
         if mode not in ("privileged", "sensors", "none"):
             raise ValueError(f"perception {mode!r}: expected privileged, sensors or none")
@@ -193,7 +193,8 @@ class PseudoSim(StackNode):
             elif kind == "sensor.pseudo.speedometer":
                 pubs["data"].publish(convert.speedometer_message(st, t, pubs["frame"]))
             elif kind == "sensor.other.gnss":
-                pubs["data"].publish(convert.gnss_message(st, t, self.geo, pubs["frame"]))
+                gnss = self.core.loop.gnss  # this tick's fix, with CARLA's noise (drawn once per tick)
+                pubs["data"].publish(convert.gnss_message(float(gnss.lat[0]), float(gnss.lon[0]), t, pubs["frame"]))
             elif kind == "sensor.other.imu":
                 pubs["data"].publish(convert.imu_message(st, t, pubs["frame"]))
         # the privileged expert's command for this tick, computed while the stack works on its own
