@@ -90,6 +90,13 @@ def test_compat_carla_msgs_source_note_matches_the_files():
     assert set(blobs) == {f"{t}.msg" for t in CARLA_TYPES}
     for name, sha in blobs.items():
         assert git_blob_sha1(CARLA_MSG / name) == sha, f"{name} is no longer the upstream blob"
+    # the services the Leaderboard agent calls and the bridge serves (../shared has no copy of them: their blobs at
+    # that commit, checked against a clone of ros-carla-msgs, are in SOURCE.md)
+    srv = dict(re.findall(r"(\w+\.srv) `([0-9a-f]{40})`", text))
+    assert set(srv) == {"SpawnObject.srv", "DestroyObject.srv"}
+    assert sorted(p.name for p in (COMPAT / "carla_msgs" / "srv").glob("*.srv")) == sorted(srv)
+    for name, sha in srv.items():
+        assert git_blob_sha1(COMPAT / "carla_msgs" / "srv" / name) == sha, f"{name} is no longer the upstream blob"
 
 
 # ------------------------------------------------------------------------------------ interface packages
