@@ -37,6 +37,7 @@ DESELECT=(
   tests/test_config.py::test_stack_run_set_options_are_typed_and_validated
   tests/test_stack_lib.py::test_takeover_bag_has_the_asked_window
   tests/test_stack_lib.py::test_segments_survive_a_killed_recorder
+  tests/test_stack_lib.py::test_late_stamped_messages_and_latched_ones_reach_the_takeover_bag
 )
 
 find_python() {  # $1 = 3.10 | 3.12
