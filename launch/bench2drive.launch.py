@@ -1,10 +1,11 @@
 """ros2 launch drive_stack bench2drive.launch.py [sim:=carla|pseudo] [params_file:=...] [policy:=rule]
                                                 [perception:=privileged|sensors] [model:=planner.onnx]
                                                 [reasoning:=rule|takevla|hf] [reasoning_model:=...]
+                                                [reasoning_camera:=/carla/hero/rgb_front/image]
 
 For a ROS 2 install (the Leaderboard 2.0 ROS agent runs `ros2 launch <package> <launch_file> k:=v ...`; in CARLA
 that agent is launch/drive_stack_agent.py, whose get_ros_entrypoint() passes sim, perception, policy and, when
-given, params_file and model). The nodes come from drive_stack.node_table (the same table `drive-stack stack run`
+given, params_file, model, reasoning, reasoning_model and reasoning_camera). The nodes come from drive_stack.node_table (the same table `drive-stack stack run`
 starts here without launch_ros); with sim:=pseudo the pseudo-simulator stands in for CARLA + the bridge (then pass
 its route parameters in the params file). Untested here: launch and launch_ros are not installable from PyPI.
 """
@@ -28,6 +29,7 @@ def _nodes(context):
     perception = LaunchConfiguration("perception").perform(context)
     reasoning = LaunchConfiguration("reasoning").perform(context)
     reasoning_model = LaunchConfiguration("reasoning_model").perform(context)
+    reasoning_camera = LaunchConfiguration("reasoning_camera").perform(context)
     out = []
     for spec in nodes_for(sim):
         extra = {"use_sim_time": True}
@@ -41,6 +43,8 @@ def _nodes(context):
             extra["model"] = reasoning
             if reasoning_model:
                 extra["model_file"] = reasoning_model
+            if reasoning_camera:
+                extra["camera_topic"] = reasoning_camera
         out.append(Node(package="drive_stack", executable=spec.executable, name=spec.name, output="screen",
                         parameters=[params, extra], emulate_tty=True))
     return out
@@ -65,5 +69,9 @@ def generate_launch_description():
         DeclareLaunchArgument("reasoning_model", default_value="",
                               description="takevla: a vla.onnx instead of <models dir>/takevla/vla.onnx; hf: the "
                                           "model's folder (the node's `model_file` parameter)"),
+        DeclareLaunchArgument("reasoning_camera", default_value="",
+                              description="hf: a sensor_msgs/Image topic the model sees instead of the BEV raster "
+                                          "(the node's `camera_topic`; the agent's camera=front declares "
+                                          "/carla/hero/rgb_front/image); empty: the raster"),
         OpaqueFunction(function=_nodes),
     ])

@@ -26,6 +26,11 @@ starting with `#` are skipped; no quoting: the value is the rest of the line, st
     policy       the planner's policy: rule | expert | il | perlad (default) | perlad_logreplay | takead | takevla
     params_file  optional: a drive_stack params YAML (default: the package's config/stack.yaml)
     model        optional: an ONNX planner instead of the policy's default planner.onnx
+    reasoning    the vla_reasoning node's reasoner: rule (default) | takevla | hf
+    reasoning_model  optional: takevla: a vla.onnx; hf: the folder of a Hugging Face vision-language model
+    camera       none (default) | front: declare a front RGB camera (id rgb_front, 800x600, fov 100, 1.5 m ahead of
+                 the hero's origin, 2.4 m up) whose /carla/hero/rgb_front/image the hf reasoner sees instead of
+                 the BEV raster (needs reasoning=hf)
 
 e.g. `perception=sensors` and `policy=perlad` on two lines, or {"perception": "sensors", "policy": "perlad"}.
 Relative paths are taken from the config file's folder; paths must exist and hold no whitespace or quotes
@@ -43,6 +48,7 @@ its name (aw:292-304, r2a:84-105), so the bridge publishes it on /carla/hero/<id
     /carla/hero/speed   carla_msgs/CarlaSpeedometer  signed speed [m/s] every tick                           (both)
     /carla/hero/gnss    sensor_msgs/NavSatFix        every tick                                              (sensors)
     /carla/hero/imu     sensor_msgs/Imu              every tick                                              (sensors)
+    /carla/hero/rgb_front (/image)  sensor_msgs/Image bgra8, every tick          (camera=front: the hf reasoner's)
 
 GNSS and IMU sit at the hero's origin (no lever arm to undo). The stack reads the map from the bridge's
 /carla/world_info (carla_msgs/CarlaWorldInfo: the same OpenDRIVE, TRANSIENT_LOCAL, there from the bridge's start, so
@@ -73,9 +79,11 @@ CONFIG_ENV = "DRIVE_STACK_AGENT_CONFIG"
 
 PERCEPTION_MODES = ("privileged", "sensors")
 POLICIES = ("rule", "expert", "il", "perlad", "perlad_logreplay", "takead", "takevla")  # drivesim.policies.POLICIES (a test checks)
-PATH_KEYS = ("params_file", "model")
-DEFAULTS = {"perception": "privileged", "policy": "perlad", "params_file": "", "model": ""}
-CHOICES = {"perception": PERCEPTION_MODES, "policy": POLICIES}
+REASONERS = ("rule", "takevla", "hf")  # drivesim.stack.reasoners.REASONERS (a test checks)
+PATH_KEYS = ("params_file", "model", "reasoning_model")
+DEFAULTS = {"perception": "privileged", "policy": "perlad", "params_file": "", "model": "", "reasoning": "rule",
+            "reasoning_model": "", "camera": "none"}
+CHOICES = {"perception": PERCEPTION_MODES, "policy": POLICIES, "reasoning": REASONERS, "camera": ("none", "front")}
 
 
 def _sensor(type_, id_, **extra):
@@ -96,6 +104,10 @@ SENSORS = {
     "privileged": (OPENDRIVE_MAP, SPEEDOMETER),
     "sensors": (GNSS, IMU, SPEEDOMETER, OPENDRIVE_MAP),
 }
+# camera=front: a camera.rgb (aw:158-169 reads width, height, fov and the mount), within the 3 m mount radius
+# (aw:25-44); the bridge publishes it on /carla/hero/rgb_front/image, bgra8 (CONTRACT.md sec. 6)
+FRONT_CAMERA = _sensor("sensor.camera.rgb", "rgb_front", x=1.5, z=2.4, width=800, height=600, fov=100)
+CAMERA_TOPIC = "/carla/hero/rgb_front/image"
 
 # perception=privileged: the bridge's pseudo sensors the stack perceives from (type, id = the topic's last part, on
 # the hero? else on the world), spawned through /carla/spawn_object with the hero's actor id that the Leaderboard's
@@ -163,9 +175,14 @@ def check_config(data, base_dir="", source="agent config"):
                 raise ValueError(f"{source}: {key}={value!r}: the path may hold no whitespace or quotes (the ROS "
                                  "launch command line is one string, leaderboard ros_base_agent.py:74-83)")
             value = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
-            if not os.path.isfile(value):
-                raise ValueError(f"{source}: {key}={value!r}: no such file")
+            if not (os.path.isdir(value) if key == "reasoning_model" and data.get("reasoning") == "hf"
+                    else os.path.isfile(value)):
+                raise ValueError(f"{source}: {key}={value!r}: no such "
+                                 f"{'folder' if key == 'reasoning_model' and data.get('reasoning') == 'hf' else 'file'}")
         config[key] = value
+    if config["camera"] != "none" and config["reasoning"] != "hf":
+        raise ValueError(f"{source}: camera={config['camera']} is for reasoning=hf (a vision-language model that "
+                         f"takes images); reasoning={config['reasoning']} reasons on the perceived scene")
     return config
 
 
@@ -229,7 +246,8 @@ class DriveStackAgent(ROS2Agent):
         self.track = track_for(self.sensors())
 
     def sensors(self):
-        return [dict(spec) for spec in SENSORS[self._config["perception"]]]
+        camera = (FRONT_CAMERA,) if self._config["camera"] == "front" else ()
+        return [dict(spec) for spec in SENSORS[self._config["perception"]] + camera]
 
     def spawn_object(self, type_, id_, transform, attributes, attach_to=0):
         """The Leaderboard spawns each declared sensor through here, attached to the hero (aw:292-304); with
@@ -256,4 +274,8 @@ class DriveStackAgent(ROS2Agent):
         for key in PATH_KEYS:
             if self._config[key]:
                 parameters[key] = self._config[key]
+        if self._config["reasoning"] != "rule":
+            parameters["reasoning"] = self._config["reasoning"]
+        if self._config["camera"] == "front":
+            parameters["reasoning_camera"] = CAMERA_TOPIC
         return {"package": PACKAGE, "launch_file": LAUNCH_FILE, "parameters": parameters}

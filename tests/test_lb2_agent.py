@@ -184,12 +184,14 @@ EXPECTED_TYPES = {
 }
 
 
-@pytest.mark.parametrize("mode", ["privileged", "sensors"])
-def test_sensors_pass_upstream_validation(lb, monkeypatch, tmp_path, mode):
+@pytest.mark.parametrize("mode,camera", [("privileged", False), ("sensors", False), ("privileged", True),
+                                         ("sensors", True)])
+def test_sensors_pass_upstream_validation(lb, monkeypatch, tmp_path, mode, camera):
     Track = sys.modules["leaderboard.autoagents.autonomous_agent"].Track
-    agent = make_agent(lb, monkeypatch, write_config(tmp_path, f"perception={mode}\n"))
+    extra = "reasoning=hf\ncamera=front\n" if camera else ""
+    agent = make_agent(lb, monkeypatch, write_config(tmp_path, f"perception={mode}\n{extra}"))
     sensors = agent.sensors()
-    assert {s["type"] for s in sensors} == EXPECTED_TYPES[mode]
+    assert {s["type"] for s in sensors} == EXPECTED_TYPES[mode] | ({"sensor.camera.rgb"} if camera else set())
     assert agent.track is Track.MAP
     validate_sensor_configuration(sensors, agent.track, "MAP", Track)  # ev:303 with --track MAP
     for s in sensors:
@@ -262,6 +264,14 @@ def test_entrypoint_names_the_launch_file_and_its_arguments(lb, monkeypatch, tmp
                       "params_file": str(tmp_path / "stack.yaml"), "model": str(tmp_path / "planner.onnx")}
     defaults = make_agent(lb, monkeypatch).get_ros_entrypoint()["parameters"]
     assert defaults == {"sim": "carla", "perception": "privileged", "policy": "perlad"}
+    # a VLM that sees the declared front camera: the reasoner, its folder and the camera's topic reach the launch
+    (tmp_path / "vlm").mkdir()
+    vlm = make_agent(lb, monkeypatch, write_config(tmp_path, "reasoning=hf\nreasoning_model=vlm\ncamera=front\n"))
+    params = vlm.get_ros_entrypoint()["parameters"]
+    assert set(params) <= set(declared) and tuple(declared["reasoning"]["choices"]) == lb.REASONERS
+    assert params == {"sim": "carla", "perception": "privileged", "policy": "perlad", "reasoning": "hf",
+                      "reasoning_model": str(tmp_path / "vlm"), "reasoning_camera": "/carla/hero/rgb_front/image"}
+    assert 'extra["camera_topic"] = reasoning_camera' in LAUNCH.read_text()
     # the launch file hands `model` to the planner only when given
     source = LAUNCH.read_text()
     assert 'LaunchConfiguration("model").perform(context)' in source and 'extra["model"] = model' in source
@@ -269,8 +279,9 @@ def test_entrypoint_names_the_launch_file_and_its_arguments(lb, monkeypatch, tmp
 
 def test_policies_are_the_librarys(lb):
     from drivesim.policies import POLICIES
+    from drivesim.stack.reasoners import REASONERS
 
-    assert lb.POLICIES == tuple(POLICIES)
+    assert lb.POLICIES == tuple(POLICIES) and lb.REASONERS == tuple(REASONERS)
 
 
 # ---- (c) config ------------------------------------------------------------------------------------------------------
@@ -287,6 +298,9 @@ BAD_CONFIGS = [
     ("model=my planner.onnx\n", ["model", "whitespace"]),
     ("# comment\nperception\n", ["line 2", "key=value"]),
     ("policy=rule\npolicy=il\n", ["policy", "twice"]),
+    ("camera=front\n", ["camera=front is for reasoning=hf", "reasoning=rule"]),
+    ("reasoning=magic\n", ["reasoning", "rule, takevla, hf"]),
+    ("reasoning=hf\nreasoning_model=missing\n", ["reasoning_model", "no such folder"]),
 ]
 
 

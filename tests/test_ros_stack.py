@@ -109,10 +109,10 @@ def test_both_perception_modes_drive_as_the_direct_loop(tmp_path, perception, wh
     test_ros_loop_with_the_learned_planner_matches_the_direct_loop). PerlAD's planner: the same scores as the library
     loop in the same perception mode (the same noise draws, the same filter), on a procedural route and on
     Bench2Drive route 24211."""
-    from drivesim.sim.localization import geo_reference
     from drivesim.evaluation.runner import run_route
     from drivesim.maps import TownLoader
     from drivesim.routes.xml import parse_routes
+    from drivesim.sim.localization import geo_reference
 
     if where == "proc":
         res = _run(tmp_path, "sensors", policy="perlad", node_overrides=QUIET_MONITOR, perception=perception)

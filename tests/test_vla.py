@@ -344,9 +344,12 @@ def test_hf_reasoner_runs_a_local_vision_language_model(tmp_path, proc_town):
     per = ScenePerceiver(proc_town, [plan_route(proc_town, spec)])
     got = []
 
+    scenes = []
+
     def observe(st):
         if len(got) < 2 and int(round(float(st.state.t[0]) / 0.05)) % 20 == 0:
-            got.append(r.reason(per(st.state, st.lights)))
+            scenes.append(per(st.state, st.lights))
+            got.append(r.reason(scenes[-1]))
 
     run_route(proc_town, spec, "rule", observer=observe)
     assert len(got) == 2
@@ -355,3 +358,34 @@ def test_hf_reasoner_runs_a_local_vision_language_model(tmp_path, proc_town):
         assert adv.advisory == advisory_from_words(adv.text, 0.0)[0]
     with pytest.raises(ReasonerError, match="no config.json"):
         make_reasoner("hf", proc_town, str(tmp_path))
+    # a user's camera instead of the raster (vla_reasoning camera_topic): the bridge's bgra8 image, read to RGB, is
+    # what the processor gets
+    from drivesim.stack.wire import InvalidMessage, image_rgb
+
+    h, w = 6, 8
+    bgra = np.zeros((h, w, 4), np.uint8)
+    bgra[..., 0], bgra[..., 1], bgra[..., 2], bgra[..., 3] = 10, 20, 30, 255  # B, G, R, A
+    cam = image_rgb(h, w, "bgra8", w * 4, bgra.tobytes(), "/carla/hero/rgb_front/image")
+    assert cam.shape == (h, w, 3) and cam[0, 0].tolist() == [30, 20, 10]
+    padded = np.zeros((h, w * 3 + 4), np.uint8)  # rows padded beyond width x 3 (step > width x channels)
+    padded[:, : w * 3] = np.tile([1, 2, 3], w)
+    assert image_rgb(h, w, "rgb8", w * 3 + 4, padded.tobytes())[h - 1, w - 1].tolist() == [1, 2, 3]
+    with pytest.raises(InvalidMessage, match="/cam: image 8x6 bgra8 with step 32 needs 192 bytes"):
+        image_rgb(h, w, "bgra8", w * 4, bgra.tobytes()[:-1], "/cam")
+    with pytest.raises(InvalidMessage, match="encoding 'yuv422'"):
+        image_rgb(h, w, "yuv422", w * 2, bytes(h * w * 2), "/cam")
+    seen = []
+    proc = r.processor
+
+    class Spy:  # the processor, recording the image it is given
+        def __getattr__(self, k):
+            return getattr(proc, k)
+
+        def __call__(self, images=None, **kw):
+            seen.append(np.asarray(images))
+            return proc(images=images, **kw)
+
+    r.processor = Spy()
+    adv = r.reason(scenes[0], cam)
+    assert adv.text and set(adv.text.split()) <= words
+    assert seen[-1].shape == (h, w, 3) and (seen[-1] == cam).all()

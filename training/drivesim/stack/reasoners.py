@@ -5,8 +5,11 @@ cap) and names itself (`name`: what each Reasoning message says produced it).
 - `takevla`: TakeVLA's exported graphs (policies/vla.py): features, raster, the action graph, greedy commentary.
 - `hf`: a pretrained vision-language model from a local folder through Hugging Face `transformers`
   (`AutoProcessor` + `AutoModelForImageTextToText`, e.g. a LLaVA-style model), for users with weights and a GPU:
-  the BEV raster as an RGB image (`raster_image`), the route instruction in the prompt (the processor's chat
-  template if it has one), greedy generation; the advisory from the generated words (`advisory_from_words`).
+  the BEV raster as an RGB image (`raster_image`), or a camera's image where the user has one (the node's
+  `camera_topic`, e.g. the Leaderboard camera the drive-stack agent declares with `camera=front`), the route
+  instruction in the prompt (the processor's chat template if it has one), greedy generation; the advisory from
+  the generated words (`advisory_from_words`). TakeVLA itself is trained on the raster (there are no camera images
+  in the pseudo-simulator) and takes no camera.
   Nothing is downloaded (`local_files_only`); without `transformers` it says how to install it.
 """
 
@@ -116,17 +119,23 @@ class HFReasoner:
             return self.processor.apply_chat_template(msgs, add_generation_prompt=True)
         return f"{getattr(self.processor, 'image_token', '<image>')} {text}"
 
-    def generate(self, raster: np.ndarray, instruction: str) -> str:
+    def generate(self, raster: np.ndarray, instruction: str, camera: np.ndarray | None = None) -> str:
+        """The model's words for the scene: it sees the camera image (H, W, 3 uint8 RGB) when one is given, else the
+        BEV raster as an image."""
         import torch
+        from PIL import Image
 
-        inputs = self.processor(images=raster_image(raster), text=self.prompt(instruction), return_tensors="pt")
+        image = Image.fromarray(np.asarray(camera, np.uint8), "RGB") if camera is not None else raster_image(raster)
+        inputs = self.processor(images=image, text=self.prompt(instruction), return_tensors="pt")
         inputs.pop("token_type_ids", None)  # (some tokenizers add it; the VLMs' generate refuses it)
         inputs = inputs.to(self.device)
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         return self.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
-    def reason(self, scene) -> Advice:
+    def reason(self, scene, camera: np.ndarray | None = None) -> Advice:
+        """camera: the latest image of the vla_reasoning node's `camera_topic` (a user's camera), else None (the
+        BEV raster)."""
         from ..models.features import SPEED_SCALE
         from ..vla.language import instruction
         from ..vla.raster import raster
@@ -134,7 +143,7 @@ class HFReasoner:
         t = scene.t if scene.t is not None else np.full(1, self.steps * 0.5)
         inputs = self.features(scene, t).inputs()
         self.steps += 1
-        text = self.generate(raster(inputs)[0], instruction(inputs["ego"][0]))
+        text = self.generate(raster(inputs)[0] if camera is None else None, instruction(inputs["ego"][0]), camera)
         adv, cap = advisory_from_words(text, float(inputs["ego"][0, 0]) * SPEED_SCALE)
         return Advice(text, adv, cap)
 

@@ -37,6 +37,24 @@ def finite(topic: str, **fields) -> None:
         raise InvalidMessage(f"{topic}: non-finite {', '.join(bad)}")
 
 
+IMAGE_CHANNELS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)), "bgra8": (4, (2, 1, 0)),
+                  "mono8": (1, (0, 0, 0))}  # encoding -> (bytes per pixel, the R, G, B byte of a pixel)
+
+
+def image_rgb(height: int, width: int, encoding: str, step: int, data, topic: str = "camera") -> np.ndarray:
+    """A sensor_msgs/Image's fields -> (height, width, 3) uint8 RGB (the bridge's cameras send bgra8). Raises
+    InvalidMessage naming the topic for an encoding it cannot read or a buffer that does not match the size."""
+    if encoding not in IMAGE_CHANNELS:
+        raise InvalidMessage(f"{topic}: image encoding {encoding!r}; readable: {', '.join(IMAGE_CHANNELS)}")
+    n, rgb = IMAGE_CHANNELS[encoding]
+    buf = np.frombuffer(bytes(data), np.uint8)
+    if height <= 0 or width <= 0 or step < width * n or len(buf) < step * height:
+        raise InvalidMessage(f"{topic}: image {width}x{height} {encoding} with step {step} needs {step * height} "
+                             f"bytes (step >= {width * n}), got {len(buf)}")
+    px = buf[: step * height].reshape(height, step)[:, : width * n].reshape(height, width, n)
+    return np.ascontiguousarray(px[..., list(rgb)])
+
+
 def stamp_sec(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 

@@ -77,6 +77,8 @@ class ReasoningParams(NodeParams):
     model: str = "rule"  # rule | takevla (TakeVLA's ONNX commentary) | hf (a local Hugging Face VLM); learned: need the map
     model_file: str = ""  # takevla: a vla.onnx instead of <models dir>/takevla/vla.onnx; hf: the model's folder
     backend: Literal["auto", "tensorrt", "ort-cuda", "ort-cpu"] = "auto"  # inference backend for takevla
+    camera_topic: str = ""  # hf: a sensor_msgs/Image topic the model sees instead of the BEV raster (e.g. the
+    # Leaderboard camera /carla/hero/rgb_front/image); "": the raster
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ advisory (speed cap) on /drive_stack/reasoning, each message naming the model th
 `model` picks the reasoner (drivesim.stack.reasoners): `rule` (default, the rule reasoner); `takevla` (TakeVLA's
 exported ONNX graphs through the inference runtime, TensorRT on a GPU else ONNX Runtime; `model_file` and
 `backend` override: features, raster, the action graph, greedy commentary); `hf` (a pretrained vision-language
-model from the local folder `model_file`, Hugging Face transformers, on the GPU when there is one). The learned
+model from the local folder `model_file`, Hugging Face transformers, on the GPU when there is one; with
+`camera_topic` it sees that camera's latest image instead of the BEV raster, and waits for a first one). The learned
 ones wait for the map on /carla/world_info (their features include the lanes); the node reports up only once its
 reasoner is loaded and warm. Each call's wall time is logged at the end (p50 / p99 / max), the figure `bench
 infer` measures for takevla.
@@ -21,7 +22,9 @@ from drive_stack_msgs.msg import PerceivedScene, Reasoning
 from drivesim.maps.opendrive import load_xodr_text
 from drivesim.sim.perception import ROUTE_POINTS
 from drivesim.stack.reasoners import REASONERS, make_reasoner
+from drivesim.stack.wire import InvalidMessage, image_rgb
 from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import Image
 
 from . import convert
 from . import node_table as T
@@ -37,6 +40,12 @@ class VlaReasoning(StackNode):
         self.kind, self.model_file, self.backend = p.model, p.model_file, p.backend
         if self.kind not in REASONERS:
             raise ValueError(f"vla_reasoning model {self.kind!r}: use one of {', '.join(REASONERS)}")
+        self.camera_topic, self.camera = p.camera_topic, None
+        if self.camera_topic and self.kind != "hf":
+            raise ValueError(f"vla_reasoning camera_topic {self.camera_topic!r} is for model hf (a vision-language "
+                             f"model that takes images); {self.kind!r} reasons on the perceived scene")
+        if self.camera_topic:  # the bridge's cameras: default QoS (reliable, volatile)
+            self.create_subscription(Image, self.camera_topic, self._on_camera, 2)
         self.reasoner = None
         self.light_ids = None
         self.last_t = -1e9
@@ -60,6 +69,12 @@ class VlaReasoning(StackNode):
         self.get_logger().info(f"reasoner loaded: {self.reasoner.name} ({self.reasoner.describe})")
         self.announce_ready()
 
+    def _on_camera(self, msg: Image) -> None:
+        try:
+            self.camera = image_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data, self.camera_topic)
+        except InvalidMessage as e:
+            self.reject(str(e))
+
     def _on_raw(self, data: bytes) -> None:
         # the stamp is the first field: sec (int32) and nanosec (uint32) after the 4-byte CDR header
         sec, nsec = struct.unpack_from("<iI", data, 4)
@@ -76,9 +91,13 @@ class VlaReasoning(StackNode):
         except convert.InvalidMessage as e:
             self.reject(str(e))
             return
+        if self.camera_topic and self.camera is None:
+            self.get_logger().warning(f"no image on {self.camera_topic} yet: no reasoning at t={t:.2f}",
+                                      throttle_duration_sec=5.0)
+            return
         self.last_t = t
         t0 = time.perf_counter()
-        adv = self.reasoner.reason(scene)
+        adv = self.reasoner.reason(scene, self.camera) if self.camera_topic else self.reasoner.reason(scene)
         self.call_ms.append((time.perf_counter() - t0) * 1000)
         out = Reasoning(text=adv.text, advisory=adv.advisory, speed_cap=float(adv.speed_cap), model=self.reasoner.name)
         out.header.stamp, out.header.frame_id = msg.header.stamp, "hero"
