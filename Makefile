@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml ros2_ws/src/drive_stack/setup.py
 	@touch $(STAMP)
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # the ROS 2 stack's commands are drive-stack-ros's (the drive_stack package); drive-stack is the library's CLI.
 # Without ../shared the demo says so and skips the Bench2Drive route (its defaults are these same paths).
