@@ -158,6 +158,28 @@ def test_takeover_rows_pick_the_takeovers_and_the_seconds_before():
     assert len(takeover_rows(data, index, "none", 1.0)[0]) == 0
 
 
+def test_speed_points_are_the_experts_planned_speeds_ahead_and_the_pid_follows_the_profile():
+    """Labels: the expert's planned speed 0 / 0.5 / 1.0 s later in the same episode (its last frame where it ends
+    first); a table whose episodes are not runs of frames is refused. The PID's target: the profile, linear in
+    time, held outside it."""
+    from drivesim.learn.vla import speed_profile
+    from drivesim.sim.control import profile_target
+
+    ep = np.r_[np.zeros(12, int), np.ones(4, int)]
+    fr = np.r_[np.arange(12), np.arange(4)]
+    data = {"episode": ep, "frame": fr, "speed": (100 * ep + fr).astype(np.float32)}
+    lab = speed_profile(data, np.array([0.0, 0.5, 1.0]))
+    assert lab[0].tolist() == [0, 5, 10] and lab[3].tolist() == [3, 8, 11] and lab[11].tolist() == [11, 11, 11]
+    assert lab[12].tolist() == [100, 103, 103]
+    with pytest.raises(ValueError, match="not runs of consecutive frames"):
+        speed_profile({k: v[::2] for k, v in data.items()}, np.array([0.0, 0.5]))
+    times = np.array([0.0, 0.5, 1.0, 1.5])
+    v = np.array([[8.0, 6.0, 2.0, 0.0], [4.0, 4.0, 5.0, 6.0]])
+    assert profile_target(v, times, 0.25).tolist() == [7.0, 4.0]
+    assert profile_target(v, times, np.array([0.0, 0.75, 9.0])).tolist() == [[8.0, 4.0, 0.0], [4.0, 4.5, 6.0]]
+    assert profile_target(v[:, :1], times[:1], 0.5).tolist() == [8.0, 4.0]  # one point: held
+
+
 def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, proc_town, shadow_data):
     """Base data (the expert) + a shadow-mode collection (the committed perlad drives, the expert takes over): training
     moves the weights and lowers the loss, the pre-takeover frames carry precautionary commentary, the ONNX graphs
@@ -181,6 +203,8 @@ def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, pro
     rep = run_vla(VLAConfig(**{**cfg.__dict__, "resume": True, "eval_routes": str(routes)}), log=lambda *_: None)
     man = json.loads((tmp_path / "vla" / "model" / "vla.manifest.json").read_text())
     assert max(man["parity_max_abs_err"].values()) < 1e-3 and man["kind"] == "vla"
+    assert man["speed_times_s"] == [0.0, 0.5, 1.0, 1.5] and man["speed_lookahead_s"] == 0.0
+    assert hist[-1]["train"]["speed"] < hist[0]["train"]["speed"]  # the speed points learn (every point counts)
     assert 0 <= rep["eval"]["driving_score"] <= 100
     onnx = str(tmp_path / "vla" / "model" / "vla.onnx")
     assert check_policy("takevla", onnx)["sha256"] == man["sha256"]
@@ -196,6 +220,13 @@ def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, pro
     from drivesim.learn.data import _frame_state, dense_route
 
     pol = make_policy("takevla", 1, g=proc_town, model=onnx)
+    rt = pol.rt  # the PID's target: the profile of each point's best speed, `speed_lookahead_s` ahead
+    logits = np.full((1, 4, 13), -5.0, np.float32)
+    logits[0, np.arange(4), [8, 6, 2, 0]] = 5.0  # 8, 6, 2, 0 m/s at 0, 0.5, 1.0, 1.5 s
+    assert rt.speed_profile(logits[0]).tolist() == [8.0, 6.0, 2.0, 0.0] and rt.target_speed(logits[0]) == 8.0
+    rt.speed_lookahead = 0.75
+    assert rt.target_speed(logits[0]) == pytest.approx(4.0)
+    rt.speed_lookahead = man["speed_lookahead_s"]
     ep = sorted((learn_dataset / "ds" / "episodes").iterdir())[0]
     arr = read_episode(ep)
     per = ScenePerceiver(proc_town, [dense_route(arr)])
@@ -248,6 +279,13 @@ def test_dreaming_rollouts_score_against_the_expert_and_collisions():
     moved = perturb(cross, rng, DreamSettings(time_shift=0.0, position=1.0, speed_scale=0.0), H)
     d = moved["roll_agents"][0, 0, 0, :2] - cross["roll_agents"][0, 0, 0, :2]
     assert np.abs(d).max() > 0 and np.allclose(moved["agents"][0, 0, :2] * POS_SCALE - cross["agents"][0, 0, :2] * POS_SCALE, d, atol=1e-5)
+    # speed points: a constant profile is the held speed; braking 8 -> 0 within 1 s stops short of the car ahead
+    sp = DreamSettings(speed_times=(0.0, 0.5, 1.0, 1.5))
+    held = rollout(sc, np.concatenate([path, path]), np.array([8.0, 8.0]), sp)
+    prof = rollout(sc, np.concatenate([path, path]), np.array([[8.0] * 4, [8.0, 4.0, 0.0, 0.0]]), sp)
+    assert prof["l2"][0] == held["l2"][0] and prof["collided"].tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="3 speed points for 4 times"):
+        rollout(sc, path, np.array([[8.0, 4.0, 0.0]]), sp)
     early = dict(cross, time_shift=np.array([5]))
     hits = [rollout(x, cross["path"], np.array([8.0]), s)["collided"][0] for x in (cross, early)]
     assert hits == [0.0, 1.0]  # the ego passes before the walker reaches its lane; 0.5 s earlier it is there

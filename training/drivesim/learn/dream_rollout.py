@@ -5,9 +5,11 @@ ingest` of the stack's bags): a takeover's first frame or one of the seconds bef
 (learn/data.py) it carries what the policy saw (the feature tensors), the agents' logged futures (roll_agents,
 and roll_unseen: the ones hidden then; 10 Hz, ego frame) and the expert's plan (path and planned speed).
 
-Rollout (`rollout`): 2 s at 5 Hz, as TakeVLA has it: the ego follows an action (path points and a target speed)
-with the deployed PID controller on the kinematic bicycle (stepped at 20 Hz, read at 5 Hz); the agents replay
-their log. The expert's trajectory is the expert's plan rolled out the same way.
+Rollout (`rollout`): 2 s at 5 Hz, as TakeVLA has it: the ego follows an action (path points and speed points)
+with the deployed PID controller on the kinematic bicycle (stepped at 20 Hz, read at 5 Hz), its target at each
+step the speed profile `speed_lookahead` seconds after the step's time (sim/control.profile_target); the agents
+replay their log. The expert's trajectory is the expert's plan (its path and planned speeds at the speed points'
+times: learn/vla.speed_profile) rolled out the same way.
 Reward: -(sum_k gamma^k ||p_k - p*_k||) / (sum_k gamma^k), the discounted mean L2 [m] to the expert's trajectory,
 plus a collision term (at fault: an agent running into the ego from behind is not counted) by the agent's kind.
 
@@ -30,7 +32,7 @@ from ..sim.dynamics import DEFAULT_VEHICLE
 from ..sim.state import AgentKind
 
 FEATURE_KEYS = ("ego", "route", "route_mask", "agents", "agents_mask", "lanes", "lanes_mask")
-SCENARIO_KEYS = (*FEATURE_KEYS, "path", "speed", "roll_agents", "roll_agents_mask", "agent_kind", "roll_unseen",
+SCENARIO_KEYS = (*FEATURE_KEYS, "path", "speed", "speed_points", "roll_agents", "roll_agents_mask", "agent_kind", "roll_unseen",
                  "roll_unseen_mask", "unseen_kind")
 LOG_DT = 0.1  # [s] the table's roll_* steps
 CONTROL_DT = 0.05  # [s] the deployed controller's step
@@ -47,6 +49,8 @@ class DreamSettings:
     time_shift: float = 0.5  # [s] perturbed variants: the replay offset, uniform in +-time_shift
     position: float = 1.0  # [m] perturbed variants: each agent's offset, uniform in +-position (x and y)
     speed_scale: float = 0.2  # perturbed variants: each agent's motion scaled by 1 +- speed_scale
+    speed_times: tuple[float, ...] = (0.0,)  # [s] the speed points' times (the model's VLANetConfig.speed_times)
+    speed_lookahead: float = 0.0  # [s] the PID's target: the profile this far after each step's time
 
     @property
     def steps(self) -> int:
@@ -96,19 +100,27 @@ def _replay(sc: dict[str, np.ndarray], s: DreamSettings) -> tuple[np.ndarray, np
 
 
 def ego_trajectory(paths: np.ndarray, target: np.ndarray, v0: np.ndarray, s: DreamSettings) -> np.ndarray:
-    """(E, K, 3) ego poses at the rollout's steps: the deployed PID along `paths` (E, P, 2) at `target` (E,)."""
+    """(E, K, 3) ego poses at the rollout's steps: the deployed PID along `paths` (E, P, 2) at `target`: a speed
+    (E,) held, or speed points (E, len(s.speed_times)) followed as a profile (each controller step's target: the
+    profile at the step's time + s.speed_lookahead)."""
+    from ..sim.control import profile_target
     from .rl import ego_rollout
 
     sub = int(round(1.0 / (s.rate * CONTROL_DT)))
-    poses, _ = ego_rollout(extend_path(np.asarray(paths, np.float64)), np.asarray(target, np.float64),
+    target = np.asarray(target, np.float64)
+    if target.ndim == 2:
+        if target.shape[1] != len(s.speed_times):
+            raise ValueError(f"{target.shape[1]} speed points for {len(s.speed_times)} times (DreamSettings.speed_times)")
+        target = profile_target(target, s.speed_times, np.arange(s.steps * sub) * CONTROL_DT + s.speed_lookahead)
+    poses, _ = ego_rollout(extend_path(np.asarray(paths, np.float64)), target,
                            np.asarray(v0, np.float64), s.steps * sub, CONTROL_DT)
     return poses[:, sub - 1::sub]
 
 
 def rollout(sc: dict[str, np.ndarray], paths: np.ndarray, target: np.ndarray, s: DreamSettings,
             expert: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Roll out E = B x G actions (paths (E, P, 2) [m], target speeds (E,)) in their scenarios (each scenario's rows
-    repeated G times in a row). Returns reward terms (E,): total, l2 (the discounted mean L2 [m]), collision,
+    """Roll out E = B x G actions (paths (E, P, 2) [m], target speeds (E,) or speed points (E, K)) in their
+    scenarios (each scenario's rows repeated G times in a row). Returns reward terms (E,): total, l2 (the discounted mean L2 [m]), collision,
     collided, and the expert's trajectory (B, K, 3) used."""
     from ..models.features import SPEED_SCALE
 
@@ -116,7 +128,7 @@ def rollout(sc: dict[str, np.ndarray], paths: np.ndarray, target: np.ndarray, s:
     G = len(paths) // B
     v0 = sc["ego"][:, 0] * SPEED_SCALE
     if expert is None:
-        expert = ego_trajectory(sc["path"], sc["speed"], v0, s)
+        expert = ego_trajectory(sc["path"], sc["speed_points"] if "speed_points" in sc else sc["speed"], v0, s)
     poses = ego_trajectory(paths, target, np.repeat(v0, G), s)
     ag, am, kind = (np.repeat(a, G, 0) for a in _replay(sc, s))
     w = s.gamma ** np.arange(s.steps)

@@ -4,9 +4,9 @@ Scenarios (learn/dream_rollout.py): the takeover starts and the `pre_takeover` s
 collections (`--takeover-data`: `collect --takeover`, `train takead` rounds, `takeover ingest` of bags), each
 drawn as recorded or perturbed (agents' timing, positions, speeds; `perturbed` of the variants).
 Policy: TakeVLA's action heads as a stochastic policy: a path anchor ~ Categorical(softmax(anchor_logits / T)),
-the path ~ N(mu_anchor, sigma^2 I) around that anchor's predicted points, the target speed ~
-Categorical(softmax(speed_logits / T)); log pi(a | s) = log p(anchor) + log p(speed bin) - sum_i ||path_i -
-mu_anchor,i||^2 / (2 sigma^2) (+ a constant).
+the path ~ N(mu_anchor, sigma^2 I) around that anchor's predicted points, each speed point's speed ~
+Categorical(softmax(speed_logits_k / T)) (independently); log pi(a | s) = log p(anchor) + sum_k log p_k(speed
+bin_k) - sum_i ||path_i - mu_anchor,i||^2 / (2 sigma^2) (+ a constant).
 GRPO: per scenario a group of `group` sampled actions, rolled out 2 s at 5 Hz (bicycle + deployed PID, agents
 replaying their log); reward = -(discounted mean L2 to the expert's trajectory) + collision term; advantages
 standardised within each group, A = (R - mean_g) / (std_g + eps); loss = -mean(A log pi(a | s)) + kl x KL(pi ||
@@ -82,14 +82,14 @@ class DreamConfig:
                              time_shift=self.time_shift, position=self.position, speed_scale=self.speed_scale)
 
 
-def load_scenarios(cfg: DreamConfig, fcfg, log=print) -> dict[str, np.ndarray]:
+def load_scenarios(cfg: DreamConfig, fcfg, times: np.ndarray, log=print) -> dict[str, np.ndarray]:
     """The scenario rows of every takeover collection (takeover starts and their pre-windows), with their
-    commentary tokens (the precaution on pre-window rows) and prompts."""
+    commentary tokens (the precaution on pre-window rows), prompts and the expert's speed points at `times`."""
     from ..dataset.collect import load_index
     from ..vla.language import commentary, encode, precaution, prompts
     from .data import DataConfig, build_samples, concat_samples
     from .dream_rollout import SCENARIO_KEYS
-    from .vla import takeover_rows
+    from .vla import speed_profile, takeover_rows
 
     parts = []
     for root in [r for r in cfg.takeover_data.split(",") if r]:
@@ -99,6 +99,7 @@ def load_scenarios(cfg: DreamConfig, fcfg, log=print) -> dict[str, np.ndarray]:
         ep = d["episode"]
         first = np.r_[True, (ctl[:-1] == 0) | (ep[1:] != ep[:-1])] & (ctl != 0)  # a takeover's first frame
         rows = np.array([r for r in rows if r in causes or first[r]], np.int64)
+        d["speed_points"] = speed_profile(d, times)
         sub = {k: d[k][rows] for k in (*SCENARIO_KEYS, "episode", "ego_future", "ego_future_mask", "agents_future",
                                         "agents_future_mask")}
         text = commentary(sub)
@@ -149,8 +150,11 @@ class Dreaming:
         for p in self.ref.parameters():
             p.requires_grad_(False)
         self.speeds = torch.as_tensor(self.ncfg.speeds(), dtype=torch.float32)
-        self.s = cfg.settings()
-        self.sc = load_scenarios(cfg, self.fcfg, log)
+        from dataclasses import replace
+
+        self.s = replace(cfg.settings(), speed_times=tuple(self.ncfg.speed_times().tolist()),
+                         speed_lookahead=float((ck.get("config") or {}).get("speed_lookahead", 0.0)))
+        self.sc = load_scenarios(cfg, self.fcfg, self.ncfg.speed_times(), log)
         self.tr, self.va = split(self.sc, cfg.val_fraction, cfg.seed)
         if cfg.w_text == 0:  # the language decoder keeps what supervised training taught it
             for name, p in self.model.named_parameters():
@@ -199,7 +203,7 @@ class Dreaming:
 
     def _heads(self, model, x) -> dict[str, torch.Tensor]:
         h = model.heads(*x)
-        h["logp_speed"] = F.log_softmax(h["speed_logits"] / self.cfg.temperature, -1)
+        h["logp_speed"] = F.log_softmax(h["speed_logits"] / self.cfg.temperature, -1)  # (B, K, S)
         h["logp_anchor"] = F.log_softmax(h["anchor_logits"] / self.cfg.temperature, -1)
         return h
 
@@ -222,9 +226,10 @@ class Dreaming:
         x = self._inputs(sc)
         h = self._heads(self.model, x)
         rep = lambda t: t.repeat_interleave(G, 0)  # noqa: E731
-        with torch.no_grad():  # the group's actions: an anchor, its path with Gaussian noise, a speed bin
+        K, S = h["logp_speed"].shape[1:]
+        with torch.no_grad():  # the group's actions: an anchor, its path with Gaussian noise, a speed bin per point
             anchor = torch.multinomial(rep(h["logp_anchor"].exp()), 1)[:, 0]
-            bins = torch.multinomial(rep(h["logp_speed"].exp()), 1)[:, 0]
+            bins = torch.multinomial(rep(h["logp_speed"].exp()).reshape(-1, S), 1).view(-1, K)
             ar = torch.arange(len(anchor))
             mu = rep(h["paths"])[ar, anchor]
             a_path = mu + torch.randn_like(mu) * c.sigma
@@ -232,11 +237,12 @@ class Dreaming:
         r = self._rollout(sc, a_path.numpy(), self.speeds[bins].numpy())
         R = torch.as_tensor(r["total"], dtype=torch.float32).view(-1, G)
         adv = ((R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + 1e-6)).view(-1)
-        # log pi(a | s) = log p(anchor) + log p(speed bin) - ||path - mu_anchor||^2 / (2 sigma^2) (+ const)
-        lp = (rep(h["logp_anchor"]).gather(1, anchor[:, None])[:, 0] + rep(h["logp_speed"]).gather(1, bins[:, None])[:, 0]
+        # log pi(a | s) = log p(anchor) + sum_k log p_k(speed bin_k) - ||path - mu_anchor||^2 / (2 sigma^2) (+ const)
+        lp = (rep(h["logp_anchor"]).gather(1, anchor[:, None])[:, 0]
+              + rep(h["logp_speed"]).gather(2, bins[..., None])[..., 0].sum(1)
               - ((a_path - rep(h["paths"])[ar, anchor]) ** 2).sum((1, 2)) / (2 * c.sigma ** 2))
         pg = -(adv * lp).mean()
-        kl_speed = (h["logp_speed"].exp() * (h["logp_speed"] - ref["logp_speed"])).sum(-1).mean()
+        kl_speed = (h["logp_speed"].exp() * (h["logp_speed"] - ref["logp_speed"])).sum((1, 2)).mean()
         kl_anchor = (h["logp_anchor"].exp() * (h["logp_anchor"] - ref["logp_anchor"])).sum(-1).mean()
         # the path: the Gaussians' KL for each anchor, weighted by the anchor's probability
         kl_path = (h["logp_anchor"].exp().detach() * ((h["paths"] - ref["paths"]) ** 2).sum((2, 3))).sum(-1).mean() / (

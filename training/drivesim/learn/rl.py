@@ -154,7 +154,7 @@ def inject_pedestrians(b: dict, rng: np.random.Generator, frac: float, fcfg) -> 
 
 def ego_rollout(paths: np.ndarray, target: np.ndarray, v0: np.ndarray, steps: int, dt: float = ROLL_DT):
     """Kinematic bicycle + the deployed PID controller following each path (E, Q, 2) (ego frame at t=0) at
-    its target speed (E,). Returns poses (E, steps, 3) and speeds (E, steps)."""
+    its target speed (E,), or at each step's (E, steps). Returns poses (E, steps, 3) and speeds (E, steps)."""
     E = len(paths)
     x, y, yaw = np.zeros(E), np.zeros(E), np.zeros(E)
     v, sa = v0.astype(np.float64).copy(), np.zeros(E)
@@ -164,7 +164,7 @@ def ego_rollout(paths: np.ndarray, target: np.ndarray, v0: np.ndarray, steps: in
         dx, dy = paths[..., 0] - x[:, None], paths[..., 1] - y[:, None]
         c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
         local = np.stack([dx * c + dy * s, -dx * s + dy * c], -1)
-        thr, st, br = ctl(local, target, v)
+        thr, st, br = ctl(local, target if target.ndim == 1 else target[:, k], v)
         x, y, yaw, v, sa, _ = bicycle_step(x, y, yaw, v, sa, thr, st, br, dt)
         poses[:, k] = np.stack([x, y, yaw], -1)
         speeds[:, k] = v

@@ -43,9 +43,10 @@ class VLAConfig(TrainConfig):
     pre_takeover: float = 3.0  # [s] the window before each takeover that gets precautionary commentary
     takeover_repeat: int = 1  # each selected takeover-data frame counts this many times per epoch
     w_path: float = 1.0  # weight of the path losses (anchor classification + the anchor's smooth L1, metres)
-    w_speed: float = 1.0  # weight of the target-speed classification loss
+    w_speed: float = 1.0  # weight of the speed points' classification loss (mean over the K points)
     w_speed_change: float = 2.0  # extra weight of speed labels that differ from the current speed by > 1 m/s
     w_text: float = 0.5  # weight of the commentary loss (token cross-entropy)
+    speed_lookahead: float = 0.0  # [s] the deployed PID's target: the speed profile this far ahead (manifest)
     eval_routes: str = ""  # after training: evaluate the exported model on these routes (never a reported set)
     eval_seed: int = 0  # the closed-loop evaluation's seed
 
@@ -53,11 +54,29 @@ class VLAConfig(TrainConfig):
         check(self)
         if self.pre_takeover < 0:
             raise ValueError(f"pre_takeover {self.pre_takeover}: a window in seconds, >= 0")
+        if self.speed_lookahead < 0:
+            raise ValueError(f"speed_lookahead {self.speed_lookahead}: seconds ahead on the speed profile, >= 0")
 
     def net(self):
         from ..vla.net import VLANetConfig
 
         return VLANetConfig(d_model=self.d_model, enc_layers=self.layers, dec_layers=self.layers, ff=2 * self.d_model)
+
+
+def speed_profile(data: dict, times: np.ndarray) -> np.ndarray:
+    """The speed points' labels, (N, K): the expert's planned speed (`speed`) at the frames times[k] seconds later
+    in the same episode (the episode's last frame where it ends first). A table's episodes are runs of rows in frame
+    order (learn/data.build_samples); a table that is not (rows dropped or shuffled) is refused."""
+    ep, fr = data["episode"], data["frame"]
+    n = len(ep)
+    if n and not np.all((ep[1:] != ep[:-1]) | (fr[1:] == fr[:-1] + 1)):
+        raise ValueError("speed_profile: the table's episodes are not runs of consecutive frames; compute the speed "
+                         "points on the table build_samples returns, before selecting rows")
+    ends = np.r_[np.flatnonzero(ep[1:] != ep[:-1]), n - 1]
+    last = ends[np.searchsorted(ends, np.arange(n))]
+    j = np.round(np.asarray(times, np.float64) / FRAME_DT).astype(int)
+    rows = np.minimum(np.arange(n)[:, None] + j[None], last[:, None])
+    return np.asarray(data["speed"], np.float32)[rows]
 
 
 def takeover_rows(data: dict, index: dict, supervision: str, pre_s: float) -> tuple[np.ndarray, dict[int, str]]:
@@ -110,6 +129,8 @@ def make_stage(cfg: VLAConfig, log=print):
 
         def prepare(self) -> None:
             c = self.cfg
+            times = self.ncfg.speed_times()
+            self.data["speed_points"] = speed_profile(self.data, times)
             base = _take(self.data, np.arange(len(self.data["speed"])))
             texts = commentary(base)
             n_base = len(base["speed"])
@@ -117,6 +138,7 @@ def make_stage(cfg: VLAConfig, log=print):
             for root in [r for r in c.takeover_data.split(",") if r] if c.supervision != "none" else []:
                 d = build_samples(DataConfig(root, c.maps_dir, c.workers), self.fcfg, self.log)
                 rows, causes = takeover_rows(d, load_index(Path(root)), c.supervision, c.pre_takeover)
+                d["speed_points"] = speed_profile(d, times)
                 sub = _take(d, rows)
                 t = commentary(sub)
                 pos = {int(r): i for i, r in enumerate(rows)}
@@ -151,15 +173,16 @@ def make_stage(cfg: VLAConfig, log=print):
             d, dev = self.data, self.dist.device
             img = raster({k: d[k][idx] for k in FEATURE_KEYS})
             out = {"raster": torch.from_numpy(img).to(dev)}
-            for k in ("ego", "path", "speed", "prompt"):
+            for k in ("ego", "path", "speed", "speed_points", "prompt"):
                 out[k] = torch.as_tensor(np.asarray(d[k][idx], np.float32), device=dev)
             out["text"] = torch.as_tensor(d["text"][idx], device=dev)
             return out
 
         def losses(self, b):
-            """Anchor CE (the nearest anchor), smooth L1 of that anchor's path, target-speed CE with the frames
-            whose expert speed departs from the current one weighted 1 + w_speed_change (the copycat problem: the
-            ego's speed is an input, and "keep it" explains most labels), commentary CE over the tokens. Every mean
+            """Anchor CE (the nearest anchor), smooth L1 of that anchor's path, the speed points' CE (each point's
+            label: the expert's planned speed at its time; the points whose label departs from the current speed
+            weighted 1 + w_speed_change: the copycat problem, the ego's speed is an input and "keep it" explains
+            most labels), commentary CE over the tokens. Every mean
             is a global-batch one (dist.mean: each token and frame of the global batch counts once under torchrun)."""
             from ..models.features import SPEED_SCALE
             from . import dist
@@ -178,30 +201,33 @@ def make_stage(cfg: VLAConfig, log=print):
             l_anchor = dist.mean(F.cross_entropy(h["anchor_logits"], a, reduction="sum"), B)
             sel = h["paths"][ar, a]
             l_path = dist.mean(F.smooth_l1_loss(sel, b["path"], reduction="sum"), sel.numel())
-            sb = speed_bin(b["speed"], self.ncfg)
-            change = (b["speed"] - b["ego"][:, 0] * SPEED_SCALE).abs() > SPEED_CHANGE
+            sb = speed_bin(b["speed_points"], self.ncfg)  # (B, K)
+            change = (b["speed_points"] - b["ego"][:, :1] * SPEED_SCALE).abs() > SPEED_CHANGE
             wt = 1.0 + c.w_speed_change * change.float()
-            l_speed = dist.mean((F.cross_entropy(h["speed_logits"], sb, reduction="none") * wt).sum(), wt.sum())
+            ce = F.cross_entropy(h["speed_logits"].flatten(0, 1), sb.flatten(), reduction="none").view_as(wt)
+            l_speed = dist.mean((ce * wt).sum(), wt.sum())
             loss = c.w_path * (l_anchor + l_path) + c.w_speed * l_speed + c.w_text * l_text
             with torch.no_grad():
                 pred = logits.argmax(-1)
                 tok_acc = dist.mean((pred[keep] == tgt[keep]).float().sum(), n_tok)
                 seq_ok = dist.mean(((pred == tgt) | ~keep).all(1).float().sum(), B)
                 ade = dist.mean((h["path"] - b["path"]).norm(dim=-1).sum(), B * b["path"].shape[1])
-                hit = h["speed_logits"].argmax(-1) == sb
-                sacc = dist.mean(hit.float().sum(), B)
-                sacc_change = dist.mean((hit & change).float().sum(), change.sum())
+                hit = h["speed_logits"].argmax(-1) == sb  # (B, K); point 0 is now
+                sacc = dist.mean(hit[:, 0].float().sum(), B)
+                sacc_change = dist.mean((hit[:, 0] & change[:, 0]).float().sum(), change[:, 0].sum())
+                sacc_points = dist.mean(hit.float().sum(), hit.numel())
             return {"loss": loss, "anchor": l_anchor, "path": l_path, "speed": l_speed, "text": l_text,
                     "token_acc": tok_acc, "commentary_exact": seq_ok, "path_ade_m": ade, "speed_acc": sacc,
-                    "speed_acc_changing": sacc_change}
+                    "speed_acc_changing": sacc_change, "speed_points_acc": sacc_points}
 
     return _VLAStage(cfg, log)
 
 
-def export_vla(ckpt: str | Path, out_dir: str | Path, name: str = "takevla") -> dict:
-    """OUT/vla.onnx (raster, ego, prompt -> path, speed_logits, memory, memory_mask), OUT/vla_text.onnx (memory,
-    memory_mask, tokens -> logits) and OUT/vla.manifest.json (vocabulary, raster, features, speeds, both files'
-    sha256, the torch/ONNX parity of each)."""
+def export_vla(ckpt: str | Path, out_dir: str | Path, name: str = "takevla", speed_lookahead: float | None = None) -> dict:
+    """OUT/vla.onnx (raster, ego, prompt -> path, speed_logits (1, K, S), memory, memory_mask), OUT/vla_text.onnx
+    (memory, memory_mask, tokens -> logits) and OUT/vla.manifest.json (vocabulary, raster, features, speeds, the
+    speed points' times and the PID's lookahead on them (`speed_lookahead`, else the training config's), both
+    files' sha256, the torch/ONNX parity of each)."""
     import warnings
 
     import onnxruntime as ort
@@ -249,11 +275,14 @@ def export_vla(ckpt: str | Path, out_dir: str | Path, name: str = "takevla") -> 
         if parity[fname] > 1e-3:
             raise RuntimeError(f"{out / fname}: ONNX/torch parity error {parity[fname]:.2e}")
     metrics = Path(ckpt).parent / "metrics.json"
+    if speed_lookahead is None:
+        speed_lookahead = float((ck.get("config") or {}).get("speed_lookahead", 0.0))
     manifest = {"name": name, "kind": "vla", "file": "vla.onnx", "text_file": "vla_text.onnx",
                 "sha256": sha256(out / "vla.onnx"), "text_sha256": sha256(out / "vla_text.onnx"), "opset": OPSET,
                 "vocab": list(VOCAB), "max_len": MAX_LEN, "prompt_len": PROMPT_LEN,
                 "raster": {"size": R.SIZE, "res": R.RES, "ego_row": R.EGO_ROW, "channels": list(R.CHANNELS)},
                 "features": ck["features"], "net": ck["net"], "speeds_m_s": ncfg.speeds().tolist(),
+                "speed_times_s": ncfg.speed_times().tolist(), "speed_lookahead_s": speed_lookahead,
                 "config": ck.get("config"), "checkpoint": str(ckpt), "parity_max_abs_err": parity,
                 "metrics": json.loads(metrics.read_text()).get("final_val") if metrics.exists() else None}
     (out / "vla.manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -317,7 +346,7 @@ def language_eval(model: str | Path, data: str, maps_dir: str | None = None, max
         out = rt.action({"raster": img[i:i + 1], "ego": sub["ego"][i:i + 1].astype(np.float32), "prompt": prm[i:i + 1]})
         text, _ = rt.commentary(out["memory"], out["memory_mask"])
         preds.append(text)
-        v = float(rt.speeds[int(np.argmax(out["speed_logits"][0]))])
+        v = float(rt.target_speed(out["speed_logits"][0]))
         adv_ok.append(advisory(text, v)[0] == advisory(labels[i], float(sub["speed"][i]))[0])
     m = language_metrics(preds, labels)
     m["advisory_acc"] = round(float(np.mean(adv_ok)), 4) if adv_ok else None

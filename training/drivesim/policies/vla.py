@@ -1,8 +1,10 @@
 """`--policy takevla`: TakeVLA run from ONNX (learn/vla.py exports it), and its commentary runtime.
 
 Each step: the perceived scene -> `FeatureBuilder` (the planner's features) -> the bird's-eye-view raster
-(vla/raster.py) and the route instruction's tokens -> the action graph (vla.onnx: path points and target-speed
-scores) -> the deployed PID controller along the path, at the best-scored speed. `explain(e)` decodes the
+(vla/raster.py) and the route instruction's tokens -> the action graph (vla.onnx: path points and speed points,
+each point's target-speed scores) -> the deployed PID controller along the path, at the speed profile's value
+`speed_lookahead_s` ahead (sim/control.profile_target over the best-scored speed of each point; the manifest says
+both; an export with one speed point is followed at it). `explain(e)` decodes the
 commentary of env e's last step with the text graph (vla_text.onnx: greedy, one call per token, stopping at
 <eos>) and turns it into an advisory (stop / slow_down / proceed) with a speed cap; the `vla_reasoning` node
 publishes it. Not privileged: it sees what the learned planners see.
@@ -67,6 +69,12 @@ def verify_vla(path: str | Path) -> dict:
         if sorted(got_in) != sorted(ins) or not set(outs) <= set(got_out):
             raise ModelError(f"{f}: not TakeVLA's graph: expected inputs {sorted(ins)} and outputs {list(outs)}, "
                              f"found inputs {sorted(got_in)} and outputs {got_out}")
+        if f == p:
+            shape = sess.get_outputs()[got_out.index("speed_logits")].shape
+            K, S = len(m.get("speed_times_s", [0.0])), len(m.get("speeds_m_s", []))
+            if int(np.prod(shape[1:])) != K * S:
+                raise ModelError(f"{p}: speed_logits {shape} does not match the manifest's {K} speed points x {S} "
+                                 "speeds; re-export the model with `drive-stack train takevla`")
     vocab_out = sess.get_outputs()[0].shape[-1]
     if len(m.get("vocab", [])) != vocab_out:
         raise ModelError(f"{p}: the manifest's vocabulary ({len(m.get('vocab', []))} words) does not match the text "
@@ -89,6 +97,18 @@ class VLARuntime:
         self.vocab = self.manifest["vocab"]
         self.max_len = int(self.manifest["max_len"])
         self.speeds = np.asarray(self.manifest["speeds_m_s"], float)
+        self.speed_times = np.asarray(self.manifest.get("speed_times_s", [0.0]), float)
+        self.speed_lookahead = float(self.manifest.get("speed_lookahead_s", 0.0))
+
+    def speed_profile(self, speed_logits: np.ndarray) -> np.ndarray:
+        """One sample's speed points (K,) [m/s]: each point's best-scored speed. speed_logits (K, S) or (S,)."""
+        return self.speeds[np.argmax(np.reshape(speed_logits, (len(self.speed_times), -1)), -1)]
+
+    def target_speed(self, speed_logits: np.ndarray) -> float:
+        """What the deployed PID follows: the profile `speed_lookahead` seconds ahead (sim/control.profile_target)."""
+        from ..sim.control import profile_target
+
+        return float(profile_target(self.speed_profile(speed_logits), self.speed_times, self.speed_lookahead))
 
     def commentary(self, memory: np.ndarray, memory_mask: np.ndarray) -> tuple[str, int]:
         """Greedy decoding of one sample's commentary: (text, number of text-graph calls)."""
@@ -146,10 +166,11 @@ class VLAPolicy:
         for e in range(self.E):
             out = self.rt.action({"raster": img[e:e + 1], "ego": inputs["ego"][e:e + 1], "prompt": prm[e:e + 1]})
             paths.append(out["path"][0])
-            v = float(self.speeds[int(np.argmax(out["speed_logits"][0]))])
+            v = self.rt.target_speed(out["speed_logits"][0])
             speeds.append(v)
-            self.last[e] = {"memory": out["memory"], "memory_mask": out["memory_mask"], "speed": v}
-            self.status[e] = f"speed {v:.1f} m/s"
+            self.last[e] = {"memory": out["memory"], "memory_mask": out["memory_mask"], "speed": v,
+                            "profile": self.rt.speed_profile(out["speed_logits"][0])}
+            self.status[e] = f"speed {v:.1f} m/s (profile " + " ".join(f"{x:.0f}" for x in self.last[e]["profile"]) + ")"
         self.steps += 1
         return np.asarray(paths, np.float64), np.asarray(speeds)
 

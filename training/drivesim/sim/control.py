@@ -34,6 +34,22 @@ class ControllerConfig:
     stop_speed: float = 0.1  # [m/s] targets below this hold the car with the brake
 
 
+def profile_target(values: np.ndarray, times: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+    """The speed profile's value at time(s) t [s], linear between speed points (the first / last point outside):
+    values (..., K) [m/s] at times (K,); t a scalar -> (...), t (T,) -> (..., T). The deployed PID's target is the
+    profile `lookahead` seconds ahead; in a held rollout (Scenario Dreaming) at each step's time + lookahead."""
+    values, times = np.asarray(values, np.float64), np.asarray(times, np.float64)
+    tq = np.atleast_1d(np.asarray(t, np.float64))
+    if len(times) == 1:
+        out = np.repeat(values[..., :1], len(tq), -1)
+    else:
+        tc = np.clip(tq, times[0], times[-1])
+        i = np.clip(np.searchsorted(times, tc, side="right") - 1, 0, len(times) - 2)
+        w = (tc - times[i]) / (times[i + 1] - times[i])
+        out = values[..., i] * (1 - w) + values[..., i + 1] * w
+    return out[..., 0] if np.ndim(t) == 0 else out
+
+
 class PIDController:
     """Stateful (integrators) controller for E envs."""
 

@@ -8,8 +8,11 @@ embeddings and P + 1 learned action queries they pass through pre-norm self-atte
 Action: path points [m, ego frame] (SimLingo's path waypoints) as a mixture: an anchor query scores A path anchors
 (k-means of the expert's paths, fixed at training start) and the P path queries regress each anchor's offsets;
 `path` is the best-scored anchor's path (a regressed mean path averages the modes: around an obstacle on the left
-or the right it drove straight into it); the speed query scores S target speeds (0..max_speed), what the deployed
-PID follows along the path.
+or the right it drove straight into it). Speed points (SimLingo's temporal speed waypoints, as speeds): K speed
+queries, one per time t_k = k x speed_dt (k = 0..K-1), each scoring S target speeds (0..max_speed): the speed the
+ego should be driving at t_k, a categorical per point (a regressed speed averages "stop" and "go" as the mean path
+averages left and right). The deployed PID follows the profile of the best-scored speeds (sim/control.profile_target:
+its value `lookahead` seconds ahead, linear in time) along the path.
 Language: a causal transformer decoder over the commentary tokens, cross-attending to the encoder's tokens
 (static shapes: the tokens are padded to MAX_LEN; `greedy` is the torch reference of the runtime's decoding).
 """
@@ -39,6 +42,8 @@ class VLANetConfig:
     num_anchors: int = 6  # A path anchors
     num_speeds: int = 13  # S, evenly 0..max_speed
     max_speed: float = 12.0  # [m/s]
+    speed_points: int = 4  # K speed points, at t_k = k x speed_dt (k = 0: now)
+    speed_dt: float = 0.5  # [s] between speed points
     vocab: int = len(VOCAB)
     max_len: int = MAX_LEN
     prompt_len: int = PROMPT_LEN
@@ -47,6 +52,10 @@ class VLANetConfig:
 
     def speeds(self) -> np.ndarray:
         return np.linspace(0.0, self.max_speed, self.num_speeds)
+
+    def speed_times(self) -> np.ndarray:
+        """[s] the speed points' times, (K,)."""
+        return np.arange(self.speed_points) * self.speed_dt
 
 
 class CrossDecoderBlock(nn.Module):
@@ -92,7 +101,7 @@ class TakeVLA(nn.Module):
         self.ego = mlp(EGO_DIM, d, d)
         self.tok = nn.Embedding(c.vocab, d)
         self.prompt_pos = nn.Parameter(torch.randn(c.prompt_len, d) * 0.02)
-        self.queries = nn.Parameter(torch.randn(c.path_points + 2, d) * 0.02)  # P path, anchor, speed
+        self.queries = nn.Parameter(torch.randn(c.path_points + 1 + c.speed_points, d) * 0.02)  # P path, anchor, K speed
         self.enc = nn.ModuleList([Attention(d, c.heads, c.ff) for _ in range(c.enc_layers)])
         self.enc_norm = nn.LayerNorm(d)
         self.path_head = mlp(d, d, 2 * c.num_anchors)  # each path point's offset for every anchor
@@ -104,8 +113,8 @@ class TakeVLA(nn.Module):
         self.lm_head = nn.Linear(d, c.vocab)
 
     def heads(self, raster: torch.Tensor, ego: torch.Tensor, prompt: torch.Tensor) -> dict[str, torch.Tensor]:
-        """anchor_logits (B, A), paths (B, A, P, 2) [m], path (B, P, 2) (the best anchor's), speed_logits (B, S),
-        memory (B, T, d), memory_mask (B, T) float."""
+        """anchor_logits (B, A), paths (B, A, P, 2) [m], path (B, P, 2) (the best anchor's), speed_logits (B, K, S)
+        (K speed points), memory (B, T, d), memory_mask (B, T) float."""
         c = self.cfg
         B = raster.shape[0]
         prompt = prompt.long()  # (the ONNX graphs take every input as float32)
@@ -120,17 +129,17 @@ class TakeVLA(nn.Module):
         for blk in self.enc:
             x = blk(x, mask)
         x = self.enc_norm(x)
-        P, A = c.path_points, c.num_anchors
-        off = self.path_head(x[:, -(P + 2):-2]).reshape(B, P, A, 2).transpose(1, 2) * 2.0
+        P, A, K = c.path_points, c.num_anchors, c.speed_points
+        off = self.path_head(x[:, -(P + 1 + K):-(1 + K)]).reshape(B, P, A, 2).transpose(1, 2) * 2.0
         paths = self.anchors + off
-        logits = self.anchor_head(x[:, -2])
+        logits = self.anchor_head(x[:, -(1 + K)])
         best = logits.argmax(-1)
         path = paths[torch.arange(B, device=raster.device), best]
-        return {"anchor_logits": logits, "paths": paths, "path": path, "speed_logits": self.speed_head(x[:, -1]),
+        return {"anchor_logits": logits, "paths": paths, "path": path, "speed_logits": self.speed_head(x[:, -K:]),
                 "memory": x, "memory_mask": mask}
 
     def encode(self, raster: torch.Tensor, ego: torch.Tensor, prompt: torch.Tensor):
-        """-> path (B, P, 2) [m], speed_logits (B, S), memory (B, T, d), memory_mask (B, T) float."""
+        """-> path (B, P, 2) [m], speed_logits (B, K, S), memory (B, T, d), memory_mask (B, T) float."""
         h = self.heads(raster, ego, prompt)
         return h["path"], h["speed_logits"], h["memory"], h["memory_mask"]
 
