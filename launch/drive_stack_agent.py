@@ -175,10 +175,9 @@ def check_config(data, base_dir="", source="agent config"):
                 raise ValueError(f"{source}: {key}={value!r}: the path may hold no whitespace or quotes (the ROS "
                                  "launch command line is one string, leaderboard ros_base_agent.py:74-83)")
             value = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
-            if not (os.path.isdir(value) if key == "reasoning_model" and data.get("reasoning") == "hf"
-                    else os.path.isfile(value)):
-                raise ValueError(f"{source}: {key}={value!r}: no such "
-                                 f"{'folder' if key == 'reasoning_model' and data.get('reasoning') == 'hf' else 'file'}")
+            folder = key == "reasoning_model" and data.get("reasoning") == "hf"  # a Hugging Face model is a folder
+            if not (os.path.isdir(value) if folder else os.path.isfile(value)):
+                raise ValueError(f"{source}: {key}={value!r}: no such {'folder' if folder else 'file'}")
         config[key] = value
     if config["camera"] != "none" and config["reasoning"] != "hf":
         raise ValueError(f"{source}: camera={config['camera']} is for reasoning=hf (a vision-language model that "
