@@ -2,6 +2,7 @@
 training -> ONNX export -> closed-loop driving and commentary."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,7 +204,7 @@ def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, pro
     rep = run_vla(VLAConfig(**{**cfg.__dict__, "resume": True, "eval_routes": str(routes)}), log=lambda *_: None)
     man = json.loads((tmp_path / "vla" / "model" / "vla.manifest.json").read_text())
     assert max(man["parity_max_abs_err"].values()) < 1e-3 and man["kind"] == "vla"
-    assert man["speed_times_s"] == [0.0, 0.5, 1.0, 1.5] and man["speed_lookahead_s"] == 0.0
+    assert man["speed_times_s"] == [0.0, 0.5, 1.0, 1.5] and man["speed_lookahead_s"] == 0.5
     assert hist[-1]["train"]["speed"] < hist[0]["train"]["speed"]  # the speed points learn (every point counts)
     assert 0 <= rep["eval"]["driving_score"] <= 100
     onnx = str(tmp_path / "vla" / "model" / "vla.onnx")
@@ -223,7 +224,7 @@ def test_takevla_trains_exports_drives_and_explains(tmp_path, learn_dataset, pro
     rt = pol.rt  # the PID's target: the profile of each point's best speed, `speed_lookahead_s` ahead
     logits = np.full((1, 4, 13), -5.0, np.float32)
     logits[0, np.arange(4), [8, 6, 2, 0]] = 5.0  # 8, 6, 2, 0 m/s at 0, 0.5, 1.0, 1.5 s
-    assert rt.speed_profile(logits[0]).tolist() == [8.0, 6.0, 2.0, 0.0] and rt.target_speed(logits[0]) == 8.0
+    assert rt.speed_profile(logits[0]).tolist() == [8.0, 6.0, 2.0, 0.0] and rt.target_speed(logits[0]) == 6.0
     rt.speed_lookahead = 0.75
     assert rt.target_speed(logits[0]) == pytest.approx(4.0)
     rt.speed_lookahead = man["speed_lookahead_s"]
@@ -306,6 +307,8 @@ def test_scenario_dreaming_runs_grpo_on_the_takeover_scenarios(tmp_path, learn_d
                       out=str(tmp_path / "dream"), updates=6, states=16, group=4, eval_every=3, workers=1, lr=1e-3)
     d = Dreaming(cfg, log=lambda *_: None)
     assert len(d.tr) > 16 and d.heldout["time_shift"].shape == (len(d.heldout["speed"]),)
+    assert d.s.speed_times == (0.0, 0.5, 1.0, 1.5) and d.s.speed_lookahead == 0.5  # the checkpoint's
+    assert d.sc["speed_points"].shape == (len(d.sc["speed"]), 4)
     init = {k: v.clone() for k, v in d.model.state_dict().items()}
     res = d.run()
     steps = [h for h in res["history"] if "train" in h]
@@ -315,8 +318,10 @@ def test_scenario_dreaming_runs_grpo_on_the_takeover_scenarios(tmp_path, learn_d
     moved = [k for k, v in d.model.state_dict().items() if not torch.equal(v, init[k])]
     assert any(k.startswith("speed_head") for k in moved) and any(k.startswith("path_head") for k in moved)
     assert not [k for k in moved if k.startswith(("dec.", "lm_head."))]  # w_text 0: the language decoder is frozen
-    rep = run_dreaming(DreamConfig(**{**cfg.__dict__, "updates": 8, "resume": True}), log=lambda *_: None)
+    rep = run_dreaming(DreamConfig(**{**cfg.__dict__, "updates": 8, "resume": True, "speed_lookahead": 0.25}),
+                       log=lambda *_: None)
     assert [h["update"] for h in rep["history"] if "train" in h][-2:] == [7, 8]
+    assert json.loads(Path(rep["model"]).with_name("vla.manifest.json").read_text())["speed_lookahead_s"] == 0.25
     assert check_policy("takevla", rep["model"])["path"] == rep["model"]
 
 

@@ -57,6 +57,8 @@ class DreamConfig:
     time_shift: float = 0.5  # [s] perturbation: agents' replay offset, +-
     position: float = 1.0  # [m] perturbation: each agent's offset, +-
     speed_scale: float = 0.2  # perturbation: each agent's motion scale, 1 +-
+    speed_lookahead: float | None = None  # [s] the PID's target on the speed profile, in the rollouts and the
+    # export; unset: the init checkpoint's (train takevla --speed-lookahead)
     val_fraction: float = 0.1  # of the episodes, their scenarios held out (heldout/* curves)
     eval_every: int = 20  # updates between held-out evaluations (0: only at the end)
     eval_routes: str = ""  # after training: closed-loop evaluation of the exported model (never a reported set)
@@ -73,6 +75,8 @@ class DreamConfig:
         check(self)
         if self.group < 2:
             raise ValueError(f"group {self.group}: GRPO needs at least 2 actions per scenario")
+        if self.speed_lookahead is not None and self.speed_lookahead < 0:
+            raise ValueError(f"speed_lookahead {self.speed_lookahead}: seconds ahead on the speed profile, >= 0")
 
     def settings(self):
         from .dream_rollout import DreamSettings
@@ -153,7 +157,8 @@ class Dreaming:
         from dataclasses import replace
 
         self.s = replace(cfg.settings(), speed_times=tuple(self.ncfg.speed_times().tolist()),
-                         speed_lookahead=float((ck.get("config") or {}).get("speed_lookahead", 0.0)))
+                         speed_lookahead=float(cfg.speed_lookahead if cfg.speed_lookahead is not None
+                                               else (ck.get("config") or {}).get("speed_lookahead", 0.0)))
         self.sc = load_scenarios(cfg, self.fcfg, self.ncfg.speed_times(), log)
         self.tr, self.va = split(self.sc, cfg.val_fraction, cfg.seed)
         if cfg.w_text == 0:  # the language decoder keeps what supervised training taught it
@@ -334,7 +339,7 @@ def run_dreaming(cfg: DreamConfig, log=print) -> dict:
     res = d.run()
     out = Path(cfg.out)
     dreaming_curves(res["history"], out / "curves.png")
-    man = export_vla(out / "ckpt.pt", out / "model")
+    man = export_vla(out / "ckpt.pt", out / "model", speed_lookahead=d.s.speed_lookahead)
     log(f"exported {out / 'model' / 'vla.onnx'} (sha256 {man['sha256'][:16]})")
     rep = {"config": asdict(cfg), "history": res["history"], "model": str(out / "model" / "vla.onnx"),
            "first_heldout": res["history"][0].get("heldout"), "last_heldout": res["history"][-1].get("heldout")}

@@ -47,7 +47,8 @@ class VLAConfig(TrainConfig):
     w_speed_future: float = 0.5  # weight of the later speed points' classification loss (their mean)
     w_speed_change: float = 2.0  # extra weight of speed labels that differ from the current speed by > 1 m/s
     w_text: float = 0.5  # weight of the commentary loss (token cross-entropy)
-    speed_lookahead: float = 0.0  # [s] the deployed PID's target: the speed profile this far ahead (manifest)
+    speed_lookahead: float = 0.5  # [s] the deployed PID's target: the speed profile this far ahead (manifest;
+    # chosen on Proc3 validation: the pre model 65.8 at 0 s, 72.1 at 0.5 s)
     eval_routes: str = ""  # after training: evaluate the exported model on these routes (never a reported set)
     eval_seed: int = 0  # the closed-loop evaluation's seed
 
@@ -318,7 +319,7 @@ def run_vla(cfg: VLAConfig, log=print) -> dict:
 def finish_vla(cfg: VLAConfig, metrics: dict, log=print) -> dict:
     """After training: export OUT/ckpt.pt to OUT/model, evaluate on cfg.eval_routes, write OUT/takevla.json."""
     out = Path(cfg.out)
-    man = export_vla(out / "ckpt.pt", out / "model")
+    man = export_vla(out / "ckpt.pt", out / "model", speed_lookahead=cfg.speed_lookahead)
     log(f"exported {out / 'model' / 'vla.onnx'} (sha256 {man['sha256'][:16]}), parity {man['parity_max_abs_err']}")
     rep = {"config": asdict(cfg), "metrics": metrics, "model": str(out / "model" / "vla.onnx"), "sha256": man["sha256"]}
     if cfg.eval_routes:
