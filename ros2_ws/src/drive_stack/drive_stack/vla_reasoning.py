@@ -48,7 +48,7 @@ class VlaReasoning(StackNode):
             self.create_subscription(Image, self.camera_topic, self._on_camera, 2)
         self.reasoner = None
         self.light_ids = None
-        self.last_t = -1e9
+        self.last_slot = -1  # the sim-time slot (of `period` seconds) last reasoned in
         self.call_ms: list[float] = []
         self.pub = self.create_publisher(Reasoning, T.REASONING, RELIABLE)
         # raw: most ticks are skipped by the rate, so only the ones used are deserialized
@@ -78,7 +78,9 @@ class VlaReasoning(StackNode):
     def _on_raw(self, data: bytes) -> None:
         # the stamp is the first field: sec (int32) and nanosec (uint32) after the 4-byte CDR header
         sec, nsec = struct.unpack_from("<iI", data, 4)
-        if sec + nsec * 1e-9 - self.last_t < self.period - 1e-6:
+        # the first scene of each slot of the sim-time grid (0, 0.5, 1.0 s, ... at 2 Hz): a scene that arrives late
+        # or not at all moves no later message off the grid (counting from the last one used, each slip did)
+        if int((sec + nsec * 1e-9) / self.period + 1e-6) <= self.last_slot:
             return
         self._on_scene(deserialize_message(data, PerceivedScene))
 
@@ -95,7 +97,7 @@ class VlaReasoning(StackNode):
             self.get_logger().warning(f"no image on {self.camera_topic} yet: no reasoning at t={t:.2f}",
                                       throttle_duration_sec=5.0)
             return
-        self.last_t = t
+        self.last_slot = int(t / self.period + 1e-6)
         t0 = time.perf_counter()
         adv = self.reasoner.reason(scene, self.camera) if self.camera_topic else self.reasoner.reason(scene)
         self.call_ms.append((time.perf_counter() - t0) * 1000)
