@@ -445,6 +445,43 @@ def test_pipeline_dagger_stage_gives_rl_on_policy_start_states(trained, dataset,
         run_pipeline(PipelineConfig(data=str(dataset / "ds"), out=str(out), models_out=str(models), stages="dagger"))
 
 
+def test_pipeline_collects_first_and_times_its_stages(dataset, proc_town, tmp_path):
+    """`train pipeline --collect-routes A --collect-noisy-routes A --stages collect,il,wm --wm-data D` (tiny): the
+    expert drives each suite into out/collect/data_<i> (the second with recovery noise), imitation trains on
+    exactly those datasets, the world model on D; pipeline.json holds every stage's wall-clock time and their
+    sum, and the log ends with the timing table."""
+    import json
+
+    from drivesim.learn.pipeline import PipelineConfig, run_pipeline
+    from drivesim.routes.generate import random_routes
+    from drivesim.routes.xml import write_routes
+
+    routes = tmp_path / "one.xml"
+    write_routes(random_routes(proc_town, 1, seed=7, min_length=120.0), routes)
+    out, models, lines = tmp_path / "pipe", tmp_path / "models", []
+    cfg = PipelineConfig(out=str(out), models_out=str(models), stages="collect,il,wm", collect_routes=str(routes),
+                         collect_noisy_routes=str(routes), wm_data=str(dataset / "ds"), workers=1, d_model=16,
+                         layers=1, il=ILConfig(epochs=1), wm=WMConfig(epochs=1))
+    rep = run_pipeline(cfg, log=lines.append)
+    col = rep["stages"]["collect"]["datasets"]
+    assert [d["noise"] for d in col] == [False, True]
+    assert all(d["episodes"] == 1 and d["frames"] > 50 and d["hours"] == round(d["frames"] / 36000, 3) for d in col), col
+    idx = [json.loads((out / "collect" / f"data_{i}" / "index.json").read_text())["config"] for i in (0, 1)]
+    assert (idx[0]["steer_noise"], idx[0]["speed_noise"], idx[0]["branches"]) == (0.0, 0.0, 3)
+    assert (idx[1]["steer_noise"], idx[1]["speed_noise"]) == (0.15, 1.5) and idx[1]["policy"] == "expert"
+    il_cfg = json.loads((out / "il" / "config.json").read_text())
+    assert il_cfg["data"] == f"{out / 'collect' / 'data_0'},{out / 'collect' / 'data_1'}"
+    assert json.loads((out / "wm" / "config.json").read_text())["data"] == str(dataset / "ds")
+    walls = [rep["stages"][s]["wall_s"] for s in ("collect", "il", "wm")]
+    assert all(w > 0 for w in walls) and rep["wall_s"] == pytest.approx(sum(walls), abs=0.2)
+    assert json.loads((out / "pipeline.json").read_text())["wall_s"] == rep["wall_s"]
+    table = lines[-1].splitlines()
+    assert [r.split()[0] for r in table] == ["stage", "collect", "il", "wm", "total"]
+    assert float(table[-1].split()[1]) == pytest.approx(rep["wall_s"] / 60, abs=0.06)
+    with pytest.raises(ValueError, match="no training data"):
+        PipelineConfig(out=str(out), stages="il").common()
+
+
 def test_train_wm_alone_writes_the_reactivity_report(dataset, tmp_path):
     """`drive-stack train wm` (not only `train pipeline`) puts the reactivity report into metrics.json, made by the
     same function as the pipeline's (learn/pipeline.py reactivity_report)."""

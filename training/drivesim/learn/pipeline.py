@@ -1,4 +1,5 @@
-"""The PerlAD pipeline in one command (`drive-stack train pipeline`): imitation (il) -> world model (wm) ->
+"""The PerlAD pipeline in one command (`drive-stack train pipeline`): the expert's datasets (collect) ->
+imitation (il) -> world model (wm) ->
 on-policy start states (dagger) -> RL of the longitudinal head with world-model agents (perlad) and, the
 ablation, with log-replay agents (perlad_logreplay); every network exported to ONNX under `models_out/<name>/`
 (what `--policy il|perlad|perlad_logreplay` load by default), a world-model reactivity report and training
@@ -10,6 +11,11 @@ policy actually gets itself into (its near-misses, its late brakings), with the 
 imitation term. Measured on the held-out Proc0 suite, RL from the expert's own states left the closed-loop
 Driving Score where imitation had it; from these on-policy states it rose by about a tenth (README, PerlAD).
 Without the stage, RL starts from `rl_data` if given, else from `data`.
+
+The collect stage lets the privileged expert drive `collect_routes` (as recorded) and `collect_noisy_routes`
+(with recovery noise: the expert's way back from perturbed controls) into `out/collect/data_<i>`; those datasets
+are then the `data` of every later stage (with `--data`, if given, after them). Every stage's wall-clock time is
+in `pipeline.json` (`stages.<name>.wall_s`, `wall_s` for the run) and printed as a table at the end.
 """
 
 from __future__ import annotations
@@ -24,16 +30,23 @@ import numpy as np
 from ..typed import check
 from .configs import ILConfig, RLConfig, WMConfig
 
-STAGES = ("il", "wm", "dagger", "perlad", "perlad_logreplay")
+STAGES = ("collect", "il", "wm", "dagger", "perlad", "perlad_logreplay")
 
 
 @dataclass
 class PipelineConfig:
-    data: str = "results/dataset"  # collected datasets, comma-separated
+    data: str | None = None  # collected datasets, comma-separated (after the collect stage's, if it runs)
     out: str = "results/pipeline"  # stage run directories
     models_out: str = "results/models"  # exported ONNX models, by policy name
     maps_dir: str | None = None  # OpenDRIVE folder of the datasets' towns (Proc<seed> towns need none)
-    stages: str = ",".join(STAGES)  # comma-separated, in order: il, wm, dagger, perlad, perlad_logreplay
+    stages: str = ",".join(STAGES)  # comma-separated, in order: collect, il, wm, dagger, perlad, perlad_logreplay
+    collect_routes: str | None = None  # route suites the expert drives as recorded (stage collect), comma-separated
+    collect_noisy_routes: str | None = None  # route suites the expert drives with recovery noise (stage collect)
+    collect_steer_noise: float = 0.15  # std of the steering offset of a noise event (collect_noisy_routes)
+    collect_speed_noise: float = 1.5  # [m/s] std of the speed error of a noise event (collect_noisy_routes)
+    collect_branches: int = 3  # counterfactual ego plans per branch point of the collection (the world model's
+    # reactive rows; 0: none)
+    wm_data: str | None = None  # datasets of the world model, comma-separated (default: those of the other stages)
     dagger_routes: str | None = None  # route suites (comma-separated) the imitation planner drives (stage dagger)
     rl_data: str | None = None  # datasets of RL start states (default: what the dagger stage collected, else data)
 
@@ -65,9 +78,24 @@ class PipelineConfig:
                     raise ValueError(f"PipelineConfig.{name}.{f}: set by the pipeline (use --data / --out / "
                                      "--stages); leave it unset")
 
+    def collect_jobs(self) -> list[tuple[str, bool]]:
+        """(route suite, with recovery noise) of the collect stage, in the order of their datasets."""
+        def split(v):
+            return [r for r in (v or "").split(",") if r]
+        return [(r, False) for r in split(self.collect_routes)] + [(r, True) for r in split(self.collect_noisy_routes)]
+
+    def datasets(self) -> str:
+        """The training datasets: the collect stage's (out/collect/data_<i>), then --data."""
+        dirs = [str(Path(self.out) / "collect" / f"data_{i}") for i in range(len(self.collect_jobs()))]
+        dirs += [d for d in (self.data or "").split(",") if d]
+        if not dirs:
+            raise ValueError("train pipeline: no training data: give --data (collected datasets) or "
+                             "--collect-routes / --collect-noisy-routes (suites for the expert to drive first)")
+        return ",".join(dirs)
+
     def common(self) -> dict:
         """What the pipeline sets in every stage: its data, maps and the shared fields given."""
-        return {"data": self.data, "maps_dir": self.maps_dir,
+        return {"data": self.datasets(), "maps_dir": self.maps_dir,
                 **{k: getattr(self, k) for k in self.SHARED if getattr(self, k) is not None}}
 
 
@@ -260,6 +288,44 @@ def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dic
     return ",".join(dirs), rep
 
 
+def _collect(cfg: PipelineConfig, out: Path, log) -> dict:
+    """Stage collect: the expert drives every suite of collect_jobs into out/collect/data_<i> (an existing
+    dataset is kept with --resume). Returns a report: episodes, frames and hours of driving per dataset."""
+    from ..dataset import CollectConfig, collect
+
+    jobs = cfg.collect_jobs()
+    if not jobs:
+        raise ValueError("stage collect needs --collect-routes or --collect-noisy-routes (route suites, comma-separated)")
+    il = replace(cfg.il, **{k: getattr(cfg, k) for k in cfg.SHARED if getattr(cfg, k) is not None})
+    rep = {"datasets": []}
+    for i, (routes, noisy) in enumerate(jobs):
+        d = out / "collect" / f"data_{i}"
+        if cfg.resume and (d / "index.json").exists():
+            log(f"collect: {d} exists (--resume): kept")
+            idx = json.loads((d / "index.json").read_text())
+        else:
+            idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=il.workers,
+                                        seed=il.seed + (100 * (i + 1) if noisy else i), b2d=False,
+                                        branches=cfg.collect_branches,
+                                        steer_noise=cfg.collect_steer_noise if noisy else 0.0,
+                                        speed_noise=cfg.collect_speed_noise if noisy else 0.0), log)
+        eps = idx["episodes"]
+        frames = sum(e["frames"] for e in eps)
+        rep["datasets"].append({"routes": routes, "noise": noisy, "out": str(d), "episodes": len(eps),
+                                "frames": frames, "hours": round(frames * idx.get("frame_dt", 0.1) / 3600, 3),
+                                "skipped_towns": idx.get("skipped_towns", [])})
+        log(f"collect: {routes}{' (recovery noise)' if noisy else ''}: {len(eps)} episodes, {frames} frames")
+    return rep
+
+
+def timing_table(report: dict) -> str:
+    """The stages' wall-clock times as a text table (minutes), and the total."""
+    rows = [(k, v["wall_s"]) for k, v in report["stages"].items() if "wall_s" in v]
+    total = sum(w for _, w in rows)
+    return "\n".join([f"{'stage':18s} {'min':>7s}"] + [f"{k:18s} {w / 60:7.1f}" for k, w in rows]
+                     + [f"{'total':18s} {total / 60:7.1f}"])
+
+
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     from ..models.export import export_checkpoint
     from .rl import RLStage
@@ -270,6 +336,8 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     if cfg.stages == ",".join(STAGES) and not cfg.dagger_routes:  # the default run, with no suites to drive
         stages.remove("dagger")
         log("stage dagger skipped (no --dagger-routes): RL starts from " + ("--rl-data" if cfg.rl_data else "--data"))
+    if cfg.stages == ",".join(STAGES) and not cfg.collect_jobs():  # the default run, on datasets collected before
+        stages.remove("collect")
     bad = sorted(set(stages) - set(STAGES))
     if bad:
         raise ValueError(f"unknown stages {bad}; choose from {', '.join(STAGES)}")
@@ -285,30 +353,38 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     for st in stages:
         t0 = time.perf_counter()
         log(f"== stage {st}")
-        if st == "dagger":
-            rl_data, report["stages"]["dagger"] = _dagger(cfg, out, models, log)
-            report["stages"]["dagger"]["wall_s"] = round(time.perf_counter() - t0, 1)
+        if st in ("collect", "dagger"):
+            if st == "collect":
+                report["stages"][st] = _collect(cfg, out, log)
+            else:
+                rl_data, report["stages"][st] = _dagger(cfg, out, models, log)
+            report["stages"][st]["wall_s"] = round(time.perf_counter() - t0, 1)
+            (out / "pipeline.json").write_text(json.dumps(report, indent=2))
             continue
         if st == "il":
             m = ILStage(replace(cfg.il, out=str(out / "il"), **common), log).run()
             ck = out / "il" / "ckpt.pt"
         elif st == "wm":
             # WMStage.run adds the reactivity report (reactivity_report) to m and to wm/metrics.json
-            m = WMStage(replace(cfg.wm, out=str(out / "wm"), **common), log).run()
+            wm_common = {**common, "data": cfg.wm_data} if cfg.wm_data else common
+            m = WMStage(replace(cfg.wm, out=str(out / "wm"), **wm_common), log).run()
             ck = out / "wm" / "ckpt.pt"
         else:
             agents = "world_model" if st == "perlad" else "log_replay"
-            rl_common = {**common, "data": rl_data or cfg.data}
+            rl_common = {**common, "data": rl_data or common["data"]}
             m = RLStage(replace(cfg.rl, out=str(out / st), init=str(out / "il" / "ckpt.pt"),
                                 world_model=str(out / "wm" / "ckpt.pt"), agents=agents, **rl_common), log).run()
             ck = out / st / "ckpt.pt"
         name = "world_model" if st == "wm" else st
         man = export_checkpoint(ck, models / name, name=name, extra={"made_by": made})
-        curves = plot_curves(stage_curves(m), out / st / "curves.png", title=f"{st} ({cfg.data})")
+        curves = plot_curves(stage_curves(m), out / st / "curves.png", title=f"{st} ({common['data']})")
         report["stages"][st] = {"wall_s": round(time.perf_counter() - t0, 1), "onnx": str(models / name / man["file"]),
                                 "parity_max_abs_err": man["parity_max_abs_err"], "curves": str(curves),
                                 "final": m.get("final_val") or m.get("val"), "reactivity": m.get("reactivity")}
         log(f"== {st}: {report['stages'][st]['wall_s']} s, exported {report['stages'][st]['onnx']} "
             f"(parity {man['parity_max_abs_err']:.1e}), curves {curves}")
+        (out / "pipeline.json").write_text(json.dumps(report, indent=2))
+    report["wall_s"] = round(sum(v.get("wall_s", 0.0) for v in report["stages"].values()), 1)
     (out / "pipeline.json").write_text(json.dumps(report, indent=2))
+    log(timing_table(report))
     return report
