@@ -341,6 +341,12 @@ def test_rl_moves_only_the_longitudinal_head(trained, dataset, algo):
     # the greedy policy on the fixed held-out states, at every eval_every-th update and the last (4 < 10: the last)
     assert "heldout/total" not in h[0] and {"heldout/total", "heldout/collided"} <= set(h[-1])
     assert h[-1]["heldout/total"] == pytest.approx(m["val"]["total"])  # the same states, the same policy
+    # and once before the first update (the imitation policy), the curves' first point
+    from drivesim.learn.pipeline import stage_curves
+
+    assert set(m["heldout_start"]) == set(m["val"])
+    xs, ys = stage_curves(m)["heldout/total (greedy, held-out states)"]
+    assert xs == [0, 4] and ys == [m["heldout_start"]["total"], h[-1]["heldout/total"]]
     if algo == "grpo":  # the same with the unseen agents replayed, critical start states and injected
         # pedestrians; a horizon too long
         st = RLStage(_tiny(RLConfig, dataset, name="rl_unseen", init=cfg.init, world_model=cfg.world_model,

@@ -247,8 +247,10 @@ def stage_curves(metrics: dict) -> dict[str, tuple[list[float], list[float]]]:
         keys = ["reward/total", "reward/collided", "reward/progress", "reward/ttc", "entropy", "approx_kl",
                 "speed_mean_m_s"]
         out = {k: (x, [r[k] for r in h]) for k in keys if h and k in h[0]}
+        start = metrics.get("heldout_start", {})  # update 0: the imitation policy itself
         for k in ("heldout/total", "heldout/collided", "heldout/progress", "heldout/ttc"):  # every eval_every
-            pts = [(r["update"], r[k]) for r in h if k in r]
+            pts = [(0, start[k.split("/")[1]])] if k.split("/")[1] in start else []
+            pts += [(r["update"], r[k]) for r in h if k in r]
             if pts:
                 out[f"{k} (greedy, held-out states)"] = ([p[0] for p in pts], [p[1] for p in pts])
         return out

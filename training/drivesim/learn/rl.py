@@ -478,6 +478,12 @@ class RLStage:
         cfg = self.cfg
         (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         tb = SummaryWriter(str(self.out / "tb"))
+        start_file = self.out / "heldout_start.json"  # the imitation policy on the held-out states, update 0
+        if cfg.eval_every > 0 and self.update == 0:
+            start_file.write_text(json.dumps(self.validate(cfg.eval_states)))
+        heldout_start = json.loads(start_file.read_text()) if start_file.exists() else {}
+        for k, v in heldout_start.items():
+            tb.add_scalar(f"rl/heldout/{k}", v, 0)
         bar = tqdm(range(self.update, cfg.updates), desc=f"rl ({cfg.agents}, {cfg.algo})", disable=None,
                    mininterval=1.0)
         for _ in bar:
@@ -521,7 +527,7 @@ class RLStage:
                 self.save()
         tb.close()
         metrics = {"stage": "rl", "agents": cfg.agents, "algo": cfg.algo, "history": self.history,
-                   "val": self.validate()}
+                   "heldout_start": heldout_start, "val": self.validate()}
         (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
 
