@@ -290,6 +290,16 @@ def test_dreaming_rollouts_score_against_the_expert_and_collisions():
     early = dict(cross, time_shift=np.array([5]))
     hits = [rollout(x, cross["path"], np.array([8.0]), s)["collided"][0] for x in (cross, early)]
     assert hits == [0.0, 1.0]  # the ego passes before the walker reaches its lane; 0.5 s earlier it is there
+    # the TTC term (off by default): on at 8 m/s toward a car standing 25 m ahead, the 2 s rollout ends short of
+    # it (no collision) but on course to hit it within 1.5 s; braking to a stop ends with no conflict
+    far = _table([_scenario(agent_x=25.0)])
+    two = np.concatenate([far["path"], far["path"]])
+    off = rollout(far, two, np.array([8.0, 0.0]), s)
+    on = rollout(far, two, np.array([8.0, 0.0]), DreamSettings(ttc=-5.0))
+    assert off["collided"].tolist() == [0.0, 0.0] and off["ttc"].tolist() == [0.0, 0.0]
+    assert on["ttc"].tolist() == [-5.0, 0.0] and on["total"] == pytest.approx(off["total"] + np.array([-5.0, 0.0]))
+    assert rollout(sc, np.concatenate([path, path]), np.array([0.0, 8.0]), DreamSettings(ttc=-5.0))["ttc"].tolist() \
+        == [0.0, 0.0]  # a rollout that collides gets the collision term, not both
 
 
 def test_scenario_dreaming_runs_grpo_on_the_takeover_scenarios(tmp_path, learn_dataset, shadow_data):
@@ -304,15 +314,18 @@ def test_scenario_dreaming_runs_grpo_on_the_takeover_scenarios(tmp_path, learn_d
     make_stage(VLAConfig(data=str(learn_dataset / "ds"), out=str(tmp_path / "vla"), workers=1, d_model=32, layers=1,
                          epochs=1, batch_size=64, supervision="none"), log=lambda *_: None).run()
     cfg = DreamConfig(init=str(tmp_path / "vla" / "ckpt.pt"), takeover_data=str(shadow),
-                      out=str(tmp_path / "dream"), updates=6, states=16, group=4, eval_every=3, workers=1, lr=1e-3)
+                      out=str(tmp_path / "dream"), updates=6, states=16, group=4, eval_every=3, workers=1, lr=1e-3,
+                      ttc=-2.0)
     d = Dreaming(cfg, log=lambda *_: None)
     assert len(d.tr) > 16 and d.heldout["time_shift"].shape == (len(d.heldout["speed"]),)
     assert d.s.speed_times == (0.0, 0.5, 1.0, 1.5) and d.s.speed_lookahead == 0.5  # the checkpoint's
+    assert (d.s.ttc, d.s.ttc_horizon) == (-2.0, 1.5)
     assert d.sc["speed_points"].shape == (len(d.sc["speed"]), 4)
     init = {k: v.clone() for k, v in d.model.state_dict().items()}
     res = d.run()
     steps = [h for h in res["history"] if "train" in h]
     assert len(steps) == 6 and steps[0]["train"]["kl_speed"] == pytest.approx(0.0, abs=1e-6)
+    assert all(0.0 <= h["train"]["ttc_rate"] <= 1.0 for h in steps)
     assert steps[-1]["train"]["kl_speed"] > 0 and all(np.isfinite(h["train"]["loss"]) for h in steps)
     assert [h["update"] for h in res["history"] if "heldout" in h] == [0, 3, 6]
     moved = [k for k, v in d.model.state_dict().items() if not torch.equal(v, init[k])]

@@ -11,7 +11,10 @@ step the speed profile `speed_lookahead` seconds after the step's time (sim/cont
 replay their log. The expert's trajectory is the expert's plan (its path and planned speeds at the speed points'
 times: learn/vla.speed_profile) rolled out the same way.
 Reward: -(sum_k gamma^k ||p_k - p*_k||) / (sum_k gamma^k), the discounted mean L2 [m] to the expert's trajectory,
-plus a collision term (at fault: an agent running into the ego from behind is not counted) by the agent's kind.
+plus a collision term (at fault: an agent running into the ego from behind is not counted) by the agent's kind,
+plus, when `ttc` is set, a time-to-collision term: `ttc` when the rollout ends without a collision but on course
+to hit an agent within `ttc_horizon` seconds, both held at their last velocities (rl.ttc_conflict, PerlAD's TTC
+term): a 2 s rollout that closes in on a crossing pedestrian has not hit it yet, but its safety margin is gone.
 
 Perturbed variants (`perturb`): every agent's replay shifted in time by the same offset (a pedestrian steps out
 earlier or later), each agent moved by an offset in the ego frame and its motion sped up or slowed down; the
@@ -51,6 +54,8 @@ class DreamSettings:
     speed_scale: float = 0.2  # perturbed variants: each agent's motion scaled by 1 +- speed_scale
     speed_times: tuple[float, ...] = (0.0,)  # [s] the speed points' times (the model's VLANetConfig.speed_times)
     speed_lookahead: float = 0.0  # [s] the PID's target: the profile this far after each step's time
+    ttc: float = 0.0  # reward of a rollout that ends on course to hit an agent within ttc_horizon (0: off)
+    ttc_horizon: float = 1.5  # [s] constant-velocity projection from the rollout's last step
 
     @property
     def steps(self) -> int:
@@ -145,4 +150,12 @@ def rollout(sc: dict[str, np.ndarray], paths: np.ndarray, target: np.ndarray, s:
     pen = np.where(np.isin(k, (AgentKind.PEDESTRIAN, AgentKind.CYCLIST)), s.collision_pedestrian,
                    np.where(k == AgentKind.STATIC, s.collision_static, s.collision_vehicle))
     r_coll = np.where(collided, pen, 0.0)
-    return {"total": -l2 + r_coll, "l2": l2, "collision": r_coll, "collided": collided.astype(float), "expert": expert}
+    r_ttc = np.zeros(len(poses))
+    if s.ttc:
+        from .rl import ttc_conflict
+
+        v_end = np.linalg.norm(poses[:, -1, :2] - poses[:, -2, :2], axis=-1) * s.rate  # [m/s] over the last step
+        near = ttc_conflict(poses, v_end[:, None], ag, am, s.ttc_horizon, dt=1.0 / s.rate) & ~collided
+        r_ttc = np.where(near, s.ttc, 0.0)
+    return {"total": -l2 + r_coll + r_ttc, "l2": l2, "collision": r_coll, "collided": collided.astype(float),
+            "ttc": r_ttc, "expert": expert}

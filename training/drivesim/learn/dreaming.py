@@ -54,6 +54,9 @@ class DreamConfig:
     gamma: float = 0.9  # discount of the L2 term per rollout step (5 Hz)
     horizon: float = 2.0  # [s] rollout length
     collision: float = -10.0  # reward of an at-fault collision with a vehicle (pedestrian x1.5, static x0.5)
+    ttc: float = 0.0  # reward of a rollout that ends on course to hit an agent within ttc_horizon (0: off;
+    # dream_rollout's TTC term)
+    ttc_horizon: float = 1.5  # [s] that term's constant-velocity projection
     time_shift: float = 0.5  # [s] perturbation: agents' replay offset, +-
     position: float = 1.0  # [m] perturbation: each agent's offset, +-
     speed_scale: float = 0.2  # perturbation: each agent's motion scale, 1 +-
@@ -83,7 +86,8 @@ class DreamConfig:
 
         return DreamSettings(horizon=self.horizon, gamma=self.gamma, collision_vehicle=self.collision,
                              collision_pedestrian=1.5 * self.collision, collision_static=0.5 * self.collision,
-                             time_shift=self.time_shift, position=self.position, speed_scale=self.speed_scale)
+                             time_shift=self.time_shift, position=self.position, speed_scale=self.speed_scale,
+                             ttc=self.ttc, ttc_horizon=self.ttc_horizon)
 
 
 def load_scenarios(cfg: DreamConfig, fcfg, times: np.ndarray, log=print) -> dict[str, np.ndarray]:
@@ -220,7 +224,7 @@ class Dreaming:
         self.model.train()
         r = self._rollout(self.heldout, h["path"].numpy(), self.speeds[h["logp_speed"].argmax(-1)].numpy())
         return {"reward": float(r["total"].mean()), "l2_m": float(r["l2"].mean()),
-                "collision_rate": float(r["collided"].mean())}
+                "collision_rate": float(r["collided"].mean()), "ttc_rate": float((r["ttc"] != 0).mean())}
 
     def step(self, rng: np.random.Generator) -> dict[str, float]:
         from ..vla.language import PAD
@@ -268,7 +272,8 @@ class Dreaming:
         ent = -(h["logp_speed"].exp() * h["logp_speed"]).sum(-1).mean()
         val = lambda x: float(x.detach())  # noqa: E731
         return {"loss": val(loss), "reward": float(R.mean()), "l2_m": float(r["l2"].mean()),
-                "collision_rate": float(r["collided"].mean()), "kl_speed": val(kl_speed), "kl_anchor": val(kl_anchor),
+                "collision_rate": float(r["collided"].mean()), "ttc_rate": float((r["ttc"] != 0).mean()),
+                "kl_speed": val(kl_speed), "kl_anchor": val(kl_anchor),
                 "kl_path": val(kl_path),
                 "text": val(l_text), "entropy": val(ent), "grad_norm": float(gn)}
 

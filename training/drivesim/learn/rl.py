@@ -181,15 +181,16 @@ def interpolate_agents(start: np.ndarray, traj: np.ndarray, t_src: float, steps:
 
 
 def ttc_conflict(poses: np.ndarray, speeds: np.ndarray, agents: np.ndarray, amask: np.ndarray, horizon: float,
-                 step: float = 0.25) -> np.ndarray:
+                 step: float = 0.25, dt: float = ROLL_DT) -> np.ndarray:
     """(E,) whether, from the rollout's last step, the ego and an agent held at their last velocities (nuPlan's
     time-to-collision projection) meet within `horizon` seconds, the agent not behind the ego at the start: a
-    rollout that ends closing in on a slower cyclist has not collided within the horizon, but it will."""
+    rollout that ends closing in on a slower cyclist has not collided within the horizon, but it will. `dt`: the
+    time between the agents' last two steps (their velocity)."""
     ex, ey, eyaw = poses[:, -1, 0], poses[:, -1, 1], poses[:, -1, 2]
     ev = speeds[:, -1]
     ok = amask[:, :, -1] & amask[:, :, -2]  # (E, N)
     a, a1 = agents[:, :, -1], agents[:, :, -2]
-    vel = (a[..., :2] - a1[..., :2]) / ROLL_DT
+    vel = (a[..., :2] - a1[..., :2]) / dt
     c, s = np.cos(eyaw)[:, None], np.sin(eyaw)[:, None]
     ahead = (a[..., 0] - ex[:, None]) * c + (a[..., 1] - ey[:, None]) * s > -0.5 * DEFAULT_VEHICLE.length
     out = np.zeros(len(ev), bool)
