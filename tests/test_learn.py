@@ -420,6 +420,28 @@ def test_learned_policy_drives_a_route_closed_loop(trained, dataset, proc_town, 
         make_policy("perlad", 1, g=proc_town)
 
 
+def test_imitation_starts_from_a_planner(trained, dataset):
+    """`train il --init CKPT` (DAgger's fine-tuning): the planner starts as CKPT left it (weights, anchors, width,
+    so the same validation loss) and moves from there; a world model cannot start imitation."""
+    from drivesim.learn.train import ILStage
+
+    ck = trained["il"].out / "ckpt.pt"  # as the last run that trained it left it (the fixture's, or resume's)
+    saved = torch.load(ck, weights_only=False)
+    cfg = _tiny(ILConfig, dataset, name="il_ft", epochs=1, lr=3e-4, init=str(ck))
+    cfg.d_model = 16  # the init's width wins
+    st = ILStage(cfg, log=lambda *_: None)
+    start = {k: v.clone() for k, v in st.model.state_dict().items()}
+    assert st.ncfg.d_model == 32 and all(torch.equal(v, saved["model"][k]) for k, v in start.items())
+    assert st.evaluate()["loss"] == pytest.approx(saved["history"][-1]["val"]["loss"], rel=1e-4)
+    m = st.run()
+    moved = [k for k, v in st.model.state_dict().items() if not torch.equal(v, start[k])]
+    assert len(moved) > 10 and torch.equal(st.model.anchors, start["anchors"])
+    assert m["final_val"]["loss"] < 1.1 * saved["history"][-1]["val"]["loss"]
+    with pytest.raises(ValueError, match="not a planner"):
+        ILStage(_tiny(ILConfig, dataset, name="il_bad", epochs=1, init=str(trained["wm"].out / "ckpt.pt")),
+                log=lambda *_: None)
+
+
 def test_pipeline_dagger_stage_gives_rl_on_policy_start_states(trained, dataset, tmp_path):
     """Stages dagger + perlad_logreplay of `train pipeline` (tiny): the exported imitation planner drives the
     routes while the expert labels; RL then samples its start states from that data, not from the expert's."""
@@ -454,7 +476,7 @@ def test_pipeline_dagger_stage_gives_rl_on_policy_start_states(trained, dataset,
 def test_pipeline_collects_first_and_times_its_stages(dataset, proc_town, tmp_path):
     """`train pipeline --collect-routes A --collect-noisy-routes A --stages collect,il,wm --wm-data D` (tiny): the
     expert drives each suite into out/collect/data_<i> (the second with recovery noise), imitation trains on
-    exactly those datasets, the world model on D; pipeline.json holds every stage's wall-clock time and their
+    exactly those datasets, the world model on D = data_0 (the only one with counterfactual branches); pipeline.json holds every stage's wall-clock time and their
     sum, and the log ends with the timing table."""
     import json
 
@@ -466,7 +488,7 @@ def test_pipeline_collects_first_and_times_its_stages(dataset, proc_town, tmp_pa
     write_routes(random_routes(proc_town, 1, seed=7, min_length=120.0), routes)
     out, models, lines = tmp_path / "pipe", tmp_path / "models", []
     cfg = PipelineConfig(out=str(out), models_out=str(models), stages="collect,il,wm", collect_routes=str(routes),
-                         collect_noisy_routes=str(routes), wm_data=str(dataset / "ds"), workers=1, d_model=16,
+                         collect_noisy_routes=str(routes), wm_data=str(out / "collect" / "data_0"), workers=1, d_model=16,
                          layers=1, il=ILConfig(epochs=1), wm=WMConfig(epochs=1))
     rep = run_pipeline(cfg, log=lines.append)
     col = rep["stages"]["collect"]["datasets"]
@@ -475,9 +497,10 @@ def test_pipeline_collects_first_and_times_its_stages(dataset, proc_town, tmp_pa
     idx = [json.loads((out / "collect" / f"data_{i}" / "index.json").read_text())["config"] for i in (0, 1)]
     assert (idx[0]["steer_noise"], idx[0]["speed_noise"], idx[0]["branches"]) == (0.0, 0.0, 3)
     assert (idx[1]["steer_noise"], idx[1]["speed_noise"]) == (0.15, 1.5) and idx[1]["policy"] == "expert"
+    assert idx[1]["branches"] == 0 and [d["branches"] for d in col] == [3, 0]  # branches where the world model trains
     il_cfg = json.loads((out / "il" / "config.json").read_text())
     assert il_cfg["data"] == f"{out / 'collect' / 'data_0'},{out / 'collect' / 'data_1'}"
-    assert json.loads((out / "wm" / "config.json").read_text())["data"] == str(dataset / "ds")
+    assert json.loads((out / "wm" / "config.json").read_text())["data"] == str(out / "collect" / "data_0")
     walls = [rep["stages"][s]["wall_s"] for s in ("collect", "il", "wm")]
     assert all(w > 0 for w in walls) and rep["wall_s"] == pytest.approx(sum(walls), abs=0.2)
     assert json.loads((out / "pipeline.json").read_text())["wall_s"] == rep["wall_s"]

@@ -44,6 +44,9 @@ class ILConfig(TrainConfig):
     w_path: float = 1.0  # weight of the path regression loss
     w_speed: float = 1.0  # weight of the target-speed classification loss
     w_speed_change: float = 2.0  # extra weight of speed labels that differ from the current speed by > 1 m/s
+    init: str | None = None  # start from this planner (a train il|rl checkpoint or an exported planner.onnx): its
+    # weights and path anchors, its width and depth (DAgger: fine-tune on the data aggregated with the expert's
+    # labels at the states the planner drove itself into)
 
 
 @dataclass

@@ -45,7 +45,7 @@ class PipelineConfig:
     collect_steer_noise: float = 0.15  # std of the steering offset of a noise event (collect_noisy_routes)
     collect_speed_noise: float = 1.5  # [m/s] std of the speed error of a noise event (collect_noisy_routes)
     collect_branches: int = 3  # counterfactual ego plans per branch point of the collection (the world model's
-    # reactive rows; 0: none)
+    # reactive rows; 0: none), in the datasets the world model trains on (all of them without --wm-data)
     wm_data: str | None = None  # datasets of the world model, comma-separated (default: those of the other stages)
     dagger_routes: str | None = None  # route suites (comma-separated) the imitation planner drives (stage dagger)
     rl_data: str | None = None  # datasets of RL start states (default: what the dagger stage collected, else data)
@@ -298,22 +298,26 @@ def _collect(cfg: PipelineConfig, out: Path, log) -> dict:
     jobs = cfg.collect_jobs()
     if not jobs:
         raise ValueError("stage collect needs --collect-routes or --collect-noisy-routes (route suites, comma-separated)")
-    il = replace(cfg.il, **{k: getattr(cfg, k) for k in cfg.SHARED if getattr(cfg, k) is not None})
+    il = replace(cfg.il, **cfg.common())  # the shared workers and seed, as the stages get them
+    # counterfactual branches only where the world model trains: they cost a quarter of the collection's time
+    wm_dirs = None if cfg.wm_data is None else {Path(d).resolve() for d in cfg.wm_data.split(",") if d}
     rep = {"datasets": []}
     for i, (routes, noisy) in enumerate(jobs):
         d = out / "collect" / f"data_{i}"
+        branches = cfg.collect_branches if wm_dirs is None or d.resolve() in wm_dirs else 0
         if cfg.resume and (d / "index.json").exists():
             log(f"collect: {d} exists (--resume): kept")
             idx = json.loads((d / "index.json").read_text())
         else:
             idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=il.workers,
                                         seed=il.seed + (100 * (i + 1) if noisy else i), b2d=False,
-                                        branches=cfg.collect_branches,
+                                        branches=branches,
                                         steer_noise=cfg.collect_steer_noise if noisy else 0.0,
                                         speed_noise=cfg.collect_speed_noise if noisy else 0.0), log)
         eps = idx["episodes"]
         frames = sum(e["frames"] for e in eps)
-        rep["datasets"].append({"routes": routes, "noise": noisy, "out": str(d), "episodes": len(eps),
+        rep["datasets"].append({"routes": routes, "noise": noisy,
+                                "branches": idx.get("config", {}).get("branches", branches), "out": str(d), "episodes": len(eps),
                                 "frames": frames, "hours": round(frames * idx.get("frame_dt", 0.1) / 3600, 3),
                                 "skipped_towns": idx.get("skipped_towns", [])})
         log(f"collect: {routes}{' (recovery noise)' if noisy else ''}: {len(eps)} episodes, {frames} frames")

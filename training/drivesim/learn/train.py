@@ -274,8 +274,26 @@ class ILStage(Stage):
     keys = (*INPUT_NAMES, "path", "speed")
 
     def make_model(self):
+        if self.cfg.init:
+            return self.initial_planner()
         anchors = kmeans_anchors(self.data["path"][self.tr], self.ncfg.num_anchors, seed=self.cfg.seed)
         return Planner(self.fcfg, self.ncfg, anchors)
+
+    def initial_planner(self) -> Planner:
+        """The planner of --init (weights and anchors), which fixes the network's width and depth."""
+        from ..models.checkpoint import load_model
+
+        model, _ = load_model(self.cfg.init)
+        if not isinstance(model, Planner):
+            raise ValueError(f"--init {self.cfg.init}: not a planner (a train il|rl checkpoint or an exported "
+                             "planner.onnx); a world-model checkpoint cannot start imitation")
+        if model.fcfg != self.fcfg:
+            raise ValueError(f"--init {self.cfg.init}: its features ({model.fcfg}) are not this build's "
+                             f"({self.fcfg}); retrain it from scratch without --init")
+        self.ncfg = model.ncfg
+        self.log(f"il: starting from {self.cfg.init} (d_model {model.ncfg.d_model}, {model.ncfg.layers} layers, "
+                 "its anchors)")
+        return model.train()
 
     def losses(self, b):
         return planner_losses(self.model, b, self.cfg, self.fwd)
