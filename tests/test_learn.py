@@ -422,7 +422,8 @@ def test_learned_policy_drives_a_route_closed_loop(trained, dataset, proc_town, 
 
 def test_imitation_starts_from_a_planner(trained, dataset):
     """`train il --init CKPT` (DAgger's fine-tuning): the planner starts as CKPT left it (weights, anchors, width,
-    so the same validation loss) and moves from there; a world model cannot start imitation."""
+    so the same validation loss) and moves from there; a world model cannot start imitation; with
+    `--learn lateral` only the path heads learn."""
     from drivesim.learn.train import ILStage
 
     ck = trained["il"].out / "ckpt.pt"  # as the last run that trained it left it (the fixture's, or resume's)
@@ -440,12 +441,22 @@ def test_imitation_starts_from_a_planner(trained, dataset):
     with pytest.raises(ValueError, match="not a planner"):
         ILStage(_tiny(ILConfig, dataset, name="il_bad", epochs=1, init=str(trained["wm"].out / "ckpt.pt")),
                 log=lambda *_: None)
+    # --learn lateral: the path heads move, the encoder and the speed branch stay byte-identical
+    lat = ILStage(_tiny(ILConfig, dataset, name="il_lat", epochs=1, lr=3e-3, init=str(ck), learn="lateral"),
+                  log=lambda *_: None)
+    lat.run()
+    moved = {k.split(".")[0] for k, v in lat.model.state_dict().items() if not torch.equal(v, start[k])}
+    assert moved == {"anchor_head", "offset_head"}, moved
+    with pytest.raises(ValueError, match="give --init"):
+        ILStage(_tiny(ILConfig, dataset, name="il_bad", epochs=1, learn="lateral"), log=lambda *_: None)
 
 
 def test_pipeline_dagger_stage_gives_rl_on_policy_start_states(trained, dataset, tmp_path):
-    """Stages dagger + perlad_logreplay of `train pipeline` (tiny): the exported imitation planner drives the
-    routes while the expert labels; RL then samples its start states from that data, not from the expert's."""
+    """Stages dagger + perlad_logreplay of `train pipeline` (tiny): the exported behaviour-cloning planner drives
+    the routes while the expert labels; imitation fine-tunes on the aggregated data (DAgger) into models/il; RL
+    starts from that planner and samples its start states from the on-policy data, not from the expert's."""
     import json
+    from dataclasses import replace
 
     from drivesim.learn.configs import RLConfig
     from drivesim.learn.pipeline import PipelineConfig, run_pipeline
@@ -454,7 +465,7 @@ def test_pipeline_dagger_stage_gives_rl_on_policy_start_states(trained, dataset,
     out, models = tmp_path / "pipe", tmp_path / "models"
     (out / "il").mkdir(parents=True)
     (out / "il" / "ckpt.pt").write_bytes((dataset / "il" / "ckpt.pt").read_bytes())
-    export_checkpoint(out / "il" / "ckpt.pt", models / "il", name="il")
+    export_checkpoint(out / "il" / "ckpt.pt", models / "il_bc", name="il")  # what stage il exports
     cfg = PipelineConfig(data=str(dataset / "ds"), out=str(out), models_out=str(models), stages="dagger,perlad_logreplay",
                          dagger_routes=str(dataset / "routes.xml"), workers=1, d_model=32, layers=1,
                          rl=RLConfig(updates=2, states=16))
@@ -463,12 +474,22 @@ def test_pipeline_dagger_stage_gives_rl_on_policy_start_states(trained, dataset,
     assert dg["episodes"] == 3 and dg["frames"] > 100
     idx = json.loads((out / "dagger" / "data_0" / "index.json").read_text())
     assert idx["config"]["driver"] == "il" and idx["config"]["policy"] == "expert"
-    assert idx["config"]["driver_model"] == str((models / "il" / "planner.onnx").resolve())
+    assert idx["config"]["driver_model"] == str((models / "il_bc" / "planner.onnx").resolve())
     assert idx["models"]["driver"]["path"] == idx["config"]["driver_model"] and len(idx["models"]["driver"]["sha256"]) == 64
     assert idx["models"]["policy"] is None  # the expert labels: no model file
+    # DAgger proper: one epoch from the behaviour-cloning planner on the data + the expert-labelled on-policy states
+    ft = json.loads((out / "il_dagger" / "config.json").read_text())
+    assert ft["data"] == f"{dataset / 'ds'},{out / 'dagger' / 'data_0'}" and ft["epochs"] == 1
+    assert ft["init"] == str(out / "il" / "ckpt.pt") and rep["stages"]["dagger"]["init"] == str(out / "il_dagger" / "ckpt.pt")
+    onnx = {n: (models / n / "planner.onnx").read_bytes() for n in ("il", "il_bc")}
+    assert onnx["il"] != onnx["il_bc"]  # models/il: the DAgger planner
     rl_cfg = json.loads((out / "perlad_logreplay" / "config.json").read_text())
-    assert rl_cfg["data"] == str(out / "dagger" / "data_0")
+    assert rl_cfg["data"] == str(out / "dagger" / "data_0") and rl_cfg["init"] == str(out / "il_dagger" / "ckpt.pt")
     assert (models / "perlad_logreplay" / "planner.onnx").exists()
+    # a later run of RL alone into the same directory still starts from the DAgger planner and states
+    run_pipeline(replace(cfg, stages="perlad_logreplay", rl=RLConfig(updates=1, states=16)), log=lambda *_: None)
+    rl_cfg = json.loads((out / "perlad_logreplay" / "config.json").read_text())
+    assert rl_cfg["data"] == str(out / "dagger" / "data_0") and rl_cfg["init"] == str(out / "il_dagger" / "ckpt.pt")
     with pytest.raises(ValueError, match="dagger-routes"):
         run_pipeline(PipelineConfig(data=str(dataset / "ds"), out=str(out), models_out=str(models), stages="dagger"))
 

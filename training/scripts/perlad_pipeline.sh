@@ -5,8 +5,9 @@
 # committed in results/perlad, and routes of our own on the CARLA towns of $SHARED/carla_maps (`routes suite`,
 # seed 11; never the Bench2Drive route files, their routes or scenario triggers, which stay evaluation-only),
 # driven with recovery noise. A town whose map is missing is skipped with a message. The world model trains on
-# the two procedural datasets (their counterfactual branches); RL starts from the states the imitation planner
-# reaches itself on Proc2 and on the CARLA towns of DAGGER_TOWNS.
+# the two procedural datasets (the only ones collected with counterfactual branches). The behaviour-cloning planner
+# then drives Proc2 and the CARLA towns of DAGGER_TOWNS while the expert labels (DAgger): imitation fine-tunes on
+# the aggregated data for DAGGER_EPOCHS (models/il), and RL starts from that planner and from those states.
 # The recipe (data mix, epochs) was chosen on validation suites of our own: Proc3 (results/perlad/suite_val_p3.xml)
 # and routes of our own on Town04 (seed 99) with Town04 left out of training (README, PerlAD).
 # Usage: [TOWNS="Town01 ..."] [DAGGER_TOWNS="Town02 Town11"] [STAGES=...] training/scripts/perlad_pipeline.sh [OUT] [SHARED]
@@ -37,5 +38,6 @@ done
 $DS train pipeline --out "$OUT/pipeline" --models-out "$OUT/models" --maps-dir "$MAPS" --stages "$STAGES" \
     --collect-routes "$P/suite_train_p1.xml" --collect-noisy-routes "$noisy" \
     --wm-data "$OUT/pipeline/collect/data_0,$OUT/pipeline/collect/data_1" --dagger-routes "$dagger" \
+    --dagger-epochs "${DAGGER_EPOCHS:-1}" \
     --il.epochs "${IL_EPOCHS:-4}" --wm.epochs "${WM_EPOCHS:-6}" --rl.updates "${RL_UPDATES:-200}" \
     --seed "${SEED:-0}" --workers 2 --resume

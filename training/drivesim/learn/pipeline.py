@@ -5,12 +5,15 @@ ablation, with log-replay agents (perlad_logreplay); every network exported to O
 (what `--policy il|perlad|perlad_logreplay` load by default), a world-model reactivity report and training
 curves (PNG).
 
-The dagger stage lets the imitation planner just trained drive `dagger_routes` in the pseudo-simulator while
-the expert labels every frame (`collect --driver il`): RL then starts its rollouts from the states the learned
-policy actually gets itself into (its near-misses, its late brakings), with the expert's speed there for the
-imitation term. Measured on the held-out Proc0 suite, RL from the expert's own states left the closed-loop
-Driving Score where imitation had it; from these on-policy states it rose by about a tenth (README, PerlAD).
-Without the stage, RL starts from `rl_data` if given, else from `data`.
+The dagger stage lets the imitation planner just trained (behaviour cloning, exported as models/il_bc) drive
+`dagger_routes` in the pseudo-simulator while the expert labels every frame (`collect --driver il`). Two uses:
+(1) DAgger proper (`dagger_epochs`): imitation fine-tunes the planner on the data aggregated with those labels,
+so both heads learn what the expert does in the states the planner drives itself into (its drift toward a parked
+car, its late brakings); on the Proc3 validation suite one epoch took the planner from 71.0 to 83.3 DS (README,
+PerlAD). That planner is exported as models/il and RL starts from it. (2) RL starts its rollouts from those
+on-policy states, with the expert's speed there for the imitation term: from the expert's own states RL left the
+held-out Proc0 Driving Score where imitation had it; from these it rose by about a tenth. Without the stage, RL
+starts from `rl_data` if given, else from `data`, and from the behaviour-cloning planner.
 
 The collect stage lets the privileged expert drive `collect_routes` (as recorded) and `collect_noisy_routes`
 (with recovery noise: the expert's way back from perturbed controls) into `out/collect/data_<i>`; those datasets
@@ -48,6 +51,10 @@ class PipelineConfig:
     # reactive rows; 0: none), in the datasets the world model trains on (all of them without --wm-data)
     wm_data: str | None = None  # datasets of the world model, comma-separated (default: those of the other stages)
     dagger_routes: str | None = None  # route suites (comma-separated) the imitation planner drives (stage dagger)
+    dagger_epochs: int = 1  # stage dagger, after the drive: imitation epochs from the il planner on the data and the
+    # dagger datasets (the expert's labels at the states the planner drove itself into: both heads learn there);
+    # exported as models/il, RL starts from it; the behaviour-cloning planner stays in models/il_bc (0: no fine-tuning)
+    dagger_lr: float = 3e-4  # learning rate of that fine-tuning (warm-up and cosine decay over its epochs)
     rl_data: str | None = None  # datasets of RL start states (default: what the dagger stage collected, else data)
 
     # shared by every stage when set (else each stage's own value, e.g. --il.seed):
@@ -263,22 +270,26 @@ def stage_curves(metrics: dict) -> dict[str, tuple[list[float], list[float]]]:
 
 
 def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dict]:
-    """Stage dagger: the exported imitation planner (models/il) drives every suite of `dagger_routes`, the expert
-    labels. Returns the datasets (comma-separated) and a report."""
+    """Stage dagger: the behaviour-cloning planner (models/il_bc, what stage il exported) drives every suite of
+    `dagger_routes`, the expert labels; then, with `dagger_epochs`, imitation fine-tunes that planner on the data
+    aggregated with those labels (out/il_dagger), which is exported as models/il and is where RL starts.
+    Returns the datasets (comma-separated) and a report."""
     from ..dataset import CollectConfig, collect
+    from .train import ILStage
 
     if not cfg.dagger_routes:
         raise ValueError("stage dagger needs --dagger-routes (route suites to drive, comma-separated)")
-    if not (models / "il" / "planner.onnx").exists():
-        raise FileNotFoundError(f"stage dagger drives the imitation planner {models / 'il' / 'planner.onnx'}: "
-                                "run stage il first (or point --models-out at a pipeline's models)")
+    driver = models / "il_bc" / "planner.onnx"
+    if not driver.exists():
+        raise FileNotFoundError(f"stage dagger drives the behaviour-cloning planner {driver}: run stage il first "
+                                "(or point --models-out at a pipeline's models)")
+    il = replace(cfg.il, **cfg.common())  # the shared workers and seed, as the stages get them
     dirs, rep = [], {"datasets": []}
     for i, routes in enumerate(r for r in cfg.dagger_routes.split(",") if r):
         d = out / "dagger" / f"data_{i}"
-        il = replace(cfg.il, **cfg.common())  # the shared workers and seed, as the stages get them
         idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=il.workers,
                                     seed=il.seed + 1000 * (i + 1), b2d=False, driver="il", branches=0,
-                                    driver_model=str((models / "il" / "planner.onnx").resolve())), log)
+                                    driver_model=str(driver.resolve())), log)
         eps = idx["episodes"]
         rep["datasets"].append({"routes": routes, "out": str(d), "episodes": len(eps),
                                 "frames": sum(e["frames"] for e in eps),
@@ -287,7 +298,16 @@ def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dic
         log(f"dagger: {routes}: {len(eps)} episodes, {rep['datasets'][-1]['frames']} frames, imitation planner "
             f"DS {rep['datasets'][-1]['il_driving_score']}")
         dirs.append(str(d))
-    return ",".join(dirs), rep
+    rep["rl_data"] = ",".join(dirs)
+    if cfg.dagger_epochs > 0:
+        st = ILStage(replace(il, out=str(out / "il_dagger"), data=",".join([il.data, *dirs]),
+                             init=str(out / "il" / "ckpt.pt"), epochs=cfg.dagger_epochs, lr=cfg.dagger_lr), log)
+        m = st.run()
+        rep["init"] = str(out / "il_dagger" / "ckpt.pt")
+        rep["final"] = m["final_val"]
+        log(f"dagger: the imitation planner fine-tuned on the aggregated data ({cfg.dagger_epochs} epochs): "
+            f"val loss {m['final_val'].get('loss', float('nan')):.4f}")
+    return rep["rl_data"], rep
 
 
 def _collect(cfg: PipelineConfig, out: Path, log) -> dict:
@@ -364,12 +384,18 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
                 report["stages"][st] = _collect(cfg, out, log)
             else:
                 rl_data, report["stages"][st] = _dagger(cfg, out, models, log)
+                if "init" in report["stages"][st]:  # the DAgger planner is the il policy from here on
+                    man = export_checkpoint(report["stages"][st]["init"], models / "il", name="il",
+                                            extra={"made_by": made})
+                    report["stages"][st]["onnx"] = str(models / "il" / man["file"])
             report["stages"][st]["wall_s"] = round(time.perf_counter() - t0, 1)
             (out / "pipeline.json").write_text(json.dumps(report, indent=2))
             continue
         if st == "il":
             m = ILStage(replace(cfg.il, out=str(out / "il"), **common), log).run()
             ck = out / "il" / "ckpt.pt"
+            report["stages"].pop("dagger", None)  # a new planner: DAgger's states and fine-tuning are not its
+            export_checkpoint(ck, models / "il_bc", name="il", extra={"made_by": made})
         elif st == "wm":
             # WMStage.run adds the reactivity report (reactivity_report) to m and to wm/metrics.json
             wm_common = {**common, "data": cfg.wm_data} if cfg.wm_data else common
@@ -377,8 +403,9 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
             ck = out / "wm" / "ckpt.pt"
         else:
             agents = "world_model" if st == "perlad" else "log_replay"
-            rl_common = {**common, "data": rl_data or common["data"]}
-            m = RLStage(replace(cfg.rl, out=str(out / st), init=str(out / "il" / "ckpt.pt"),
+            dag = report["stages"].get("dagger", {})  # this run's, or an earlier run's into this directory
+            rl_common = {**common, "data": rl_data or dag.get("rl_data") or common["data"]}
+            m = RLStage(replace(cfg.rl, out=str(out / st), init=dag.get("init", str(out / "il" / "ckpt.pt")),
                                 world_model=str(out / "wm" / "ckpt.pt"), agents=agents, **rl_common), log).run()
             ck = out / st / "ckpt.pt"
         name = "world_model" if st == "wm" else st
