@@ -87,16 +87,6 @@ def _to_ego(x, y, pose):
     return dx * c + dy * s, -dx * s + dy * c
 
 
-def _resample(pts: np.ndarray, m: int) -> np.ndarray:
-    """m points evenly spaced by arc length along a polyline (K, 2), K >= 1."""
-    if len(pts) == 1:
-        return np.repeat(pts, m, 0)
-    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-    s = np.concatenate([[0.0], np.cumsum(seg)])
-    q = np.linspace(0.0, s[-1], m)
-    return np.stack([np.interp(q, s, pts[:, 0]), np.interp(q, s, pts[:, 1])], -1)
-
-
 class FeatureBuilder:
     """Stateful over time for E envs: call `reset` when an env starts a new episode, then `__call__` once per
     step (at any rate: the history is sampled at history_dt from what was seen)."""
@@ -219,24 +209,40 @@ class FeatureBuilder:
         uniq, dmin = lanes_sorted[first], d_sorted[first]
         pick = uniq[np.argsort(dmin)][: c.num_lanes]
         lights = sc.lights[e] if sc.lights is not None and sc.lights.size else None
-        for k, lane in enumerate(pick):
-            poly = self._lane_poly(int(lane))
-            inside = np.hypot(poly[:, 0] - pose[0], poly[:, 1] - pose[1]) <= c.lane_radius
-            idx = np.flatnonzero(inside)
-            seg = poly[idx[0]: idx[-1] + 1]
-            xy = _resample(seg[:, :2], c.lane_points)
-            flags = seg[np.round(np.linspace(0, len(seg) - 1, c.lane_points)).astype(int), 2:5]
-            x, y = _to_ego(xy[:, 0], xy[:, 1], pose)
-            d = np.stack([np.gradient(x), np.gradient(y)], -1) if c.lane_points > 1 else np.array([[1.0, 0.0]])
-            h = np.arctan2(d[:, 1], d[:, 0])
-            ls = -1
-            li = self._lane_light[lane]
-            if li >= 0 and lights is not None:
-                ls = int(lights[li])
-            light = np.array([ls == LightState.RED, ls == LightState.YELLOW, ls == LightState.GREEN], np.float32)
-            feats[k] = np.concatenate([np.stack([x / POS_SCALE, y / POS_SCALE, np.cos(h), np.sin(h)], -1), flags,
-                                       np.broadcast_to(light, (c.lane_points, 3))], 1)
-            mask[k] = True
+        # every picked lane at once: its points inside the radius (first to last, as one polyline), resampled to
+        # M points evenly spaced by arc length, in the ego frame (row i of each (n, ...) array is lane pick[i])
+        polys = [self._lane_poly(int(lane)) for lane in pick]
+        n, lens = len(pick), np.array([len(p) for p in polys])
+        allp = np.concatenate(polys)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        inside = np.hypot(allp[:, 0] - pose[0], allp[:, 1] - pose[1]) <= c.lane_radius
+        pos = np.arange(len(allp))
+        first = np.minimum.reduceat(np.where(inside, pos, len(allp)), starts)
+        last = np.maximum.reduceat(np.where(inside, pos, -1), starts)
+        none = first > last  # no point inside (the radius' rounding edge): the lane's nearest point alone
+        if none.any():
+            d = np.hypot(allp[:, 0] - pose[0], allp[:, 1] - pose[1])
+            for i in np.flatnonzero(none):
+                first[i] = last[i] = starts[i] + int(np.argmin(d[starts[i]:starts[i] + lens[i]]))
+        seglen = last - first + 1
+        col = np.arange(seglen.max())[None]
+        P = allp[np.minimum(first[:, None] + col, last[:, None])]  # (n, K, 5), padded with each lane's last point
+        s_arc = np.concatenate([np.zeros((n, 1)), np.cumsum(np.linalg.norm(np.diff(P[..., :2], axis=1), axis=2), 1)], 1)
+        q = np.linspace(0.0, s_arc[np.arange(n), seglen - 1], c.lane_points, axis=1)
+        xw, yw = np.empty_like(q), np.empty_like(q)
+        for i, k in enumerate(seglen):
+            xw[i], yw[i] = np.interp(q[i], s_arc[i, :k], P[i, :k, 0]), np.interp(q[i], s_arc[i, :k], P[i, :k, 1])
+        at = np.round(np.linspace(0, seglen - 1, c.lane_points, axis=1)).astype(int)
+        flags = P[np.arange(n)[:, None], at, 2:5]
+        x, y = _to_ego(xw, yw, pose)
+        h = (np.arctan2(np.gradient(y, axis=1), np.gradient(x, axis=1)) if c.lane_points > 1
+             else np.zeros((n, 1)))
+        li = self._lane_light[pick]
+        ls = np.where(li >= 0, lights[np.maximum(li, 0)], -1) if lights is not None else np.full(n, -1)
+        light = np.stack([ls == LightState.RED, ls == LightState.YELLOW, ls == LightState.GREEN], -1).astype(np.float32)
+        feats[:n] = np.concatenate([np.stack([x / POS_SCALE, y / POS_SCALE, np.cos(h), np.sin(h)], -1), flags,
+                                    np.broadcast_to(light[:, None], (n, c.lane_points, 3))], 2)
+        mask[:n] = True
         return feats, mask
 
     # -- the builder ----------------------------------------------------------------------------------
