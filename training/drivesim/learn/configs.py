@@ -47,9 +47,6 @@ class ILConfig(TrainConfig):
     init: str | None = None  # start from this planner (a train il|rl checkpoint or an exported planner.onnx): its
     # weights and path anchors, its width and depth (DAgger: fine-tune on the data aggregated with the expert's
     # labels at the states the planner drove itself into)
-    learn: Literal["all", "lateral"] = "all"  # which parameters learn: all, or the lateral head alone (anchor and
-    # offset heads; the scene encoder and the speed branch stay as --init left them: DAgger of the path at an RL
-    # planner's own states keeps the speed head RL trained)
 
 
 @dataclass

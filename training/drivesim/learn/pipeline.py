@@ -269,45 +269,59 @@ def stage_curves(metrics: dict) -> dict[str, tuple[list[float], list[float]]]:
     return out
 
 
-def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> tuple[str, dict]:
-    """Stage dagger: the behaviour-cloning planner (models/il_bc, what stage il exported) drives every suite of
-    `dagger_routes`, the expert labels; then, with `dagger_epochs`, imitation fine-tunes that planner on the data
-    aggregated with those labels (out/il_dagger), which is exported as models/il and is where RL starts.
-    Returns the datasets (comma-separated) and a report."""
+def _drive(cfg: PipelineConfig, out: Path, driver: Path, name: str, seed_base: int, log) -> tuple[list[str], list]:
+    """The exported planner `driver` drives every suite of `dagger_routes` while the expert labels every frame
+    (`collect --driver il`) into out/<name>/data_<i> (kept with --resume). Returns the datasets and their report."""
     from ..dataset import CollectConfig, collect
-    from .train import ILStage
 
     if not cfg.dagger_routes:
-        raise ValueError("stage dagger needs --dagger-routes (route suites to drive, comma-separated)")
-    driver = models / "il_bc" / "planner.onnx"
+        raise ValueError(f"stage {name} needs --dagger-routes (route suites to drive, comma-separated)")
     if not driver.exists():
-        raise FileNotFoundError(f"stage dagger drives the behaviour-cloning planner {driver}: run stage il first "
+        raise FileNotFoundError(f"stage {name} drives the planner {driver}: run the stage that exports it first "
                                 "(or point --models-out at a pipeline's models)")
     il = replace(cfg.il, **cfg.common())  # the shared workers and seed, as the stages get them
-    dirs, rep = [], {"datasets": []}
+    dirs, reps = [], []
     for i, routes in enumerate(r for r in cfg.dagger_routes.split(",") if r):
-        d = out / "dagger" / f"data_{i}"
-        idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=il.workers,
-                                    seed=il.seed + 1000 * (i + 1), b2d=False, driver="il", branches=0,
-                                    driver_model=str(driver.resolve())), log)
+        d = out / name / f"data_{i}"
+        if cfg.resume and (d / "index.json").exists():
+            log(f"{name}: {d} exists (--resume): kept")
+            idx = json.loads((d / "index.json").read_text())
+        else:
+            idx = collect(CollectConfig(routes=routes, out=str(d), maps_dir=cfg.maps_dir, workers=il.workers,
+                                        seed=il.seed + seed_base * (i + 1), b2d=False, driver="il", branches=0,
+                                        driver_model=str(driver.resolve())), log)
         eps = idx["episodes"]
-        rep["datasets"].append({"routes": routes, "out": str(d), "episodes": len(eps),
-                                "frames": sum(e["frames"] for e in eps),
-                                "il_driving_score": round(float(np.mean([e["driving_score"] for e in eps])), 2)
-                                if eps else None})
-        log(f"dagger: {routes}: {len(eps)} episodes, {rep['datasets'][-1]['frames']} frames, imitation planner "
-            f"DS {rep['datasets'][-1]['il_driving_score']}")
+        reps.append({"routes": routes, "out": str(d), "episodes": len(eps), "frames": sum(e["frames"] for e in eps),
+                     "driver_driving_score": round(float(np.mean([e["driving_score"] for e in eps])), 2)
+                     if eps else None})
+        log(f"{name}: {routes}: {len(eps)} episodes, {reps[-1]['frames']} frames, {driver} DS "
+            f"{reps[-1]['driver_driving_score']}")
         dirs.append(str(d))
-    rep["rl_data"] = ",".join(dirs)
+    return dirs, reps
+
+
+def _finetune(cfg: PipelineConfig, out: Path, name: str, data: list[str], init: Path, epochs: int, log) -> dict:
+    """Imitation from the planner `init` on `data` (the expert's labels) into out/<name>: DAgger's update."""
+    from .train import ILStage
+
+    il = replace(cfg.il, **cfg.common())
+    m = ILStage(replace(il, out=str(out / name), data=",".join(data), init=str(init), epochs=epochs,
+                        lr=cfg.dagger_lr), log).run()
+    log(f"{name}: fine-tuned on {len(data)} datasets ({epochs} epochs): val loss "
+        f"{m['final_val'].get('loss', float('nan')):.4f}")
+    return {"init": str(out / name / "ckpt.pt"), "final": m["final_val"]}
+
+
+def _dagger(cfg: PipelineConfig, out: Path, models: Path, log) -> dict:
+    """Stage dagger: the behaviour-cloning planner (models/il_bc, what stage il exported) drives every suite of
+    `dagger_routes`, the expert labels; then, with `dagger_epochs`, imitation fine-tunes that planner on the data
+    aggregated with those labels (out/il_dagger), which is exported as models/il and is where RL starts."""
+    dirs, reps = _drive(cfg, out, models / "il_bc" / "planner.onnx", "dagger", 1000, log)
+    rep = {"datasets": reps, "rl_data": ",".join(dirs)}
     if cfg.dagger_epochs > 0:
-        st = ILStage(replace(il, out=str(out / "il_dagger"), data=",".join([il.data, *dirs]),
-                             init=str(out / "il" / "ckpt.pt"), epochs=cfg.dagger_epochs, lr=cfg.dagger_lr), log)
-        m = st.run()
-        rep["init"] = str(out / "il_dagger" / "ckpt.pt")
-        rep["final"] = m["final_val"]
-        log(f"dagger: the imitation planner fine-tuned on the aggregated data ({cfg.dagger_epochs} epochs): "
-            f"val loss {m['final_val'].get('loss', float('nan')):.4f}")
-    return rep["rl_data"], rep
+        rep.update(_finetune(cfg, out, "il_dagger", [cfg.datasets(), *dirs], out / "il" / "ckpt.pt",
+                             cfg.dagger_epochs, log))
+    return rep
 
 
 def _collect(cfg: PipelineConfig, out: Path, log) -> dict:
@@ -383,11 +397,12 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
             if st == "collect":
                 report["stages"][st] = _collect(cfg, out, log)
             else:
-                rl_data, report["stages"][st] = _dagger(cfg, out, models, log)
-                if "init" in report["stages"][st]:  # the DAgger planner is the il policy from here on
-                    man = export_checkpoint(report["stages"][st]["init"], models / "il", name="il",
-                                            extra={"made_by": made})
-                    report["stages"][st]["onnx"] = str(models / "il" / man["file"])
+                rep = _dagger(cfg, out, models, log)
+                rl_data = rep["rl_data"]
+                if "init" in rep:  # the DAgger planner is the il policy from here on
+                    man = export_checkpoint(rep["init"], models / "il", name="il", extra={"made_by": made})
+                    rep["onnx"], rep["parity_max_abs_err"] = str(models / "il" / man["file"]), man["parity_max_abs_err"]
+                report["stages"][st] = rep
             report["stages"][st]["wall_s"] = round(time.perf_counter() - t0, 1)
             (out / "pipeline.json").write_text(json.dumps(report, indent=2))
             continue

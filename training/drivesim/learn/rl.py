@@ -203,17 +203,6 @@ def ttc_conflict(poses: np.ndarray, speeds: np.ndarray, agents: np.ndarray, amas
     return out
 
 
-def lane_distance(xy: np.ndarray, lanes: np.ndarray, lmask: np.ndarray) -> np.ndarray:
-    """(E, K) distance [m] from each point xy (E, K, 2) to the nearest lane centreline of its scene: lanes
-    (E, L, M, 2) polylines [m] (the planner's lane features, every driving lane near the ego in either direction),
-    lmask (E, L). inf where a scene has no lanes."""
-    a, ab = lanes[:, :, :-1], np.diff(lanes, axis=2)  # (E, L, S, 2) segment starts and vectors
-    p = xy[:, :, None, None, :]  # (E, K, 1, 1, 2)
-    t = np.clip(((p - a[:, None]) * ab[:, None]).sum(-1) / np.maximum((ab ** 2).sum(-1), 1e-9)[:, None], 0.0, 1.0)
-    d = np.linalg.norm(p - (a[:, None] + t[..., None] * ab[:, None]), axis=-1)  # (E, K, L, S)
-    return np.where(lmask[:, None, :, None], d, np.inf).min((2, 3))
-
-
 def rewards(cfg: RLConfig, b: dict, poses: np.ndarray, speeds: np.ndarray, agents: np.ndarray, amask: np.ndarray,
             kind: np.ndarray, G: int, seen: int | None = None) -> dict[str, np.ndarray]:
     """Reward terms (E,) of rollouts. poses (E, K, 3); agents (E, N, K, 5) x, y, yaw, length, width; amask

@@ -153,7 +153,7 @@ class Stage:
         if self.dist.on:
             log(f"{self.name}: data-parallel over {self.dist.world} processes ({self.dist.device.type}), "
                 f"{cfg.batch_size} samples per global batch")
-        self.opt = torch.optim.AdamW(self.learned_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # warm-up then cosine decay over this config's steps (a resumed run with more epochs stretches it)
         self.total_steps = cfg.epochs * max(1, int(np.ceil(len(self.tr) / cfg.batch_size)))
         warm = max(1, self.total_steps // 20)
@@ -171,10 +171,6 @@ class Stage:
 
     def make_model(self):
         raise NotImplementedError
-
-    def learned_parameters(self) -> list:
-        """The parameters the optimiser updates (the others are frozen)."""
-        return list(self.model.parameters())
 
     def losses(self, b):
         raise NotImplementedError
@@ -282,17 +278,6 @@ class ILStage(Stage):
             return self.initial_planner()
         anchors = kmeans_anchors(self.data["path"][self.tr], self.ncfg.num_anchors, seed=self.cfg.seed)
         return Planner(self.fcfg, self.ncfg, anchors)
-
-    def learned_parameters(self) -> list:
-        if getattr(self.cfg, "learn", "all") == "all":
-            return list(self.model.parameters())
-        if not self.cfg.init:
-            raise ValueError("--learn lateral: the encoder and the speed branch stay as --init left them; give --init")
-        heads = [*self.model.anchor_head.parameters(), *self.model.offset_head.parameters()]
-        ids = {id(p) for p in heads}
-        for p in self.model.parameters():
-            p.requires_grad_(id(p) in ids)
-        return heads
 
     def initial_planner(self) -> Planner:
         """The planner of --init (weights and anchors), which fixes the network's width and depth."""
