@@ -297,6 +297,94 @@ def test_rollout_and_rewards_on_a_hand_built_scene():
     assert r["off_route"].tolist() == [0.0, 0.0]
 
 
+def _scene_inputs(fc: FeatureConfig, E: int = 1) -> dict:
+    """Planner inputs (numpy) of a straight road along +x: the route from the ego every 2 m, one lane 3.5 m to the
+    left, no agents, limit 10 m/s, a red light 30 m ahead, no stop sign."""
+    from drivesim.models.features import EGO_DIM, LANE_DIM
+
+    R, L, M = fc.route_points, fc.num_lanes, fc.lane_points
+    ego = np.zeros((E, EGO_DIM), np.float32)
+    ego[:, 0], ego[:, 2], ego[:, 3], ego[:, 4], ego[:, 7] = 0.6, 1.0, 30.0 / 60.0, 1.0, 1.0
+    route = np.zeros((E, R, 4), np.float32)
+    route[..., 0], route[..., 2] = np.arange(R) * 2.0 / POS_SCALE, 1.0
+    lanes = np.zeros((E, L, M, LANE_DIM), np.float32)
+    lanes[:, 0, :, 0], lanes[:, 0, :, 1], lanes[:, 0, :, 2] = np.arange(M) * 2.0 / POS_SCALE, 3.5 / POS_SCALE, 1.0
+    lmask = np.zeros((E, L), np.float32)
+    lmask[:, 0] = 1.0
+    return {"ego": ego, "route": route, "route_mask": np.ones((E, R), np.float32),
+            "agents": np.zeros((E, fc.num_agents, fc.agent_dim), np.float32),
+            "agents_mask": np.zeros((E, fc.num_agents), np.float32), "lanes": lanes, "lanes_mask": lmask}
+
+
+def test_reframe_sees_the_scene_from_a_later_pose():
+    """rl.reframe on hand-built inputs, known answers: 4 m further along a straight route the route restarts at
+    the ego (two points passed, two masked at the end), the lane and an agent move 4 m back, the red light is 26 m
+    ahead and a capped distance stays capped; turned by 90 degrees, a point 5 m to the left is 5 m ahead."""
+    from drivesim.learn.rl import reframe
+
+    fc = FeatureConfig()
+    inp = _scene_inputs(fc)
+    H, N = fc.history, fc.num_agents
+    hist, ok = np.zeros((1, N, H, 4)), np.zeros((1, N, H), bool)
+    hist[0, 0, :, 0], hist[0, 0, :, 1], hist[0, 0, :, 3] = 10.0, -2.0, 3.0
+    ok[0, 0, 1:] = True
+    out = reframe(inp, np.array([[4.0, 0.0, 0.0]]), np.array([7.0]), np.array([1.0]), np.array([4.0]), hist, ok, 2.0)
+    R = fc.route_points
+    assert np.allclose(out["route"][0, :R - 2, 0] * POS_SCALE, np.arange(R - 2) * 2.0, atol=1e-5)
+    assert out["route_mask"][0].tolist() == [1.0] * (R - 2) + [0.0] * 2 and not out["route"][0, R - 2:].any()
+    assert np.allclose(out["lanes"][0, 0, :, 0] * POS_SCALE, np.arange(fc.lane_points) * 2.0 - 4.0, atol=1e-5)
+    assert np.allclose(out["lanes"][0, 0, :, 1] * POS_SCALE, 3.5) and not out["lanes"][0, 1:].any()
+    a = out["agents"][0, 0]
+    assert not a[:STEP_DIM].any()  # not seen at the oldest step
+    assert np.allclose(a[STEP_DIM:2 * STEP_DIM], [6.0 / POS_SCALE, -2.0 / POS_SCALE, 1.0, 0.0, 0.3, 1.0], atol=1e-6)
+    e = out["ego"][0]
+    assert e[0] == pytest.approx(0.7) and e[1] == pytest.approx(0.2) and e[3] == pytest.approx(26.0 / 60.0)
+    assert e[7] == 1.0 and e[4] == 1.0  # no stop sign within the cap; the light stays red
+    assert np.array_equal(inp["route"][0, 0], [0.0, 0.0, 1.0, 0.0])  # the inputs are left as they were
+    turned = reframe(inp, np.array([[0.0, 0.0, np.pi / 2]]), np.array([6.0]), np.array([0.0]), np.array([0.0]),
+                     hist, ok, 2.0)
+    assert np.allclose(turned["lanes"][0, 0, 0, :4] * [POS_SCALE, POS_SCALE, 1, 1], [3.5, 0.0, 0.0, -1.0], atol=1e-5)
+
+
+def test_replanning_rollouts_swerve_where_one_path_collides():
+    """RLConfig.replan: a car stands in the lane 14 m ahead and the path given runs straight at it; the ego does
+    6 m/s. Held for the whole 2 s, the path collides at speed; re-planned after 1 s by a planner whose lateral
+    head always picks a path swerving right, the rollout clears the car. Stopping is safe either way. Without
+    re-planning the rollouts are unchanged (ego_rollout)."""
+    from drivesim.learn.rl import Rollouts
+    from drivesim.models.nets import NetConfig, Planner
+
+    fc, nc = FeatureConfig(), NetConfig(d_model=16, layers=1, ff=32)
+    s = np.arange(1, nc.path_points + 1) * 2.0
+    anchors = np.stack([np.stack([s, -0.1 * s ** 2], -1)] + [np.stack([s, 0 * s], -1)] * (nc.num_anchors - 1))
+    planner = Planner(fc, nc, anchors).eval()
+    with torch.no_grad():  # the lateral head: anchor 0 (the swerve right), no offsets, whatever the scene
+        for head in (planner.anchor_head, planner.offset_head):
+            head[-1].weight.zero_()
+            head[-1].bias.zero_()
+        planner.anchor_head[-1].bias[0] = 10.0
+    N = fc.num_agents
+    b = {k: torch.as_tensor(v) for k, v in _scene_inputs(fc).items()}
+    roll = np.zeros((1, N, 30, 5), np.float32)
+    roll[0, 0, :, 0], roll[0, 0, :, 3], roll[0, 0, :, 4] = 14.0, 4.6, 1.9
+    rmask = np.zeros((1, N, 30), np.float32)
+    rmask[0, 0] = 1.0
+    b.update(roll_agents=torch.as_tensor(roll), roll_agents_mask=torch.as_tensor(rmask),
+             agent_kind=torch.zeros(1, N, dtype=torch.int64), roll_ego=torch.zeros(1, 30, 2),
+             roll_ego_mask=torch.zeros(1, 30))
+    path = np.stack([s, 0 * s], -1)[None]
+    act = np.array([[0, 6]])  # 0 and 6 m/s
+    held = Rollouts(RLConfig(off_route=0.0), fc, nc, None)(b, path, act, np.ones(1, bool))
+    replanned = Rollouts(RLConfig(off_route=0.0, replan=1.0), fc, nc, None, planner)(b, path, act, np.ones(1, bool))
+    assert held["collided"].tolist() == [[0.0, 1.0]]
+    assert replanned["collided"].tolist() == [[0.0, 0.0]] and replanned["distance_m"][0, 1] > 9.0
+    assert replanned["total"][0, 1] > replanned["total"][0, 0]  # now driving on pays
+    with pytest.raises(ValueError, match="replan 0.3"):
+        Rollouts(RLConfig(replan=0.3), fc, nc, None, planner)
+    with pytest.raises(ValueError, match="planner"):
+        Rollouts(RLConfig(replan=1.0), fc, nc, None)
+
+
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
 def test_rl_moves_only_the_longitudinal_head(trained, dataset, algo):
     from drivesim.learn.rl import RLStage

@@ -90,6 +90,9 @@ class RLConfig(TrainConfig):
     ttc: float = -10.0  # reward when the rollout ends on course to hit an agent within ttc_horizon (0: off; -10
     # scored 74.0 against 72.6 without on the Proc3 validation suite)
     ttc_horizon: float = 1.5  # [s] constant-velocity projection from the rollout's last step (rl.ttc_conflict)
+    replan: float = 0.0  # [s] re-plan the path once this far into each rollout (the lateral head, greedy, on the
+    # scene re-expressed at the ego's pose then; the world model predicts again given the new plan), as the
+    # deployed planner re-plans every tick; a multiple of the agents' history step (0.5 s). 0: one path throughout
     w_progress: float = 10.0  # weight of the normalised progress reward
     w_imitation: float = 1.0  # weight of the negative L2 to the logged future
     eval_every: int = 10  # every N updates, the greedy policy on held-out start states (fixed; `heldout/*` in the

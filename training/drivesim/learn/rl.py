@@ -32,6 +32,14 @@ on Proc3 it scored lower (F = 0.25: 66.5, 0.5: 59.8, 0.5 over 400 updates: 64.0,
 the speed head hardly learned it (the greedy speed still hit 55 % of the avoidable injected walkers, from 59 %),
 nor did it save those routes.
 
+Re-planning (`replan` seconds, off by default): the deployed planner picks a new path every tick, so a path that
+runs at a parked car 15 m ahead is not the path the car will follow once it is closer; held fixed over a 2 s
+rollout it reads as a collision at every speed but 0, and RL learns to stop there (the blocks measured on the
+DAgger planner, README). With it, each rollout follows the given path for `replan` seconds, then the frozen
+lateral head plans again from the scene re-expressed at the ego's new pose (`reframe`: route, lanes and agents in
+the new frame, the agents' history from the rollout) and the world model predicts the agents again given that
+plan.
+
 Start states: uniformly from the training states, or with `critical` > 0 that fraction of every batch from the
 states where a logged agent comes within CRITICAL_GAP of the logged ego over the horizon (`critical_states`;
 6 % of the DAgger states). A quarter scored lower on the Proc3 validation suite (69.2 vs 72.6), so it is off.
@@ -152,23 +160,109 @@ def inject_pedestrians(b: dict, rng: np.random.Generator, frac: float, fcfg) -> 
     return slot
 
 
+class EgoRollout:
+    """The egos of a batch of rollouts (E,): kinematic bicycle + the deployed PID controller, from the origin of
+    the t=0 ego frame at speeds v0, stepped `run` by `run`; the path may change between runs (re-planning), the
+    vehicle and controller state carry over. `copy` branches it."""
+
+    def __init__(self, v0: np.ndarray, dt: float = ROLL_DT):
+        E = len(v0)
+        self.x, self.y, self.yaw = np.zeros(E), np.zeros(E), np.zeros(E)
+        self.v, self.sa = v0.astype(np.float64).copy(), np.zeros(E)
+        self.ctl, self.dt = PIDController(E, dt=dt), dt
+
+    def copy(self) -> EgoRollout:
+        import copy
+
+        return copy.deepcopy(self)
+
+    def run(self, paths: np.ndarray, target: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Follow each path (E, Q, 2) (t=0 ego frame) at its target speed (E,), or at each step's (E, steps).
+        Returns poses (E, steps, 3) and speeds (E, steps)."""
+        E = len(paths)
+        poses, speeds = np.zeros((E, steps, 3)), np.zeros((E, steps))
+        for k in range(steps):
+            dx, dy = paths[..., 0] - self.x[:, None], paths[..., 1] - self.y[:, None]
+            c, s = np.cos(self.yaw)[:, None], np.sin(self.yaw)[:, None]
+            local = np.stack([dx * c + dy * s, -dx * s + dy * c], -1)
+            thr, st, br = self.ctl(local, target if target.ndim == 1 else target[:, k], self.v)
+            self.x, self.y, self.yaw, self.v, self.sa, _ = bicycle_step(self.x, self.y, self.yaw, self.v, self.sa,
+                                                                         thr, st, br, self.dt)
+            poses[:, k] = np.stack([self.x, self.y, self.yaw], -1)
+            speeds[:, k] = self.v
+        return poses, speeds
+
+
 def ego_rollout(paths: np.ndarray, target: np.ndarray, v0: np.ndarray, steps: int, dt: float = ROLL_DT):
     """Kinematic bicycle + the deployed PID controller following each path (E, Q, 2) (ego frame at t=0) at
     its target speed (E,), or at each step's (E, steps). Returns poses (E, steps, 3) and speeds (E, steps)."""
-    E = len(paths)
-    x, y, yaw = np.zeros(E), np.zeros(E), np.zeros(E)
-    v, sa = v0.astype(np.float64).copy(), np.zeros(E)
-    ctl = PIDController(E, dt=dt)
-    poses, speeds = np.zeros((E, steps, 3)), np.zeros((E, steps))
-    for k in range(steps):
-        dx, dy = paths[..., 0] - x[:, None], paths[..., 1] - y[:, None]
-        c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
-        local = np.stack([dx * c + dy * s, -dx * s + dy * c], -1)
-        thr, st, br = ctl(local, target if target.ndim == 1 else target[:, k], v)
-        x, y, yaw, v, sa, _ = bicycle_step(x, y, yaw, v, sa, thr, st, br, dt)
-        poses[:, k] = np.stack([x, y, yaw], -1)
-        speeds[:, k] = v
-    return poses, speeds
+    return EgoRollout(v0, dt).run(paths, target, steps)
+
+
+def to_frame(xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Points (E, ..., 2) -> the frame of pose (E, 3) (x, y, yaw in the points' frame)."""
+    sh = (len(pose),) + (1,) * (xy.ndim - 2)
+    c, s = np.cos(pose[:, 2]).reshape(sh), np.sin(pose[:, 2]).reshape(sh)
+    dx, dy = xy[..., 0] - pose[:, 0].reshape(sh), xy[..., 1] - pose[:, 1].reshape(sh)
+    return np.stack([dx * c + dy * s, -dx * s + dy * c], -1)
+
+
+def from_frame(xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Points (E, ..., 2) in the frame of pose (E, 3) -> the frame the pose is given in (to_frame's inverse)."""
+    sh = (len(pose),) + (1,) * (xy.ndim - 2)
+    c, s = np.cos(pose[:, 2]).reshape(sh), np.sin(pose[:, 2]).reshape(sh)
+    return np.stack([pose[:, 0].reshape(sh) + xy[..., 0] * c - xy[..., 1] * s,
+                     pose[:, 1].reshape(sh) + xy[..., 0] * s + xy[..., 1] * c], -1)
+
+
+def reframe(inp: dict[str, np.ndarray], pose: np.ndarray, speed: np.ndarray, accel: np.ndarray, driven: np.ndarray,
+            hist: np.ndarray, hist_ok: np.ndarray, route_step: float) -> dict[str, np.ndarray]:
+    """The planner's inputs (models/features.py, E rows) of the same scene seen from a later ego pose (E, 3)
+    (x, y [m], yaw, in the frame of `inp`) at `speed` and `accel` after `driven` metres: the route ahead with the
+    points passed dropped (it starts where the ego is, `route_step` metres apart), the lanes and the agents in
+    the new frame; the agents' history is `hist` (E, N, H, 4): x, y [m], yaw, speed at the H history times ending
+    now, in the frame of `inp`, seen where hist_ok (E, N, H); light and stop-sign distances shortened by `driven`
+    (a capped one, nothing within DIST_CAP, stays capped). The light states, the command and the set of lanes and
+    agents stay those of the first frame."""
+    E = len(pose)
+    yaw = pose[:, 2]
+    out = {k: np.array(v, np.float32, copy=True) for k, v in inp.items()}
+
+    def rot(cs: np.ndarray) -> np.ndarray:  # (..., 2) cos, sin of headings -> relative to the new yaw
+        sh = (E,) + (1,) * (cs.ndim - 2)
+        c, s = np.cos(yaw).reshape(sh), np.sin(yaw).reshape(sh)
+        return np.stack([cs[..., 0] * c + cs[..., 1] * s, cs[..., 1] * c - cs[..., 0] * s], -1)
+
+    ego = out["ego"]
+    ego[:, 0], ego[:, 1] = speed / SPEED_SCALE, accel / 5.0
+    for col in (3, 7):
+        d = ego[:, col]
+        ego[:, col] = np.where(d >= 1.0 - 1e-6, d, np.maximum(d * DIST_CAP - driven, 0.0) / DIST_CAP)
+    R = out["route"].shape[1]
+    k = np.clip(np.round(driven / route_step).astype(int), 0, R)
+    idx = np.arange(R)[None] + k[:, None]
+    ok = idx < R
+    idx = np.minimum(idx, R - 1)
+    route = np.take_along_axis(out["route"], idx[..., None], 1)
+    rmask = np.take_along_axis(out["route_mask"] > 0, idx, 1) & ok
+    route = np.concatenate([to_frame(route[..., :2] * POS_SCALE, pose) / POS_SCALE, rot(route[..., 2:4])], -1)
+    out["route"] = np.where(rmask[..., None], route, 0.0).astype(np.float32)
+    out["route_mask"] = rmask.astype(out["route_mask"].dtype)
+    lanes = out["lanes"]
+    lanes[..., :2] = to_frame(lanes[..., :2] * POS_SCALE, pose) / POS_SCALE
+    lanes[..., 2:4] = rot(lanes[..., 2:4])
+    out["lanes"] = np.where((inp["lanes_mask"] > 0)[:, :, None, None], lanes, 0.0).astype(np.float32)
+    ag = out["agents"]
+    H = hist.shape[2]
+    for h in range(H):
+        col = h * STEP_DIM
+        xy = to_frame(hist[:, :, h, :2], pose) / POS_SCALE
+        a = hist[:, :, h, 2] - yaw[:, None]
+        row = np.concatenate([xy, np.cos(a)[..., None], np.sin(a)[..., None], hist[:, :, h, 3:4] / SPEED_SCALE,
+                              np.ones_like(a)[..., None]], -1)
+        ag[:, :, col:col + STEP_DIM] = np.where(hist_ok[:, :, h, None], row, 0.0)
+    out["agents"] = ag
+    return out
 
 
 def interpolate_agents(start: np.ndarray, traj: np.ndarray, t_src: float, steps: int, dt: float) -> np.ndarray:
@@ -260,48 +354,124 @@ class Rollouts:
     plan or from the log (`logged` per state), and the reward terms. It needs no policy (the learner samples the
     actions), so it runs where the learner is or, the same code, in Ray actors (`RayRollouts`)."""
 
-    def __init__(self, cfg: RLConfig, fcfg, ncfg, wm: WorldModel | None):
-        self.cfg, self.fcfg, self.ncfg, self.wm = cfg, fcfg, ncfg, wm
+    def __init__(self, cfg: RLConfig, fcfg, ncfg, wm: WorldModel | None, planner: Planner | None = None):
+        self.cfg, self.fcfg, self.ncfg, self.wm, self.planner = cfg, fcfg, ncfg, wm, planner
+        if cfg.replan > 0:
+            r = cfg.replan / ROLL_DT
+            if planner is None:
+                raise ValueError("--replan: the rollouts re-plan the path with the planner's lateral head; none given")
+            if abs(r - round(r)) > 1e-6 or not 0 < round(r) < cfg.horizon or \
+                    abs(cfg.replan / fcfg.history_dt - round(cfg.replan / fcfg.history_dt)) > 1e-6:
+                raise ValueError(f"--replan {cfg.replan}: a multiple of the agents' history step "
+                                 f"({fcfg.history_dt} s) shorter than the horizon ({cfg.horizon * ROLL_DT:.1f} s)")
+
+    def _predict(self, inp: dict[str, torch.Tensor], poses: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """The world model's top-1 agents over K steps of ROLL_DT given the ego's rollout poses (E, >= 3 s, 3),
+        everything in the frame of the inputs `inp` (E rows): (E, N, K, 5) x, y, yaw, length, width, and the mask."""
+        N, H = self.fcfg.num_agents, self.fcfg.history
+        every, now = int(round(WM_DT / ROLL_DT)), (H - 1) * STEP_DIM
+        plan = torch.as_tensor(poses[:, every - 1::every][:, :self.ncfg.wm_steps], dtype=torch.float32)
+        with torch.no_grad():
+            traj, ml = self.wm(*(inp[k] for k in INPUT_NAMES), plan)
+        top = traj[torch.arange(len(traj))[:, None], torch.arange(N)[None], ml.argmax(-1)].numpy()  # (E, N, T, 2)
+        feats = inp["agents"].numpy()
+        start = feats[..., now:now + 2] * POS_SCALE
+        xy = interpolate_agents(start, top, WM_DT, K, ROLL_DT)
+        d = np.diff(np.concatenate([start[:, :, None], xy], 2), axis=2)
+        yaw0 = np.arctan2(feats[..., now + 3], feats[..., now + 2])
+        moving = np.linalg.norm(d, axis=-1) > 0.05
+        yaw = np.where(moving, np.arctan2(d[..., 1], d[..., 0]), yaw0[:, :, None])
+        sz = np.stack([feats[..., H * STEP_DIM] * 5.0, feats[..., H * STEP_DIM + 1] * 2.0], -1)
+        agents = np.concatenate([xy, yaw[..., None], np.broadcast_to(sz[:, :, None], (*xy.shape[:3], 2))], -1)
+        return agents, (inp["agents_mask"].numpy() > 0)[:, :, None].repeat(K, 2)
+
+    def _replan_inputs(self, inp: dict[str, torch.Tensor], poses: np.ndarray, sp: np.ndarray, v0: np.ndarray,
+                       agents: np.ndarray, amask: np.ndarray, r: int) -> dict[str, np.ndarray]:
+        """The inputs at step r (after r steps of ROLL_DT) of the rollouts so far: the ego's pose and speed there,
+        the agents' history from the first frame's (before t=0) and the rollout's agents (after)."""
+        fcfg, H, hdt = self.fcfg, self.fcfg.history, self.fcfg.history_dt
+        feats = inp["agents"].numpy()
+        E, N = amask.shape[:2]
+        hist, ok = np.zeros((E, N, H, 4)), np.zeros((E, N, H), bool)
+        t_r = r * ROLL_DT
+        for h in range(H):
+            tau = t_r - (H - 1 - h) * hdt
+            if tau <= 1e-9:  # seen before the rollout: the first frame's history step
+                j = H - 1 + int(round(tau / hdt))
+                if j < 0:
+                    continue
+                c = j * STEP_DIM
+                hist[:, :, h] = np.stack([feats[..., c] * POS_SCALE, feats[..., c + 1] * POS_SCALE,
+                                          np.arctan2(feats[..., c + 3], feats[..., c + 2]),
+                                          feats[..., c + 4] * SPEED_SCALE], -1)
+                ok[:, :, h] = feats[..., c + 5] > 0
+            else:
+                k = int(round(tau / ROLL_DT)) - 1
+                prev = agents[:, :, k - 1, :2] if k > 0 else feats[..., (H - 1) * STEP_DIM:(H - 1) * STEP_DIM + 2] * POS_SCALE
+                v = np.linalg.norm(agents[:, :, k, :2] - prev, axis=-1) / ROLL_DT
+                hist[:, :, h] = np.concatenate([agents[:, :, k, :3], v[..., None]], -1)
+                ok[:, :, h] = amask[:, :, k]
+        ok &= (inp["agents_mask"].numpy() > 0)[:, :, None]
+        prev_v = sp[:, r - 2] if r > 1 else v0
+        return reframe({k: inp[k].numpy() for k in INPUT_NAMES}, poses[:, r - 1], sp[:, r - 1],
+                       (sp[:, r - 1] - prev_v) / ROLL_DT, (sp[:, :r] * ROLL_DT).sum(1), hist, ok,
+                       float(fcfg.route_step))
 
     def __call__(self, b: dict, path: np.ndarray, act: np.ndarray, logged: np.ndarray) -> dict[str, np.ndarray]:
         """b: the states' batch (tensors, B rows); path (B, Q, 2); act (B, G) speed bins; logged (B,) bool.
-        Returns the reward terms (B, G)."""
-        cfg, fcfg = self.cfg, self.fcfg
+        Returns the reward terms (B, G).
+
+        With `replan` (seconds), the ego re-plans its path once, as the deployed planner does every tick: the
+        rollout follows `path` for `replan` seconds, then the planner's lateral head (greedy) plans again from the
+        scene as it is then (the inputs re-expressed at the ego's new pose, the agents' history from the
+        rollout: `reframe`) and the ego follows that path, at the same target speed, to the horizon; the world
+        model predicts the agents again from there, given the new plan. Without it, a path that will swerve
+        around a parked car once the ego is closer reads as a collision at every speed but 0."""
+        cfg = self.cfg
         B, G = act.shape
         speeds = self.ncfg.speeds()[act].reshape(-1)
         ctl_path = np.repeat(extend_path(path.astype(np.float64)), G, 0)
         v0 = np.repeat(b["ego"][:, 0].numpy() * SPEED_SCALE, G)
         K = cfg.horizon
-        wm_steps = self.ncfg.wm_steps
-        steps = max(K, int(round(wm_steps * WM_DT / ROLL_DT)))
-        poses, sp = ego_rollout(ctl_path, speeds, v0, steps)
-        N = fcfg.num_agents
-        now = (fcfg.history - 1) * STEP_DIM
-        feats = b["agents"].numpy()
-        size = np.stack([feats[..., fcfg.history * STEP_DIM] * 5.0, feats[..., fcfg.history * STEP_DIM + 1] * 2.0], -1)
+        steps = max(K, int(round(self.ncfg.wm_steps * WM_DT / ROLL_DT)))
+        r = int(round(cfg.replan / ROLL_DT)) if cfg.replan > 0 else 0
+        ego = EgoRollout(v0)
+        if r:
+            p_a, s_a = ego.run(ctl_path, speeds, r)
+            at_r = ego.copy()
+            p_b, s_b = ego.run(ctl_path, speeds, steps - r)
+            poses, sp = np.concatenate([p_a, p_b], 1), np.concatenate([s_a, s_b], 1)
+        else:
+            poses, sp = ego.run(ctl_path, speeds, steps)
+        N = self.fcfg.num_agents
+        inp = {k: torch.repeat_interleave(b[k], G, 0) for k in INPUT_NAMES}
         log_agents = np.repeat(b["roll_agents"].numpy()[:, :, :K], G, 0)
         lmask = np.repeat(b["roll_agents_mask"].numpy()[:, :, :K] > 0, G, 0)
+        use_log_e = np.repeat(logged, G) if self.wm is not None else np.ones(len(speeds), bool)
         if self.wm is not None:
-            every = int(round(WM_DT / ROLL_DT))
-            plan = torch.as_tensor(poses[:, every - 1::every][:, :wm_steps], dtype=torch.float32)
-            with torch.no_grad():
-                rep = [torch.repeat_interleave(b[k], G, 0) for k in INPUT_NAMES]
-                traj, ml = self.wm(*rep, plan)
-            top = traj[torch.arange(len(traj))[:, None], torch.arange(N)[None], ml.argmax(-1)].numpy()  # (E, N, T, 2)
-            start = np.repeat(feats[..., now:now + 2] * POS_SCALE, G, 0)
-            xy = interpolate_agents(start, top, WM_DT, K, ROLL_DT)
-            d = np.diff(np.concatenate([start[:, :, None], xy], 2), axis=2)
-            yaw0 = np.repeat(np.arctan2(feats[..., now + 3], feats[..., now + 2]), G, 0)
-            moving = np.linalg.norm(d, axis=-1) > 0.05
-            yaw = np.where(moving, np.arctan2(d[..., 1], d[..., 0]), yaw0[:, :, None])
-            sz = np.repeat(size, G, 0)
-            pred_agents = np.concatenate([xy, yaw[..., None], np.broadcast_to(sz[:, :, None], (*xy.shape[:3], 2))], -1)
-            pmask = np.repeat(b["agents_mask"].numpy() > 0, G, 0)[:, :, None].repeat(K, 2)
-            use_log_e = np.repeat(logged, G)
+            pred_agents, pmask = self._predict(inp, poses, K)
             agents = np.where(use_log_e[:, None, None, None], log_agents, pred_agents)
             amask = np.where(use_log_e[:, None, None], lmask, pmask)
         else:
             agents, amask = log_agents, lmask
+        if r:
+            new = self._replan_inputs(inp, poses, sp, v0, agents, amask, r)
+            pose_r = poses[:, r - 1].copy()
+            new_t = {k: torch.as_tensor(v) for k, v in new.items()}
+            with torch.no_grad():
+                tok, _ = self.planner.scene(*(new_t[k] for k in INPUT_NAMES))
+                logits, paths = self.planner.lateral(tok[:, 0])
+            p_new = paths[torch.arange(len(paths)), logits.argmax(1)].numpy().astype(np.float64)
+            p2, s2 = at_r.run(extend_path(from_frame(p_new, pose_r)), speeds, steps)  # 3 s: the world model's plan
+            poses, sp = np.concatenate([poses[:, :r], p2], 1), np.concatenate([sp[:, :r], s2], 1)
+            if self.wm is not None:  # the agents from step r on: predicted again, given the new plan
+                rel = np.concatenate([to_frame(p2[..., :2], pose_r), (p2[..., 2] - pose_r[:, 2:3])[..., None]], -1)
+                pa, pm = self._predict(new_t, rel, K - r)
+                pa = np.concatenate([from_frame(pa[..., :2], pose_r), (pa[..., 2] + pose_r[:, 2:3, None])[..., None],
+                                     pa[..., 3:]], -1)
+                agents = np.where(use_log_e[:, None, None, None], agents,
+                                  np.concatenate([agents[:, :, :r], pa], 2))
+                amask = np.where(use_log_e[:, None, None], amask, np.concatenate([amask[:, :, :r], pm], 2))
         if "hazard_slot" in b:  # an injected pedestrian keeps its scripted walk under the world model too
             hs = np.repeat(b["hazard_slot"].numpy(), G)
             e = np.flatnonzero(hs >= 0)
@@ -311,21 +481,25 @@ class Rollouts:
             agents = np.concatenate([agents, np.repeat(b["roll_unseen"].numpy()[:, :, :K], G, 0)], 1)
             amask = np.concatenate([amask, np.repeat(b["roll_unseen_mask"].numpy()[:, :, :K] > 0, G, 0)], 1)
             kind = np.concatenate([kind, np.repeat(b["unseen_kind"].numpy().astype(int), G, 0)], 1)
-        r = rewards(cfg, b, poses[:, :K], sp[:, :K], agents, amask, kind, G, seen=N)
-        return {k: v.reshape(B, G) for k, v in r.items()}
+        r_terms = rewards(cfg, b, poses[:, :K], sp[:, :K], agents, amask, kind, G, seen=N)
+        return {k: v.reshape(B, G) for k, v in r_terms.items()}
 
     def close(self) -> None:
         pass
 
 
-def _actor_rollouts(cfg: RLConfig, fcfg, ncfg, wm_state: dict | None) -> Rollouts:
-    """On a Ray actor (one CPU): the world model, loaded once, and `Rollouts` over the chunks it is sent."""
+def _actor_rollouts(cfg: RLConfig, fcfg, ncfg, wm_state: dict | None, planner_state: dict | None = None) -> Rollouts:
+    """On a Ray actor (one CPU): the world model (and, to re-plan, the planner), loaded once, and `Rollouts` over
+    the chunks it is sent."""
     torch.set_num_threads(1)
-    wm = None
+    wm = planner = None
     if wm_state is not None:
         wm = WorldModel(fcfg, ncfg).eval()
         wm.load_state_dict(wm_state)
-    return Rollouts(cfg, fcfg, ncfg, wm)
+    if planner_state is not None:
+        planner = Planner(fcfg, ncfg, planner_state["anchors"].numpy()).eval()
+        planner.load_state_dict(planner_state)
+    return Rollouts(cfg, fcfg, ncfg, wm, planner)
 
 
 class RayRollouts:
@@ -333,11 +507,13 @@ class RayRollouts:
     chunks, the reward terms come back in order. The learner samples every action, so the update is the
     in-process one (tests/test_ray.py)."""
 
-    def __init__(self, cfg: RLConfig, fcfg, ncfg, wm: WorldModel | None, address: str, n: int, log=print):
+    def __init__(self, cfg: RLConfig, fcfg, ncfg, wm: WorldModel | None, address: str, n: int, log=print,
+                 planner: Planner | None = None):
         from ..evaluation.dispatch import RayChunks
 
         state = {k: v.cpu() for k, v in wm.state_dict().items()} if wm is not None else None
-        self.chunks = RayChunks(_actor_rollouts, (cfg, fcfg, ncfg, state), address, n, log, "rl rollouts")
+        pstate = {k: v.cpu() for k, v in planner.state_dict().items()} if planner is not None else None
+        self.chunks = RayChunks(_actor_rollouts, (cfg, fcfg, ncfg, state, pstate), address, n, log, "rl rollouts")
 
     def __call__(self, b: dict, path: np.ndarray, act: np.ndarray, logged: np.ndarray) -> dict[str, np.ndarray]:
         return self.chunks.map(len(act), lambda i, j: ({k: v[i:j] for k, v in b.items()}, path[i:j], act[i:j],
@@ -375,8 +551,14 @@ class RLStage:
             if not isinstance(wm, WorldModel):
                 raise ValueError(f"--world-model {cfg.world_model}: not a world-model checkpoint")
             self.wm = wm
-        self.sim = (RayRollouts(cfg, self.fcfg, self.ncfg, self.wm, cfg.ray, cfg.rollout_actors, log) if cfg.ray
-                    else Rollouts(cfg, self.fcfg, self.ncfg, self.wm))
+        # the reference policy of GRPO's KL term: the imitation planner as loaded (frozen); its encoder and lateral
+        # head are the live model's (RL leaves them), so the rollouts re-plan with it (--replan)
+        import copy
+
+        self.ref = copy.deepcopy(self.model).eval()
+        planner = self.ref if cfg.replan > 0 else None
+        self.sim = (RayRollouts(cfg, self.fcfg, self.ncfg, self.wm, cfg.ray, cfg.rollout_actors, log, planner)
+                    if cfg.ray else Rollouts(cfg, self.fcfg, self.ncfg, self.wm, planner))
         # only the longitudinal head learns; the encoder and the lateral head stay as imitation left them
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -385,10 +567,6 @@ class RLStage:
         for p in self.params:
             p.requires_grad_(True)
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
-        # the reference policy of GRPO's KL term: the imitation planner as loaded (frozen)
-        import copy
-
-        self.ref = copy.deepcopy(self.model).eval()
         self.data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes), self.fcfg, log)
         if cfg.horizon > self.data["roll_ego"].shape[1]:
             raise ValueError(f"--horizon {cfg.horizon}: the samples hold {self.data['roll_ego'].shape[1]} steps of the "
