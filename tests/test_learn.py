@@ -632,6 +632,14 @@ def test_cached_samples_are_reused(dataset):
     assert len(cache) == 1
     b = build_samples(DataConfig(str(dataset / "ds"), workers=1), FC, log=lambda *_: None)
     assert np.array_equal(a["speed"], b["speed"])
+    # a stage that reads a few arrays loads only those (and episode, frame), the same values, from two datasets
+    keys = (*INPUT_NAMES, "path", "speed")
+    two = f"{dataset / 'ds'},{dataset / 'ds'}"
+    full = build_samples(DataConfig(two, workers=1), FC, log=lambda *_: None)
+    some = build_samples(DataConfig(two, workers=1, keys=keys), FC, log=lambda *_: None)
+    assert set(some) == {*keys, "episode", "frame"} and "roll_agents" in full
+    assert all(np.array_equal(some[k], full[k]) for k in some)
+    assert sum(v.nbytes for v in some.values()) < 0.5 * sum(v.nbytes for v in full.values())
 
 
 def test_unseen_agents_are_the_logs_hidden_ones_near_the_ego():

@@ -10,8 +10,8 @@
 # while the expert labels (DAgger): imitation fine-tunes on the aggregated data for DAGGER_EPOCHS (models/il), and
 # RL starts from that planner and from those states (models/perlad).
 # The recipe was chosen on validation suites of our own: Proc3 (results/perlad/suite_val_p3.xml) and routes of
-# our own on Town04 (seed 99) with Town04 left out of training (README, PerlAD). Town07 is left out by default:
-# its 68k frames would take the DAgger stage's aggregated data past what 23 GB hold (about 32 kB a sample).
+# our own on Town04 (seed 99) with Town04 left out of training (README, PerlAD). Town07 is left out by default
+# to stay near the 60-minute budget on 2 cores (its 68k frames: about 4 min of collection, 3 of features and il).
 # Usage: [TOWNS="Town01 ..."] [DAGGER_TOWNS="Town02"] [STAGES=...] training/scripts/perlad_pipeline.sh [OUT] [SHARED]
 # then: cp -r OUT/models/{il,world_model,perlad} models/   (what --policy il|perlad load by default)
 set -euo pipefail

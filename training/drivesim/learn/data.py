@@ -63,6 +63,9 @@ class DataConfig:
     maps_dir: str | None = None
     workers: int = 2
     max_episodes: int | None = None
+    keys: tuple[str, ...] | None = None  # load only these sample arrays (and episode, frame); None: all. A stage
+    # that reads a few keys holds a fraction of the memory: imitation's inputs and labels are about 10 of the
+    # 32 kB a sample takes with the rollout futures (roll_agents alone is 14 kB)
 
 
 def path_points(plan: np.ndarray, s_query: np.ndarray = PATH_S) -> np.ndarray:
@@ -268,14 +271,14 @@ def build_samples(cfg: DataConfig, fcfg: FeatureConfig | None = None, log=print)
     roots = [r for r in str(cfg.data).split(",") if r]
     parts = []
     for root in roots:
-        d = _build_one(DataConfig(root, cfg.maps_dir, cfg.workers, cfg.max_episodes), fcfg, log)
+        d = _build_one(DataConfig(root, cfg.maps_dir, cfg.workers, cfg.max_episodes), fcfg, log, cfg.keys)
         if parts:
             d["episode"] = d["episode"] + parts[-1]["episode"].max() + 1
         parts.append(d)
     return parts[0] if len(parts) == 1 else concat_samples(parts)
 
 
-def _build_one(cfg: DataConfig, fcfg: FeatureConfig, log) -> dict[str, np.ndarray]:
+def _build_one(cfg: DataConfig, fcfg: FeatureConfig, log, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     root = Path(cfg.data)
     idx = load_index(root)
     eps = idx["episodes"][: cfg.max_episodes] if cfg.max_episodes else idx["episodes"]
@@ -283,9 +286,10 @@ def _build_one(cfg: DataConfig, fcfg: FeatureConfig, log) -> dict[str, np.ndarra
     key = hashlib.sha1(json.dumps({"eps": [(e["episode"], e["frames"]) for e in eps], "f": asdict(fcfg),
                                    "v": FORMAT, "c": consts}, sort_keys=True).encode()).hexdigest()[:16]
     cache = root / "learn_cache" / f"{key}.npz"
+    wanted = (lambda k: True) if keys is None else (lambda k: k in keys or k in ("episode", "frame"))
     if cache.exists():
         with np.load(cache) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files if wanted(k)}
     jobs = [(root / "episodes" / e["episode"], e["town"], cfg.maps_dir, fcfg) for e in eps]
     parts, errors = [], []
     if cfg.workers > 1:
@@ -312,4 +316,4 @@ def _build_one(cfg: DataConfig, fcfg: FeatureConfig, log) -> dict[str, np.ndarra
     tmp.replace(cache)
     log(f"{len(data['speed'])} samples ({len(data['wmb_row'])} counterfactual world-model rows) from {len(parts)} "
         f"episodes -> {cache}")
-    return data
+    return {k: v for k, v in data.items() if wanted(k)}

@@ -130,6 +130,7 @@ class Stage:
 
     name = "stage"
     keys: tuple[str, ...] = ()
+    data_keys: tuple[str, ...] | None = None  # the sample arrays the stage loads (None: all of them)
 
     def __init__(self, cfg: TrainConfig, log=print):
         self.cfg = cfg
@@ -144,8 +145,8 @@ class Stage:
         self.fcfg = FeatureConfig()
         self.ncfg = cfg.net()
         with dist.main_first():  # process 0 builds the sample cache, the others read it
-            self.data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes), self.fcfg,
-                                      log)
+            self.data = build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers, cfg.max_episodes,
+                                                 self.data_keys), self.fcfg, log)
         self.tr, self.va = split(self.data, cfg.val_fraction, cfg.seed)
         self.prepare()
         self.model = self.make_model().to(self.dist.device)
@@ -272,6 +273,7 @@ class Stage:
 class ILStage(Stage):
     name = "il"
     keys = (*INPUT_NAMES, "path", "speed")
+    data_keys = keys  # a third of the memory of every array (data.DataConfig.keys)
 
     def make_model(self):
         if self.cfg.init:
