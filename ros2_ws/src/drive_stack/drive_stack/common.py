@@ -176,7 +176,11 @@ def make_executor():
     return SingleThreadedExecutor()
 
 
+_HUNG_UP: list[bool] = []  # set when SIGHUP arrived
+
+
 def _hangup(*_) -> None:
+    _HUNG_UP.append(True)
     raise KeyboardInterrupt
 
 
@@ -197,10 +201,13 @@ def run(node_cls, args=None) -> None:
         node.run()
     except (KeyboardInterrupt, ExternalShutdownException):  # SIGINT: before or during spin, a normal stop
         pass
-    except Exception as e:  # never die silently
-        code = 1
-        msg = f"{node_cls.__name__} failed: {type(e).__name__}: {e}\n{traceback.format_exc()}"
-        (node.get_logger().fatal(msg) if node is not None else print(msg, file=sys.stderr, flush=True))
+    except Exception as e:  # never die silently; but SIGHUP's KeyboardInterrupt raised inside an rclpy C++ call
+        if not _HUNG_UP:  # (take_message converting its arguments) surfaces as that call's RuntimeError: a stop
+            code = 1
+            msg = f"{node_cls.__name__} failed: {type(e).__name__}: {e}\n{traceback.format_exc()}"
+            (node.get_logger().fatal(msg) if node is not None else print(msg, file=sys.stderr, flush=True))
+        elif node is not None:
+            node.get_logger().info(f"stopped by SIGHUP (the interrupted call raised {type(e).__name__}: {e})")
     finally:
         if node is not None:
             try:
