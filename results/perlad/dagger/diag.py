@@ -1,6 +1,6 @@
 # issue 18, session 17: the rollout of every speed from the stopped states of the blocked Proc3 Accident and
 # ParkedObstacleTwoWays routes (diag_ds: collect --routes results/perlad/suite_val_p3.xml --route-ids Accident_0,ParkedObstacleTwoWays_0
-# --driver perlad --driver-model <perlad from il_dagger, --off-route 0>). diag2.py: the same with --replan (argv[1] seconds).
+# --driver perlad --driver-model <perlad from il_dagger, --off-route 0>). `python diag.py S`: the same with --replan S seconds.
 import numpy as np, torch, sys
 from drivesim.learn.data import DataConfig, build_samples
 from drivesim.learn.rl import Rollouts, rewards
@@ -20,8 +20,8 @@ print('stopped with expert label > 2 m/s:', len(stopped), 'of', len(v))
 idx = stopped[::max(1, len(stopped)//12)][:12]
 keys = (*INPUT_NAMES, "path", "roll_ego", "roll_ego_mask", "roll_agents", "roll_agents_mask", "agent_kind", "roll_unseen", "roll_unseen_mask", "unseen_kind")
 b = batch(data, idx, keys)
-cfg = RLConfig(off_route=0.0)
-sim = Rollouts(cfg, pol.fcfg, pol.ncfg, wm)
+cfg = RLConfig(off_route=0.0, replan=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0)
+sim = Rollouts(cfg, pol.fcfg, pol.ncfg, wm, ref if cfg.replan else None)
 speeds = pol.ncfg.speeds()
 with torch.no_grad():
     tok, mask = pol.scene(*[b[k] for k in INPUT_NAMES])
