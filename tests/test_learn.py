@@ -2,6 +2,7 @@
 inference runtime and the learned policy in closed loop. Tiny budgets: a 2-route dataset, a few epochs."""
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 from drivesim.dataset import read_episode
 from drivesim.learn.configs import ILConfig, RLConfig, WMConfig
 from drivesim.learn.data import DataConfig, build_samples, episode_samples, path_points
+from drivesim.learn.train import batch
 from drivesim.models.features import POS_SCALE, STEP_DIM, FeatureBuilder, FeatureConfig
 from drivesim.models.nets import INPUT_NAMES
 from drivesim.models.paths import extend_path
@@ -383,6 +385,69 @@ def test_replanning_rollouts_swerve_where_one_path_collides():
         Rollouts(RLConfig(replan=0.3), fc, nc, None, planner)
     with pytest.raises(ValueError, match="planner"):
         Rollouts(RLConfig(replan=1.0), fc, nc, None)
+
+
+def test_rollouts_follow_a_path_per_sample():
+    """Paths per sample (B, G, Q, 2), as RL over paths draws them: a car stands in the lane 14 m ahead and the
+    ego does 6 m/s; at 6 m/s the straight path collides within 2 s and the path swerving right clears it, each
+    rollout following its own path; the same paths given once per state give the per-state rollouts."""
+    from drivesim.learn.rl import Rollouts
+    from drivesim.models.nets import NetConfig
+
+    fc, nc = FeatureConfig(), NetConfig(d_model=16, layers=1, ff=32)
+    s = np.arange(1, nc.path_points + 1) * 2.0
+    straight, swerve = np.stack([s, 0 * s], -1), np.stack([s, -0.1 * s ** 2], -1)
+    N = fc.num_agents
+    b = {k: torch.as_tensor(v) for k, v in _scene_inputs(fc).items()}
+    roll = np.zeros((1, N, 30, 5), np.float32)
+    roll[0, 0, :, 0], roll[0, 0, :, 3], roll[0, 0, :, 4] = 14.0, 4.6, 1.9
+    rmask = np.zeros((1, N, 30), np.float32)
+    rmask[0, 0] = 1.0
+    b.update(roll_agents=torch.as_tensor(roll), roll_agents_mask=torch.as_tensor(rmask),
+             agent_kind=torch.zeros(1, N, dtype=torch.int64), roll_ego=torch.zeros(1, 30, 2),
+             roll_ego_mask=torch.zeros(1, 30))
+    ro = Rollouts(RLConfig(off_route=0.0), fc, nc, None)
+    act = np.array([[6, 6, 0]])  # 6, 6 and 0 m/s
+    r = ro(b, np.stack([straight, swerve, straight])[None], act, np.ones(1, bool))
+    assert r["collided"].tolist() == [[1.0, 0.0, 0.0]] and r["distance_m"][0, 1] > 9.0
+    for k, p in ((0, straight), (1, swerve)):
+        one = ro(b, p[None], act[:, [k]], np.ones(1, bool))
+        assert one["total"][0, 0] == pytest.approx(r["total"][0, k]) and one["collided"][0, 0] == r["collided"][0, k]
+
+
+def test_rl_over_paths_learns_which_path_too(trained, dataset):
+    """RLConfig.path_top_k: every sample draws its anchor among the lateral head's top K (renormalised) and its
+    speed for that anchor's path; log pi(a, v) = log pi(a) + log pi(v | path_a). The anchor head learns with the
+    speed branch; the encoder and the path offsets stay bit-identical."""
+    from drivesim.learn.rl import RLStage
+
+    cfg = _tiny(RLConfig, dataset, name="rl_paths", init=str(dataset / "il" / "ckpt.pt"),
+                world_model=str(dataset / "wm" / "ckpt.pt"), updates=3, states=32, curriculum=1, path_top_k=3)
+    st = RLStage(cfg, log=lambda *_: None)
+    before = {k: v.clone() for k, v in st.model.state_dict().items()}
+    b = batch(st.data, st.tr[:16], st.keys())
+    scene, path, act, logp_old, r, _ = st.rollout(b, 0.0)
+    G = cfg.group
+    assert path.shape[:2] == (16, G) and act.shape == (16, G) and r["total"].shape == (16, G)
+    with torch.no_grad():
+        logits, paths = st.model.lateral(scene[0][:, 0])
+        top = logits.topk(3, 1).indices
+        anc = st._anchor["anc"]
+        assert all(set(anc[i].tolist()) <= set(top[i].tolist()) for i in range(16))  # only the top 3 are drawn
+        assert torch.equal(path, paths[torch.arange(16)[:, None], anc])  # each sample follows its anchor's path
+        la = torch.log_softmax(logits.gather(1, top), -1)  # renormalised over the top 3
+        pa = torch.stack([la[i, (top[i][:, None] == anc[i][None]).int().argmax(0)] for i in range(16)])
+        pv = torch.log_softmax(st.model.speed_logits(*scene, path), -1).gather(2, act[..., None])[..., 0]
+        assert torch.allclose(logp_old, pa + pv, atol=1e-5)
+    _, gpath, gact, _, _, _ = st.rollout(b, 0.0, greedy=True)  # greedy: the top anchor, as deployed
+    assert torch.equal(gpath[:, 0], paths[torch.arange(16), logits.argmax(1)]) and (gact == gact[:, :1]).all()
+    m = st.run()
+    after = st.model.state_dict()
+    moved = {k.split(".")[0] for k, v in after.items() if not torch.equal(v, before[k])}
+    assert moved == {"anchor_head", "path_enc", "speed_q", "speed_kv", "speed_head"}
+    assert all(np.isfinite(h["loss"]) and 0.0 <= h["path_not_top1"] <= 1.0 for h in m["history"][1:])
+    with pytest.raises(ValueError, match="path-top-k 1"):
+        RLStage(replace(cfg, path_top_k=1, out=str(dataset / "rl_paths_bad")), log=lambda *_: None)
 
 
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])

@@ -93,6 +93,9 @@ class RLConfig(TrainConfig):
     replan: float = 0.0  # [s] re-plan the path once this far into each rollout (the lateral head, greedy, on the
     # scene re-expressed at the ego's pose then; the world model predicts again given the new plan), as the
     # deployed planner re-plans every tick; a multiple of the agents' history step (0.5 s). 0: one path throughout
+    path_top_k: int = 0  # RL over paths too: each sample draws its path among the lateral head's path_top_k most
+    # likely anchors (their probabilities renormalised) and the anchor head learns with the speed head, so the
+    # policy can learn to steer around what blocks it; 0: the top-1 path, frozen (only the speed learns)
     w_progress: float = 10.0  # weight of the normalised progress reward
     w_imitation: float = 1.0  # weight of the negative L2 to the logged future
     eval_every: int = 10  # every N updates, the greedy policy on held-out start states (fixed; `heldout/*` in the

@@ -1,4 +1,4 @@
-"""RL of the planner's longitudinal head in the vector-space pseudo-simulator (PerlAD), without rendering.
+"""RL of the planner's longitudinal head (and, with `path_top_k`, its choice of path) in the vector-space pseudo-simulator (PerlAD), without rendering.
 
 Each update draws `states` logged start states. For each the lateral head (frozen, from imitation) picks a
 path, or, early in the curriculum, the logged expert path is used. The longitudinal head samples `group`
@@ -39,6 +39,12 @@ DAgger planner, README). With it, each rollout follows the given path for `repla
 lateral head plans again from the scene re-expressed at the ego's new pose (`reframe`: route, lanes and agents in
 the new frame, the agents' history from the rollout) and the world model predicts the agents again given that
 plan.
+
+Paths too (`path_top_k` K, off by default): each sample also draws its path among the lateral head's K most
+likely anchors (probabilities renormalised over them; the anchors' offsets as imitation predicts them) and the
+anchor head learns with the longitudinal head, log pi(a, v | s) = log pi(a | s) + log pi(v | s, path_a), the KL to
+the imitation planner summed over both. Where the top-1 path runs into a parked car, a second anchor that swerves
+can win the group's advantage, so RL can learn to go around instead of stopping (re-planning alone did not).
 
 Start states: uniformly from the training states, or with `critical` > 0 that fraction of every batch from the
 states where a logged agent comes within CRITICAL_GAP of the logged ego over the horizon (`critical_states`;
@@ -418,8 +424,8 @@ class Rollouts:
                        float(fcfg.route_step))
 
     def __call__(self, b: dict, path: np.ndarray, act: np.ndarray, logged: np.ndarray) -> dict[str, np.ndarray]:
-        """b: the states' batch (tensors, B rows); path (B, Q, 2); act (B, G) speed bins; logged (B,) bool.
-        Returns the reward terms (B, G).
+        """b: the states' batch (tensors, B rows); path (B, Q, 2), or (B, G, Q, 2) a path per sample (`path_top_k`);
+        act (B, G) speed bins; logged (B,) bool. Returns the reward terms (B, G).
 
         With `replan` (seconds), the ego re-plans its path once, as the deployed planner does every tick: the
         rollout follows `path` for `replan` seconds, then the planner's lateral head (greedy) plans again from the
@@ -430,7 +436,8 @@ class Rollouts:
         cfg = self.cfg
         B, G = act.shape
         speeds = self.ncfg.speeds()[act].reshape(-1)
-        ctl_path = np.repeat(extend_path(path.astype(np.float64)), G, 0)
+        ctl_path = (extend_path(path.reshape(B * G, *path.shape[2:]).astype(np.float64)) if path.ndim == 4
+                    else np.repeat(extend_path(path.astype(np.float64)), G, 0))
         v0 = np.repeat(b["ego"][:, 0].numpy() * SPEED_SCALE, G)
         K = cfg.horizon
         steps = max(K, int(round(self.ncfg.wm_steps * WM_DT / ROLL_DT)))
@@ -562,8 +569,13 @@ class RLStage:
         # only the longitudinal head learns; the encoder and the lateral head stay as imitation left them
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.params = [p for m in (self.model.path_enc, self.model.speed_q, self.model.speed_kv, self.model.speed_head)
-                       for p in m.parameters()]
+        heads = (self.model.path_enc, self.model.speed_q, self.model.speed_kv, self.model.speed_head)
+        if cfg.path_top_k:  # RL over paths: the anchor head (which path) learns too; the path offsets stay
+            if not 2 <= cfg.path_top_k <= self.ncfg.num_anchors:
+                raise ValueError(f"--path-top-k {cfg.path_top_k}: between 2 and the planner's {self.ncfg.num_anchors} "
+                                 "anchors (0: the top-1 path, only the speed learns)")
+            heads = (self.model.anchor_head, *heads)
+        self.params = [p for m in heads for p in m.parameters()]
         for p in self.params:
             p.requires_grad_(True)
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
@@ -576,6 +588,7 @@ class RLStage:
         log(f"rl start states: {len(self.tr)}, {len(self.crit)} of them critical (a logged agent within "
             f"{CRITICAL_GAP:.0f} m of the logged ego); {cfg.critical:.0%} of every batch drawn from those")
         self.update, self.history = 0, []
+        self._anchor: dict | None = None  # with path_top_k: the sampled anchors of the last rollout (see rollout)
         if cfg.resume and (self.out / "ckpt.pt").exists():
             ck = torch.load(self.out / "ckpt.pt", weights_only=False)
             self.model.load_state_dict(ck["model"])
@@ -596,23 +609,49 @@ class RLStage:
         return (*INPUT_NAMES, "path", "roll_ego", "roll_ego_mask", "roll_agents", "roll_agents_mask", "agent_kind",
                 "roll_unseen", "roll_unseen_mask", "unseen_kind")
 
+    def _anchor_logp(self, logits: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+        """log pi(anchor): the anchor logits (B, A) renormalised over the sampled set `top` (B, A) bool."""
+        return torch.log_softmax(logits.masked_fill(~top, float("-inf")), -1)
+
     def rollout(self, b: dict, p_logged: float, greedy: bool = False):
         """Sample speeds (here, with the policy) and roll them out (`self.sim`: here, or on Ray actors).
-        Returns (scene, paths, actions (B, G), their log-probabilities, reward terms (B, G), rollout steps/s)."""
+        Returns (scene, paths, actions (B, G), their log-probabilities, reward terms (B, G), rollout steps/s).
+
+        With `path_top_k` K, every sample draws its path too: anchor a ~ pi(a | s) over the lateral head's K most
+        likely anchors (renormalised), then the speed bin v ~ pi(v | s, path_a), so
+        log pi(a, v | s) = log pi(a | s) + log pi(v | s, path_a); paths (B, G, Q, 2). A state on the logged path
+        (the curriculum) keeps the logged path for every sample and contributes only the speed term. Greedy: the
+        top anchor and the top speed, as the deployed planner drives."""
         cfg, G = self.cfg, self.cfg.group
         inputs = [b[k] for k in INPUT_NAMES]
         with torch.no_grad():
             tok, mask = self.model.scene(*inputs)
             logits, paths = self.model.lateral(tok[:, 0])
             B = len(tok)
-            pred = paths[torch.arange(B), logits.argmax(1)]
             use_log = torch.as_tensor(self.rng.random(B) < p_logged)
-            path = torch.where(use_log[:, None, None], b["path"], pred)
-            sl = self.model.speed_logits(tok, mask, path[:, None])[:, 0]
-            act = (sl.argmax(-1, keepdim=True).expand(B, G) if greedy
-                   else torch.distributions.Categorical(logits=sl).sample((G,)).T)  # (B, G)
-            logp_old = torch.log_softmax(sl, -1).gather(1, act)
-            self._ref_logp = torch.log_softmax(self.ref.speed_logits(tok, mask, path[:, None])[:, 0], -1)
+            if cfg.path_top_k:
+                top = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, logits.topk(cfg.path_top_k, 1).indices, True)
+                a_logp = self._anchor_logp(logits, top)
+                anc = (a_logp.argmax(1, keepdim=True).expand(B, G) if greedy
+                       else torch.distributions.Categorical(logits=a_logp).sample((G,)).T)  # (B, G)
+                path = paths[torch.arange(B)[:, None], anc]  # (B, G, Q, 2)
+                path = torch.where(use_log[:, None, None, None], b["path"][:, None].expand_as(path), path)
+                sl = self.model.speed_logits(tok, mask, path)  # (B, G, S)
+                act = sl.argmax(-1) if greedy else torch.distributions.Categorical(logits=sl).sample()  # (B, G)
+                learn = ~use_log[:, None]  # the anchor term counts where the policy chose the path
+                logp_old = (torch.log_softmax(sl, -1).gather(2, act[..., None])[..., 0]
+                            + torch.where(learn, a_logp.gather(1, anc), 0.0))
+                self._ref_logp = torch.log_softmax(self.ref.speed_logits(tok, mask, path), -1)
+                self._anchor = {"anc": anc, "top": top, "learn": learn, "top1": logits.argmax(1),
+                                "ref": torch.log_softmax(self.ref.anchor_head(tok[:, 0]), -1)}
+            else:
+                pred = paths[torch.arange(B), logits.argmax(1)]
+                path = torch.where(use_log[:, None, None], b["path"], pred)
+                sl = self.model.speed_logits(tok, mask, path[:, None])[:, 0]
+                act = (sl.argmax(-1, keepdim=True).expand(B, G) if greedy
+                       else torch.distributions.Categorical(logits=sl).sample((G,)).T)  # (B, G)
+                logp_old = torch.log_softmax(sl, -1).gather(1, act)
+                self._ref_logp = torch.log_softmax(self.ref.speed_logits(tok, mask, path[:, None])[:, 0], -1)
         # the states whose agents are the log's this update (the curriculum; always where the path is)
         logged = (use_log.numpy() | (self.rng.random(B) < p_logged)) if self.wm is not None else np.ones(B, bool)
         t0 = time.perf_counter()
@@ -621,19 +660,33 @@ class RLStage:
         return (tok, mask), path, act, logp_old, r, sps
 
     def loss(self, scene, path, act, logp_old, adv):
-        sl = self.model.speed_logits(*scene, path[:, None])[:, 0]
-        logp_all = torch.log_softmax(sl, -1)
-        logp = logp_all.gather(1, act)
-        ent = -(logp_all.exp() * logp_all).sum(-1).mean()
+        ref = getattr(self, "_ref_logp", None)
+        if path.ndim == 4:  # a path per sample (path_top_k): log pi(a, v) = log pi(a) + log pi(v | path_a)
+            sl = self.model.speed_logits(*scene, path)  # (B, G, S)
+            logp_all = torch.log_softmax(sl, -1)
+            a = self._anchor
+            a_all = torch.log_softmax(self.model.anchor_head(scene[0][:, 0]), -1)  # (B, A), every anchor
+            a_top = self._anchor_logp(self.model.anchor_head(scene[0][:, 0]), a["top"])
+            logp = (logp_all.gather(2, act[..., None])[..., 0]
+                    + torch.where(a["learn"], a_top.gather(1, a["anc"]), 0.0))
+            ent = (-(logp_all.exp() * logp_all).sum(-1).mean()
+                   - (a_top.exp() * a_top.masked_fill(~a["top"], 0.0)).sum(-1).mean())
+            # KL to the imitation planner: over every anchor, plus the speed's at the sampled paths
+            kl_ref = ((a_all.exp() * (a_all - a["ref"])).sum(-1).mean()
+                      + (logp_all.exp() * (logp_all - ref)).sum(-1).mean())
+        else:
+            sl = self.model.speed_logits(*scene, path[:, None])[:, 0]
+            logp_all = torch.log_softmax(sl, -1)
+            logp = logp_all.gather(1, act)
+            ent = -(logp_all.exp() * logp_all).sum(-1).mean()
+            # KL(pi || pi_ref) to the imitation planner, GRPO's anchor against drifting off what the expert does
+            kl_ref = (logp_all.exp() * (logp_all - ref)).sum(-1).mean() if ref is not None else logp_all.sum() * 0
         if self.cfg.algo == "ppo":
             ratio = (logp - logp_old).exp()
             pg = -torch.min(ratio * adv, ratio.clamp(1 - self.cfg.clip, 1 + self.cfg.clip) * adv).mean()
         else:
             pg = -(adv * logp).mean()
         kl = (logp_old - logp).mean()
-        # KL(pi || pi_ref) to the imitation planner, GRPO's anchor against drifting off what the expert does
-        ref = getattr(self, "_ref_logp", None)
-        kl_ref = (logp_all.exp() * (logp_all - ref)).sum(-1).mean() if ref is not None else logp_all.sum() * 0
         self._kl_ref = float(kl_ref.detach())
         return pg - self.cfg.entropy * ent + self.cfg.kl_ref * kl_ref, ent, kl
 
@@ -690,6 +743,10 @@ class RLStage:
                    "approx_kl": kl.item(), "kl_ref": self._kl_ref, "rollout_steps_per_s": sps, "update_s": time.perf_counter() - t0,
                    "speed_mean_m_s": float(self.ncfg.speeds()[act.numpy()].mean()),
                    **{f"reward/{k}": float(v.mean()) for k, v in r.items()}}
+            if self._anchor is not None and bool(self._anchor["learn"].any()):  # how often the policy's sampled
+                # path is not the lateral head's top-1
+                a = self._anchor
+                row["path_not_top1"] = float((a["anc"] != a["top1"][:, None])[a["learn"][:, 0]].float().mean())
             if cfg.eval_every > 0 and (self.update % cfg.eval_every == 0 or self.update == cfg.updates):
                 row.update({f"heldout/{k}": v for k, v in self.validate(cfg.eval_states).items()})
             self.history.append(row)
