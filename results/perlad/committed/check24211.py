@@ -3,6 +3,7 @@ from drivesim.maps import TownLoader
 from drivesim.policies import make_policy
 from drivesim.routes.xml import parse_routes
 from drivesim.stack.takeover import TakeoverGate
+
 B2D = "/work/shared/bench2drive/bench2drive220.xml"
 spec = next(r for r in parse_routes(B2D).routes if r.route_id == "24211")
 g = TownLoader("/work/shared/carla_maps").load(spec.town)

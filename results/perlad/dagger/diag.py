@@ -1,14 +1,18 @@
 # issue 18, session 17: the rollout of every speed from the stopped states of the blocked Proc3 Accident and
 # ParkedObstacleTwoWays routes (diag_ds: collect --routes results/perlad/suite_val_p3.xml --route-ids Accident_0,ParkedObstacleTwoWays_0
 # --driver perlad --driver-model <perlad from il_dagger, --off-route 0>). `python diag.py S`: the same with --replan S seconds.
-import numpy as np, torch, sys
-from drivesim.learn.data import DataConfig, build_samples
-from drivesim.learn.rl import Rollouts, rewards
+import sys
+
+import numpy as np
+import torch
 from drivesim.learn.configs import RLConfig
+from drivesim.learn.data import DataConfig, build_samples
+from drivesim.learn.rl import Rollouts
 from drivesim.learn.train import batch
 from drivesim.models.checkpoint import load_model
+from drivesim.models.features import SPEED_SCALE
 from drivesim.models.nets import INPUT_NAMES
-from drivesim.models.features import SPEED_SCALE, POS_SCALE
+
 pol, _ = load_model('/work/e19/rl_offroute0/ckpt.pt'); ref, _ = load_model('/work/e19/ildag/ckpt.pt')
 wm, _ = load_model('/work/e18/x1/wm/ckpt.pt')
 data = build_samples(DataConfig('/work/e19/diag_ds', None, 1, None), pol.fcfg, lambda *a: None)
