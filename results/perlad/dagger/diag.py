@@ -13,7 +13,8 @@ from drivesim.models.checkpoint import load_model
 from drivesim.models.features import SPEED_SCALE
 from drivesim.models.nets import INPUT_NAMES
 
-pol, _ = load_model('/work/e19/rl_offroute0/ckpt.pt'); ref, _ = load_model('/work/e19/ildag/ckpt.pt')
+pol, _ = load_model('/work/e19/rl_offroute0/ckpt.pt')
+ref, _ = load_model('/work/e19/ildag/ckpt.pt')
 wm, _ = load_model('/work/e18/x1/wm/ckpt.pt')
 data = build_samples(DataConfig('/work/e19/diag_ds', None, 1, None), pol.fcfg, lambda *a: None)
 v = data['ego'][:, 0] * SPEED_SCALE
@@ -34,7 +35,8 @@ with torch.no_grad():
     path = paths[torch.arange(B), logits.argmax(1)]
     sl = pol.speed_logits(tok, mask, path[:, None])[:, 0]
     rtok, rmask = ref.scene(*[b[k] for k in INPUT_NAMES])
-    rl_, rp = ref.lateral(rtok[:, 0]); rpath = rp[torch.arange(B), rl_.argmax(1)]
+    rl_, rp = ref.lateral(rtok[:, 0])
+    rpath = rp[torch.arange(B), rl_.argmax(1)]
     rsl = ref.speed_logits(rtok, rmask, rpath[:, None])[:, 0]
 G = len(speeds)
 act = np.tile(np.arange(G), (B, 1))
