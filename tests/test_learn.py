@@ -348,6 +348,21 @@ def test_reframe_sees_the_scene_from_a_later_pose():
     assert np.allclose(turned["lanes"][0, 0, 0, :4] * [POS_SCALE, POS_SCALE, 1, 1], [3.5, 0.0, 0.0, -1.0], atol=1e-5)
 
 
+def _car_ahead_batch(fc) -> dict:
+    """One RL start state (the hand-built scene of _scene_inputs) whose log holds a car standing in the lane 14 m
+    ahead for 3 s, and no logged ego future."""
+    N = fc.num_agents
+    b = {k: torch.as_tensor(v) for k, v in _scene_inputs(fc).items()}
+    roll = np.zeros((1, N, 30, 5), np.float32)
+    roll[0, 0, :, 0], roll[0, 0, :, 3], roll[0, 0, :, 4] = 14.0, 4.6, 1.9
+    rmask = np.zeros((1, N, 30), np.float32)
+    rmask[0, 0] = 1.0
+    b.update(roll_agents=torch.as_tensor(roll), roll_agents_mask=torch.as_tensor(rmask),
+             agent_kind=torch.zeros(1, N, dtype=torch.int64), roll_ego=torch.zeros(1, 30, 2),
+             roll_ego_mask=torch.zeros(1, 30))
+    return b
+
+
 def test_replanning_rollouts_swerve_where_one_path_collides():
     """RLConfig.replan: a car stands in the lane 14 m ahead and the path given runs straight at it; the ego does
     6 m/s. Held for the whole 2 s, the path collides at speed; re-planned after 1 s by a planner whose lateral
@@ -365,15 +380,7 @@ def test_replanning_rollouts_swerve_where_one_path_collides():
             head[-1].weight.zero_()
             head[-1].bias.zero_()
         planner.anchor_head[-1].bias[0] = 10.0
-    N = fc.num_agents
-    b = {k: torch.as_tensor(v) for k, v in _scene_inputs(fc).items()}
-    roll = np.zeros((1, N, 30, 5), np.float32)
-    roll[0, 0, :, 0], roll[0, 0, :, 3], roll[0, 0, :, 4] = 14.0, 4.6, 1.9
-    rmask = np.zeros((1, N, 30), np.float32)
-    rmask[0, 0] = 1.0
-    b.update(roll_agents=torch.as_tensor(roll), roll_agents_mask=torch.as_tensor(rmask),
-             agent_kind=torch.zeros(1, N, dtype=torch.int64), roll_ego=torch.zeros(1, 30, 2),
-             roll_ego_mask=torch.zeros(1, 30))
+    b = _car_ahead_batch(fc)
     path = np.stack([s, 0 * s], -1)[None]
     act = np.array([[0, 6]])  # 0 and 6 m/s
     held = Rollouts(RLConfig(off_route=0.0), fc, nc, None)(b, path, act, np.ones(1, bool))
@@ -397,15 +404,7 @@ def test_rollouts_follow_a_path_per_sample():
     fc, nc = FeatureConfig(), NetConfig(d_model=16, layers=1, ff=32)
     s = np.arange(1, nc.path_points + 1) * 2.0
     straight, swerve = np.stack([s, 0 * s], -1), np.stack([s, -0.1 * s ** 2], -1)
-    N = fc.num_agents
-    b = {k: torch.as_tensor(v) for k, v in _scene_inputs(fc).items()}
-    roll = np.zeros((1, N, 30, 5), np.float32)
-    roll[0, 0, :, 0], roll[0, 0, :, 3], roll[0, 0, :, 4] = 14.0, 4.6, 1.9
-    rmask = np.zeros((1, N, 30), np.float32)
-    rmask[0, 0] = 1.0
-    b.update(roll_agents=torch.as_tensor(roll), roll_agents_mask=torch.as_tensor(rmask),
-             agent_kind=torch.zeros(1, N, dtype=torch.int64), roll_ego=torch.zeros(1, 30, 2),
-             roll_ego_mask=torch.zeros(1, 30))
+    b = _car_ahead_batch(fc)
     ro = Rollouts(RLConfig(off_route=0.0), fc, nc, None)
     act = np.array([[6, 6, 0]])  # 6, 6 and 0 m/s
     r = ro(b, np.stack([straight, swerve, straight])[None], act, np.ones(1, bool))
