@@ -258,6 +258,61 @@ def test_node_table_launch_file_package_and_params_agree():
         nodes_for("gazebo")
 
 
+def test_the_first_tick_waits_for_every_reader_the_nodes_announce():
+    """Every node announces its subscriptions on /drive_stack/node_reads (the hidden /clock reader of use_sim_time
+    too, and again when it subscribes to more); the pseudo-simulator's first tick waits until its per-tick writers
+    have matched all of them (`readers_missing`). Matched to *some* reader was not enough: with the recorder's
+    /clock reader matched and the takeover monitor's not, the monitor lost tick 0 and the route a tick (CI)."""
+    import time
+    from collections import Counter
+
+    import rclpy
+    from drive_stack import node_table as T
+    from drive_stack.common import LATCHED_MANY_READER, StackNode, readers_missing
+    from rosgraph_msgs.msg import Clock
+    from std_msgs.msg import String
+
+    reads = {"recorder": [T.CLOCK, T.CLOCK, T.ODOMETRY, T.EXPERT_CMD], "takeover_monitor": [T.CLOCK, T.CLOCK, T.EXPERT_CMD],
+             "planner": [T.CLOCK]}
+    matched = {T.CLOCK: 5, T.EXPERT_CMD: 2, T.ODOMETRY: 1}
+    assert readers_missing(matched, reads, own=[T.CLOCK]) == [f"{T.CLOCK} (5/6)"]
+    assert readers_missing({**matched, T.CLOCK: 6}, reads, own=[T.CLOCK]) == []
+    assert readers_missing({**matched, T.CLOCK: 6, T.EXPERT_CMD: 1}, reads, [T.CLOCK]) == [f"{T.EXPERT_CMD} (1/2)"]
+    # no node announced a reader: only the topics that want one anyway wait
+    assert readers_missing({T.CLOCK: 0, T.EXPERT_CMD: 0}, {}, [], at_least_one=(T.CLOCK,)) == [f"{T.CLOCK} (0/1)"]
+
+    class Probe(StackNode):
+        def __init__(self):
+            super().__init__("reads_probe")
+            self.create_subscription(Clock, T.CLOCK, lambda m: None, 10)
+            self.announce_ready()
+
+    rclpy.init()
+    try:
+        probe = Probe()
+        listener = rclpy.create_node("reads_listener")
+        heard: list[list[str]] = []
+        listener.create_subscription(String, T.NODE_READS, lambda m: heard.append(m.data.split()), LATCHED_MANY_READER)
+        ex = rclpy.executors.SingleThreadedExecutor()
+        ex.add_node(probe)
+        ex.add_node(listener)
+
+        def spin_until(cond):
+            t0 = time.monotonic()
+            while not cond() and time.monotonic() - t0 < 20:
+                ex.spin_once(timeout_sec=0.05)
+            return cond()
+
+        assert spin_until(lambda: heard)
+        name, *topics = heard[-1]
+        assert name == "reads_probe" and Counter(topics) == {T.CLOCK: 2}  # use_sim_time's reader and its own
+        probe.create_subscription(String, "/reads_probe/extra", lambda m: None, 10)
+        assert spin_until(lambda: len(heard) >= 2)
+        assert Counter(heard[-1][1:]) == {T.CLOCK: 2, "/reads_probe/extra": 1}
+    finally:
+        rclpy.shutdown()
+
+
 def test_incoming_nan_is_rejected_with_the_field_named():
     """Perception's message conversion refuses NaN poses / dimensions, naming topic, object and field."""
     import math

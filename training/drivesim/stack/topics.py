@@ -31,4 +31,7 @@ REASONING = "/drive_stack/reasoning"
 TAKEOVER = "/drive_stack/takeover"
 STATUS = "/drive_stack/status"
 NODE_READY = "/drive_stack/node_ready"  # std_msgs/String (latched per publisher): a node's name once it is up
+# std_msgs/String (latched per publisher): "<node> <topic> <topic> ...", every subscription the node holds (a topic
+# once per reader): the pseudo-simulator starts a route only when its per-tick writers have matched all of them
+NODE_READS = "/drive_stack/node_reads"
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray: the takeover monitor's minimal-risk manoeuvre

@@ -47,6 +47,7 @@ class StackNode(Node):
         self.fault = Fault.parse(self.get_parameter("fault").value)
         self.rejected = 0
         self._ready_pub = None
+        self._reads_pub = None
         self.sim_t = -1.0  # the latest /clock (watched only when a fault is set)
         if self.fault is not None:  # one mechanism for every node: exit here, stall / nan in every publisher
             from rosgraph_msgs.msg import Clock
@@ -99,14 +100,32 @@ class StackNode(Node):
     def close(self) -> None:
         """Called once at shutdown, also after an error (the recorder closes its bags here)."""
 
-    def announce_ready(self) -> None:
-        """Tell the planner this node is up (latched): the stack reports ready on /carla/hero/status only when
-        every node it waits for has announced itself, so no node misses the start of a route."""
+    def create_subscription(self, msg_type, topic, callback, qos, **kw):
+        """Every subscription's topic is kept (`reads`, the hidden /clock reader of use_sim_time too) and, once the
+        node is up, announced on /drive_stack/node_reads."""
+        sub = super().create_subscription(msg_type, topic, callback, qos, **kw)
+        self.__dict__.setdefault("reads", []).append(sub.topic_name)  # (rclpy.Node.__init__ subscribes before ours)
+        if self.__dict__.get("_reads_pub") is not None:
+            self._announce_reads()
+        return sub
+
+    def _announce_reads(self) -> None:
         from std_msgs.msg import String
 
-        from .node_table import NODE_READY
+        self._reads_pub.publish(String(data=" ".join([self.get_name(), *self.__dict__.get("reads", [])])))
+
+    def announce_ready(self) -> None:
+        """Tell the planner this node is up (latched): the stack reports ready on /carla/hero/status only when
+        every node it waits for has announced itself, so no node misses the start of a route. Before that, the
+        node's subscriptions go out on /drive_stack/node_reads (latched): the pseudo-simulator's first tick waits
+        until its per-tick writers have matched every one of them (`readers_missing`)."""
+        from std_msgs.msg import String
+
+        from .node_table import NODE_READS, NODE_READY
 
         if self._ready_pub is None:  # a liveness signal, not an output: never stalled by a fault
+            self._reads_pub = Node.create_publisher(self, String, NODE_READS, LATCHED_MANY)
+            self._announce_reads()
             self._ready_pub = Node.create_publisher(self, String, NODE_READY, LATCHED_MANY)
             # latched, and repeated every 0.25 s (wall time): a late-matched reader still hears it, and the
             # simulator records a node that falls silent (when it was last heard)
@@ -128,6 +147,27 @@ class StackNode(Node):
         """Log a rejected message (rate-limited) and count it; the node keeps running."""
         self.rejected += 1
         self.get_logger().warning(f"rejected {what}", throttle_duration_sec=1.0)
+
+
+def readers_missing(matched: dict[str, int], reads: dict[str, list[str]], own: list[str],
+                    at_least_one: tuple[str, ...] = ()) -> list[str]:
+    """The writers' topics that have not matched every reader the stack announced, as "topic (matched/wanted)".
+
+    `matched`: topic -> the writer's matched-reader count; `reads`: node -> the topics it subscribes to (from
+    /drive_stack/node_reads, a topic once per reader); `own`: the publishing node's own subscriptions (DDS matches
+    those too); topics in `at_least_one` want a reader even if no node announced one. A writer matched to *some*
+    reader is not enough: /clock has one in every node (use_sim_time), and with only the recorder's matched the
+    takeover monitor lost tick 0 and the route a tick (CI, 2 loaded cores)."""
+    wanted: dict[str, int] = {}
+    for topics in [*reads.values(), own]:
+        for t in topics:
+            wanted[t] = wanted.get(t, 0) + 1
+    out = []
+    for topic, n in matched.items():
+        want = max(wanted.get(topic, 0), 1 if topic in at_least_one else 0)
+        if n < want:
+            out.append(f"{topic} ({n}/{want})")
+    return out
 
 
 def poison(msg) -> None:

@@ -23,6 +23,7 @@ from drivesim.stack.topics import (  # noqa: F401 - the topic names, re-exported
     HERO_STATUS,
     IMU,
     MARKERS,
+    NODE_READS,
     NODE_READY,
     OBJECTS,
     ODOMETRY,
