@@ -92,10 +92,11 @@ class StackNode(Node):
         return cls(**values)
 
     def run(self) -> None:
-        """Spin until shutdown (the pseudo-simulator overrides this with its stepping loop)."""
-        executor = make_executor()
-        executor.add_node(self)
-        executor.spin()
+        """Spin until shutdown (the pseudo-simulator overrides this with its stepping loop; either keeps its
+        executor in `executor_`, which `run()` stops before the node's entities are destroyed)."""
+        self.executor_ = make_executor()
+        self.executor_.add_node(self)
+        self.executor_.spin()
 
     def close(self) -> None:
         """Called once at shutdown, also after an error (the recorder closes its bags here)."""
@@ -254,6 +255,13 @@ def run(node_cls, args=None) -> None:
                 node.close()
             except Exception as e:  # noqa: BLE001
                 print(f"close failed: {e}", file=sys.stderr, flush=True)
+            executor = getattr(node, "executor_", None)
+            if executor is not None:  # as rclpy.spin does: the executor lets go of the node before its entities go
+                try:  # (perception_input once exited with SIGSEGV on SIGINT, 2 loaded cores; not proven the cause)
+                    executor.remove_node(node)
+                    executor.shutdown(timeout_sec=1.0)
+                except Exception as e:  # noqa: BLE001
+                    print(f"executor shutdown failed: {e}", file=sys.stderr, flush=True)
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
