@@ -35,10 +35,12 @@ run() {  # run NAME SEED ABLATION
 for s in $TRAIN_SEEDS; do run "${START}_t$s" "$s" both; done
 for a in $ABLATIONS; do run "${START}_${a}_t$FIRST" "$FIRST" "$a"; done
 sfx() { [ "$1" = 0 ] && echo "" || echo "_s$1"; }
-evaluate() {  # evaluate SUITE ARGS...: every round's planner of every run, under EVAL_SEEDS
-  local suite=$1; shift
+evaluate() {  # evaluate SUITE ARGS...: every round's planner of the TakeAD runs, the last round's of the ablations
+  local suite=$1 rounds; shift
   for d in "$OUT"/"$START"_*t*/; do
-    for r in $EVAL_ROUNDS; do
+    rounds=$EVAL_ROUNDS
+    case "$(basename "$d")" in "${START}"_t*) ;; *) rounds=$ROUNDS ;; esac  # the table shows an ablation's last round
+    for r in $rounds; do
       m="$d/round_$r/model/planner.onnx"
       [ -f "$m" ] || continue
       for e in $EVAL_SEEDS; do
