@@ -78,13 +78,18 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
     from drivesim.routes.xml import write_routes
 
     routes = tmp_path / "routes.xml"
-    write_routes(random_routes(proc_town, 2, seed=5, min_length=150.0), routes)
+    specs = random_routes(proc_town, 2, seed=5, min_length=150.0)
+    write_routes(specs, routes)
+    suites = [tmp_path / "suite_a.xml", tmp_path / "suite_b.xml"]  # the training suites: one route each
+    for spec, suite in zip(specs, suites, strict=True):
+        write_routes([spec], suite)
     collect(CollectConfig(routes=str(routes), out=str(tmp_path / "ds"), workers=1, b2d=False, branches=0),
             log=lambda *_: None)
     ILStage(ILConfig(data=str(tmp_path / "ds"), out=str(tmp_path / "il"), workers=1, d_model=32, layers=1,
                      epochs=2, batch_size=128, lr=3e-3), log=lambda *_: None).run()
     init, _ = load_model(tmp_path / "il" / "ckpt.pt")
-    cfg = TakeADConfig(data=str(tmp_path / "ds"), init=str(tmp_path / "il" / "ckpt.pt"), routes=str(routes),
+    cfg = TakeADConfig(data=str(tmp_path / "ds"), init=str(tmp_path / "il" / "ckpt.pt"),
+                       routes=",".join(str(x) for x in suites),
                        out=str(tmp_path / "takead"), rounds=1, workers=1, dpo_epochs=2, batch_size=128,
                        eval_routes=str(routes), dagger_scope="latest", kl_initial=0.1)
     rep = run_takead(cfg, log=lambda *_: None)
@@ -94,7 +99,9 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
     # the final policy drove the training routes once more: its own takeover rate
     assert rep["final"]["round"] == 1 and rep["final"]["km"] > 0.2 and rep["final"]["takeovers_per_km"] is not None
     assert (tmp_path / "takead" / "curves.png").stat().st_size > 1000
-    assert row["episodes"] == 2 and row["km"] > 0.2
+    assert row["episodes"] == 2 and row["km"] > 0.2  # both suites driven, each into its own collection
+    for i in (0, 1):
+        assert len(json.loads((tmp_path / "takead" / "round_1" / f"data_{i}" / "index.json").read_text())["episodes"]) == 1
     # the tiny planner (2 epochs) drives badly: the expert takes over, and those frames feed DAgger and DPO
     assert row["takeovers"] > 0 and row["disengagement_states"] >= 20 * row["takeovers"] * 0.5
     assert row["dpo"]["pairs"] > 0 and np.isfinite(row["dpo"]["dpo"]) and np.isfinite(row["dagger"]["loss"])

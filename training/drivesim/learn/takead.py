@@ -269,16 +269,24 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         p_.requires_grad_(False)
     ckpt, datasets, step = Path(cfg.init), [], 0
     keys = (*INPUT_NAMES, "path", "speed")
+    suites = [s for s in cfg.routes.split(",") if s]
+
+    def _round_data(rd: Path) -> list[str]:
+        """A round's collections: rd/data (one training suite) or rd/data_<i> (suite i of several)."""
+        return [str(rd / "data")] if len(suites) == 1 else [str(rd / f"data_{i}") for i in range(len(suites))]
 
     def _shadow(ckpt: Path, rd: Path, r: int) -> tuple[dict, dict]:
-        """The planner of `ckpt` drives the training suites with the expert in shadow mode: the collection
-        (rd/data) and its takeover figures."""
+        """The planner of `ckpt` drives the training suites with the expert in shadow mode: the collections
+        (`_round_data`) and their takeover figures."""
         driver = export_checkpoint(ckpt, rd / "driver", name="takead_driver")
         onnx = str((rd / "driver" / driver["file"]).resolve())
-        idx = collect(CollectConfig(routes=cfg.routes, out=str(rd / "data"), maps_dir=cfg.maps_dir, workers=cfg.workers,
-                                    seed=cfg.seed + 1000 * r, b2d=False, driver="perlad", driver_model=onnx,
-                                    takeover=True, takeover_steer=cfg.takeover_steer,
-                                    takeover_duration=cfg.takeover_duration, branches=0), log)
+        idx: dict = {"episodes": []}
+        for suite, data_dir in zip(suites, _round_data(rd), strict=True):
+            one = collect(CollectConfig(routes=suite, out=data_dir, maps_dir=cfg.maps_dir, workers=cfg.workers,
+                                        seed=cfg.seed + 1000 * r, b2d=False, driver="perlad", driver_model=onnx,
+                                        takeover=True, takeover_steer=cfg.takeover_steer,
+                                        takeover_duration=cfg.takeover_duration, branches=0), log)
+            idx = {**one, "episodes": idx["episodes"] + one["episodes"]}
         eps = idx["episodes"]
         takeovers = sum(e["takeovers"]["count"] for e in eps)
         km = sum(sum(e["takeovers"]["metres"].values()) for e in eps) / 1000.0
@@ -313,14 +321,14 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         done = rd / "round.json"
         if cfg.resume and done.exists():
             ckpt = rd / "ckpt.pt"
-            datasets.append(str(rd / "data"))
+            datasets.extend(_round_data(rd))
             log(f"round {r}: done already ({done})")
             continue
         t0 = time.perf_counter()
         rd.mkdir(parents=True, exist_ok=True)
         # 1. the current planner drives, the expert watches in shadow mode
         idx, shadow = _shadow(ckpt, rd, r)
-        datasets.append(str(rd / "data"))
+        datasets.extend(_round_data(rd))
         # 2.-3. DAgger then DPO on the data so far
         n_base = len(build_samples(DataConfig(cfg.data, cfg.maps_dir, cfg.workers), model.fcfg, log)["speed"])
         data = build_samples(DataConfig(",".join([cfg.data, *datasets]), cfg.maps_dir, cfg.workers), model.fcfg, log)
@@ -328,7 +336,8 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         if cfg.drop_waiting:
             dis &= ~waiting_mask(data)
         if cfg.dagger_scope == "latest":  # this round's collection comes last in the concatenation
-            n_new = len(build_samples(DataConfig(str(rd / "data"), cfg.maps_dir, cfg.workers), model.fcfg, log)["speed"])
+            n_new = len(build_samples(DataConfig(",".join(_round_data(rd)), cfg.maps_dir, cfg.workers), model.fcfg,
+                                      log)["speed"])
             dis &= np.arange(len(dis)) >= len(dis) - n_new
         base = np.arange(len(dis)) < n_base  # the base dataset comes first in the concatenation
         model, _ = load_model(ckpt)
