@@ -449,6 +449,55 @@ def test_rl_over_paths_learns_which_path_too(trained, dataset):
         RLStage(replace(cfg, path_top_k=1, out=str(dataset / "rl_paths_bad")), log=lambda *_: None)
 
 
+def test_path_search_splits_each_group_over_the_anchors_and_fits_the_paths_that_pay(trained, dataset):
+    """RLConfig.path_search: each state's group is split evenly over its top-K anchors (sample g follows anchor
+    topi[g % K]); Q(s, a) is the mean return of an anchor's samples, speeds are judged against their own anchor's
+    Q, and the anchor head is fitted to q(a) ~ pi(a | s) exp(Q(s, a) / (eta std R)). Hand-set returns: where the
+    top-1 collides (-30) and the second anchor pays, one update moves probability to the second; where the two
+    tie, q is pi itself."""
+    from drivesim.learn.rl import RLStage
+
+    cfg = _tiny(RLConfig, dataset, name="rl_search", init=str(dataset / "il" / "ckpt.pt"),
+                world_model=str(dataset / "wm" / "ckpt.pt"), updates=2, states=32, curriculum=1, path_top_k=2,
+                path_search=True, group=4)
+    st = RLStage(cfg, log=lambda *_: None)
+    b = batch(st.data, st.tr[:8], st.keys())
+    scene, path, act, logp_old, r, _ = st.rollout(b, 0.0)
+    a = st._anchor
+    with torch.no_grad():
+        logits, paths = st.model.lateral(scene[0][:, 0])
+        topi = logits.topk(2, 1).indices
+        assert torch.equal(a["anc"], topi[:, [0, 1, 0, 1]])  # two samples per anchor, in a fixed order
+        assert torch.equal(path, paths[torch.arange(8)[:, None], a["anc"]])
+        pv = torch.log_softmax(st.model.speed_logits(*scene, path), -1).gather(2, act[..., None])[..., 0]
+        assert torch.allclose(logp_old, pv, atol=1e-6)  # the anchors were not drawn from the policy
+    # returns by hand: state 0 ties (both anchors 1, 3); states 1.. : the top-1 collides, the second pays
+    R = torch.tensor([[1.0, 1.0, 3.0, 3.0]] + [[-30.0, 1.0, -30.0, 3.0]] * 7)
+    adv = st.advantages(R)
+    std = R.std() + 1e-4
+    assert torch.allclose(a["q"], torch.tensor([[2.0, 2.0]] + [[-30.0, 2.0]] * 7))
+    assert torch.allclose(adv[1], torch.tensor([0.0, -1.0, 0.0, 1.0]) / std)  # each against its own anchor
+    prior = torch.log_softmax(logits.gather(1, topi), -1)
+    assert torch.allclose(a["target"][0], prior[0].exp(), atol=1e-6)  # a tie leaves pi as it is
+    assert torch.allclose(a["target"][1:], torch.softmax(prior[1:] + a["q"][1:] / std, -1), atol=1e-6)
+    # the second anchor now holds most of q (0.76-0.78 here: a batch of mostly collisions spreads R by ~15)
+    assert (a["target"][1:, 1] > 0.5).all() and (a["target"][1:, 1] > prior[1:, 1].exp() + 0.2).all()
+    loss, _, _ = st.loss(scene, path, act, logp_old, adv)
+    st.opt.zero_grad()
+    loss.backward()
+    st.opt.step()
+    with torch.no_grad():
+        after = torch.log_softmax(st.model.anchor_head(scene[0][:, 0]), -1).gather(1, topi)
+        before = torch.log_softmax(logits, -1).gather(1, topi)
+    assert (after[1:, 1] > before[1:, 1]).all()  # the path that pays gained where it won
+    m = st.run()
+    assert all(np.isfinite(h["loss"]) and 0.0 <= h["path_not_top1"] <= 1.0 for h in m["history"][1:])
+    with pytest.raises(ValueError, match="multiple of --path-top-k"):
+        RLStage(replace(cfg, group=5, out=str(dataset / "rl_search_bad")), log=lambda *_: None)
+    with pytest.raises(ValueError, match="needs --path-top-k"):
+        RLStage(replace(cfg, path_top_k=0, out=str(dataset / "rl_search_bad")), log=lambda *_: None)
+
+
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
 def test_rl_moves_only_the_longitudinal_head(trained, dataset, algo):
     from drivesim.learn.rl import RLStage

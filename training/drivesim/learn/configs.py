@@ -96,6 +96,11 @@ class RLConfig(TrainConfig):
     path_top_k: int = 0  # RL over paths too: each sample draws its path among the lateral head's path_top_k most
     # likely anchors (their probabilities renormalised) and the anchor head learns with the speed head, so the
     # policy can learn to steer around what blocks it; 0: the top-1 path, frozen (only the speed learns)
+    path_search: bool = False  # with path_top_k K: every state's group is split evenly over its K anchors (group a
+    # multiple of K) instead of sampling them, each anchor's value Q(s, a) is the mean return of its samples, and
+    # the anchor head learns toward pi(a | s) x exp(Q(s, a) / path_eta) over the K (MPO's improved policy: where
+    # the paths tie it stays as it is); the speeds learn against each anchor's own mean
+    path_eta: float = 1.0  # temperature of path_search's target, in units of the batch's return spread
     w_progress: float = 10.0  # weight of the normalised progress reward
     w_imitation: float = 1.0  # weight of the negative L2 to the logged future
     eval_every: int = 10  # every N updates, the greedy policy on held-out start states (fixed; `heldout/*` in the

@@ -45,6 +45,12 @@ likely anchors (probabilities renormalised over them; the anchors' offsets as im
 anchor head learns with the longitudinal head, log pi(a, v | s) = log pi(a | s) + log pi(v | s, path_a), the KL to
 the imitation planner summed over both. Where the top-1 path runs into a parked car, a second anchor that swerves
 can win the group's advantage, so RL can learn to go around instead of stopping (re-planning alone did not).
+Sampled that way, the anchor head's own confidence keeps the other paths rare (1-4 % of the samples off the
+top-1 on the DAgger planner). `path_search` searches them instead: each state's group is split evenly over its K
+anchors, Q(s, a) is the mean return of anchor a's samples, the speeds' advantages are centred on their own
+anchor's Q, and the anchor head is fitted (cross-entropy) to q(a) ~ pi(a | s) exp(Q(s, a) / eta) over the K,
+the improved policy of MPO's E-step: where the paths tie, q is pi and nothing moves; where the top-1 collides and
+another anchor clears, q moves to the one that clears.
 
 Start states: uniformly from the training states, or with `critical` > 0 that fraction of every batch from the
 states where a logged agent comes within CRITICAL_GAP of the logged ego over the horizon (`critical_states`;
@@ -575,6 +581,11 @@ class RLStage:
                 raise ValueError(f"--path-top-k {cfg.path_top_k}: between 2 and the planner's {self.ncfg.num_anchors} "
                                  "anchors (0: the top-1 path, only the speed learns)")
             heads = (self.model.anchor_head, *heads)
+            if cfg.path_search and cfg.group % cfg.path_top_k:
+                raise ValueError(f"--path-search: --group {cfg.group} must be a multiple of --path-top-k "
+                                 f"{cfg.path_top_k} (each anchor gets group / K samples)")
+        elif cfg.path_search:
+            raise ValueError("--path-search needs --path-top-k K >= 2 (the anchors it splits each group over)")
         self.params = [p for m in heads for p in m.parameters()]
         for p in self.params:
             p.requires_grad_(True)
@@ -630,19 +641,27 @@ class RLStage:
             B = len(tok)
             use_log = torch.as_tensor(self.rng.random(B) < p_logged)
             if cfg.path_top_k:
-                top = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, logits.topk(cfg.path_top_k, 1).indices, True)
+                topi = logits.topk(cfg.path_top_k, 1).indices  # (B, K), most likely first
+                top = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, topi, True)
                 a_logp = self._anchor_logp(logits, top)
-                anc = (a_logp.argmax(1, keepdim=True).expand(B, G) if greedy
-                       else torch.distributions.Categorical(logits=a_logp).sample((G,)).T)  # (B, G)
+                search = cfg.path_search and not greedy
+                if greedy:
+                    anc = a_logp.argmax(1, keepdim=True).expand(B, G)
+                elif search:  # sample g follows anchor topi[:, g % K]: every anchor gets G / K samples
+                    anc = topi.repeat(1, G // cfg.path_top_k)
+                else:
+                    anc = torch.distributions.Categorical(logits=a_logp).sample((G,)).T  # (B, G)
                 path = paths[torch.arange(B)[:, None], anc]  # (B, G, Q, 2)
                 path = torch.where(use_log[:, None, None, None], b["path"][:, None].expand_as(path), path)
                 sl = self.model.speed_logits(tok, mask, path)  # (B, G, S)
                 act = sl.argmax(-1) if greedy else torch.distributions.Categorical(logits=sl).sample()  # (B, G)
                 learn = ~use_log[:, None]  # the anchor term counts where the policy chose the path
-                logp_old = (torch.log_softmax(sl, -1).gather(2, act[..., None])[..., 0]
-                            + torch.where(learn, a_logp.gather(1, anc), 0.0))
+                logp_old = torch.log_softmax(sl, -1).gather(2, act[..., None])[..., 0]
+                if not search:  # searched anchors are not drawn from the policy: their term is path_search's target
+                    logp_old = logp_old + torch.where(learn, a_logp.gather(1, anc), 0.0)
                 self._ref_logp = torch.log_softmax(self.ref.speed_logits(tok, mask, path), -1)
-                self._anchor = {"anc": anc, "top": top, "learn": learn, "top1": logits.argmax(1),
+                self._anchor = {"anc": anc, "top": top, "topi": topi, "learn": learn, "top1": logits.argmax(1),
+                                "search": search, "prior": a_logp.gather(1, topi),
                                 "ref": torch.log_softmax(self.ref.anchor_head(tok[:, 0]), -1)}
             else:
                 pred = paths[torch.arange(B), logits.argmax(1)]
@@ -667,8 +686,14 @@ class RLStage:
             a = self._anchor
             a_all = torch.log_softmax(self.model.anchor_head(scene[0][:, 0]), -1)  # (B, A), every anchor
             a_top = self._anchor_logp(self.model.anchor_head(scene[0][:, 0]), a["top"])
-            logp = (logp_all.gather(2, act[..., None])[..., 0]
-                    + torch.where(a["learn"], a_top.gather(1, a["anc"]), 0.0))
+            logp = logp_all.gather(2, act[..., None])[..., 0]
+            if a["search"]:  # cross-entropy to the improved anchor distribution, where the policy chose the path
+                ce = -(a["target"] * a_top.gather(1, a["topi"])).sum(-1)
+                learn = a["learn"][:, 0].float()
+                path_loss = (ce * learn).sum() / learn.sum().clamp(min=1.0)
+            else:
+                logp = logp + torch.where(a["learn"], a_top.gather(1, a["anc"]), 0.0)
+                path_loss = logp.sum() * 0
             ent = (-(logp_all.exp() * logp_all).sum(-1).mean()
                    - (a_top.exp() * a_top.masked_fill(~a["top"], 0.0)).sum(-1).mean())
             # KL to the imitation planner: over every anchor, plus the speed's at the sampled paths
@@ -678,6 +703,7 @@ class RLStage:
             sl = self.model.speed_logits(*scene, path[:, None])[:, 0]
             logp_all = torch.log_softmax(sl, -1)
             logp = logp_all.gather(1, act)
+            path_loss = logp.sum() * 0
             ent = -(logp_all.exp() * logp_all).sum(-1).mean()
             # KL(pi || pi_ref) to the imitation planner, GRPO's anchor against drifting off what the expert does
             kl_ref = (logp_all.exp() * (logp_all - ref)).sum(-1).mean() if ref is not None else logp_all.sum() * 0
@@ -688,7 +714,25 @@ class RLStage:
             pg = -(adv * logp).mean()
         kl = (logp_old - logp).mean()
         self._kl_ref = float(kl_ref.detach())
-        return pg - self.cfg.entropy * ent + self.cfg.kl_ref * kl_ref, ent, kl
+        return pg + path_loss - self.cfg.entropy * ent + self.cfg.kl_ref * kl_ref, ent, kl
+
+    def advantages(self, R: torch.Tensor) -> torch.Tensor:
+        """Group-centred advantages scaled by the batch's spread, not each group's own: a group whose samples
+        differ by a few centimetres of progress must not weigh as much as one where a speed collides. R (B, G).
+
+        With `path_search` the baseline is each anchor's own mean, Q(s, a) (a speed is judged against the other
+        speeds on its path), and the anchor head's target is the improved distribution over the K anchors,
+        q(a) proportional to pi(a | s) exp(Q(s, a) / (path_eta std(R))), stored for `loss`."""
+        a = self._anchor
+        if a is None or not a["search"]:
+            return (R - R.mean(1, keepdim=True)) / (R.std() + 1e-4)
+        B, G = R.shape
+        K = self.cfg.path_top_k
+        q = R.reshape(B, G // K, K).mean(1)  # (B, K): column k is anchor topi[:, k]
+        scale = R.std() + 1e-4
+        a["target"] = torch.softmax(a["prior"] + q / (self.cfg.path_eta * scale), -1)
+        a["q"] = q
+        return (R - q.repeat(1, G // K)) / scale
 
     def save(self):
         tmp = self.out / "ckpt.tmp.pt"
@@ -726,10 +770,7 @@ class RLStage:
             if cfg.hazards > 0:
                 inject_pedestrians(b, self.rng, cfg.hazards, self.fcfg)
             scene, path, act, logp_old, r, sps = self.rollout(b, p_logged)
-            R = torch.as_tensor(r["total"], dtype=torch.float32)
-            # group-centred advantages scaled by the batch's spread, not each group's own: a group whose samples
-            # differ by a few centimetres of progress must not weigh as much as one where a speed collides
-            adv = (R - R.mean(1, keepdim=True)) / (R.std() + 1e-4)
+            adv = self.advantages(torch.as_tensor(r["total"], dtype=torch.float32))
             for _ in range(cfg.ppo_epochs if cfg.algo == "ppo" else 1):
                 loss, ent, _ = self.loss(scene, path, act, logp_old, adv)
                 self.opt.zero_grad()
@@ -745,8 +786,11 @@ class RLStage:
                    **{f"reward/{k}": float(v.mean()) for k, v in r.items()}}
             if self._anchor is not None and bool(self._anchor["learn"].any()):  # how often the policy's sampled
                 # path is not the lateral head's top-1
-                a = self._anchor
-                row["path_not_top1"] = float((a["anc"] != a["top1"][:, None])[a["learn"][:, 0]].float().mean())
+                a, lrn = self._anchor, self._anchor["learn"][:, 0]
+                if a["search"]:  # the target's mass off the top-1 anchor (topi[:, 0])
+                    row["path_not_top1"] = float(1.0 - a["target"][lrn, 0].mean())
+                else:
+                    row["path_not_top1"] = float((a["anc"] != a["top1"][:, None])[lrn].float().mean())
             if cfg.eval_every > 0 and (self.update % cfg.eval_every == 0 or self.update == cfg.updates):
                 row.update({f"heldout/{k}": v for k, v in self.validate(cfg.eval_states).items()})
             self.history.append(row)
