@@ -153,6 +153,42 @@ def test_steering_disagreement_is_a_shadow_trigger_when_set():
         TakeoverConfig(deadline=float("nan"))
 
 
+def test_a_planner_that_stands_where_the_expert_drives_is_taken_over_when_stall_time_is_set():
+    """STALLED: the ego stands (0 m/s) and holds the brake while the expert would drive off (throttle 0.4); with
+    stall_time 1.0 the expert takes over on the tick 1.0 s after the first such tick (ticks of 0.05 s), not before.
+    A tick on which the expert brakes too (a red light) starts the count again; off (0) it never fires; a moving
+    ego never stalls."""
+    hold, ex_go, ex_wait = (0.0, 0.0, 1.0), (0.4, 0.0, 0.0), (0.0, 0.0, 1.0)
+    stood = scene_with([], ego_speed=0.0)
+    g = TakeoverGate(TakeoverConfig(stall_time=1.0), expert_offered=True)
+    ts = [round(0.05 * k, 2) for k in range(1, 40)]
+    fired = None
+    for t in ts:
+        d = tick(g, t, scene=stood, speed=0.0, cmd=hold, expert=ex_go)[-1]
+        if d.event is not None:
+            fired = d
+            break
+        assert d.controller == PLANNER, t
+    assert fired is not None and fired.t == pytest.approx(1.05)  # the count starts at 0.05: 1.0 s of standing
+    assert fired.event.cause is Cause.STALLED and fired.controller == EXPERT and fired.command == ex_go
+    assert "stood 1.00 s" in fired.event.detail
+    # the expert waits too at t = 0.5 (e.g. a red light): the count starts again at 0.55 and fires at 1.55
+    g = TakeoverGate(TakeoverConfig(stall_time=1.0), expert_offered=True)
+    causes = {}
+    for t in ts:
+        d = tick(g, t, scene=stood, speed=0.0, cmd=hold, expert=ex_wait if t == 0.5 else ex_go)[-1]
+        if d.event is not None:
+            causes[t] = d.event.cause
+            break
+    assert causes == {1.55: Cause.STALLED}
+    for cfg, scene in ((TakeoverConfig(), stood), (TakeoverConfig(stall_time=1.0), CLEAR)):
+        g = TakeoverGate(cfg, expert_offered=True)
+        assert all(tick(g, t, scene=scene, cmd=hold, expert=ex_go)[-1].controller == PLANNER for t in ts)
+        assert g.history == []
+    with pytest.raises(ValueError, match="stall_time"):
+        TakeoverConfig(stall_time=-1.0)
+
+
 R = 25.0  # [m] radius of the curve (turning towards +y, the ego's right)
 
 
@@ -322,3 +358,31 @@ def test_a_gate_that_never_triggers_changes_nothing(proc_town):
     idle = run_route(proc_town, spec, "rule", seed=0, background=False, gate=TakeoverGate())
     assert idle.record["meta"]["takeovers"]["count"] == 0
     assert idle.record["scores"] == plain.record["scores"] and idle.steps == plain.steps
+
+
+def test_a_driver_that_will_not_move_is_driven_by_stall_takeovers_in_the_closed_loop(proc_town):
+    """STALLED in the direct loop: the rule planner with an advisory speed cap of 0 (it never drives off) on an
+    empty procedural route, the expert in shadow mode. With stall_time 1.0 every takeover is STALLED, the first
+    at t = 1.0 s (the ego stands from the first tick, t = 0), and the expert's 2 s turns finish the route;
+    the collision triggers alone never hand over (nothing to hit) and the ego does not move."""
+    from drivesim.evaluation.runner import run_route
+    from drivesim.policies import make_policy
+    from drivesim.routes.generate import random_routes
+
+    spec = random_routes(proc_town, 1, seed=0, min_length=60.0)[0]
+
+    def run(stall):
+        driver = make_policy("rule", 1, g=proc_town)
+        driver.speed_cap = np.zeros(1)
+        return run_route(proc_town, spec, "expert", seed=0, background=False, driver=driver,
+                         gate=TakeoverGate(TakeoverConfig(stall_time=stall), expert_offered=True),
+                         expert=make_policy("expert", 1, g=proc_town))
+
+    on = run(1.0)
+    tk = on.record["meta"]["takeovers"]
+    assert tk["count"] >= 2 and set(tk["causes"]) == {"STALLED"}
+    assert tk["events"][0]["t"] == pytest.approx(1.0)  # measured: 18 takeovers at 1.0, 4.65, 8.3, ... s
+    assert on.record["scores"]["score_route"] == pytest.approx(100.0)
+    assert tk["metres"]["expert"] > 0.9 * tk["metres"]["planner"] + 50.0  # the expert drove it
+    off = run(0.0)
+    assert off.record["meta"]["takeovers"]["count"] == 0 and off.record["scores"]["score_route"] < 5.0

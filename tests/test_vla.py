@@ -19,6 +19,7 @@ from drivesim.vla.language import (
     commentary,
     decode,
     encode,
+    parse_commentary,
     precaution,
     prompts,
 )
@@ -99,7 +100,11 @@ def test_commentary_of_hand_built_scenes():
     t = _table([ped, around])
     assert precaution("PREDICTED_COLLISION", t, 0, H) == "careful : i must brake early for the pedestrian ahead ."
     assert precaution("STEER_DISAGREEMENT", t, 1, H) == "careful : i must steer left ."
-    from drivesim.vla.language import language_metrics, parse_commentary
+    stall = precaution("STALLED", t, 0, H)  # the ego stood where the expert drove off: go, and the advisory lets it
+    assert decode(encode(stall)) == stall and advisory(stall + " " + txt[0], 0.0) == ("proceed", -1.0)
+    assert advisory(precaution("LOW_TTC", t, 0, H) + " " + txt[0], 3.0) == ("slow_down", 3.0)
+    assert parse_commentary(stall + " " + txt[3])["precaution"] == "careful : i must go : the road is clear"
+    from drivesim.vla.language import language_metrics
 
     pre = "careful : i must brake early for the pedestrian ahead . " + txt[3]
     assert parse_commentary(pre) == {"precaution": "careful : i must brake early for the pedestrian ahead",

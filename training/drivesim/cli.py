@@ -307,7 +307,7 @@ def cmd_collect(a) -> int:
                         speed_noise=a.speed_noise, noise_rate=a.noise_rate, noise_duration=a.noise_duration,
                         driver=a.driver, driver_model=a.driver_model, branches=a.branches, takeover=a.takeover,
                         takeover_steer=a.takeover_steer, takeover_duration=a.takeover_duration,
-                        branch_every=a.branch_every, ray=a.ray, max_retries=a.max_retries,
+                        takeover_stall=a.takeover_stall, branch_every=a.branch_every, ray=a.ray, max_retries=a.max_retries,
                         route_timeout_s=a.route_timeout)
     try:
         idx = collect(cfg)
@@ -798,6 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s, TakeAD's)")
     q.add_argument("--takeover-duration", type=float, default=2.0,
                    help="a takeover lasts at least this long [s of sim time] (default: %(default)s)")
+    q.add_argument("--takeover-stall", type=float, default=0.0,
+                   help="the expert also takes over where the ego has stood this long [s] while it would drive "
+                        "(STALLED); 0: off (default: %(default)s)")
     q.add_argument("--branches", type=int, default=3,
                    help="counterfactual ego plans per branch point, the world model's reactivity data, 0: none "
                         "(default: %(default)s)")

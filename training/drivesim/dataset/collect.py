@@ -74,6 +74,8 @@ class CollectConfig:
     # gate and drives for takeover_duration when the driver's plan is about to fail or steers away from its own
     takeover_steer: float = 0.2  # steering disagreement that triggers a takeover (TakeAD's 0.2; 0: off)
     takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
+    takeover_stall: float = 0.0  # [s] the expert takes over where the ego has stood this long and it would drive
+    # (stack/takeover.py STALLED; 0: off)
     branches: int = 3  # counterfactual ego plans per branch point (0: none): target speeds 0, BRANCH_MAX, random
     branch_every: float = 1.0  # [s] between branch points
     notes: list[str] = field(default_factory=list)
@@ -256,7 +258,8 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     if cfg.takeover:  # shadow mode: the labelling expert is the one the gate hands the car to
         from ..stack.takeover import TakeoverConfig, TakeoverGate
 
-        gate = TakeoverGate(TakeoverConfig(steer_threshold=cfg.takeover_steer, duration=cfg.takeover_duration),
+        gate = TakeoverGate(TakeoverConfig(steer_threshold=cfg.takeover_steer, duration=cfg.takeover_duration,
+                                           stall_time=cfg.takeover_stall),
                             expert_offered=True)
     ep = run_route(g, spec, policy=labeller, seed=seed, max_agents=max_agents, observer=rec, driver=driver,
                    perturb=noise, gate=gate, expert=labeller if gate is not None else None)

@@ -49,6 +49,9 @@ class TakeADConfig:
     # is not in the policy's view, so imitating it there teaches the policy to stay stopped
     takeover_steer: float = 0.2  # steering difference that makes the expert take over (TakeAD's 0.2; 0: off)
     takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
+    takeover_stall: float = 0.0  # [s] the expert also takes over where the ego has stood this long and it would
+    # drive (STALLED; 0: off): the collision triggers alone hand over only where the policy is about to hit
+    # something, so the rounds learn caution only (measured: blocks rise as collisions fall)
     dagger_epochs: int = 1  # imitation epochs per round over the aggregated data
     dagger_scope: Literal["all", "latest"] = "all"  # the disengagement states DAgger and DPO train on: every round's
     # so far (DAgger's aggregation), or only this round's collection (each round corrects the current policy only)
@@ -285,7 +288,8 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
             one = collect(CollectConfig(routes=suite, out=data_dir, maps_dir=cfg.maps_dir, workers=cfg.workers,
                                         seed=cfg.seed + 1000 * r, b2d=False, driver="perlad", driver_model=onnx,
                                         takeover=True, takeover_steer=cfg.takeover_steer,
-                                        takeover_duration=cfg.takeover_duration, branches=0), log)
+                                        takeover_duration=cfg.takeover_duration,
+                                        takeover_stall=cfg.takeover_stall, branches=0), log)
             idx = {**one, "episodes": idx["episodes"] + one["episodes"]}
         eps = idx["episodes"]
         takeovers = sum(e["takeovers"]["count"] for e in eps)

@@ -14,7 +14,12 @@ A takeover is declared, at the tick of sim time t, when
    is not a takeover;
 4. INVALID_MESSAGE: a plan, scene or command with NaN or out-of-range values;
 5. STEER_DISAGREEMENT (shadow mode, off unless `steer_threshold` > 0; TakeAD uses 0.2): the expert's steering
-   differs from the planner's by more than the threshold.
+   differs from the planner's by more than the threshold;
+6. STALLED (shadow mode, off unless `stall_time` > 0; our addition): the ego has stood (under `moving_speed`) for
+   `stall_time` seconds of ticks in a row on which the expert would drive (its throttle above its brake). The
+   collision triggers only ever hand over where the planner is about to hit something, so the expert's takeovers
+   teach caution alone; a planner that stops behind a parked car or waits at a clear junction is failing too
+   (Bench2Drive's blocked infraction), and this is the takeover that shows it where to go.
 During a takeover (at least `duration` seconds of sim time, TakeAD's 2 s) the controller is the privileged
 expert when the simulator offers one, otherwise a safe stop: the minimal-risk manoeuvre (MRM). Control returns
 to the planner once the duration has passed and the planner's last command was valid and on time.
@@ -52,6 +57,7 @@ class Cause(enum.IntEnum):  # drive_stack_msgs/TakeoverEvent CAUSE_* values
     MISSED_DEADLINE = 2
     INVALID_MESSAGE = 3
     STEER_DISAGREEMENT = 4
+    STALLED = 5
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class TakeoverConfig:
     expert_wait: float = 0.1  # [s wall] under a takeover, how long to wait for the expert before a safe stop
     planner_ok_window: float = 0.151  # [s sim] the planner is healthy if it answered one of the last 3 ticks
     steer_threshold: float = 0.0  # shadow trigger: |steer_expert - steer_planner| > this (0: off; TakeAD uses 0.2)
+    stall_time: float = 0.0  # [s sim] shadow trigger: the ego has stood this long while the expert would drive (0: off)
     mrm_decel: float = 3.0  # [m/s^2] the safe stop's comfortable deceleration (minimal-risk manoeuvre)
     mrm_jerk: float = 5.0  # [m/s^3] the safe stop's deceleration changes at most this fast (full brake, when
     # the time-to-collision needs it, at once)
@@ -78,9 +85,10 @@ class TakeoverConfig:
             if not (isinstance(v, int | float) and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
                 raise ValueError(f"TakeoverConfig.{name} = {v!r}: expected a {'non-negative' if zero_ok else 'positive'}"
                                  " number")
-        if not (np.isfinite(self.steer_threshold) and self.steer_threshold >= 0):
-            raise ValueError(f"TakeoverConfig.steer_threshold = {self.steer_threshold!r}: expected a non-negative "
-                             "number (0: off)")
+        for name in ("steer_threshold", "stall_time"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and np.isfinite(v) and v >= 0):
+                raise ValueError(f"TakeoverConfig.{name} = {v!r}: expected a non-negative number (0: off)")
 
 
 @dataclass
@@ -309,6 +317,7 @@ class TakeoverGate:
         self._mrm_t: float | None = None  # the tick of the last MRM command (its ramp continues from there)
         self._mrm_decel = 0.0  # the deceleration it asked for then [m/s^2]
         self._lateral = PIDController(1, dt=DT)  # the deployed controller's lateral part steers the MRM
+        self._stall_since: float | None = None  # the first of the ticks in a row the ego stood and the expert drove
 
     @property
     def history(self) -> list[Takeover]:
@@ -393,6 +402,8 @@ class TakeoverGate:
                     and abs(ex[1] - float(steer)) > self.cfg.steer_threshold:
                 new = self.logic.declare(t, Cause.STEER_DISAGREEMENT, f"expert steers {ex[1]:+.2f}, planner "
                                          f"{float(steer):+.2f} (threshold {self.cfg.steer_threshold})", float("inf"))
+            if new is None:
+                new = self._stalled(t, scene, ex)
             if new is not None:
                 self._unannounced = new
                 return self._takeover_now(t)
@@ -413,6 +424,24 @@ class TakeoverGate:
         if waited > self.cfg.deadline and (self.ready or self.last_ok_t > -np.inf):
             return self._takeover(t, Cause.MISSED_DEADLINE, f"no planner command {self.cfg.deadline:.2f} s after the tick")
         return None
+
+    def _stalled(self, t: float, scene: PerceivedScene | None, ex: tuple[float, float, float] | None) -> Takeover | None:
+        """STALLED (the module docstring): counts the ticks in a row on which the ego stands and the expert would
+        drive; the takeover once they span `stall_time`."""
+        if self.cfg.stall_time <= 0:
+            return None
+        standing = scene is not None and float(scene.ego_speed[0]) < self.cfg.moving_speed
+        if not (standing and ex is not None and ex[0] > ex[2] and ex[0] > 0.0):
+            self._stall_since = None
+            return None
+        if self._stall_since is None:
+            self._stall_since = t
+        stood = t - self._stall_since
+        if stood < self.cfg.stall_time - 1e-6:
+            return None
+        self._stall_since = None
+        return self.logic.declare(t, Cause.STALLED, f"stood {stood:.2f} s where the expert drives (throttle "
+                                  f"{ex[0]:.2f}; stall_time {self.cfg.stall_time})", float("inf"))
 
     # ------------------------------------------------------------------ decisions
     def _takeover(self, t: float, cause: Cause, detail: str, ttc: float = float("inf")) -> Decision | None:

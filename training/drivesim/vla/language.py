@@ -184,6 +184,9 @@ def commentary(s: dict, history: int = 4) -> list[str]:
     return out
 
 
+STALL_PRECAUTION = "careful : i must go : the road is clear ."  # before a STALLED takeover: the ego stood
+
+
 def precaution(cause: str, s: dict, i: int, history: int = 4) -> str:
     """The pre-takeover prefix for sample i of table `s` before a takeover of `cause` (its name): what the expert
     did when it took over and why (see the module doc)."""
@@ -197,6 +200,8 @@ def precaution(cause: str, s: dict, i: int, history: int = 4) -> str:
             j = int(np.argmin(np.where(am, np.hypot(x, y), np.inf)[0]))
             return f"careful : i must brake early for the {KIND_WORDS[int(kind[0, j])]} ahead ."
         return "careful : i must brake early ."
+    if cause == "STALLED":
+        return STALL_PRECAUTION
     return "careful : i must slow down ."
 
 
@@ -204,6 +209,8 @@ def advisory(text: str, speed: float) -> tuple[str, float]:
     """(advisory, speed cap [m/s], negative = none) from a commentary and the speed the model chose."""
     if text.startswith(("i stop", "i stay stopped")):
         return "stop", 0.0
+    if text.startswith(STALL_PRECAUTION.removesuffix(" .")):  # the stall takeover's precaution: drive off
+        return "proceed", -1.0
     if text.startswith(("i slow down", "careful")):
         return "slow_down", max(float(speed), 0.0)
     return "proceed", -1.0
