@@ -11,3 +11,13 @@ run() { $DS train takead --data $T/data_p1 --init models/il/planner.onnx --eval-
         --seed 0 --resume --out "$T/recipe_il/$1" "${@:2}"; }
 run A --routes $T/suite_p2.xml "${A[@]}"
 run C --routes $T/suite_p2.xml,$T/suite_p4.xml,$T/suite_p6.xml "${A[@]}"
+# Session 20: collision/TTC takeovers only (--takeover-steer 0), same screen (2 rounds, seed 0, Proc3):
+#   S0: A without the steering trigger
+#   S1: S0 with 3 DAgger epochs at lr 3e-5 (A moves the planner by ~4 DAgger steps a round)
+#   (S1, C2, S2 ran with --no-measure-final)
+#   C2: A without the steering trigger, takeovers on Proc2 + Proc4 + Proc6, --drop-waiting
+#   S2: S0 with the stall trigger (--takeover-stall 2.0: the expert also takes over where the ego stood 2 s)
+run S0 --routes $T/suite_p2.xml --takeover-steer 0 "${A[@]}"
+run S1 --routes $T/suite_p2.xml --takeover-steer 0 --lr 3e-5 --dagger-epochs 3 --dpo-lr 1e-5 --w-nll 0 --no-aggregate-base
+run C2 --routes $T/suite_p2.xml,$T/suite_p4.xml,$T/suite_p6.xml --takeover-steer 0 "${A[@]}" --drop-waiting
+run S2 --routes $T/suite_p2.xml --takeover-steer 0 --takeover-stall 2.0 "${A[@]}"
