@@ -3,8 +3,9 @@
 Each round r = 1..R:
 1. the current planner (exported to ONNX) drives the training suites in the pseudo-simulator while the expert
    watches through the takeover gate (`collect --takeover`: predicted collision, low TTC, steering more than
-   `takeover_steer` away from the expert's; the expert drives for `takeover_duration`); every frame is labelled
-   with the expert's plan, and says who drove;
+   `takeover_steer` away from the expert's, and with `takeover_stall` the ego standing that long where the
+   expert drives; the expert drives for `takeover_duration`); every frame is labelled with the expert's plan,
+   and says who drove;
 2. DAgger: `dagger_epochs` of imitation on the data so far (the base dataset and every round's disengagement
    states: the frames the expert drove and the `pre_takeover` seconds before each takeover);
 3. DPO: `dpo_epochs` of direct preference optimisation on the disengagement states, the expert's action preferred
