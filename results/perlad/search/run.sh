@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # issue 18, session 20: pipeline end to end, then RL variants from its DAgger planner / world model / states; Proc3 + Proc4 validation
+# (the TakeAD screen C2 it waits for: results/takead/recipe_il_screen.sh)
 set -uo pipefail
 cd /work/wt_s20
 export PYTHONPATH=/work/wt_s20/training PYTHONWARNINGS=ignore DS=/work/main/.venv/bin/drive-stack
@@ -28,5 +29,5 @@ rl() {  # rl NAME ARGS...
 }
 rl search3 --path-top-k 3 --path-search --group 6
 rl ptk3 --path-top-k 3
-rl search2 --path-top-k 2 --path-search --group 4
-rl kl01 --kl-ref 0.1
+# not run (stopped for time): rl search2 --path-top-k 2 --path-search --group 4
+# not run (stopped for time): rl kl01 --kl-ref 0.1
