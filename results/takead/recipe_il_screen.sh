@@ -18,6 +18,7 @@ run C --routes $T/suite_p2.xml,$T/suite_p4.xml,$T/suite_p6.xml "${A[@]}"
 #   C2: A without the steering trigger, takeovers on Proc2 + Proc4 + Proc6, --drop-waiting
 #   S2: S0 with the stall trigger (--takeover-stall 2.0: the expert also takes over where the ego stood 2 s)
 #   held-out check of S2 round 1: results/takead/stall_S2_heldout.json
+#   training seed 1: run S2_t1 ... --seed 1 --rounds 1 (results/takead/recipe_il_S2_t1.takead.json)
 run S0 --routes $T/suite_p2.xml --takeover-steer 0 "${A[@]}"
 run S1 --routes $T/suite_p2.xml --takeover-steer 0 --lr 3e-5 --dagger-epochs 3 --dpo-lr 1e-5 --w-nll 0 --no-aggregate-base
 run C2 --routes $T/suite_p2.xml,$T/suite_p4.xml,$T/suite_p6.xml --takeover-steer 0 "${A[@]}" --drop-waiting
