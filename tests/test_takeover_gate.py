@@ -181,6 +181,17 @@ def test_a_planner_that_stands_where_the_expert_drives_is_taken_over_when_stall_
             causes[t] = d.event.cause
             break
     assert causes == {1.55: Cause.STALLED}
+    # another takeover (an invalid command at 0.5 s; the expert drives 2 s) starts the count again: the planner's
+    # first tick back is 2.5 s, so the stall fires at 3.5 s, not at once (before the fix: at 2.5 s)
+    g = TakeoverGate(TakeoverConfig(stall_time=1.0), expert_offered=True)
+    events = {}
+    for t in [round(0.05 * k, 2) for k in range(1, 80)]:
+        for d in tick(g, t, scene=stood, speed=0.0, cmd=(float("nan"), 0.0, 0.0) if t == 0.5 else hold, expert=ex_go):
+            if d.event is not None:
+                events[t] = d.event.cause
+        if Cause.STALLED in events.values():
+            break
+    assert events == {0.5: Cause.INVALID_MESSAGE, 3.5: Cause.STALLED}
     for cfg, scene in ((TakeoverConfig(), stood), (TakeoverConfig(stall_time=1.0), CLEAR)):
         g = TakeoverGate(cfg, expert_offered=True)
         assert all(tick(g, t, scene=scene, cmd=hold, expert=ex_go)[-1].controller == PLANNER for t in ts)

@@ -426,8 +426,8 @@ class TakeoverGate:
         return None
 
     def _stalled(self, t: float, scene: PerceivedScene | None, ex: tuple[float, float, float] | None) -> Takeover | None:
-        """STALLED (the module docstring): counts the ticks in a row on which the ego stands and the expert would
-        drive; the takeover once they span `stall_time`."""
+        """STALLED (the module docstring): counts the planner's ticks in a row on which the ego stands and the expert
+        would drive (any takeover starts the count again); the takeover once they span `stall_time`."""
         if self.cfg.stall_time <= 0:
             return None
         standing = scene is not None and float(scene.ego_speed[0]) < self.cfg.moving_speed
@@ -469,6 +469,8 @@ class TakeoverGate:
         self.drove[controller] += 1
         if controller != SAFE_STOP:  # the planner or the expert drives: no manoeuvre
             self.mrm, self._mrm_t = Mrm(), None
+        if controller != PLANNER:  # STALLED counts the planner's own ticks only
+            self._stall_since = None
         return Decision(t, cmd, controller, ev, self.mrm)
 
     # ------------------------------------------------------------------ the minimal-risk manoeuvre
