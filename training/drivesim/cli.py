@@ -114,7 +114,7 @@ def cmd_eval(a) -> int:
                      route_ids=a.route_ids.split(",") if a.route_ids else None, workers=a.workers,
                      resume=a.resume, seed=a.seed, route_timeout_s=a.route_timeout, fault=a.fault,
                      render_failures=a.render_failures, ray=a.ray, max_retries=a.max_retries,
-                     perception=a.perception, gnss_noise=a.gnss_noise)
+                     perception=a.perception, gnss_noise=a.gnss_noise, check=a.check)
     try:
         s = evaluate(cfg)
     except RayMissing as e:
@@ -726,6 +726,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--gnss-noise", type=float, default=None, metavar="DEG",
                    help="--perception sensors: the GNSS noise standard deviation in degrees (default: the "
                         "Leaderboard's 5e-6, about 0.56 m; 0: none)")
+    q.add_argument("--check", type=float, default=0.0, metavar="SECONDS",
+                   help="learned planners: check the network's best (path, speed) candidate against the perceived "
+                        "agents (constant velocity) over this horizon and drive the best-scored safe one instead "
+                        "when it collides (policies/learned.py CandidateCheck; default: off)")
     ray_args(q)
     q.add_argument("--fault", default=None, help=argparse.SUPPRESS)  # testing aid: crash|hang|exit:<route_id>
     q.set_defaults(fn=cmd_eval)

@@ -14,6 +14,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..maps import MapError, TownLoader
 from ..metrics.bench2drive import (
     STATUS_AGENT_CRASHED,
@@ -22,7 +24,7 @@ from ..metrics.bench2drive import (
     global_record,
     summarize,
 )
-from ..policies import UnknownPolicy, check_policy, make_policy
+from ..policies import LEARNED, UnknownPolicy, check_policy, make_policy
 from ..routes.xml import RouteError, RouteSpec, parse_routes
 from .dispatch import dispatch, import_ray
 from .report import render_failures, write_report
@@ -49,6 +51,7 @@ class EvalConfig:
     perception: str = "privileged"  # privileged: the simulator's ego pose; sensors: GNSS (CARLA's noise) + IMU +
     # speedometer, filtered (sim/localization.py), as the stack's perception:=sensors
     gnss_noise: float | None = None  # [deg] sensors: the GNSS noise (default the Leaderboard's 5e-6; 0: none)
+    check: float = 0.0  # [s] learned planners: the candidate check's horizon (policies/learned.py CandidateCheck; 0: off)
 
 
 def _atomic_write(path: Path, obj) -> None:
@@ -127,7 +130,10 @@ def _run_route(spec: RouteSpec, index: int, cfg: EvalConfig) -> tuple[str, objec
             time.sleep(1e6)
         loader = TownLoader(cfg.maps_dir)
         g = loader.load(spec.town)
-        pol = make_policy(cfg.policy, 1, g=g, **({"model": cfg.model} if cfg.model else {}))
+        kw = {"model": cfg.model} if cfg.model else {}
+        if cfg.check > 0:
+            kw["check"] = cfg.check
+        pol = make_policy(cfg.policy, 1, g=g, **kw)
         perception = {"perception": cfg.perception}
         if cfg.perception == "sensors":
             from ..sim.localization import geo_reference
@@ -143,6 +149,9 @@ def _run_route(spec: RouteSpec, index: int, cfg: EvalConfig) -> tuple[str, objec
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
     """Run the evaluation described by cfg; returns the summary (also written to cfg.out/summary.json)."""
+    if cfg.check < 0 or not np.isfinite(cfg.check) or (cfg.check > 0 and cfg.policy not in LEARNED):
+        raise ValueError(f"--check {cfg.check}: the candidate check is a horizon in seconds (> 0) for the learned "
+                         f"planners ({', '.join(LEARNED)}), not for --policy {cfg.policy}")
     model = check_policy(cfg.policy, cfg.model)  # fail fast: unknown policy, missing model, a file that is no planner
     if model is not None:
         log(f"policy {cfg.policy}: model {model['path']} (sha256 {model['sha256'][:16]})")
@@ -219,7 +228,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     summary = summarize(records, total_routes=total, skipped=skipped, notes=notes)
     # what a non-privileged policy localised with: the simulator's pose (privileged) or GNSS + IMU + speedometer
     summary.update({"policy": cfg.policy, "model": model, "routes_file": str(cfg.routes), "seed": cfg.seed,
-                    "perception": cfg.perception})
+                    "perception": cfg.perception, **({"check": cfg.check} if cfg.check > 0 else {})})
     _atomic_write(out / "summary.json", summary)
     renders = {}
     if cfg.render_failures > 0:

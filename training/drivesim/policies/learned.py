@@ -16,6 +16,7 @@ recorded by every run.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..models.paths import extend_path
 from ..sim.control import PIDController
 from ..sim.perception import PerceivedScene
 from ..sim.world import Controls
+from .check import collision_times
 from .rule import Plan, capped
 
 LEARNED = ("il", "perlad", "perlad_logreplay", "takead")
@@ -32,6 +34,44 @@ REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
 PLANNER_OUTPUTS = ("anchor_logits", "paths", "speed_logits")
+
+
+@dataclass(frozen=True)
+class CandidateCheck:
+    """The learned planner's candidate check (off unless `horizon` > 0). The network scores path anchors and,
+    per anchor, target speeds; plain decoding drives the best anchor at its best speed. With the check, that
+    candidate drives only if the ego following it for `horizon` seconds does not run into a perceived agent
+    moving at constant velocity (`policies.check.collision_times`; the speed goes from the ego's current one to
+    the target at `accel` / `decel` along the path). Otherwise the best-scored safe candidate among the `top_k`
+    anchors and all their speeds drives (score: log p(anchor) + log p(speed | anchor)); when none is safe, the
+    one that collides latest, the slowest of those (the best-scored among equals). What the network proposes still decides where
+    and how fast to drive; the check only vetoes what a constant-velocity forecast says will hit something."""
+
+    horizon: float = 0.0  # [s] 0: off (plain decoding)
+    top_k: int = 6  # anchors considered (by their probability)
+    dt: float = 0.1  # [s] of the check's time steps
+    accel: float = 2.0  # [m/s^2] towards a higher target speed
+    decel: float = 4.0  # [m/s^2] towards a lower one
+    moving_speed: float = 0.5  # [m/s] the ego counts as moving above this (a standing ego does not collide)
+
+    def __post_init__(self):
+        for name in ("horizon", "dt", "accel", "decel", "moving_speed"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and np.isfinite(v) and v >= 0 and (v > 0 or name == "horizon")):
+                raise ValueError(f"CandidateCheck.{name} = {v!r}: expected a {'non-negative' if name == 'horizon' else 'positive'} number")
+        if not (isinstance(self.top_k, int) and self.top_k >= 1):
+            raise ValueError(f"CandidateCheck.top_k = {self.top_k!r}: expected an integer >= 1")
+
+
+def ramp_profiles(paths: np.ndarray, v0: float, targets: np.ndarray, accel: float, decel: float) -> np.ndarray:
+    """(C, P) the speed at each point of paths (C, P, 2) (ego frame) going from v0 at the ego to targets (C,)
+    at constant acceleration `accel` (speeding up) or deceleration `decel` (slowing down)."""
+    seg = np.linalg.norm(np.diff(np.concatenate([np.zeros_like(paths[:, :1]), paths], 1), axis=1), axis=-1)
+    d = np.cumsum(seg, 1)
+    t = np.asarray(targets, np.float64)[:, None]
+    up = np.minimum(np.sqrt(v0 * v0 + 2 * accel * d), t)
+    down = np.maximum(np.sqrt(np.maximum(v0 * v0 - 2 * decel * d, 0.0)), t)
+    return np.where(t >= v0, up, down)
 
 
 class ModelError(ValueError):
@@ -110,7 +150,8 @@ class LearnedPolicy:
     model_id: dict | None = None  # {'path', 'sha256'} of the planner file (set when loaded)
 
     def __init__(self, num_envs: int, g=None, name: str = "il", model: str | None = None, backend: str = "auto",
-                 dt: float = 0.05):
+                 dt: float = 0.05, check: CandidateCheck | float | None = None):
+        """check: the candidate check (`CandidateCheck`, or its horizon in seconds; None / 0: plain decoding)."""
         from ..models.runtime import InferenceModel
 
         if g is None:
@@ -128,6 +169,8 @@ class LearnedPolicy:
         self.features = FeatureBuilder(g, num_envs, self.fcfg)
         self.speeds = np.asarray(man["speeds_m_s"], float)
         self.ctl = PIDController(num_envs, dt=dt)
+        self.check = check if isinstance(check, CandidateCheck) else CandidateCheck(horizon=float(check or 0.0))
+        self.vetoed = np.zeros(num_envs, np.int64)  # ticks on which the check replaced the plain decoding
         self.steps = 0
         self.status = [""] * num_envs
         self.last = None
@@ -146,11 +189,39 @@ class LearnedPolicy:
         for e in range(self.E):
             out = self.net({k: v[e:e + 1] for k, v in inputs.items()})
             a = int(np.argmax(out["anchor_logits"][0]))
+            k = int(np.argmax(out["speed_logits"][0, a]))
+            veto = ""
+            if self.check.horizon > 0:
+                a2, k2, veto = self.checked(scene, e, out, a, k)
+                self.vetoed[e] += (a2, k2) != (a, k)
+                a, k = a2, k2
             paths.append(out["paths"][0, a])
-            speeds.append(self.speeds[int(np.argmax(out["speed_logits"][0, a]))])
-            self.status[e] = f"anchor {a}, speed {speeds[-1]:.1f} m/s"
+            speeds.append(self.speeds[k])
+            self.status[e] = f"anchor {a}, speed {speeds[-1]:.1f} m/s{veto}"
         self.steps += 1
         return np.asarray(paths, np.float64), np.asarray(speeds), out
+
+    def checked(self, scene: PerceivedScene, e: int, out: dict, a: int, k: int) -> tuple[int, int, str]:
+        """The candidate check (`CandidateCheck`) of env e's network outputs `out`, whose plain decoding is
+        anchor a at speed index k: (anchor, speed index, status note)."""
+        c, v0 = self.check, float(scene.ego_speed[e])
+        paths = extend_path(np.asarray(out["paths"][0], np.float64))  # (A, P, 2)
+        prof = lambda ai, ki: ramp_profiles(paths[ai], v0, self.speeds[ki], c.accel, c.decel)  # noqa: E731
+        first = collision_times(scene, paths[[a]], prof([a], [k]), c.horizon, c.dt, c.moving_speed, e)
+        if not np.isfinite(first[0]):
+            return a, k, ""
+        la = out["anchor_logits"][0].astype(np.float64)
+        la = la - np.logaddexp.reduce(la)
+        ls = out["speed_logits"][0].astype(np.float64)
+        ls = ls - np.logaddexp.reduce(ls, axis=1, keepdims=True)
+        top = np.argsort(-la, kind="stable")[:c.top_k]
+        ai, ki = np.repeat(top, len(self.speeds)), np.tile(np.arange(len(self.speeds)), len(top))
+        when = collision_times(scene, paths[ai], prof(ai, ki), c.horizon, c.dt, c.moving_speed, e)
+        score = la[ai] + ls[ai, ki]
+        # the latest collision (inf: none), then (among the colliding ones) the lowest speed, then the best score
+        best = int(np.lexsort((score, np.where(np.isfinite(when), -self.speeds[ki], 0.0), when))[-1])
+        note = "; every candidate does" if np.isfinite(when[best]) else ""
+        return int(ai[best]), int(ki[best]), f" (checked: anchor {a} at {self.speeds[k]:.1f} m/s collides in {first[0]:.1f} s{note})"
 
     def act(self, scene: PerceivedScene, truth=None) -> tuple[Controls, Plan]:
         path, target, _ = self.plan(scene)

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import obb_overlap
+from ..policies.check import collision_times
 from ..sim.control import PIDController
 from ..sim.dynamics import DEFAULT_VEHICLE, brake_for_decel
 from ..sim.perception import PerceivedScene
@@ -124,38 +125,14 @@ def predicted_collision(scene: PerceivedScene, path: np.ndarray, speed_profile: 
                         e: int = 0) -> tuple[bool, float]:
     """Does the ego, moving along `path` (P, 2; ego frame) at the plan's speed profile (P,) [m/s at each path
     point], overlap an agent (constant velocity) within the horizon while still moving? Agents already
-    overlapping now are not counted (that collision happened). Returns (collides, time of first overlap [s])."""
-    a, valid = scene.agents[e], scene.agents_valid[e]
-    if not valid.any() or len(path) < 2:
+    overlapping now are not counted (that collision happened). Returns (collides, time of first overlap [s]).
+    The check is `policies.check.collision_times`, the one the learned planner runs on its candidates."""
+    path = np.asarray(path, np.float64)
+    if len(path) < 2:
         return False, float("inf")
-    pts = np.concatenate([[[0.0, 0.0]], path])
-    prof = np.concatenate([[scene.ego_speed[e]], np.broadcast_to(speed_profile, (len(path),))])
-    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
-    # integrate ds = v(s) dt along the path
-    steps = int(round(cfg.horizon / cfg.horizon_dt))
-    s = np.zeros(steps)
-    v = np.zeros(steps)
-    sk = 0.0
-    for k in range(steps):
-        vk = float(np.interp(sk, cum, prof))
-        sk = min(sk + vk * cfg.horizon_dt, cum[-1])
-        s[k], v[k] = sk, vk
-    ts = cfg.horizon_dt * np.arange(1, steps + 1)
-    ex = np.interp(s, cum, pts[:, 0])
-    ey = np.interp(s, cum, pts[:, 1])
-    k = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1)
-    d = np.diff(pts, axis=0)[k]
-    eyaw = np.arctan2(d[:, 1], d[:, 0])
-    ax = a[None, :, 0] + a[None, :, 3] * np.cos(a[None, :, 2]) * ts[:, None]
-    ay = a[None, :, 1] + a[None, :, 3] * np.sin(a[None, :, 2]) * ts[:, None]
-    hit = obb_overlap(ex[:, None], ey[:, None], eyaw[:, None], DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width,
-                      ax, ay, a[None, :, 2], a[None, :, 4], a[None, :, 5]) & valid[None]
-    now = obb_overlap(0.0, 0.0, 0.0, DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width, a[:, 0], a[:, 1], a[:, 2],
-                      a[:, 4], a[:, 5]) & valid
-    hit &= ~now[None] & (v[:, None] > cfg.moving_speed)
-    rows = np.flatnonzero(hit.any(axis=1))
-    return (True, float(ts[rows[0]])) if len(rows) else (False, float("inf"))
+    when = float(collision_times(scene, path[None], np.broadcast_to(speed_profile, (len(path),))[None],
+                                 cfg.horizon, cfg.horizon_dt, cfg.moving_speed, e)[0])
+    return bool(np.isfinite(when)), when
 
 
 def invalid_fields(values: dict[str, np.ndarray | float]) -> list[str]:

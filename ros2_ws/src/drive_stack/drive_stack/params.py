@@ -68,6 +68,8 @@ class PlannerParams(NodeParams):
     max_agents: int = 64  # agent slots of the scene (ego included)
     honour_advisory: bool = False  # cap the target speed by the reasoning node's advisory (/drive_stack/reasoning)
     advisory_ttl: float = 1.0  # [s sim time] an advisory older than this (by its scene's stamp) no longer caps
+    check: float = 0.0  # [s] learned planners (il, perlad, perlad_logreplay, takead): the candidate check's horizon
+    # (drivesim.policies.learned.CandidateCheck, as `drive-stack eval --check`; 0: off)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,90 @@
+"""The learned planner's candidate check (policies/learned.py CandidateCheck, policies/check.py collision_times):
+hand-built scenes and network outputs with known answers."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from drivesim.policies.check import collision_times
+from drivesim.policies.learned import CandidateCheck, LearnedPolicy, ramp_profiles
+from drivesim.stack.takeover import TakeoverConfig, predicted_collision
+from test_stack_lib import CAR, scene_with
+
+SPEEDS = np.arange(13.0)  # the committed planners' target speeds [m/s]
+STRAIGHT = np.stack([np.arange(2.0, 13.0, 2.0), np.zeros(6)], 1)  # 6 points, 2 m apart
+LEFT = STRAIGHT.copy()
+LEFT[:, 1] = [-1.0, -2.5, -3.5, -3.5, -3.5, -3.5]  # y to the right: negative is the lane on the left
+
+
+def outputs(anchor_p, speed_idx, paths=(STRAIGHT, LEFT)):
+    """Network outputs of a 2-anchor planner: anchor probabilities, and per anchor a speed distribution peaked
+    (p 0.9) at speed_idx[a] with the rest spread evenly."""
+    ls = np.full((1, len(paths), len(SPEEDS)), np.log(0.1 / 12))
+    for a, k in enumerate(speed_idx):
+        ls[0, a, k] = np.log(0.9)
+    return {"anchor_logits": np.log(np.asarray(anchor_p, np.float64))[None], "paths": np.asarray(paths)[None],
+            "speed_logits": ls}
+
+
+def checked(scene, out, horizon=2.0):
+    pol = SimpleNamespace(check=CandidateCheck(horizon=horizon), speeds=SPEEDS)
+    a = int(np.argmax(out["anchor_logits"][0]))
+    return LearnedPolicy.checked(pol, scene, 0, out, a, int(np.argmax(out["speed_logits"][0, a])))
+
+
+def test_collision_times_of_many_candidates_match_the_single_plan_check():
+    parked = scene_with([(15.0, 0.0, 0.0, 0.0, *CAR)], ego_speed=8.0)
+    path = np.stack([np.arange(1, 40, dtype=float), np.zeros(39)], 1)
+    swerve = np.stack([np.arange(1, 40, dtype=float), np.full(39, 4.0)], 1)
+    swerve[:3, 1] = [1.0, 2.0, 3.0]
+    paths = np.stack([path, path, swerve])
+    profiles = np.stack([np.full(39, 8.0), np.zeros(39), np.full(39, 8.0)])
+    when = collision_times(parked, paths, profiles, horizon=2.0)
+    cfg = TakeoverConfig(horizon=2.0)
+    single = [predicted_collision(parked, p, v, cfg)[1] for p, v in zip(paths, profiles, strict=True)]
+    assert when.tolist() == single
+    # the front bumper reaches the parked car's rear (15 - 2.3 - 2.45 = 10.25 m) at 8 m/s: 1.3 s; the others never
+    assert when[0] == pytest.approx(1.3) and np.isinf(when[1:]).all()
+
+
+def test_ramp_profiles_brake_and_accelerate_at_the_given_rates():
+    path = np.stack([np.arange(1.0, 21.0), np.zeros(20)], 1)[None].repeat(2, 0)
+    prof = ramp_profiles(path, 8.0, np.array([0.0, 12.0]), accel=2.0, decel=4.0)
+    assert prof[0, 3] == pytest.approx(np.sqrt(64 - 2 * 4 * 4))  # 4 m on: v^2 = v0^2 - 2 b d
+    assert prof[0, 7] == 0.0 and prof[0, 19] == 0.0  # stopped after 8 m
+    assert prof[1, 9] == pytest.approx(np.sqrt(64 + 2 * 2 * 10)) and prof[1, 19] == 12.0
+
+
+def test_a_clear_road_keeps_the_networks_choice():
+    assert checked(scene_with([], ego_speed=8.0), outputs([0.8, 0.2], [8, 8]))[:2] == (0, 8)
+    oncoming = scene_with([(40.0, -3.5, np.pi, 8.0, *CAR)], ego_speed=8.0)  # next lane, passes us
+    assert checked(oncoming, outputs([0.8, 0.2], [8, 8]))[:2] == (0, 8)
+
+
+def test_a_parked_car_on_the_best_path_makes_it_drive_around_or_stop():
+    parked = scene_with([(14.0, 0.0, 0.0, 0.0, *CAR)], ego_speed=8.0)
+    a, k, note = checked(parked, outputs([0.8, 0.2], [8, 8]))
+    assert (a, k) == (1, 8) and "anchor 0 at 8.0 m/s collides" in note  # the left path at its own best speed
+    # the left lane is taken too (a car standing there): no path is free at speed; the best-scored candidate
+    # that stops in time is the straight anchor slowed down (from 8 m/s at 4 m/s^2 the ego stops in 8 m, its
+    # front 10.3 m short of the parked car at speeds up to the ones that keep it out of reach in 2 s)
+    both = scene_with([(14.0, 0.0, 0.0, 0.0, *CAR), (14.0, -3.5, 0.0, 0.0, *CAR)], ego_speed=8.0)
+    a, k, note = checked(both, outputs([0.8, 0.2], [8, 8]))
+    assert a == 0 and k < 8 and "every candidate" not in note
+    when = collision_times(both, STRAIGHT[None], ramp_profiles(STRAIGHT[None], 8.0, SPEEDS[[k]], 2.0, 4.0), 2.0)
+    assert np.isinf(when[0])
+
+
+def test_when_every_candidate_collides_the_latest_collision_drives():
+    # a car 4 m ahead of our bumper closing at 10 m/s head-on in our lane and one in the left lane: nothing avoids
+    # them; braking hardest on the best anchor postpones the contact longest
+    scene = scene_with([(9.0, 0.0, np.pi, 10.0, *CAR), (9.0, -3.5, np.pi, 10.0, *CAR)], ego_speed=8.0)
+    a, k, note = checked(scene, outputs([0.8, 0.2], [8, 8]))
+    assert k == 0 and "every candidate does" in note
+
+
+def test_the_check_validates_its_settings():
+    with pytest.raises(ValueError, match="horizon"):
+        CandidateCheck(horizon=-1.0)
+    with pytest.raises(ValueError, match="top_k"):
+        CandidateCheck(horizon=1.0, top_k=0)
