@@ -1,12 +1,13 @@
 """The learned planner's candidate check (policies/learned.py CandidateCheck, policies/check.py collision_times):
 hand-built scenes and network outputs with known answers."""
 
-from types import SimpleNamespace
+from types import MethodType, SimpleNamespace
 
 import numpy as np
 import pytest
 from drivesim.policies.check import collision_times
 from drivesim.policies.learned import CandidateCheck, LearnedPolicy, ramp_profiles
+from drivesim.sim.state import AgentKind
 from drivesim.stack.takeover import TakeoverConfig, predicted_collision
 from test_stack_lib import CAR, scene_with
 
@@ -26,10 +27,17 @@ def outputs(anchor_p, speed_idx, paths=(STRAIGHT, LEFT)):
             "speed_logits": ls}
 
 
-def checked(scene, out, horizon=2.0):
-    pol = SimpleNamespace(check=CandidateCheck(horizon=horizon), speeds=SPEEDS)
+def checker(horizon=2.0, **kw):
+    """LearnedPolicy's decoding state without a network: what `checked` and `stalled` use."""
+    pol = SimpleNamespace(check=CandidateCheck(horizon=horizon, **kw), speeds=SPEEDS, stood_since=np.full(1, np.nan))
+    pol.stalled = MethodType(LearnedPolicy.stalled, pol)
+    return pol
+
+
+def checked(scene, out, horizon=2.0, t=0.0, pol=None):
+    pol = pol or checker(horizon)
     a = int(np.argmax(out["anchor_logits"][0]))
-    return LearnedPolicy.checked(pol, scene, 0, out, a, int(np.argmax(out["speed_logits"][0, a])))
+    return LearnedPolicy.checked(pol, scene, 0, out, a, int(np.argmax(out["speed_logits"][0, a])), t)
 
 
 def test_collision_times_of_many_candidates_match_the_single_plan_check():
@@ -45,6 +53,19 @@ def test_collision_times_of_many_candidates_match_the_single_plan_check():
     assert when.tolist() == single
     # the front bumper reaches the parked car's rear (15 - 2.3 - 2.45 = 10.25 m) at 8 m/s: 1.3 s; the others never
     assert when[0] == pytest.approx(1.3) and np.isinf(when[1:]).all()
+
+
+def test_collision_times_start_from_standstill_at_the_profiles_acceleration():
+    """A standing ego (0 m/s) whose candidate ramps at 2 m/s^2 towards 6 m/s: after t seconds it has driven t^2 m,
+    so the front bumper (2.3 m ahead of the centre) reaches a stopped car's rear 4 m ahead at t = 2.0 s (stepping
+    ds = v(s) dt from v = 0 never leaves the start: a check blind to every start from standstill). Braking from
+    8 m/s at 4 m/s^2 stops after 8 m: a car whose rear is 9 m ahead is never reached, one 7 m ahead at 1.3 s."""
+    path = np.stack([np.arange(1.0, 31.0), np.zeros(30)], 1)[None]
+    for gap, v0, target, want in ((4.0, 0.0, 6.0, 2.0), (9.0, 8.0, 0.0, np.inf), (7.0, 8.0, 0.0, 1.3)):
+        scene = scene_with([(2.3 + gap + 2.3, 0.0, 0.0, 0.0, *CAR)], ego_speed=v0)
+        prof = ramp_profiles(path, v0, np.array([target]), accel=2.0, decel=4.0)
+        when = collision_times(scene, path, prof, horizon=4.0)[0]
+        assert when == pytest.approx(want, abs=0.051), (gap, v0, target, when)
 
 
 def test_ramp_profiles_brake_and_accelerate_at_the_given_rates():
@@ -83,6 +104,34 @@ def test_when_every_candidate_collides_the_latest_collision_drives():
     assert k == 0 and "every candidate does" in note
 
 
+def test_unstall_drives_a_cleared_candidate_after_standing_and_never_at_a_red_light():
+    """The network asks to stand (speed index 0 on both anchors) on a clear road: with unstall 2 s the plain
+    choice stands until the ego has stood 2 s, then the best-scored candidate of >= 2 m/s that the check clears
+    drives (the likelier straight anchor; its speeds beyond the peak tie, the slowest first: 2 m/s). A walker
+    standing 6 m ahead on the straight path (reached in the 3 s horizon: 1 s to 2 m/s, then 2 m/s) leaves the
+    left anchor; walkers on both paths, or a red light 10 m
+    ahead, keep it standing; moving restarts the count."""
+    stand = outputs([0.8, 0.2], [0, 0])
+    walker = (6.0, 0.0, 0.0, 0.0, 0.6, 0.6, AgentKind.PEDESTRIAN)
+    left_walker = (5.5, -3.0, 0.0, 0.0, 0.6, 0.6, AgentKind.PEDESTRIAN)
+    for agents, light, want in (([], (-1, np.inf), (0, 2)), ([walker], (-1, np.inf), (1, 2)),
+                                ([walker, left_walker], (-1, np.inf), (0, 0)), ([], (0, 10.0), (0, 0))):
+        pol = checker(3.0, unstall=2.0)
+        scene = scene_with(agents, ego_speed=0.0, light=light)
+        assert checked(scene, stand, t=0.0, pol=pol)[:2] == (0, 0)  # stood 0 s
+        assert checked(scene, stand, t=1.9, pol=pol)[:2] == (0, 0)  # 1.9 s
+        a, k, note = checked(scene, stand, t=2.0, pol=pol)
+        assert (a, k) == want, (agents, light)
+        assert note.startswith(" (unstalled: stood 2.0 s") == (want != (0, 0))
+    pol = checker(3.0, unstall=2.0)
+    checked(scene_with([], ego_speed=0.0), stand, t=0.0, pol=pol)
+    checked(scene_with([], ego_speed=3.0), stand, t=1.0, pol=pol)  # it moved: the count restarts
+    assert checked(scene_with([], ego_speed=0.0), stand, t=2.5, pol=pol)[:2] == (0, 0)  # stood 0 s
+    assert checked(scene_with([], ego_speed=0.0), stand, t=4.5, pol=pol)[:2] == (0, 2)  # stood 2.0 s
+    with pytest.raises(ValueError, match="unstall"):
+        CandidateCheck(horizon=0.0, unstall=2.0)
+
+
 def test_the_check_validates_its_settings():
     with pytest.raises(ValueError, match="horizon"):
         CandidateCheck(horizon=-1.0)
@@ -115,3 +164,29 @@ def test_the_check_takes_the_committed_planner_around_a_parked_car_it_hits_witho
     assert not checked_ep.record["infractions"]["collisions_vehicle"]
     assert checked_ep.record["scores"]["score_composed"] > plain.record["scores"]["score_composed"] + 20
     assert pol.vetoed[0] > 0  # the check did replace the network's choice on some ticks
+
+
+def test_shadow_mode_collects_the_checked_planner_and_takes_over_only_where_the_check_fails(tmp_path):
+    """`collect --takeover --driver il --driver-check 3.0` (what `train takead --check` drives): on the same
+    validation route the plain il is taken over 2 times for a predicted collision (measured), the checked il never
+    for one (its own check vetoes those plans first: `driver_vetoed` > 0), so there are fewer takeovers; a check on
+    a driver that is not a learned planner is refused by name."""
+    from pathlib import Path
+
+    from drivesim.dataset import CollectConfig, collect
+
+    suite = str(Path(__file__).resolve().parents[1] / "results/takead/suite_p3.xml")
+
+    def shadow(check):
+        idx = collect(CollectConfig(routes=suite, out=str(tmp_path / f"c{check}"), driver="il", driver_check=check,
+                                    takeover=True, takeover_steer=0.0, route_ids=["ParkedObstacle_0"], branches=0,
+                                    b2d=False), log=lambda *_: None)
+        return idx["episodes"][0]
+
+    plain, checked = shadow(0.0), shadow(3.0)
+    assert plain["takeovers"]["causes"].get("PREDICTED_COLLISION", 0) >= 2 and "driver_vetoed" not in plain
+    assert checked["takeovers"]["causes"].get("PREDICTED_COLLISION", 0) == 0
+    assert checked["takeovers"]["count"] < plain["takeovers"]["count"]
+    assert checked["driver_vetoed"] > 0
+    with pytest.raises(ValueError, match="--driver-check"):
+        collect(CollectConfig(routes=suite, out=str(tmp_path / "r"), driver="rule", driver_check=3.0, takeover=True))

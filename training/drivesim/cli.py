@@ -114,7 +114,8 @@ def cmd_eval(a) -> int:
                      route_ids=a.route_ids.split(",") if a.route_ids else None, workers=a.workers,
                      resume=a.resume, seed=a.seed, route_timeout_s=a.route_timeout, fault=a.fault,
                      render_failures=a.render_failures, ray=a.ray, max_retries=a.max_retries,
-                     perception=a.perception, gnss_noise=a.gnss_noise, check=a.check)
+                     perception=a.perception, gnss_noise=a.gnss_noise, check=a.check,
+                     unstall=a.unstall)
     try:
         s = evaluate(cfg)
     except RayMissing as e:
@@ -305,7 +306,8 @@ def cmd_collect(a) -> int:
                         seed=a.seed, route_ids=a.route_ids.split(",") if a.route_ids else None,
                         max_routes=a.max_routes, b2d=not a.no_anno, steer_noise=a.steer_noise,
                         speed_noise=a.speed_noise, noise_rate=a.noise_rate, noise_duration=a.noise_duration,
-                        driver=a.driver, driver_model=a.driver_model, branches=a.branches, takeover=a.takeover,
+                        driver=a.driver, driver_model=a.driver_model, driver_check=a.driver_check, branches=a.branches,
+                        takeover=a.takeover,
                         takeover_steer=a.takeover_steer, takeover_duration=a.takeover_duration,
                         takeover_stall=a.takeover_stall, branch_every=a.branch_every, ray=a.ray, max_retries=a.max_retries,
                         route_timeout_s=a.route_timeout)
@@ -730,6 +732,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learned planners: check the network's best (path, speed) candidate against the perceived "
                         "agents (constant velocity) over this horizon and drive the best-scored safe one instead "
                         "when it collides (policies/learned.py CandidateCheck; default: off)")
+    q.add_argument("--unstall", type=float, default=0.0, metavar="SECONDS",
+                   help="with --check: where the ego has stood this long and the network still asks to stand, drive "
+                        "the best-scored candidate of at least 2 m/s the check clears (never before a red or "
+                        "yellow light; CandidateCheck.unstall; default: off)")
     ray_args(q)
     q.add_argument("--fault", default=None, help=argparse.SUPPRESS)  # testing aid: crash|hang|exit:<route_id>
     q.set_defaults(fn=cmd_eval)
@@ -793,6 +799,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--driver-model", default=None,
                    help="ONNX file of a learned --driver (default: <dir>/<driver>/planner.onnx of $DRIVE_STACK_MODELS, "
                         "else the committed models/)")
+    q.add_argument("--driver-check", type=float, default=0.0,
+                   help="a learned --driver's candidate check horizon [s] (as `eval --check`); 0: off "
+                        "(default: %(default)s)")
     q.add_argument("--takeover", action="store_true",
                    help="shadow mode (TakeAD): the expert (--policy) watches the --driver through the takeover gate "
                         "and drives when the driver's plan is about to fail or steers away from its own; frames "

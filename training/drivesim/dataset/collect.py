@@ -70,6 +70,8 @@ class CollectConfig:
     noise_duration: float = 1.0  # [s]
     driver: str | None = None  # DAgger: this policy drives, `policy` labels (None: `policy` drives)
     driver_model: str | None = None  # the driver's model file (learned drivers; default: the usual lookup)
+    driver_check: float = 0.0  # [s] a learned driver's candidate check horizon (policies/learned.py CandidateCheck;
+    # 0: off): the driver drives as `eval --check` would, so shadow mode takes over where the checked planner fails
     takeover: bool = False  # shadow mode (TakeAD): the labelling expert watches the driver through the takeover
     # gate and drives for takeover_duration when the driver's plan is about to fail or steers away from its own
     takeover_steer: float = 0.2  # steering disagreement that triggers a takeover (TakeAD's 0.2; 0: off)
@@ -251,8 +253,9 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
                           shadow=cfg.takeover)
     rec.route = plan_route(g, spec)
     noise = ControlNoise(cfg, seed) if (cfg.steer_noise > 0 or cfg.speed_noise > 0) else None
-    driver = make_policy(cfg.driver, 1, g=g, **({"model": cfg.driver_model} if cfg.driver_model else {})) \
-        if cfg.driver else None
+    dkw = {**({"model": cfg.driver_model} if cfg.driver_model else {}),
+           **({"check": cfg.driver_check} if cfg.driver_check > 0 else {})}
+    driver = make_policy(cfg.driver, 1, g=g, **dkw) if cfg.driver else None
     labeller = make_policy(cfg.policy, 1, g=g)
     gate = None
     if cfg.takeover:  # shadow mode: the labelling expert is the one the gate hands the car to
@@ -273,6 +276,8 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
              "wall_s": round(time.perf_counter() - t0, 2)}
     if gate is not None:  # the takeovers: when, why, and how far the expert drove (frames: arrays' controller)
         entry["takeovers"] = ep.record["meta"]["takeovers"]
+    if cfg.driver_check > 0:  # ticks on which the driver's candidate check replaced its plain decoding
+        entry["driver_vetoed"] = int(driver.vetoed.sum())
     (ep_dir / "meta.json").write_text(json.dumps({**entry, "format_version": FORMAT_VERSION,
                                                   "frame_dt": FRAME_EVERY * DT}, indent=2))
     return entry
@@ -312,10 +317,13 @@ def _write_episode(ep_dir: Path, files: dict[str, bytes]) -> None:
 
 def collect(cfg: CollectConfig, log=print) -> dict:
     """Collect every route of the suite (skipping towns whose map is missing); writes OUT/index.json."""
-    from ..policies import check_policy
+    from ..policies import LEARNED, check_policy
 
     if cfg.takeover and not cfg.driver:
         raise ValueError("collect --takeover: shadow mode needs a --driver (the policy the expert watches)")
+    if cfg.driver_check < 0 or not np.isfinite(cfg.driver_check) or (cfg.driver_check > 0 and cfg.driver not in LEARNED):
+        raise ValueError(f"collect --driver-check {cfg.driver_check}: the candidate check is a horizon in seconds (> 0) "
+                         f"of a learned --driver ({', '.join(LEARNED)}); the driver is {cfg.driver!r}")
     models = {"policy": check_policy(cfg.policy)}  # fail fast on a missing or wrong model; say which file drives
     if cfg.driver:
         models["driver"] = check_policy(cfg.driver, cfg.driver_model)

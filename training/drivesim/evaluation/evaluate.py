@@ -25,6 +25,7 @@ from ..metrics.bench2drive import (
     summarize,
 )
 from ..policies import LEARNED, UnknownPolicy, check_policy, make_policy
+from ..policies.learned import CandidateCheck
 from ..routes.xml import RouteError, RouteSpec, parse_routes
 from .dispatch import dispatch, import_ray
 from .report import render_failures, write_report
@@ -52,6 +53,8 @@ class EvalConfig:
     # speedometer, filtered (sim/localization.py), as the stack's perception:=sensors
     gnss_noise: float | None = None  # [deg] sensors: the GNSS noise (default the Leaderboard's 5e-6; 0: none)
     check: float = 0.0  # [s] learned planners: the candidate check's horizon (policies/learned.py CandidateCheck; 0: off)
+    unstall: float = 0.0  # [s] with the check: drive a cleared candidate where the ego has stood this long and the
+    # network still asks to stand (CandidateCheck.unstall; 0: off)
 
 
 def _atomic_write(path: Path, obj) -> None:
@@ -132,7 +135,7 @@ def _run_route(spec: RouteSpec, index: int, cfg: EvalConfig) -> tuple[str, objec
         g = loader.load(spec.town)
         kw = {"model": cfg.model} if cfg.model else {}
         if cfg.check > 0:
-            kw["check"] = cfg.check
+            kw["check"] = CandidateCheck(horizon=cfg.check, unstall=cfg.unstall)
         pol = make_policy(cfg.policy, 1, g=g, **kw)
         perception = {"perception": cfg.perception}
         if cfg.perception == "sensors":
@@ -152,6 +155,9 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     if cfg.check < 0 or not np.isfinite(cfg.check) or (cfg.check > 0 and cfg.policy not in LEARNED):
         raise ValueError(f"--check {cfg.check}: the candidate check is a horizon in seconds (> 0) for the learned "
                          f"planners ({', '.join(LEARNED)}), not for --policy {cfg.policy}")
+    if cfg.unstall < 0 or not np.isfinite(cfg.unstall) or (cfg.unstall > 0 and cfg.check <= 0):
+        raise ValueError(f"--unstall {cfg.unstall}: a time in seconds (> 0) that needs the candidate check "
+                         "(--check SECONDS) too: it drives only candidates the check clears")
     model = check_policy(cfg.policy, cfg.model)  # fail fast: unknown policy, missing model, a file that is no planner
     if model is not None:
         log(f"policy {cfg.policy}: model {model['path']} (sha256 {model['sha256'][:16]})")
@@ -228,7 +234,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     summary = summarize(records, total_routes=total, skipped=skipped, notes=notes)
     # what a non-privileged policy localised with: the simulator's pose (privileged) or GNSS + IMU + speedometer
     summary.update({"policy": cfg.policy, "model": model, "routes_file": str(cfg.routes), "seed": cfg.seed,
-                    "perception": cfg.perception, **({"check": cfg.check} if cfg.check > 0 else {})})
+                    "perception": cfg.perception, **({"check": cfg.check} if cfg.check > 0 else {}),
+                    **({"unstall": cfg.unstall} if cfg.unstall > 0 else {})})
     _atomic_write(out / "summary.json", summary)
     renders = {}
     if cfg.render_failures > 0:

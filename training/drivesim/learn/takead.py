@@ -53,6 +53,9 @@ class TakeADConfig:
     takeover_stall: float = 0.0  # [s] the expert also takes over where the ego has stood this long and it would
     # drive (STALLED; 0: off): the collision triggers alone hand over only where the policy is about to hit
     # something, so the rounds learn caution only (measured: blocks rise as collisions fall)
+    check: float = 0.0  # [s] the planner drives with the candidate check of this horizon (`eval --check`;
+    # policies/learned.py CandidateCheck; 0: off) in the shadow rounds and the evaluations: the expert takes over
+    # where the checked planner fails, so the rounds teach what the check does not already catch
     dagger_epochs: int = 1  # imitation epochs per round over the aggregated data
     dagger_scope: Literal["all", "latest"] = "all"  # the disengagement states DAgger and DPO train on: every round's
     # so far (DAgger's aggregation), or only this round's collection (each round corrects the current policy only)
@@ -288,7 +291,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         for suite, data_dir in zip(suites, _round_data(rd), strict=True):
             one = collect(CollectConfig(routes=suite, out=data_dir, maps_dir=cfg.maps_dir, workers=cfg.workers,
                                         seed=cfg.seed + 1000 * r, b2d=False, driver="perlad", driver_model=onnx,
-                                        takeover=True, takeover_steer=cfg.takeover_steer,
+                                        driver_check=cfg.check, takeover=True, takeover_steer=cfg.takeover_steer,
                                         takeover_duration=cfg.takeover_duration,
                                         takeover_stall=cfg.takeover_stall, branches=0), log)
             idx = {**one, "episodes": idx["episodes"] + one["episodes"]}
@@ -306,7 +309,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
 
     def _eval(onnx: str, out_dir: Path) -> dict:
         s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(out_dir), policy="perlad", model=onnx,
-                                maps_dir=cfg.maps_dir, workers=cfg.workers, seed=cfg.seed), log=lambda *_: None)
+                                maps_dir=cfg.maps_dir, workers=cfg.workers, seed=cfg.seed, check=cfg.check), log=lambda *_: None)
         return {k: s[k] for k in ("driving_score", "success_rate", "infractions")}
 
     # round 0: the policy it starts from, evaluated the same way (the curves start there)

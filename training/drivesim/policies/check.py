@@ -5,10 +5,10 @@ the learned planner's candidate check (`policies/learned.py`, every (path anchor
 tick at once).
 
 The ego follows each candidate's path (ego frame, from its centre) at the candidate's speed profile (the speed
-[m/s] at each path point; the ego's current speed at its own position), integrated in time steps of `dt`; the
-agents move at constant velocity (their perceived speed along their heading). The first time step at which the
-ego's box overlaps an agent's box, while the ego still moves faster than `moving_speed`, is the candidate's
-collision time (a standing ego is run into, it does not collide). Agents already overlapping the ego now are not
+[m/s] at each path point; the ego's current speed at its own position; constant acceleration in between), sampled
+every `dt`; the agents move at constant velocity (their perceived speed along their heading). The first time step
+at which the ego's box overlaps an agent's box, while the ego still moves faster than `moving_speed`, is the
+candidate's collision time (a standing ego is run into, it does not collide). Agents already overlapping the ego now are not
 counted: that collision has happened. Constant velocity is a poor forecast beyond a second or two: keep the
 horizon short.
 """
@@ -55,14 +55,26 @@ def collision_times(scene: PerceivedScene, paths: np.ndarray, profiles: np.ndarr
     seg = np.linalg.norm(np.diff(pts, axis=1), axis=-1)  # (C, P)
     cum = np.concatenate([np.zeros((C, 1)), np.cumsum(seg, 1)], 1)
     heading = np.arctan2(np.diff(pts[..., 1], axis=1), np.diff(pts[..., 0], axis=1))  # (C, P) per segment
-    s, ts = np.zeros(C), dt * np.arange(1, steps + 1)
+    # between two path points the speed changes at constant acceleration (what ramp_profiles assumes), so each
+    # segment takes 2 seg / (v_i + v_i+1) and the distance at time tau into it is v_i tau + acc tau^2 / 2; exact from
+    # standstill, where stepping ds = v(s) dt would never leave s = 0
+    v_a, v_b = prof[:, :-1], prof[:, 1:]
+    moves = seg > 1e-9
+    tseg = np.where(moves, 2 * seg / np.maximum(v_a + v_b, 1e-9), 0.0)
+    tseg = np.where(moves & (v_a + v_b <= 1e-9), np.inf, tseg)  # a segment to be driven at 0 m/s: the ego stands
+    tcum = np.concatenate([np.zeros((C, 1)), np.cumsum(tseg, 1)], 1)  # (C, P+1) [s] at each point
+    acc = np.where(moves, (v_b ** 2 - v_a ** 2) / (2 * np.maximum(seg, 1e-9)), 0.0)
+    r, ts = np.arange(C), dt * np.arange(1, steps + 1)
     ex, ey, eyaw, ev = (np.zeros((steps, C)) for _ in range(4))
-    for k in range(steps):  # integrate ds = v(s) dt along each path
-        v = _interp_rows(s, cum, prof)
-        s = np.minimum(s + v * dt, cum[:, -1])
+    for k, t in enumerate(ts):
+        i = np.clip((tcum[:, 1:] <= t).sum(1), 0, P - 1)  # the segment driven at time t
+        tau = t - tcum[r, i]
+        s = np.minimum(cum[r, i] + v_a[r, i] * tau + 0.5 * acc[r, i] * tau * tau, cum[r, i + 1])
+        v = np.maximum(v_a[r, i] + acc[r, i] * tau, 0.0)
+        end = t >= tcum[:, -1]  # past the path's last point: it stays there (at its last speed)
+        s, v = np.where(end, cum[:, -1], s), np.where(end, prof[:, -1], v)
         ex[k], ey[k], ev[k] = _interp_rows(s, cum, pts[..., 0]), _interp_rows(s, cum, pts[..., 1]), v
-        j = np.clip((cum[:, 1:] <= s[:, None]).sum(1), 0, P - 1)
-        eyaw[k] = heading[np.arange(C), j]
+        eyaw[k] = heading[r, np.clip((cum[:, 1:] <= s[:, None]).sum(1), 0, P - 1)]
     ax = a[None, :, 0] + a[None, :, 3] * np.cos(a[None, :, 2]) * ts[:, None]  # (T, N)
     ay = a[None, :, 1] + a[None, :, 3] * np.sin(a[None, :, 2]) * ts[:, None]
     hit = obb_overlap(ex[..., None], ey[..., None], eyaw[..., None], DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width,

@@ -25,6 +25,7 @@ from ..models.features import FeatureBuilder, FeatureConfig
 from ..models.paths import extend_path
 from ..sim.control import PIDController
 from ..sim.perception import PerceivedScene
+from ..sim.state import LightState
 from ..sim.world import Controls
 from .check import collision_times
 from .rule import Plan, capped
@@ -53,12 +54,22 @@ class CandidateCheck:
     accel: float = 2.0  # [m/s^2] towards a higher target speed
     decel: float = 4.0  # [m/s^2] towards a lower one
     moving_speed: float = 0.5  # [m/s] the ego counts as moving above this (a standing ego does not collide)
+    unstall: float = 0.0  # [s] 0: off. Where the ego has stood this long and the network still asks to stand, the
+    # best-scored candidate of at least `unstall_speed` that the check clears drives instead (none cleared: it
+    # stands on); never before a red or yellow light within `hold_distance`. The check can only veto, so a planner
+    # that stops where it need not is never corrected by it: this is the liveness half of the same test
+    unstall_speed: float = 2.0  # [m/s] the lowest target speed an unstall drives at
+    hold_distance: float = 20.0  # [m] along the route to a red or yellow light's stop line within which it never unstalls
 
     def __post_init__(self):
-        for name in ("horizon", "dt", "accel", "decel", "moving_speed"):
+        for name in ("horizon", "dt", "accel", "decel", "moving_speed", "unstall", "unstall_speed", "hold_distance"):
             v = getattr(self, name)
-            if not (isinstance(v, int | float) and np.isfinite(v) and v >= 0 and (v > 0 or name == "horizon")):
-                raise ValueError(f"CandidateCheck.{name} = {v!r}: expected a {'non-negative' if name == 'horizon' else 'positive'} number")
+            off = name in ("horizon", "unstall")
+            if not (isinstance(v, int | float) and np.isfinite(v) and v >= 0 and (v > 0 or off)):
+                raise ValueError(f"CandidateCheck.{name} = {v!r}: expected a {'non-negative' if off else 'positive'} number")
+        if self.unstall > 0 and self.horizon <= 0:
+            raise ValueError(f"CandidateCheck.unstall = {self.unstall}: unstalling drives only what the check clears; "
+                             "set a horizon > 0 too")
         if not (isinstance(self.top_k, int) and self.top_k >= 1):
             raise ValueError(f"CandidateCheck.top_k = {self.top_k!r}: expected an integer >= 1")
 
@@ -171,6 +182,8 @@ class LearnedPolicy:
         self.ctl = PIDController(num_envs, dt=dt)
         self.check = check if isinstance(check, CandidateCheck) else CandidateCheck(horizon=float(check or 0.0))
         self.vetoed = np.zeros(num_envs, np.int64)  # ticks on which the check replaced the plain decoding
+        self.unstalled = np.zeros(num_envs, np.int64)  # ticks on which an unstall did (CandidateCheck.unstall)
+        self.stood_since = np.full(num_envs, np.nan)  # [s] when the ego began to stand (nan: it moves)
         self.steps = 0
         self.status = [""] * num_envs
         self.last = None
@@ -179,6 +192,7 @@ class LearnedPolicy:
         self.features.reset()
         self.ctl.reset()
         self.steps = 0
+        self.stood_since[:] = np.nan
 
     def plan(self, scene: PerceivedScene) -> tuple[np.ndarray, np.ndarray, dict]:
         """(paths (E, P, 2), target speeds (E,), raw outputs of the last env)."""
@@ -192,8 +206,9 @@ class LearnedPolicy:
             k = int(np.argmax(out["speed_logits"][0, a]))
             veto = ""
             if self.check.horizon > 0:
-                a2, k2, veto = self.checked(scene, e, out, a, k)
+                a2, k2, veto = self.checked(scene, e, out, a, k, float(t[e]))
                 self.vetoed[e] += (a2, k2) != (a, k)
+                self.unstalled[e] += veto.startswith(" (unstalled")
                 a, k = a2, k2
             paths.append(out["paths"][0, a])
             speeds.append(self.speeds[k])
@@ -201,14 +216,29 @@ class LearnedPolicy:
         self.steps += 1
         return np.asarray(paths, np.float64), np.asarray(speeds), out
 
-    def checked(self, scene: PerceivedScene, e: int, out: dict, a: int, k: int) -> tuple[int, int, str]:
-        """The candidate check (`CandidateCheck`) of env e's network outputs `out`, whose plain decoding is
-        anchor a at speed index k: (anchor, speed index, status note)."""
+    def stalled(self, scene: PerceivedScene, e: int, t: float) -> float:
+        """How long [s] env e's ego has stood (0 while it moves; updates the count); 0 as well before a red or
+        yellow light within `hold_distance`, where standing is right."""
         c, v0 = self.check, float(scene.ego_speed[e])
+        if v0 >= c.moving_speed:
+            self.stood_since[e] = np.nan
+            return 0.0
+        if np.isnan(self.stood_since[e]):
+            self.stood_since[e] = t
+        held = (int(scene.light_state[e]) in (LightState.RED, LightState.YELLOW)
+                and -1.0 <= float(scene.light_dist[e]) <= c.hold_distance)
+        return 0.0 if held else t - float(self.stood_since[e])
+
+    def checked(self, scene: PerceivedScene, e: int, out: dict, a: int, k: int, t: float = 0.0) -> tuple[int, int, str]:
+        """The candidate check (`CandidateCheck`) of env e's network outputs `out`, whose plain decoding is
+        anchor a at speed index k, at time t [s]: (anchor, speed index, status note)."""
+        c, v0 = self.check, float(scene.ego_speed[e])
+        stood = self.stalled(scene, e, t)
+        unstall = c.unstall > 0 and stood >= c.unstall and self.speeds[k] < c.moving_speed
         paths = extend_path(np.asarray(out["paths"][0], np.float64))  # (A, P, 2)
         prof = lambda ai, ki: ramp_profiles(paths[ai], v0, self.speeds[ki], c.accel, c.decel)  # noqa: E731
         first = collision_times(scene, paths[[a]], prof([a], [k]), c.horizon, c.dt, c.moving_speed, e)
-        if not np.isfinite(first[0]):
+        if not np.isfinite(first[0]) and not unstall:
             return a, k, ""
         la = out["anchor_logits"][0].astype(np.float64)
         la = la - np.logaddexp.reduce(la)
@@ -218,6 +248,14 @@ class LearnedPolicy:
         ai, ki = np.repeat(top, len(self.speeds)), np.tile(np.arange(len(self.speeds)), len(top))
         when = collision_times(scene, paths[ai], prof(ai, ki), c.horizon, c.dt, c.moving_speed, e)
         score = la[ai] + ls[ai, ki]
+        if unstall:
+            go = ~np.isfinite(when) & (self.speeds[ki] >= c.unstall_speed)
+            if go.any():
+                best = int(np.argmax(np.where(go, score, -np.inf)))
+                return int(ai[best]), int(ki[best]), (f" (unstalled: stood {stood:.1f} s, anchor {ai[best]} at "
+                                                      f"{self.speeds[ki[best]]:.1f} m/s is clear for {c.horizon:.1f} s)")
+            if not np.isfinite(first[0]):
+                return a, k, ""
         # the latest collision (inf: none), then (among the colliding ones) the lowest speed, then the best score
         best = int(np.lexsort((score, np.where(np.isfinite(when), -self.speeds[ki], 0.0), when))[-1])
         note = "; every candidate does" if np.isfinite(when[best]) else ""

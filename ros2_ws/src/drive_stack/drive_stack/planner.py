@@ -21,6 +21,7 @@ from carla_msgs.msg import CarlaEgoVehicleControl, CarlaWorldInfo
 from drive_stack_msgs.msg import PerceivedScene, Plan, Reasoning
 from drivesim.maps.opendrive import load_xodr_text
 from drivesim.policies import LEARNED, POLICIES, make_policy, warmup
+from drivesim.policies.learned import CandidateCheck
 from drivesim.sim.perception import ROUTE_POINTS
 from drivesim.stack.faults import FaultKind
 from std_msgs.msg import Bool, String
@@ -36,7 +37,8 @@ class Planner(StackNode):
         super().__init__("planner")
         p = self.declare_params(PlannerParams)
         self.policy_name, self.max_agents, self.model, self.backend = p.policy, p.max_agents, p.model, p.backend
-        self.check = p.check
+        # the learned planners' candidate check (validated here: a bad setting stops the node at start, named)
+        self.check = CandidateCheck(horizon=p.check, unstall=p.unstall) if p.check > 0 or p.unstall > 0 else None
         self.policy = None
         self.light_ids = None
         self.failures = 0
@@ -67,7 +69,7 @@ class Planner(StackNode):
         if self.policy is not None:
             return
         g = load_xodr_text(msg.map_name or "ros_map", msg.opendrive, source=T.WORLD_INFO)
-        kw = {"check": self.check} if self.check > 0 and self.policy_name in LEARNED else {}
+        kw = {"check": self.check} if self.check is not None and self.policy_name in LEARNED else {}
         self.policy = make_policy(self.policy_name, 1, g=g, model=self.model or None, backend=self.backend, **kw)
         warmup(self.policy)
         self.light_ids = g.light_id
