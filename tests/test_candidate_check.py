@@ -170,7 +170,8 @@ def test_shadow_mode_collects_the_checked_planner_and_takes_over_only_where_the_
     """`collect --takeover --driver il --driver-check 3.0` (what `train takead --check` drives): on the same
     validation route the plain il is taken over 2 times for a predicted collision (measured), the checked il never
     for one (its own check vetoes those plans first: `driver_vetoed` > 0), so there are fewer takeovers; a check on
-    a driver that is not a learned planner is refused by name."""
+    a driver that is not a learned planner is refused by name, and so is an unstall without the check (collect and
+    `train takead` alike)."""
     from pathlib import Path
 
     from drivesim.dataset import CollectConfig, collect
@@ -190,3 +191,9 @@ def test_shadow_mode_collects_the_checked_planner_and_takes_over_only_where_the_
     assert checked["driver_vetoed"] > 0
     with pytest.raises(ValueError, match="--driver-check"):
         collect(CollectConfig(routes=suite, out=str(tmp_path / "r"), driver="rule", driver_check=3.0, takeover=True))
+    with pytest.raises(ValueError, match="--driver-unstall 5.0: .* needs --driver-check"):
+        collect(CollectConfig(routes=suite, out=str(tmp_path / "u"), driver="il", driver_unstall=5.0, takeover=True))
+    from drivesim.learn.takead import TakeADConfig
+
+    with pytest.raises(ValueError, match="--unstall 5.0: .* give --check too"):
+        TakeADConfig(init="models/il/planner.onnx", unstall=5.0)

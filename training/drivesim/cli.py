@@ -306,7 +306,8 @@ def cmd_collect(a) -> int:
                         seed=a.seed, route_ids=a.route_ids.split(",") if a.route_ids else None,
                         max_routes=a.max_routes, b2d=not a.no_anno, steer_noise=a.steer_noise,
                         speed_noise=a.speed_noise, noise_rate=a.noise_rate, noise_duration=a.noise_duration,
-                        driver=a.driver, driver_model=a.driver_model, driver_check=a.driver_check, branches=a.branches,
+                        driver=a.driver, driver_model=a.driver_model, driver_check=a.driver_check,
+                        driver_unstall=a.driver_unstall, branches=a.branches,
                         takeover=a.takeover,
                         takeover_steer=a.takeover_steer, takeover_duration=a.takeover_duration,
                         takeover_stall=a.takeover_stall, branch_every=a.branch_every, ray=a.ray, max_retries=a.max_retries,
@@ -802,6 +803,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--driver-check", type=float, default=0.0,
                    help="a learned --driver's candidate check horizon [s] (as `eval --check`); 0: off "
                         "(default: %(default)s)")
+    q.add_argument("--driver-unstall", type=float, default=0.0, metavar="SECONDS",
+                   help="with --driver-check: the check's unstall (as `eval --unstall`); 0: off (default: %(default)s)")
     q.add_argument("--takeover", action="store_true",
                    help="shadow mode (TakeAD): the expert (--policy) watches the --driver through the takeover gate "
                         "and drives when the driver's plan is about to fail or steers away from its own; frames "

@@ -72,6 +72,7 @@ class CollectConfig:
     driver_model: str | None = None  # the driver's model file (learned drivers; default: the usual lookup)
     driver_check: float = 0.0  # [s] a learned driver's candidate check horizon (policies/learned.py CandidateCheck;
     # 0: off): the driver drives as `eval --check` would, so shadow mode takes over where the checked planner fails
+    driver_unstall: float = 0.0  # [s] with driver_check: the check's unstall (`eval --unstall`; 0: off)
     takeover: bool = False  # shadow mode (TakeAD): the labelling expert watches the driver through the takeover
     # gate and drives for takeover_duration when the driver's plan is about to fail or steers away from its own
     takeover_steer: float = 0.2  # steering disagreement that triggers a takeover (TakeAD's 0.2; 0: off)
@@ -241,6 +242,7 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     """Drive one route with the collection policy and write its episode; returns its index entry."""
     from ..evaluation.runner import run_route
     from ..policies import make_policy
+    from ..policies.learned import CandidateCheck
     from ..routes.planner import plan_route
 
     t0 = time.perf_counter()
@@ -254,7 +256,7 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     rec.route = plan_route(g, spec)
     noise = ControlNoise(cfg, seed) if (cfg.steer_noise > 0 or cfg.speed_noise > 0) else None
     dkw = {**({"model": cfg.driver_model} if cfg.driver_model else {}),
-           **({"check": cfg.driver_check} if cfg.driver_check > 0 else {})}
+           **({"check": CandidateCheck(cfg.driver_check, unstall=cfg.driver_unstall)} if cfg.driver_check > 0 else {})}
     driver = make_policy(cfg.driver, 1, g=g, **dkw) if cfg.driver else None
     labeller = make_policy(cfg.policy, 1, g=g)
     gate = None
@@ -278,6 +280,8 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
         entry["takeovers"] = ep.record["meta"]["takeovers"]
     if cfg.driver_check > 0:  # ticks on which the driver's candidate check replaced its plain decoding
         entry["driver_vetoed"] = int(driver.vetoed.sum())
+        if cfg.driver_unstall > 0:  # of which: ticks on which it drove a cleared candidate after standing
+            entry["driver_unstalled"] = int(driver.unstalled.sum())
     (ep_dir / "meta.json").write_text(json.dumps({**entry, "format_version": FORMAT_VERSION,
                                                   "frame_dt": FRAME_EVERY * DT}, indent=2))
     return entry
@@ -324,6 +328,9 @@ def collect(cfg: CollectConfig, log=print) -> dict:
     if cfg.driver_check < 0 or not np.isfinite(cfg.driver_check) or (cfg.driver_check > 0 and cfg.driver not in LEARNED):
         raise ValueError(f"collect --driver-check {cfg.driver_check}: the candidate check is a horizon in seconds (> 0) "
                          f"of a learned --driver ({', '.join(LEARNED)}); the driver is {cfg.driver!r}")
+    if cfg.driver_unstall < 0 or not np.isfinite(cfg.driver_unstall) or (cfg.driver_unstall > 0 and cfg.driver_check <= 0):
+        raise ValueError(f"collect --driver-unstall {cfg.driver_unstall}: a time in seconds (> 0) that needs "
+                         "--driver-check (unstalling drives only what the check clears)")
     models = {"policy": check_policy(cfg.policy)}  # fail fast on a missing or wrong model; say which file drives
     if cfg.driver:
         models["driver"] = check_policy(cfg.driver, cfg.driver_model)

@@ -56,6 +56,8 @@ class TakeADConfig:
     check: float = 0.0  # [s] the planner drives with the candidate check of this horizon (`eval --check`;
     # policies/learned.py CandidateCheck; 0: off) in the shadow rounds and the evaluations: the expert takes over
     # where the checked planner fails, so the rounds teach what the check does not already catch
+    unstall: float = 0.0  # [s] with `check`: the check's unstall (`eval --unstall`; 0: off), in the shadow rounds
+    # and the evaluations alike
     dagger_epochs: int = 1  # imitation epochs per round over the aggregated data
     dagger_scope: Literal["all", "latest"] = "all"  # the disengagement states DAgger and DPO train on: every round's
     # so far (DAgger's aggregation), or only this round's collection (each round corrects the current policy only)
@@ -80,6 +82,9 @@ class TakeADConfig:
 
     def __post_init__(self):
         check(self)
+        if self.unstall > 0 and self.check <= 0:
+            raise ValueError(f"train takead --unstall {self.unstall}: unstalling drives only what the candidate check "
+                             "clears; give --check too (e.g. --check 3.0 --unstall 5.0)")
 
 
 def action_logp(logits: torch.Tensor, speed_logits: torch.Tensor, anchor: torch.Tensor,
@@ -291,7 +296,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         for suite, data_dir in zip(suites, _round_data(rd), strict=True):
             one = collect(CollectConfig(routes=suite, out=data_dir, maps_dir=cfg.maps_dir, workers=cfg.workers,
                                         seed=cfg.seed + 1000 * r, b2d=False, driver="perlad", driver_model=onnx,
-                                        driver_check=cfg.check, takeover=True, takeover_steer=cfg.takeover_steer,
+                                        driver_check=cfg.check, driver_unstall=cfg.unstall, takeover=True, takeover_steer=cfg.takeover_steer,
                                         takeover_duration=cfg.takeover_duration,
                                         takeover_stall=cfg.takeover_stall, branches=0), log)
             idx = {**one, "episodes": idx["episodes"] + one["episodes"]}
@@ -309,7 +314,8 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
 
     def _eval(onnx: str, out_dir: Path) -> dict:
         s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(out_dir), policy="perlad", model=onnx,
-                                maps_dir=cfg.maps_dir, workers=cfg.workers, seed=cfg.seed, check=cfg.check), log=lambda *_: None)
+                                maps_dir=cfg.maps_dir, workers=cfg.workers, seed=cfg.seed, check=cfg.check,
+                                unstall=cfg.unstall), log=lambda *_: None)
         return {k: s[k] for k in ("driving_score", "success_rate", "infractions")}
 
     # round 0: the policy it starts from, evaluated the same way (the curves start there)

@@ -23,9 +23,9 @@ from ..sim.perception import PerceivedScene
 
 
 def _interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """np.interp row by row: x (C,), xp (C, N) increasing, fp (C, N) -> (C,) (clamped at the ends)."""
+    """np.interp row by row: x (..., C), xp (C, N) increasing, fp (C, N) -> (..., C) (clamped at the ends)."""
     C, N = xp.shape
-    i = np.clip((xp < x[:, None]).sum(1), 1, N - 1)
+    i = np.clip((xp < x[..., None]).sum(-1), 1, N - 1)
     r = np.arange(C)
     x0, x1, f0, f1 = xp[r, i - 1], xp[r, i], fp[r, i - 1], fp[r, i]
     w = np.clip((x - x0) / np.maximum(x1 - x0, 1e-9), 0.0, 1.0)
@@ -64,17 +64,17 @@ def collision_times(scene: PerceivedScene, paths: np.ndarray, profiles: np.ndarr
     tseg = np.where(moves & (v_a + v_b <= 1e-9), np.inf, tseg)  # a segment to be driven at 0 m/s: the ego stands
     tcum = np.concatenate([np.zeros((C, 1)), np.cumsum(tseg, 1)], 1)  # (C, P+1) [s] at each point
     acc = np.where(moves, (v_b ** 2 - v_a ** 2) / (2 * np.maximum(seg, 1e-9)), 0.0)
+    # every time step at once: arrays (T, C), time down the first axis
     r, ts = np.arange(C), dt * np.arange(1, steps + 1)
-    ex, ey, eyaw, ev = (np.zeros((steps, C)) for _ in range(4))
-    for k, t in enumerate(ts):
-        i = np.clip((tcum[:, 1:] <= t).sum(1), 0, P - 1)  # the segment driven at time t
-        tau = t - tcum[r, i]
-        s = np.minimum(cum[r, i] + v_a[r, i] * tau + 0.5 * acc[r, i] * tau * tau, cum[r, i + 1])
-        v = np.maximum(v_a[r, i] + acc[r, i] * tau, 0.0)
-        end = t >= tcum[:, -1]  # past the path's last point: it stays there (at its last speed)
-        s, v = np.where(end, cum[:, -1], s), np.where(end, prof[:, -1], v)
-        ex[k], ey[k], ev[k] = _interp_rows(s, cum, pts[..., 0]), _interp_rows(s, cum, pts[..., 1]), v
-        eyaw[k] = heading[r, np.clip((cum[:, 1:] <= s[:, None]).sum(1), 0, P - 1)]
+    t = ts[:, None]
+    i = np.clip((tcum[None, :, 1:] <= t[..., None]).sum(-1), 0, P - 1)  # the segment driven at time t
+    tau = t - tcum[r, i]
+    s = np.minimum(cum[r, i] + v_a[r, i] * tau + 0.5 * acc[r, i] * tau * tau, cum[r, i + 1])
+    v = np.maximum(v_a[r, i] + acc[r, i] * tau, 0.0)
+    end = t >= tcum[None, :, -1]  # past the path's last point: it stays there (at its last speed)
+    s, ev = np.where(end, cum[None, :, -1], s), np.where(end, prof[None, :, -1], v)
+    ex, ey = _interp_rows(s, cum, pts[..., 0]), _interp_rows(s, cum, pts[..., 1])
+    eyaw = heading[r, np.clip((cum[None, :, 1:] <= s[..., None]).sum(-1), 0, P - 1)]
     ax = a[None, :, 0] + a[None, :, 3] * np.cos(a[None, :, 2]) * ts[:, None]  # (T, N)
     ay = a[None, :, 1] + a[None, :, 3] * np.sin(a[None, :, 2]) * ts[:, None]
     hit = obb_overlap(ex[..., None], ey[..., None], eyaw[..., None], DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width,
