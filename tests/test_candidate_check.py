@@ -132,6 +132,23 @@ def test_unstall_drives_a_cleared_candidate_after_standing_and_never_at_a_red_li
         CandidateCheck(horizon=0.0, unstall=2.0)
 
 
+def test_unstall_also_drives_where_the_check_replaced_a_vetoed_plan_by_standing():
+    """The network asks to drive straight at 4 m/s into a car standing 7 m ahead; the check's replacement stands
+    (the best-scored safe candidate: the left anchor at 0 m/s). After 2 s of standing the unstall drives the left
+    anchor at 2 m/s, and keeps driving it while the ego creeps below moving speed (0.3 m/s). Before session 23 the
+    unstall judged the network's own 4 m/s, never saw a stand, and the ego stood for good (or, on the road, went
+    back and forth between the standing replacement and the unstall tick by tick)."""
+    out = outputs([0.99, 0.01], [4, 0])
+    pol = checker(3.0, unstall=2.0)
+    car = [(7.0, 0.0, 0.0, 0.0, *CAR)]
+    a, k, note = checked(scene_with(car, ego_speed=0.0), out, t=0.0, pol=pol)
+    assert (a, k) == (1, 0) and note.startswith(" (checked: anchor 0 at 4.0 m/s collides in 1.6 s")
+    assert checked(scene_with(car, ego_speed=0.0), out, t=1.9, pol=pol)[:2] == (1, 0)
+    a, k, note = checked(scene_with(car, ego_speed=0.0), out, t=2.0, pol=pol)
+    assert (a, k) == (1, 2) and note.startswith(" (unstalled: stood 2.0 s, anchor 1 at 2.0 m/s")
+    assert checked(scene_with(car, ego_speed=0.3), out, t=2.05, pol=pol)[:2] == (1, 2)
+
+
 def test_the_check_validates_its_settings():
     with pytest.raises(ValueError, match="horizon"):
         CandidateCheck(horizon=-1.0)

@@ -734,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "agents (constant velocity) over this horizon and drive the best-scored safe one instead "
                         "when it collides (policies/learned.py CandidateCheck; default: off)")
     q.add_argument("--unstall", type=float, default=0.0, metavar="SECONDS",
-                   help="with --check: where the ego has stood this long and the network still asks to stand, drive "
+                   help="with --check: where the ego has stood this long and the plan (after the check) still stands, drive "
                         "the best-scored candidate of at least 2 m/s the check clears (never before a red or "
                         "yellow light; CandidateCheck.unstall; default: off)")
     ray_args(q)

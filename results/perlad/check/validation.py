@@ -1,6 +1,7 @@
-"""Issue 18: validation.json from the validation runs of run.sh (E/p{3,4}_il_chk<H>[_u<U>]). Rows whose runs are not
-in E are left out (the check-off row keeps its earlier figures); the session-21 rows of the check (before the standstill fix of
-policies/check.py in session 22) stay under "session_21".
+"""Issue 18: validation.json from the validation runs of run.sh (E/p{3,4}_il_chk<H>[_u<U>]). Rows of the check alone whose runs
+are not in E keep their earlier figures; the session-21 rows of the check (before the standstill fix of policies/check.py in
+session 22) stay under "session_21", the session-22 unstall rows (before session 23 judged the unstall on the plan
+after the check) under "session_22".
 Usage: python results/perlad/check/validation.py E   (rewrites results/perlad/check/validation.json)"""
 import json
 import sys
@@ -28,9 +29,11 @@ for name, v in rows.items():
     if len(row) == 2:
         row["mean DS"] = round((row["Proc3"]["DS"] + row["Proc4"]["DS"]) / 2, 2)
         runs[name] = row
-    elif name == "0 (off)" and name in old.get("runs", {}):  # no check: the fix does not touch it
+    elif name in old.get("runs", {}) and "unstall" not in name:  # not re-run: the code it measured is unchanged
         runs[name] = old["runs"][name]
 session_21 = old.get("session_21") or {k: v for k, v in old.get("runs", {}).items() if k != "0 (off)"}
+session_22 = old.get("session_22") or {k: v for k, v in old.get("runs", {}).items()
+                                       if "unstall" in k and v != runs.get(k)}
 OUT.write_text(json.dumps({
     "what": "issue 18: the candidate check's horizon, then its unstall time, on validation (the committed il, eval "
             "seed 0); made by results/perlad/check/run.sh and validation.py",
@@ -38,6 +41,10 @@ OUT.write_text(json.dumps({
                "--workers 2",
     "runs": runs,
     "session_21": session_21,
+    "session_22": session_22,
+    "session_22_note": "the unstall before session 23: judged on the network's own plan, it never saw a vetoed plan "
+                       "whose replacement stands (the ego stood, or went back and forth between standing and the "
+                       "unstall tick by tick)",
     "session_21_note": "the check before session 22's fix of policies/check.py: a candidate starting from standstill "
                        "(ego speed 0) never moved in the forecast, so starts were never checked",
 }, indent=1) + "\n")

@@ -54,7 +54,7 @@ class EvalConfig:
     gnss_noise: float | None = None  # [deg] sensors: the GNSS noise (default the Leaderboard's 5e-6; 0: none)
     check: float = 0.0  # [s] learned planners: the candidate check's horizon (policies/learned.py CandidateCheck; 0: off)
     unstall: float = 0.0  # [s] with the check: drive a cleared candidate where the ego has stood this long and the
-    # network still asks to stand (CandidateCheck.unstall; 0: off)
+    # plan (after the check) still stands (CandidateCheck.unstall; 0: off)
 
 
 def _atomic_write(path: Path, obj) -> None:

@@ -54,10 +54,11 @@ class CandidateCheck:
     accel: float = 2.0  # [m/s^2] towards a higher target speed
     decel: float = 4.0  # [m/s^2] towards a lower one
     moving_speed: float = 0.5  # [m/s] the ego counts as moving above this (a standing ego does not collide)
-    unstall: float = 0.0  # [s] 0: off. Where the ego has stood this long and the network still asks to stand, the
-    # best-scored candidate of at least `unstall_speed` that the check clears drives instead (none cleared: it
-    # stands on); never before a red or yellow light within `hold_distance`. The check can only veto, so a planner
-    # that stops where it need not is never corrected by it: this is the liveness half of the same test
+    unstall: float = 0.0  # [s] 0: off. Where the ego has stood this long and the plan still stands (the network's,
+    # or the check's replacement for a vetoed one), the best-scored candidate of at least `unstall_speed` that the
+    # check clears drives instead (none cleared: it stands on); never before a red or yellow light within
+    # `hold_distance`. The check can only veto, so a planner that stops where it need not is never corrected by
+    # it: this is the liveness half of the same test
     unstall_speed: float = 2.0  # [m/s] the lowest target speed an unstall drives at
     hold_distance: float = 20.0  # [m] along the route to a red or yellow light's stop line within which it never unstalls
 
@@ -234,11 +235,12 @@ class LearnedPolicy:
         anchor a at speed index k, at time t [s]: (anchor, speed index, status note)."""
         c, v0 = self.check, float(scene.ego_speed[e])
         stood = self.stalled(scene, e, t)
-        unstall = c.unstall > 0 and stood >= c.unstall and self.speeds[k] < c.moving_speed
+        stalled = c.unstall > 0 and stood >= c.unstall
         paths = extend_path(np.asarray(out["paths"][0], np.float64))  # (A, P, 2)
         prof = lambda ai, ki: ramp_profiles(paths[ai], v0, self.speeds[ki], c.accel, c.decel)  # noqa: E731
         first = collision_times(scene, paths[[a]], prof([a], [k]), c.horizon, c.dt, c.moving_speed, e)
-        if not np.isfinite(first[0]) and not unstall:
+        cleared = not np.isfinite(first[0])
+        if cleared and not (stalled and self.speeds[k] < c.moving_speed):
             return a, k, ""
         la = out["anchor_logits"][0].astype(np.float64)
         la = la - np.logaddexp.reduce(la)
@@ -248,18 +250,23 @@ class LearnedPolicy:
         ai, ki = np.repeat(top, len(self.speeds)), np.tile(np.arange(len(self.speeds)), len(top))
         when = collision_times(scene, paths[ai], prof(ai, ki), c.horizon, c.dt, c.moving_speed, e)
         score = la[ai] + ls[ai, ki]
-        if unstall:
+        if cleared:
+            pick, note = (a, k), ""
+        else:  # the latest collision (inf: none), then (among the colliding ones) the lowest speed, then the best score
+            best = int(np.lexsort((score, np.where(np.isfinite(when), -self.speeds[ki], 0.0), when))[-1])
+            pick = int(ai[best]), int(ki[best])
+            note = (f" (checked: anchor {a} at {self.speeds[k]:.1f} m/s collides in {first[0]:.1f} s"
+                    f"{'; every candidate does' if np.isfinite(when[best]) else ''})")
+        # the unstall looks at what would drive after the check (the network's plan, or the check's replacement for
+        # it, which is often the same path at 0 m/s): judged on the network's plan alone, a vetoed plan handed the
+        # car back and forth between a standing replacement and the unstall, tick after tick
+        if stalled and self.speeds[pick[1]] < c.moving_speed:
             go = ~np.isfinite(when) & (self.speeds[ki] >= c.unstall_speed)
             if go.any():
                 best = int(np.argmax(np.where(go, score, -np.inf)))
                 return int(ai[best]), int(ki[best]), (f" (unstalled: stood {stood:.1f} s, anchor {ai[best]} at "
                                                       f"{self.speeds[ki[best]]:.1f} m/s is clear for {c.horizon:.1f} s)")
-            if not np.isfinite(first[0]):
-                return a, k, ""
-        # the latest collision (inf: none), then (among the colliding ones) the lowest speed, then the best score
-        best = int(np.lexsort((score, np.where(np.isfinite(when), -self.speeds[ki], 0.0), when))[-1])
-        note = "; every candidate does" if np.isfinite(when[best]) else ""
-        return int(ai[best]), int(ki[best]), f" (checked: anchor {a} at {self.speeds[k]:.1f} m/s collides in {first[0]:.1f} s{note})"
+        return pick[0], pick[1], note
 
     def act(self, scene: PerceivedScene, truth=None) -> tuple[Controls, Plan]:
         path, target, _ = self.plan(scene)

@@ -70,7 +70,7 @@ class PlannerParams(NodeParams):
     advisory_ttl: float = 1.0  # [s sim time] an advisory older than this (by its scene's stamp) no longer caps
     check: float = 0.0  # [s] learned planners (il, perlad, perlad_logreplay, takead): the candidate check's horizon
     # (drivesim.policies.learned.CandidateCheck, as `drive-stack eval --check`; 0: off)
-    unstall: float = 0.0  # [s] with check: where the ego has stood this long and the network still asks to stand,
+    unstall: float = 0.0  # [s] with check: where the ego has stood this long and the plan still stands,
     # drive the best-scored candidate the check clears (CandidateCheck.unstall, as `eval --unstall`; 0: off)
 
 
