@@ -17,3 +17,28 @@ T=results/takead
 $DS train takead --data $T/data_p1 --init "$PIPE/models/il_bc/planner.onnx" --eval-routes $T/suite_p3.xml \
     --rounds ${ROUNDS:-4} --seed 0 --resume --out "$E/from_bc" --routes $T/suite_p2.xml --takeover-stall 2.0
 cp "$E/from_bc/takead.json" "$T/from_bc.takead.json"
+# held out: il_bc (round 0) and the round with the best Proc3 validation DS (rounds >= 1), eval seeds 0 1
+BEST=$(.venv/bin/python -c "import json; r=json.load(open('$T/from_bc.takead.json'))['rounds'][1:]; print(max(r, key=lambda x: x['eval']['driving_score'])['round'])")
+ev() { local o=$1; shift; [ -f "$E/$o/summary.json" ] || $DS eval "$@" --workers 2 --out "$E/$o" > "$E/$o.log" 2>&1; }
+for s in 0 1; do
+  for r in 0 "$BEST"; do
+    m="$E/from_bc/round_$r/model/planner.onnx"
+    ev "p5_r${r}_s$s" --routes $T/suite_p5.xml --policy perlad --model "$m" --seed $s
+    ev "b2d_r${r}_s$s" --routes "$SHARED/bench2drive/bench2drive220.xml" --maps-dir "$SHARED/carla_maps" --policy perlad --model "$m" --seed $s
+  done
+done
+.venv/bin/python - "$E" "$BEST" > $T/from_bc_heldout.json <<'PY'
+import json, statistics as st, sys
+E, best = sys.argv[1], sys.argv[2]
+out = {"what": "TakeAD from il_bc (results/takead/from_bc.sh): round 0 (il_bc) and the best validation round, held out",
+       "best_round": int(best)}
+for r in ("0", best):
+    for suite in ("p5", "b2d"):
+        ss = [json.load(open(f"{E}/{suite}_r{r}_s{s}/summary.json")) for s in (0, 1)]
+        ds = [x["driving_score"] for x in ss]
+        inf = {k: st.mean(x["infractions"].get(k, 0) for x in ss) for k in
+               ("collisions_vehicle", "collisions_layout", "collisions_pedestrian", "vehicle_blocked", "route_timeout")}
+        out[f"round_{r}_{suite}"] = {"DS": [round(d, 2) for d in ds], "mean": round(st.mean(ds), 2),
+                                     "std": round(st.stdev(ds), 2), **inf}
+print(json.dumps(out, indent=1))
+PY
