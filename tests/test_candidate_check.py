@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from drivesim.policies.check import collision_times
 from drivesim.policies.learned import CandidateCheck, LearnedPolicy, ramp_profiles
+from drivesim.sim.dynamics import DEFAULT_VEHICLE
 from drivesim.sim.state import AgentKind
 from drivesim.stack.takeover import TakeoverConfig, predicted_collision
 from test_stack_lib import CAR, scene_with
@@ -66,6 +67,24 @@ def test_collision_times_start_from_standstill_at_the_profiles_acceleration():
         prof = ramp_profiles(path, v0, np.array([target]), accel=2.0, decel=4.0)
         when = collision_times(scene, path, prof, horizon=4.0)[0]
         assert when == pytest.approx(want, abs=0.051), (gap, v0, target, when)
+
+
+def test_the_margin_widens_the_forecast_ego_on_each_side():
+    """A car parked beside the straight path with 0.2 m between the boxes: driven past at 8 m/s it is cleared; with
+    a 0.25 m margin the forecast hits it where the fronts meet (rear 10.25 m ahead of the front bumper: 1.3 s), with
+    0.15 m it still clears. A car already within the margin now is nothing to avoid (as one overlapping now)."""
+    gap = 0.2
+    y = DEFAULT_VEHICLE.width / 2 + 1.9 / 2 + gap
+    path = np.stack([np.arange(1.0, 40.0), np.zeros(39)], 1)[None]
+    prof = np.full((1, 39), 8.0)
+    beside = scene_with([(15.0, y, 0.0, 0.0, *CAR)], ego_speed=8.0)
+    assert np.isinf(collision_times(beside, path, prof, horizon=2.0)[0])
+    assert np.isinf(collision_times(beside, path, prof, horizon=2.0, margin=0.15)[0])
+    assert collision_times(beside, path, prof, horizon=2.0, margin=0.25)[0] == pytest.approx(1.3)
+    alongside = scene_with([(0.0, y, 0.0, 0.0, *CAR)], ego_speed=8.0)
+    assert np.isinf(collision_times(alongside, path, prof, horizon=2.0, margin=0.25)[0])
+    with pytest.raises(ValueError, match="margin"):
+        CandidateCheck(horizon=3.0, margin=-0.1)
 
 
 def test_ramp_profiles_brake_and_accelerate_at_the_given_rates():

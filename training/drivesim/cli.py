@@ -115,7 +115,7 @@ def cmd_eval(a) -> int:
                      resume=a.resume, seed=a.seed, route_timeout_s=a.route_timeout, fault=a.fault,
                      render_failures=a.render_failures, ray=a.ray, max_retries=a.max_retries,
                      perception=a.perception, gnss_noise=a.gnss_noise, check=a.check,
-                     unstall=a.unstall)
+                     unstall=a.unstall, check_margin=a.check_margin)
     try:
         s = evaluate(cfg)
     except RayMissing as e:
@@ -737,6 +737,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --check: where the ego has stood this long and the plan (after the check) still stands, drive "
                         "the best-scored candidate of at least 2 m/s the check clears (never before a red or "
                         "yellow light; CandidateCheck.unstall; default: off)")
+    q.add_argument("--check-margin", type=float, default=0.0, metavar="METRES",
+                   help="with --check: widen the forecast ego's box by this much on each side (the controller cuts "
+                        "corners; CandidateCheck.margin; default: %(default)s)")
     ray_args(q)
     q.add_argument("--fault", default=None, help=argparse.SUPPRESS)  # testing aid: crash|hang|exit:<route_id>
     q.set_defaults(fn=cmd_eval)

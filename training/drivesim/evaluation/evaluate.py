@@ -55,6 +55,8 @@ class EvalConfig:
     check: float = 0.0  # [s] learned planners: the candidate check's horizon (policies/learned.py CandidateCheck; 0: off)
     unstall: float = 0.0  # [s] with the check: drive a cleared candidate where the ego has stood this long and the
     # plan (after the check) still stands (CandidateCheck.unstall; 0: off)
+    check_margin: float = 0.0  # [m] with the check: the forecast ego's box is this much wider on each side
+    # (CandidateCheck.margin; 0: the box as it is)
 
 
 def _atomic_write(path: Path, obj) -> None:
@@ -135,7 +137,7 @@ def _run_route(spec: RouteSpec, index: int, cfg: EvalConfig) -> tuple[str, objec
         g = loader.load(spec.town)
         kw = {"model": cfg.model} if cfg.model else {}
         if cfg.check > 0:
-            kw["check"] = CandidateCheck(horizon=cfg.check, unstall=cfg.unstall)
+            kw["check"] = CandidateCheck(horizon=cfg.check, unstall=cfg.unstall, margin=cfg.check_margin)
         pol = make_policy(cfg.policy, 1, g=g, **kw)
         perception = {"perception": cfg.perception}
         if cfg.perception == "sensors":
@@ -158,6 +160,9 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     if cfg.unstall < 0 or not np.isfinite(cfg.unstall) or (cfg.unstall > 0 and cfg.check <= 0):
         raise ValueError(f"--unstall {cfg.unstall}: a time in seconds (> 0) that needs the candidate check "
                          "(--check SECONDS) too: it drives only candidates the check clears")
+    if cfg.check_margin < 0 or not np.isfinite(cfg.check_margin) or (cfg.check_margin > 0 and cfg.check <= 0):
+        raise ValueError(f"--check-margin {cfg.check_margin}: metres (>= 0) by which the candidate check widens the "
+                         "ego; it needs --check SECONDS")
     model = check_policy(cfg.policy, cfg.model)  # fail fast: unknown policy, missing model, a file that is no planner
     if model is not None:
         log(f"policy {cfg.policy}: model {model['path']} (sha256 {model['sha256'][:16]})")
@@ -235,7 +240,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     # what a non-privileged policy localised with: the simulator's pose (privileged) or GNSS + IMU + speedometer
     summary.update({"policy": cfg.policy, "model": model, "routes_file": str(cfg.routes), "seed": cfg.seed,
                     "perception": cfg.perception, **({"check": cfg.check} if cfg.check > 0 else {}),
-                    **({"unstall": cfg.unstall} if cfg.unstall > 0 else {})})
+                    **({"unstall": cfg.unstall} if cfg.unstall > 0 else {}),
+                    **({"check_margin": cfg.check_margin} if cfg.check_margin > 0 else {})})
     _atomic_write(out / "summary.json", summary)
     renders = {}
     if cfg.render_failures > 0:

@@ -33,10 +33,11 @@ def _interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
 
 
 def collision_times(scene: PerceivedScene, paths: np.ndarray, profiles: np.ndarray, horizon: float,
-                    dt: float = 0.1, moving_speed: float = 0.5, e: int = 0) -> np.ndarray:
+                    dt: float = 0.1, moving_speed: float = 0.5, e: int = 0, margin: float = 0.0) -> np.ndarray:
     """(C,) the first time [s] (a multiple of dt, up to `horizon`) at which the ego driving candidate c overlaps
     an agent of env e's scene, inf where it does not (module doc). paths (C, P, 2) in the ego frame, profiles
-    (C, P) [m/s] the speed at each path point."""
+    (C, P) [m/s] the speed at each path point; margin [m] widens the ego's box on each side (the controller
+    does not follow a path exactly: it cuts corners)."""
     paths = np.asarray(paths, np.float64)
     C, P = paths.shape[:2]
     out = np.full(C, np.inf)
@@ -45,8 +46,8 @@ def collision_times(scene: PerceivedScene, paths: np.ndarray, profiles: np.ndarr
     if not valid.any() or P < 1 or C == 0 or steps < 1:
         return out
     a = a[valid]
-    now = obb_overlap(0.0, 0.0, 0.0, DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width, a[:, 0], a[:, 1], a[:, 2],
-                      a[:, 4], a[:, 5])
+    now = obb_overlap(0.0, 0.0, 0.0, DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width + 2 * margin, a[:, 0], a[:, 1],
+                      a[:, 2], a[:, 4], a[:, 5])  # already overlapping (within the margin): nothing to avoid
     a = a[~now]
     if not len(a):
         return out
@@ -77,7 +78,8 @@ def collision_times(scene: PerceivedScene, paths: np.ndarray, profiles: np.ndarr
     eyaw = heading[r, np.clip((cum[None, :, 1:] <= s[..., None]).sum(-1), 0, P - 1)]
     ax = a[None, :, 0] + a[None, :, 3] * np.cos(a[None, :, 2]) * ts[:, None]  # (T, N)
     ay = a[None, :, 1] + a[None, :, 3] * np.sin(a[None, :, 2]) * ts[:, None]
-    hit = obb_overlap(ex[..., None], ey[..., None], eyaw[..., None], DEFAULT_VEHICLE.length, DEFAULT_VEHICLE.width,
+    hit = obb_overlap(ex[..., None], ey[..., None], eyaw[..., None], DEFAULT_VEHICLE.length,
+                      DEFAULT_VEHICLE.width + 2 * margin,
                       ax[:, None], ay[:, None], a[None, None, :, 2], a[None, None, :, 4], a[None, None, :, 5])
     hit = hit.any(-1) & (ev > moving_speed)  # (T, C)
     first = np.argmax(hit, 0)

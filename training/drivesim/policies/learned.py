@@ -61,11 +61,14 @@ class CandidateCheck:
     # it: this is the liveness half of the same test
     unstall_speed: float = 2.0  # [m/s] the lowest target speed an unstall drives at
     hold_distance: float = 20.0  # [m] along the route to a red or yellow light's stop line within which it never unstalls
+    margin: float = 0.0  # [m] the forecast ego's box is this much wider on each side (policies.check.collision_times):
+    # the controller cuts corners, so a path that clears an agent by a few centimetres may not in the closed loop
 
     def __post_init__(self):
-        for name in ("horizon", "dt", "accel", "decel", "moving_speed", "unstall", "unstall_speed", "hold_distance"):
+        for name in ("horizon", "dt", "accel", "decel", "moving_speed", "unstall", "unstall_speed", "hold_distance",
+                     "margin"):
             v = getattr(self, name)
-            off = name in ("horizon", "unstall")
+            off = name in ("horizon", "unstall", "margin")
             if not (isinstance(v, int | float) and np.isfinite(v) and v >= 0 and (v > 0 or off)):
                 raise ValueError(f"CandidateCheck.{name} = {v!r}: expected a {'non-negative' if off else 'positive'} number")
         if self.unstall > 0 and self.horizon <= 0:
@@ -238,7 +241,7 @@ class LearnedPolicy:
         stalled = c.unstall > 0 and stood >= c.unstall
         paths = extend_path(np.asarray(out["paths"][0], np.float64))  # (A, P, 2)
         prof = lambda ai, ki: ramp_profiles(paths[ai], v0, self.speeds[ki], c.accel, c.decel)  # noqa: E731
-        first = collision_times(scene, paths[[a]], prof([a], [k]), c.horizon, c.dt, c.moving_speed, e)
+        first = collision_times(scene, paths[[a]], prof([a], [k]), c.horizon, c.dt, c.moving_speed, e, c.margin)
         cleared = not np.isfinite(first[0])
         if cleared and not (stalled and self.speeds[k] < c.moving_speed):
             return a, k, ""
@@ -248,7 +251,7 @@ class LearnedPolicy:
         ls = ls - np.logaddexp.reduce(ls, axis=1, keepdims=True)
         top = np.argsort(-la, kind="stable")[:c.top_k]
         ai, ki = np.repeat(top, len(self.speeds)), np.tile(np.arange(len(self.speeds)), len(top))
-        when = collision_times(scene, paths[ai], prof(ai, ki), c.horizon, c.dt, c.moving_speed, e)
+        when = collision_times(scene, paths[ai], prof(ai, ki), c.horizon, c.dt, c.moving_speed, e, c.margin)
         score = la[ai] + ls[ai, ki]
         if cleared:
             pick, note = (a, k), ""
