@@ -11,7 +11,7 @@ E = Path(sys.argv[1])
 OUT = Path(__file__).parent / "validation.json"
 old = json.loads(OUT.read_text()) if OUT.exists() else {}
 rows = {"0 (off)": "chk0", "1.0": "chk1.0", "2.0": "chk2.0", "3.0": "chk3.0", "3.0, unstall 2.0": "chk3.0_u2.0",
-        "3.0, unstall 5.0": "chk3.0_u5.0"}
+        "3.0, unstall 5.0": "chk3.0_u5.0", "3.0, unstall 5.0, margin 0.3": "chk3.0_u5.0_m0.3"}
 runs = {}
 for name, v in rows.items():
     row = {}
@@ -37,8 +37,8 @@ session_22 = old.get("session_22") or {k: v for k, v in old.get("runs", {}).item
 OUT.write_text(json.dumps({
     "what": "issue 18: the candidate check's horizon, then its unstall time, on validation (the committed il, eval "
             "seed 0); made by results/perlad/check/run.sh and validation.py",
-    "command": "drive-stack eval --routes results/takead/suite_p{3,4}.xml --policy il --check H [--unstall U] --seed 0 "
-               "--workers 2",
+    "command": "drive-stack eval --routes results/takead/suite_p{3,4}.xml --policy il --check H [--unstall U] "
+               "[--check-margin M] --seed 0 --workers 2",
     "runs": runs,
     "session_21": session_21,
     "session_22": session_22,
