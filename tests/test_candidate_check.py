@@ -85,6 +85,8 @@ def test_the_margin_widens_the_forecast_ego_on_each_side():
     assert np.isinf(collision_times(alongside, path, prof, horizon=2.0, margin=0.25)[0])
     with pytest.raises(ValueError, match="margin"):
         CandidateCheck(horizon=3.0, margin=-0.1)
+    with pytest.raises(ValueError, match="margin = 0.3: .* set a horizon"):
+        CandidateCheck(horizon=0.0, margin=0.3)
 
 
 def test_ramp_profiles_brake_and_accelerate_at_the_given_rates():

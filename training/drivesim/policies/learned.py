@@ -74,6 +74,8 @@ class CandidateCheck:
         if self.unstall > 0 and self.horizon <= 0:
             raise ValueError(f"CandidateCheck.unstall = {self.unstall}: unstalling drives only what the check clears; "
                              "set a horizon > 0 too")
+        if self.margin > 0 and self.horizon <= 0:
+            raise ValueError(f"CandidateCheck.margin = {self.margin}: a margin of the check; set a horizon > 0 too")
         if not (isinstance(self.top_k, int) and self.top_k >= 1):
             raise ValueError(f"CandidateCheck.top_k = {self.top_k!r}: expected an integer >= 1")
 

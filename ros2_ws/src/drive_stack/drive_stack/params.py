@@ -72,6 +72,8 @@ class PlannerParams(NodeParams):
     # (drivesim.policies.learned.CandidateCheck, as `drive-stack eval --check`; 0: off)
     unstall: float = 0.0  # [s] with check: where the ego has stood this long and the plan still stands,
     # drive the best-scored candidate the check clears (CandidateCheck.unstall, as `eval --unstall`; 0: off)
+    check_margin: float = 0.0  # [m] with check: the forecast ego's box this much wider on each side
+    # (CandidateCheck.margin, as `eval --check-margin`; 0: as it is)
 
 
 @dataclass(frozen=True)

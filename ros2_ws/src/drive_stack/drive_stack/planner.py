@@ -38,7 +38,8 @@ class Planner(StackNode):
         p = self.declare_params(PlannerParams)
         self.policy_name, self.max_agents, self.model, self.backend = p.policy, p.max_agents, p.model, p.backend
         # the learned planners' candidate check (validated here: a bad setting stops the node at start, named)
-        self.check = CandidateCheck(horizon=p.check, unstall=p.unstall) if p.check > 0 or p.unstall > 0 else None
+        self.check = (CandidateCheck(horizon=p.check, unstall=p.unstall, margin=p.check_margin)
+                      if p.check > 0 or p.unstall > 0 or p.check_margin > 0 else None)
         self.policy = None
         self.light_ids = None
         self.failures = 0
