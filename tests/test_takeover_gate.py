@@ -96,6 +96,29 @@ def test_low_ttc_and_predicted_collision():
     assert d.event is None and d.controller == PLANNER
 
 
+def test_a_command_that_comes_before_its_plan_and_scene_is_checked_when_they_arrive():
+    """Three topics: under load the planner's command can arrive before the tick's scene and plan. The gate holds
+    it and runs the plan check when both are in (CI once saw the ROS stack's LOW_TTC a tick late: that tick had gone
+    unchecked); when they never come it is decided without the check after `plan_wait`, before the deadline."""
+    x = 8.0 + 4.6 / 2 + 4.9 / 2  # the stopped car of the test above: TTC 0.8 s
+    g = TakeoverGate()
+    g.new_tick(2.0, 100.0)
+    assert g.offer_planner(2.0, *GO) is None  # held: no scene, no plan yet
+    assert g.offer_scene(2.0, scene_with([(x, 0.0, 0.0, 0.0, *CAR)], ego_speed=10.0)) is None  # still no plan
+    d = g.offer_plan(2.0, PATH, np.full(29, 10.0))
+    assert d.event.cause is Cause.LOW_TTC and d.controller == SAFE_STOP and d.t == 2.0
+    g = TakeoverGate(TakeoverConfig(plan_wait=0.1, deadline=0.3))
+    g.set_ready()
+    g.new_tick(2.0, 100.0)
+    assert g.offer_planner(2.0, *GO) is None
+    assert g.poll(100.05) is None  # within plan_wait
+    d = g.poll(100.15)  # nothing came: the command drives, unchecked (the deadline would have been a takeover)
+    assert d.controller == PLANNER and d.command == GO and d.event is None
+    assert g.poll(100.5) is None and g.history == []
+    with pytest.raises(ValueError, match="plan_wait"):
+        TakeoverConfig(plan_wait=0.0)
+
+
 def test_expert_drives_the_takeover_and_a_late_expert_means_a_safe_stop():
     g = TakeoverGate(TakeoverConfig(duration=1.0, expert_wait=0.1), expert_offered=True)
     ex = (0.1, 0.2, 0.0)

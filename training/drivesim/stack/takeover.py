@@ -72,6 +72,8 @@ class TakeoverConfig:
     deadline: float = 0.3  # [s wall] after a tick, without a planner command: MISSED_DEADLINE (once ready)
     expert_wait: float = 0.1  # [s wall] under a takeover, how long to wait for the expert before a safe stop
     planner_ok_window: float = 0.151  # [s sim] the planner is healthy if it answered one of the last 3 ticks
+    plan_wait: float = 0.1  # [s wall] a planner command whose tick's plan or scene has not arrived yet (separate
+    # topics: under load the command can come first) waits this long for them, then is decided without the plan check
     steer_threshold: float = 0.0  # shadow trigger: |steer_expert - steer_planner| > this (0: off; TakeAD uses 0.2)
     stall_time: float = 0.0  # [s sim] shadow trigger: the ego has stood this long while the expert would drive (0: off)
     mrm_decel: float = 3.0  # [m/s^2] the safe stop's comfortable deceleration (minimal-risk manoeuvre)
@@ -80,7 +82,7 @@ class TakeoverConfig:
 
     def __post_init__(self):
         for name in ("ttc_threshold", "max_decel", "horizon", "horizon_dt", "duration", "deadline", "expert_wait",
-                     "planner_ok_window", "mrm_decel", "mrm_jerk"):
+                     "planner_ok_window", "plan_wait", "mrm_decel", "mrm_jerk"):
             v = getattr(self, name)
             zero_ok = name in ("ttc_threshold", "max_decel", "horizon")  # 0 switches that check off
             if not (isinstance(v, int | float) and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
@@ -295,6 +297,7 @@ class TakeoverGate:
         self._mrm_decel = 0.0  # the deceleration it asked for then [m/s^2]
         self._lateral = PIDController(1, dt=DT)  # the deployed controller's lateral part steers the MRM
         self._stall_since: float | None = None  # the first of the ticks in a row the ego stood and the expert drove
+        self._held: tuple[float, float, float, float] | None = None  # a planner command waiting for its plan/scene
 
     @property
     def history(self) -> list[Takeover]:
@@ -321,7 +324,7 @@ class TakeoverGate:
         t = round(float(t), 3)
         if self.tick_t is not None and t <= self.tick_t:
             return None  # a re-published tick
-        self.tick_t, self.tick_wall, self.decided = t, wall, None
+        self.tick_t, self.tick_wall, self.decided, self._held = t, wall, None, None
         for store in (self.scene, self.plan, self.expert):
             for k in [k for k in store if k < t - 0.5]:
                 del store[k]
@@ -329,7 +332,7 @@ class TakeoverGate:
             return self._command(t, *self._takeover_command(t))
         return None
 
-    def offer_scene(self, t: float, scene: PerceivedScene) -> None:
+    def offer_scene(self, t: float, scene: PerceivedScene) -> Decision | None:
         t = round(float(t), 3)
         self.scene[t] = scene
         readable = not invalid_fields({"ego_speed": scene.ego_speed, "route": scene.route[0][scene.route_valid[0]]})
@@ -337,8 +340,9 @@ class TakeoverGate:
             self.last_scene = (t, scene)
         if self.last_plan is not None and self.last_plan[0] == t and self.last_plan[2] is None:
             self.last_plan = (t, self.last_plan[1], _pose(scene))
+        return self._release(t)
 
-    def offer_plan(self, t: float, path: np.ndarray, speed_profile: np.ndarray) -> None:
+    def offer_plan(self, t: float, path: np.ndarray, speed_profile: np.ndarray) -> Decision | None:
         t = round(float(t), 3)
         path = np.asarray(path, np.float64)
         self.plan[t] = (path, np.asarray(speed_profile, np.float64))
@@ -346,6 +350,7 @@ class TakeoverGate:
                 and (self.last_plan is None or t >= self.last_plan[0])):
             scene = self.scene.get(t)
             self.last_plan = (t, path, None if scene is None else _pose(scene))
+        return self._release(t)
 
     def offer_expert(self, t: float, throttle: float, steer: float, brake: float) -> Decision | None:
         t = round(float(t), 3)
@@ -369,6 +374,27 @@ class TakeoverGate:
         if self.decided == t:  # answered already (a takeover): the planner is alive and valid
             self.last_ok_t = t
             return None
+        if self.logic.active is None and invalid is None and (t not in self.plan or t not in self.scene):
+            self._held = (t, float(throttle), float(steer), float(brake))  # decided when they arrive (or in poll)
+            return None
+        return self._planner_decision(t, throttle, steer, brake, invalid)
+
+    def _release(self, t: float, wall: float | None = None) -> Decision | None:
+        """The held planner command of tick t, decided now: its plan and scene have arrived, or (wall given) it
+        has waited `plan_wait` since the tick without them (then without the plan check)."""
+        h = self._held
+        if h is None or h[0] != t or t != self.tick_t or self.decided == t:
+            return None
+        if wall is None and (t not in self.plan or t not in self.scene):
+            return None
+        if wall is not None and wall - self.tick_wall <= self.cfg.plan_wait:
+            return None
+        self._held = None
+        return self._planner_decision(*h)
+
+    def _planner_decision(self, t: float, throttle: float, steer: float, brake: float,
+                          invalid: str | None = None) -> Decision | None:
+        """The planner's valid, on-time command of tick t: the plan check and the shadow triggers, then who drives."""
         if self.logic.active is None:
             if invalid is not None:
                 return self._takeover(t, Cause.INVALID_MESSAGE, invalid, float("nan"))
@@ -395,6 +421,8 @@ class TakeoverGate:
         t = self.tick_t
         if t is None or self.decided == t:
             return None
+        if self._held is not None:
+            return self._release(t, wall)
         waited = wall - self.tick_wall
         if self.logic.active is not None and self.expert_offered and waited > self.cfg.expert_wait:
             return self._command(t, self._safe_stop(t), SAFE_STOP)

@@ -80,14 +80,15 @@ class TakeoverMonitor(StackNode):
         t = round(convert.to_sec(msg.header.stamp), 3)
         self.scene_msgs[t] = msg
         try:  # every scene: the takeover checks read it, and a safe stop brakes and steers by the newest
-            self.gate.offer_scene(t, convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS))
+            # (a planner command that came before this tick's scene is decided now)
+            self._emit(self.gate.offer_scene(t, convert.scene_from_message(msg, self.max_agents - 1, ROUTE_POINTS)))
         except convert.InvalidMessage as e:
             self.scene_invalid[t] = str(e)  # rejected when the planner's command of its tick is checked
 
     def _on_plan(self, msg: Plan) -> None:
         t = round(convert.to_sec(msg.header.stamp), 3)
         self.plan_msgs[t] = msg
-        self.gate.offer_plan(t, convert.plan_path(msg), convert.plan_profile(msg))  # (NaN: the gate's check)
+        self._emit(self.gate.offer_plan(t, convert.plan_path(msg), convert.plan_profile(msg)))  # (NaN: the gate's check)
 
     def _on_expert(self, msg: CarlaEgoVehicleControl) -> None:
         self._emit(self.gate.offer_expert(convert.to_sec(msg.header.stamp), msg.throttle, msg.steer, msg.brake))
