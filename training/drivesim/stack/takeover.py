@@ -268,7 +268,9 @@ class TakeoverGate:
     `Decision` when there is something to do (a command to apply, a takeover to announce), else None. There is
     at most one command per tick; later offers for a decided tick only count as signs of life. `set_ready()`:
     the stack has loaded its models and compiled its kernels; deadlines count only from then on (a cold start is
-    not a takeover).
+    not a takeover). A planner command that arrives before its tick's scene or plan (separate topics) is held and
+    decided when both are in (`offer_scene` / `offer_plan` return that decision), or by `poll`, unchecked, after
+    `plan_wait`.
 
     State: the current tick and its wall time, whether it has its command, the planner's last valid on-time
     command (hand-back needs a healthy planner), the active takeover and the history, how many ticks each
