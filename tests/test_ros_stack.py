@@ -258,41 +258,50 @@ def test_node_table_launch_file_package_and_params_agree():
         nodes_for("gazebo")
 
 
-def test_the_first_tick_waits_for_every_reader_the_nodes_announce():
-    """Every node announces its subscriptions on /drive_stack/node_reads (the hidden /clock reader of use_sim_time
-    too, and again when it subscribes to more); the pseudo-simulator's first tick waits until its per-tick writers
-    have matched all of them (`readers_missing`). Matched to *some* reader was not enough: with the recorder's
-    /clock reader matched and the takeover monitor's not, the monitor lost tick 0 and the route a tick (CI)."""
+def test_the_first_tick_waits_until_every_endpoint_of_the_stack_is_matched():
+    """Every node announces its endpoints on /drive_stack/node_reads with what DDS has matched to each (the hidden
+    /clock reader of use_sim_time too, and again when that changes); the pseudo-simulator's first tick waits until
+    every reader has matched every writer of its topic and every writer every reader (`unwired`). Matched to *some*
+    reader was not enough (the takeover monitor lost tick 0, CI), nor was the writers' side: discovery is
+    asymmetric, and a reader that has not yet matched a writer drops its samples."""
+    import json
     import time
     from collections import Counter
 
     import rclpy
     from drive_stack import node_table as T
-    from drive_stack.common import LATCHED_MANY_READER, StackNode, readers_missing
+    from drive_stack.common import LATCHED_MANY_READER, StackNode, unwired
     from rosgraph_msgs.msg import Clock
     from std_msgs.msg import String
 
-    reads = {"recorder": [T.CLOCK, T.CLOCK, T.ODOMETRY, T.EXPERT_CMD], "takeover_monitor": [T.CLOCK, T.CLOCK, T.EXPERT_CMD],
-             "planner": [T.CLOCK]}
-    matched = {T.CLOCK: 5, T.EXPERT_CMD: 2, T.ODOMETRY: 1}
-    assert readers_missing(matched, reads, own=[T.CLOCK]) == [f"{T.CLOCK} (5/6)"]
-    assert readers_missing({**matched, T.CLOCK: 6}, reads, own=[T.CLOCK]) == []
-    assert readers_missing({**matched, T.CLOCK: 6, T.EXPERT_CMD: 1}, reads, [T.CLOCK]) == [f"{T.EXPERT_CMD} (1/2)"]
+    sim = {"node": "pseudo_sim", "reads": [[T.CONTROL_CMD, 1]], "writes": [[T.CLOCK, 3], [T.EXPERT_CMD, 2]]}
+    monitor = {"node": "takeover_monitor", "reads": [[T.CLOCK, 1], [T.CLOCK, 1], [T.EXPERT_CMD, 1]],
+               "writes": [[T.CONTROL_CMD, 1]]}
+    recorder = {"node": "recorder", "reads": [[T.CLOCK, 1], [T.EXPERT_CMD, 1]], "writes": []}
+    assert unwired([sim, monitor, recorder]) == []
+    # the writer has matched all three /clock readers, one of the monitor's readers has not matched the writer
+    late = {**monitor, "reads": [[T.CLOCK, 1], [T.CLOCK, 0], [T.EXPERT_CMD, 1]]}
+    assert unwired([sim, late, recorder]) == [f"takeover_monitor reads {T.CLOCK} (0/1)"]
+    short = {**sim, "writes": [[T.CLOCK, 2], [T.EXPERT_CMD, 2]]}
+    assert unwired([short, monitor, recorder]) == [f"pseudo_sim writes {T.CLOCK} (2/3)"]
     # no node announced a reader: only the topics that want one anyway wait
-    assert readers_missing({T.CLOCK: 0, T.EXPERT_CMD: 0}, {}, [], at_least_one=(T.CLOCK,)) == [f"{T.CLOCK} (0/1)"]
+    alone = {"node": "pseudo_sim", "reads": [], "writes": [[T.CLOCK, 0], [T.EXPERT_CMD, 0]]}
+    assert unwired([alone], at_least_one={T.CLOCK: 1}) == [f"pseudo_sim writes {T.CLOCK} (0/1)"]
 
     class Probe(StackNode):
         def __init__(self):
             super().__init__("reads_probe")
             self.create_subscription(Clock, T.CLOCK, lambda m: None, 10)
+            self.create_publisher(String, "/reads_probe/out", 10)
             self.announce_ready()
 
     rclpy.init()
     try:
         probe = Probe()
         listener = rclpy.create_node("reads_listener")
-        heard: list[list[str]] = []
-        listener.create_subscription(String, T.NODE_READS, lambda m: heard.append(m.data.split()), LATCHED_MANY_READER)
+        heard: list[dict] = []
+        listener.create_subscription(String, T.NODE_READS, lambda m: heard.append(json.loads(m.data)),
+                                     LATCHED_MANY_READER)
         ex = rclpy.executors.SingleThreadedExecutor()
         ex.add_node(probe)
         ex.add_node(listener)
@@ -304,11 +313,15 @@ def test_the_first_tick_waits_for_every_reader_the_nodes_announce():
             return cond()
 
         assert spin_until(lambda: heard)
-        name, *topics = heard[-1]
-        assert name == "reads_probe" and Counter(topics) == {T.CLOCK: 2}  # use_sim_time's reader and its own
+        assert heard[-1]["node"] == "reads_probe"
+        assert Counter(t for t, _ in heard[-1]["reads"]) == {T.CLOCK: 2}  # use_sim_time's reader and its own
+        assert ["/reads_probe/out", 0] in heard[-1]["writes"]  # no reader yet
         probe.create_subscription(String, "/reads_probe/extra", lambda m: None, 10)
-        assert spin_until(lambda: len(heard) >= 2)
-        assert Counter(heard[-1][1:]) == {T.CLOCK: 2, "/reads_probe/extra": 1}
+        assert spin_until(lambda: Counter(t for t, _ in heard[-1]["reads"]) == {T.CLOCK: 2, "/reads_probe/extra": 1})
+        # a reader appears on the probe's topic: the probe's next announcement (its 0.25 s timer) says it matched
+        listener.create_subscription(String, "/reads_probe/out", lambda m: None, 10)
+        assert spin_until(lambda: dict(map(tuple, heard[-1]["writes"])).get("/reads_probe/out") == 1)
+        assert unwired([heard[-1]]) == []
     finally:
         rclpy.shutdown()
 

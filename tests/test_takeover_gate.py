@@ -119,6 +119,32 @@ def test_a_command_that_comes_before_its_plan_and_scene_is_checked_when_they_arr
         TakeoverConfig(plan_wait=0.0)
 
 
+def test_a_command_that_comes_before_its_tick_is_decided_when_the_tick_comes():
+    """The clock and the planner's command are different writers' topics: a /clock reader matched late (or a loaded
+    executor) can see the command of tick t before tick t itself. Dropped as stale, that tick missed its command
+    (the stack's intermittent 'missed 2' at t=0 and 0.05 and a LOW_TTC a tick late); kept, it is decided at the
+    tick, checked against the plan and scene like any other, and a command for a tick that never comes is dropped."""
+    x = 8.0 + 4.6 / 2 + 4.9 / 2  # a stopped car 8 m ahead at 10 m/s: TTC 0.8 s
+    g = TakeoverGate()
+    assert g.offer_planner(0.0, *GO) is None  # no tick yet
+    assert g.offer_scene(0.0, scene_with([], ego_speed=0.0)) is None
+    assert g.offer_plan(0.0, PATH, np.full(29, 5.0)) is None
+    d = g.new_tick(0.0, 10.0)
+    assert d.controller == PLANNER and d.command == GO and d.t == 0.0 and g.drove[PLANNER] == 1
+    assert g.offer_planner(0.05, *GO) is None  # early again: the plan check still runs when its tick comes
+    g.offer_scene(0.05, scene_with([(x, 0.0, 0.0, 0.0, *CAR)], ego_speed=10.0))
+    g.offer_plan(0.05, PATH, np.full(29, 10.0))
+    d = g.new_tick(0.05, 10.05)
+    assert d.event.cause is Cause.LOW_TTC and d.controller == SAFE_STOP and d.t == 0.05
+    g = TakeoverGate()
+    g.new_tick(1.0, 10.0)
+    assert g.offer_planner(1.1, *GO) is None  # two ticks ahead: kept through 1.05, dropped when 1.1 never comes
+    g.offer_scene(1.05, scene_with([], ego_speed=5.0))
+    g.offer_plan(1.05, PATH, np.full(29, 5.0))
+    assert g.new_tick(1.05, 10.05) is None
+    assert g.new_tick(1.15, 10.15) is None and g._early is None and g.drove[PLANNER] == 0
+
+
 def test_expert_drives_the_takeover_and_a_late_expert_means_a_safe_stop():
     g = TakeoverGate(TakeoverConfig(duration=1.0, expert_wait=0.1), expert_offered=True)
     ex = (0.1, 0.2, 0.0)

@@ -270,7 +270,8 @@ class TakeoverGate:
     the stack has loaded its models and compiled its kernels; deadlines count only from then on (a cold start is
     not a takeover). A planner command that arrives before its tick's scene or plan (separate topics) is held and
     decided when both are in (`offer_scene` / `offer_plan` return that decision), or by `poll`, unchecked, after
-    `plan_wait`.
+    `plan_wait`; one that arrives before its tick (the clock is another writer's topic) is kept until `new_tick`
+    of that tick, which returns its decision.
 
     State: the current tick and its wall time, whether it has its command, the planner's last valid on-time
     command (hand-back needs a healthy planner), the active takeover and the history, how many ticks each
@@ -300,6 +301,7 @@ class TakeoverGate:
         self._lateral = PIDController(1, dt=DT)  # the deployed controller's lateral part steers the MRM
         self._stall_since: float | None = None  # the first of the ticks in a row the ego stood and the expert drove
         self._held: tuple[float, float, float, float] | None = None  # a planner command waiting for its plan/scene
+        self._early: tuple | None = None  # a planner command for a tick whose clock has not come yet
 
     @property
     def history(self) -> list[Takeover]:
@@ -330,9 +332,15 @@ class TakeoverGate:
         for store in (self.scene, self.plan, self.expert):
             for k in [k for k in store if k < t - 0.5]:
                 del store[k]
+        d = None
         if self.logic.in_control(t, self.planner_ok(t)) and (not self.expert_offered or t in self.expert):
-            return self._command(t, *self._takeover_command(t))
-        return None
+            d = self._command(t, *self._takeover_command(t))
+        early = self._early
+        if early is not None and early[0] <= t:
+            self._early = None
+            if early[0] == t:  # its command came first: offered now, as if it had come after the tick
+                d = self.offer_planner(*early) or d
+        return d
 
     def offer_scene(self, t: float, scene: PerceivedScene) -> Decision | None:
         t = round(float(t), 3)
@@ -367,6 +375,9 @@ class TakeoverGate:
         """The planner's command for tick t (`invalid`: why its plan or scene could not be read, if so)."""
         t = round(float(t), 3)
         bad = command_problems(throttle, steer, brake)
+        if self.tick_t is None or t > self.tick_t:  # its tick's clock is late (a reader matched late, a loaded
+            self._early = (t, throttle, steer, brake, invalid)  # executor): kept, and offered when the tick comes
+            return None
         if t != self.tick_t:  # stale (under a takeover the expert's loop runs ahead of the planner's): alive, though
             if not bad and self.tick_t is not None and t < self.tick_t:
                 self.last_ok_t = max(self.last_ok_t, t)

@@ -62,6 +62,7 @@ class StackNode(Node):
         """Every publisher of a node with a stall or nan fault is wrapped: from T on (the message's stamp, else the
         latest /clock) it publishes nothing (stall) or its messages with every float set to NaN (nan)."""
         pub = super().create_publisher(msg_type, topic, qos, **kw)
+        self.__dict__.setdefault("_writers", []).append(pub)  # (its matched readers go out in the announcements)
         fault = getattr(self, "fault", None)  # rclpy.Node.__init__ creates publishers before ours is set
         if fault is not None and fault.kind in (FaultKind.STALL, FaultKind.NAN):
             return FaultyPublisher(self, pub)
@@ -102,24 +103,58 @@ class StackNode(Node):
         """Called once at shutdown, also after an error (the recorder closes its bags here)."""
 
     def create_subscription(self, msg_type, topic, callback, qos, **kw):
-        """Every subscription's topic is kept (`reads`, the hidden /clock reader of use_sim_time too) and, once the
-        node is up, announced on /drive_stack/node_reads."""
+        """Every subscription is kept (`reads`: the topics, the hidden /clock reader of use_sim_time too) and, once
+        the node is up, announced on /drive_stack/node_reads with the writers it has matched."""
         sub = super().create_subscription(msg_type, topic, callback, qos, **kw)
         self.__dict__.setdefault("reads", []).append(sub.topic_name)  # (rclpy.Node.__init__ subscribes before ours)
+        self.__dict__.setdefault("_readers", []).append(sub)
         if self.__dict__.get("_reads_pub") is not None:
             self._announce_reads()
         return sub
 
+    def destroy_publisher(self, publisher) -> bool:
+        publisher = publisher.pub if isinstance(publisher, FaultyPublisher) else publisher
+        writers = self.__dict__.get("_writers", [])
+        if publisher in writers:
+            writers.remove(publisher)
+        return super().destroy_publisher(publisher)
+
+    def destroy_subscription(self, subscription) -> bool:
+        readers = self.__dict__.get("_readers", [])
+        if subscription in readers:
+            readers.remove(subscription)
+            self.reads.remove(subscription.topic_name)
+        return super().destroy_subscription(subscription)
+
+    def endpoints(self) -> dict:
+        """This node's wiring as DDS sees it now: every subscription (topic, writers matched) and every publisher
+        (topic, readers matched), the announcement channel's own endpoints left out."""
+        from .node_table import NODE_READS, NODE_READY
+
+        skip = (NODE_READS, NODE_READY)
+        return {"node": self.get_name(),
+                "reads": [[s.topic_name, s.get_publisher_count()] for s in self.__dict__.get("_readers", [])
+                          if s.topic_name not in skip],
+                "writes": [[p.topic_name, p.get_subscription_count()] for p in self.__dict__.get("_writers", [])
+                           if p.topic_name not in skip]}
+
     def _announce_reads(self) -> None:
+        """Publish `endpoints()` (JSON) on /drive_stack/node_reads when it changed since the last time."""
+        import json
+
         from std_msgs.msg import String
 
-        self._reads_pub.publish(String(data=" ".join([self.get_name(), *self.__dict__.get("reads", [])])))
+        text = json.dumps(self.endpoints(), separators=(",", ":"))
+        if text != self.__dict__.get("_announced_wiring"):
+            self._announced_wiring = text
+            self._reads_pub.publish(String(data=text))
 
     def announce_ready(self) -> None:
         """Tell the planner this node is up (latched): the stack reports ready on /carla/hero/status only when
-        every node it waits for has announced itself, so no node misses the start of a route. Before that, the
-        node's subscriptions go out on /drive_stack/node_reads (latched): the pseudo-simulator's first tick waits
-        until its per-tick writers have matched every one of them (`readers_missing`)."""
+        every node it waits for has announced itself, so no node misses the start of a route. Before that, and
+        whenever its matching changes (checked every 0.25 s), the node's endpoints with their matched counts go out
+        on /drive_stack/node_reads (latched): the pseudo-simulator's first tick waits until every endpoint of the
+        stack has matched every endpoint on the other side (`unwired`)."""
         from std_msgs.msg import String
 
         from .node_table import NODE_READS, NODE_READY
@@ -128,10 +163,12 @@ class StackNode(Node):
             self._reads_pub = Node.create_publisher(self, String, NODE_READS, LATCHED_MANY)
             self._announce_reads()
             self._ready_pub = Node.create_publisher(self, String, NODE_READY, LATCHED_MANY)
-            # latched, and repeated every 0.25 s (wall time): a late-matched reader still hears it, and the
-            # simulator records a node that falls silent (when it was last heard)
-            self.create_timer(ANNOUNCE_PERIOD, lambda: self._ready_pub.publish(String(data=self.get_name())),
-                              clock=RosClock(clock_type=ClockType.STEADY_TIME))
+
+            def announce() -> None:  # latched, and repeated every 0.25 s (wall time): a late-matched reader still
+                self._ready_pub.publish(String(data=self.get_name()))  # hears it, and the simulator records a node
+                self._announce_reads()  # that falls silent (when it was last heard)
+
+            self.create_timer(ANNOUNCE_PERIOD, announce, clock=RosClock(clock_type=ClockType.STEADY_TIME))
         self._ready_pub.publish(String(data=self.get_name()))
 
     def fault_now(self, t: float) -> FaultKind | None:
@@ -150,24 +187,34 @@ class StackNode(Node):
         self.get_logger().warning(f"rejected {what}", throttle_duration_sec=1.0)
 
 
-def readers_missing(matched: dict[str, int], reads: dict[str, list[str]], own: list[str],
-                    at_least_one: tuple[str, ...] = ()) -> list[str]:
-    """The writers' topics that have not matched every reader the stack announced, as "topic (matched/wanted)".
+def unwired(wiring: list[dict], at_least_one: dict[str, int] | None = None) -> list[str]:
+    """The endpoints of the stack that DDS has not yet matched to every endpoint on the other side of their topic.
 
-    `matched`: topic -> the writer's matched-reader count; `reads`: node -> the topics it subscribes to (from
-    /drive_stack/node_reads, a topic once per reader); `own`: the publishing node's own subscriptions (DDS matches
-    those too); topics in `at_least_one` want a reader even if no node announced one. A writer matched to *some*
-    reader is not enough: /clock has one in every node (use_sim_time), and with only the recorder's matched the
-    takeover monitor lost tick 0 and the route a tick (CI, 2 loaded cores)."""
-    wanted: dict[str, int] = {}
-    for topics in [*reads.values(), own]:
-        for t in topics:
-            wanted[t] = wanted.get(t, 0) + 1
+    `wiring`: each node's `StackNode.endpoints()` (the simulator's own included): per subscription the writers it
+    matched, per publisher the readers it matched. On a topic with W writers and R readers in all, every reader must
+    have matched W writers and every writer R readers (a node's own reader and writer of a topic match each other
+    too). Both sides: discovery is asymmetric, and a reader that has not yet matched a writer drops that writer's
+    samples although the writer counts the reader as matched (the stack then missed tick 0 and 0.05 with every
+    writer of the simulator matched). Checked before the first tick: what is published before a volatile reader is
+    matched is lost to it. `at_least_one`: writer topic -> the readers it wants even if no node announced one (the
+    clock and the sensors: someone must hear them). Returns "node reads|writes topic (matched/wanted)" strings."""
+    readers: dict[str, int] = {}
+    writers: dict[str, int] = {}
+    for w in wiring:
+        for topic, _ in w["reads"]:
+            readers[topic] = readers.get(topic, 0) + 1
+        for topic, _ in w["writes"]:
+            writers[topic] = writers.get(topic, 0) + 1
+    want_readers = {t: max(readers.get(t, 0), n) for t, n in (at_least_one or {}).items()}
     out = []
-    for topic, n in matched.items():
-        want = max(wanted.get(topic, 0), 1 if topic in at_least_one else 0)
-        if n < want:
-            out.append(f"{topic} ({n}/{want})")
+    for w in wiring:
+        for topic, n in w["reads"]:
+            if n < writers.get(topic, 0):
+                out.append(f"{w['node']} reads {topic} ({n}/{writers[topic]})")
+        for topic, n in w["writes"]:
+            want = want_readers.get(topic, readers.get(topic, 0))
+            if n < want:
+                out.append(f"{w['node']} writes {topic} ({n}/{want})")
     return out
 
 

@@ -57,8 +57,8 @@ from .common import (
     WORLD_INFO_QOS,
     StackNode,
     make_executor,
-    readers_missing,
     run,
+    unwired,
 )
 from .params import PseudoSimParams
 
@@ -138,7 +138,7 @@ class PseudoSim(StackNode):
         self.create_subscription(TakeoverEvent, T.TAKEOVER, self._on_takeover, EVENTS)
         self.create_subscription(StackStatus, T.STATUS, self._on_status, RECORD_ALL)
         self.create_subscription(String, T.NODE_READY, self._on_node, LATCHED_MANY_READER)
-        self.node_reads: dict[str, list[str]] = {}  # node -> its subscriptions (/drive_stack/node_reads)
+        self.wiring: dict[str, dict] = {}  # node -> its endpoints and their matched counts (/drive_stack/node_reads)
         self.create_subscription(String, T.NODE_READS, self._on_reads, LATCHED_MANY_READER)
         self.pub_world.publish(convert.world_info(spec.town, self.xodr))  # the bridge's, before the stack is up
         self.latency: list[float] = []
@@ -158,8 +158,8 @@ class PseudoSim(StackNode):
         self.heard[msg.data] = (time.perf_counter(), self.core.t)
 
     def _on_reads(self, msg: String) -> None:
-        name, *topics = msg.data.split()
-        self.node_reads[name] = topics
+        w = json.loads(msg.data)
+        self.wiring[w["node"]] = w
 
     def _death_window(self, wall: float, sim_t: float) -> dict:
         """When a silent node died, in sim time: after it was last heard, and before the first tick stepped two
@@ -310,29 +310,28 @@ class PseudoSim(StackNode):
         self.finish(wall)
 
     def wait_for_readers(self, deadline: float) -> None:
-        """Until `deadline` (wall), wait for every per-tick writer (the clock, the expert's command and plan, each
-        spawned sensor's data) to have matched every reader the stack's nodes announced (`readers_missing`; the
-        clock and the sensors at least one): a reader that DDS discovery matches after the first tick loses that
-        tick's message (volatile QoS) and the stack misses tick 0. Endpoint discovery runs on its own channel and,
-        under load, seconds behind a node's announcement. What is still unmatched at the deadline is named in a
-        warning and the route starts anyway."""
+        """Until `deadline` (wall), wait for the stack to be wired: every endpoint of every node (as each announces
+        them, with their matched counts, on /drive_stack/node_reads) and of the simulator itself matched to every
+        endpoint on the other side of its topic (`unwired`; the clock and each spawned sensor's data want a reader
+        at least). A reader that DDS discovery matches after the first tick loses that tick's message (volatile QoS)
+        and the stack misses tick 0. Endpoint discovery runs on its own channel and, under load, seconds behind a
+        node's announcement. What is still unmatched at the deadline is named in a warning and the route starts
+        anyway."""
         def missing() -> list[str]:
-            pubs = [self.pub_clock, self.pub_expert, self.pub_expert_plan]
-            pubs += [ps["data"] for _, ps in self.sensors.values() if "data" in ps]
-            unheard = [f"{n} (its subscriptions)" for n in self.heard if n not in self.node_reads]
-            sensed = tuple(ps["data"].topic_name for _, ps in self.sensors.values() if "data" in ps)
-            return unheard + readers_missing({pub.topic_name: pub.get_subscription_count() for pub in pubs},
-                                             self.node_reads, self.reads, at_least_one=(T.CLOCK, *sensed))
+            unheard = [f"{n} (its endpoints)" for n in self.heard if n not in self.wiring]
+            sensed = [ps["data"].topic_name for _, ps in self.sensors.values() if "data" in ps]
+            return unheard + unwired([*self.wiring.values(), self.endpoints()],
+                                     at_least_one={t: 1 for t in (T.CLOCK, *sensed)})
 
         waiting = missing()
         while waiting and time.perf_counter() < deadline:
             self.executor_.spin_once(timeout_sec=0.01)
             waiting = missing()
         if waiting:
-            self.get_logger().warning(f"starting with readers unmatched: {', '.join(waiting)}")
+            self.get_logger().warning(f"starting with endpoints unmatched: {', '.join(waiting)}")
         else:
-            self.get_logger().info(f"every reader matched: /clock {self.pub_clock.get_subscription_count()} "
-                                   f"({len(self.node_reads)} nodes' subscriptions heard)")
+            self.get_logger().info(f"stack wired: /clock {self.pub_clock.get_subscription_count()} readers "
+                                   f"({len(self.wiring)} nodes' endpoints heard, every one matched)")
 
     def finish(self, wall: float) -> None:
         t_end = time.perf_counter() + 0.5  # the record's messages still queued (who drove the last ticks, takeovers)
