@@ -91,9 +91,12 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
     cfg = TakeADConfig(data=str(tmp_path / "ds"), init=str(tmp_path / "il" / "ckpt.pt"),
                        routes=",".join(str(x) for x in suites),
                        out=str(tmp_path / "takead"), rounds=1, workers=1, dpo_epochs=2, batch_size=128,
-                       eval_routes=str(routes), dagger_scope="latest", kl_initial=0.1)
+                       eval_routes=str(routes), dagger_scope="latest", kl_initial=0.1, keep_best=True)
     rep = run_takead(cfg, log=lambda *_: None)
     row0, row = sorted(rep["rounds"], key=lambda r: r["round"])
+    # keep_best: the final policy is the better validated of round 0 and round 1 (ties: round 1)
+    best = 1 if row["eval"]["driving_score"] >= row0["eval"]["driving_score"] else 0
+    assert rep["best_round"] == best and row["accepted"] == (best == 1) and rep["final"]["policy_round"] == best
     assert row0["round"] == 0 and 0 <= row0["eval"]["driving_score"] <= 100  # the starting policy, evaluated
     assert 0 <= row["eval"]["driving_score"] <= 100
     # the final policy drove the training routes once more: its own takeover rate
@@ -116,6 +119,23 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
     assert rep2["rounds"] == rep["rounds"]
     with pytest.raises(ValueError, match="needs --routes"):
         run_takead(TakeADConfig(routes=""), log=lambda *_: None)
+
+
+def test_keep_best_starts_each_round_from_the_best_validated_policy():
+    """`--keep-best`: a round that lowers the validation DS is not built on; ties go to the later round."""
+    from drivesim.learn.takead import best_round
+
+    def rows(*ds):
+        return [{"round": r, "eval": {"driving_score": d}} for r, d in enumerate(ds)]
+
+    assert best_round(rows(71.3)) == 0
+    assert best_round(rows(71.3, 83.2)) == 1
+    assert best_round(rows(71.3, 83.2, 77.9)) == 1  # round 3 starts from round 1's policy
+    assert best_round(rows(71.3, 83.2, 77.9, 85.8)) == 3
+    assert best_round(rows(71.3, 71.3)) == 1
+    assert best_round([{"round": 0}, *rows(50.0, 60.0)[1:]]) == 1  # a row without an evaluation is skipped
+    with pytest.raises(ValueError, match="eval-routes"):
+        TakeADConfig(routes="a.xml", keep_best=True)
 
 
 def test_a_committed_planner_onnx_loads_back_into_torch(tmp_path):

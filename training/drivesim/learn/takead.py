@@ -79,9 +79,16 @@ class TakeADConfig:
     resume: bool = False  # continue after the last finished round in `out`
     measure_final: bool = True  # after the last round, the final policy drives the training suites in shadow
     # mode once more: its own takeovers per km (each round's figure is that of the policy the round starts from)
+    keep_best: bool = False  # each round starts from the policy with the best validation DS so far (round 0
+    # included; needs --eval-routes), not from the last round's: a round that lowers it is kept on disk and in the
+    # report but not built on (its collection still joins the aggregated data), and the run's final policy is the
+    # best one (`best_round` in takead.json). Selection on the validation suite, never on a reported set
 
     def __post_init__(self):
         check(self)
+        if self.keep_best and not self.eval_routes:
+            raise ValueError("train takead --keep-best chooses each round's start by its validation DS: give "
+                             "--eval-routes (a validation suite of your own, never a reported set)")
         if self.unstall > 0 and self.check <= 0:
             raise ValueError(f"train takead --unstall {self.unstall}: unstalling drives only what the candidate check "
                              "clears; give --check too (e.g. --check 3.0 --unstall 5.0)")
@@ -172,6 +179,15 @@ def with_anchor(loss_fn, model, initial, weight: float):
         return out
 
     return fn
+
+
+def best_round(rows: list[dict]) -> int:
+    """`keep_best`: the round with the highest validation DS among the evaluated rows (ties: the later round, which
+    has seen more takeovers); the next round starts from its policy."""
+    scored = [(r["eval"]["driving_score"], r["round"]) for r in rows if "eval" in r]
+    if not scored:
+        raise ValueError("keep_best: no round has a validation DS (give --eval-routes)")
+    return max(scored)[1]
 
 
 def disengagement_mask(controller: np.ndarray, episode: np.ndarray, frame_dt: float, pre: float) -> np.ndarray:
@@ -280,6 +296,10 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
     for p_ in initial.parameters():
         p_.requires_grad_(False)
     ckpt, datasets, step = Path(cfg.init), [], 0
+
+    def _start(r: int) -> Path:
+        """The checkpoint of round r's policy (round 0: the one the run starts from)."""
+        return Path(cfg.init) if r == 0 else out / f"round_{r}" / "ckpt.pt"
     keys = (*INPUT_NAMES, "path", "speed")
     suites = [s for s in cfg.routes.split(",") if s]
 
@@ -334,7 +354,8 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         rd = out / f"round_{r}"
         done = rd / "round.json"
         if cfg.resume and done.exists():
-            ckpt = rd / "ckpt.pt"
+            ckpt = _start(best_round([x for x in report["rounds"] if x["round"] <= r])) if cfg.keep_best \
+                else rd / "ckpt.pt"
             datasets.extend(_round_data(rd))
             log(f"round {r}: done already ({done})")
             continue
@@ -389,18 +410,23 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         if "eval" in row:
             tb.add_scalar("round/eval_driving_score", row["eval"]["driving_score"], r)
         report["rounds"] = [x for x in report["rounds"] if x["round"] != r] + [row]
+        if cfg.keep_best:  # the next round (and the final policy) builds on the best validated policy so far
+            b = best_round(report["rounds"])
+            row["accepted"], report["best_round"], ckpt = b == r, b, _start(b)
         report_path.write_text(json.dumps(report, indent=2))
         done.write_text(json.dumps(row, indent=2))
         plot_curves(report_curves(report), out / "curves.png", title=f"TakeAD {out.name}: per round")
         log(f"round {r}: {row['takeovers']} takeovers over {row['km']:.2f} km ({row['takeovers_per_km']} per km), "
             f"{row['disengagement_states']} disengagement states"
-            + (f", eval DS {row['eval']['driving_score']:.2f}" if "eval" in row else "") + f" ({row['wall_s']} s)")
+            + (f", eval DS {row['eval']['driving_score']:.2f}" if "eval" in row else "") + f" ({row['wall_s']} s)"
+            + ("" if "accepted" in row and row["accepted"] or not cfg.keep_best
+               else f"; below round {report['best_round']}'s: the next round starts from that one"))
     # the final policy's own takeover rate on the training suites (round r's rate is that of round r-1's policy)
     if cfg.measure_final and cfg.rounds > 0:
         fin = out / "final"
         if not (cfg.resume and (fin / "final.json").exists()):
             _, shadow = _shadow(ckpt, fin, cfg.rounds + 1)
-            report["final"] = {"round": cfg.rounds, **shadow}
+            report["final"] = {"round": cfg.rounds, "policy_round": report.get("best_round", cfg.rounds), **shadow}
             report_path.write_text(json.dumps(report, indent=2))
             fin.mkdir(parents=True, exist_ok=True)
             (fin / "final.json").write_text(json.dumps(report["final"], indent=2))
@@ -412,5 +438,5 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
     return report
 
 
-__all__ = ["TakeADConfig", "action_logp", "disengagement_mask", "dpo_loss", "policy_kl", "report_curves", "run_takead",
+__all__ = ["TakeADConfig", "action_logp", "best_round", "disengagement_mask", "dpo_loss", "policy_kl", "report_curves", "run_takead",
            "with_anchor"]
