@@ -5,16 +5,18 @@
 #   base data      : the expert on an all-types suite on Proc1 (DAgger aggregates with it)
 #   TakeAD routes  : an all-types suite on Proc2 (the planner drives them with the expert in shadow mode)
 #   validation     : an all-types suite on Proc3 (evaluated after every round; the settings were chosen on it)
-# START names the committed planner the rounds start from (models/<START>/planner.onnx); training seeds
+# START names the committed planner the rounds start from (models/<START>/planner.onnx, or INIT: any planner.onnx
+# with its manifest, e.g. the pipeline's il_bc: START=il_bc INIT=PIPE/models/il_bc/planner.onnx); training seeds
 # TRAIN_SEEDS; every round's planner is evaluated under evaluation seeds EVAL_SEEDS; ABLATIONS (dagger, dpo) run
 # under the first training seed. Tables: mean +- std over training x evaluation seeds.
-# Usage: [START=il] [ROUNDS=4] [TRAIN_SEEDS="0 1"] [EVAL_SEEDS="0"] [ABLATIONS="dagger dpo"] \
+# Usage: [START=il] [INIT=...] [ROUNDS=4] [TRAIN_SEEDS="0 1"] [EVAL_SEEDS="0"] [ABLATIONS="dagger dpo"] \
 #        training/scripts/takead_table.sh [OUT] [SHARED]        (about 40 min per training run on 2 CPU cores)
 set -euo pipefail
 OUT=${1:-results/takead}
 SHARED=${2:-../shared}
 DS=${DS:-.venv/bin/drive-stack}
 START=${START:-il}
+INIT=${INIT:-models/$START/planner.onnx}
 ROUNDS=${ROUNDS:-4}
 TRAIN_SEEDS=${TRAIN_SEEDS:-"0 1"}
 EVAL_SEEDS=${EVAL_SEEDS:-"0"}
@@ -29,7 +31,7 @@ done
 [ -f "$OUT/data_p1/index.json" ] || $DS collect --routes "$OUT/suite_p1.xml" --out "$OUT/data_p1" --workers 2 --no-anno --branches 0
 FIRST=${TRAIN_SEEDS%% *}
 run() {  # run NAME SEED ABLATION
-  $DS train takead --data "$OUT/data_p1" --init "models/$START/planner.onnx" --routes "$OUT/suite_p2.xml" \
+  $DS train takead --data "$OUT/data_p1" --init "$INIT" --routes "$OUT/suite_p2.xml" \
       --eval-routes "$OUT/suite_p3.xml" --out "$OUT/$1" --rounds "$ROUNDS" --seed "$2" --ablation "$3" --resume $EXTRA
 }
 for s in $TRAIN_SEEDS; do run "${START}_t$s" "$s" both; done
