@@ -300,6 +300,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
     def _start(r: int) -> Path:
         """The checkpoint of round r's policy (round 0: the one the run starts from)."""
         return Path(cfg.init) if r == 0 else out / f"round_{r}" / "ckpt.pt"
+
     keys = (*INPUT_NAMES, "path", "speed")
     suites = [s for s in cfg.routes.split(",") if s]
 
@@ -419,8 +420,8 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         log(f"round {r}: {row['takeovers']} takeovers over {row['km']:.2f} km ({row['takeovers_per_km']} per km), "
             f"{row['disengagement_states']} disengagement states"
             + (f", eval DS {row['eval']['driving_score']:.2f}" if "eval" in row else "") + f" ({row['wall_s']} s)"
-            + ("" if "accepted" in row and row["accepted"] or not cfg.keep_best
-               else f"; below round {report['best_round']}'s: the next round starts from that one"))
+            + (f"; below round {report['best_round']}'s: the next round starts from that one"
+               if cfg.keep_best and not row["accepted"] else ""))
     # the final policy's own takeover rate on the training suites (round r's rate is that of round r-1's policy)
     if cfg.measure_final and cfg.rounds > 0:
         fin = out / "final"
@@ -438,5 +439,5 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
     return report
 
 
-__all__ = ["TakeADConfig", "action_logp", "best_round", "disengagement_mask", "dpo_loss", "policy_kl", "report_curves", "run_takead",
-           "with_anchor"]
+__all__ = ["TakeADConfig", "action_logp", "best_round", "disengagement_mask", "dpo_loss", "policy_kl",
+           "report_curves", "run_takead", "with_anchor"]
