@@ -107,6 +107,7 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
         assert len(json.loads((tmp_path / "takead" / "round_1" / f"data_{i}" / "index.json").read_text())["episodes"]) == 1
     # the tiny planner (2 epochs) drives badly: the expert takes over, and those frames feed DAgger and DPO
     assert row["takeovers"] > 0 and row["disengagement_states"] >= 20 * row["takeovers"] * 0.5
+    assert row["updates"] == ["dagger", "dpo"]
     assert row["dpo"]["pairs"] > 0 and np.isfinite(row["dpo"]["dpo"]) and np.isfinite(row["dagger"]["loss"])
     assert row["dagger"]["kl_initial"] >= 0 and row["dpo"]["kl_initial"] > 0  # the anchor to the start was on
     trained, _ = load_model(tmp_path / "takead" / "round_1" / "ckpt.pt")
@@ -119,6 +120,25 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
     assert rep2["rounds"] == rep["rounds"]
     with pytest.raises(ValueError, match="needs --routes"):
         run_takead(TakeADConfig(routes=""), log=lambda *_: None)
+
+
+def test_dpo_rounds_limits_dpo_to_the_first_rounds():
+    """`--dpo-rounds N`: DAgger every round, DPO in rounds 1..N only; 0 keeps DPO in every round."""
+    from drivesim.learn.takead import round_updates
+
+    def plan(**kw):
+        cfg = TakeADConfig(routes="a.xml", **kw)
+        return [round_updates(cfg, r) for r in range(1, 5)]
+
+    both = ("dagger", "dpo")
+    assert plan() == [both] * 4
+    assert plan(dpo_rounds=1) == [both, ("dagger",), ("dagger",), ("dagger",)]
+    assert plan(dpo_rounds=2) == [both, both, ("dagger",), ("dagger",)]
+    assert plan(ablation="dagger") == [("dagger",)] * 4 and plan(ablation="dpo") == [("dpo",)] * 4
+    with pytest.raises(ValueError, match="dpo-rounds 1"):
+        TakeADConfig(routes="a.xml", ablation="dagger", dpo_rounds=1)
+    with pytest.raises(ValueError, match="dpo-rounds -1"):
+        TakeADConfig(routes="a.xml", dpo_rounds=-1)
 
 
 def test_keep_best_starts_each_round_from_the_best_validated_policy():

@@ -12,7 +12,8 @@ Each round r = 1..R:
    over the policy's own top-1 (`dpo_loss`), against the round's frozen starting policy as the reference;
 4. export to ONNX; the round's takeovers per km (from step 1) and, with `eval_routes`, its closed-loop Driving
    Score, go into `<out>/takead.json`.
-`ablation` runs DAgger only or DPO only. Rounds resume (`--resume`) from the last finished one.
+`ablation` runs DAgger only or DPO only; `dpo_rounds` N makes DPO only in rounds 1..N. Rounds resume
+(`--resume`) from the last finished one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class TakeADConfig:
     maps_dir: str | None = None  # OpenDRIVE folder of the routes' towns (Proc<seed> towns need none)
     rounds: int = 4  # post-training rounds (the paper saturates after round 4)
     ablation: Literal["both", "dagger", "dpo"] = "both"  # which updates a round makes
+    dpo_rounds: int = 0  # with ablation both: DPO in rounds 1..dpo_rounds only, DAgger alone after them (0: DPO
+    # every round). Measured from il_bc (README, session 25): DPO lifts round 1 and lowers every later round
     pre_takeover: float = 3.0  # [s] frames this long before a takeover are disengagement states too
     drop_waiting: bool = False  # leave out disengagement states where the ego stands and the expert keeps it
     # standing (speed and label under 0.5 m/s): why the expert waits (a stop sign's timer, a walker it predicts)
@@ -89,6 +92,9 @@ class TakeADConfig:
         if self.keep_best and not self.eval_routes:
             raise ValueError("train takead --keep-best chooses each round's start by its validation DS: give "
                              "--eval-routes (a validation suite of your own, never a reported set)")
+        if self.dpo_rounds < 0 or (self.dpo_rounds and self.ablation != "both"):
+            raise ValueError(f"train takead --dpo-rounds {self.dpo_rounds}: a count of rounds >= 0, with --ablation "
+                             "both (DAgger every round, DPO in the first N)")
         if self.unstall > 0 and self.check <= 0:
             raise ValueError(f"train takead --unstall {self.unstall}: unstalling drives only what the candidate check "
                              "clears; give --check too (e.g. --check 3.0 --unstall 5.0)")
@@ -188,6 +194,12 @@ def best_round(rows: list[dict]) -> int:
     if not scored:
         raise ValueError("keep_best: no round has a validation DS (give --eval-routes)")
     return max(scored)[1]
+
+
+def round_updates(cfg: TakeADConfig, r: int) -> tuple[str, ...]:
+    """The updates round r (1-based) makes: "dagger" and/or "dpo", from `ablation` and `dpo_rounds`."""
+    dpo = cfg.ablation in ("both", "dpo") and not 0 < cfg.dpo_rounds < r
+    return (*(("dagger",) if cfg.ablation in ("both", "dagger") else ()), *(("dpo",) if dpo else ()))
 
 
 def disengagement_mask(controller: np.ndarray, episode: np.ndarray, frame_dt: float, pre: float) -> np.ndarray:
@@ -379,14 +391,15 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         model, _ = load_model(ckpt)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-        row = {"round": r, **shadow, "disengagement_states": int(dis.sum())}
-        if cfg.ablation in ("both", "dagger"):
+        updates = round_updates(cfg, r)
+        row = {"round": r, **shadow, "disengagement_states": int(dis.sum()), "updates": list(updates)}
+        if "dagger" in updates:
             rows = np.flatnonzero((base & cfg.aggregate_base) | dis)
             row["dagger"], step = _epochs(model, opt, rows, data, keys,
                                           with_anchor(lambda b, m=model: planner_losses(m, b), model, initial,
                                                       cfg.kl_initial),
                                           cfg.dagger_epochs, cfg.batch_size, rng, tb, "dagger", step)
-        if cfg.ablation in ("both", "dpo") and dis.any():
+        if "dpo" in updates and dis.any():
             opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr if cfg.dpo_lr is None else cfg.dpo_lr)
             ref = copy.deepcopy(model).eval()
             for p in ref.parameters():
@@ -440,4 +453,4 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
 
 
 __all__ = ["TakeADConfig", "action_logp", "best_round", "disengagement_mask", "dpo_loss", "policy_kl",
-           "report_curves", "run_takead", "with_anchor"]
+           "report_curves", "round_updates", "run_takead", "with_anchor"]
