@@ -2,6 +2,7 @@
 inference runtime and the learned policy in closed loop. Tiny budgets: a 2-route dataset, a few epochs."""
 
 import copy
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -717,6 +718,10 @@ def test_pipeline_collects_first_and_times_its_stages(dataset, proc_town, tmp_pa
     walls = [rep["stages"][s]["wall_s"] for s in ("collect", "il", "wm")]
     assert all(w > 0 for w in walls) and rep["wall_s"] == pytest.approx(sum(walls), abs=0.2)
     assert json.loads((out / "pipeline.json").read_text())["wall_s"] == rep["wall_s"]
+    # what each stage ran on: to tell a changed environment from a changed program when two runs differ
+    mach = rep["stages"]["il"]["machine"]
+    assert mach["cpus"] == os.cpu_count() and mach["packages"]["torch"].startswith("2.13.0") and mach["processor"]
+    assert rep["stages"]["collect"]["machine"]["packages"]["numpy"] == np.__version__
     table = lines[-1].splitlines()
     assert [r.split()[0] for r in table] == ["stage", "collect", "il", "wm", "total"]
     assert float(table[-1].split()[1]) == pytest.approx(rep["wall_s"] / 60, abs=0.06)

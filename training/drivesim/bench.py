@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from .evaluation.runner import realtime_factor, run_route
 from .loop import ClosedLoop
+from .machine import machine_facts
 from .maps import TownLoader
 from .routes.generate import random_routes
 from .routes.planner import plan_route
@@ -104,8 +104,7 @@ def bench_sim(num_envs: int = 256, max_agents: int = 64, steps: int = 100, town:
                  "plus every Bench2Drive criterion (collisions, red lights, stop signs, lanes, progress, TTC) "
                  "every step; agent-steps counts all env x agent slots. agent_steps_per_s: `processes` processes, "
                  "each stepping its own batch of num_envs at the same time; _one_process: a single batch alone"),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "numpy": np.__version__},
+        "machine": machine_facts(),
         "town": town,
         "num_envs": num_envs,
         "max_agents": max_agents,
@@ -131,7 +130,7 @@ def bench_infer(models: dict[str, str], batch: int = 256, backend: str = "auto",
 
     from .models.runtime import InferenceModel
 
-    out = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+    out = {"machine": machine_facts(),
            "backend_requested": backend, "threads": threads, "models": {}}
     for name, path in models.items():
         rows = {}
@@ -209,7 +208,7 @@ def bench_vla(model: str | None = None, town: str = "Proc0", routes: int = 3, se
 
         run_route(g, spec, "expert", seed=seed, observer=observe)
     lat, act_ms = np.array(lat), np.array(act_ms)
-    out = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+    out = {"machine": machine_facts(),
            "model": node.model_id, "backend": node.net.backend, "calls": len(lat),
            "call_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p99": round(float(np.percentile(lat, 99)), 2),
                        "max": round(float(lat.max()), 2)},
@@ -452,8 +451,7 @@ def bench_scale(routes_file: str | None = None, maps_dir: str | None = None, rou
                  "local Ray of N CPUs started per count, its start timed apart as ray_init_s, not in routes_per_s). "
                  "Per route: wall_s (dispatch: handed over -> result back), worker_s (inside the worker), route_s "
                  "(the drive). ray_overhead: Ray's per-route dispatch overhead against the route's time"),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "numpy": np.__version__, "ray": ray_version},
+        "machine": machine_facts(ray=ray_version),
         "routes": {"source": source, "count": len(specs), "policy": policy, "seed": seed,
                    "ids": [{"route_id": r.route_id, "town": r.town, "scenario_type": r.scenario_type} for r in specs],
                    "skipped": skipped},

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..machine import machine_facts
 from ..typed import check
 from .configs import ILConfig, RLConfig, WMConfig
 
@@ -404,6 +405,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
                     rep["onnx"], rep["parity_max_abs_err"] = str(models / "il" / man["file"]), man["parity_max_abs_err"]
                 report["stages"][st] = rep
             report["stages"][st]["wall_s"] = round(time.perf_counter() - t0, 1)
+            report["stages"][st]["machine"] = machine_facts()
             (out / "pipeline.json").write_text(json.dumps(report, indent=2))
             continue
         if st == "il":
@@ -428,7 +430,8 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
         curves = plot_curves(stage_curves(m), out / st / "curves.png", title=f"{st} ({common['data']})")
         report["stages"][st] = {"wall_s": round(time.perf_counter() - t0, 1), "onnx": str(models / name / man["file"]),
                                 "parity_max_abs_err": man["parity_max_abs_err"], "curves": str(curves),
-                                "final": m.get("final_val") or m.get("val"), "reactivity": m.get("reactivity")}
+                                "final": m.get("final_val") or m.get("val"), "reactivity": m.get("reactivity"),
+                                "machine": machine_facts()}  # a resumed pipeline's stages may come from several
         log(f"== {st}: {report['stages'][st]['wall_s']} s, exported {report['stages'][st]['onnx']} "
             f"(parity {man['parity_max_abs_err']:.1e}), curves {curves}")
         (out / "pipeline.json").write_text(json.dumps(report, indent=2))
