@@ -3,19 +3,23 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.setup-$(shell cat pyproject.toml ros2_ws/src/drive_stack/setup.py | md5sum | cut -c1-12)
+STAMP := $(VENV)/.setup-$(shell cat pyproject.toml ros2_ws/src/drive_stack/setup.py requirements.lock | md5sum | cut -c1-12)
 SHARED ?= ../shared
 export DRIVE_STACK_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: setup test demo bench lint clean image-cpu
+.PHONY: setup test demo bench lint clean image-cpu lock
 
 setup: $(STAMP)
 	@$(PY) ros2_ws/tools/build_interfaces.py
 
-$(STAMP): pyproject.toml ros2_ws/src/drive_stack/setup.py
+$(STAMP): pyproject.toml ros2_ws/src/drive_stack/setup.py requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,ros,ray,vla]'
+	@# the versions the committed results were made with; the newest allowed where the index lacks one of them
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev,ros,ray,vla]' || { \
+	  echo "make setup: a version pinned in requirements.lock is not on this machine's package index (pip's error above);" \
+	  "installing the newest versions pyproject.toml allows: results may differ from the committed ones in the last digits"; \
+	  $(PY) -m pip install -q -e '.[dev,ros,ray,vla]'; }
 	$(PY) -m pip install -q --no-deps -e ros2_ws/src/drive_stack
 	@rm -f $(VENV)/.setup-*
 	@touch $(STAMP)
@@ -50,3 +54,8 @@ image-cpu:
 
 clean:
 	rm -rf $(VENV) .cache results/demo
+
+# requirements.lock from the current .venv (after changing dependencies; the interface packages built here are left out)
+lock: setup
+	@{ sed -n '1,3p' requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -vE '^(drive_stack_msgs|carla_msgs|derived_object_msgs)=='; } > requirements.lock.new
+	@mv requirements.lock.new requirements.lock && echo "requirements.lock: $$(grep -vc '^#' requirements.lock) pinned versions"
