@@ -91,13 +91,19 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
     cfg = TakeADConfig(data=str(tmp_path / "ds"), init=str(tmp_path / "il" / "ckpt.pt"),
                        routes=",".join(str(x) for x in suites),
                        out=str(tmp_path / "takead"), rounds=1, workers=1, dpo_epochs=2, batch_size=128,
-                       eval_routes=str(routes), dagger_scope="latest", kl_initial=0.1, keep_best=True)
+                       eval_routes=str(routes), dagger_scope="latest", kl_initial=0.1, keep_best=True,
+                       eval_seeds=2)
     rep = run_takead(cfg, log=lambda *_: None)
     row0, row = sorted(rep["rounds"], key=lambda r: r["round"])
     # keep_best: the final policy is the better validated of round 0 and round 1 (ties: round 1)
     best = 1 if row["eval"]["driving_score"] >= row0["eval"]["driving_score"] else 0
     assert rep["best_round"] == best and row["accepted"] == (best == 1) and rep["final"]["policy_round"] == best
     assert row0["round"] == 0 and 0 <= row0["eval"]["driving_score"] <= 100  # the starting policy, evaluated
+    # eval_seeds 2: two evaluations (seeds 0 and 1) per round, their DS averaged
+    for r_ in (row0, row):
+        assert len(r_["eval"]["driving_scores"]) == 2
+        assert r_["eval"]["driving_score"] == pytest.approx(np.mean(r_["eval"]["driving_scores"]))
+    assert (tmp_path / "takead" / "round_1" / "eval_s1" / "summary.json").exists()
     assert 0 <= row["eval"]["driving_score"] <= 100
     # the final policy drove the training routes once more: its own takeover rate
     assert rep["final"]["round"] == 1 and rep["final"]["km"] > 0.2 and rep["final"]["takeovers_per_km"] is not None
@@ -137,6 +143,8 @@ def test_dpo_rounds_limits_dpo_to_the_first_rounds():
     assert plan(ablation="dagger") == [("dagger",)] * 4 and plan(ablation="dpo") == [("dpo",)] * 4
     with pytest.raises(ValueError, match="dpo-rounds 1"):
         TakeADConfig(routes="a.xml", ablation="dagger", dpo_rounds=1)
+    with pytest.raises(ValueError, match="eval-seeds 0"):
+        TakeADConfig(routes="a.xml", eval_seeds=0)
     with pytest.raises(ValueError, match="dpo-rounds -1"):
         TakeADConfig(routes="a.xml", dpo_rounds=-1)
 

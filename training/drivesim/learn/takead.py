@@ -41,6 +41,8 @@ class TakeADConfig:
     # planner.onnx with its manifest (e.g. models/perlad/planner.onnx; see models/checkpoint.planner_from_onnx)
     routes: str = ""  # training route suites (comma-separated) the planner drives each round; never evaluation routes
     eval_routes: str = ""  # a validation suite evaluated after every round ('' : none)
+    eval_seeds: int = 1  # evaluations of it per round (seeds seed, seed+1, ...), their DS averaged: on 44 routes one
+    # seed's DS moves 2-6 points between seeds for the same policy (session 25), as much as rounds differ
     out: str = "results/takead"  # run directory: round_<r>/ (data, ckpt, ONNX, eval), takead.json, tb/
     maps_dir: str | None = None  # OpenDRIVE folder of the routes' towns (Proc<seed> towns need none)
     rounds: int = 4  # post-training rounds (the paper saturates after round 4)
@@ -92,6 +94,8 @@ class TakeADConfig:
         if self.keep_best and not self.eval_routes:
             raise ValueError("train takead --keep-best chooses each round's start by its validation DS: give "
                              "--eval-routes (a validation suite of your own, never a reported set)")
+        if self.eval_seeds < 1:
+            raise ValueError(f"train takead --eval-seeds {self.eval_seeds}: at least 1")
         if self.dpo_rounds < 0 or (self.dpo_rounds and self.ablation != "both"):
             raise ValueError(f"train takead --dpo-rounds {self.dpo_rounds}: a count of rounds >= 0, with --ablation "
                              "both (DAgger every round, DPO in the first N)")
@@ -346,10 +350,20 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
                      if eps else None}
 
     def _eval(onnx: str, out_dir: Path) -> dict:
-        s = evaluate(EvalConfig(routes=cfg.eval_routes, out=str(out_dir), policy="perlad", model=onnx,
-                                maps_dir=cfg.maps_dir, workers=cfg.workers, seed=cfg.seed, check=cfg.check,
-                                unstall=cfg.unstall), log=lambda *_: None)
-        return {k: s[k] for k in ("driving_score", "success_rate", "infractions")}
+        """The validation figures: one evaluation per seed (seed, seed+1, ...; out_dir, out_dir_s<k> after the
+        first), the Driving Score, success rate and infraction counts averaged over them."""
+        runs = [evaluate(EvalConfig(routes=cfg.eval_routes, out=str(out_dir if k == 0 else f"{out_dir}_s{k}"),
+                                    policy="perlad", model=onnx, maps_dir=cfg.maps_dir, workers=cfg.workers,
+                                    seed=cfg.seed + k, check=cfg.check, unstall=cfg.unstall), log=lambda *_: None)
+                for k in range(cfg.eval_seeds)]
+        inf: dict = {}
+        for s in runs:
+            for k, v in s["infractions"].items():
+                inf[k] = inf.get(k, 0) + v
+        inf = {k: v / len(runs) if len(runs) > 1 else v for k, v in inf.items()}
+        return {"driving_score": float(np.mean([s["driving_score"] for s in runs])),
+                "success_rate": float(np.mean([s["success_rate"] for s in runs])), "infractions": inf,
+                "driving_scores": [s["driving_score"] for s in runs]}
 
     # round 0: the policy it starts from, evaluated the same way (the curves start there)
     r0 = out / "round_0"
