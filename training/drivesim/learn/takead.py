@@ -48,7 +48,8 @@ class TakeADConfig:
     rounds: int = 4  # post-training rounds (the paper saturates after round 4)
     ablation: Literal["both", "dagger", "dpo"] = "both"  # which updates a round makes
     dpo_rounds: int = 0  # with ablation both: DPO in rounds 1..dpo_rounds only, DAgger alone after them (0: DPO
-    # every round). Measured from il_bc (README, session 25): DPO lifts round 1 and lowers every later round
+    # every round). From il_bc (README, session 25): DPO lifts round 1; with it in round 1 only, the later rounds
+    # fall less below round 1 than with DPO every round
     pre_takeover: float = 3.0  # [s] frames this long before a takeover are disengagement states too
     drop_waiting: bool = False  # leave out disengagement states where the ego stands and the expert keeps it
     # standing (speed and label under 0.5 m/s): why the expert waits (a stop sign's timer, a walker it predicts)
