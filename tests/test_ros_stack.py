@@ -71,6 +71,9 @@ def test_ros_loop_matches_the_direct_loop(tmp_path):
     dx, dy = direct["meta"]["final_position"]
     assert abs(fx - dx) + abs(fy - dy) < 1.0
     assert res["summary"]["via"] == "ros" and (Path(res["out"]) / "results.json").exists()
+    # the first tick waited for the endpoints of all six nodes of the stack (`wired_nodes`), not only those heard of
+    log = (Path(res["out"]) / "logs" / "pseudo_sim.log").read_text()
+    assert "(6 nodes' endpoints heard, every one matched)" in log, log
 
 
 def test_ros_loop_with_the_learned_planner_matches_the_direct_loop(tmp_path):

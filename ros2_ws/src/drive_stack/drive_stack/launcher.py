@@ -75,7 +75,7 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
         "pseudo_sim": {"routes_file": str(Path(routes).resolve()), "route_id": str(route_id),
                        "maps_dir": str(Path(maps_dir).resolve()) if maps_dir else "", "seed": seed,
                        "out_dir": str(out_dir), "tick_timeout": tick_timeout, "policy_name": policy,
-                       "perception": perception},
+                       "perception": perception, "wired_nodes": ["planner", *ready_set("pseudo")]},
         "perception_input": {"perception": perception},
         "planner": {"policy": policy, "wait_for": ready_set("pseudo"), **({"model": model["path"]} if model else {})},
         "recorder": {"out_dir": str(out_dir / "bags"), "mode": record},

@@ -44,6 +44,9 @@ class PseudoSimParams(NodeParams):
     max_agents: int = 64  # agent slots of the scene (ego included)
     policy_name: str = ""  # the planner's policy, written into the results (informational)
     index: int = 0  # the route's index in results.json
+    wired_nodes: list[str] = field(default_factory=lambda: [""])  # the stack's nodes whose endpoints the first tick
+    # waits for (each announces them on /drive_stack/node_reads): all but the simulator; without this list only the
+    # nodes it had heard of counted, and a node whose announcement came late missed tick 0 (seen in CI)
 
 
 @dataclass(frozen=True)

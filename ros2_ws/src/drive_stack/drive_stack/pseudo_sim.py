@@ -310,15 +310,17 @@ class PseudoSim(StackNode):
         self.finish(wall)
 
     def wait_for_readers(self, deadline: float) -> None:
-        """Until `deadline` (wall), wait for the stack to be wired: every endpoint of every node (as each announces
-        them, with their matched counts, on /drive_stack/node_reads) and of the simulator itself matched to every
+        """Until `deadline` (wall), wait for the stack to be wired: every endpoint of every node (`wired_nodes` and
+        any other it heard of, as each announces them, with their matched counts, on /drive_stack/node_reads; a
+        node not yet heard counts as unwired) and of the simulator itself matched to every
         endpoint on the other side of its topic (`unwired`; the clock and each spawned sensor's data want a reader
         at least). A reader that DDS discovery matches after the first tick loses that tick's message (volatile QoS)
         and the stack misses tick 0. Endpoint discovery runs on its own channel and, under load, seconds behind a
         node's announcement. What is still unmatched at the deadline is named in a warning and the route starts
         anyway."""
         def missing() -> list[str]:
-            unheard = [f"{n} (its endpoints)" for n in self.heard if n not in self.wiring]
+            expected = set(self.heard) | (set(self.p["wired_nodes"]) - {""})
+            unheard = [f"{n} (its endpoints)" for n in sorted(expected) if n not in self.wiring]
             sensed = [ps["data"].topic_name for _, ps in self.sensors.values() if "data" in ps]
             return unheard + unwired([*self.wiring.values(), self.endpoints()],
                                      at_least_one={t: 1 for t in (T.CLOCK, *sensed)})
