@@ -181,6 +181,20 @@ def _git(*args):
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
 
 
+def test_every_script_the_readme_runs_is_tracked_and_executable():
+    """The README runs its scripts as `training/scripts/x.sh ...`: a clean clone must be able to (session 26 found
+    perlad_pipeline.sh committed without its executable bit: 'Permission denied')."""
+    if shutil.which("git") is None or _git("rev-parse", "--git-dir").returncode != 0:
+        pytest.skip("not a git checkout")
+    readme = (ROOT / "README.md").read_text()
+    scripts = sorted(set(re.findall(r"(?<![\w./-])((?:training|results)/[\w./-]+\.sh)\b", readme)))
+    assert "training/scripts/perlad_pipeline.sh" in scripts and len(scripts) >= 10
+    for s in scripts:
+        staged = _git("ls-files", "-s", "--", s).stdout.split()
+        assert staged, f"the README runs {s}, which is not tracked"
+        assert staged[0] == "100755", f"{s} is tracked as {staged[0]}: git update-index --chmod=+x {s}"
+
+
 def test_benchmarks_write_untracked_outputs():
     if shutil.which("git") is None or _git("rev-parse", "--git-dir").returncode != 0:
         pytest.skip("not a git checkout")
