@@ -4,6 +4,7 @@ states, and one tiny round end to end (shadow collection -> DAgger -> DPO -> ONN
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def test_disengagement_states_are_the_takeover_and_the_seconds_before_it():
     assert m.tolist() == [False, False, True, True, True, True, False, False, True, True, False]
 
 
-def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_town):
+def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_town, monkeypatch):
     from drivesim.dataset import CollectConfig, collect
     from drivesim.learn.configs import ILConfig
     from drivesim.learn.takead import run_takead
@@ -124,6 +125,26 @@ def test_one_round_collects_takeovers_trains_exports_and_reports(tmp_path, proc_
     # resume: the finished round is not run again
     rep2 = run_takead(TakeADConfig(**{**cfg.__dict__, "resume": True}), log=lambda *_: None)
     assert rep2["rounds"] == rep["rounds"]
+    # a second round with train_from initial: driven by round 1's choice, trained from the starting checkpoint
+    import drivesim.models.checkpoint as ckmod
+    loaded, real_load = [], ckmod.load_model
+
+    def spy(path, *a, **k):
+        loaded.append(Path(path))
+        return real_load(path, *a, **k)
+
+    monkeypatch.setattr(ckmod, "load_model", spy)
+    rep3 = run_takead(TakeADConfig(**{**cfg.__dict__, "resume": True, "rounds": 2, "train_from": "initial",
+                                      "eval_seeds": 1, "measure_final": False}), log=lambda *_: None)
+    monkeypatch.undo()
+    # loads: the run's pi_0; round 2's driver (keep_best's choice, exported to drive); round 2's training start
+    # (the starting checkpoint, not the driver); round 2's result (exported)
+    driver = Path(cfg.init) if best == 0 else tmp_path / "takead" / "round_1" / "ckpt.pt"
+    assert loaded == [Path(cfg.init), driver, Path(cfg.init), tmp_path / "takead" / "round_2" / "ckpt.pt"]
+    r2 = next(x for x in rep3["rounds"] if x["round"] == 2)
+    assert r2["episodes"] == 2 and "dagger" in r2
+    trained2, _ = load_model(tmp_path / "takead" / "round_2" / "ckpt.pt")
+    assert any(not torch.equal(v, trained.state_dict()[k]) for k, v in trained2.state_dict().items())
     with pytest.raises(ValueError, match="needs --routes"):
         run_takead(TakeADConfig(routes=""), log=lambda *_: None)
 

@@ -65,6 +65,10 @@ class TakeADConfig:
     unstall: float = 0.0  # [s] with `check`: the check's unstall (`eval --unstall`; 0: off), in the shadow rounds
     # and the evaluations alike
     dagger_epochs: int = 1  # imitation epochs per round over the aggregated data
+    train_from: Literal["last", "initial"] = "last"  # the weights round r's updates start from: the policy that
+    # drove round r (each round fine-tunes the previous one's), or the starting policy every round (DAgger's
+    # textbook form: round r's policy is trained on all the data so far, the earlier rounds' updates not compounded;
+    # round 1 is the same either way). The driving policy is always the last round's (or keep_best's choice)
     dagger_scope: Literal["all", "latest"] = "all"  # the disengagement states DAgger and DPO train on: every round's
     # so far (DAgger's aggregation), or only this round's collection (each round corrects the current policy only)
     kl_initial: float = 0.0  # weight of KL(pi || pi_0) to the starting policy beside DAgger's and DPO's losses, on
@@ -205,6 +209,12 @@ def round_updates(cfg: TakeADConfig, r: int) -> tuple[str, ...]:
     """The updates round r (1-based) makes: "dagger" and/or "dpo", from `ablation` and `dpo_rounds`."""
     dpo = cfg.ablation in ("both", "dpo") and not 0 < cfg.dpo_rounds < r
     return (*(("dagger",) if cfg.ablation in ("both", "dagger") else ()), *(("dpo",) if dpo else ()))
+
+
+def train_start(cfg: TakeADConfig, driver: Path | str) -> Path:
+    """The checkpoint a round's DAgger/DPO updates start from: `driver` (the policy that drove the round) with
+    train_from "last", the run's starting policy (`cfg.init`) with "initial"."""
+    return Path(cfg.init) if cfg.train_from == "initial" else Path(driver)
 
 
 def disengagement_mask(controller: np.ndarray, episode: np.ndarray, frame_dt: float, pre: float) -> np.ndarray:
@@ -403,7 +413,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
                                       log)["speed"])
             dis &= np.arange(len(dis)) >= len(dis) - n_new
         base = np.arange(len(dis)) < n_base  # the base dataset comes first in the concatenation
-        model, _ = load_model(ckpt)
+        model, _ = load_model(train_start(cfg, ckpt))
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
         updates = round_updates(cfg, r)
@@ -468,4 +478,5 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
 
 
 __all__ = ["TakeADConfig", "action_logp", "best_round", "disengagement_mask", "dpo_loss", "policy_kl",
-           "report_curves", "round_updates", "run_takead", "with_anchor"]
+           "report_curves", "round_updates", "run_takead", "train_start",
+           "with_anchor"]
