@@ -14,6 +14,7 @@ KEYS = ("collisions_vehicle", "collisions_layout", "collisions_pedestrian", "veh
         "outside_route_lanes", "red_light", "stop_infraction")
 E, shared = Path(sys.argv[1]), Path(sys.argv[2])
 models = dict(a.split("=", 1) for a in sys.argv[3:])
+E.mkdir(parents=True, exist_ok=True)
 suites = {"p5": ["--routes", "results/takead/suite_p5.xml"],
           "b2d": ["--routes", str(shared / "bench2drive" / "bench2drive220.xml"), "--maps-dir", str(shared / "carla_maps")]}
 out = {"what": "held out: Proc5 and the Bench2Drive routes of ../shared, eval seeds 0 1 (results/takead/heldout.py)"}

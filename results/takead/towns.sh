@@ -7,7 +7,8 @@
 # 25's recipe (from il_bc, --takeover-stall 2.0, base data Proc1, Proc3 validation). Held out as always (Proc5 and
 # the 38 Bench2Drive routes, eval seeds 0 1), the Bench2Drive DS also split into the routes on Town04 (a town the
 # rounds drove, 12 routes) and the others (26 routes).
-# Usage: [SEED=0] [ROUNDS=2] results/takead/towns.sh PIL_BC E [SHARED]   (PIL_BC: il_bc's planner.onnx)
+# Usage: [SEED=0] [ROUNDS=2] [HELD_ROUNDS="1 $ROUNDS"] [EXTRA="NAME=ONNX ..."] results/takead/towns.sh IL_BC E [SHARED]
+#   (IL_BC: il_bc's planner.onnx; held out: il_bc, the rounds of HELD_ROUNDS and the EXTRA policies)
 set -euo pipefail
 IL_BC=${1:?usage: towns.sh IL_BC_ONNX E [SHARED]}
 E=${2:?usage: towns.sh IL_BC_ONNX E [SHARED]}
@@ -24,7 +25,8 @@ $DS train takead --data $T/data_p1 --init "$IL_BC" --eval-routes $T/suite_p3.xml
     --takeover-stall 2.0 --no-measure-final
 cp "$E/$N/takead.json" "$T/$N.takead.json"
 args=(il_bc="$IL_BC")
-for r in $(seq 1 "${ROUNDS:-2}"); do args+=("${N}_r$r=$E/$N/round_$r/model/planner.onnx"); done
+for r in ${HELD_ROUNDS:-1 ${ROUNDS:-2}}; do args+=("${N}_r$r=$E/$N/round_$r/model/planner.onnx"); done
+for x in ${EXTRA:-}; do args+=("$x"); done  # more NAME=ONNX pairs held out beside them
 .venv/bin/python $T/heldout.py "$E/held" "$SHARED" "${args[@]}" > "$T/${N}_heldout.json"
 # the Bench2Drive DS split by town: Town04 (driven in the rounds, generated routes) and the other towns
 .venv/bin/python - "$E/held" "$T/${N}_heldout.json" <<'PY'
