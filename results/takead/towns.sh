@@ -7,7 +7,7 @@
 # 25's recipe (from il_bc, --takeover-stall 2.0, base data Proc1, Proc3 validation). Held out as always (Proc5 and
 # the 38 Bench2Drive routes, eval seeds 0 1), the Bench2Drive DS also split into the routes on Town04 (a town the
 # rounds drove, 12 routes) and the others (26 routes).
-# Usage: [SEED=0] [ROUNDS=2] [HELD_ROUNDS="1 $ROUNDS"] [EXTRA="NAME=ONNX ..."] results/takead/towns.sh IL_BC E [SHARED]
+# Usage: [SEED=0] [ROUNDS=2] [TRAIN_FROM=last|initial] [HELD_ROUNDS="1 $ROUNDS"] [EXTRA="NAME=ONNX ..."] results/takead/towns.sh IL_BC E [SHARED]
 #   (IL_BC: il_bc's planner.onnx; held out: il_bc, the rounds of HELD_ROUNDS and the EXTRA policies)
 set -euo pipefail
 IL_BC=${1:?usage: towns.sh IL_BC_ONNX E [SHARED]}
@@ -16,13 +16,14 @@ SHARED=${3:-../shared}
 DS=${DS:-.venv/bin/drive-stack}
 T=results/takead
 SEED=${SEED:-0}
-N=towns_t$SEED
+TRAIN_FROM=${TRAIN_FROM:-last}  # train takead --train-from: last (each round fine-tunes the previous one) or initial
+N=towns$([ "$TRAIN_FROM" = initial ] && echo _init)_t$SEED
 [ -f "$T/suite_t04.xml" ] || $DS routes suite --town Town04 --types all+dos --n 1 --seed 12 \
     --maps-dir "$SHARED/carla_maps" --out "$T/suite_t04.xml"
 [ -f "$T/data_p1/index.json" ] || $DS collect --routes "$T/suite_p1.xml" --out "$T/data_p1" --workers 2 --no-anno --branches 0
 $DS train takead --data $T/data_p1 --init "$IL_BC" --eval-routes $T/suite_p3.xml --maps-dir "$SHARED/carla_maps" \
     --rounds "${ROUNDS:-2}" --seed "$SEED" --resume --out "$E/$N" --routes "$T/suite_p2.xml,$T/suite_t04.xml" \
-    --takeover-stall 2.0 --no-measure-final
+    --takeover-stall 2.0 --no-measure-final --train-from "$TRAIN_FROM"
 cp "$E/$N/takead.json" "$T/$N.takead.json"
 args=(il_bc="$IL_BC")
 for r in ${HELD_ROUNDS:-1 ${ROUNDS:-2}}; do args+=("${N}_r$r=$E/$N/round_$r/model/planner.onnx"); done
