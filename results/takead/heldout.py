@@ -3,8 +3,10 @@ training or validation route came from it) and the 38 Bench2Drive routes of ../s
 each evaluation is `drive-stack eval --routes SUITE --policy perlad --model ONNX --seed S --workers 2 --out
 E/<name>_<p5|b2d>_s<S>` and is skipped when its summary.json exists (so earlier runs can be linked in), then the
 figures go to stdout as JSON: per policy and suite the DS of each seed, mean, std and the mean infraction counts.
-Usage: .venv/bin/python results/takead/heldout.py E SHARED NAME=ONNX... > OUT.json  (session 25: results/takead/s25_heldout.json)"""
+Usage: [SUITES=p5,b2d] .venv/bin/python results/takead/heldout.py E SHARED NAME=ONNX... > OUT.json
+(SUITES=p4,t06: the validation suites instead, for choosing between variants)  (session 25: results/takead/s25_heldout.json)"""
 import json
+import os
 import statistics as st
 import subprocess
 import sys
@@ -15,9 +17,14 @@ KEYS = ("collisions_vehicle", "collisions_layout", "collisions_pedestrian", "veh
 E, shared = Path(sys.argv[1]), Path(sys.argv[2])
 models = dict(a.split("=", 1) for a in sys.argv[3:])
 E.mkdir(parents=True, exist_ok=True)
-suites = {"p5": ["--routes", "results/takead/suite_p5.xml"],
-          "b2d": ["--routes", str(shared / "bench2drive" / "bench2drive220.xml"), "--maps-dir", str(shared / "carla_maps")]}
-out = {"what": "held out: Proc5 and the Bench2Drive routes of ../shared, eval seeds 0 1 (results/takead/heldout.py)"}
+known = {"p5": ["--routes", "results/takead/suite_p5.xml"],
+         "b2d": ["--routes", str(shared / "bench2drive" / "bench2drive220.xml"), "--maps-dir", str(shared / "carla_maps")],
+         # validation (choosing between TakeAD variants; never the held-out sets above): Proc4 and routes of our own
+         # on Town06 (`routes suite --town Town06 --types all+dos --n 1 --seed 99`), a town the rounds do not drive
+         "p4": ["--routes", "results/takead/suite_p4.xml"],
+         "t06": ["--routes", "results/takead/suite_val_t06.xml", "--maps-dir", str(shared / "carla_maps")]}
+suites = {k: known[k] for k in os.environ.get("SUITES", "p5,b2d").split(",")}
+out = {"what": f"suites {sorted(suites)} (p5, b2d: held out; p4, t06: validation), eval seeds 0 1 (results/takead/heldout.py)"}
 for name, onnx in models.items():
     for suite, args in suites.items():
         ss = []
