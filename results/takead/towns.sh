@@ -17,7 +17,7 @@ DS=${DS:-.venv/bin/drive-stack}
 T=results/takead
 SEED=${SEED:-0}
 TRAIN_FROM=${TRAIN_FROM:-last}  # train takead --train-from: last (each round fine-tunes the previous one) or initial
-N=towns$([ "$TRAIN_FROM" = initial ] && echo _init)_t$SEED
+if [ "$TRAIN_FROM" = initial ]; then N=towns_init_t$SEED; else N=towns_t$SEED; fi
 [ -f "$T/suite_t04.xml" ] || $DS routes suite --town Town04 --types all+dos --n 1 --seed 12 \
     --maps-dir "$SHARED/carla_maps" --out "$T/suite_t04.xml"
 [ -f "$T/data_p1/index.json" ] || $DS collect --routes "$T/suite_p1.xml" --out "$T/data_p1" --workers 2 --no-anno --branches 0
