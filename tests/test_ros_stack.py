@@ -605,3 +605,35 @@ def test_the_planner_honours_the_reasoning_advisory(tmp_path):
             capped += int(np.isfinite(allowed))
     assert capped > 10
     assert "honouring the advisory of rule" in (out / "logs" / "planner.log").read_text()
+
+
+def test_the_takeover_monitor_hands_the_experts_plan_to_the_gate():
+    """STALLED asks whether the expert's plan drives off (TakeoverConfig.stall_speed): the monitor reads the
+    expert's plan from /drive_stack/expert/plan (the pseudo-simulator publishes it each tick) and offers its speed
+    profile to the gate, keyed by the plan's stamp: the profile ramps 0 -> 6 m/s, the gate holds 6.0 at t = 1.5."""
+    import time
+
+    import numpy as np
+    from drive_stack import convert
+    from drive_stack import node_table as T
+    from drive_stack.common import RELIABLE
+    from drive_stack.takeover_monitor import TakeoverMonitor
+    from drive_stack_msgs.msg import Plan
+
+    rclpy.init()
+    try:
+        monitor = TakeoverMonitor()
+        src = rclpy.create_node("expert_plan_source")
+        pub = src.create_publisher(Plan, T.EXPERT_PLAN, RELIABLE)
+        path = np.stack([np.arange(1.0, 30.0), np.zeros(29)], axis=1)
+        msg = convert.plan_message(path, 6.0, 1.5, "expert", np.linspace(0.0, 6.0, 29))
+        ex = rclpy.executors.SingleThreadedExecutor()
+        ex.add_node(monitor)
+        ex.add_node(src)
+        t0 = time.monotonic()
+        while 1.5 not in monitor.gate.expert_speed and time.monotonic() - t0 < 20:
+            pub.publish(msg)
+            ex.spin_once(timeout_sec=0.05)
+        assert monitor.gate.expert_speed.get(1.5) == pytest.approx(6.0)
+    finally:
+        rclpy.shutdown()

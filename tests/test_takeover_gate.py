@@ -25,10 +25,13 @@ CLEAR = scene_with([], ego_speed=8.0)
 GO = (0.5, 0.0, 0.0)
 
 
-def tick(g, t, wall=None, scene=CLEAR, speed=8.0, cmd=GO, expert=None):
-    """One tick as the node feeds it: clock, expert (if any), scene + plan, planner command. Returns decisions."""
+def tick(g, t, wall=None, scene=CLEAR, speed=8.0, cmd=GO, expert=None, expert_speed=None):
+    """One tick as the node feeds it: clock, expert (if any; its plan's speed profile at `expert_speed`, when given),
+    scene + plan, planner command. Returns decisions."""
     wall = t if wall is None else wall
     out = [g.new_tick(t, wall)]
+    if expert_speed is not None:
+        g.offer_expert_plan(t, np.full(29, expert_speed))
     if expert is not None:
         out.append(g.offer_expert(t, *expert))
     g.offer_scene(t, scene)
@@ -209,7 +212,7 @@ def test_a_planner_that_stands_where_the_expert_drives_is_taken_over_when_stall_
     ego never stalls."""
     hold, ex_go, ex_wait = (0.0, 0.0, 1.0), (0.4, 0.0, 0.0), (0.0, 0.0, 1.0)
     stood = scene_with([], ego_speed=0.0)
-    g = TakeoverGate(TakeoverConfig(stall_time=1.0), expert_offered=True)
+    g = TakeoverGate(TakeoverConfig(stall_time=1.0, stall_speed=0.0), expert_offered=True)
     ts = [round(0.05 * k, 2) for k in range(1, 40)]
     fired = None
     for t in ts:
@@ -222,7 +225,7 @@ def test_a_planner_that_stands_where_the_expert_drives_is_taken_over_when_stall_
     assert fired.event.cause is Cause.STALLED and fired.controller == EXPERT and fired.command == ex_go
     assert "stood 1.00 s" in fired.event.detail
     # the expert waits too at t = 0.5 (e.g. a red light): the count starts again at 0.55 and fires at 1.55
-    g = TakeoverGate(TakeoverConfig(stall_time=1.0), expert_offered=True)
+    g = TakeoverGate(TakeoverConfig(stall_time=1.0, stall_speed=0.0), expert_offered=True)
     causes = {}
     for t in ts:
         d = tick(g, t, scene=stood, speed=0.0, cmd=hold, expert=ex_wait if t == 0.5 else ex_go)[-1]
@@ -232,7 +235,7 @@ def test_a_planner_that_stands_where_the_expert_drives_is_taken_over_when_stall_
     assert causes == {1.55: Cause.STALLED}
     # another takeover (an invalid command at 0.5 s; the expert drives 2 s) starts the count again: the planner's
     # first tick back is 2.5 s, so the stall fires at 3.5 s, not at once (before the fix: at 2.5 s)
-    g = TakeoverGate(TakeoverConfig(stall_time=1.0), expert_offered=True)
+    g = TakeoverGate(TakeoverConfig(stall_time=1.0, stall_speed=0.0), expert_offered=True)
     events = {}
     for t in [round(0.05 * k, 2) for k in range(1, 80)]:
         for d in tick(g, t, scene=stood, speed=0.0, cmd=(float("nan"), 0.0, 0.0) if t == 0.5 else hold, expert=ex_go):
@@ -247,6 +250,34 @@ def test_a_planner_that_stands_where_the_expert_drives_is_taken_over_when_stall_
         assert g.history == []
     with pytest.raises(ValueError, match="stall_time"):
         TakeoverConfig(stall_time=-1.0)
+
+
+def test_a_stall_counts_only_where_the_expert_plans_to_drive_off_not_to_creep():
+    """STALLED with stall_speed 2.0 (the default): the ego stands, the expert presses the throttle (0.3) on every
+    tick. Where its plan tops out at 0.9 m/s (creeping up a queue to a stop point a few metres ahead; 9 in 10 of
+    session 26's STALLED takeovers) nothing fires over 3 s; where it plans to reach 6 m/s the takeover comes 1.0 s
+    after the first tick, naming the plan's speed; one creeping tick in between starts the count again; a tick
+    whose expert plan was never offered does not count either."""
+    hold, ex_creep = (0.0, 0.0, 1.0), (0.3, 0.0, 0.0)
+    stood = scene_with([], ego_speed=0.0)
+    ts = [round(0.05 * k, 2) for k in range(1, 61)]
+
+    def first_event(speed_at):
+        g = TakeoverGate(TakeoverConfig(stall_time=1.0), expert_offered=True)
+        for t in ts:
+            d = tick(g, t, scene=stood, speed=0.0, cmd=hold, expert=ex_creep, expert_speed=speed_at(t))[-1]
+            if d.event is not None:
+                return d
+        return None
+
+    assert TakeoverConfig().stall_speed == 2.0
+    assert first_event(lambda t: 0.9) is None
+    d = first_event(lambda t: 6.0)
+    assert d.t == pytest.approx(1.05) and d.event.cause is Cause.STALLED and "its plan to 6.0 m/s" in d.event.detail
+    assert first_event(lambda t: 0.9 if t == 0.5 else 6.0).t == pytest.approx(1.55)
+    assert first_event(lambda t: None if t == 0.5 else 6.0).t == pytest.approx(1.55)
+    with pytest.raises(ValueError, match="stall_speed"):
+        TakeoverConfig(stall_speed=-1.0)
 
 
 R = 25.0  # [m] radius of the curve (turning towards +y, the ego's right)

@@ -310,7 +310,8 @@ def cmd_collect(a) -> int:
                         driver_unstall=a.driver_unstall, branches=a.branches,
                         takeover=a.takeover,
                         takeover_steer=a.takeover_steer, takeover_duration=a.takeover_duration,
-                        takeover_stall=a.takeover_stall, branch_every=a.branch_every, ray=a.ray, max_retries=a.max_retries,
+                        takeover_stall=a.takeover_stall, takeover_stall_speed=a.takeover_stall_speed,
+                        branch_every=a.branch_every, ray=a.ray, max_retries=a.max_retries,
                         route_timeout_s=a.route_timeout)
     try:
         idx = collect(cfg)
@@ -820,6 +821,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--takeover-stall", type=float, default=0.0,
                    help="the expert also takes over where the ego has stood this long [s] while it would drive "
                         "(STALLED); 0: off (default: %(default)s)")
+    q.add_argument("--takeover-stall-speed", type=float, default=2.0,
+                   help="STALLED counts only where the expert's plan reaches this speed [m/s] (a creep to a stop "
+                        "point a few metres ahead is not a stall); 0: its command alone (default: %(default)s)")
     q.add_argument("--branches", type=int, default=3,
                    help="counterfactual ego plans per branch point, the world model's reactivity data, 0: none "
                         "(default: %(default)s)")

@@ -266,15 +266,17 @@ def drive(loop: ClosedLoop, policy, *, driver=None, perturb: Callable[[SimState,
             executed = perturb(loop.state, executed)
         controller = ["planner"] * loop.num_envs
         if gates is not None:
-            ec = None
+            ec = ep = None
             if expert is not None:
-                ec = controls if expert is policy else expert.act(*loop.observe(expert))[0]
+                ec, ep = (controls, plan) if expert is policy else expert.act(*loop.observe(expert))
             cmds = []
             for e, g in enumerate(gates):
                 path, profile = plan_profile(acting_plan, e)
                 cmd = (float(executed.throttle[e]), float(executed.steer[e]), float(executed.brake[e]))
                 ex = None if ec is None else (float(ec.throttle[e]), float(ec.steer[e]), float(ec.brake[e]))
-                c, controller[e] = g.tick_offline(float(loop.t[e]), acting_scene.env(e), path, profile, cmd, ex)
+                eprof = None if ep is None else plan_profile(ep, e)[1]
+                c, controller[e] = g.tick_offline(float(loop.t[e]), acting_scene.env(e), path, profile, cmd, ex,
+                                                  eprof)
                 cmds.append(c)
             th, st, br = (np.array(v, np.float64) for v in zip(*cmds, strict=True))
             executed = Controls(th, st, br)

@@ -79,6 +79,8 @@ class CollectConfig:
     takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
     takeover_stall: float = 0.0  # [s] the expert takes over where the ego has stood this long and it would drive
     # (stack/takeover.py STALLED; 0: off)
+    takeover_stall_speed: float = 2.0  # [m/s] ... and its plan reaches this speed (a creep to a stop point a few
+    # metres ahead is not a stall; 0: its command alone, as before session 27)
     branches: int = 3  # counterfactual ego plans per branch point (0: none): target speeds 0, BRANCH_MAX, random
     branch_every: float = 1.0  # [s] between branch points
     notes: list[str] = field(default_factory=list)
@@ -264,7 +266,7 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
         from ..stack.takeover import TakeoverConfig, TakeoverGate
 
         gate = TakeoverGate(TakeoverConfig(steer_threshold=cfg.takeover_steer, duration=cfg.takeover_duration,
-                                           stall_time=cfg.takeover_stall),
+                                           stall_time=cfg.takeover_stall, stall_speed=cfg.takeover_stall_speed),
                             expert_offered=True)
     ep = run_route(g, spec, policy=labeller, seed=seed, max_agents=max_agents, observer=rec, driver=driver,
                    perturb=noise, gate=gate, expert=labeller if gate is not None else None)

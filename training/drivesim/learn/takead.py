@@ -59,6 +59,8 @@ class TakeADConfig:
     takeover_stall: float = 0.0  # [s] the expert also takes over where the ego has stood this long and it would
     # drive (STALLED; 0: off): the collision triggers alone hand over only where the policy is about to hit
     # something, so the rounds learn caution only (measured: blocks rise as collisions fall)
+    takeover_stall_speed: float = 2.0  # [m/s] STALLED only where the expert's plan reaches this speed (collect
+    # --takeover-stall-speed; 0: the expert's command alone, as in the runs before session 27)
     check: float = 0.0  # [s] the planner drives with the candidate check of this horizon (`eval --check`;
     # policies/learned.py CandidateCheck; 0: off) in the shadow rounds and the evaluations: the expert takes over
     # where the checked planner fails, so the rounds teach what the check does not already catch
@@ -346,7 +348,8 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
                                         seed=cfg.seed + 1000 * r, b2d=False, driver="perlad", driver_model=onnx,
                                         driver_check=cfg.check, driver_unstall=cfg.unstall, takeover=True, takeover_steer=cfg.takeover_steer,
                                         takeover_duration=cfg.takeover_duration,
-                                        takeover_stall=cfg.takeover_stall, branches=0), log)
+                                        takeover_stall=cfg.takeover_stall,
+                                        takeover_stall_speed=cfg.takeover_stall_speed, branches=0), log)
             idx = {**one, "episodes": idx["episodes"] + one["episodes"]}
         eps = idx["episodes"]
         takeovers = sum(e["takeovers"]["count"] for e in eps)

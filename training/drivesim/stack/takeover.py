@@ -16,7 +16,9 @@ A takeover is declared, at the tick of sim time t, when
 5. STEER_DISAGREEMENT (shadow mode, off unless `steer_threshold` > 0; TakeAD uses 0.2): the expert's steering
    differs from the planner's by more than the threshold;
 6. STALLED (shadow mode, off unless `stall_time` > 0; our addition): the ego has stood (under `moving_speed`) for
-   `stall_time` seconds of ticks in a row on which the expert would drive (its throttle above its brake). The
+   `stall_time` seconds of ticks in a row on which the expert would drive: its throttle above its brake and its
+   plan's speed profile reaching `stall_speed` (the expert creeping up a queue or to a stop line a few metres
+   ahead at walking pace, while the planner waits, is not a stall; `stall_speed` 0: the command alone). The
    collision triggers only ever hand over where the planner is about to hit something, so the expert's takeovers
    teach caution alone; a planner that stops behind a parked car or waits at a clear junction is failing too
    (Bench2Drive's blocked infraction), and this is the takeover that shows it where to go.
@@ -76,6 +78,9 @@ class TakeoverConfig:
     # topics: under load the command can come first) waits this long for them, then is decided without the plan check
     steer_threshold: float = 0.0  # shadow trigger: |steer_expert - steer_planner| > this (0: off; TakeAD uses 0.2)
     stall_time: float = 0.0  # [s sim] shadow trigger: the ego has stood this long while the expert would drive (0: off)
+    stall_speed: float = 2.0  # [m/s] ... and while the expert's plan (`offer_expert_plan`) reaches this speed: at
+    # 9 in 10 of the STALLED takeovers of session 26's rounds the expert's target was a creep (0.3-1.2 m/s) to a stop
+    # point a few metres ahead (0: the expert's command alone, as before session 27)
     mrm_decel: float = 3.0  # [m/s^2] the safe stop's comfortable deceleration (minimal-risk manoeuvre)
     mrm_jerk: float = 5.0  # [m/s^3] the safe stop's deceleration changes at most this fast (full brake, when
     # the time-to-collision needs it, at once)
@@ -88,7 +93,7 @@ class TakeoverConfig:
             if not (isinstance(v, int | float) and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
                 raise ValueError(f"TakeoverConfig.{name} = {v!r}: expected a {'non-negative' if zero_ok else 'positive'}"
                                  " number")
-        for name in ("steer_threshold", "stall_time"):
+        for name in ("steer_threshold", "stall_time", "stall_speed"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and np.isfinite(v) and v >= 0):
                 raise ValueError(f"TakeoverConfig.{name} = {v!r}: expected a non-negative number (0: off)")
@@ -291,6 +296,7 @@ class TakeoverGate:
         self.scene: dict[float, PerceivedScene] = {}
         self.plan: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         self.expert: dict[float, tuple[float, float, float]] = {}
+        self.expert_speed: dict[float, float] = {}  # the top speed of the expert's plan of a tick [m/s]
         self.drove: dict[str, int] = {PLANNER: 0, EXPERT: 0, SAFE_STOP: 0}
         self._unannounced: Takeover | None = None
         self.mrm = Mrm()
@@ -329,7 +335,7 @@ class TakeoverGate:
         if self.tick_t is not None and t <= self.tick_t:
             return None  # a re-published tick
         self.tick_t, self.tick_wall, self.decided, self._held = t, wall, None, None
-        for store in (self.scene, self.plan, self.expert):
+        for store in (self.scene, self.plan, self.expert, self.expert_speed):
             for k in [k for k in store if k < t - 0.5]:
                 del store[k]
         d = None
@@ -369,6 +375,13 @@ class TakeoverGate:
         if t == self.tick_t and self.logic.active is not None and self.decided != t:
             return self._command(t, *self._takeover_command(t))
         return None
+
+    def offer_expert_plan(self, t: float, speed_profile: np.ndarray) -> None:
+        """The expert's plan of tick t (its speed profile [m/s]): STALLED asks whether the expert would drive off
+        (`stall_speed`), not only whether it would press the throttle. Non-finite values are ignored."""
+        v = np.asarray(speed_profile, np.float64)
+        v = v[np.isfinite(v)]
+        self.expert_speed[round(float(t), 3)] = float(v.max()) if len(v) else 0.0
 
     def offer_planner(self, t: float, throttle: float, steer: float, brake: float,
                       invalid: str | None = None) -> Decision | None:
@@ -445,11 +458,14 @@ class TakeoverGate:
 
     def _stalled(self, t: float, scene: PerceivedScene | None, ex: tuple[float, float, float] | None) -> Takeover | None:
         """STALLED (the module docstring): counts the planner's ticks in a row on which the ego stands and the expert
-        would drive (any takeover starts the count again); the takeover once they span `stall_time`."""
+        would drive off (its throttle, and its plan's top speed when `stall_speed` > 0; a tick whose expert plan has
+        not been offered does not count); any takeover starts the count again; the takeover once they span
+        `stall_time`."""
         if self.cfg.stall_time <= 0:
             return None
         standing = scene is not None and float(scene.ego_speed[0]) < self.cfg.moving_speed
-        if not (standing and ex is not None and ex[0] > ex[2] and ex[0] > 0.0):
+        drives_off = self.cfg.stall_speed <= 0 or self.expert_speed.get(t, 0.0) >= self.cfg.stall_speed
+        if not (standing and ex is not None and ex[0] > ex[2] and ex[0] > 0.0 and drives_off):
             self._stall_since = None
             return None
         if self._stall_since is None:
@@ -458,8 +474,9 @@ class TakeoverGate:
         if stood < self.cfg.stall_time - 1e-6:
             return None
         self._stall_since = None
+        plan = f", its plan to {self.expert_speed[t]:.1f} m/s" if t in self.expert_speed else ""
         return self.logic.declare(t, Cause.STALLED, f"stood {stood:.2f} s where the expert drives (throttle "
-                                  f"{ex[0]:.2f}; stall_time {self.cfg.stall_time})", float("inf"))
+                                  f"{ex[0]:.2f}{plan}; stall_time {self.cfg.stall_time})", float("inf"))
 
     # ------------------------------------------------------------------ decisions
     def _takeover(self, t: float, cause: Cause, detail: str, ttc: float = float("inf")) -> Decision | None:
@@ -558,15 +575,18 @@ class TakeoverGate:
 
     # ------------------------------------------------------------------ offline (the closed loop)
     def tick_offline(self, t: float, scene: PerceivedScene, path: np.ndarray, profile: np.ndarray,
-                     command: tuple[float, float, float], expert: tuple[float, float, float] | None = None
-                     ) -> tuple[tuple[float, float, float], str]:
+                     command: tuple[float, float, float], expert: tuple[float, float, float] | None = None,
+                     expert_profile: np.ndarray | None = None) -> tuple[tuple[float, float, float], str]:
         """One synchronous tick of one env (the closed loop, no wall clock): the planner's command and plan, the
-        expert's command when one is offered, the scene (one env). Returns (the command to apply, controller)."""
+        expert's command and plan's speed profile when one is offered, the scene (one env). Returns (the command
+        to apply, controller)."""
         t = round(float(t), 3)
         self.ready = True
         self.offer_scene(t, scene)  # before the clock: a takeover decided at the clock stops by this tick's scene
         self.offer_plan(t, path, profile)
         outs = [self.new_tick(t, 0.0)]
+        if expert_profile is not None:
+            self.offer_expert_plan(t, expert_profile)
         if expert is not None:
             outs.append(self.offer_expert(t, *expert))
         outs.append(self.offer_planner(t, *command))

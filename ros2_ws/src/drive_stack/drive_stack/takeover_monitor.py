@@ -58,6 +58,7 @@ class TakeoverMonitor(StackNode):
         self.create_subscription(Plan, T.PLAN, self._on_plan, RELIABLE)
         self.create_subscription(CarlaEgoVehicleControl, T.PLANNER_CMD, self._on_planner_cmd, RELIABLE)
         self.create_subscription(CarlaEgoVehicleControl, T.EXPERT_CMD, self._on_expert, RELIABLE)
+        self.create_subscription(Plan, T.EXPERT_PLAN, self._on_expert_plan, RELIABLE)
         self.create_subscription(Bool, T.HERO_STATUS, self._on_ready, LATCHED)
         # the deadline is wall time: a sim-time timer would not fire while the simulator waits for us
         self.create_timer(0.01, lambda: self._emit(self.gate.poll(time.perf_counter())),
@@ -89,6 +90,9 @@ class TakeoverMonitor(StackNode):
         t = round(convert.to_sec(msg.header.stamp), 3)
         self.plan_msgs[t] = msg
         self._emit(self.gate.offer_plan(t, convert.plan_path(msg), convert.plan_profile(msg)))  # (NaN: the gate's check)
+
+    def _on_expert_plan(self, msg: Plan) -> None:
+        self.gate.offer_expert_plan(convert.to_sec(msg.header.stamp), convert.plan_profile(msg))
 
     def _on_expert(self, msg: CarlaEgoVehicleControl) -> None:
         self._emit(self.gate.offer_expert(convert.to_sec(msg.header.stamp), msg.throttle, msg.steer, msg.brake))
