@@ -199,8 +199,18 @@ def test_steering_disagreement_is_a_shadow_trigger_when_set():
     assert d.event.cause is Cause.STEER_DISAGREEMENT and d.controller == EXPERT and d.command == ex
     close = TakeoverGate(TakeoverConfig(steer_threshold=0.2), expert_offered=True)
     assert tick(close, 1.0, cmd=(0.5, 0.3, 0.0), expert=ex)[-1].controller == PLANNER
+    # at a standstill (0.3 m/s, under steer_min_speed 0.5) a wheel angle moves nothing: no takeover; with
+    # steer_min_speed 0 (before session 27) it fires there too
+    slow = scene_with([], ego_speed=0.3)
+    still = TakeoverGate(TakeoverConfig(steer_threshold=0.2), expert_offered=True)
+    assert tick(still, 1.0, scene=slow, cmd=(0.5, 0.0, 0.0), expert=ex)[-1].controller == PLANNER
+    anyway = TakeoverGate(TakeoverConfig(steer_threshold=0.2, steer_min_speed=0.0), expert_offered=True)
+    d = tick(anyway, 1.0, scene=slow, cmd=(0.5, 0.0, 0.0), expert=ex)[-1]
+    assert d.event.cause is Cause.STEER_DISAGREEMENT
     with pytest.raises(ValueError, match="steer_threshold"):
         TakeoverConfig(steer_threshold=-1.0)
+    with pytest.raises(ValueError, match="steer_min_speed"):
+        TakeoverConfig(steer_min_speed=float("nan"))
     with pytest.raises(ValueError, match="deadline"):
         TakeoverConfig(deadline=float("nan"))
 

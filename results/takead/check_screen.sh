@@ -18,7 +18,7 @@ for V in ${VARIANTS:-S2CU}; do
         *) echo "unknown variant $V" >&2; exit 2 ;;
     esac
     $DS train takead --data $T/data_p1 --init models/il/planner.onnx --eval-routes $T/suite_p3.xml --rounds ${ROUNDS:-2} \
-        --seed 0 --resume --out "$T/recipe_il/$V" --routes $T/suite_p2.xml --takeover-steer 0 --takeover-stall 2.0 \
+        --seed 0 --resume --out "$T/recipe_il/$V" --routes $T/suite_p2.xml --takeover-steer 0 --takeover-stall 2.0 --takeover-stall-speed 0 \
         "${C[@]}" --no-measure-final "${A[@]}"
     cp "$T/recipe_il/$V/takead.json" "$T/recipe_il_$V.takead.json"
 done

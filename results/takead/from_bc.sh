@@ -18,7 +18,8 @@ SEED=${SEED:-0}
 N=from_bc$([ "$SEED" = 0 ] || echo "_t$SEED")
 [ -f "$T/data_p1/index.json" ] || $DS collect --routes "$T/suite_p1.xml" --out "$T/data_p1" --workers 2 --no-anno --branches 0
 $DS train takead --data $T/data_p1 --init "$PIPE/models/il_bc/planner.onnx" --eval-routes $T/suite_p3.xml \
-    --rounds ${ROUNDS:-4} --seed "$SEED" --resume --out "$E/$N" --routes $T/suite_p2.xml --takeover-stall 2.0
+    --rounds ${ROUNDS:-4} --seed "$SEED" --resume --out "$E/$N" --routes $T/suite_p2.xml --takeover-stall 2.0 \
+    --takeover-stall-speed 0 --takeover-steer-min-speed 0  # (the shadow triggers as these runs had them)
 cp "$E/$N/takead.json" "$T/$N.takead.json"
 # held out: il_bc (round 0) and the round with the best Proc3 validation DS (rounds >= 1), eval seeds 0 1
 BEST=$(.venv/bin/python -c "import json; r=json.load(open('$T/$N.takead.json'))['rounds'][1:]; print(max(r, key=lambda x: x['eval']['driving_score'])['round'])")

@@ -22,4 +22,4 @@ run C --routes $T/suite_p2.xml,$T/suite_p4.xml,$T/suite_p6.xml "${A[@]}"
 run S0 --routes $T/suite_p2.xml --takeover-steer 0 "${A[@]}"
 run S1 --routes $T/suite_p2.xml --takeover-steer 0 --lr 3e-5 --dagger-epochs 3 --dpo-lr 1e-5 --w-nll 0 --no-aggregate-base
 run C2 --routes $T/suite_p2.xml,$T/suite_p4.xml,$T/suite_p6.xml --takeover-steer 0 "${A[@]}" --drop-waiting
-run S2 --routes $T/suite_p2.xml --takeover-steer 0 --takeover-stall 2.0 "${A[@]}"
+run S2 --routes $T/suite_p2.xml --takeover-steer 0 --takeover-stall 2.0 --takeover-stall-speed 0 "${A[@]}"

@@ -309,7 +309,8 @@ def cmd_collect(a) -> int:
                         driver=a.driver, driver_model=a.driver_model, driver_check=a.driver_check,
                         driver_unstall=a.driver_unstall, branches=a.branches,
                         takeover=a.takeover,
-                        takeover_steer=a.takeover_steer, takeover_duration=a.takeover_duration,
+                        takeover_steer=a.takeover_steer, takeover_steer_min_speed=a.takeover_steer_min_speed,
+                        takeover_duration=a.takeover_duration,
                         takeover_stall=a.takeover_stall, takeover_stall_speed=a.takeover_stall_speed,
                         branch_every=a.branch_every, ray=a.ray, max_retries=a.max_retries,
                         route_timeout_s=a.route_timeout)
@@ -816,6 +817,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--takeover-steer", type=float, default=0.2,
                    help="steering difference (of the [-1, 1] command) that triggers a takeover; 0: off "
                         "(default: %(default)s, TakeAD's)")
+    q.add_argument("--takeover-steer-min-speed", type=float, default=0.5,
+                   help="the steering trigger counts only while the ego drives this fast [m/s] (a wheel angle at a "
+                        "standstill moves nothing); 0: at a standstill too (default: %(default)s)")
     q.add_argument("--takeover-duration", type=float, default=2.0,
                    help="a takeover lasts at least this long [s of sim time] (default: %(default)s)")
     q.add_argument("--takeover-stall", type=float, default=0.0,

@@ -76,6 +76,7 @@ class CollectConfig:
     takeover: bool = False  # shadow mode (TakeAD): the labelling expert watches the driver through the takeover
     # gate and drives for takeover_duration when the driver's plan is about to fail or steers away from its own
     takeover_steer: float = 0.2  # steering disagreement that triggers a takeover (TakeAD's 0.2; 0: off)
+    takeover_steer_min_speed: float = 0.5  # [m/s] ... while the ego moves this fast (0: at a standstill too)
     takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
     takeover_stall: float = 0.0  # [s] the expert takes over where the ego has stood this long and it would drive
     # (stack/takeover.py STALLED; 0: off)
@@ -265,7 +266,8 @@ def collect_route(cfg: CollectConfig, spec: RouteSpec, seed: int, max_agents: in
     if cfg.takeover:  # shadow mode: the labelling expert is the one the gate hands the car to
         from ..stack.takeover import TakeoverConfig, TakeoverGate
 
-        gate = TakeoverGate(TakeoverConfig(steer_threshold=cfg.takeover_steer, duration=cfg.takeover_duration,
+        gate = TakeoverGate(TakeoverConfig(steer_threshold=cfg.takeover_steer,
+                                           steer_min_speed=cfg.takeover_steer_min_speed, duration=cfg.takeover_duration,
                                            stall_time=cfg.takeover_stall, stall_speed=cfg.takeover_stall_speed),
                             expert_offered=True)
     ep = run_route(g, spec, policy=labeller, seed=seed, max_agents=max_agents, observer=rec, driver=driver,

@@ -55,6 +55,8 @@ class TakeADConfig:
     # standing (speed and label under 0.5 m/s): why the expert waits (a stop sign's timer, a walker it predicts)
     # is not in the policy's view, so imitating it there teaches the policy to stay stopped
     takeover_steer: float = 0.2  # steering difference that makes the expert take over (TakeAD's 0.2; 0: off)
+    takeover_steer_min_speed: float = 0.5  # [m/s] ... while the ego moves this fast (0: at a standstill too, as in
+    # the runs before session 27)
     takeover_duration: float = 2.0  # [s] a takeover lasts at least this long
     takeover_stall: float = 0.0  # [s] the expert also takes over where the ego has stood this long and it would
     # drive (STALLED; 0: off): the collision triggers alone hand over only where the policy is about to hit
@@ -346,9 +348,10 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         for suite, data_dir in zip(suites, _round_data(rd), strict=True):
             one = collect(CollectConfig(routes=suite, out=data_dir, maps_dir=cfg.maps_dir, workers=cfg.workers,
                                         seed=cfg.seed + 1000 * r, b2d=False, driver="perlad", driver_model=onnx,
-                                        driver_check=cfg.check, driver_unstall=cfg.unstall, takeover=True, takeover_steer=cfg.takeover_steer,
-                                        takeover_duration=cfg.takeover_duration,
-                                        takeover_stall=cfg.takeover_stall,
+                                        driver_check=cfg.check, driver_unstall=cfg.unstall, takeover=True,
+                                        takeover_steer=cfg.takeover_steer,
+                                        takeover_steer_min_speed=cfg.takeover_steer_min_speed,
+                                        takeover_duration=cfg.takeover_duration, takeover_stall=cfg.takeover_stall,
                                         takeover_stall_speed=cfg.takeover_stall_speed, branches=0), log)
             idx = {**one, "episodes": idx["episodes"] + one["episodes"]}
         eps = idx["episodes"]

@@ -14,7 +14,8 @@ A takeover is declared, at the tick of sim time t, when
    is not a takeover;
 4. INVALID_MESSAGE: a plan, scene or command with NaN or out-of-range values;
 5. STEER_DISAGREEMENT (shadow mode, off unless `steer_threshold` > 0; TakeAD uses 0.2): the expert's steering
-   differs from the planner's by more than the threshold;
+   differs from the planner's by more than the threshold while the ego moves (at least `steer_min_speed`: a wheel
+   angle at a standstill moves nothing; three in four of these takeovers on our Town04 routes came at a standstill);
 6. STALLED (shadow mode, off unless `stall_time` > 0; our addition): the ego has stood (under `moving_speed`) for
    `stall_time` seconds of ticks in a row on which the expert would drive: its throttle above its brake and its
    plan's speed profile reaching `stall_speed` (the expert creeping up a queue or to a stop line a few metres
@@ -77,6 +78,8 @@ class TakeoverConfig:
     plan_wait: float = 0.1  # [s wall] a planner command whose tick's plan or scene has not arrived yet (separate
     # topics: under load the command can come first) waits this long for them, then is decided without the plan check
     steer_threshold: float = 0.0  # shadow trigger: |steer_expert - steer_planner| > this (0: off; TakeAD uses 0.2)
+    steer_min_speed: float = 0.5  # [m/s] ... while the ego drives at least this fast (0: at a standstill too, as
+    # before session 27)
     stall_time: float = 0.0  # [s sim] shadow trigger: the ego has stood this long while the expert would drive (0: off)
     stall_speed: float = 2.0  # [m/s] ... and while the expert's plan (`offer_expert_plan`) reaches this speed: at
     # 9 in 10 of the STALLED takeovers of session 26's rounds the expert's target was a creep (0.3-1.2 m/s) to a stop
@@ -93,7 +96,7 @@ class TakeoverConfig:
             if not (isinstance(v, int | float) and np.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
                 raise ValueError(f"TakeoverConfig.{name} = {v!r}: expected a {'non-negative' if zero_ok else 'positive'}"
                                  " number")
-        for name in ("steer_threshold", "stall_time", "stall_speed"):
+        for name in ("steer_threshold", "steer_min_speed", "stall_time", "stall_speed"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and np.isfinite(v) and v >= 0):
                 raise ValueError(f"TakeoverConfig.{name} = {v!r}: expected a non-negative number (0: off)")
@@ -427,7 +430,8 @@ class TakeoverGate:
             plan, scene = self.plan.get(t), self.scene.get(t)
             new = self.logic.check_plan(t, scene, *plan) if plan is not None and scene is not None else None
             ex = self.expert.get(t)
-            if new is None and ex is not None and self.cfg.steer_threshold > 0 \
+            moving = scene is not None and float(scene.ego_speed[0]) >= self.cfg.steer_min_speed
+            if new is None and ex is not None and self.cfg.steer_threshold > 0 and moving \
                     and abs(ex[1] - float(steer)) > self.cfg.steer_threshold:
                 new = self.logic.declare(t, Cause.STEER_DISAGREEMENT, f"expert steers {ex[1]:+.2f}, planner "
                                          f"{float(steer):+.2f} (threshold {self.cfg.steer_threshold})", float("inf"))
