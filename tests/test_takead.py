@@ -252,3 +252,25 @@ def test_policy_kl_is_the_joint_kl_and_anchors_training():
 
     free, anchored = drift(0.0), drift(10.0)
     assert free > 0.05 and anchored < 0.5 * free, (free, anchored)
+
+
+def test_resume_keeps_the_runs_triggers_and_reads_old_configs_with_the_values_they_ran_with(tmp_path):
+    """A config.json written before takeover_stall_speed / takeover_steer_min_speed existed was made with the old
+    triggers (0, 0): `saved_config` fills them so; `--resume` under other triggers (today's defaults) is refused,
+    naming the field and the flag that continues the run; changing an ablation setting (--train-from) is not."""
+    from dataclasses import asdict
+
+    from drivesim.learn.takead import check_resume, saved_config
+
+    old = {k: v for k, v in asdict(TakeADConfig(routes="a.xml", takeover_stall=2.0)).items()
+           if k not in ("takeover_stall_speed", "takeover_steer_min_speed")}
+    (tmp_path / "config.json").write_text(json.dumps({**old, "no_longer_a_field": 1}))
+    saved = saved_config(tmp_path / "config.json")
+    assert saved["takeover_stall_speed"] == 0.0 and saved["takeover_steer_min_speed"] == 0.0
+    assert "no_longer_a_field" not in saved and TakeADConfig(**saved).takeover_stall == 2.0
+    with pytest.raises(ValueError, match=r"takeover_steer_min_speed=0.0.*takeover_stall_speed=0.0.*"
+                                         r"--takeover-steer-min-speed 0.0 --takeover-stall-speed 0.0"):
+        check_resume(saved, TakeADConfig(routes="a.xml", takeover_stall=2.0, resume=True), tmp_path)
+    check_resume(saved, TakeADConfig(**{**saved, "resume": True, "rounds": 6, "train_from": "initial"}), tmp_path)
+    with pytest.raises(ValueError, match="seed=0"):
+        check_resume(saved, TakeADConfig(**{**saved, "seed": 1}), tmp_path)

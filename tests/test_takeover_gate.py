@@ -275,7 +275,9 @@ def test_a_stall_counts_only_where_the_expert_plans_to_drive_off_not_to_creep():
     def first_event(speed_at):
         g = TakeoverGate(TakeoverConfig(stall_time=1.0), expert_offered=True)
         for t in ts:
-            d = tick(g, t, scene=stood, speed=0.0, cmd=hold, expert=ex_creep, expert_speed=speed_at(t))[-1]
+            ds = tick(g, t, scene=stood, speed=0.0, cmd=hold, expert=ex_creep, expert_speed=speed_at(t))
+            # (a tick without the expert's plan holds the planner's command for it until plan_wait, then decides)
+            d = ds[-1] if ds else g.poll(t + 1.0)
             if d.event is not None:
                 return d
         return None
@@ -288,6 +290,57 @@ def test_a_stall_counts_only_where_the_expert_plans_to_drive_off_not_to_creep():
     assert first_event(lambda t: None if t == 0.5 else 6.0).t == pytest.approx(1.55)
     with pytest.raises(ValueError, match="stall_speed"):
         TakeoverConfig(stall_speed=-1.0)
+
+
+def test_the_planners_command_waits_for_the_shadow_experts_messages_of_its_tick():
+    """In ROS the expert's command and plan race the planner's command. With shadow triggers on, a planner command
+    that comes first is held until they arrive (the steering trigger then fires on the tick it belongs to, and
+    a stall is counted) or until plan_wait has passed (then decided without them); without shadow triggers, or
+    before any expert plan has come, nothing waits for them."""
+    ex = (0.5, 0.4, 0.0)
+    g = TakeoverGate(TakeoverConfig(steer_threshold=0.2), expert_offered=True)
+    assert tick(g, 1.0, cmd=(0.5, 0.0, 0.0)) == []  # held: the expert's command of t=1.0 has not come
+    d = g.offer_expert(1.0, *ex)
+    assert d.t == 1.0 and d.event.cause is Cause.STEER_DISAGREEMENT and d.command == ex
+    late = TakeoverGate(TakeoverConfig(steer_threshold=0.2), expert_offered=True)
+    assert tick(late, 1.0, wall=1.0, cmd=(0.5, 0.0, 0.0)) == []
+    assert late.poll(1.05) is None  # within plan_wait (0.1 s)
+    d = late.poll(1.2)
+    assert d.controller == PLANNER and d.command == (0.5, 0.0, 0.0) and d.event is None
+    off = TakeoverGate(expert_offered=True)  # no shadow trigger: the expert is not waited for
+    assert tick(off, 1.0, cmd=(0.5, 0.0, 0.0))[-1].controller == PLANNER
+    # STALLED by the plan's speed waits for the expert's plan once plans come at all
+    st = TakeoverGate(TakeoverConfig(stall_time=1.0), expert_offered=True)
+    assert tick(st, 1.0, cmd=GO, expert=ex)[-1].controller == PLANNER  # no plan ever offered: decided
+    assert tick(st, 1.05, cmd=GO, expert=ex, expert_speed=6.0)[-1].controller == PLANNER
+    assert tick(st, 1.1, cmd=GO, expert=ex) == []  # held for this tick's plan
+    assert st.offer_expert_plan(1.1, np.full(29, 6.0)).controller == PLANNER
+    # steer_min_speed 0: the steering trigger also on a tick decided without its scene (poll after plan_wait)
+    blind = TakeoverGate(TakeoverConfig(steer_threshold=0.2, steer_min_speed=0.0), expert_offered=True)
+    blind.new_tick(1.0, 1.0)
+    blind.offer_expert(1.0, *ex)
+    blind.offer_plan(1.0, PATH, np.full(29, 8.0))
+    assert blind.offer_planner(1.0, 0.5, 0.0, 0.0) is None
+    assert blind.poll(1.2).event.cause is Cause.STEER_DISAGREEMENT
+
+
+def test_a_shadow_trigger_that_cannot_fire_is_named():
+    """The steering and stall triggers need the shadow expert's command; STALLED by the plan's speed needs its plans.
+    After 40 ticks without them the gate names what is missing (the monitor logs it once); with them, nothing."""
+    def run(cfg, expert=None, expert_speed=None, n=40):
+        g = TakeoverGate(cfg)
+        for k in range(n):
+            tick(g, round(0.05 * (k + 1), 2), wall=0.0, expert=expert, expert_speed=expert_speed)
+        return g.inert_triggers()
+
+    assert run(TakeoverConfig(steer_threshold=0.2), n=39) == []
+    (msg,) = run(TakeoverConfig(steer_threshold=0.2, stall_time=2.0))
+    assert "steer_threshold 0.2, stall_time 2.0 set, but no expert command in 40 ticks" in msg
+    (msg,) = run(TakeoverConfig(stall_time=2.0), expert=GO)
+    assert "no expert plan in 40 ticks: STALLED never fires" in msg
+    assert run(TakeoverConfig(stall_time=2.0, stall_speed=0.0), expert=GO) == []
+    assert run(TakeoverConfig(stall_time=2.0), expert=GO, expert_speed=5.0) == []
+    assert run(TakeoverConfig()) == []  # no shadow trigger configured (the stack's default): nothing to say
 
 
 R = 25.0  # [m] radius of the curve (turning towards +y, the ego's right)

@@ -13,7 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from drivesim.learn.takead import TakeADConfig, run_takead
+from drivesim.learn.takead import TakeADConfig, run_takead, saved_config
 
 plain, out, keep = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 changes = {}
@@ -33,6 +33,5 @@ for r in range(keep):
         shutil.copytree(plain / f"round_{r}", out / f"round_{r}", copy_function=os.link)
 if not (out / "takead.json").exists():
     (out / "takead.json").write_text(json.dumps({"rounds": rows}, indent=2).replace(str(plain), str(out)))
-cfg = json.loads((plain / "config.json").read_text())
-cfg = {f.name: cfg[f.name] for f in fields(TakeADConfig) if f.name in cfg}
+cfg = saved_config(plain / "config.json")  # (a run older than a field: the value it ran with)
 run_takead(TakeADConfig(**{**cfg, **changes, "out": str(out), "resume": True}))

@@ -11,10 +11,9 @@ OUT=${2:?usage: keep_best.sh PLAIN OUT}
 mkdir -p "$OUT"
 .venv/bin/python - "$PLAIN" "$OUT" <<'PY'
 import json, shutil, sys
-from dataclasses import fields
 from pathlib import Path
 
-from drivesim.learn.takead import TakeADConfig, best_round, run_takead
+from drivesim.learn.takead import TakeADConfig, best_round, run_takead, saved_config
 
 plain, out = Path(sys.argv[1]), Path(sys.argv[2])
 rep = json.loads((plain / "takead.json").read_text())
@@ -29,7 +28,6 @@ for r in range(shared):
 text = json.dumps({"rounds": rows[:shared]}, indent=2).replace(str(plain), str(out))
 (out / "takead.json").write_text(text)
 print(f"rounds 0-{shared - 1} shared with {plain}; --keep-best from round {shared}", flush=True)
-cfg = json.loads((plain / "config.json").read_text())
-cfg = {f.name: cfg[f.name] for f in fields(TakeADConfig) if f.name in cfg}
+cfg = saved_config(plain / "config.json")  # (a run older than a field: the value it ran with)
 run_takead(TakeADConfig(**{**cfg, "out": str(out), "keep_best": True, "resume": True}))
 PY

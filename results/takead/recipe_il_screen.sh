@@ -8,7 +8,8 @@ DS=${DS:-.venv/bin/drive-stack}
 T=results/takead
 A=(--lr 1e-5 --dpo-lr 1e-5 --w-nll 0 --no-aggregate-base)
 run() { $DS train takead --data $T/data_p1 --init models/il/planner.onnx --eval-routes $T/suite_p3.xml --rounds 2 \
-        --seed 0 --resume --out "$T/recipe_il/$1" "${@:2}"; }
+        --seed 0 --resume --out "$T/recipe_il/$1" --takeover-steer-min-speed 0 --takeover-stall-speed 0 "${@:2}"; }
+# (--takeover-steer-min-speed 0 --takeover-stall-speed 0: the shadow triggers as these runs had them, before session 27)
 run A --routes $T/suite_p2.xml "${A[@]}"
 run C --routes $T/suite_p2.xml,$T/suite_p4.xml,$T/suite_p6.xml "${A[@]}"
 # Session 20: collision/TTC takeovers only (--takeover-steer 0), same screen (2 rounds, seed 0, Proc3):
@@ -22,4 +23,4 @@ run C --routes $T/suite_p2.xml,$T/suite_p4.xml,$T/suite_p6.xml "${A[@]}"
 run S0 --routes $T/suite_p2.xml --takeover-steer 0 "${A[@]}"
 run S1 --routes $T/suite_p2.xml --takeover-steer 0 --lr 3e-5 --dagger-epochs 3 --dpo-lr 1e-5 --w-nll 0 --no-aggregate-base
 run C2 --routes $T/suite_p2.xml,$T/suite_p4.xml,$T/suite_p6.xml --takeover-steer 0 "${A[@]}" --drop-waiting
-run S2 --routes $T/suite_p2.xml --takeover-steer 0 --takeover-stall 2.0 --takeover-stall-speed 0 "${A[@]}"
+run S2 --routes $T/suite_p2.xml --takeover-steer 0 --takeover-stall 2.0 "${A[@]}"

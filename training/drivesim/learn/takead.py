@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -296,6 +296,31 @@ def report_curves(report: dict) -> dict[str, tuple[list[float], list[float]]]:
     return out
 
 
+# TakeADConfig fields added after runs were made, with the value those runs had: a config.json without one was
+# made with it (`saved_config`; continue_run.py and keep_best.sh rebuild old runs' configs through it)
+LEGACY_VALUES = {"takeover_stall_speed": 0.0, "takeover_steer_min_speed": 0.0}
+
+
+def saved_config(path: str | Path) -> dict:
+    """A run's config.json as TakeADConfig fields, the fields it predates filled with the values it ran with."""
+    saved = json.loads(Path(path).read_text())
+    names = {f.name for f in fields(TakeADConfig)}
+    return {k: v for k, v in {**LEGACY_VALUES, **saved}.items() if k in names}
+
+
+def check_resume(saved: dict, cfg: TakeADConfig, out: Path) -> None:
+    """`--resume` continues a run as it was made: the settings that decide what its rounds collect (the training
+    suites, the seed, every takeover trigger) must be the saved ones; the others (e.g. --rounds, --train-from,
+    --dpo-rounds: continue_run.py's ablations) may change."""
+    keep = [f.name for f in fields(TakeADConfig) if f.name.startswith("takeover_") or f.name in ("routes", "seed")]
+    diff = [k for k in keep if k in saved and saved[k] != getattr(cfg, k)]
+    if diff:
+        raise ValueError(f"{out}: --resume of a run made with " + ", ".join(f"{k}={saved[k]!r}" for k in diff)
+                         + "; now " + ", ".join(f"{k}={getattr(cfg, k)!r}" for k in diff) + ". Pass the run's own "
+                         + " ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in diff) + " to continue it, or a "
+                         "new --out for a run with the new settings")
+
+
 def run_takead(cfg: TakeADConfig, log=print) -> dict:
     """The rounds (see the module docstring). Returns the report written to <out>/takead.json."""
     from torch.utils.tensorboard import SummaryWriter
@@ -313,6 +338,8 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
         raise ValueError("train takead needs --routes: the training suites the planner drives (never evaluation routes)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.resume and (out / "config.json").exists():
+        check_resume(saved_config(out / "config.json"), cfg, out)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)

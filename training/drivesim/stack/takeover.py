@@ -291,6 +291,8 @@ class TakeoverGate:
         self.cfg = cfg or TakeoverConfig()
         self.logic = TakeoverLogic(self.cfg)
         self.expert_offered = expert_offered
+        self.expert_plans = False  # an expert plan has been offered (`offer_expert_plan`)
+        self.ticks = 0  # ticks seen (`new_tick`)
         self.ready = False
         self.tick_t: float | None = None
         self.tick_wall = 0.0
@@ -338,6 +340,7 @@ class TakeoverGate:
         if self.tick_t is not None and t <= self.tick_t:
             return None  # a re-published tick
         self.tick_t, self.tick_wall, self.decided, self._held = t, wall, None, None
+        self.ticks += 1
         for store in (self.scene, self.plan, self.expert, self.expert_speed):
             for k in [k for k in store if k < t - 0.5]:
                 del store[k]
@@ -377,14 +380,17 @@ class TakeoverGate:
         self.expert[t] = (float(throttle), float(steer), float(brake))
         if t == self.tick_t and self.logic.active is not None and self.decided != t:
             return self._command(t, *self._takeover_command(t))
-        return None
+        return self._release(t)  # a planner command held for it
 
-    def offer_expert_plan(self, t: float, speed_profile: np.ndarray) -> None:
+    def offer_expert_plan(self, t: float, speed_profile: np.ndarray) -> Decision | None:
         """The expert's plan of tick t (its speed profile [m/s]): STALLED asks whether the expert would drive off
         (`stall_speed`), not only whether it would press the throttle. Non-finite values are ignored."""
+        t = round(float(t), 3)
+        self.expert_plans = True
         v = np.asarray(speed_profile, np.float64)
         v = v[np.isfinite(v)]
-        self.expert_speed[round(float(t), 3)] = float(v.max()) if len(v) else 0.0
+        self.expert_speed[t] = float(v.max()) if len(v) else 0.0
+        return self._release(t)  # a planner command held for it
 
     def offer_planner(self, t: float, throttle: float, steer: float, brake: float,
                       invalid: str | None = None) -> Decision | None:
@@ -403,18 +409,49 @@ class TakeoverGate:
         if self.decided == t:  # answered already (a takeover): the planner is alive and valid
             self.last_ok_t = t
             return None
-        if self.logic.active is None and invalid is None and (t not in self.plan or t not in self.scene):
+        if self.logic.active is None and invalid is None and self._awaits(t):
             self._held = (t, float(throttle), float(steer), float(brake))  # decided when they arrive (or in poll)
             return None
         return self._planner_decision(t, throttle, steer, brake, invalid)
 
+    def inert_triggers(self, after: int = 40) -> list[str]:
+        """The shadow triggers that are configured but cannot fire on what `after` ticks have offered (empty before
+        that): the steering and stall triggers without any expert command (a world without a shadow expert, e.g.
+        CARLA through the bridge); STALLED by the plan's speed without any expert plan. A monitor logs them once."""
+        if self.ticks < after:
+            return []
+        out = []
+        if not self.expert_offered:
+            on = [f"{n} {getattr(self.cfg, n)}" for n in ("steer_threshold", "stall_time") if getattr(self.cfg, n) > 0]
+            if on:
+                out.append(f"{', '.join(on)} set, but no expert command in {self.ticks} ticks: the steering and stall "
+                           "triggers need the shadow expert's command (the pseudo-simulator's expert topics)")
+        elif self.cfg.stall_time > 0 and self.cfg.stall_speed > 0 and not self.expert_plans:
+            out.append(f"stall_time {self.cfg.stall_time} with stall_speed {self.cfg.stall_speed}, but no expert plan "
+                       f"in {self.ticks} ticks: STALLED never fires (publish the expert's plan, or stall_speed 0 to "
+                       "read its command alone)")
+        return out
+
+    def _awaits(self, t: float) -> bool:
+        """Whether the planner's decision of tick t still waits for something it reads: the tick's plan and scene;
+        with the shadow triggers on and an expert offered, the expert's command, and its plan where STALLED reads
+        the plan's speed and the expert's plans come at all. (In ROS they race the planner's command: deciding
+        without them would skip the steering trigger that tick and restart the stall count.)"""
+        if t not in self.plan or t not in self.scene:
+            return True
+        shadow = self.expert_offered and (self.cfg.steer_threshold > 0 or self.cfg.stall_time > 0)
+        if shadow and t not in self.expert:
+            return True
+        return (shadow and self.expert_plans and self.cfg.stall_time > 0 and self.cfg.stall_speed > 0
+                and t not in self.expert_speed)
+
     def _release(self, t: float, wall: float | None = None) -> Decision | None:
         """The held planner command of tick t, decided now: its plan and scene have arrived, or (wall given) it
-        has waited `plan_wait` since the tick without them (then without the plan check)."""
+        has waited `plan_wait` since the tick without them (then without what is missing)."""
         h = self._held
         if h is None or h[0] != t or t != self.tick_t or self.decided == t:
             return None
-        if wall is None and (t not in self.plan or t not in self.scene):
+        if wall is None and self._awaits(t):
             return None
         if wall is not None and wall - self.tick_wall <= self.cfg.plan_wait:
             return None
@@ -430,7 +467,8 @@ class TakeoverGate:
             plan, scene = self.plan.get(t), self.scene.get(t)
             new = self.logic.check_plan(t, scene, *plan) if plan is not None and scene is not None else None
             ex = self.expert.get(t)
-            moving = scene is not None and float(scene.ego_speed[0]) >= self.cfg.steer_min_speed
+            moving = self.cfg.steer_min_speed <= 0 or (scene is not None
+                                                       and float(scene.ego_speed[0]) >= self.cfg.steer_min_speed)
             if new is None and ex is not None and self.cfg.steer_threshold > 0 and moving \
                     and abs(ex[1] - float(steer)) > self.cfg.steer_threshold:
                 new = self.logic.declare(t, Cause.STEER_DISAGREEMENT, f"expert steers {ex[1]:+.2f}, planner "

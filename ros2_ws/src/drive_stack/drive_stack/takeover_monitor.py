@@ -48,6 +48,7 @@ class TakeoverMonitor(StackNode):
         self.plan_msgs: dict[float, Plan] = {}
         self.scene_msgs: dict[float, PerceivedScene] = {}
         self.scene_invalid: dict[float, str] = {}  # why a tick's scene message could not be converted
+        self.inert_logged = False  # `TakeoverGate.inert_triggers` logged
         self.diagnosing = False  # a takeover's /diagnostics are going out (one more when it ends)
         self.pub_cmd = self.create_publisher(CarlaEgoVehicleControl, T.CONTROL_CMD, RELIABLE)
         self.pub_event = self.create_publisher(TakeoverEvent, T.TAKEOVER, EVENTS)
@@ -72,6 +73,10 @@ class TakeoverMonitor(StackNode):
             for k in [k for k in store if k < t - 0.5]:
                 del store[k]
         self._emit(self.gate.new_tick(t, time.perf_counter()))
+        if not self.inert_logged:
+            for problem in self.gate.inert_triggers():  # once: a configured trigger that cannot fire here
+                self.get_logger().warning(f"shadow trigger inert: {problem}")
+                self.inert_logged = True
 
     def _on_ready(self, msg: Bool) -> None:
         if msg.data:  # the planner is loaded and warm (and every node it waits for is up)
@@ -92,7 +97,7 @@ class TakeoverMonitor(StackNode):
         self._emit(self.gate.offer_plan(t, convert.plan_path(msg), convert.plan_profile(msg)))  # (NaN: the gate's check)
 
     def _on_expert_plan(self, msg: Plan) -> None:
-        self.gate.offer_expert_plan(convert.to_sec(msg.header.stamp), convert.plan_profile(msg))
+        self._emit(self.gate.offer_expert_plan(convert.to_sec(msg.header.stamp), convert.plan_profile(msg)))
 
     def _on_expert(self, msg: CarlaEgoVehicleControl) -> None:
         self._emit(self.gate.offer_expert(convert.to_sec(msg.header.stamp), msg.throttle, msg.steer, msg.brake))
