@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from drivesim.learn.takead import shadow_figures
+
 E, shared = Path(sys.argv[1]), Path(sys.argv[2])
 models = dict(a.split("=", 1) for a in sys.argv[3:])
 if not models:
@@ -37,14 +39,7 @@ for name, onnx in models.items():
                                 "--takeover", "--takeover-stall", "2.0", "--branches", "0", "--no-anno", "--seed", seed,
                                 "--workers", "2", "--out", str(d)], stdout=log, stderr=log, check=True)
         eps += json.loads((d / "index.json").read_text())["episodes"]
-    takeovers = sum(e["takeovers"]["count"] for e in eps)
-    km = sum(sum(e["takeovers"]["metres"].values()) for e in eps) / 1000.0
-    causes: dict[str, int] = {}
-    for e in eps:
-        for c, n in e["takeovers"]["causes"].items():
-            causes[c] = causes.get(c, 0) + n
-    out[name] = {"model": onnx, "episodes": len(eps), "takeovers": takeovers, "km": round(km, 2),
-                 "per_km": round(takeovers / km, 2) if km > 0 else None, "causes": causes,
-                 "collect_DS": round(sum(e["driving_score"] for e in eps) / len(eps), 2) if eps else None}
-    print(f"{name}: {takeovers} takeovers / {km:.2f} km = {out[name]['per_km']} per km", file=sys.stderr)
+    out[name] = {"model": onnx, **shadow_figures(eps)}
+    print(f"{name}: {out[name]['takeovers']} takeovers / {out[name]['km']:.2f} km = {out[name]['takeovers_per_km']} per km",
+          file=sys.stderr)
 print(json.dumps(out, indent=1))

@@ -321,6 +321,21 @@ def check_resume(saved: dict, cfg: TakeADConfig, out: Path) -> None:
                          "new --out for a run with the new settings")
 
 
+def shadow_figures(episodes: list[dict]) -> dict:
+    """The takeover figures of shadow-mode collections (their index.json episodes): takeovers, km driven, takeovers
+    per km, takeovers by cause and the collections' mean Driving Score."""
+    takeovers = sum(e["takeovers"]["count"] for e in episodes)
+    km = sum(sum(e["takeovers"]["metres"].values()) for e in episodes) / 1000.0
+    causes: dict[str, int] = {}
+    for e in episodes:
+        for c, n in e["takeovers"]["causes"].items():
+            causes[c] = causes.get(c, 0) + n
+    return {"episodes": len(episodes), "takeovers": takeovers, "km": round(km, 3),
+            "takeovers_per_km": round(takeovers / km, 3) if km > 0 else None, "causes": causes,
+            "driving_score_collect": round(float(np.mean([e["driving_score"] for e in episodes])), 2)
+            if episodes else None}
+
+
 def run_takead(cfg: TakeADConfig, log=print) -> dict:
     """The rounds (see the module docstring). Returns the report written to <out>/takead.json."""
     from torch.utils.tensorboard import SummaryWriter
@@ -381,17 +396,7 @@ def run_takead(cfg: TakeADConfig, log=print) -> dict:
                                         takeover_duration=cfg.takeover_duration, takeover_stall=cfg.takeover_stall,
                                         takeover_stall_speed=cfg.takeover_stall_speed, branches=0), log)
             idx = {**one, "episodes": idx["episodes"] + one["episodes"]}
-        eps = idx["episodes"]
-        takeovers = sum(e["takeovers"]["count"] for e in eps)
-        km = sum(sum(e["takeovers"]["metres"].values()) for e in eps) / 1000.0
-        causes: dict[str, int] = {}
-        for e in eps:
-            for c, n in e["takeovers"]["causes"].items():
-                causes[c] = causes.get(c, 0) + n
-        return idx, {"episodes": len(eps), "takeovers": takeovers, "km": round(km, 3),
-                     "takeovers_per_km": round(takeovers / km, 3) if km > 0 else None, "causes": causes,
-                     "driving_score_collect": round(float(np.mean([e["driving_score"] for e in eps])), 2)
-                     if eps else None}
+        return idx, shadow_figures(idx["episodes"])
 
     def _eval(onnx: str, out_dir: Path) -> dict:
         """The validation figures: one evaluation per seed (seed, seed+1, ...; out_dir, out_dir_s<k> after the
