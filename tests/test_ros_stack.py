@@ -47,6 +47,11 @@ def _run(tmp_path, name, **kw):
     return stack_run(None, None, str(tmp_path / name), seed=kw.pop("seed", 0), timeout=300, **kw)
 
 
+# the fault tests' route: Proc0's 131 m (32 s of sim time) instead of the default 239 m (43 s); the faults come at
+# 0-6 s and the expert drives the rest
+SHORT = 120.0
+
+
 # only deadline / invalid checks; the deadline 0.6 s of wall time (default 0.3; still under the simulator's 1.0 s):
 # on 2 cores running the 7 nodes and the tests, a live planner once took more than 0.3 s (CI: a spurious takeover)
 QUIET_MONITOR = {"takeover_monitor": {"ttc_threshold": 0.0, "horizon": 0.0, "deadline": 0.6}}
@@ -153,7 +158,8 @@ def test_both_perception_modes_drive_as_the_direct_loop(tmp_path, perception, wh
 def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path):
     """planner:exit@5: the monitor misses the planner's deadline at t = 5.0 s, takes over (the simulator offers
     the privileged expert) within the tick, no tick is missed, and the recorder cuts a bag [t - 10, t + 5]."""
-    res = _run(tmp_path, "exit", faults=["planner:exit@5.0"], node_overrides=QUIET_MONITOR, record="both")
+    res = _run(tmp_path, "exit", faults=["planner:exit@5.0"], node_overrides=QUIET_MONITOR, record="both",
+               route_length=SHORT)
     assert res["node_exits"]["planner"] == 3
     st = res["record"]["meta"]["stack"]
     assert st["missed_ticks"] == 0
@@ -196,7 +202,7 @@ def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path
 def test_nan_from_the_planner_is_rejected_and_the_stack_keeps_going(tmp_path):
     """planner:nan@3: NaN commands never reach the vehicle: the monitor rejects them (INVALID_MESSAGE takeover),
     the simulator applies no NaN and misses no tick, every node but the planner's fault keeps running."""
-    res = _run(tmp_path, "nan", faults=["planner:nan@3.0"], node_overrides=QUIET_MONITOR)
+    res = _run(tmp_path, "nan", faults=["planner:nan@3.0"], node_overrides=QUIET_MONITOR, route_length=SHORT)
     tk = res["takeovers"]
     assert len(tk) == 1 and tk[0]["cause"] == "INVALID_MESSAGE" and tk[0]["takeover_time"] == pytest.approx(3.0, abs=0.051)
     assert res["record"]["meta"]["stack"]["missed_ticks"] == 0
@@ -210,7 +216,7 @@ def test_a_planner_that_raises_from_the_first_tick_is_taken_over_and_stays_up(tm
     """planner:raise@0: the policy raises on every scene, so the planner never answers a tick. The monitor's
     deadline is armed by the planner's ready flag (not by a first answer), so the expert takes over at t = 0
     and drives the route to its end; the planner logs the error with its traceback and keeps running."""
-    res = _run(tmp_path, "raise", faults=["planner:raise@0.0"], node_overrides=QUIET_MONITOR)
+    res = _run(tmp_path, "raise", faults=["planner:raise@0.0"], node_overrides=QUIET_MONITOR, route_length=SHORT)
     tk = res["takeovers"]
     assert tk and tk[0]["cause"] == "MISSED_DEADLINE" and tk[0]["takeover_time"] == pytest.approx(0.0, abs=0.051)
     assert res["record"]["meta"]["stack"]["missed_ticks"] == 0
@@ -225,7 +231,8 @@ def test_recorder_killed_keeps_its_flushed_segments(tmp_path):
     are complete bags that rosbags reads back."""
     from drivesim.stack.bags import read_bag
 
-    res = _run(tmp_path, "kill", faults=["recorder:exit@6.0"], record="continuous", node_overrides=QUIET_MONITOR)
+    res = _run(tmp_path, "kill", faults=["recorder:exit@6.0"], record="continuous", node_overrides=QUIET_MONITOR,
+               route_length=SHORT)
     assert res["node_exits"]["recorder"] == 3
     segs = sorted((Path(res["out"]) / "bags" / "continuous").glob("seg_*"))
     assert len(segs) >= 1

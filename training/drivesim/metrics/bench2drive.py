@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from ..routes.xml import ABILITIES, ABILITY_NAMES
 
@@ -183,6 +182,8 @@ def comfort_signals(x, y, yaw, dt: float) -> dict[str, np.ndarray]:
         z = np.zeros(n)
         return {k: z for k in COMFORT_BOUNDS}
     yaw = np.unwrap(yaw)
+    from scipy.signal import savgol_filter  # here, not at the top: scipy.signal costs 0.8 s to import, paid by
+    # every node of the ROS stack and every CLI command that imports the loop, of which few score a route
 
     def d(v, k):
         return savgol_filter(v, w, SAVGOL_ORDER, deriv=k, delta=dt, mode="interp")

@@ -61,7 +61,7 @@ def cmd_stack_run(a) -> int:
         return 2
     res = _launcher().stack_run(a.routes, a.route_id, a.out, maps_dir=a.maps_dir, policy=a.policy, seed=a.seed,
                                 faults=a.fault, record=a.record, timeout=a.timeout, tick_timeout=a.tick_timeout,
-                                node_overrides=overrides, perception=a.perception)
+                                node_overrides=overrides, perception=a.perception, route_length=a.route_length)
     print_stack_result(res)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def cmd_bench_stack(a) -> int:
     """Per-tick latency (odometry published -> stamped command accepted by the simulator) over a route."""
     import numpy as np
 
-    res = _launcher().stack_run(a.routes, a.route_id, a.out, maps_dir=a.maps_dir, seed=a.seed,
+    res = _launcher().stack_run(a.routes, a.route_id, a.out, maps_dir=a.maps_dir, seed=a.seed, route_length=a.route_length,
                                 node_overrides={"recorder": {"mode": "continuous"}} if a.record else None)
     lat = np.array(json.loads((Path(res["out"]) / "latency.json").read_text())["latency_ms"])
     st = res["record"]["meta"]["stack"]
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_maps_arg(q)
         q.add_argument("--seed", type=int, default=0, help="seed of the procedural route (without --routes), "
                        "background traffic and light phases (default: %(default)s)")
+        q.add_argument("--route-length", type=float, default=250.0, metavar="M",
+                       help="least length in metres of the procedural route (without --routes) (default: %(default)s)")
 
     st = sub.add_parser("stack", help="the ROS 2 stack: run").add_subparsers(dest="sub", required=True,
                                                                            metavar="SUBCOMMAND")

@@ -289,13 +289,20 @@ def run(node_cls, args=None) -> None:
         node.run()
     except (KeyboardInterrupt, ExternalShutdownException):  # SIGINT: before or during spin, a normal stop
         pass
-    except Exception as e:  # never die silently; but SIGHUP's KeyboardInterrupt raised inside an rclpy C++ call
-        if not _HUNG_UP:  # (take_message converting its arguments) surfaces as that call's RuntimeError: a stop
+    except Exception as e:  # never die silently; but two stops surface as errors of the call they interrupted:
+        # SIGHUP's KeyboardInterrupt raised inside an rclpy C++ call (take_message converting its arguments) is that
+        # call's RuntimeError; SIGINT's KeyboardInterrupt raised inside an object's __del__ is swallowed by Python
+        # ("Exception ignored in"), while rclpy's handler has shut the context down, so the executor's next wait
+        # raises RCLError (seen once in CI: the takeover monitor at the end of a route). Only a signal shuts the
+        # context down while the node runs, so a shut-down context means a stop.
+        stop = "SIGHUP" if _HUNG_UP else ("SIGINT: the context was shut down" if not rclpy.ok() else None)
+        if stop is None:
             code = 1
             msg = f"{node_cls.__name__} failed: {type(e).__name__}: {e}\n{traceback.format_exc()}"
             (node.get_logger().fatal(msg) if node is not None else print(msg, file=sys.stderr, flush=True))
-        elif node is not None:
-            node.get_logger().info(f"stopped by SIGHUP (the interrupted call raised {type(e).__name__}: {e})")
+        else:
+            print(f"{node_cls.__name__} stopped by {stop} (the interrupted call raised {type(e).__name__}: {e})",
+                  file=sys.stderr, flush=True)
     finally:
         if node is not None:
             try:

@@ -32,14 +32,15 @@ def _params(out: Path, name: str, values: dict) -> Path:
     return p
 
 
-def procedural_route(out: Path, seed: int) -> tuple[str, str]:
-    """A random route on procedural town Proc<seed>, written to OUT/routes.xml: (routes file, route id)."""
+def procedural_route(out: Path, seed: int, min_length: float = 250.0) -> tuple[str, str]:
+    """A random route of at least MIN_LENGTH metres on procedural town Proc<seed>, written to OUT/routes.xml:
+    (routes file, route id)."""
     from drivesim.maps import TownLoader
     from drivesim.routes import write_routes
     from drivesim.routes.generate import random_routes
 
     g = TownLoader().load(f"Proc{seed}")
-    spec = random_routes(g, 1, seed=seed, min_length=250.0)[0]
+    spec = random_routes(g, 1, seed=seed, min_length=min_length)[0]
     path = out / "routes.xml"
     write_routes([spec], path)
     return str(path), spec.route_id
@@ -48,7 +49,7 @@ def procedural_route(out: Path, seed: int) -> tuple[str, str]:
 def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str | None = None, policy: str = "rule",
               seed: int = 0, faults: list[str] | None = None, record: str = "takeover", timeout: float = 900.0,
               tick_timeout: float = 1.0, node_overrides: dict | None = None, perception: str = "privileged",
-              log=print) -> dict:
+              route_length: float = 250.0, log=print) -> dict:
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in ("bags", "logs", "params"):  # the run owns its folder: nothing of an earlier run is mistaken for ours
@@ -60,7 +61,7 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
     if model is not None:
         log(f"policy {policy}: model {model['path']} (sha256 {model['sha256'][:16]})")
     if routes is None:
-        routes, route_id = procedural_route(out_dir, seed)
+        routes, route_id = procedural_route(out_dir, seed, route_length)
     elif route_id is None:
         raise ValueError("--route-id is required with --routes")
     fault_by_node: dict[str, str] = {}
@@ -122,13 +123,16 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
         for p in procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
-        deadline = time.perf_counter() + 15
-        for p in procs.values():
+        t_int = time.perf_counter()
+        deadline = t_int + 15
+        for name, p in procs.items():
             try:
                 p.wait(timeout=max(deadline - time.perf_counter(), 0.1))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+                log(f"node {name} did not stop within 15 s of SIGINT: killed (see {out_dir / 'logs' / (name + '.log')})")
+        log(f"nodes stopped {time.perf_counter() - t_int:.1f} s after SIGINT")
         for f in files:
             f.close()
     summary = json.loads((out_dir / "summary.json").read_text())
