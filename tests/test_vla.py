@@ -292,6 +292,16 @@ def test_dreaming_rollouts_score_against_the_expert_and_collisions():
     assert prof["l2"][0] == held["l2"][0] and prof["collided"].tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="3 speed points for 4 times"):
         rollout(sc, path, np.array([[8.0, 4.0, 0.0]]), sp)
+    # which speed points the controller reads: 0.5 s ahead, the profile from 0.5 s on (never the point at 0 s);
+    # changing an unread point leaves the rollout as it was, changing a read one does not
+    from drivesim.learn.dream_rollout import read_speed_points
+
+    ahead = DreamSettings(speed_times=(0.0, 0.5, 1.0, 1.5), speed_lookahead=0.5)
+    assert read_speed_points(ahead).tolist() == [False, True, True, True]
+    assert read_speed_points(sp).tolist() == [True] * 4 and read_speed_points(s).tolist() == [True]
+    pts = np.array([[8.0, 6.0, 4.0, 2.0], [0.0, 6.0, 4.0, 2.0], [8.0, 0.0, 4.0, 2.0]])
+    three = rollout(sc, np.concatenate([path] * 3), pts, ahead)
+    assert three["l2"][1] == three["l2"][0] and three["l2"][2] != three["l2"][0]
     early = dict(cross, time_shift=np.array([5]))
     hits = [rollout(x, cross["path"], np.array([8.0]), s)["collided"][0] for x in (cross, early)]
     assert hits == [0.0, 1.0]  # the ego passes before the walker reaches its lane; 0.5 s earlier it is there
@@ -326,6 +336,16 @@ def test_scenario_dreaming_runs_grpo_on_the_takeover_scenarios(tmp_path, learn_d
     assert d.s.speed_times == (0.0, 0.5, 1.0, 1.5) and d.s.speed_lookahead == 0.5  # the checkpoint's
     assert (d.s.ttc, d.s.ttc_horizon) == (-2.0, 1.5)
     assert d.sc["speed_points"].shape == (len(d.sc["speed"]), 4)
+    # a group's actions: the speed point the controller never reads (0 s, lookahead 0.5 s) is the most likely bin,
+    # the read ones are drawn
+    with torch.no_grad():
+        h = d._heads(d.model, d._inputs(d.heldout))
+    _, bins, paths = d._sample(h, 8)
+    greedy = h["logp_speed"].argmax(-1).repeat_interleave(8, 0)
+    assert d.read.tolist() == [False, True, True, True] and paths.shape == (8 * len(greedy) // 8, *h["path"].shape[1:])
+    assert torch.equal(bins[:, 0], greedy[:, 0]) and not torch.equal(bins[:, 1:], greedy[:, 1:])
+    with pytest.raises(ValueError, match="adv_std_floor 0"):
+        DreamConfig(adv_std_floor=0.0)
     init = {k: v.clone() for k, v in d.model.state_dict().items()}
     res = d.run()
     steps = [h for h in res["history"] if "train" in h]
@@ -333,6 +353,9 @@ def test_scenario_dreaming_runs_grpo_on_the_takeover_scenarios(tmp_path, learn_d
     assert all(0.0 <= h["train"]["ttc_rate"] <= 1.0 for h in steps)
     assert steps[-1]["train"]["kl_speed"] > 0 and all(np.isfinite(h["train"]["loss"]) for h in steps)
     assert [h["update"] for h in res["history"] if "heldout" in h] == [0, 3, 6]
+    first = res["history"][0]["heldout"]  # the sampled policy's own score, not the greedy action's
+    assert np.isfinite(first["reward_sampled"]) and first["reward_sampled"] != first["reward"]
+    assert all(0 <= h["train"]["mixed_collision_groups"] <= 1 and h["train"]["group_std_median"] >= 0 for h in steps)
     moved = [k for k, v in d.model.state_dict().items() if not torch.equal(v, init[k])]
     assert any(k.startswith("speed_head") for k in moved) and any(k.startswith("path_head") for k in moved)
     assert not [k for k in moved if k.startswith(("dec.", "lm_head."))]  # w_text 0: the language decoder is frozen

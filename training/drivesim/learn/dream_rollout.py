@@ -104,6 +104,18 @@ def _replay(sc: dict[str, np.ndarray], s: DreamSettings) -> tuple[np.ndarray, np
     return ag[b, :, idx].transpose(0, 2, 1, 3), m[b, :, idx].transpose(0, 2, 1), kind
 
 
+def read_speed_points(s: DreamSettings) -> np.ndarray:
+    """(K,) bool: the speed points whose values a rollout's controller reads (some step's target, the profile at
+    the step's time + s.speed_lookahead, interpolates them with a weight > 0). With the default 4 points at 0, 0.5,
+    1, 1.5 s and lookahead 0.5 s the first is never read: sampling it only adds noise to a policy gradient."""
+    sub = int(round(1.0 / (s.rate * CONTROL_DT)))
+    from ..sim.control import profile_target
+
+    K = len(s.speed_times)
+    w = profile_target(np.eye(K), s.speed_times, np.arange(s.steps * sub) * CONTROL_DT + s.speed_lookahead)
+    return np.abs(w).max(1) > 1e-9 if K > 1 else np.ones(1, bool)
+
+
 def ego_trajectory(paths: np.ndarray, target: np.ndarray, v0: np.ndarray, s: DreamSettings) -> np.ndarray:
     """(E, K, 3) ego poses at the rollout's steps: the deployed PID along `paths` (E, P, 2) at `target`: a speed
     (E,) held, or speed points (E, len(s.speed_times)) followed as a profile (each controller step's target: the

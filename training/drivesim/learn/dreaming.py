@@ -5,17 +5,22 @@ collections (`--takeover-data`: `collect --takeover`, `train takead` rounds, `ta
 drawn as recorded or perturbed (agents' timing, positions, speeds; `perturbed` of the variants).
 Policy: TakeVLA's action heads as a stochastic policy: a path anchor ~ Categorical(softmax(anchor_logits / T)),
 the path ~ N(mu_anchor, sigma^2 I) around that anchor's predicted points, each speed point's speed ~
-Categorical(softmax(speed_logits_k / T)) (independently); log pi(a | s) = log p(anchor) + sum_k log p_k(speed
-bin_k) - sum_i ||path_i - mu_anchor,i||^2 / (2 sigma^2) (+ a constant).
+Categorical(softmax(speed_logits_k / T)) (independently) for the points k the rollout's controller reads (R:
+`dream_rollout.read_speed_points`; the others take their most likely bin and have no effect on the rollout);
+log pi(a | s) = log p(anchor) + sum_{k in R} log p_k(speed bin_k) - sum_i ||path_i - mu_anchor,i||^2 / (2 sigma^2)
+(+ a constant).
 GRPO: per scenario a group of `group` sampled actions, rolled out 2 s at 5 Hz (bicycle + deployed PID, agents
 replaying their log); reward = -(discounted mean L2 to the expert's trajectory) + collision term; advantages
-standardised within each group, A = (R - mean_g) / (std_g + eps); loss = -mean(A log pi(a | s)) + kl x KL(pi ||
+standardised within each group, A = (R - mean_g) / max(std_g, adv_std_floor) (eps: 1e-6; a floor keeps a group
+whose rewards hardly differ from being scaled up to full-size advantages); loss = -mean(A log pi(a | s)) + kl x KL(pi ||
 pi_ref) to the starting model (exact for the anchor and speed distributions; for the paths, each anchor's
 ||mu - mu_ref||^2 / (2 sigma^2) weighted by its probability)
 + w_text x the commentary's cross-entropy on the same scenarios (default 0: the language decoder is frozen, so the
 commentary changes only through the shared encoder).
 Every `eval_every` updates: the greedy action on fixed held-out scenarios (other episodes, fixed perturbations):
-mean reward, L2 and collision rate (TensorBoard heldout/*, OUT/dreaming.json). Resume from OUT/ckpt.pt; the
+mean reward, L2 and collision rate (TensorBoard heldout/*, OUT/dreaming.json); and the sampled policy's mean
+reward there (`group` actions per scenario, fixed draws: `reward_sampled`), which is what GRPO raises: the greedy
+action changes only when a bin or anchor overtakes the most likely one. Resume from OUT/ckpt.pt; the
 result is exported to OUT/model (vla.onnx + vla_text.onnx) and, with `eval_routes`, evaluated in closed loop.
 """
 
@@ -51,6 +56,7 @@ class DreamConfig:
     w_text: float = 0.0  # weight of the commentary cross-entropy on the scenarios; 0: the language decoder is frozen
     # (the scenarios are nearly all pre-takeover frames: trained on them alone, at 0.1, every commentary began
     # with "careful :" and the advisory accuracy fell from 0.92 to 0.06 on the expert's Proc5 frames)
+    adv_std_floor: float = 1e-6  # the least std a group's rewards are divided by (1e-6: plain GRPO)
     gamma: float = 0.9  # discount of the L2 term per rollout step (5 Hz)
     horizon: float = 2.0  # [s] rollout length
     collision: float = -10.0  # reward of an at-fault collision with a vehicle (pedestrian x1.5, static x0.5)
@@ -78,6 +84,8 @@ class DreamConfig:
         check(self)
         if self.group < 2:
             raise ValueError(f"group {self.group}: GRPO needs at least 2 actions per scenario")
+        if self.adv_std_floor <= 0:
+            raise ValueError(f"adv_std_floor {self.adv_std_floor}: the least std advantages are divided by, > 0")
         if self.speed_lookahead is not None and self.speed_lookahead < 0:
             raise ValueError(f"speed_lookahead {self.speed_lookahead}: seconds ahead on the speed profile, >= 0")
 
@@ -163,6 +171,9 @@ class Dreaming:
         self.s = replace(cfg.settings(), speed_times=tuple(self.ncfg.speed_times().tolist()),
                          speed_lookahead=float(cfg.speed_lookahead if cfg.speed_lookahead is not None
                                                else (ck.get("config") or {}).get("speed_lookahead", 0.0)))
+        from .dream_rollout import read_speed_points
+
+        self.read = torch.as_tensor(read_speed_points(self.s))  # the speed points a rollout's controller reads
         self.sc = load_scenarios(cfg, self.fcfg, self.ncfg.speed_times(), log)
         self.tr, self.va = split(self.sc, cfg.val_fraction, cfg.seed)
         if cfg.w_text == 0:  # the language decoder keeps what supervised training taught it
@@ -216,15 +227,32 @@ class Dreaming:
         h["logp_anchor"] = F.log_softmax(h["anchor_logits"] / self.cfg.temperature, -1)
         return h
 
+    def _sample(self, h: dict[str, torch.Tensor], G: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """G actions per row of `h` (rows repeated G times in a row): anchors, speed bins (the unread points: their
+        most likely bin) and paths. Draws from torch's global generator."""
+        rep = lambda t: t.repeat_interleave(G, 0)  # noqa: E731
+        S = h["logp_speed"].shape[2]
+        anchor = torch.multinomial(rep(h["logp_anchor"].exp()), 1)[:, 0]
+        bins = torch.multinomial(rep(h["logp_speed"].exp()).reshape(-1, S), 1).view(len(anchor), -1)
+        bins = torch.where(self.read, bins, rep(h["logp_speed"]).argmax(-1))
+        mu = rep(h["paths"])[torch.arange(len(anchor)), anchor]
+        return anchor, bins, mu + torch.randn_like(mu) * self.cfg.sigma
+
     def evaluate(self) -> dict[str, float]:
-        """The greedy action on the held-out scenarios."""
+        """The greedy action on the held-out scenarios, and the sampled policy's mean reward there (fixed draws)."""
         self.model.eval()
         with torch.no_grad():
             h = self._heads(self.model, self._inputs(self.heldout))
+            state = torch.get_rng_state()
+            torch.manual_seed(self.cfg.seed + 7)
+            _, bins, paths = self._sample(h, self.cfg.group)
+            torch.set_rng_state(state)  # the training draws do not depend on when the evaluations came
         self.model.train()
         r = self._rollout(self.heldout, h["path"].numpy(), self.speeds[h["logp_speed"].argmax(-1)].numpy())
+        rs = self._rollout(self.heldout, paths.numpy(), self.speeds[bins].numpy())
         return {"reward": float(r["total"].mean()), "l2_m": float(r["l2"].mean()),
-                "collision_rate": float(r["collided"].mean()), "ttc_rate": float((r["ttc"] != 0).mean())}
+                "collision_rate": float(r["collided"].mean()), "ttc_rate": float((r["ttc"] != 0).mean()),
+                "reward_sampled": float(rs["total"].mean()), "collision_rate_sampled": float(rs["collided"].mean())}
 
     def step(self, rng: np.random.Generator) -> dict[str, float]:
         from ..vla.language import PAD
@@ -235,20 +263,17 @@ class Dreaming:
         x = self._inputs(sc)
         h = self._heads(self.model, x)
         rep = lambda t: t.repeat_interleave(G, 0)  # noqa: E731
-        K, S = h["logp_speed"].shape[1:]
         with torch.no_grad():  # the group's actions: an anchor, its path with Gaussian noise, a speed bin per point
-            anchor = torch.multinomial(rep(h["logp_anchor"].exp()), 1)[:, 0]
-            bins = torch.multinomial(rep(h["logp_speed"].exp()).reshape(-1, S), 1).view(-1, K)
-            ar = torch.arange(len(anchor))
-            mu = rep(h["paths"])[ar, anchor]
-            a_path = mu + torch.randn_like(mu) * c.sigma
+            anchor, bins, a_path = self._sample(h, G)
             ref = self._heads(self.ref, x)
+        ar = torch.arange(len(anchor))
         r = self._rollout(sc, a_path.numpy(), self.speeds[bins].numpy())
         R = torch.as_tensor(r["total"], dtype=torch.float32).view(-1, G)
-        adv = ((R - R.mean(1, keepdim=True)) / (R.std(1, keepdim=True) + 1e-6)).view(-1)
-        # log pi(a | s) = log p(anchor) + sum_k log p_k(speed bin_k) - ||path - mu_anchor||^2 / (2 sigma^2) (+ const)
+        std = R.std(1, keepdim=True)
+        adv = ((R - R.mean(1, keepdim=True)) / std.clamp(min=c.adv_std_floor)).view(-1)
+        # log pi(a | s) = log p(anchor) + sum_{k read} log p_k(speed bin_k) - ||path - mu_anchor||^2 / (2 sigma^2)
         lp = (rep(h["logp_anchor"]).gather(1, anchor[:, None])[:, 0]
-              + rep(h["logp_speed"]).gather(2, bins[..., None])[..., 0].sum(1)
+              + (rep(h["logp_speed"]).gather(2, bins[..., None])[..., 0] * self.read).sum(1)
               - ((a_path - rep(h["paths"])[ar, anchor]) ** 2).sum((1, 2)) / (2 * c.sigma ** 2))
         pg = -(adv * lp).mean()
         kl_speed = (h["logp_speed"].exp() * (h["logp_speed"] - ref["logp_speed"])).sum((1, 2)).mean()
@@ -270,12 +295,15 @@ class Dreaming:
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.opt.step()
         ent = -(h["logp_speed"].exp() * h["logp_speed"]).sum(-1).mean()
+        hits = torch.as_tensor(r["collided"]).view(-1, G).sum(1)  # per group: how many of its actions collided
         val = lambda x: float(x.detach())  # noqa: E731
         return {"loss": val(loss), "reward": float(R.mean()), "l2_m": float(r["l2"].mean()),
                 "collision_rate": float(r["collided"].mean()), "ttc_rate": float((r["ttc"] != 0).mean()),
                 "kl_speed": val(kl_speed), "kl_anchor": val(kl_anchor),
                 "kl_path": val(kl_path),
-                "text": val(l_text), "entropy": val(ent), "grad_norm": float(gn)}
+                "text": val(l_text), "entropy": val(ent), "grad_norm": float(gn),
+                "group_std_median": float(std.median()),
+                "mixed_collision_groups": float(((hits > 0) & (hits < G)).float().mean())}
 
     def save(self) -> None:
         tmp = self.out / "ckpt.tmp.pt"
@@ -333,7 +361,7 @@ def dreaming_curves(history: list[dict], png: str | Path) -> Path:
     series = {f"train {k}": ([h["update"] for h in tr], [h["train"][k] for h in tr])
               for k in ("reward", "collision_rate", "kl_speed")}
     series.update({f"held-out {k}": ([h["update"] for h in ho], [h["heldout"][k] for h in ho])
-                   for k in ("reward", "l2_m", "collision_rate")})
+                   for k in ("reward", "reward_sampled", "l2_m", "collision_rate") if k in ho[0]["heldout"]})
     return plot_curves(series, png, "Scenario Dreaming (GRPO)")
 
 
