@@ -47,8 +47,8 @@ def _run(tmp_path, name, **kw):
     return stack_run(None, None, str(tmp_path / name), seed=kw.pop("seed", 0), timeout=300, **kw)
 
 
-# the fault tests' route: Proc0's 131 m (32 s of sim time) instead of the default 239 m (43 s); the faults come at
-# 0-6 s and the expert drives the rest
+# the route of the fault, advisory and TakeVLA tests: Proc0's 131 m (32 s of sim time) instead of the default 239 m
+# (43 s); the faults come at 0-6 s and the expert drives the rest
 SHORT = 120.0
 
 
@@ -551,7 +551,7 @@ def test_takevla_drives_and_explains_itself_in_the_stack(tmp_path):
     from drivesim.vla.language import INDEX
 
     mid = verify_vla(find_model("takevla", "vla"))
-    res = _run(tmp_path, "vla", policy="takevla", record="continuous",
+    res = _run(tmp_path, "vla", policy="takevla", record="continuous", route_length=SHORT,
                node_overrides={**QUIET_MONITOR, "vla_reasoning": {"model": "takevla"}})
     out = Path(res["out"])
     spec = parse_routes(out / "routes.xml").routes[0]
@@ -595,7 +595,7 @@ def test_the_planner_honours_the_reasoning_advisory(tmp_path):
     (the rule reasoner's, named `rule`) not older than advisory_ttl; without it the planner ignores the advisory."""
     import numpy as np
 
-    res = _run(tmp_path, "adv", record="continuous",
+    res = _run(tmp_path, "adv", record="continuous", route_length=SHORT,
                node_overrides={**QUIET_MONITOR, "planner": {"honour_advisory": True}})
     out = Path(res["out"])
     got = _topic_messages(out, ("/drive_stack/reasoning", "/drive_stack/plan"))
