@@ -11,8 +11,8 @@ log pi(a | s) = log p(anchor) + sum_{k in R} log p_k(speed bin_k) - sum_i ||path
 (+ a constant).
 GRPO: per scenario a group of `group` sampled actions, rolled out 2 s at 5 Hz (bicycle + deployed PID, agents
 replaying their log); reward = -(discounted mean L2 to the expert's trajectory) + collision term; advantages
-standardised within each group, A = (R - mean_g) / max(std_g, adv_std_floor) (eps: 1e-6; a floor keeps a group
-whose rewards hardly differ from being scaled up to full-size advantages); loss = -mean(A log pi(a | s)) + kl x KL(pi ||
+standardised within each group, A = (R - mean_g) / max(std_g, adv_std_floor) (1e-6: plain GRPO; the default 0.5
+keeps a group whose rewards hardly differ from being scaled up to full-size advantages); loss = -mean(A log pi(a | s)) + kl x KL(pi ||
 pi_ref) to the starting model (exact for the anchor and speed distributions; for the paths, each anchor's
 ||mu - mu_ref||^2 / (2 sigma^2) weighted by its probability)
 + w_text x the commentary's cross-entropy on the same scenarios (default 0: the language decoder is frozen, so the
