@@ -61,14 +61,44 @@ def records(out: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def run_cli():
-    """`drive-stack ARGS` in a subprocess; a local Ray keeps its session files in a temporary folder (RAY_TMPDIR,
-    short: Ray's socket paths live under it), removed afterwards."""
-    tmp = tempfile.mkdtemp(prefix="dsray", dir="/tmp")
+def ray_head():
+    """One Ray head on loopback (127.0.0.4: the two-node test's cluster is on .2 and .3; 2 CPUs, its own auth
+    token) for the tests that join a running cluster (`--ray HOST:PORT`): a local Ray costs its start (4-17 s on 2
+    cores) in every run that makes one, so only test_eval_on_a_local_ray_matches_workers_and_resumes starts its own
+    (`--ray` alone). Yields (address, env)."""
+    tmp = Path(tempfile.mkdtemp(prefix="dsray", dir="/tmp"))  # short: Ray's socket paths live under its temp dir
+    port = _free_port()
+    env = {**os.environ, **QUIET, "RAY_TMPDIR": str(tmp), "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    log = open(tmp / "head.log", "w")
+    head = subprocess.Popen([RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.4",
+                             "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats", "--block",
+                             "--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port",
+                             str(_free_port()), "--temp-dir", str(tmp / "h")],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: "Ray runtime started" in (tmp / "head.log").read_text(), "the Ray head", 90,
+                  [tmp / "head.log"])
+        yield f"127.0.0.4:{port}", env
+    finally:
+        _kill_node(head.pid)
+        head.wait(timeout=30)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+
+@pytest.fixture(scope="module")
+def run_cli(ray_head):
+    """`drive-stack ARGS` in a subprocess, with the shared head's token in its environment; `local=True`: in a
+    temporary folder of its own (RAY_TMPDIR, short: Ray's socket paths live under it), where `--ray` starts a
+    local Ray (ray.init joins a cluster it finds in its temp folder: the head's is elsewhere), removed afterwards."""
+    _, head_env = ray_head
+    tmp = tempfile.mkdtemp(prefix="dsray", dir="/tmp")
+    local_env = {**os.environ, **QUIET, "RAY_TMPDIR": tmp}
+
+    def run(*args: str, timeout: float = 180, local: bool = False) -> subprocess.CompletedProcess:
         return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **QUIET, "RAY_TMPDIR": tmp})
+                              env=local_env if local else head_env)
 
     yield run
     shutil.rmtree(tmp, ignore_errors=True)
@@ -79,7 +109,7 @@ def test_eval_on_a_local_ray_matches_workers_and_resumes(routes, reference, run_
     comes from a local run, `--ray --resume` runs only the other three."""
     out = tmp_path / "ev"
     evaluate(EvalConfig(routes=str(routes), out=str(out), route_ids=["0"]), log=lambda *_: None)
-    r = run_cli("eval", "--routes", str(routes), "--out", str(out), "--workers", "2", "--ray", "--resume")
+    r = run_cli("eval", "--routes", str(routes), "--out", str(out), "--workers", "2", "--ray", "--resume", local=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 routes already recorded, 3 to go" in r.stdout
     assert "Started a local Ray instance" in r.stderr
@@ -89,14 +119,14 @@ def test_eval_on_a_local_ray_matches_workers_and_resumes(routes, reference, run_
     assert json.loads((out / "results.json").read_text())["_checkpoint"]["progress"] == [4, 4]
 
 
-def test_collect_on_a_local_ray_matches_workers(routes, run_cli, tmp_path):
-    """`collect --ray`: every episode's arrays.npz and anno frames equal `--workers 2`'s (episodes come back from
+def test_collect_on_a_ray_cluster_matches_workers(routes, ray_head, run_cli, tmp_path):
+    """`collect --ray HOST:PORT`: every episode's arrays.npz and anno frames equal `--workers 2`'s (episodes come back from
     the tasks as files and are written under the driver's --out)."""
     ids = ["0", "2", "3"]  # the short routes
     cfg = CollectConfig(routes=str(routes), out=str(tmp_path / "local"), workers=2, branches=0, route_ids=ids)
     local = collect(cfg, log=lambda *_: None)
     r = run_cli("collect", "--routes", str(routes), "--out", str(tmp_path / "ray"), "--workers", "2",
-                "--branches", "0", "--route-ids", ",".join(ids), "--ray")
+                "--branches", "0", "--route-ids", ",".join(ids), "--ray", ray_head[0])
     assert r.returncode == 0, r.stdout + r.stderr
     ray_idx = json.loads((tmp_path / "ray" / "index.json").read_text())
 
@@ -105,7 +135,7 @@ def test_collect_on_a_local_ray_matches_workers(routes, run_cli, tmp_path):
 
     assert len(local["episodes"]) == 3 and not ray_idx["failed"]
     assert entries(ray_idx) == entries(local)
-    assert ray_idx["config"]["ray"] == "local" and ray_idx["config"]["max_retries"] == 1
+    assert ray_idx["config"]["ray"] == ray_head[0] and ray_idx["config"]["max_retries"] == 1
     for e in local["episodes"]:
         a, b = tmp_path / "local" / "episodes" / e["episode"], tmp_path / "ray" / "episodes" / e["episode"]
         with np.load(a / "arrays.npz") as za, np.load(b / "arrays.npz") as zb:
@@ -118,13 +148,13 @@ def test_collect_on_a_local_ray_matches_workers(routes, run_cli, tmp_path):
             assert read_frame(a / "anno" / f) == read_frame(b / "anno" / f)
 
 
-def test_a_route_that_raises_dies_or_hangs_on_ray_is_recorded(routes, reference, run_cli, tmp_path):
+def test_a_route_that_raises_dies_or_hangs_on_ray_is_recorded(routes, reference, ray_head, run_cli, tmp_path):
     """On Ray as locally: a route that raises is `Failed - Agent crashed`; one whose worker exits (twice: Ray's one
     retry) or hangs past --route-timeout (ray.cancel) `Failed - Simulation crashed`; the other route goes on. (Two
     runs: the hang's timeout counts from the hand-over to Ray, retries included, so it must not cut the retry short.)"""
     out = tmp_path / "ev"
-    r = run_cli("eval", "--routes", str(routes), "--out", str(out), "--workers", "2", "--ray", "--route-ids", "0,2,3",
-                "--fault", "crash:0,exit:2")
+    r = run_cli("eval", "--routes", str(routes), "--out", str(out), "--workers", "2", "--ray", ray_head[0],
+                "--route-ids", "0,2,3", "--fault", "crash:0,exit:2")
     assert r.returncode == 0, r.stdout + r.stderr
     recs = records(out)
     crashed, died = recs["RouteScenario_0_rep0"], recs["RouteScenario_2_rep0"]
@@ -137,8 +167,8 @@ def test_a_route_that_raises_dies_or_hangs_on_ray_is_recorded(routes, reference,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["routes_evaluated"] == 3 and len(summary["failed_routes"]) == 2
     out = tmp_path / "hang"
-    r = run_cli("eval", "--routes", str(routes), "--out", str(out), "--ray", "--route-ids", "3", "--fault", "hang:3",
-                "--route-timeout", "4")
+    r = run_cli("eval", "--routes", str(routes), "--out", str(out), "--ray", ray_head[0], "--route-ids", "3",
+                "--fault", "hang:3", "--route-timeout", "4")
     assert r.returncode == 0, r.stdout + r.stderr
     hung = records(out)["RouteScenario_3_rep0"]
     assert hung["status"] == "Failed - Simulation crashed" and "worker hung: no result after" in hung["meta"]["error"]
@@ -153,8 +183,9 @@ def test_missing_ray_is_a_clear_error(routes, tmp_path):
     assert not (tmp_path / "ev" / "results.json").exists()
 
 
-def test_rl_rollouts_on_ray_actors_give_the_in_process_update(learn_dataset, run_cli, tmp_path):
-    """`train rl --ray local --rollout-actors 2`: the learner samples the actions, two Ray actors roll out the
+def test_rl_rollouts_on_ray_actors_give_the_in_process_update(ray_head, learn_dataset, run_cli, tmp_path):
+    """`train rl --ray HOST:PORT --rollout-actors 2` (`--ray local` as well: the same code path after
+    ray.init): the learner samples the actions, two Ray actors roll out the
     halves of every update's states with the world model: the same rewards, losses and weights as the
     in-process rollouts with the same seeds (measured: bit-identical)."""
     from drivesim.learn.configs import ILConfig, WMConfig
@@ -168,9 +199,9 @@ def test_rl_rollouts_on_ray_actors_give_the_in_process_update(learn_dataset, run
             "--states", "32", "--curriculum", "2"]
     here = run_cli(*args, "--out", str(tmp_path / "here"))
     assert here.returncode == 0, here.stderr[-3000:]
-    ray = run_cli(*args, "--out", str(tmp_path / "ray"), "--ray", "local", "--rollout-actors", "2")
+    ray = run_cli(*args, "--out", str(tmp_path / "ray"), "--ray", ray_head[0], "--rollout-actors", "2")
     assert ray.returncode == 0, ray.stderr[-3000:]
-    assert "rl rollouts on 2 Ray actors (local" in ray.stdout + ray.stderr
+    assert f"rl rollouts on 2 Ray actors ({ray_head[0]}" in ray.stdout + ray.stderr
     m1, m2 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("here", "ray"))
     assert len(m1["history"]) == len(m2["history"]) == 3
     for a, b in zip(m1["history"], m2["history"]):
@@ -187,8 +218,8 @@ def test_rl_rollouts_on_ray_actors_give_the_in_process_update(learn_dataset, run
     assert r.returncode == 2 and "--ray needs the ray extra" in r.stderr, r.stderr[-2000:]
 
 
-def test_dreaming_rollouts_on_ray_actors_give_the_in_process_update(learn_dataset, shadow_data, run_cli, tmp_path):
-    """`train dreaming --ray local --rollout-actors 2`: the learner samples each group's actions, two Ray actors
+def test_dreaming_rollouts_on_ray_actors_give_the_in_process_update(ray_head, learn_dataset, shadow_data, run_cli, tmp_path):
+    """`train dreaming --ray HOST:PORT --rollout-actors 2`: the learner samples each group's actions, two Ray actors
     roll out halves of the scenarios (learn/dream_rollout.rollout): the same rewards, KLs, held-out curve and
     weights as the in-process rollouts with the same seeds."""
     from drivesim.learn.vla import VLAConfig, make_stage
@@ -200,9 +231,9 @@ def test_dreaming_rollouts_on_ray_actors_give_the_in_process_update(learn_datase
             "--workers", "1", "--threads", "1", "--lr", "1e-3"]
     here = run_cli(*args, "--out", str(tmp_path / "here"))
     assert here.returncode == 0, here.stderr[-3000:]
-    ray = run_cli(*args, "--out", str(tmp_path / "ray"), "--ray", "local", "--rollout-actors", "2")
+    ray = run_cli(*args, "--out", str(tmp_path / "ray"), "--ray", ray_head[0], "--rollout-actors", "2")
     assert ray.returncode == 0, ray.stderr[-3000:]
-    assert "dreaming rollouts on 2 Ray actors (local" in ray.stdout + ray.stderr
+    assert f"dreaming rollouts on 2 Ray actors ({ray_head[0]}" in ray.stdout + ray.stderr
     h1, h2 = (json.loads((tmp_path / d / "dreaming.json").read_text())["history"] for d in ("here", "ray"))
     assert [h["update"] for h in h1] == [h["update"] for h in h2] == [0, 1, 2, 3]
     for a, b in zip(h1, h2):

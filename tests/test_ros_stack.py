@@ -47,8 +47,8 @@ def _run(tmp_path, name, **kw):
     return stack_run(None, None, str(tmp_path / name), seed=kw.pop("seed", 0), timeout=300, **kw)
 
 
-# the route of the fault, advisory and TakeVLA tests: Proc0's 131 m (32 s of sim time) instead of the default 239 m
-# (43 s); the faults come at 0-6 s and the expert drives the rest
+# the route of the procedural stack tests but the safe stop's (which ends blocked): Proc0's 131 m (32 s of sim
+# time) instead of the default 239 m (43 s); the faults come at 0-6 s and the expert drives the rest
 SHORT = 120.0
 
 
@@ -63,7 +63,7 @@ def test_ros_loop_matches_the_direct_loop(tmp_path):
     from drivesim.maps import TownLoader
     from drivesim.routes.xml import parse_routes
 
-    res = _run(tmp_path, "parity", node_overrides=QUIET_MONITOR)
+    res = _run(tmp_path, "parity", node_overrides=QUIET_MONITOR, route_length=SHORT)
     spec = parse_routes(Path(res["out"]) / "routes.xml").routes[0]
     direct = run_route(TownLoader().load(spec.town), spec, "rule", seed=0).record
     ros = res["record"]
@@ -91,7 +91,7 @@ def test_ros_loop_with_the_learned_planner_matches_the_direct_loop(tmp_path):
     from drivesim.routes.xml import parse_routes
 
     find_model("perlad")  # the committed default (models/perlad) must exist
-    res = _run(tmp_path, "learned", policy="perlad", node_overrides=QUIET_MONITOR)
+    res = _run(tmp_path, "learned", policy="perlad", node_overrides=QUIET_MONITOR, route_length=SHORT)
     log = (Path(res["out"]) / "logs" / "planner.log").read_text()
     assert "policy 'perlad' loaded" in log and "backend ort-cpu" in log
     spec = parse_routes(Path(res["out"]) / "routes.xml").routes[0]
@@ -126,7 +126,8 @@ def test_both_perception_modes_drive_as_the_direct_loop(tmp_path, perception, wh
     from drivesim.sim.localization import geo_reference
 
     if where == "proc":
-        res = _run(tmp_path, "sensors", policy="perlad", node_overrides=QUIET_MONITOR, perception=perception)
+        res = _run(tmp_path, "sensors", policy="perlad", node_overrides=QUIET_MONITOR, perception=perception,
+                   route_length=SHORT)
         spec = parse_routes(Path(res["out"]) / "routes.xml").routes[0]
         loader = TownLoader()
     else:
@@ -199,15 +200,26 @@ def test_planner_killed_mid_route_means_takeover_safe_control_and_a_bag(tmp_path
     assert all(a.markers[0].action == 3 for a in arrays)  # DELETEALL first: no stale agent stays drawn
 
 
-def test_nan_from_the_planner_is_rejected_and_the_stack_keeps_going(tmp_path):
+@pytest.fixture(scope="module")
+def nan_and_recorder_killed(tmp_path_factory):
+    """One stack run for two faults that touch different nodes: planner:nan@3 and recorder:exit@6 (continuous
+    bags). (A stack run costs ~6 s to start and ~20 s to drive on 2 cores: one run serves both tests.)"""
+    return _run(tmp_path_factory.mktemp("faults"), "nan_kill", faults=["planner:nan@3.0", "recorder:exit@6.0"],
+                record="continuous", node_overrides=QUIET_MONITOR, route_length=SHORT)
+
+
+def test_nan_from_the_planner_is_rejected_and_the_stack_keeps_going(nan_and_recorder_killed):
     """planner:nan@3: NaN commands never reach the vehicle: the monitor rejects them (INVALID_MESSAGE takeover),
-    the simulator applies no NaN and misses no tick, every node but the planner's fault keeps running."""
-    res = _run(tmp_path, "nan", faults=["planner:nan@3.0"], node_overrides=QUIET_MONITOR, route_length=SHORT)
-    tk = res["takeovers"]
-    assert len(tk) == 1 and tk[0]["cause"] == "INVALID_MESSAGE" and tk[0]["takeover_time"] == pytest.approx(3.0, abs=0.051)
+    the simulator applies no NaN and misses no tick, every node but the planner's fault keeps running (and the
+    recorder, killed by the run's other fault)."""
+    res = nan_and_recorder_killed
+    tk = res["record"]["meta"]["takeovers"]["events"]  # the simulator's record (no takeover bags: continuous mode)
+    assert len(tk) == 1 and tk[0]["cause"] == "INVALID_MESSAGE" and tk[0]["t"] == pytest.approx(3.0, abs=0.051)
+    assert "throttle is nan" in tk[0]["detail"]
     assert res["record"]["meta"]["stack"]["missed_ticks"] == 0
     assert res["record"]["meta"]["stack"]["rejected_commands"] == []  # nothing invalid reached the simulator
-    assert all(code in (0, -2) for code in res["node_exits"].values()), res["node_exits"]
+    exits = {n: code for n, code in res["node_exits"].items() if n != "recorder"}
+    assert len(exits) == len(res["node_exits"]) - 1 and all(code in (0, -2) for code in exits.values()), exits
     log = (Path(res["out"]) / "logs" / "takeover_monitor.log").read_text()
     assert "rejected" in log and "throttle is nan" in log
 
@@ -226,13 +238,12 @@ def test_a_planner_that_raises_from_the_first_tick_is_taken_over_and_stays_up(tm
     assert "injected fault at t=0.00" in log and "Traceback" in log
 
 
-def test_recorder_killed_keeps_its_flushed_segments(tmp_path):
+def test_recorder_killed_keeps_its_flushed_segments(nan_and_recorder_killed):
     """recorder:exit@6 (os._exit, no cleanup, like SIGKILL) in continuous mode: the segments closed before it
     are complete bags that rosbags reads back."""
     from drivesim.stack.bags import read_bag
 
-    res = _run(tmp_path, "kill", faults=["recorder:exit@6.0"], record="continuous", node_overrides=QUIET_MONITOR,
-               route_length=SHORT)
+    res = nan_and_recorder_killed
     assert res["node_exits"]["recorder"] == 3
     segs = sorted((Path(res["out"]) / "bags" / "continuous").glob("seg_*"))
     assert len(segs) >= 1
@@ -642,5 +653,29 @@ def test_the_takeover_monitor_hands_the_experts_plan_to_the_gate():
             pub.publish(msg)
             ex.spin_once(timeout_sec=0.05)
         assert monitor.gate.expert_speed.get(1.5) == pytest.approx(6.0)
+    finally:
+        rclpy.shutdown()
+
+
+def test_endpoints_carry_no_default_event_handlers():
+    """A stack node's publishers and subscriptions (the /clock reader of use_sim_time too) come without rclpy's
+    default QoS-event handlers: each one is a waitable polled on every spin (common.quiet_events), so a node with
+    many endpoints paid per message for each; a plain rclpy node has two per endpoint."""
+    from drive_stack.common import StackNode
+    from rclpy.event_handler import EventHandler
+    from std_msgs.msg import Float64
+
+    rclpy.init()
+    try:
+        plain = rclpy.create_node("plain_node")
+        for i in range(3):
+            plain.create_subscription(Float64, f"/t{i}", lambda _: None, 10)
+        assert sum(isinstance(w, EventHandler) for w in plain.waitables) >= 6
+        node = StackNode("quiet_node")
+        for i in range(3):
+            node.create_subscription(Float64, f"/t{i}", lambda _: None, 10)
+            node.create_publisher(Float64, f"/p{i}", 10)
+        assert len(list(node.subscriptions)) >= 4  # ours and the /clock reader of use_sim_time
+        assert not [w for w in node.waitables if isinstance(w, EventHandler)]
     finally:
         rclpy.shutdown()

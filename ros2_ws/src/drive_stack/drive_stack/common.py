@@ -38,6 +38,21 @@ EVENTS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=Reli
                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def quiet_events(publisher: bool):
+    """Event callbacks without rclpy's defaults. By default rclpy gives every publisher and subscription handlers
+    for incompatible-QoS and incompatible-type events (a logged warning each); each handler is a waitable that
+    the executor puts in its wait set and polls on every spin, so a node's cost per message grew with its number
+    of endpoints: the recorder's 23 subscriptions brought 46 handlers (a spin of its executor took ~2x as long,
+    tests/test_ros_stack.py::test_endpoints_carry_no_default_event_handlers). The stack checks its wiring itself:
+    the first tick waits until every endpoint is matched, and a QoS or type mismatch is never matched, so it is
+    named there (`wired_nodes`, the pseudo-simulator's log) instead of in a warning."""
+    try:
+        from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+    except ImportError:  # Humble's name for the module
+        from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+    return (PublisherEventCallbacks if publisher else SubscriptionEventCallbacks)(use_default_callbacks=False)
+
+
 class StackNode(Node):
     """A node with the `fault` parameter (KIND@T, see drivesim.stack.faults) and sim time on."""
 
@@ -60,7 +75,9 @@ class StackNode(Node):
 
     def create_publisher(self, msg_type, topic, qos, **kw):
         """Every publisher of a node with a stall or nan fault is wrapped: from T on (the message's stamp, else the
-        latest /clock) it publishes nothing (stall) or its messages with every float set to NaN (nan)."""
+        latest /clock) it publishes nothing (stall) or its messages with every float set to NaN (nan). Without
+        rclpy's default QoS-event handlers (see `quiet_events`)."""
+        kw.setdefault("event_callbacks", quiet_events(publisher=True))
         pub = super().create_publisher(msg_type, topic, qos, **kw)
         self.__dict__.setdefault("_writers", []).append(pub)  # (its matched readers go out in the announcements)
         fault = getattr(self, "fault", None)  # rclpy.Node.__init__ creates publishers before ours is set
@@ -104,7 +121,9 @@ class StackNode(Node):
 
     def create_subscription(self, msg_type, topic, callback, qos, **kw):
         """Every subscription is kept (`reads`: the topics, the hidden /clock reader of use_sim_time too) and, once
-        the node is up, announced on /drive_stack/node_reads with the writers it has matched."""
+        the node is up, announced on /drive_stack/node_reads with the writers it has matched. Without rclpy's
+        default QoS-event handlers (see `quiet_events`)."""
+        kw.setdefault("event_callbacks", quiet_events(publisher=False))
         sub = super().create_subscription(msg_type, topic, callback, qos, **kw)
         self.__dict__.setdefault("reads", []).append(sub.topic_name)  # (rclpy.Node.__init__ subscribes before ours)
         self.__dict__.setdefault("_readers", []).append(sub)
