@@ -124,15 +124,20 @@ def stack_run(routes: str | None, route_id: str | None, out: str, maps_dir: str 
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
         t_int = time.perf_counter()
-        deadline = t_int + 15
+        stopped: dict[str, float] = {}  # node -> seconds after SIGINT (polled: the slowest is named)
+        while len(stopped) < len(procs) and time.perf_counter() - t_int < 15:
+            for name, p in procs.items():
+                if name not in stopped and p.poll() is not None:
+                    stopped[name] = time.perf_counter() - t_int
+            time.sleep(0.02)
         for name, p in procs.items():
-            try:
-                p.wait(timeout=max(deadline - time.perf_counter(), 0.1))
-            except subprocess.TimeoutExpired:
+            if name not in stopped:
                 p.kill()
                 p.wait()
                 log(f"node {name} did not stop within 15 s of SIGINT: killed (see {out_dir / 'logs' / (name + '.log')})")
-        log(f"nodes stopped {time.perf_counter() - t_int:.1f} s after SIGINT")
+        slowest = max(stopped, key=stopped.get, default=None)
+        log(f"nodes stopped {time.perf_counter() - t_int:.1f} s after SIGINT"
+            + (f" (the last: {slowest}, {stopped[slowest]:.1f} s)" if slowest else ""))
         for f in files:
             f.close()
     summary = json.loads((out_dir / "summary.json").read_text())
