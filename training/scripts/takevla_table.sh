@@ -11,7 +11,8 @@
 #   5. language metrics (decision, reason, hazard, advisory) on the expert's collections of those routes.
 # Usage: [EPOCHS=3] [UPDATES=200] [VARIANTS="none post pre"] [HELD="none post pre dream": the models evaluated on
 #        the held-out sets] [TRAIN_SEEDS="0"] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
-#        [DREAM_EXTRA="--lr 3e-5 --kl 1.0": train dreaming options] [TABLE=table: the tables' file stem]
+#        [DREAM_EXTRA="": more train dreaming options; the committed models' recipe was "--lr 3e-5 --kl 1.0
+#        --adv-std-floor 1e-6"] [TABLE=table: the tables' file stem]
 #        training/scripts/takevla_table.sh [OUT]          (2-core machine: about 90 minutes with the defaults)
 # Training seed 0 writes OUT/sft_<variant> and OUT/dream, seed s > 0 OUT/sft_<variant>_t<s> and OUT/dream_t<s>; a
 # table row is a variant's runs over every training and evaluation seed.
