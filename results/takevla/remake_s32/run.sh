@@ -8,7 +8,7 @@
 # data as takevla_table.sh collects it (the expert on the perlad training suites, Proc2 with recovery noise).
 # Collection is deterministic, so a later session with another TRAIN_SEEDS trains on the same data
 # (E/fingerprint.json: frames and takeovers per collection, to check that).
-# Usage: [TRAIN_SEEDS="0"] [VARIANTS="none post pre"] results/takevla/remake_s32/run.sh E [SHARED]
+# Usage: [TRAIN_SEEDS="0"] [NO_POST=1: without the post variant] results/takevla/remake_s32/run.sh E [SHARED]
 #   then results in E/tv (the tables E/tv/table_{p5,b2d}.md; copy with results/takevla/remake_s32/keep.sh E)
 set -euo pipefail
 E=${1:?usage: run.sh E [SHARED]}
@@ -39,10 +39,11 @@ for idx in sorted(E.glob("*/index.json")):
     doc = json.loads(idx.read_text())
     eps = doc["episodes"]
     out[idx.parent.name] = {"episodes": len(eps), "frames": sum(int(e.get("frames", 0)) for e in eps),
-                            "takeovers": sum(len(t) if isinstance(t := e.get("takeovers", 0), list) else int(t)
-                                              for e in eps)}
+                            "takeovers": sum(int((e.get("takeovers") or {}).get("count", 0)) for e in eps)}
 (E / "fingerprint.json").write_text(json.dumps(out, indent=1))
 print(json.dumps(out))
 PY
-BASE="$E/data_p1,$E/data_p2" TK="$TK" VARIANTS=${VARIANTS:-none post pre} HELD="${VARIANTS:-none post pre} dream" \
-    TRAIN_SEEDS=${TRAIN_SEEDS:-0} EPOCHS=4 UPDATES=150 training/scripts/takevla_table.sh "$E/tv"
+# the variants the target compares first (none, pre, dream), then the TakeAD-style row (post) beside them
+export BASE="$E/data_p1,$E/data_p2" TK EPOCHS=4 UPDATES=150 TRAIN_SEEDS=${TRAIN_SEEDS:-0}
+VARIANTS="none pre" HELD="none pre dream" training/scripts/takevla_table.sh "$E/tv"
+[ -n "${NO_POST:-}" ] || VARIANTS="none post pre" HELD="none post pre dream" training/scripts/takevla_table.sh "$E/tv"
