@@ -11,8 +11,8 @@
 #   5. language metrics (decision, reason, hazard, advisory) on the expert's collections of those routes.
 # Usage: [EPOCHS=3] [UPDATES=200] [VARIANTS="none post pre"] [HELD="none post pre dream": the models evaluated on
 #        the held-out sets] [TRAIN_SEEDS="0"] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
-#        [DREAM_EXTRA="": more train dreaming options; the committed models' recipe was "--lr 3e-5 --kl 1.0
-#        --adv-std-floor 1e-6"] [TABLE=table: the tables' file stem]
+#        [MAPS=$SHARED/carla_maps: the takeover collections' CARLA towns] [DREAM_EXTRA="": more train dreaming
+#        options; the committed models' recipe was "--lr 3e-5 --kl 1.0 --adv-std-floor 1e-6"] [TABLE=table: the tables' file stem]
 #        training/scripts/takevla_table.sh [OUT]          (2-core machine: about 90 minutes with the defaults)
 # Training seed 0 writes OUT/sft_<variant> and OUT/dream, seed s > 0 OUT/sft_<variant>_t<s> and OUT/dream_t<s>; a
 # table row is a variant's runs over every training and evaluation seed.
@@ -28,6 +28,11 @@ TRAIN_SEEDS=${TRAIN_SEEDS:-0}
 DREAM_EXTRA=${DREAM_EXTRA:-}
 TABLE=${TABLE:-table}
 SHARED=${SHARED:-../shared}
+# the takeover collections' CARLA towns (e.g. Town04 shadow runs): without them train takevla / dreaming skip those
+# episodes ("skipped episode ...: MissingMap")
+MAPS=${MAPS:-$SHARED/carla_maps}
+maps=()
+[ -d "$MAPS" ] && maps=(--maps-dir "$MAPS")
 P=results/perlad
 T=results/takead
 mkdir -p "$OUT"
@@ -54,14 +59,14 @@ sfx() { [ "$1" = 0 ] && echo "" || echo "_t$1"; }
 for t in $TRAIN_SEEDS; do
   for v in $VARIANTS; do
     [ -f "$OUT/sft_$v$(sfx "$t")/takevla.json" ] || $DS train takevla --data "$BASE" --takeover-data "$TK" --supervision "$v" --pre-takeover "$PRE" \
-        --epochs "$EPOCHS" --seed "$t" --out "$OUT/sft_$v$(sfx "$t")" --eval-routes "$T/suite_p3.xml" --resume \
+        "${maps[@]}" --epochs "$EPOCHS" --seed "$t" --out "$OUT/sft_$v$(sfx "$t")" --eval-routes "$T/suite_p3.xml" --resume \
         > "$OUT/sft_$v$(sfx "$t").log" 2>&1
     stamp "sft $v seed $t: $(grep -o 'takevla eval DS [0-9.]*' "$OUT/sft_$v$(sfx "$t").log" | tail -1)"
   done
   if [ -f "$OUT/sft_pre$(sfx "$t")/ckpt.pt" ] && [ "$UPDATES" -gt 0 ]; then
     # shellcheck disable=SC2086
     [ -f "$OUT/dream$(sfx "$t")/dreaming.json" ] || $DS train dreaming --init "$OUT/sft_pre$(sfx "$t")/ckpt.pt" --takeover-data "$TK" --pre-takeover "$PRE" \
-        --updates "$UPDATES" --seed "$t" $DREAM_EXTRA --out "$OUT/dream$(sfx "$t")" --eval-routes "$T/suite_p3.xml" \
+        "${maps[@]}" --updates "$UPDATES" --seed "$t" $DREAM_EXTRA --out "$OUT/dream$(sfx "$t")" --eval-routes "$T/suite_p3.xml" \
         --resume > "$OUT/dream$(sfx "$t").log" 2>&1
     stamp "dreaming seed $t: $(grep -o 'dreaming eval DS [0-9.]*' "$OUT/dream$(sfx "$t").log" | tail -1)"
   fi

@@ -44,6 +44,6 @@ for idx in sorted(E.glob("*/index.json")):
 print(json.dumps(out))
 PY
 # the variants the target compares first (none, pre, dream), then the TakeAD-style row (post) beside them
-export BASE="$E/data_p1,$E/data_p2" TK EPOCHS=4 UPDATES=150 TRAIN_SEEDS=${TRAIN_SEEDS:-0}
+export BASE="$E/data_p1,$E/data_p2" TK SHARED EPOCHS=4 UPDATES=150 TRAIN_SEEDS=${TRAIN_SEEDS:-0}
 VARIANTS="none pre" HELD="none pre dream" training/scripts/takevla_table.sh "$E/tv"
 [ -n "${NO_POST:-}" ] || VARIANTS="none post pre" HELD="none post pre dream" training/scripts/takevla_table.sh "$E/tv"
