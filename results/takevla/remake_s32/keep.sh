@@ -9,7 +9,7 @@ mkdir -p "$R/evals" "$R/language"
 cp "$E/fingerprint.json" "$R/"
 cp "$E"/tv/table_*.md "$E/tv/timings.log" "$R/"
 for d in "$E"/tv/sft_* "$E"/tv/dream*; do
-  [ -d "$d" ] || continue
+  [ -f "$d/takevla.json" ] || [ -f "$d/dreaming.json" ] || continue   # finished runs only
   n=$(basename "$d"); mkdir -p "$R/$n"
   for f in commentary_counts.json metrics.json config.json takevla.json dreaming.json curves.png; do
     [ -f "$d/$f" ] && cp "$d/$f" "$R/$n/"
