@@ -257,6 +257,21 @@ def test_train_help_shows_the_field_docs():
 
 
 # ------------------------------------------------------------------------------------------------- 4. eval-table
+def test_training_on_a_town_without_its_map_is_a_clear_error(tmp_path, no_env, capsys):
+    """A dataset whose episodes drove a CARLA town that no maps directory holds: every episode fails, and the
+    command says so in one line with the fix (--maps-dir), exit 2, no traceback (session 33: a TakeVLA run given
+    Town04 takeover collections without --maps-dir ended in a FrameError traceback)."""
+    data = tmp_path / "shadow_t04"
+    (data / "episodes" / "Town04_Accident_0_s1000").mkdir(parents=True)
+    (data / "index.json").write_text(json.dumps({"episodes": [
+        {"episode": "Town04_Accident_0_s1000", "town": "Town04", "frames": 12}]}))
+    rc = main(["train", "il", "--data", str(data), "--out", str(tmp_path / "out"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("drive-stack: error: ") and "Traceback" not in err
+    assert "no usable episodes (1 failed)" in err and "Town04.xodr not found" in err and "--maps-dir" in err
+
+
 def test_eval_table_refuses_a_label_given_twice(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"label 'rule' is given twice .*rule=a\+b"):
         parse_runs("rule=a,expert=c,rule=b")

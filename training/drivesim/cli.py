@@ -1019,6 +1019,7 @@ MOVED = {("stack",): "stack run", ("bench", "stack"): "bench stack"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .dataset.b2d import FrameError
     from .evaluation.dispatch import RayMissing
     from .maps import MapError
     from .policies import ModelError, UnknownPolicy
@@ -1032,7 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
     np.seterr(all="ignore")
     try:
         return args.fn(args)
-    except (RouteError, MapError, UnknownPolicy, ModelError, FileNotFoundError, RayMissing) as e:
+    except (RouteError, MapError, UnknownPolicy, ModelError, FileNotFoundError, RayMissing, FrameError) as e:
         print(f"drive-stack: error: {e}", file=sys.stderr)
         return 2
 
