@@ -93,13 +93,15 @@ def _local_dispatch(fn: Callable, jobs: Sequence[tuple], workers: int, timeout_s
                 i, args = pending.pop(0)
                 parent, child = ctx.Pipe(duplex=False)
                 p = ctx.Process(target=_child, args=(child, fn, args), daemon=True)
+                t0 = time.perf_counter()  # before the start: a forked child can run before start() returns
                 p.start()
                 child.close()
-                running[p.pid] = (p, parent, i, time.perf_counter())
+                running[p.pid] = (p, parent, i, t0)
             for pid in list(running):
                 p, conn, i, t0 = running[pid]
                 wall = time.perf_counter() - t0
                 if conn.poll():
+                    wall = time.perf_counter() - t0  # after the poll: the result may have come after the line above
                     try:
                         out = Outcome(i, "ok", conn.recv(), wall=wall)
                     except EOFError:
@@ -180,7 +182,8 @@ def _ray_dispatch(fn: Callable, jobs: Sequence[tuple], workers: int, address: st
                 cap, cap_t = capacity(), time.perf_counter()
             while pending and len(running) < cap:
                 i, args = pending.pop(0)
-                running[task.remote(fn, args)] = (i, time.perf_counter())
+                t0 = time.perf_counter()  # before the submit: the task may start before remote() returns
+                running[task.remote(fn, args)] = (i, t0)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
             for ref in ready:
                 i, t0 = running.pop(ref)
