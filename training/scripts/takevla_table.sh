@@ -28,8 +28,8 @@ TRAIN_SEEDS=${TRAIN_SEEDS:-0}
 DREAM_EXTRA=${DREAM_EXTRA:-}
 TABLE=${TABLE:-table}
 SHARED=${SHARED:-../shared}
-# the takeover collections' CARLA towns (e.g. Town04 shadow runs): without them train takevla / dreaming skip those
-# episodes ("skipped episode ...: MissingMap")
+# the takeover collections' CARLA towns (e.g. Town04 shadow runs): without them train takevla / dreaming stop at
+# such a collection ("drive-stack: error: ...: no usable episodes ...; first: ... MissingMap ...")
 MAPS=${MAPS:-$SHARED/carla_maps}
 maps=()
 [ -d "$MAPS" ] && maps=(--maps-dir "$MAPS")
