@@ -10,7 +10,7 @@
 #      evaluation seeds, with average TTC; tables to OUT/*.md;
 #   5. language metrics (decision, reason, hazard, advisory) on the expert's collections of those routes.
 # Usage: [EPOCHS=3] [UPDATES=200] [VARIANTS="none post pre"] [HELD="none post pre dream": the models evaluated on
-#        the held-out sets] [TRAIN_SEEDS="0"] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
+#        the held-out sets; dream_<name>: the dreaming run OUT/dream_<name>{,_t<s>}, e.g. a dream_sweep.sh candidate] [TRAIN_SEEDS="0"] [EVAL_SEEDS="0 1"] [BASE=dir1,dir2] [TK=dir,...]
 #        [MAPS=$SHARED/carla_maps: the takeover collections' CARLA towns] [DREAM_EXTRA="": more train dreaming
 #        options; the committed models' recipe was "--lr 3e-5 --kl 1.0 --adv-std-floor 1e-6"] [TABLE=table: the tables' file stem]
 #        training/scripts/takevla_table.sh [OUT]          (2-core machine: about 90 minutes with the defaults)
@@ -76,7 +76,8 @@ done
 models=()   # label=file, one per variant and training seed
 for v in ${HELD:-$VARIANTS dream}; do
   for t in $TRAIN_SEEDS; do
-    f="$OUT/sft_$v$(sfx "$t")/model/vla.onnx"; [ "$v" = dream ] && f="$OUT/dream$(sfx "$t")/model/vla.onnx"
+    f="$OUT/sft_$v$(sfx "$t")/model/vla.onnx"
+    case $v in dream*) f="$OUT/$v$(sfx "$t")/model/vla.onnx";; esac   # dream, or another dreaming run dream_<name>
     [ -f "$f" ] && models+=("$v$(sfx "$t")=$f")
   done
 done

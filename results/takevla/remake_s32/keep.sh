@@ -18,5 +18,6 @@ done
 for d in "$E"/tv/eval_*/; do
   [ -f "$d/summary.json" ] && cp "$d/summary.json" "$R/evals/$(basename "$d").json"
 done
+[ -f "$E/tv/dream_sweep.json" ] && cp "$E/tv/dream_sweep.json" "$R/"   # dream_sweep.sh's validation table
 for f in "$E"/tv/language_*.json; do [ -f "$f" ] && cp "$f" "$R/language/"; done
 echo "kept in $R: $(find "$R" -type f | wc -l) files"

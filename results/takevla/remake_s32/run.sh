@@ -8,7 +8,8 @@
 # data as takevla_table.sh collects it (the expert on the perlad training suites, Proc2 with recovery noise).
 # Collection is deterministic, so a later session with another TRAIN_SEEDS trains on the same data
 # (E/fingerprint.json: frames and takeovers per collection, to check that).
-# Usage: [TRAIN_SEEDS="0"] [NO_POST=1: without the post variant] results/takevla/remake_s32/run.sh E [SHARED]
+# Usage: [TRAIN_SEEDS="0"] [NO_POST=1: without the post variant] [HELD="none pre dream": the first table's models,
+#        e.g. + dream_s128, dream_sweep.sh's choice] [TABLE=table: the tables' stem] results/takevla/remake_s32/run.sh E [SHARED]
 #   then results in E/tv (the tables E/tv/table_{p5,b2d}.md; copy with results/takevla/remake_s32/keep.sh E)
 set -euo pipefail
 E=${1:?usage: run.sh E [SHARED]}
@@ -45,5 +46,5 @@ print(json.dumps(out))
 PY
 # the variants the target compares first (none, pre, dream), then the TakeAD-style row (post) beside them
 export BASE="$E/data_p1,$E/data_p2" TK SHARED EPOCHS=4 UPDATES=150 TRAIN_SEEDS=${TRAIN_SEEDS:-0}
-VARIANTS="none pre" HELD="none pre dream" training/scripts/takevla_table.sh "$E/tv"
+VARIANTS="none pre" HELD=${HELD:-none pre dream} training/scripts/takevla_table.sh "$E/tv"
 [ -n "${NO_POST:-}" ] || VARIANTS="none post pre" HELD="none post pre dream" training/scripts/takevla_table.sh "$E/tv"
