@@ -8,16 +8,14 @@
 #   s128_u300: the same, 300 updates
 # Each from the same start (E/tv/sft_pre{,_t1,_t2}/ckpt.pt), judged on Proc3 (eval seed 0: DS and average TTC) and on
 # the held-out scenarios (a split of the training takeovers); never on Proc5 or the Bench2Drive routes.
-# Usage: [TRAIN_SEEDS="0 1 2"] results/takevla/remake_s32/dream_sweep.sh E [SHARED]  -> E/tv/dream_<cand>{,_t<s>}
+# Usage (after run.sh): [TRAIN_SEEDS="0 1 2"] results/takevla/remake_s32/dream_sweep.sh E [SHARED]  -> E/tv/dream_<cand>{,_t<s>}
 #   and E/tv/dream_sweep.json (per candidate and seed: Proc3 DS / TTC, held-out scenario reward first -> last)
 set -euo pipefail
 E=${1:?usage: dream_sweep.sh E [SHARED]}
 SHARED=${2:-../shared}
 DS=${DS:-.venv/bin/drive-stack}
-TK=""   # run.sh's collections, in run.sh's order (the held-out split and the draws follow from it)
-for c in il_bc towns_t0_r4 towns_init_t0_r4 towns_s27_t0_r4; do
-  for s in p2 t04; do TK="${TK:+$TK,}$E/shadow_${c}_$s"; done
-done
+# the takeover collections run.sh's dreaming used, in its order (the held-out split and the draws follow from it)
+TK=$(.venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["takeover_data"])' "$E/tv/dream/config.json")
 declare -A opts=([s128]="--states 128 --updates 150" [s128_u300]="--states 128 --updates 300")
 sfx() { [ "$1" = 0 ] && echo "" || echo "_t$1"; }
 for t in ${TRAIN_SEEDS:-0 1 2}; do
